@@ -1,0 +1,87 @@
+import { parseArgs } from 'node:util';
+import { VlaError } from '../errors.js';
+import {
+  commandHelp,
+  parseArgsOptions,
+  type CommandIo,
+  type CommandSpec,
+  type OptionValues,
+} from './command.js';
+import { datasetCommand } from './dataset.js';
+import { infoCommand } from './info.js';
+import { simCommand } from './sim.js';
+import { startCommand } from './start.js';
+
+const COMMANDS: readonly CommandSpec[] = [startCommand, simCommand, infoCommand, datasetCommand];
+
+function usage(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
+  return [
+    'vla-node: run a vision-language-action policy on ONNX Runtime and publish action chunks',
+    '',
+    'Usage: vla-node <command> [options]',
+    '',
+    'Commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+    '',
+    'Run `vla-node <command> --help` for the options of a command.',
+  ].join('\n');
+}
+
+function makeIo(json: boolean): CommandIo {
+  return {
+    json,
+    progress: (message) => process.stderr.write(`${message}\n`),
+    result: (value, human) => {
+      if (json) process.stdout.write(`${JSON.stringify(value)}\n`);
+      else process.stdout.write(`${human ?? JSON.stringify(value, null, 2)}\n`);
+    },
+  };
+}
+
+/** Run the CLI with `argv` (without node and script); resolves to the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${usage()}\n`);
+    return name === undefined ? 1 : 0;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (command === undefined) {
+    process.stderr.write(`vla-node: unknown command ${JSON.stringify(name)}\n\n${usage()}\n`);
+    return 2;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...rest],
+      options: parseArgsOptions(command),
+      allowPositionals: command.positionals !== undefined,
+      strict: true,
+    });
+  } catch (error) {
+    process.stderr.write(
+      `vla-node ${name}: ${(error as Error).message}\n\n${commandHelp(command)}\n`,
+    );
+    return 2;
+  }
+  const values = parsed.values as OptionValues;
+  if (values.help === true) {
+    process.stdout.write(`${commandHelp(command)}\n`);
+    return 0;
+  }
+  try {
+    return await command.run(values, makeIo(values.json === true), parsed.positionals);
+  } catch (error) {
+    if (error instanceof VlaError) {
+      process.stderr.write(`vla-node ${name}: ${error.name} [${error.code}]: ${error.message}\n`);
+      if (values.json === true) {
+        process.stdout.write(
+          `${JSON.stringify({ error: { code: error.code, field: error.field ?? null, message: error.message } })}\n`,
+        );
+      }
+      return 1;
+    }
+    throw error;
+  }
+}

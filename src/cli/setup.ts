@@ -1,0 +1,73 @@
+import { loadConfig, parseOverride, resolvePackagePath, type VlaConfig } from '../config/index.js';
+import { ConfigError } from '../errors.js';
+import { loadModelPackage, type ModelPackage } from '../model/manifest.js';
+import type { PipelineOptions } from '../pipeline/pipeline.js';
+import type { OptionSpec, OptionValues } from './command.js';
+
+/** Options every command that loads the configuration shares. */
+export const CONFIG_OPTIONS = {
+  params: { type: 'string', help: 'parameter file (default: config/vla_node.param.yaml)' },
+  set: {
+    type: 'string',
+    multiple: true,
+    help: 'override one parameter, e.g. --set pruning.keep_ratio=0.5',
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+/**
+ * Load the parameter file with `--set` overrides plus the command's own flags (mapped to dotted
+ * keys by `flags`: flag name → key; a flag left out keeps the file's value).
+ */
+export async function configFromArgs(
+  values: OptionValues,
+  flags: Readonly<Record<string, string>> = {},
+): Promise<Readonly<VlaConfig>> {
+  const overrides: Record<string, unknown> = {};
+  const sets = values.set;
+  for (const text of Array.isArray(sets) ? sets : []) {
+    const [key, value] = parseOverride(text);
+    overrides[key] = value;
+  }
+  for (const [flag, key] of Object.entries(flags)) {
+    const v = values[flag];
+    if (typeof v === 'string') overrides[key] = parseOverride(`${key}=${v}`)[1];
+  }
+  const params = values.params;
+  return loadConfig({ ...(typeof params === 'string' ? { file: params } : {}), overrides });
+}
+
+export async function modelFromConfig(config: VlaConfig): Promise<ModelPackage> {
+  return loadModelPackage(resolvePackagePath(config.model.path));
+}
+
+/** The pipeline's options from the validated configuration. */
+export function pipelineOptions(config: VlaConfig, log: (m: string) => void): PipelineOptions {
+  if (config.safety.action_min.length !== config.safety.action_max.length) {
+    throw new ConfigError(
+      `Expected safety.action_min and safety.action_max to have the same length but received ${config.safety.action_min.length} and ${config.safety.action_max.length}`,
+      { field: 'safety.action_max' },
+    );
+  }
+  return {
+    precision: config.model.precision,
+    backend: {
+      executionProviders: config.backend.execution_providers,
+      intraOpThreads: config.backend.intra_op_threads,
+      interOpThreads: config.backend.inter_op_threads,
+      graphOptimization: config.backend.graph_optimization,
+      tensorrtCachePath: config.backend.tensorrt_cache_path,
+      log,
+    },
+    pruning: {
+      strategy: config.pruning.strategy,
+      keepRatio: config.pruning.keep_ratio,
+      keepCount: config.pruning.keep_count,
+    },
+    limits: {
+      min: config.safety.action_min,
+      max: config.safety.action_max,
+      maxDeltaPerStep: config.safety.max_delta_per_step,
+    },
+    warmupRuns: config.backend.warmup_runs,
+  };
+}

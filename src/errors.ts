@@ -1,0 +1,72 @@
+/**
+ * The project's error vocabulary. Every error a user can cause (bad input, bad model, bad
+ * configuration) is one of these classes, carries a stable `code`, and says what was expected and
+ * what was received, naming the field.
+ */
+
+/** Stable machine-readable error codes. */
+export type VlaErrorCode =
+  | 'INVALID_INPUT'
+  | 'INVALID_MANIFEST'
+  | 'MODEL_FILE'
+  | 'MODEL_MISMATCH'
+  | 'INVALID_CONFIG'
+  | 'BACKEND'
+  | 'UNSAFE_ACTION';
+
+export interface VlaErrorOptions {
+  /** The field or path the error is about, e.g. `image.encoding` or `manifest.inputs[0].shape`. */
+  readonly field?: string;
+  readonly cause?: unknown;
+}
+
+/** Base class: `code` is stable, `field` names what was wrong. */
+export class VlaError extends Error {
+  readonly code: VlaErrorCode;
+  readonly field: string | undefined;
+
+  constructor(code: VlaErrorCode, message: string, options: VlaErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.field = options.field;
+  }
+}
+
+/** A frame, message or request that cannot be used (wrong size, unknown encoding, corrupt bytes). */
+export class InputError extends VlaError {
+  constructor(message: string, options: VlaErrorOptions = {}) {
+    super('INVALID_INPUT', message, options);
+  }
+}
+
+/** A model package whose manifest is malformed, whose files are missing or corrupt, or whose
+ * manifest disagrees with its ONNX graphs. */
+export class ModelError extends VlaError {}
+
+/** A configuration (parameter file, CLI flag) that does not satisfy the schema. */
+export class ConfigError extends VlaError {
+  constructor(message: string, options: VlaErrorOptions = {}) {
+    super('INVALID_CONFIG', message, options);
+  }
+}
+
+/** ONNX Runtime failed to create a session or to run. */
+export class BackendError extends VlaError {
+  constructor(message: string, options: VlaErrorOptions = {}) {
+    super('BACKEND', message, options);
+  }
+}
+
+/** Describe a received value briefly for error messages. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+    return String(value);
+  if (Array.isArray(value)) return `array of length ${value.length}`;
+  if (ArrayBuffer.isView(value)) return `${value.constructor.name} of ${value.byteLength} bytes`;
+  return typeof value;
+}

@@ -1,0 +1,13 @@
+/** Frame ingest: camera frames to the model's normalised image tensor. */
+
+export {
+  SUPPORTED_ENCODINGS,
+  rawToRgb,
+  toThreeChannels,
+  type EncodedFrame,
+  type Frame,
+  type ImageInputSpec,
+  type RawFrame,
+  type ResizeMode,
+} from './frame.js';
+export { FrameIngest } from './ingest.js';

@@ -1,0 +1,191 @@
+/**
+ * Frame ingest: decode, convert, orient and resize camera frames to the model's image input.
+ */
+
+import sharp, { type ResizeOptions } from 'sharp';
+import { describe, InputError } from '../errors.js';
+import {
+  rawToRgb,
+  toThreeChannels,
+  type EncodedFrame,
+  type Frame,
+  type ImageInputSpec,
+  type ResizeMode,
+} from './frame.js';
+
+const FIT: Readonly<Record<ResizeMode, 'fill' | 'cover' | 'contain'>> = {
+  stretch: 'fill',
+  crop: 'cover',
+  pad: 'contain',
+};
+
+/** Resampling kernel used for every resize. */
+const KERNEL = 'lanczos3';
+const BLACK = { r: 0, g: 0, b: 0, alpha: 1 };
+
+function checkSpec(spec: ImageInputSpec): ImageInputSpec {
+  for (const key of ['width', 'height'] as const) {
+    const v: unknown = spec[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
+      throw new InputError(
+        `Expected a positive integer for spec.${key} but received ${describe(v)}`,
+        { field: `spec.${key}` },
+      );
+    }
+  }
+  if (!Object.hasOwn(FIT, spec.resize)) {
+    throw new InputError(
+      `Expected ${Object.keys(FIT).join('|')} for spec.resize but received ${describe(spec.resize)}`,
+      { field: 'spec.resize' },
+    );
+  }
+  const triple = (key: 'mean' | 'std'): [number, number, number] => {
+    const v: unknown = spec[key];
+    const ok = (x: unknown): x is number =>
+      typeof x === 'number' && Number.isFinite(x) && (key === 'mean' || x > 0);
+    if (!Array.isArray(v) || v.length !== 3 || !v.every(ok)) {
+      const what = key === 'std' ? 'positive finite numbers' : 'finite numbers';
+      throw new InputError(
+        `Expected 3 ${what} for spec.${key} but received ${Array.isArray(v) ? `[${v.map(describe).join(', ')}]` : describe(v)}`,
+        { field: `spec.${key}` },
+      );
+    }
+    return [v[0] as number, v[1] as number, v[2] as number];
+  };
+  return Object.freeze({
+    width: spec.width,
+    height: spec.height,
+    resize: spec.resize,
+    mean: Object.freeze(triple('mean')),
+    std: Object.freeze(triple('std')),
+  });
+}
+
+/**
+ * Turns camera frames into the model's image input: packed RGB at the spec size, then a
+ * normalised CHW float32 tensor. Stateless apart from the spec, so safe to share.
+ */
+export class FrameIngest {
+  /** The validated, frozen input spec. */
+  readonly spec: ImageInputSpec;
+  /** Per channel, the normalised value of each of the 256 byte values. */
+  readonly #lut: readonly [Float32Array, Float32Array, Float32Array];
+
+  /** @throws {InputError} with field `spec.<name>` when the spec is invalid. */
+  constructor(spec: ImageInputSpec) {
+    this.spec = checkSpec(spec);
+    const lut = (c: 0 | 1 | 2): Float32Array =>
+      Float32Array.from(
+        { length: 256 },
+        (_, x) => (x / 255 - this.spec.mean[c]) / this.spec.std[c],
+      );
+    this.#lut = [lut(0), lut(1), lut(2)];
+  }
+
+  /**
+   * Decode, convert, orient (EXIF) and resize any frame to packed HWC RGB uint8 of
+   * `spec.width * spec.height * 3` bytes.
+   *
+   * @throws {InputError} when the frame is malformed or its bytes cannot be decoded.
+   */
+  async toRgb(frame: Frame): Promise<Uint8Array> {
+    const { width, height } = this.spec;
+    let result: { data: Uint8Array; channels: number; width: number; height: number };
+    if (frame.kind === 'raw') {
+      const rgb = rawToRgb(frame);
+      if (frame.width === width && frame.height === height) return rgb;
+      const { data, info } = await sharp(rgb, {
+        raw: { width: frame.width, height: frame.height, channels: 3 },
+      })
+        .resize(width, height, this.#resizeOptions())
+        .raw({ depth: 'uchar' })
+        .toBuffer({ resolveWithObject: true });
+      result = { data, ...info };
+    } else {
+      result = await this.#decode(frame);
+    }
+    if (result.width !== width || result.height !== height) {
+      throw new InputError(
+        `Expected a ${width}x${height} image after resize but received ${result.width}x${result.height}`,
+        { field: 'image' },
+      );
+    }
+    const rgb = toThreeChannels(result.data, width * height, result.channels);
+    if (rgb.length !== width * height * 3) {
+      throw new InputError(
+        `Expected ${width * height * 3} RGB bytes after ingest but received ${rgb.length}`,
+        { field: 'image.data' },
+      );
+    }
+    return rgb;
+  }
+
+  /**
+   * Normalise packed HWC RGB uint8 of the spec size into the CHW float32 tensor `out`
+   * (length `3 * height * width`) as `(x / 255 - mean) / std`. Allocates nothing.
+   *
+   * @throws {InputError} when `rgb` or `out` has the wrong length.
+   */
+  normalise(rgb: Uint8Array, out: Float32Array): void {
+    const plane = this.spec.width * this.spec.height;
+    if (rgb.length !== plane * 3) {
+      throw new InputError(
+        `Expected ${plane * 3} bytes of ${this.spec.width}x${this.spec.height} RGB for rgb but received ${rgb.length}`,
+        { field: 'rgb' },
+      );
+    }
+    if (out.length !== plane * 3) {
+      throw new InputError(
+        `Expected a Float32Array of length ${plane * 3} (3x${this.spec.height}x${this.spec.width}) for out but received ${out.length}`,
+        { field: 'out' },
+      );
+    }
+    const [lr, lg, lb] = this.#lut;
+    for (let i = 0, p = 0; i < plane; i++, p += 3) {
+      out[i] = lr[rgb[p] ?? 0] ?? 0;
+      out[plane + i] = lg[rgb[p + 1] ?? 0] ?? 0;
+      out[2 * plane + i] = lb[rgb[p + 2] ?? 0] ?? 0;
+    }
+  }
+
+  /**
+   * {@link FrameIngest.toRgb} then {@link FrameIngest.normalise} into `out`.
+   *
+   * @throws {InputError} as those do.
+   */
+  async toTensor(frame: Frame, out: Float32Array): Promise<void> {
+    this.normalise(await this.toRgb(frame), out);
+  }
+
+  #resizeOptions(): ResizeOptions {
+    return { fit: FIT[this.spec.resize], kernel: KERNEL, background: BLACK };
+  }
+
+  async #decode(
+    frame: EncodedFrame,
+  ): Promise<{ data: Uint8Array; channels: number; width: number; height: number }> {
+    const bytes: unknown = frame.data;
+    if (!(bytes instanceof Uint8Array) || bytes.length === 0) {
+      throw new InputError(
+        `Expected JPEG or PNG bytes for image.data but received ${describe(bytes)}`,
+        { field: 'image.data' },
+      );
+    }
+    try {
+      const { data, info } = await sharp(bytes)
+        .rotate()
+        .flatten({ background: BLACK })
+        .toColourspace('srgb')
+        .resize(this.spec.width, this.spec.height, this.#resizeOptions())
+        .raw({ depth: 'uchar' })
+        .toBuffer({ resolveWithObject: true });
+      return { data, ...info };
+    } catch (cause) {
+      const reason = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
+      throw new InputError(
+        `Expected JPEG or PNG bytes for image.data but could not decode ${bytes.length} bytes${frame.format === undefined ? '' : ` (format ${describe(frame.format)})`}: ${reason ?? ''}`,
+        { field: 'image.data', cause },
+      );
+    }
+  }
+}

@@ -1,0 +1,390 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { describe, ModelError } from '../errors.js';
+import { WordTokenizer } from './tokenizer.js';
+
+export type Dim = number | string;
+export type TensorDtype = 'float32' | 'float16' | 'int64' | 'int32' | 'uint8';
+
+export interface TensorSpec {
+  readonly name: string;
+  readonly dtype: TensorDtype;
+  readonly shape: readonly Dim[];
+}
+
+export interface GraphSpec {
+  readonly inputs: readonly TensorSpec[];
+  readonly outputs: readonly TensorSpec[];
+}
+
+export type Precision = 'fp32' | 'fp16' | 'int8' | 'int4';
+export type GraphRole = 'encoder' | 'policy';
+
+export interface ModelFile {
+  readonly path: string;
+  readonly sha256: string;
+}
+
+export interface Variant {
+  readonly name: string;
+  readonly precision: Precision;
+  readonly files: Readonly<Record<GraphRole, ModelFile>>;
+  readonly report?: string;
+  readonly providers?: readonly string[];
+}
+
+/**
+ * The manifest of a model package (`models/NAME/manifest.json`, format `vla-node/model@1`).
+ *
+ * Tensor roles are positional: the encoder's input 0 is the image, its outputs are the visual
+ * tokens [1, N, D] and one saliency score per token [1, N]; the policy's inputs are the kept
+ * visual tokens [1, K, D], their grid positions [1, K] (row-major patch index), the instruction
+ * token ids [1, L] and the normalised robot state [1, S]; its output is the normalised action
+ * chunk [1, H, A]. Names are the graphs' own.
+ */
+export interface Manifest {
+  readonly format: 'vla-node/model@1';
+  readonly name: string;
+  readonly description?: string;
+  readonly control_rate_hz: number;
+  readonly image: {
+    readonly width: number;
+    readonly height: number;
+    readonly channels: 3;
+    readonly layout: 'NCHW';
+    readonly resize: 'stretch' | 'crop' | 'pad';
+    readonly mean: readonly [number, number, number];
+    readonly std: readonly [number, number, number];
+  };
+  readonly patch_grid: {
+    readonly width: number;
+    readonly height: number;
+    readonly patch_size: number;
+  };
+  readonly token_dim: number;
+  readonly chunk: { readonly horizon: number; readonly action_dim: number };
+  readonly action: {
+    readonly names: readonly string[];
+    readonly mean: readonly number[];
+    readonly std: readonly number[];
+    readonly min: readonly number[];
+    readonly max: readonly number[];
+  };
+  readonly state: {
+    readonly names: readonly string[];
+    readonly mean: readonly number[];
+    readonly std: readonly number[];
+  };
+  readonly tokenizer: { readonly file: string; readonly max_length: number };
+  readonly graphs: Readonly<Record<GraphRole, GraphSpec>>;
+  readonly variants: readonly Variant[];
+  readonly training?: Readonly<Record<string, unknown>>;
+}
+
+const SCHEMA_URL = new URL('../../schema/model-manifest.schema.json', import.meta.url);
+let validator: ValidateFunction | undefined;
+
+async function validate(raw: unknown): Promise<Manifest> {
+  if (validator === undefined) {
+    const schema = JSON.parse(await readFile(SCHEMA_URL, 'utf8')) as object;
+    validator = new Ajv({ allErrors: true, strict: false }).compile(schema);
+  }
+  if (!validator(raw)) {
+    const errors = (validator.errors ?? []).filter(
+      (e) => e.keyword !== 'oneOf' && e.keyword !== 'if',
+    );
+    const first = errors[0];
+    const lines = errors.slice(0, 8).map((e) => `${fieldOf(e)}: ${explain(e, raw)}`);
+    throw new ModelError('INVALID_MANIFEST', `Invalid model manifest:\n  ${lines.join('\n  ')}`, {
+      field: first ? fieldOf(first) : 'manifest',
+    });
+  }
+  return raw as Manifest;
+}
+
+function fieldOf(e: ErrorObject): string {
+  const path = e.instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+    .join('');
+  const missing = e.keyword === 'required' ? `.${String(e.params.missingProperty)}` : '';
+  const extra =
+    e.keyword === 'additionalProperties' ? `.${String(e.params.additionalProperty)}` : '';
+  return `manifest${path}${missing}${extra}`;
+}
+
+function explain(e: ErrorObject, raw: unknown): string {
+  const received = e.instancePath
+    .split('/')
+    .slice(1)
+    .reduce<unknown>(
+      (o, k) =>
+        typeof o === 'object' && o !== null ? (o as Record<string, unknown>)[k] : undefined,
+      raw,
+    );
+  switch (e.keyword) {
+    case 'required':
+      return 'Expected this key but it is missing';
+    case 'additionalProperties':
+      return 'Expected no such key (unknown keys are rejected)';
+    case 'enum':
+      return `Expected one of ${(e.params.allowedValues as unknown[]).join('|')} but received ${describe(received)}`;
+    case 'const':
+      return `Expected ${JSON.stringify(e.params.allowedValue)} but received ${describe(received)}`;
+    default:
+      return `Expected a value that ${e.message ?? 'matches the schema'} but received ${describe(received)}`;
+  }
+}
+
+function fail(field: string, message: string): never {
+  throw new ModelError('INVALID_MANIFEST', message, { field: `manifest.${field}` });
+}
+
+function expectDim(field: string, actual: Dim | undefined, expected: Dim, what: string): void {
+  if (actual !== expected) {
+    fail(field, `Expected ${what} = ${String(expected)} but the manifest says ${describe(actual)}`);
+  }
+}
+
+/** Cross-field checks the schema cannot express: the graphs' shapes agree with the rest. */
+function checkConsistency(m: Manifest): void {
+  const tokens = m.patch_grid.width * m.patch_grid.height;
+  const [pixels] = m.graphs.encoder.inputs;
+  const [vis, sal] = m.graphs.encoder.outputs;
+  if (pixels === undefined || vis === undefined || sal === undefined) {
+    fail(
+      'graphs.encoder',
+      'Expected the encoder to have 1 input (pixels) and 2 outputs (visual tokens, saliency)',
+    );
+  }
+  if (pixels.shape.length !== 4)
+    fail(
+      'graphs.encoder.inputs[0].shape',
+      `Expected rank 4 [1, 3, H, W] but received rank ${pixels.shape.length}`,
+    );
+  expectDim('graphs.encoder.inputs[0].shape[1]', pixels.shape[1], 3, 'channels');
+  expectDim('graphs.encoder.inputs[0].shape[2]', pixels.shape[2], m.image.height, 'image.height');
+  expectDim('graphs.encoder.inputs[0].shape[3]', pixels.shape[3], m.image.width, 'image.width');
+  expectDim(
+    'graphs.encoder.outputs[0].shape[1]',
+    vis.shape[1],
+    tokens,
+    'patch_grid.width × patch_grid.height',
+  );
+  expectDim('graphs.encoder.outputs[0].shape[2]', vis.shape[2], m.token_dim, 'token_dim');
+  expectDim(
+    'graphs.encoder.outputs[1].shape[1]',
+    sal.shape[1],
+    tokens,
+    'patch_grid.width × patch_grid.height',
+  );
+
+  const [pv, pp, pt, ps] = m.graphs.policy.inputs;
+  const [actions] = m.graphs.policy.outputs;
+  if (
+    pv === undefined ||
+    pp === undefined ||
+    pt === undefined ||
+    ps === undefined ||
+    actions === undefined
+  ) {
+    fail(
+      'graphs.policy',
+      'Expected the policy to have 4 inputs (visual tokens, token positions, instruction ids, state) and 1 output (actions)',
+    );
+  }
+  if (typeof pv.shape[1] !== 'string') {
+    fail(
+      'graphs.policy.inputs[0].shape[1]',
+      `Expected a named (dynamic) token count so pruned token sets fit, but received ${describe(pv.shape[1])}`,
+    );
+  }
+  expectDim('graphs.policy.inputs[0].shape[2]', pv.shape[2], m.token_dim, 'token_dim');
+  if (pp.dtype !== 'int64' && pp.dtype !== 'int32')
+    fail(
+      'graphs.policy.inputs[1].dtype',
+      `Expected int64|int32 grid positions but received ${pp.dtype}`,
+    );
+  if (pt.dtype !== 'int64' && pt.dtype !== 'int32')
+    fail(
+      'graphs.policy.inputs[2].dtype',
+      `Expected int64|int32 token ids but received ${pt.dtype}`,
+    );
+  expectDim(
+    'graphs.policy.inputs[2].shape[1]',
+    pt.shape[1],
+    m.tokenizer.max_length,
+    'tokenizer.max_length',
+  );
+  expectDim(
+    'graphs.policy.inputs[3].shape[1]',
+    ps.shape[1],
+    m.state.names.length,
+    'the number of state.names',
+  );
+  expectDim(
+    'graphs.policy.outputs[0].shape[1]',
+    actions.shape[1],
+    m.chunk.horizon,
+    'chunk.horizon',
+  );
+  expectDim(
+    'graphs.policy.outputs[0].shape[2]',
+    actions.shape[2],
+    m.chunk.action_dim,
+    'chunk.action_dim',
+  );
+
+  const a = m.chunk.action_dim;
+  for (const key of ['names', 'mean', 'std', 'min', 'max'] as const) {
+    if (m.action[key].length !== a)
+      fail(
+        `action.${key}`,
+        `Expected ${a} values (chunk.action_dim) but received ${m.action[key].length}`,
+      );
+  }
+  m.action.min.forEach((lo, i) => {
+    const hi = m.action.max[i] ?? Number.NaN;
+    if (!(lo < hi))
+      fail(
+        `action.min[${i}]`,
+        `Expected action.min[${i}] < action.max[${i}] but received ${lo} and ${hi}`,
+      );
+  });
+  const s = m.state.names.length;
+  for (const key of ['mean', 'std'] as const) {
+    if (m.state[key].length !== s)
+      fail(
+        `state.${key}`,
+        `Expected ${s} values (one per state name) but received ${m.state[key].length}`,
+      );
+  }
+  const names = new Set<string>();
+  m.variants.forEach((v, i) => {
+    if (names.has(v.name))
+      fail(
+        `variants[${i}].name`,
+        `Expected unique variant names but ${JSON.stringify(v.name)} repeats`,
+      );
+    names.add(v.name);
+  });
+}
+
+/** A loaded, validated model package. */
+export interface ModelPackage {
+  /** Absolute folder of the package. */
+  readonly dir: string;
+  readonly manifest: Manifest;
+  readonly tokenizer: WordTokenizer;
+}
+
+export interface LoadOptions {
+  /** Check every variant file's SHA-256 (default true). */
+  readonly verifyHashes?: boolean;
+}
+
+/**
+ * Load `dir/manifest.json`, validate it against the schema and for consistency, load the
+ * tokenizer and check that every variant's files exist and match their SHA-256.
+ *
+ * @example
+ * const pkg = await loadModelPackage('models/tiny-vla');
+ * const fp32 = selectVariant(pkg, 'fp32');
+ */
+export async function loadModelPackage(
+  dir: string,
+  options: LoadOptions = {},
+): Promise<ModelPackage> {
+  const root = resolve(dir);
+  const manifestPath = join(root, 'manifest.json');
+  let text: string;
+  try {
+    text = await readFile(manifestPath, 'utf8');
+  } catch (cause) {
+    throw new ModelError(
+      'MODEL_FILE',
+      `Expected a model package with manifest.json at ${root} but could not read it`,
+      {
+        field: 'manifest',
+        cause,
+      },
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (cause) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    throw new ModelError(
+      'INVALID_MANIFEST',
+      `Expected valid JSON in ${manifestPath} but received text that does not parse: ${reason}`,
+      { field: 'manifest', cause },
+    );
+  }
+  const manifest = await validate(raw);
+  checkConsistency(manifest);
+  const tokenizer = await WordTokenizer.load(join(root, manifest.tokenizer.file));
+  if (tokenizer.maxLength !== manifest.tokenizer.max_length) {
+    fail(
+      'tokenizer.max_length',
+      `Expected ${manifest.tokenizer.max_length} to equal the tokenizer file's max_length ${tokenizer.maxLength}`,
+    );
+  }
+  if (options.verifyHashes !== false) {
+    for (const [i, v] of manifest.variants.entries()) {
+      for (const role of ['encoder', 'policy'] as const)
+        await verifyFile(root, v.files[role], `variants[${i}].files.${role}`);
+    }
+  }
+  return { dir: root, manifest, tokenizer };
+}
+
+async function verifyFile(root: string, file: ModelFile, field: string): Promise<void> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(join(root, file.path));
+  } catch (cause) {
+    throw new ModelError(
+      'MODEL_FILE',
+      `Expected model file ${file.path} in ${root} but it cannot be read`,
+      {
+        field: `manifest.${field}.path`,
+        cause,
+      },
+    );
+  }
+  const digest = createHash('sha256').update(bytes).digest('hex');
+  if (digest !== file.sha256) {
+    throw new ModelError(
+      'MODEL_FILE',
+      `Expected ${file.path} to have SHA-256 ${file.sha256} but received ${digest}: the file is corrupted or was replaced without updating the manifest`,
+      { field: `manifest.${field}.sha256` },
+    );
+  }
+}
+
+/** The variant to run for `precision` (`auto`: fp32 until compression lands a gate). */
+export function selectVariant(
+  pkg: ModelPackage,
+  precision: Precision | 'auto',
+): Variant & { readonly paths: Readonly<Record<GraphRole, string>> } {
+  const wanted = precision === 'auto' ? 'fp32' : precision;
+  const variant = pkg.manifest.variants.find((v) => v.precision === wanted);
+  if (variant === undefined) {
+    throw new ModelError(
+      'INVALID_MANIFEST',
+      `Expected a variant with precision ${wanted} in ${pkg.manifest.name} but it has ${pkg.manifest.variants.map((v) => v.precision).join('|')}`,
+      { field: 'model.precision' },
+    );
+  }
+  return {
+    ...variant,
+    paths: {
+      encoder: join(pkg.dir, variant.files.encoder.path),
+      policy: join(pkg.dir, variant.files.policy.path),
+    },
+  };
+}

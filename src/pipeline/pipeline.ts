@@ -1,0 +1,257 @@
+import { performance } from 'node:perf_hooks';
+import {
+  OnnxBackend,
+  type BackendOptions,
+  type ExecutionProvider,
+  type ProviderFallback,
+} from '../backend/onnx.js';
+import { InputError } from '../errors.js';
+import { FrameIngest, type Frame } from '../ingest/index.js';
+import { selectVariant, type ModelPackage, type Precision } from '../model/manifest.js';
+import { createPruner, tokenBudget, type Pruner, type PruningStrategy } from '../pruning/pruner.js';
+import { LatencyBook, type StageTimings } from '../runtime/latency.js';
+import { enforceLimits, type ActionLimits } from '../runtime/safety.js';
+
+export interface PipelineOptions {
+  readonly precision: Precision | 'auto';
+  readonly backend: BackendOptions;
+  readonly pruning: {
+    readonly strategy: PruningStrategy;
+    readonly keepRatio: number;
+    readonly keepCount: number;
+  };
+  /** Action limits; empty min/max = the manifest's. */
+  readonly limits: ActionLimits;
+  /** Inference runs on a synthetic frame before the pipeline reports ready. */
+  readonly warmupRuns: number;
+}
+
+/** One observation: a camera frame, the instruction and the robot state (manifest units). */
+export interface Observation {
+  readonly frame: Frame;
+  readonly instruction: string;
+  readonly state: ArrayLike<number>;
+  /** Stamp of the source frame in ms (camera clock); carried into the chunk. */
+  readonly stamp?: number;
+  /** Camera stream name, for stateful pruners. */
+  readonly stream?: string;
+}
+
+/** An action chunk with its metadata. `actions` is horizon × actionDim, row-major, in manifest units, within limits. */
+export interface ActionChunk {
+  readonly sequence: number;
+  readonly actions: Float32Array;
+  readonly horizon: number;
+  readonly actionDim: number;
+  /** Seconds between consecutive actions (1 / control rate). */
+  readonly dt: number;
+  /** Stamp of the frame the chunk was computed from (ms), if the observation had one. */
+  readonly sourceStamp: number | undefined;
+  /** Frame in → chunk out, milliseconds. */
+  readonly latencyMs: number;
+  readonly stages: StageTimings;
+  readonly tokens: { readonly total: number; readonly kept: number };
+  /** Values changed by the safety clamp. */
+  readonly clamped: number;
+}
+
+/**
+ * The core pipeline: frame → ingest → vision encoder → token pruner → policy → safe action chunk.
+ * It knows nothing of ROS, ZeroMQ or MCAP.
+ *
+ * @example
+ * const pipeline = await VlaPipeline.create(await loadModelPackage('models/tiny-vla'), options);
+ * const chunk = await pipeline.infer({ frame, instruction: 'move to the red block', state: [0.5, 0.5] });
+ */
+export class VlaPipeline {
+  readonly model: ModelPackage;
+  readonly latency = new LatencyBook();
+  readonly #backend: OnnxBackend;
+  readonly #ingest: FrameIngest;
+  readonly #pruner: Pruner;
+  readonly #options: PipelineOptions;
+  readonly #limits: ActionLimits;
+  readonly #kept: Int32Array;
+  readonly #ids: BigInt64Array;
+  readonly #state: Float32Array;
+  #instruction: string | undefined;
+  #sequence = 0;
+  #ready = false;
+
+  private constructor(model: ModelPackage, backend: OnnxBackend, options: PipelineOptions) {
+    this.model = model;
+    this.#backend = backend;
+    this.#options = options;
+    const m = model.manifest;
+    this.#ingest = new FrameIngest({
+      width: m.image.width,
+      height: m.image.height,
+      resize: m.image.resize,
+      mean: m.image.mean,
+      std: m.image.std,
+    });
+    this.#pruner = createPruner(options.pruning.strategy);
+    this.#kept = new Int32Array(m.patch_grid.width * m.patch_grid.height);
+    this.#ids = new BigInt64Array(m.tokenizer.max_length);
+    this.#state = new Float32Array(m.state.names.length);
+    this.#limits = {
+      min: options.limits.min.length > 0 ? options.limits.min : m.action.min,
+      max: options.limits.max.length > 0 ? options.limits.max : m.action.max,
+      maxDeltaPerStep: options.limits.maxDeltaPerStep,
+    };
+    for (const key of ['min', 'max'] as const) {
+      if (this.#limits[key].length !== m.chunk.action_dim) {
+        throw new InputError(
+          `Expected ${m.chunk.action_dim} values (one per action dimension) for safety.action_${key} but received ${this.#limits[key].length}`,
+          { field: `safety.action_${key}` },
+        );
+      }
+    }
+  }
+
+  /** Load the variant, create the sessions on the provider chain, and warm up. */
+  static async create(model: ModelPackage, options: PipelineOptions): Promise<VlaPipeline> {
+    const backend = await OnnxBackend.create(
+      model,
+      selectVariant(model, options.precision),
+      options.backend,
+    );
+    const pipeline = new VlaPipeline(model, backend, options);
+    await pipeline.#warmup(options.warmupRuns);
+    return pipeline;
+  }
+
+  /** True once warm-up finished. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+  get provider(): ExecutionProvider {
+    return this.#backend.provider;
+  }
+  get providerFallbacks(): readonly ProviderFallback[] {
+    return this.#backend.fallbacks;
+  }
+  get precision(): Precision {
+    return this.#backend.variant.precision;
+  }
+  get totalTokens(): number {
+    return this.#kept.length;
+  }
+  /** Tokens the policy sees per frame under the current budget. */
+  get tokenBudget(): number {
+    return tokenBudget(
+      this.#kept.length,
+      this.#options.pruning.keepRatio,
+      this.#options.pruning.keepCount,
+    );
+  }
+  get pruner(): Pruner {
+    return this.#pruner;
+  }
+
+  /** Run one observation through the pipeline. Throws InputError for bad frames or state. */
+  async infer(obs: Observation): Promise<ActionChunk> {
+    const m = this.model.manifest;
+    const t0 = performance.now();
+    if (obs.state.length !== m.state.names.length) {
+      throw new InputError(
+        `Expected ${m.state.names.length} state values (${m.state.names.join(', ')}) but received ${obs.state.length}`,
+        { field: 'state' },
+      );
+    }
+    for (let i = 0; i < this.#state.length; i++) {
+      const v = obs.state[i] as number;
+      if (!Number.isFinite(v))
+        throw new InputError(`Expected finite state values but state[${i}] is ${v}`, {
+          field: `state[${i}]`,
+        });
+      this.#state[i] = (v - (m.state.mean[i] as number)) / (m.state.std[i] as number);
+    }
+    if (obs.instruction !== this.#instruction) {
+      this.model.tokenizer.encodeInto(obs.instruction, this.#ids);
+      this.#instruction = obs.instruction;
+    }
+    await this.#ingest.toTensor(obs.frame, this.#backend.pixels);
+    const t1 = performance.now();
+    const encoded = await this.#backend.encode();
+    const t2 = performance.now();
+    const budget = this.tokenBudget;
+    const kept = this.#pruner.select(
+      {
+        tokens: encoded.tokens,
+        saliency: encoded.saliency,
+        grid: m.patch_grid,
+        tokenDim: m.token_dim,
+        stream: obs.stream ?? 'camera',
+      },
+      budget,
+      this.#kept,
+    );
+    const t3 = performance.now();
+    const d = m.token_dim;
+    const raw = await this.#backend.act(
+      kept,
+      (tokens, positions) => {
+        for (let i = 0; i < kept; i++) {
+          const g = this.#kept[i] as number;
+          tokens.set(encoded.tokens.subarray(g * d, (g + 1) * d), i * d);
+          positions[i] = BigInt(g);
+        }
+      },
+      this.#ids,
+      this.#state,
+    );
+    const t4 = performance.now();
+    const actions = new Float32Array(raw.length);
+    const a = m.chunk.action_dim;
+    for (let i = 0; i < raw.length; i++) {
+      actions[i] =
+        (raw[i] as number) * (m.action.std[i % a] as number) + (m.action.mean[i % a] as number);
+    }
+    const clamped = enforceLimits(actions, a, this.#limits);
+    const t5 = performance.now();
+    const stages: StageTimings = {
+      preprocess: t1 - t0,
+      encode: t2 - t1,
+      prune: t3 - t2,
+      policy: t4 - t3,
+      postprocess: t5 - t4,
+    };
+    const latencyMs = t5 - t0;
+    if (this.#ready) this.latency.record(stages, latencyMs);
+    return {
+      sequence: this.#sequence++,
+      actions,
+      horizon: m.chunk.horizon,
+      actionDim: a,
+      dt: 1 / m.control_rate_hz,
+      sourceStamp: obs.stamp,
+      latencyMs,
+      stages,
+      tokens: { total: this.#kept.length, kept },
+      clamped,
+    };
+  }
+
+  async #warmup(runs: number): Promise<void> {
+    const m = this.model.manifest;
+    const frame: Frame = {
+      kind: 'raw',
+      width: m.image.width,
+      height: m.image.height,
+      encoding: 'rgb8',
+      data: new Uint8Array(m.image.width * m.image.height * 3).fill(128),
+    };
+    const state = m.state.mean;
+    for (let i = 0; i < runs; i++) await this.infer({ frame, instruction: '', state });
+    this.#pruner.reset();
+    this.#instruction = undefined;
+    this.#sequence = 0;
+    this.#ready = true;
+  }
+
+  async release(): Promise<void> {
+    this.#ready = false;
+    await this.#backend.release();
+  }
+}

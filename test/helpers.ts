@@ -1,0 +1,29 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { PipelineOptions } from '../src/pipeline/pipeline.js';
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL('../', import.meta.url));
+/** The shipped model package. */
+export const TINY_VLA = fileURLToPath(new URL('../models/tiny-vla/', import.meta.url));
+/** Real files made by other projects; absent in a user's clone. */
+export const FIXTURES = fileURLToPath(new URL('../../shared/fixtures/', import.meta.url));
+export const HAS_FIXTURES = existsSync(FIXTURES);
+
+/** Pipeline options for tests: CPU, one thread each, all tokens, the manifest's limits. */
+export function testPipelineOptions(overrides: Partial<PipelineOptions> = {}): PipelineOptions {
+  return {
+    precision: 'fp32',
+    backend: {
+      executionProviders: ['cpu'],
+      intraOpThreads: 1,
+      interOpThreads: 1,
+      graphOptimization: 'all',
+      tensorrtCachePath: '',
+    },
+    pruning: { strategy: 'none', keepRatio: 1, keepCount: 0 },
+    limits: { min: [], max: [], maxDeltaPerStep: 0 },
+    warmupRuns: 1,
+    ...overrides,
+  };
+}
