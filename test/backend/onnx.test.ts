@@ -1,0 +1,334 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  OnnxBackend,
+  providerAvailability,
+  type BackendOptions,
+  type ExecutionProvider,
+} from '../../src/backend/onnx.js';
+import { BackendError, ModelError } from '../../src/errors.js';
+import { FrameIngest } from '../../src/ingest/index.js';
+import { loadModelPackage, selectVariant, type ModelPackage } from '../../src/model/manifest.js';
+import { episodeSeed } from '../../src/sim/rng.js';
+import { TabletopSim } from '../../src/sim/tabletop.js';
+import {
+  at,
+  copyPackage,
+  copyWithManifest,
+  maxAbsDiff,
+  PACKAGE_DIR,
+  readGolden,
+  readJson,
+  removeCopies,
+  sha256Of,
+  writeJson,
+  type Golden,
+} from '../model/package.js';
+
+const CPU: BackendOptions = {
+  executionProviders: ['cpu'],
+  intraOpThreads: 1,
+  interOpThreads: 1,
+  graphOptimization: 'all',
+  tensorrtCachePath: '',
+};
+
+function withProviders(executionProviders: readonly ExecutionProvider[]): BackendOptions {
+  return { ...CPU, executionProviders };
+}
+
+const availability = new Map(providerAvailability().map((a) => [a.provider, a]));
+function provider(p: ExecutionProvider): { available: boolean; reason: string } {
+  const a = availability.get(p);
+  if (a === undefined) throw new Error(`providerAvailability() does not list ${p}`);
+  return a;
+}
+const cuda = provider('cuda');
+const tensorrt = provider('tensorrt');
+if (!cuda.available) console.warn(`skipping the CUDA golden check: ${cuda.reason}`);
+if (tensorrt.available) {
+  console.warn(
+    `skipping the TensorRT-unavailable check: TensorRT is available here (${tensorrt.reason})`,
+  );
+}
+
+const golden: Golden = await readGolden();
+
+/** The sessions' shared prototype, to count release() calls (the typings expose a factory). */
+const sessionPrototype = (ort.InferenceSession as unknown as { prototype: ort.InferenceSession })
+  .prototype;
+
+async function create(pkg: ModelPackage, options: BackendOptions = CPU): Promise<OnnxBackend> {
+  return OnnxBackend.create(pkg, selectVariant(pkg, 'fp32'), options);
+}
+
+/** The rejection of `promise` (fails the test if it resolves, releasing what it made). */
+async function rejection(promise: Promise<OnnxBackend>): Promise<unknown> {
+  let backend: OnnxBackend;
+  try {
+    backend = await promise;
+  } catch (error) {
+    return error;
+  }
+  await backend.release();
+  throw new Error('expected OnnxBackend.create to reject');
+}
+
+interface Inputs {
+  readonly ids: BigInt64Array;
+  readonly state: Float32Array;
+  readonly rawState: Float32Array;
+}
+
+/** Render the golden observation into the backend's pixel buffer; returns the policy's other inputs. */
+async function goldenObservation(pkg: ModelPackage, backend: OnnxBackend): Promise<Inputs> {
+  const m = pkg.manifest;
+  const sim = new TabletopSim({ seed: episodeSeed(golden.dataset_seed, golden.episode) });
+  const obs = sim.observe();
+  const { width, height, resize, mean, std } = m.image;
+  await new FrameIngest({ width, height, resize, mean, std }).toTensor(obs.image, backend.pixels);
+  const ids = new BigInt64Array(m.tokenizer.max_length);
+  pkg.tokenizer.encodeInto(obs.instruction, ids);
+  const state = Float32Array.from(
+    obs.state,
+    (x, i) => (x - (m.state.mean[i] ?? NaN)) / (m.state.std[i] ?? NaN),
+  );
+  return { ids, state, rawState: obs.state };
+}
+
+/** Kept tokens `positions` (grid indices) copied from the encoder's tokens, in that order. */
+function keep(tokens: Float32Array, dim: number, positions: readonly number[]) {
+  return (outTokens: Float32Array, outPositions: BigInt64Array): void => {
+    positions.forEach((p, i) => {
+      outTokens.set(tokens.subarray(p * dim, (p + 1) * dim), i * dim);
+      outPositions[i] = BigInt(p);
+    });
+  };
+}
+
+const range = (n: number, step = 1): number[] => Array.from({ length: n }, (_, i) => i * step);
+
+/** encode() then act() on all tokens in grid order, as export.py's golden fixture does. */
+async function runGolden(pkg: ModelPackage, backend: OnnxBackend) {
+  const m = pkg.manifest;
+  const inputs = await goldenObservation(pkg, backend);
+  const { tokens, saliency } = await backend.encode();
+  const n = m.patch_grid.width * m.patch_grid.height;
+  const d = m.token_dim;
+  expect(tokens.length).toBe(n * d);
+  expect(saliency.length).toBe(n);
+  const result = {
+    inputs,
+    saliency: Float32Array.from(saliency),
+    firstToken: tokens.slice(0, d),
+    actions: new Float32Array(0),
+  };
+  const actions = await backend.act(n, keep(tokens, d, range(n)), inputs.ids, inputs.state);
+  return { ...result, actions: Float32Array.from(actions) };
+}
+
+describe('OnnxBackend on the shipped fp32 variant (CPU)', () => {
+  let pkg: ModelPackage;
+  let backend: OnnxBackend;
+  beforeAll(async () => {
+    pkg = await loadModelPackage(PACKAGE_DIR);
+    backend = await create(pkg);
+  });
+  afterAll(async () => {
+    await backend.release();
+  });
+
+  it('runs on the CPU provider with no fallbacks', () => {
+    expect(backend.provider).toBe('cpu');
+    expect(backend.fallbacks).toEqual([]);
+    expect(backend.variant.precision).toBe('fp32');
+    const m = pkg.manifest;
+    expect(backend.pixels.length).toBe(3 * m.image.width * m.image.height);
+  });
+
+  it('reproduces the golden observation’s inputs', async () => {
+    const { ids, rawState } = await goldenObservation(pkg, backend);
+    expect(Array.from(ids, Number)).toEqual(golden.instruction_ids);
+    expect(maxAbsDiff(rawState, golden.state)).toBeLessThan(1e-6);
+  });
+
+  it('matches PyTorch’s golden outputs within 1e-4', async () => {
+    const out = await runGolden(pkg, backend);
+    const m = pkg.manifest;
+    expect(golden.actions_normalised.length).toBe(m.chunk.horizon * m.chunk.action_dim);
+    expect(maxAbsDiff(out.saliency, golden.saliency)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(out.firstToken, golden.visual_tokens_first)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(out.actions, golden.actions_normalised)).toBeLessThan(1e-4);
+  });
+
+  it('acts on 144, 36 and 1 kept tokens, with identical outputs for identical inputs', async () => {
+    const m = pkg.manifest;
+    const n = m.patch_grid.width * m.patch_grid.height;
+    const d = m.token_dim;
+    const inputs = await goldenObservation(pkg, backend);
+    const tokens = Float32Array.from((await backend.encode()).tokens);
+    // All tokens, every 4th and the last one: 144, 36 and 1 on the shipped 12×12 grid.
+    const sets = [range(n), range(Math.floor(n / 4), 4), [n - 1]];
+    const act = async (positions: readonly number[]): Promise<number[]> =>
+      Array.from(
+        await backend.act(positions.length, keep(tokens, d, positions), inputs.ids, inputs.state),
+      );
+
+    const first: number[][] = [];
+    for (const positions of sets) {
+      const actions = await act(positions);
+      expect(actions).toHaveLength(m.chunk.horizon * m.chunk.action_dim);
+      expect(actions.every(Number.isFinite)).toBe(true);
+      first.push(actions);
+    }
+    // Again in reverse order: cached tensors of other sizes and leftovers in the shared buffers
+    // must not leak into a run.
+    for (const [i, positions] of [...sets.entries()].reverse()) {
+      expect(await act(positions)).toEqual(first[i]);
+    }
+    // Fewer tokens is a different input: the policy's output changes.
+    expect(first[2]).not.toEqual(first[0]);
+  });
+
+  it('reads the instruction and state it is given on every call', async () => {
+    const m = pkg.manifest;
+    const n = m.patch_grid.width * m.patch_grid.height;
+    const inputs = await goldenObservation(pkg, backend);
+    const tokens = Float32Array.from((await backend.encode()).tokens);
+    const fill = keep(tokens, m.token_dim, range(n));
+    const base = Array.from(await backend.act(n, fill, inputs.ids, inputs.state));
+    const otherIds = new BigInt64Array(inputs.ids.length).fill(BigInt(pkg.tokenizer.padId));
+    const moved = inputs.state.map((x) => x + 1);
+    expect(Array.from(await backend.act(n, fill, otherIds, inputs.state))).not.toEqual(base);
+    expect(Array.from(await backend.act(n, fill, inputs.ids, moved))).not.toEqual(base);
+    expect(Array.from(await backend.act(n, fill, inputs.ids, inputs.state))).toEqual(base);
+  });
+});
+
+describe('execution provider chain', () => {
+  let pkg: ModelPackage;
+  beforeAll(async () => {
+    pkg = await loadModelPackage(PACKAGE_DIR);
+  });
+
+  it('uses CUDA when available, and otherwise falls back to the CPU saying why', async () => {
+    const log: string[] = [];
+    const backend = await create(pkg, {
+      ...withProviders(['cuda', 'cpu']),
+      log: (line) => log.push(line),
+    });
+    try {
+      if (cuda.available) {
+        expect(backend.provider).toBe('cuda');
+        expect(backend.fallbacks).toEqual([]);
+      } else {
+        expect(backend.provider).toBe('cpu');
+        expect(backend.fallbacks).toEqual([{ provider: 'cuda', reason: cuda.reason }]);
+        expect(cuda.reason.length).toBeGreaterThan(0);
+        expect(log.some((line) => line.includes('cuda') && line.includes(cuda.reason))).toBe(true);
+      }
+    } finally {
+      await backend.release();
+    }
+  });
+
+  it.skipIf(tensorrt.available)(
+    'fails with a BackendError when the only provider, TensorRT, is missing',
+    async () => {
+      const error = await rejection(create(pkg, withProviders(['tensorrt'])));
+      expect(error).toBeInstanceOf(BackendError);
+      const e = error as BackendError;
+      expect(e.code).toBe('BACKEND');
+      expect(e.field).toBe('backend.execution_providers');
+      expect(e.message).toContain('Expected');
+      expect(e.message).toContain('tensorrt');
+      expect(e.message).toContain(tensorrt.reason);
+    },
+  );
+
+  it.skipIf(!cuda.available)('matches the golden outputs on CUDA within 1e-3', async () => {
+    const backend = await create(pkg, withProviders(['cuda']));
+    try {
+      expect(backend.provider).toBe('cuda');
+      const out = await runGolden(pkg, backend);
+      expect(maxAbsDiff(out.saliency, golden.saliency)).toBeLessThan(1e-3);
+      expect(maxAbsDiff(out.firstToken, golden.visual_tokens_first)).toBeLessThan(1e-3);
+      expect(maxAbsDiff(out.actions, golden.actions_normalised)).toBeLessThan(1e-3);
+    } finally {
+      await backend.release();
+    }
+  });
+});
+
+describe('manifest and graph disagreements', () => {
+  afterAll(removeCopies);
+
+  it('rejects a manifest that renames policy input 0, naming both names', async () => {
+    let original = '';
+    const dir = await copyWithManifest((m) => {
+      const input = at(m, 'graphs', 'policy', 'inputs', 0);
+      original = input.name as string;
+      input.name = `${original}_renamed`;
+    });
+    const release = vi.spyOn(sessionPrototype, 'release');
+    let error: unknown;
+    try {
+      error = await rejection(create(await loadModelPackage(dir)));
+      expect(release).toHaveBeenCalledTimes(2); // both sessions are released
+    } finally {
+      release.mockRestore();
+    }
+    expect(error).toBeInstanceOf(ModelError);
+    const e = error as ModelError;
+    expect(e.code).toBe('MODEL_MISMATCH');
+    expect(e.field).toBe('manifest.graphs.policy.inputs[0].name');
+    expect(e.message).toContain(JSON.stringify(`${original}_renamed`));
+    expect(e.message).toContain(JSON.stringify(original));
+  });
+
+  it('rejects a manifest that declares the encoder tokens float16', async () => {
+    let declared = '';
+    const dir = await copyWithManifest((m) => {
+      const output = at(m, 'graphs', 'encoder', 'outputs', 0);
+      declared = output.dtype as string;
+      output.dtype = 'float16';
+    });
+    const error = await rejection(create(await loadModelPackage(dir)));
+    expect(error).toBeInstanceOf(ModelError);
+    const e = error as ModelError;
+    expect(e.code).toBe('MODEL_MISMATCH');
+    expect(e.field).toBe('manifest.graphs.encoder.outputs[0].dtype');
+    expect(e.message).toContain('float16');
+    expect(e.message).toContain(declared);
+  });
+
+  it('rejects a corrupt ONNX file whose hash matches, naming the file and releasing the other session', async () => {
+    const dir = await copyPackage();
+    const manifestPath = join(dir, 'manifest.json');
+    const m = await readJson(manifestPath);
+    const policy = at(m, 'variants', 0, 'files', 'policy');
+    const path = join(dir, policy.path as string);
+    const bytes = await readFile(path);
+    await writeFile(path, bytes.subarray(0, bytes.length >> 4));
+    policy.sha256 = await sha256Of(path);
+    await writeJson(manifestPath, m);
+    const pkg = await loadModelPackage(dir); // the hash check passes
+
+    const release = vi.spyOn(sessionPrototype, 'release');
+    try {
+      const error = await rejection(create(pkg));
+      expect(error).toBeInstanceOf(ModelError);
+      const e = error as ModelError;
+      expect(e.code).toBe('MODEL_FILE');
+      expect(e.field).toBe('model.path');
+      expect(e.message).toContain('Expected a valid ONNX model');
+      expect(e.message).toContain(path);
+      // The encoder loaded fine; its session must not be leaked.
+      expect(release).toHaveBeenCalledTimes(1);
+    } finally {
+      release.mockRestore();
+    }
+  });
+});
