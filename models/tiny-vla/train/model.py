@@ -62,17 +62,40 @@ class VisionEncoder(nn.Module):
         return x, saliency_logits
 
 
+class CoordinateFeatures(nn.Module):
+    """(x, y) in [0, 1] -> [x, y, sin/cos of 2^k * pi * x and y for k < bands]: a smooth code of
+    position, so that reading a location out of attention is close to linear."""
+
+    def __init__(self, bands: int = 4):
+        super().__init__()
+        self.register_buffer("freqs", (2.0 ** torch.arange(bands, dtype=torch.float32)) * math.pi)
+        self.dim = 2 + 4 * bands
+
+    def forward(self, xy: torch.Tensor) -> torch.Tensor:
+        angles = xy.unsqueeze(-1) * self.freqs  # [..., 2, bands]
+        return torch.cat([xy, torch.sin(angles).flatten(-2), torch.cos(angles).flatten(-2)], dim=-1)
+
+
 class Policy(nn.Module):
     """(visual_tokens [B,K,D], token_positions [B,K], instruction_ids [B,L], state [B,S])
     -> actions [B,H,A], all normalised. K is free: any subset of the grid, in any order."""
 
-    def __init__(self, grid_tokens: int, token_dim: int, dim: int, depth: int, heads: int, vocab: int,
+    def __init__(self, grid_w: int, grid_h: int, token_dim: int, dim: int, depth: int, heads: int, vocab: int,
                  max_len: int, state_dim: int, horizon: int, action_dim: int,
+                 state_mean: torch.Tensor, state_std: torch.Tensor,
                  state_to_action_scale: torch.Tensor, state_to_action_shift: torch.Tensor):
         super().__init__()
         self.horizon = horizon
+        self.grid_w = grid_w
+        self.grid_h = grid_h
         self.visual_in = nn.Linear(token_dim, dim)
-        self.grid_pos = nn.Embedding(grid_tokens, dim)
+        self.coords = CoordinateFeatures()
+        # Kept tokens are placed by the coordinates of their patch centre, the state by its own
+        # (the state is the end effector's position in the same [0, 1] table frame).
+        self.grid_pos = nn.Linear(self.coords.dim, dim)
+        self.state_pos = nn.Linear(self.coords.dim, dim)
+        self.register_buffer("state_mean", state_mean.reshape(1, -1))
+        self.register_buffer("state_std", state_std.reshape(1, -1))
         self.text = nn.Embedding(vocab, dim)
         self.text_pos = nn.Parameter(torch.randn(1, max_len, dim) * 0.02)
         self.state_in = nn.Linear(state_dim, dim)
@@ -91,9 +114,13 @@ class Policy(nn.Module):
 
     def forward(self, visual_tokens, token_positions, instruction_ids, state):
         b = visual_tokens.shape[0]
-        v = self.visual_in(visual_tokens) + self.grid_pos(token_positions) + self.type_embed[0]
+        col = torch.remainder(token_positions, self.grid_w).to(visual_tokens.dtype)
+        row = torch.div(token_positions, self.grid_w, rounding_mode="floor").to(visual_tokens.dtype)
+        xy = torch.stack([(col + 0.5) / self.grid_w, (row + 0.5) / self.grid_h], dim=-1)
+        v = self.visual_in(visual_tokens) + self.grid_pos(self.coords(xy)) + self.type_embed[0]
         t = self.text(instruction_ids) + self.text_pos + self.type_embed[1]
-        s = self.state_in(state).unsqueeze(1) + self.type_embed[2]
+        s_xy = state * self.state_std + self.state_mean
+        s = (self.state_in(state) + self.state_pos(self.coords(s_xy))).unsqueeze(1) + self.type_embed[2]
         words = (instruction_ids != 0).unsqueeze(-1).to(t.dtype)  # id 0 is padding
         text_summary = (self.text(instruction_ids) * words).sum(1) / words.sum(1).clamp(min=1.0)
         cond = self.query_cond(torch.cat([text_summary, s[:, 0, :]], dim=-1)).unsqueeze(1)

@@ -85,9 +85,10 @@ def main():
     grid_w, grid_h = meta["grid"]["width"], meta["grid"]["height"]
     enc = VisionEncoder(meta["image"]["width"], CONFIG["patch"], CONFIG["enc_dim"], CONFIG["enc_depth"],
                         CONFIG["enc_heads"])
-    pol = Policy(grid_w * grid_h, CONFIG["enc_dim"], CONFIG["pol_dim"], CONFIG["pol_depth"], CONFIG["pol_heads"],
+    pol = Policy(grid_w, grid_h, CONFIG["enc_dim"], CONFIG["pol_dim"], CONFIG["pol_depth"], CONFIG["pol_heads"],
                  len(tokenizer["vocab"]), meta["max_tokens"], meta["state_dim"], meta["horizon"],
-                 meta["action_dim"], torch.tensor(s_std / a_std), torch.tensor((s_mean - a_mean) / a_std))
+                 meta["action_dim"], torch.tensor(s_mean), torch.tensor(s_std),
+                 torch.tensor(s_std / a_std), torch.tensor((s_mean - a_mean) / a_std))
     dev = torch.device(args.device)
     enc.to(dev)
     pol.to(dev)
