@@ -1,0 +1,33 @@
+// Access to the TypedArray arguments of a kernel call, without copies.
+//
+// The TypeScript facade (src/native/index.ts) validates every argument before it calls the addon,
+// so these helpers do not check types or lengths again.
+
+#ifndef VLA_NATIVE_TYPED_ARRAY_H_
+#define VLA_NATIVE_TYPED_ARRAY_H_
+
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace vla {
+
+// The elements of a TypedArray argument (its byteOffset applied), in place.
+template <typename T>
+inline T* DataOf(const Napi::Value& value) {
+  return value.As<Napi::TypedArrayOf<T>>().Data();
+}
+
+// The element count of a TypedArray argument.
+template <typename T>
+inline size_t LengthOf(const Napi::Value& value) {
+  return value.As<Napi::TypedArrayOf<T>>().ElementLength();
+}
+
+// An integer argument.
+inline int32_t IntOf(const Napi::Value& value) { return value.As<Napi::Number>().Int32Value(); }
+
+}  // namespace vla
+
+#endif  // VLA_NATIVE_TYPED_ARRAY_H_

@@ -1,0 +1,231 @@
+import { ConfigError } from '../errors.js';
+import {
+  KERNEL_NAMES,
+  kernelBackend,
+  nativeKernels,
+  referenceKernels,
+  type Kernels,
+} from '../native/index.js';
+import type { CommandSpec } from './command.js';
+
+/** The shipped model's sizes. */
+export const BENCH_SIZES = {
+  tokens: 144,
+  dim: 64,
+  keep: 36,
+  image: 96,
+  grid: 12,
+} as const;
+
+type KernelName = (typeof KERNEL_NAMES)[number];
+
+/** Timings of one kernel: median microseconds a call, and whether both backends agree. */
+export interface KernelTiming {
+  readonly native_us: number | null;
+  readonly reference_us: number;
+  /** reference_us / native_us. */
+  readonly speedup: number | null;
+  /** Outputs bit-identical between the backends (null without the addon). */
+  readonly identical: boolean | null;
+}
+
+export interface BenchKernelsReport {
+  readonly backend: 'native' | 'typescript';
+  readonly backend_reason: string;
+  readonly iterations: number;
+  readonly sizes: typeof BENCH_SIZES;
+  readonly kernels: Record<KernelName, KernelTiming>;
+}
+
+/** One kernel call on fixed inputs, writing into an output of its own per backend. */
+interface Workload {
+  /** Call the kernel of `impl`, writing into `out`. */
+  readonly call: (impl: Kernels, out: Int32Array | Float32Array) => void;
+  readonly makeOut: () => Int32Array | Float32Array;
+}
+
+/** Deterministic inputs (mulberry32) so every run times the same work. */
+function random(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function workloads(): Record<KernelName, Workload> {
+  const { tokens: n, dim, keep, image, grid } = BENCH_SIZES;
+  const next = random(0x5eed);
+  const scores = Float32Array.from({ length: n }, () => next());
+  const tokens = Float32Array.from({ length: n * dim }, () => next() * 2 - 1);
+  const a = Uint8Array.from({ length: image * image * 3 }, () => Math.floor(next() * 256));
+  const b = a.map((v) => (next() < 0.5 ? v : Math.floor(next() * 256)));
+  const lut = Float32Array.from({ length: 768 }, (_, i) => ((i % 256) / 255 - 0.5) / 0.25);
+  const idx = new Int32Array(keep);
+  referenceKernels.topK(scores, keep, idx);
+  const asInt = (out: Int32Array | Float32Array): Int32Array => out as Int32Array;
+  const asFloat = (out: Int32Array | Float32Array): Float32Array => out as Float32Array;
+  return {
+    topK: {
+      call: (k, out) => {
+        k.topK(scores, keep, asInt(out));
+      },
+      makeOut: () => new Int32Array(keep),
+    },
+    maxMinDiversity: {
+      call: (k, out) => {
+        k.maxMinDiversity(tokens, n, dim, keep, 0, asInt(out));
+      },
+      makeOut: () => new Int32Array(keep),
+    },
+    patchDifference: {
+      call: (k, out) => {
+        k.patchDifference(a, b, image, image, grid, grid, asFloat(out));
+      },
+      makeOut: () => new Float32Array(grid * grid),
+    },
+    normalizeRgb: {
+      call: (k, out) => {
+        k.normalizeRgb(a, lut, asFloat(out));
+      },
+      makeOut: () => new Float32Array(image * image * 3),
+    },
+    gatherRows: {
+      call: (k, out) => {
+        k.gatherRows(tokens, dim, idx, keep, asFloat(out));
+      },
+      makeOut: () => new Float32Array(keep * dim),
+    },
+  };
+}
+
+/** Median microseconds a call over `samples.length` timed calls, after a warm-up. */
+function medianMicros(run: () => void, samples: Float64Array): number {
+  const warmup = Math.max(50, Math.ceil(samples.length / 10));
+  for (let i = 0; i < warmup; i++) run();
+  for (let i = 0; i < samples.length; i++) {
+    const start = process.hrtime.bigint();
+    run();
+    samples[i] = Number(process.hrtime.bigint() - start);
+  }
+  samples.sort();
+  const mid = samples.length >> 1;
+  const median =
+    samples.length % 2 === 1
+      ? (samples[mid] ?? 0)
+      : ((samples[mid - 1] ?? 0) + (samples[mid] ?? 0)) / 2;
+  return median / 1000;
+}
+
+function identical(x: Int32Array | Float32Array, y: Int32Array | Float32Array): boolean {
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (!Object.is(x[i], y[i])) return false;
+  return true;
+}
+
+/**
+ * Time every kernel at the shipped model's sizes on both backends (validated facade, as the
+ * pipeline calls them) and check that their outputs are identical.
+ *
+ * @example const report = benchKernels(2000); report.kernels.topK.speedup;
+ */
+export function benchKernels(iterations: number): BenchKernelsReport {
+  const samples = new Float64Array(iterations);
+  const work = workloads();
+  const backend = kernelBackend();
+  const timings = {} as Record<KernelName, KernelTiming>;
+  for (const name of KERNEL_NAMES) {
+    const { call, makeOut } = work[name];
+    const refOut = makeOut();
+    const reference_us = medianMicros(() => {
+      call(referenceKernels, refOut);
+    }, samples);
+    if (nativeKernels === undefined) {
+      timings[name] = { native_us: null, reference_us, speedup: null, identical: null };
+      continue;
+    }
+    const native = nativeKernels;
+    const nativeOut = makeOut();
+    const native_us = medianMicros(() => {
+      call(native, nativeOut);
+    }, samples);
+    timings[name] = {
+      native_us,
+      reference_us,
+      speedup: native_us > 0 ? reference_us / native_us : null,
+      identical: identical(nativeOut, refOut),
+    };
+  }
+  return {
+    backend: backend.name,
+    backend_reason: backend.reason,
+    iterations,
+    sizes: BENCH_SIZES,
+    kernels: timings,
+  };
+}
+
+function iterationsOf(value: unknown): number {
+  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new ConfigError(
+      `Expected a positive integer for --iterations but received ${JSON.stringify(value)}`,
+      { field: 'iterations' },
+    );
+  }
+  return n;
+}
+
+function humanTable(report: BenchKernelsReport): string {
+  const fmt = (v: number | null, unit = ''): string =>
+    v === null ? '-' : `${v.toFixed(2)}${unit}`;
+  const rows = KERNEL_NAMES.map((name) => {
+    const t = report.kernels[name];
+    return [
+      name,
+      fmt(t.native_us),
+      fmt(t.reference_us),
+      fmt(t.speedup, '×'),
+      t.identical === null ? '-' : t.identical ? 'yes' : 'NO',
+    ];
+  });
+  const header = ['kernel', 'native µs', 'reference µs', 'speedup', 'identical'];
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0)))
+      .join('  ');
+  const { tokens, dim, keep, image, grid } = report.sizes;
+  return [
+    `backend: ${report.backend} (${report.backend_reason})`,
+    `sizes: ${tokens} tokens × ${dim} dims, keep ${keep}; ${image}×${image} images on a ${grid}×${grid} grid; median of ${report.iterations} calls`,
+    '',
+    line(header),
+    ...rows.map(line),
+  ].join('\n');
+}
+
+/**
+ * `vla-node bench-kernels`: median time a call of each kernel, native and TypeScript reference, at
+ * the shipped model's sizes. Exits 1 when the backends' outputs differ.
+ */
+export const benchKernelsCommand: CommandSpec = {
+  name: 'bench kernels',
+  summary: 'time the native kernels against the TypeScript reference',
+  options: {
+    iterations: { type: 'string', default: '2000', help: 'timed calls per kernel and backend' },
+  },
+  run(values, io) {
+    // Through a promise, so that a bad option rejects like the other commands' errors.
+    return Promise.resolve().then(() => {
+      const iterations = iterationsOf(values.iterations);
+      io.progress(`timing ${KERNEL_NAMES.length} kernels, ${iterations} calls each per backend`);
+      const report = benchKernels(iterations);
+      io.result(report, humanTable(report));
+      return KERNEL_NAMES.some((name) => report.kernels[name].identical === false) ? 1 : 0;
+    });
+  },
+};

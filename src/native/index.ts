@@ -1,0 +1,57 @@
+/**
+ * The kernels of token pruning and ingest, behind one typed facade: the native addon when it is
+ * built and loads, else the TypeScript reference, both behind the same argument checks.
+ *
+ * @example
+ * import { kernels, warnOnce } from '../native/index.js';
+ * warnOnce((message) => logger.warn(message));
+ * kernels.topK(saliency, 36, positions);
+ */
+import { nativeLoad } from './binding.js';
+import type { Kernels } from './kernels.js';
+import { reference } from './reference.js';
+import { validated } from './validate.js';
+
+export type { Kernels } from './kernels.js';
+export { KERNEL_NAMES } from './kernels.js';
+
+/** The TypeScript reference kernels (validated). */
+export const referenceKernels: Kernels = validated(reference);
+
+/** The native kernels (validated), or undefined when the addon did not load. */
+export const nativeKernels: Kernels | undefined =
+  nativeLoad.addon === undefined ? undefined : validated(nativeLoad.addon);
+
+/** The kernels to use: native when loaded, else the TypeScript reference. */
+export const kernels: Kernels = nativeKernels ?? referenceKernels;
+
+/** Which backend {@link kernels} runs on, and why. */
+export interface KernelBackend {
+  readonly name: 'native' | 'typescript';
+  readonly reason: string;
+}
+
+const backend: KernelBackend =
+  nativeLoad.addon === undefined
+    ? {
+        name: 'typescript',
+        reason: `native kernels not loaded from ${nativeLoad.path}: ${nativeLoad.error}`,
+      }
+    : { name: 'native', reason: `loaded ${nativeLoad.path}` };
+
+/** Which backend {@link kernels} runs on, and why (the path tried and, on fallback, the error). */
+export function kernelBackend(): KernelBackend {
+  return backend;
+}
+
+let warned = false;
+
+/**
+ * On fallback to the TypeScript kernels, tell `log` once per process which path was tried and
+ * why it failed; otherwise (or when already told) do nothing.
+ */
+export function warnOnce(log: (message: string) => void): void {
+  if (warned || backend.name === 'native') return;
+  warned = true;
+  log(`vla-node: ${backend.reason}; using the TypeScript kernels`);
+}

@@ -1,0 +1,77 @@
+/**
+ * The kernel surface shared by the native addon and the TypeScript reference. Both produce
+ * identical selections and float outputs equal within 1e-5 relative (in practice bit for bit);
+ * test/native/kernels.test.ts checks it on random inputs.
+ *
+ * Every kernel writes into an output array the caller owns and allocates nothing per call.
+ */
+export interface Kernels {
+  /**
+   * The indices of the `k` largest scores (ties: lower index wins; NaN scores rank lowest), written
+   * to `out[0..k)` in ascending index order.
+   *
+   * @example kernels.topK(saliency, 36, positions);
+   */
+  topK(scores: Float32Array, k: number, out: Int32Array): void;
+  /**
+   * Greedy max-min diversity (DivPrune) over the first `n` rows of `dim` floats of `tokens`, by
+   * cosine distance (1 - cos; a zero row has distance 1 to everything): start from row `first`,
+   * then repeatedly add the row whose minimum distance to the selected set is largest (ties: lower
+   * index; NaN distances rank lowest); `k` rows in total, written to `out[0..k)` in ascending
+   * index order. `tokens` may be longer than `n * dim` (a reused buffer); the rest is ignored.
+   *
+   * @example kernels.maxMinDiversity(tokens, 144, 64, 36, first, positions);
+   */
+  maxMinDiversity(
+    tokens: Float32Array,
+    n: number,
+    dim: number,
+    k: number,
+    first: number,
+    out: Int32Array,
+  ): void;
+  /**
+   * Mean absolute difference per patch between two packed RGB8 images (`width * height * 3`
+   * bytes each) on a `gridW` × `gridH` patch grid (`width % gridW === 0`,
+   * `height % gridH === 0`), all channels averaged, in [0, 255]; `out[gy * gridW + gx]`.
+   *
+   * @example kernels.patchDifference(previous, current, 96, 96, 12, 12, change);
+   */
+  patchDifference(
+    a: Uint8Array,
+    b: Uint8Array,
+    width: number,
+    height: number,
+    gridW: number,
+    gridH: number,
+    out: Float32Array,
+  ): void;
+  /**
+   * Packed HWC RGB8 (`pixels * 3` bytes) to planar CHW float32 through a per-channel lookup table
+   * (768 floats: channel `c`, value `v` at `lut[c * 256 + v]`): `out[c * pixels + p]`.
+   *
+   * @example kernels.normalizeRgb(frame.rgb, lut, pixelValues);
+   */
+  normalizeRgb(rgb: Uint8Array, lut: Float32Array, out: Float32Array): void;
+  /**
+   * `out[i * dim .. (i + 1) * dim) = tokens[idx[i] * dim .. (idx[i] + 1) * dim)` for `i < count`.
+   *
+   * @example kernels.gatherRows(tokens, 64, positions, 36, kept);
+   */
+  gatherRows(
+    tokens: Float32Array,
+    dim: number,
+    idx: Int32Array,
+    count: number,
+    out: Float32Array,
+  ): void;
+}
+
+/** The kernel names, in a fixed order (for reports and tests). */
+export const KERNEL_NAMES = [
+  'topK',
+  'maxMinDiversity',
+  'patchDifference',
+  'normalizeRgb',
+  'gatherRows',
+] as const satisfies readonly (keyof Kernels)[];
