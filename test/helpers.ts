@@ -21,7 +21,7 @@ export function testPipelineOptions(overrides: Partial<PipelineOptions> = {}): P
       graphOptimization: 'all',
       tensorrtCachePath: '',
     },
-    pruning: { strategy: 'none', keepRatio: 1, keepCount: 0 },
+    pruning: { strategy: 'none', keepRatio: 1, keepCount: 0, seed: 0 },
     limits: { min: [], max: [], maxDeltaPerStep: 0 },
     warmupRuns: 1,
     ...overrides,

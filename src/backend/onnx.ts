@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { BackendError, ModelError } from '../errors.js';
+import { BackendError, InputError, ModelError } from '../errors.js';
 import type { GraphRole, GraphSpec, ModelPackage, TensorSpec, Variant } from '../model/manifest.js';
 
 export type ExecutionProvider = 'tensorrt' | 'cuda' | 'cpu';
@@ -271,17 +271,45 @@ export class OnnxBackend {
     return { tokens, saliency };
   }
 
+  /** The policy's visual-token buffer (N × D): the pruner writes the kept tokens here. */
+  get keptTokens(): Float32Array {
+    return this.#tokenData;
+  }
+
   /**
-   * Run the policy on `count` kept tokens. `fill` writes the kept tokens (count × D) and their grid
-   * positions (count) into the backend's reused buffers; `instructionIds` and `state` are copied.
+   * Run the policy on the first `count` tokens of `keptTokens`, whose grid indices are
+   * `positions[0..count)`; `instructionIds` and the normalised `state` are copied.
    */
   async act(
     count: number,
-    fill: (tokens: Float32Array, positions: BigInt64Array) => void,
+    positions: Int32Array,
     instructionIds: ArrayLike<bigint>,
     state: ArrayLike<number>,
   ): Promise<Float32Array> {
-    const d = this.#pkg.manifest.token_dim;
+    const m = this.#pkg.manifest;
+    const d = m.token_dim;
+    const expect = (ok: boolean, field: string, what: string, received: number): void => {
+      if (!ok)
+        throw new InputError(`Expected ${what} for ${field} but received ${received}`, { field });
+    };
+    expect(
+      Number.isInteger(count) && count >= 1 && count <= this.#positionData.length,
+      'policy.token_count',
+      `an integer in [1, ${this.#positionData.length}]`,
+      count,
+    );
+    expect(
+      instructionIds.length === this.#idData.length,
+      'policy.instruction_ids',
+      `${this.#idData.length} ids`,
+      instructionIds.length,
+    );
+    expect(
+      state.length === this.#stateData.length,
+      'policy.state',
+      `${this.#stateData.length} values`,
+      state.length,
+    );
     let t = this.#tokenTensors.get(count);
     if (t === undefined) {
       t = {
@@ -290,8 +318,14 @@ export class OnnxBackend {
       };
       this.#tokenTensors.set(count, t);
     }
-    fill(this.#tokenData.subarray(0, count * d), this.#positionData.subarray(0, count));
-    this.#idData.set(Array.from(instructionIds));
+    expect(
+      positions.length >= count,
+      'policy.positions',
+      `at least ${count} positions`,
+      positions.length,
+    );
+    for (let i = 0; i < count; i++) this.#positionData[i] = BigInt(positions[i] as number);
+    for (let i = 0; i < this.#idData.length; i++) this.#idData[i] = instructionIds[i] as bigint;
     this.#stateData.set(state);
     const [vt, vp, vi, vs] = this.#names.pol;
     const out = await run(
@@ -300,7 +334,6 @@ export class OnnxBackend {
       'policy',
     );
     const actions = out[this.#names.polOut]?.data;
-    const m = this.#pkg.manifest;
     if (
       !(actions instanceof Float32Array) ||
       actions.length !== m.chunk.horizon * m.chunk.action_dim

@@ -7,12 +7,23 @@ import {
   type CommandSpec,
   type OptionValues,
 } from './command.js';
+import { benchKernelsCommand } from './bench-kernels.js';
+import { benchPruningCommand } from './bench-pruning.js';
 import { datasetCommand } from './dataset.js';
+import { overlayCommand } from './overlay.js';
 import { infoCommand } from './info.js';
 import { simCommand } from './sim.js';
 import { startCommand } from './start.js';
 
-const COMMANDS: readonly CommandSpec[] = [startCommand, simCommand, infoCommand, datasetCommand];
+const COMMANDS: readonly CommandSpec[] = [
+  startCommand,
+  simCommand,
+  infoCommand,
+  benchPruningCommand,
+  benchKernelsCommand,
+  overlayCommand,
+  datasetCommand,
+];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
@@ -41,12 +52,14 @@ function makeIo(json: boolean): CommandIo {
 
 /** Run the CLI with `argv` (without node and script); resolves to the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const [first, second] = argv;
+  const twoWords = COMMANDS.find((c) => c.name === `${first ?? ''} ${second ?? ''}`);
+  const [name, ...rest] = twoWords ? [twoWords.name, ...argv.slice(2)] : argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${usage()}\n`);
     return name === undefined ? 1 : 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
+  const command = twoWords ?? COMMANDS.find((c) => c.name === name);
   if (command === undefined) {
     process.stderr.write(`vla-node: unknown command ${JSON.stringify(name)}\n\n${usage()}\n`);
     return 2;

@@ -62,6 +62,7 @@ export function pipelineOptions(config: VlaConfig, log: (m: string) => void): Pi
       strategy: config.pruning.strategy,
       keepRatio: config.pruning.keep_ratio,
       keepCount: config.pruning.keep_count,
+      seed: config.pruning.seed,
     },
     limits: {
       min: config.safety.action_min,

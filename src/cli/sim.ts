@@ -1,4 +1,5 @@
 import { VlaPipeline } from '../pipeline/pipeline.js';
+import { STAGES } from '../runtime/latency.js';
 import {
   blindAgent,
   expertAgent,
@@ -42,6 +43,9 @@ export interface SimReport {
   readonly provider: string | null;
   readonly latency_ms: { p50: number; p95: number; p99: number; max: number; mean: number } | null;
   readonly stage_ms: Record<string, number> | null;
+  /** Percentiles per stage (ms). */
+  readonly stage_percentiles_ms: Record<string, { p50: number; p95: number; p99: number }> | null;
+  readonly strategy: string;
   readonly visual_tokens: { total: number; kept: number } | null;
   readonly execute_steps: number;
 }
@@ -108,12 +112,25 @@ export async function simulate(
         ? { p50: total.p50, p95: total.p95, p99: total.p99, max: total.max, mean: total.mean }
         : null,
       stage_ms: pipeline?.latency.stageMeans() ?? null,
+      stage_percentiles_ms: pipeline ? stagePercentiles(pipeline) : null,
+      strategy: config.pruning.strategy,
       visual_tokens: pipeline ? { total: pipeline.totalTokens, kept: pipeline.tokenBudget } : null,
       execute_steps: executeSteps,
     };
   } finally {
     await pipeline?.release();
   }
+}
+
+function stagePercentiles(
+  pipeline: VlaPipeline,
+): Record<string, { p50: number; p95: number; p99: number }> {
+  return Object.fromEntries(
+    STAGES.map((stage) => {
+      const { p50, p95, p99 } = pipeline.latency.stages[stage].summary();
+      return [stage, { p50, p95, p99 }];
+    }),
+  );
 }
 
 /** A readable summary of a report. */

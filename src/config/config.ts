@@ -43,7 +43,14 @@ export const GRAPH_OPTIMIZATION_LEVELS = ['disabled', 'basic', 'extended', 'all'
 export type GraphOptimizationLevel = (typeof GRAPH_OPTIMIZATION_LEVELS)[number];
 
 /** Visual-token pruning strategies. */
-export const PRUNING_STRATEGIES = ['none'] as const;
+export const PRUNING_STRATEGIES = [
+  'none',
+  'random',
+  'pool',
+  'saliency',
+  'diversity',
+  'temporal',
+] as const;
 export type PruningStrategy = (typeof PRUNING_STRATEGIES)[number];
 
 /** `model.*`: the model package to run. */

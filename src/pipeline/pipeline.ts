@@ -8,7 +8,8 @@ import {
 import { InputError } from '../errors.js';
 import { FrameIngest, type Frame } from '../ingest/index.js';
 import { selectVariant, type ModelPackage, type Precision } from '../model/manifest.js';
-import { createPruner, tokenBudget, type Pruner, type PruningStrategy } from '../pruning/pruner.js';
+import { tokenBudget, type Pruner, type PruningStrategy } from '../pruning/pruner.js';
+import { createPruner } from '../pruning/strategies.js';
 import { LatencyBook, type StageTimings } from '../runtime/latency.js';
 import { enforceLimits, type ActionLimits } from '../runtime/safety.js';
 
@@ -19,6 +20,7 @@ export interface PipelineOptions {
     readonly strategy: PruningStrategy;
     readonly keepRatio: number;
     readonly keepCount: number;
+    readonly seed: number;
   };
   /** Action limits; empty min/max = the manifest's. */
   readonly limits: ActionLimits;
@@ -69,19 +71,20 @@ export class VlaPipeline {
   readonly #backend: OnnxBackend;
   readonly #ingest: FrameIngest;
   readonly #pruner: Pruner;
-  readonly #options: PipelineOptions;
   readonly #limits: ActionLimits;
   readonly #kept: Int32Array;
   readonly #ids: BigInt64Array;
   readonly #state: Float32Array;
+  readonly #budget: number;
   #instruction: string | undefined;
+  #lastRgb: Uint8Array | undefined;
+  #lastKept = 0;
   #sequence = 0;
   #ready = false;
 
   private constructor(model: ModelPackage, backend: OnnxBackend, options: PipelineOptions) {
     this.model = model;
     this.#backend = backend;
-    this.#options = options;
     const m = model.manifest;
     this.#ingest = new FrameIngest({
       width: m.image.width,
@@ -90,8 +93,13 @@ export class VlaPipeline {
       mean: m.image.mean,
       std: m.image.std,
     });
-    this.#pruner = createPruner(options.pruning.strategy);
+    this.#pruner = createPruner(options.pruning.strategy, { seed: options.pruning.seed });
     this.#kept = new Int32Array(m.patch_grid.width * m.patch_grid.height);
+    this.#budget = tokenBudget(
+      this.#kept.length,
+      options.pruning.keepRatio,
+      options.pruning.keepCount,
+    );
     this.#ids = new BigInt64Array(m.tokenizer.max_length);
     this.#state = new Float32Array(m.state.names.length);
     this.#limits = {
@@ -139,11 +147,15 @@ export class VlaPipeline {
   }
   /** Tokens the policy sees per frame under the current budget. */
   get tokenBudget(): number {
-    return tokenBudget(
-      this.#kept.length,
-      this.#options.pruning.keepRatio,
-      this.#options.pruning.keepCount,
-    );
+    return this.#budget;
+  }
+  /**
+   * The last frame as the encoder saw it (RGB8 at the model's size) and the grid positions of the
+   * tokens the pruner kept; views valid until the next `infer`.
+   */
+  get lastSelection(): { readonly rgb: Uint8Array; readonly positions: Int32Array } | undefined {
+    if (this.#lastRgb === undefined) return undefined;
+    return { rgb: this.#lastRgb, positions: this.#kept.subarray(0, this.#lastKept) };
   }
   get pruner(): Pruner {
     return this.#pruner;
@@ -171,36 +183,29 @@ export class VlaPipeline {
       this.model.tokenizer.encodeInto(obs.instruction, this.#ids);
       this.#instruction = obs.instruction;
     }
-    await this.#ingest.toTensor(obs.frame, this.#backend.pixels);
+    const rgb = await this.#ingest.toRgb(obs.frame);
+    this.#ingest.normalise(rgb, this.#backend.pixels);
     const t1 = performance.now();
     const encoded = await this.#backend.encode();
     const t2 = performance.now();
-    const budget = this.tokenBudget;
-    const kept = this.#pruner.select(
+    const kept = this.#pruner.prune(
       {
         tokens: encoded.tokens,
         saliency: encoded.saliency,
         grid: m.patch_grid,
         tokenDim: m.token_dim,
+        rgb,
+        imageWidth: m.image.width,
+        imageHeight: m.image.height,
         stream: obs.stream ?? 'camera',
       },
-      budget,
-      this.#kept,
+      this.#budget,
+      { positions: this.#kept, tokens: this.#backend.keptTokens },
     );
+    this.#lastRgb = rgb;
+    this.#lastKept = kept;
     const t3 = performance.now();
-    const d = m.token_dim;
-    const raw = await this.#backend.act(
-      kept,
-      (tokens, positions) => {
-        for (let i = 0; i < kept; i++) {
-          const g = this.#kept[i] as number;
-          tokens.set(encoded.tokens.subarray(g * d, (g + 1) * d), i * d);
-          positions[i] = BigInt(g);
-        }
-      },
-      this.#ids,
-      this.#state,
-    );
+    const raw = await this.#backend.act(kept, this.#kept, this.#ids, this.#state);
     const t4 = performance.now();
     const actions = new Float32Array(raw.length);
     const a = m.chunk.action_dim;

@@ -1,59 +1,61 @@
 import type { PruningStrategy } from '../config/index.js';
 import { InputError } from '../errors.js';
 
-/** What a pruner sees of one frame: the encoder's tokens (N × D, row-major) and saliency (N). */
+export type { PruningStrategy } from '../config/index.js';
+
+/** What a pruner sees of one frame. */
 export interface PruneInput {
+  /** The encoder's tokens, N × tokenDim, row-major in grid order. */
   readonly tokens: Float32Array;
+  /** One score per token in [0, 1] (the encoder's saliency head). */
   readonly saliency: Float32Array;
   readonly grid: { readonly width: number; readonly height: number };
   readonly tokenDim: number;
+  /** The frame as the encoder saw it: packed RGB8 at the model's input size. */
+  readonly rgb: Uint8Array;
+  readonly imageWidth: number;
+  readonly imageHeight: number;
   /** Camera stream the frame came from (stateful strategies keep state per stream). */
   readonly stream: string;
 }
 
+/** Where a pruner writes the tokens the policy will see: capacity N positions and N × tokenDim values. */
+export interface PruneOutput {
+  /** Grid index (row-major) of each kept token, ascending. */
+  readonly positions: Int32Array;
+  /** The kept tokens, row-major, in the order of `positions`. */
+  readonly tokens: Float32Array;
+}
+
 /**
- * A visual-token pruning strategy. `select` writes the grid indices of the `budget` tokens it
- * keeps into `out`, in ascending grid order (kept tokens keep their positions), and returns how
- * many it wrote. Same input and seed, same selection.
+ * A visual-token pruning strategy. `prune` keeps at most `budget` tokens: it writes their grid
+ * positions (ascending: kept tokens keep their original positions) and their embeddings into
+ * `out` and returns how many it kept. The same input, state and seed give the same result.
  */
 export interface Pruner {
-  readonly name: string;
-  select(input: PruneInput, budget: number, out: Int32Array): number;
-  /** Forget per-stream state (all streams when none is named). */
+  readonly name: PruningStrategy;
+  prune(input: PruneInput, budget: number, out: PruneOutput): number;
+  /** Forget per-stream state (every stream when none is named). */
   reset(stream?: string): void;
 }
 
-/** How many tokens to keep out of `total`: `keepCount` when > 0, else round(keepRatio × total), at least 1. */
+/**
+ * How many tokens to keep out of `total`: `keepCount` when > 0, else round(keepRatio × total),
+ * at least 1.
+ *
+ * @throws {InputError} when the ratio is outside (0, 1] or the count outside [0, total].
+ */
 export function tokenBudget(total: number, keepRatio: number, keepCount: number): number {
   if (!(keepRatio > 0 && keepRatio <= 1)) {
     throw new InputError(`Expected pruning.keep_ratio in (0, 1] but received ${keepRatio}`, {
       field: 'pruning.keep_ratio',
     });
   }
-  const n = keepCount > 0 ? keepCount : Math.round(keepRatio * total);
-  return Math.min(total, Math.max(1, n));
-}
-
-/** Keep every token: the baseline and the default. */
-export class NonePruner implements Pruner {
-  readonly name = 'none';
-  select(input: PruneInput, budget: number, out: Int32Array): number {
-    const n = Math.min(budget, input.saliency.length);
-    for (let i = 0; i < n; i++) out[i] = i;
-    return n;
+  if (!Number.isInteger(keepCount) || keepCount < 0 || keepCount > total) {
+    throw new InputError(
+      `Expected pruning.keep_count in [0, ${total}] (0 = use keep_ratio; the model has ${total} visual tokens) but received ${keepCount}`,
+      { field: 'pruning.keep_count' },
+    );
   }
-  reset(): void {
-    // stateless
-  }
+  return keepCount > 0 ? keepCount : Math.max(1, Math.round(keepRatio * total));
 }
-
-export type { PruningStrategy } from '../config/index.js';
-
-/** The pruner for a configured strategy. */
-export function createPruner(strategy: PruningStrategy): Pruner {
-  return PRUNERS[strategy]();
-}
-
-const PRUNERS: Record<PruningStrategy, () => Pruner> = {
-  none: () => new NonePruner(),
-};

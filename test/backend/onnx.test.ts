@@ -98,14 +98,18 @@ async function goldenObservation(pkg: ModelPackage, backend: OnnxBackend): Promi
   return { ids, state, rawState: obs.state };
 }
 
-/** Kept tokens `positions` (grid indices) copied from the encoder's tokens, in that order. */
-function keep(tokens: Float32Array, dim: number, positions: readonly number[]) {
-  return (outTokens: Float32Array, outPositions: BigInt64Array): void => {
-    positions.forEach((p, i) => {
-      outTokens.set(tokens.subarray(p * dim, (p + 1) * dim), i * dim);
-      outPositions[i] = BigInt(p);
-    });
-  };
+/** Copy the tokens at grid indices `positions` into the backend's kept-token buffer, in that order. */
+function keep(
+  backend: OnnxBackend,
+  tokens: Float32Array,
+  dim: number,
+  positions: readonly number[],
+) {
+  const outTokens = backend.keptTokens;
+  positions.forEach((p, i) => {
+    outTokens.set(tokens.subarray(p * dim, (p + 1) * dim), i * dim);
+  });
+  return Int32Array.from(positions);
 }
 
 const range = (n: number, step = 1): number[] => Array.from({ length: n }, (_, i) => i * step);
@@ -125,7 +129,12 @@ async function runGolden(pkg: ModelPackage, backend: OnnxBackend) {
     firstToken: tokens.slice(0, d),
     actions: new Float32Array(0),
   };
-  const actions = await backend.act(n, keep(tokens, d, range(n)), inputs.ids, inputs.state);
+  const actions = await backend.act(
+    n,
+    keep(backend, tokens, d, range(n)),
+    inputs.ids,
+    inputs.state,
+  );
   return { ...result, actions: Float32Array.from(actions) };
 }
 
@@ -173,7 +182,12 @@ describe('OnnxBackend on the shipped fp32 variant (CPU)', () => {
     const sets = [range(n), range(Math.floor(n / 4), 4), [n - 1]];
     const act = async (positions: readonly number[]): Promise<number[]> =>
       Array.from(
-        await backend.act(positions.length, keep(tokens, d, positions), inputs.ids, inputs.state),
+        await backend.act(
+          positions.length,
+          keep(backend, tokens, d, positions),
+          inputs.ids,
+          inputs.state,
+        ),
       );
 
     const first: number[][] = [];
@@ -197,7 +211,7 @@ describe('OnnxBackend on the shipped fp32 variant (CPU)', () => {
     const n = m.patch_grid.width * m.patch_grid.height;
     const inputs = await goldenObservation(pkg, backend);
     const tokens = Float32Array.from((await backend.encode()).tokens);
-    const fill = keep(tokens, m.token_dim, range(n));
+    const fill = keep(backend, tokens, m.token_dim, range(n));
     const base = Array.from(await backend.act(n, fill, inputs.ids, inputs.state));
     const otherIds = new BigInt64Array(inputs.ids.length).fill(BigInt(pkg.tokenizer.padId));
     const moved = inputs.state.map((x) => x + 1);

@@ -1,6 +1,10 @@
 import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PRUNING_STRATEGIES } from '../../src/config/index.js';
 import { loadModelPackage } from '../../src/model/manifest.js';
 import { VlaPipeline } from '../../src/pipeline/pipeline.js';
 import { blindAgent, pipelineAgent, runEpisodes } from '../../src/sim/runner.js';
@@ -36,6 +40,44 @@ describe('closed loop with the shipped model', () => {
   });
 });
 
+describe.each(PRUNING_STRATEGIES)('closed loop with %s pruning at keep ratio 0.25', (strategy) => {
+  let pipeline: VlaPipeline;
+  beforeAll(async () => {
+    pipeline = await VlaPipeline.create(
+      await loadModelPackage(TINY_VLA),
+      testPipelineOptions({
+        pruning: { strategy, keepRatio: strategy === 'none' ? 1 : 0.25, keepCount: 0, seed: 1 },
+      }),
+    );
+  });
+  afterAll(async () => {
+    await pipeline.release();
+  });
+
+  it('drives the robot to the goal in most episodes, with the budgeted token count', async () => {
+    const summary = await runEpisodes(pipelineAgent(pipeline), {
+      episodes: 20,
+      seed: 77,
+      executeSteps: 4,
+      maxSteps: 60,
+      cameraWidth: 128,
+      cameraHeight: 128,
+    });
+    const last = pipeline.lastSelection;
+    expect(last?.positions.length).toBe(strategy === 'none' ? 144 : 36);
+    // Random and pooled tokens lose information; the informed strategies must stay close to full.
+    const floor = {
+      none: 0.8,
+      saliency: 0.75,
+      temporal: 0.75,
+      diversity: 0.5,
+      random: 0.3,
+      pool: 0.3,
+    }[strategy];
+    expect(summary.success_rate).toBeGreaterThanOrEqual(floor);
+  });
+});
+
 describe('vla-node CLI (real processes)', () => {
   it('sim --json prints one JSON object with the documented fields', async () => {
     const { stdout, stderr } = await run(process.execPath, [
@@ -68,6 +110,69 @@ describe('vla-node CLI (real processes)', () => {
       'postprocess',
     ]);
     expect(stderr).toMatch(/episode 3\/3/);
+  });
+
+  it('start runs the simulation demo when ROS 2 is not sourced, with progress and a summary', async () => {
+    const env = { ...process.env };
+    delete env.ROS_DISTRO;
+    delete env.AMENT_PREFIX_PATH;
+    const { stdout, stderr } = await run(process.execPath, [CLI, 'start', '--episodes', '2'], {
+      env,
+    });
+    expect(stderr).toMatch(/ROS 2 is not sourced/);
+    expect(stderr).toMatch(/episode 2\/2/);
+    expect(stdout).toMatch(/episodes succeeded/);
+    expect(stdout).toMatch(/frame → chunk latency: p50/);
+  });
+
+  it('start says in one line that the ROS 2 node is not in this release when ROS 2 is sourced', async () => {
+    const env = { ...process.env, ROS_DISTRO: 'jazzy', AMENT_PREFIX_PATH: '/opt/ros/jazzy' };
+    const { stderr } = await run(process.execPath, [CLI, 'start', '--episodes', '1'], { env });
+    expect(stderr.split('\n').filter((l) => l.includes('ROS 2 jazzy is sourced'))).toHaveLength(1);
+  });
+
+  it('bench pruning writes the matrix as JSON, Markdown, SVG and PNG', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'vla-bench-'));
+    const { stdout } = await run(process.execPath, [
+      CLI,
+      'bench',
+      'pruning',
+      '--strategies',
+      'saliency,pool',
+      '--episodes',
+      '2',
+      '--out',
+      out,
+      '--json',
+    ]);
+    const result = JSON.parse(stdout) as {
+      cells: {
+        strategy: string;
+        keep_ratio: number;
+        tokens_kept: number;
+        success_rate: number;
+        policy_ms: { p50: number };
+      }[];
+    };
+    expect(result.cells.map((c) => `${c.strategy}@${c.keep_ratio}`)).toEqual([
+      'saliency@1',
+      'saliency@0.5',
+      'saliency@0.25',
+      'saliency@0.125',
+      'pool@1',
+      'pool@0.5',
+      'pool@0.25',
+      'pool@0.125',
+    ]);
+    expect(result.cells.map((c) => c.tokens_kept)).toEqual([144, 72, 36, 18, 144, 72, 36, 18]);
+    expect(result.cells.every((c) => c.policy_ms.p50 > 0)).toBe(true);
+    expect(await readFile(join(out, 'pruning.md'), 'utf8')).toMatch(
+      /\| saliency \| 0.25 \| 36\/144 \|/,
+    );
+    expect(await readFile(join(out, 'pruning.svg'), 'utf8')).toMatch(/^<svg/);
+    const png = await readFile(join(out, 'pruning.png'));
+    expect(png.subarray(1, 4).toString()).toBe('PNG');
+    await rm(out, { recursive: true });
   });
 
   it('--help lists the sub-commands', async () => {
