@@ -17,7 +17,7 @@
         "NODE_ADDON_API_DISABLE_DEPRECATED"
       ],
       "cflags_cc!": ["-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-O3", "-ffp-contract=off"],
+      "cflags_cc": ["-std=c++17", "-O3", "-march=native", "-ffp-contract=off"],
       "xcode_settings": {
         "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
         "GCC_OPTIMIZATION_LEVEL": "3",

@@ -1,6 +1,9 @@
 #include "diversity.h"
 
 #include <cmath>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 #include <vector>
 
 #include "typed_array.h"
@@ -9,16 +12,32 @@ namespace vla {
 namespace {
 
 // The products of two floats are exact in double, so the sums below round identically here and in
-// the TypeScript reference, with or without fused multiply-add.
+// the TypeScript reference, with or without fused multiply-add: lane l of the accumulator sums the
+// products of the elements j with j % 4 == l, as the reference's s0..s3 do.
 double Dot(const float* a, const float* b, size_t dim) {
   double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   size_t j = 0;
+#ifdef __AVX__
+  __m256d acc = _mm256_setzero_pd();
+  for (; j + 4 <= dim; j += 4) {
+    const __m256d va = _mm256_cvtps_pd(_mm_loadu_ps(a + j));
+    const __m256d vb = _mm256_cvtps_pd(_mm_loadu_ps(b + j));
+    acc = _mm256_add_pd(acc, _mm256_mul_pd(va, vb));
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, acc);
+  s0 = lanes[0];
+  s1 = lanes[1];
+  s2 = lanes[2];
+  s3 = lanes[3];
+#else
   for (; j + 4 <= dim; j += 4) {
     s0 += static_cast<double>(a[j]) * b[j];
     s1 += static_cast<double>(a[j + 1]) * b[j + 1];
     s2 += static_cast<double>(a[j + 2]) * b[j + 2];
     s3 += static_cast<double>(a[j + 3]) * b[j + 3];
   }
+#endif
   if (j < dim) s0 += static_cast<double>(a[j]) * b[j];
   if (j + 1 < dim) s1 += static_cast<double>(a[j + 1]) * b[j + 1];
   if (j + 2 < dim) s2 += static_cast<double>(a[j + 2]) * b[j + 2];

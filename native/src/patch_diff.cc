@@ -1,6 +1,9 @@
 #include "patch_diff.h"
 
 #include <algorithm>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <vector>
 
 #include "typed_array.h"
@@ -19,6 +22,27 @@ void PatchDifference(const uint8_t* a, const uint8_t* b, size_t width, size_t he
     uint64_t* patch_sums = sums.data() + (y / patch_rows) * grid_w;
     const uint8_t* ra = a + y * row_bytes;
     const uint8_t* rb = b + y * row_bytes;
+#ifdef __SSE2__
+    // Sums of absolute differences of 8-byte groups (two per instruction); a patch row is a whole
+    // number of groups when patch_bytes % 8 == 0.
+    if (patch_bytes % 8 == 0) {
+      const size_t groups = row_bytes / 8;
+      const size_t per_patch = patch_bytes / 8;
+      size_t g = 0;
+      for (; g + 2 <= groups; g += 2) {
+        const __m128i va = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ra + 8 * g));
+        const __m128i vb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rb + 8 * g));
+        const __m128i sad = _mm_sad_epu8(va, vb);
+        patch_sums[g / per_patch] += static_cast<uint32_t>(_mm_cvtsi128_si32(sad));
+        patch_sums[(g + 1) / per_patch] += static_cast<uint32_t>(_mm_extract_epi16(sad, 4));
+      }
+      for (size_t i = 8 * g; i < row_bytes; ++i) {
+        patch_sums[i / patch_bytes] +=
+            static_cast<uint32_t>(ra[i] > rb[i] ? ra[i] - rb[i] : rb[i] - ra[i]);
+      }
+      continue;
+    }
+#endif
     for (size_t gx = 0; gx < grid_w; ++gx) {
       const uint8_t* pa = ra + gx * patch_bytes;
       const uint8_t* pb = rb + gx * patch_bytes;
