@@ -67,7 +67,7 @@ export async function simulate(
     );
     pipeline = await VlaPipeline.create(model, pipelineOptions(config, progress));
     progress(
-      `ready on ${pipeline.provider}: ${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens per frame`,
+      `ready on ${pipeline.provider}: ${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens per frame (${config.pruning.strategy}), ${pipeline.kernels} kernels`,
     );
     agent = pipelineAgent(pipeline);
   } else {

@@ -4,6 +4,7 @@
 
 import sharp, { type ResizeOptions } from 'sharp';
 import { describe, InputError } from '../errors.js';
+import { kernels } from '../native/index.js';
 import {
   rawToRgb,
   toThreeChannels,
@@ -68,18 +69,18 @@ function checkSpec(spec: ImageInputSpec): ImageInputSpec {
 export class FrameIngest {
   /** The validated, frozen input spec. */
   readonly spec: ImageInputSpec;
-  /** Per channel, the normalised value of each of the 256 byte values. */
-  readonly #lut: readonly [Float32Array, Float32Array, Float32Array];
+  /** The normalised value of byte v in channel c at [c * 256 + v]. */
+  readonly #lut: Float32Array;
 
   /** @throws {InputError} with field `spec.<name>` when the spec is invalid. */
   constructor(spec: ImageInputSpec) {
     this.spec = checkSpec(spec);
-    const lut = (c: 0 | 1 | 2): Float32Array =>
-      Float32Array.from(
-        { length: 256 },
-        (_, x) => (x / 255 - this.spec.mean[c]) / this.spec.std[c],
-      );
-    this.#lut = [lut(0), lut(1), lut(2)];
+    this.#lut = Float32Array.from(
+      { length: 768 },
+      (_, i) =>
+        ((i % 256) / 255 - this.spec.mean[Math.floor(i / 256) as 0 | 1 | 2]) /
+        this.spec.std[Math.floor(i / 256) as 0 | 1 | 2],
+    );
   }
 
   /**
@@ -140,12 +141,7 @@ export class FrameIngest {
         { field: 'out' },
       );
     }
-    const [lr, lg, lb] = this.#lut;
-    for (let i = 0, p = 0; i < plane; i++, p += 3) {
-      out[i] = lr[rgb[p] ?? 0] ?? 0;
-      out[plane + i] = lg[rgb[p + 1] ?? 0] ?? 0;
-      out[2 * plane + i] = lb[rgb[p + 2] ?? 0] ?? 0;
-    }
+    kernels.normalizeRgb(rgb, this.#lut, out);
   }
 
   /**

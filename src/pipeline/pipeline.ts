@@ -6,6 +6,7 @@ import {
   type ProviderFallback,
 } from '../backend/onnx.js';
 import { InputError } from '../errors.js';
+import { kernelBackend, warnOnce } from '../native/index.js';
 import { FrameIngest, type Frame } from '../ingest/index.js';
 import { selectVariant, type ModelPackage, type Precision } from '../model/manifest.js';
 import { tokenBudget, type Pruner, type PruningStrategy } from '../pruning/pruner.js';
@@ -119,6 +120,7 @@ export class VlaPipeline {
 
   /** Load the variant, create the sessions on the provider chain, and warm up. */
   static async create(model: ModelPackage, options: PipelineOptions): Promise<VlaPipeline> {
+    warnOnce(options.backend.log ?? ((line) => process.stderr.write(`${line}\n`)));
     const backend = await OnnxBackend.create(
       model,
       selectVariant(model, options.precision),
@@ -156,6 +158,10 @@ export class VlaPipeline {
   get lastSelection(): { readonly rgb: Uint8Array; readonly positions: Int32Array } | undefined {
     if (this.#lastRgb === undefined) return undefined;
     return { rgb: this.#lastRgb, positions: this.#kept.subarray(0, this.#lastKept) };
+  }
+  /** Which implementation runs the pruning and ingest kernels ('native' or 'typescript'). */
+  get kernels(): string {
+    return kernelBackend().name;
   }
   get pruner(): Pruner {
     return this.#pruner;
