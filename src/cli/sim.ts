@@ -6,8 +6,11 @@ import {
   pipelineAgent,
   runEpisodes,
   type Agent,
+  type EpisodeResult,
   type EpisodesSummary,
+  type TimingOptions,
 } from '../sim/runner.js';
+import type { ActionLimits } from '../runtime/safety.js';
 import { TASK_KINDS, type TaskKind } from '../sim/world.js';
 import { ConfigError } from '../errors.js';
 import type { VlaConfig } from '../config/index.js';
@@ -28,6 +31,11 @@ const FLAG_KEYS = {
   'keep-count': 'pruning.keep_count',
   'execute-steps': 'runtime.execute_steps',
   providers: 'backend.execution_providers',
+  'merge-mode': 'runtime.merge_mode',
+  'delay-ms': 'sim.inject_delay_ms',
+  'jitter-ms': 'sim.inject_jitter_ms',
+  'stall-probability': 'sim.camera_stall_probability',
+  'stall-steps': 'sim.camera_stall_steps',
 } as const;
 
 export interface SimReport {
@@ -48,6 +56,79 @@ export interface SimReport {
   readonly strategy: string;
   readonly visual_tokens: { total: number; kept: number } | null;
   readonly execute_steps: number;
+  readonly merge_mode: string;
+  /** Whether episodes ran on the control-step clock (asynchronous modes, injected delays or stalls). */
+  readonly timed: boolean;
+  readonly injected_delay_ms: { mean: number; jitter: number };
+  /** Steps, over all episodes, on which no chunk covered the step after the first chunk. */
+  readonly deadline_misses: number;
+  /** Steps on which the watchdog emitted the safe action. */
+  readonly safe_hold_steps: number;
+  /** Steps the robot stood still: waiting for a chunk (sync) or in safe hold. */
+  readonly idle_steps: number;
+  readonly stale_frames: number;
+  /** Mean absolute change of the action between consecutive control steps (table units). */
+  readonly smoothness: number | null;
+}
+
+/** The clocked execution settings, or undefined for the plain synchronous loop. */
+function timingFromConfig(
+  config: VlaConfig,
+  horizon: number,
+  manifestRate: number,
+  limits: ActionLimits | undefined,
+): TimingOptions | undefined {
+  const r = config.runtime;
+  const s = config.sim;
+  if (
+    r.merge_mode === 'sync' &&
+    s.inject_delay_ms === 0 &&
+    s.inject_jitter_ms === 0 &&
+    s.camera_stall_probability === 0
+  )
+    return undefined;
+  return {
+    mode: r.merge_mode,
+    controlRateHz: r.control_rate_hz > 0 ? r.control_rate_hz : manifestRate,
+    horizon,
+    injectDelayMs: s.inject_delay_ms,
+    injectJitterMs: s.inject_jitter_ms,
+    stallProbability: s.camera_stall_probability,
+    stallSteps: s.camera_stall_steps,
+    maxFrameAgeMs: r.max_frame_age_ms,
+    executor: {
+      ensembleDecay: r.ensemble_decay,
+      rtcDecaySteps: r.rtc_decay_steps,
+      marginSteps: r.margin_steps,
+      safeAction: config.safety.safe_action,
+      limits: limits ?? {
+        min: [0, 0],
+        max: [1, 1],
+        maxDeltaPerStep: config.safety.max_delta_per_step,
+      },
+    },
+  };
+}
+
+function timingTotals(
+  results: readonly EpisodeResult[],
+): Pick<
+  SimReport,
+  'deadline_misses' | 'safe_hold_steps' | 'idle_steps' | 'stale_frames' | 'smoothness'
+> {
+  const sum = (f: (r: EpisodeResult) => number | undefined): number =>
+    results.reduce((t, r) => t + (f(r) ?? 0), 0);
+  const smooth = results.filter((r) => r.smoothness !== undefined);
+  return {
+    deadline_misses: sum((r) => r.deadlineMisses),
+    safe_hold_steps: sum((r) => r.safeHoldSteps),
+    idle_steps: sum((r) => r.idleSteps),
+    stale_frames: sum((r) => r.staleFrames),
+    smoothness:
+      smooth.length === 0
+        ? null
+        : Math.round((sum((r) => r.smoothness) / smooth.length) * 1e5) / 1e5,
+  };
 }
 
 /** Run closed-loop episodes with `agent` under `config`; progress lines go to `progress`. */
@@ -79,6 +160,12 @@ export async function simulate(
       : Math.max(1, Math.floor(m.chunk.horizon / 2));
   let done = 0;
   let ok = 0;
+  const timing = timingFromConfig(
+    config,
+    m.chunk.horizon,
+    m.control_rate_hz,
+    pipeline?.actionLimits,
+  );
   try {
     const summary = await runEpisodes(agent, {
       episodes: config.sim.episodes,
@@ -88,6 +175,7 @@ export async function simulate(
       cameraWidth: config.sim.camera_width,
       cameraHeight: config.sim.camera_height,
       ...(taskKind === undefined ? {} : { taskKind }),
+      ...(timing === undefined ? {} : { timing }),
       onEpisode: (r) => {
         done++;
         if (r.success) ok++;
@@ -116,6 +204,10 @@ export async function simulate(
       strategy: config.pruning.strategy,
       visual_tokens: pipeline ? { total: pipeline.totalTokens, kept: pipeline.tokenBudget } : null,
       execute_steps: executeSteps,
+      merge_mode: config.runtime.merge_mode,
+      timed: timing !== undefined,
+      injected_delay_ms: { mean: config.sim.inject_delay_ms, jitter: config.sim.inject_jitter_ms },
+      ...timingTotals(summary.results),
     };
   } finally {
     await pipeline?.release();
@@ -148,6 +240,11 @@ export function formatReport(r: SimReport): string {
         .map(([k, v]) => `${k} ${v.toFixed(3)}`)
         .join(', ')}`,
       `  visual tokens: ${r.visual_tokens.kept} of ${r.visual_tokens.total} kept`,
+    );
+  }
+  if (r.timed) {
+    lines.push(
+      `  execution ${r.merge_mode} with ${r.injected_delay_ms.mean} ± ${r.injected_delay_ms.jitter} ms injected delay: ${r.idle_steps} idle steps, ${r.deadline_misses} deadline misses, ${r.safe_hold_steps} safe-hold steps, ${r.stale_frames} stale frames, smoothness ${String(r.smoothness)}`,
     );
   }
   return lines.join('\n');
@@ -212,6 +309,23 @@ export const simCommand: CommandSpec = {
     providers: {
       type: 'string',
       help: 'execution providers in order, e.g. "[cuda, cpu]" (backend.execution_providers)',
+    },
+    'merge-mode': { type: 'string', help: 'sync|replace|ensemble|rtc (runtime.merge_mode)' },
+    'delay-ms': {
+      type: 'string',
+      help: 'injected extra inference delay in ms (sim.inject_delay_ms)',
+    },
+    'jitter-ms': {
+      type: 'string',
+      help: 'uniform jitter of the injected delay in ms (sim.inject_jitter_ms)',
+    },
+    'stall-probability': {
+      type: 'string',
+      help: 'per-step probability of a camera stall (sim.camera_stall_probability)',
+    },
+    'stall-steps': {
+      type: 'string',
+      help: 'length of a camera stall in steps (sim.camera_stall_steps)',
     },
     agent: {
       type: 'string',

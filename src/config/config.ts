@@ -82,6 +82,10 @@ export interface RuntimeConfig {
   readonly control_rate_hz: number;
   readonly execute_steps: number;
   readonly max_frame_age_ms: number;
+  readonly merge_mode: 'sync' | 'replace' | 'ensemble' | 'rtc';
+  readonly ensemble_decay: number;
+  readonly rtc_decay_steps: number;
+  readonly margin_steps: number;
 }
 
 /** `safety.*`: limits applied to every published action. */
@@ -89,6 +93,7 @@ export interface SafetyConfig {
   readonly action_min: readonly number[];
   readonly action_max: readonly number[];
   readonly max_delta_per_step: number;
+  readonly safe_action: 'hold' | 'zero';
 }
 
 /** `sim.*`: the built-in tabletop simulator. */
@@ -98,6 +103,10 @@ export interface SimConfig {
   readonly camera_width: number;
   readonly camera_height: number;
   readonly max_steps: number;
+  readonly inject_delay_ms: number;
+  readonly inject_jitter_ms: number;
+  readonly camera_stall_probability: number;
+  readonly camera_stall_steps: number;
 }
 
 /** The validated `ros__parameters` of vla_node; mirrors `schema/vla_node.schema.json`. */

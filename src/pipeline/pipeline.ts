@@ -159,6 +159,10 @@ export class VlaPipeline {
     if (this.#lastRgb === undefined) return undefined;
     return { rgb: this.#lastRgb, positions: this.#kept.subarray(0, this.#lastKept) };
   }
+  /** The limits every action is clamped to (configured, else the manifest's). */
+  get actionLimits(): ActionLimits {
+    return this.#limits;
+  }
   /** Which implementation runs the pruning and ingest kernels ('native' or 'typescript'). */
   get kernels(): string {
     return kernelBackend().name;

@@ -1,5 +1,8 @@
+import { performance } from 'node:perf_hooks';
+import { LatencyHistogram } from '../runtime/latency.js';
+import { ChunkExecutor, type ExecutorOptions, type MergeMode } from '../runtime/executor.js';
 import { expertChunk } from './expert.js';
-import { episodeSeed } from './rng.js';
+import { episodeSeed, Rng } from './rng.js';
 import { TabletopSim, type Observation } from './tabletop.js';
 import { distance, TASK_KINDS, type TaskKind } from './world.js';
 
@@ -18,7 +21,30 @@ export interface EpisodeOptions {
   readonly cameraWidth: number;
   readonly cameraHeight: number;
   readonly taskKind?: TaskKind;
+  /** Run on a control-step clock with inference delays (absent: synchronous, no delay). */
+  readonly timing?: TimingOptions;
   readonly onEpisode?: (result: EpisodeResult, index: number) => void;
+}
+
+/**
+ * Timed execution: the episode runs on a clock of control steps; each inference takes its real
+ * duration plus an injected delay (uniform jitter, seeded), rounded up to whole steps.
+ */
+export interface TimingOptions {
+  /** `sync`: the robot holds still while it waits for each chunk; otherwise the executor's merge mode, with inference running while the robot moves. */
+  readonly mode: 'sync' | MergeMode;
+  readonly controlRateHz: number;
+  /** Actions per chunk the agent returns. */
+  readonly horizon: number;
+  readonly injectDelayMs: number;
+  readonly injectJitterMs: number;
+  /** Per control step, the probability that the camera stalls (keeps delivering its last frame). */
+  readonly stallProbability: number;
+  readonly stallSteps: number;
+  /** Frames older than this are rejected (no inference on them). */
+  readonly maxFrameAgeMs: number;
+  /** Executor settings other than the merge mode and the chunk shape. */
+  readonly executor: Omit<ExecutorOptions, 'mergeMode' | 'horizon' | 'actionDim'>;
 }
 
 export interface EpisodeResult {
@@ -29,6 +55,14 @@ export interface EpisodeResult {
   readonly steps: number;
   /** Distance from the goal at the end (table units). */
   readonly finalDistance: number;
+  /** Timed runs only: steps the robot held still (waiting for a chunk or safe hold). */
+  readonly idleSteps?: number;
+  /** Timed runs only: steps after the first chunk on which no chunk covered the step. */
+  readonly deadlineMisses?: number;
+  readonly safeHoldSteps?: number;
+  readonly staleFrames?: number;
+  /** Timed runs only: mean absolute change of the action between control steps. */
+  readonly smoothness?: number;
 }
 
 export interface EpisodesSummary {
@@ -56,10 +90,14 @@ export async function runEpisodes(agent: Agent, options: EpisodeOptions): Promis
       maxSteps: options.maxSteps,
       ...(options.taskKind === undefined ? {} : { taskKind: options.taskKind }),
     });
-    while (!sim.done) {
-      const chunk = await agent.act(sim.observe(), sim);
-      const steps = Math.min(options.executeSteps, chunk.length / 2);
-      for (let k = 0; k < steps; k++) if (sim.step(chunk.subarray(2 * k, 2 * k + 2))) break;
+    const timed =
+      options.timing === undefined ? {} : await runTimed(agent, sim, options, options.timing, seed);
+    if (options.timing === undefined) {
+      while (!sim.done) {
+        const chunk = await agent.act(sim.observe(), sim);
+        const steps = Math.min(options.executeSteps, chunk.length / 2);
+        for (let k = 0; k < steps; k++) if (sim.step(chunk.subarray(2 * k, 2 * k + 2))) break;
+      }
     }
     const result: EpisodeResult = {
       seed,
@@ -68,6 +106,7 @@ export async function runEpisodes(agent: Agent, options: EpisodeOptions): Promis
       success: sim.success,
       steps: sim.steps,
       finalDistance: distance(sim.effector, sim.scene.task.goal),
+      ...timed,
     };
     results.push(result);
     options.onEpisode?.(result, i);
@@ -142,5 +181,117 @@ export function pipelineAgent(pipeline: ChunkSource): Agent {
     act: async (obs) =>
       (await pipeline.infer({ frame: obs.image, instruction: obs.instruction, state: obs.state }))
         .actions,
+  };
+}
+
+/** Measured inference delays (real + injected) of a run: the executor's re-query point uses its p95. */
+const observedDelays = new LatencyHistogram();
+
+async function runTimed(
+  agent: Agent,
+  sim: TabletopSim,
+  options: EpisodeOptions,
+  timing: TimingOptions,
+  seed: number,
+): Promise<Partial<EpisodeResult>> {
+  const periodMs = 1000 / timing.controlRateHz;
+  const rng = new Rng(seed ^ 0x3c6ef372);
+  const executor = new ChunkExecutor({
+    ...timing.executor,
+    mergeMode: timing.mode === 'sync' ? 'replace' : timing.mode,
+    horizon: timing.horizon,
+    actionDim: 2,
+  });
+  let inflight: { chunk: Float32Array; obsStep: number; arrival: number } | undefined;
+  let frozen: { obs: ReturnType<TabletopSim['observe']>; capturedAt: number } | undefined;
+  let stallLeft = 0;
+  let idle = 0;
+  let misses = 0;
+  let stale = 0;
+  let started = false;
+  const delaySteps = async (
+    obs: ReturnType<TabletopSim['observe']>,
+  ): Promise<{ chunk: Float32Array; steps: number }> => {
+    const t0 = performance.now();
+    const chunk = (await agent.act(obs, sim)).slice();
+    const real = performance.now() - t0;
+    const injected = Math.max(
+      0,
+      timing.injectDelayMs + (rng.next() * 2 - 1) * timing.injectJitterMs,
+    );
+    observedDelays.record(real + injected);
+    return { chunk, steps: Math.max(1, Math.ceil((real + injected) / periodMs)) };
+  };
+  for (let t = 0; !sim.done; t++) {
+    // The camera: a fresh frame each step unless it is stalled.
+    if (stallLeft === 0 && rng.next() < timing.stallProbability) stallLeft = timing.stallSteps;
+    let capture: { obs: ReturnType<TabletopSim['observe']>; capturedAt: number };
+    if (stallLeft > 0 && frozen !== undefined) {
+      stallLeft--;
+      capture = frozen;
+    } else {
+      capture = { obs: sim.observe(), capturedAt: t };
+      // observe() reuses its image buffer: keep a copy for a stalled camera to repeat.
+      frozen = {
+        obs: {
+          ...capture.obs,
+          image: { ...capture.obs.image, data: capture.obs.image.data.slice() },
+        },
+        capturedAt: t,
+      };
+      if (stallLeft > 0) stallLeft--;
+    }
+    const fresh = (t - capture.capturedAt) * periodMs <= timing.maxFrameAgeMs;
+    if (timing.mode === 'sync') {
+      if (executor.remaining(t) === 0) {
+        if (!fresh) {
+          stale++;
+          idle++;
+          sim.step([sim.effector.x, sim.effector.y]);
+          continue;
+        }
+        const { chunk, steps } = await delaySteps(capture.obs);
+        // The robot holds still while it waits, then runs the chunk from its first action.
+        let over = false;
+        for (let k = 0; k < steps && !over; k++) {
+          idle++;
+          over = sim.step([sim.effector.x, sim.effector.y]);
+        }
+        if (over) break;
+        t += steps;
+        executor.accept(chunk.subarray(0, Math.min(chunk.length, options.executeSteps * 2)), t, t);
+        started = true;
+      }
+    } else {
+      if (inflight !== undefined && t >= inflight.arrival) {
+        executor.accept(inflight.chunk, inflight.obsStep, t);
+        inflight = undefined;
+        started = true;
+      }
+      const expected = Math.ceil(
+        (observedDelays.count === 0 ? periodMs : observedDelays.summary().p95) / periodMs,
+      );
+      if (inflight === undefined && executor.shouldQuery(t, expected)) {
+        if (fresh) {
+          const { chunk, steps } = await delaySteps(capture.obs);
+          inflight = { chunk, obsStep: capture.capturedAt, arrival: t + steps };
+        } else {
+          stale++;
+        }
+      }
+    }
+    const out = executor.step(t, [sim.effector.x, sim.effector.y]);
+    if (out.source === 'safe') {
+      idle++;
+      if (started) misses++;
+    }
+    sim.step(out.action);
+  }
+  return {
+    idleSteps: idle,
+    deadlineMisses: misses,
+    safeHoldSteps: executor.safeHoldSteps,
+    staleFrames: stale,
+    smoothness: executor.smoothness,
   };
 }

@@ -168,9 +168,27 @@ describe('shipped parameter file and schema', () => {
         tensorrt_cache_path: 1,
       },
       pruning: { strategy: 1, keep_ratio: 1, keep_count: 1, seed: 1 },
-      runtime: { control_rate_hz: 1, execute_steps: 1, max_frame_age_ms: 1 },
-      safety: { action_min: 1, action_max: 1, max_delta_per_step: 1 },
-      sim: { episodes: 1, seed: 1, camera_width: 1, camera_height: 1, max_steps: 1 },
+      runtime: {
+        control_rate_hz: 1,
+        execute_steps: 1,
+        max_frame_age_ms: 1,
+        merge_mode: 1,
+        ensemble_decay: 1,
+        rtc_decay_steps: 1,
+        margin_steps: 1,
+      },
+      safety: { action_min: 1, action_max: 1, max_delta_per_step: 1, safe_action: 1 },
+      sim: {
+        episodes: 1,
+        seed: 1,
+        camera_width: 1,
+        camera_height: 1,
+        max_steps: 1,
+        inject_delay_ms: 1,
+        inject_jitter_ms: 1,
+        camera_stall_probability: 1,
+        camera_stall_steps: 1,
+      },
     } satisfies { [S in keyof VlaConfig]: { [K in keyof VlaConfig[S]]: 1 } };
     expect(leafPaths(interfaceKeys)).toEqual(configKeys());
   });

@@ -1,0 +1,221 @@
+import { enforceLimits, type ActionLimits } from './safety.js';
+
+/** How a new chunk is merged with the plan being executed. */
+export type MergeMode = 'replace' | 'ensemble' | 'rtc';
+export const MERGE_MODES: readonly MergeMode[] = ['replace', 'ensemble', 'rtc'];
+
+/** What the robot does when no valid chunk covers the next control step. */
+export type SafeAction = 'hold' | 'zero';
+
+export interface ExecutorOptions {
+  readonly horizon: number;
+  readonly actionDim: number;
+  readonly mergeMode: MergeMode;
+  /** ACT temporal ensembling: weight exp(-decay × i) for the i-th oldest prediction of a step. */
+  readonly ensembleDecay: number;
+  /** RTC: weight of the old plan over the blended overlap decays as exp(-i / rtcDecaySteps). */
+  readonly rtcDecaySteps: number;
+  /** Extra steps added to the expected delay when deciding to start the next inference. */
+  readonly marginSteps: number;
+  readonly safeAction: SafeAction;
+  readonly limits: ActionLimits;
+}
+
+/** One control step's output. */
+export interface StepOutput {
+  /** The action to apply (a view, valid until the next call). */
+  readonly action: Float32Array;
+  /** 'plan' when it came from a chunk, 'safe' when the watchdog held the robot. */
+  readonly source: 'plan' | 'safe';
+}
+
+/**
+ * Executes action chunks at the control rate on a step clock, independently of inference.
+ *
+ * Time is counted in control steps. A chunk computed from the observation of step `s` holds the
+ * actions for steps s … s+H-1; when it arrives at step `now` (after the inference delay), the
+ * actions for steps before `now` are already past and are dropped, the rest are merged into the
+ * plan by the merge mode. `step(now)` returns the plan's action for `now`, or the safe action when
+ * no chunk covers it (camera stalled, inference late or failed). Every returned action is finite
+ * and inside the limits (including the per-step change from the previous action).
+ *
+ * @example
+ * const ex = new ChunkExecutor(options);
+ * ex.accept(chunk.actions, obsStep, nowStep);
+ * const { action } = ex.step(nowStep, currentPosition);
+ */
+export class ChunkExecutor {
+  readonly #o: ExecutorOptions;
+  /** Planned actions by absolute step: [start, start + length). */
+  #plan = new Float32Array(0);
+  #planStart = 0;
+  #planLength = 0;
+  /** For ensembling: every prediction still relevant, newest last. */
+  readonly #predictions: { start: number; actions: Float32Array }[] = [];
+  readonly #action: Float32Array;
+  readonly #previous: Float32Array;
+  #hasPrevious = false;
+  #safeSteps = 0;
+  #inSafeHold = false;
+  #smoothSum = 0;
+  #smoothCount = 0;
+
+  constructor(options: ExecutorOptions) {
+    this.#o = options;
+    this.#action = new Float32Array(options.actionDim);
+    this.#previous = new Float32Array(options.actionDim);
+  }
+
+  /** Steps of the plan left from step `now` on (0 when the plan does not cover `now`). */
+  remaining(now: number): number {
+    return Math.max(0, this.#planStart + this.#planLength - now);
+  }
+
+  /**
+   * Whether to start the next inference at step `now`: when the actions left fall to the expected
+   * inference delay in steps, ceil(latency × rate), plus the margin.
+   */
+  shouldQuery(now: number, expectedDelaySteps: number): boolean {
+    return this.remaining(now) <= expectedDelaySteps + this.#o.marginSteps;
+  }
+
+  /** Merge a chunk computed from the observation of step `obsStep`, arriving at step `now`. */
+  accept(actions: Float32Array, obsStep: number, now: number): void {
+    const a = this.#o.actionDim;
+    const h = Math.min(this.#o.horizon, Math.floor(actions.length / a));
+    const skip = Math.max(0, now - obsStep);
+    if (skip >= h) return; // entirely in the past
+    const fresh = actions.subarray(skip * a, h * a);
+    const freshLength = h - skip;
+    const overlap = Math.max(
+      0,
+      Math.min(this.#planStart + this.#planLength, now + freshLength) - now,
+    );
+    const next = new Float32Array(freshLength * a);
+    switch (this.#o.mergeMode) {
+      case 'replace':
+        next.set(fresh);
+        break;
+      case 'rtc': {
+        // Actions already committed for the inference delay stay frozen; the rest of the overlap
+        // moves from the old plan to the new chunk with an exponentially decaying weight.
+        const frozen = Math.min(overlap, skip);
+        for (let i = 0; i < freshLength; i++) {
+          for (let d = 0; d < a; d++) {
+            const n = fresh[i * a + d] as number;
+            if (i < overlap) {
+              const old = this.#plan[(now + i - this.#planStart) * a + d] as number;
+              const w = i < frozen ? 1 : Math.exp(-(i - frozen + 1) / this.#o.rtcDecaySteps);
+              next[i * a + d] = w * old + (1 - w) * n;
+            } else {
+              next[i * a + d] = n;
+            }
+          }
+        }
+        break;
+      }
+      case 'ensemble': {
+        this.#predictions.push({ start: obsStep, actions: actions.slice() });
+        while (this.#predictions.length > 0 && (this.#predictions[0]?.start ?? 0) + h <= now)
+          this.#predictions.shift();
+        for (let i = 0; i < freshLength; i++) {
+          const t = now + i;
+          let wsum = 0;
+          for (let d = 0; d < a; d++) next[i * a + d] = 0;
+          // ACT: w_i = exp(-m·i) with i = 0 the oldest prediction of step t.
+          let age = 0;
+          for (const p of this.#predictions) {
+            if (t < p.start || t >= p.start + h) continue;
+            const w = Math.exp(-this.#o.ensembleDecay * age++);
+            wsum += w;
+            for (let d = 0; d < a; d++)
+              next[i * a + d] =
+                (next[i * a + d] as number) + w * (p.actions[(t - p.start) * a + d] as number);
+          }
+          for (let d = 0; d < a; d++) next[i * a + d] = (next[i * a + d] as number) / wsum;
+        }
+        break;
+      }
+    }
+    this.#plan = next;
+    this.#planStart = now;
+    this.#planLength = freshLength;
+  }
+
+  /** The action for step `now`; `current` is the robot's measured position (used to hold). */
+  step(now: number, current: ArrayLike<number>): StepOutput {
+    const a = this.#o.actionDim;
+    let source: StepOutput['source'] = 'plan';
+    if (now >= this.#planStart && now < this.#planStart + this.#planLength) {
+      this.#action.set(
+        this.#plan.subarray((now - this.#planStart) * a, (now - this.#planStart + 1) * a),
+      );
+      this.#inSafeHold = false;
+    } else {
+      source = 'safe';
+      this.#safeSteps++;
+      this.#inSafeHold = true;
+      for (let d = 0; d < a; d++) {
+        const held = this.#hasPrevious ? (this.#previous[d] as number) : (current[d] ?? 0);
+        this.#action[d] = this.#o.safeAction === 'hold' ? held : 0;
+      }
+    }
+    if (!this.#action.every(Number.isFinite)) {
+      // A non-finite plan never reaches the robot: hold instead.
+      source = 'safe';
+      this.#safeSteps++;
+      this.#inSafeHold = true;
+      for (let d = 0; d < a; d++)
+        this.#action[d] =
+          this.#o.safeAction === 'hold'
+            ? this.#hasPrevious
+              ? (this.#previous[d] as number)
+              : (current[d] ?? 0)
+            : 0;
+    }
+    this.#limit();
+    if (this.#hasPrevious) {
+      let change = 0;
+      for (let d = 0; d < a; d++)
+        change += Math.abs((this.#action[d] as number) - (this.#previous[d] as number));
+      this.#smoothSum += change / a;
+      this.#smoothCount++;
+    }
+    this.#previous.set(this.#action);
+    this.#hasPrevious = true;
+    return { action: this.#action, source };
+  }
+
+  #limit(): void {
+    const { min, max, maxDeltaPerStep } = this.#o.limits;
+    if (maxDeltaPerStep > 0 && this.#hasPrevious) {
+      for (let d = 0; d < this.#o.actionDim; d++) {
+        const p = this.#previous[d] as number;
+        this.#action[d] = Math.min(
+          p + maxDeltaPerStep,
+          Math.max(p - maxDeltaPerStep, this.#action[d] as number),
+        );
+      }
+    }
+    enforceLimits(this.#action, this.#o.actionDim, { min, max, maxDeltaPerStep: 0 });
+  }
+
+  /** True while the watchdog is holding the robot (no chunk covers the current step). */
+  get inSafeHold(): boolean {
+    return this.#inSafeHold;
+  }
+  /** Control steps on which the safe action was emitted. */
+  get safeHoldSteps(): number {
+    return this.#safeSteps;
+  }
+  /** Mean absolute change of the action between consecutive control steps. */
+  get smoothness(): number {
+    return this.#smoothCount === 0 ? 0 : this.#smoothSum / this.#smoothCount;
+  }
+
+  /** Drop the plan (e.g. on deactivate): the next steps are safe holds until a chunk arrives. */
+  reset(): void {
+    this.#planLength = 0;
+    this.#predictions.length = 0;
+  }
+}
