@@ -63,6 +63,7 @@ export function pipelineOptions(config: VlaConfig, log: (m: string) => void): Pi
       keepRatio: config.pruning.keep_ratio,
       keepCount: config.pruning.keep_count,
       seed: config.pruning.seed,
+      minKeepRatio: config.pruning.min_keep_ratio,
     },
     limits: {
       min: config.safety.action_min,
@@ -70,5 +71,6 @@ export function pipelineOptions(config: VlaConfig, log: (m: string) => void): Pi
       maxDeltaPerStep: config.safety.max_delta_per_step,
     },
     warmupRuns: config.backend.warmup_runs,
+    latencyBudgetMs: config.runtime.latency_budget_ms,
   };
 }

@@ -36,6 +36,7 @@ const FLAG_KEYS = {
   'jitter-ms': 'sim.inject_jitter_ms',
   'stall-probability': 'sim.camera_stall_probability',
   'stall-steps': 'sim.camera_stall_steps',
+  'latency-budget-ms': 'runtime.latency_budget_ms',
 } as const;
 
 export interface SimReport {
@@ -54,7 +55,10 @@ export interface SimReport {
   /** Percentiles per stage (ms). */
   readonly stage_percentiles_ms: Record<string, { p50: number; p95: number; p99: number }> | null;
   readonly strategy: string;
-  readonly visual_tokens: { total: number; kept: number } | null;
+  readonly visual_tokens: { total: number; kept: number; mean_kept: number } | null;
+  /** The keep ratio at the end of the run (the budget controller's when latency_budget_ms > 0). */
+  readonly keep_ratio: number | null;
+  readonly latency_budget_ms: number;
   readonly execute_steps: number;
   readonly merge_mode: string;
   /** Whether episodes ran on the control-step clock (asynchronous modes, injected delays or stalls). */
@@ -202,7 +206,15 @@ export async function simulate(
       stage_ms: pipeline?.latency.stageMeans() ?? null,
       stage_percentiles_ms: pipeline ? stagePercentiles(pipeline) : null,
       strategy: config.pruning.strategy,
-      visual_tokens: pipeline ? { total: pipeline.totalTokens, kept: pipeline.tokenBudget } : null,
+      visual_tokens: pipeline
+        ? {
+            total: pipeline.totalTokens,
+            kept: pipeline.tokenBudget,
+            mean_kept: Math.round(pipeline.meanKeptTokens * 100) / 100,
+          }
+        : null,
+      keep_ratio: pipeline ? Math.round(pipeline.keepRatio * 1e4) / 1e4 : null,
+      latency_budget_ms: config.runtime.latency_budget_ms,
       execute_steps: executeSteps,
       merge_mode: config.runtime.merge_mode,
       timed: timing !== undefined,
@@ -309,6 +321,10 @@ export const simCommand: CommandSpec = {
     providers: {
       type: 'string',
       help: 'execution providers in order, e.g. "[cuda, cpu]" (backend.execution_providers)',
+    },
+    'latency-budget-ms': {
+      type: 'string',
+      help: 'p95 latency budget; adapts the keep ratio (runtime.latency_budget_ms)',
     },
     'merge-mode': { type: 'string', help: 'sync|replace|ensemble|rtc (runtime.merge_mode)' },
     'delay-ms': {

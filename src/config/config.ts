@@ -75,6 +75,7 @@ export interface PruningConfig {
   readonly keep_ratio: number;
   readonly keep_count: number;
   readonly seed: number;
+  readonly min_keep_ratio: number;
 }
 
 /** `runtime.*`: control loop timing. */
@@ -86,6 +87,7 @@ export interface RuntimeConfig {
   readonly ensemble_decay: number;
   readonly rtc_decay_steps: number;
   readonly margin_steps: number;
+  readonly latency_budget_ms: number;
 }
 
 /** `safety.*`: limits applied to every published action. */

@@ -11,6 +11,7 @@ import { FrameIngest, type Frame } from '../ingest/index.js';
 import { selectVariant, type ModelPackage, type Precision } from '../model/manifest.js';
 import { tokenBudget, type Pruner, type PruningStrategy } from '../pruning/pruner.js';
 import { createPruner } from '../pruning/strategies.js';
+import { BudgetController } from '../runtime/budget.js';
 import { LatencyBook, type StageTimings } from '../runtime/latency.js';
 import { enforceLimits, type ActionLimits } from '../runtime/safety.js';
 
@@ -22,7 +23,11 @@ export interface PipelineOptions {
     readonly keepRatio: number;
     readonly keepCount: number;
     readonly seed: number;
+    /** Lowest ratio the latency-budget controller may choose. */
+    readonly minKeepRatio: number;
   };
+  /** p95 end-to-end latency to stay under by adapting the keep ratio; 0 = off. */
+  readonly latencyBudgetMs: number;
   /** Action limits; empty min/max = the manifest's. */
   readonly limits: ActionLimits;
   /** Inference runs on a synthetic frame before the pipeline reports ready. */
@@ -76,7 +81,10 @@ export class VlaPipeline {
   readonly #kept: Int32Array;
   readonly #ids: BigInt64Array;
   readonly #state: Float32Array;
-  readonly #budget: number;
+  #budget: number;
+  readonly #controller: BudgetController | undefined;
+  #keptSum = 0;
+  #runs = 0;
   #instruction: string | undefined;
   #lastRgb: Uint8Array | undefined;
   #lastKept = 0;
@@ -96,6 +104,17 @@ export class VlaPipeline {
     });
     this.#pruner = createPruner(options.pruning.strategy, { seed: options.pruning.seed });
     this.#kept = new Int32Array(m.patch_grid.width * m.patch_grid.height);
+    this.#controller =
+      options.latencyBudgetMs > 0 && options.pruning.strategy !== 'none'
+        ? new BudgetController({
+            budgetMs: options.latencyBudgetMs,
+            minRatio: Math.min(options.pruning.minKeepRatio, options.pruning.keepRatio),
+            maxRatio: options.pruning.keepRatio,
+            window: 20,
+            hysteresis: 0.15,
+            step: 0.85,
+          })
+        : undefined;
     this.#budget = tokenBudget(
       this.#kept.length,
       options.pruning.keepRatio,
@@ -146,6 +165,14 @@ export class VlaPipeline {
   }
   get totalTokens(): number {
     return this.#kept.length;
+  }
+  /** The keep ratio now (the latency-budget controller's when it is on). */
+  get keepRatio(): number {
+    return this.#budget / this.#kept.length;
+  }
+  /** Mean visual tokens the policy saw per inference since ready. */
+  get meanKeptTokens(): number {
+    return this.#runs === 0 ? 0 : this.#keptSum / this.#runs;
   }
   /** Tokens the policy sees per frame under the current budget. */
   get tokenBudget(): number {
@@ -233,7 +260,14 @@ export class VlaPipeline {
       postprocess: t5 - t4,
     };
     const latencyMs = t5 - t0;
-    if (this.#ready) this.latency.record(stages, latencyMs);
+    if (this.#ready) {
+      this.latency.record(stages, latencyMs);
+      this.#keptSum += kept;
+      this.#runs++;
+      if (this.#controller !== undefined) {
+        this.#budget = tokenBudget(this.#kept.length, this.#controller.observe(latencyMs), 0);
+      }
+    }
     return {
       sequence: this.#sequence++,
       actions,

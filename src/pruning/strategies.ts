@@ -22,11 +22,17 @@ abstract class SelectingPruner implements Pruner {
   }
 }
 
-/** Keep every token (when the budget allows): the baseline and the default. */
-export class NonePruner extends SelectingPruner {
+/** No pruning: every token, whatever the budget (the baseline and the default). */
+export class NonePruner implements Pruner {
   readonly name = 'none';
-  protected select(_input: PruneInput, k: number, positions: Int32Array): void {
-    for (let i = 0; i < k; i++) positions[i] = i;
+  prune(input: PruneInput, _budget: number, out: PruneOutput): number {
+    const n = input.saliency.length;
+    for (let i = 0; i < n; i++) out.positions[i] = i;
+    out.tokens.set(input.tokens.subarray(0, n * input.tokenDim));
+    return n;
+  }
+  reset(): void {
+    // stateless
   }
 }
 

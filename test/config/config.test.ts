@@ -167,7 +167,7 @@ describe('shipped parameter file and schema', () => {
         warmup_runs: 1,
         tensorrt_cache_path: 1,
       },
-      pruning: { strategy: 1, keep_ratio: 1, keep_count: 1, seed: 1 },
+      pruning: { strategy: 1, keep_ratio: 1, keep_count: 1, seed: 1, min_keep_ratio: 1 },
       runtime: {
         control_rate_hz: 1,
         execute_steps: 1,
@@ -176,6 +176,7 @@ describe('shipped parameter file and schema', () => {
         ensemble_decay: 1,
         rtc_decay_steps: 1,
         margin_steps: 1,
+        latency_budget_ms: 1,
       },
       safety: { action_min: 1, action_max: 1, max_delta_per_step: 1, safe_action: 1 },
       sim: {

@@ -46,7 +46,13 @@ describe.each(PRUNING_STRATEGIES)('closed loop with %s pruning at keep ratio 0.2
     pipeline = await VlaPipeline.create(
       await loadModelPackage(TINY_VLA),
       testPipelineOptions({
-        pruning: { strategy, keepRatio: strategy === 'none' ? 1 : 0.25, keepCount: 0, seed: 1 },
+        pruning: {
+          strategy,
+          keepRatio: strategy === 'none' ? 1 : 0.25,
+          keepCount: 0,
+          seed: 1,
+          minKeepRatio: 0.1,
+        },
       }),
     );
   });
