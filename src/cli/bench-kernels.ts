@@ -7,6 +7,7 @@ import {
   type Kernels,
 } from '../native/index.js';
 import type { CommandSpec } from './command.js';
+import { Rng } from '../util/rng.js';
 
 /** The shipped model's sizes. */
 export const BENCH_SIZES = {
@@ -46,14 +47,8 @@ interface Workload {
 
 /** Deterministic inputs (mulberry32) so every run times the same work. */
 function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
 
 function workloads(): Record<KernelName, Workload> {

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import sharp from 'sharp';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import { keptOverlay } from '../pruning/overlay.js';
-import { episodeSeed } from '../sim/rng.js';
+import { episodeSeed } from '../util/rng.js';
 import { TabletopSim } from '../sim/tabletop.js';
 import type { CommandSpec } from './command.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';

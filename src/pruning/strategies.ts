@@ -1,5 +1,5 @@
 import { kernels } from '../native/index.js';
-import { Rng } from '../sim/rng.js';
+import { Rng } from '../util/rng.js';
 import type { PruneInput, PruneOutput, Pruner, PruningStrategy } from './pruner.js';
 
 /** A pruner that chooses a subset of the tokens and passes them through unchanged. */

@@ -4,7 +4,7 @@ import { FrameIngest, type ImageInputSpec } from '../ingest/index.js';
 import type { WordTokenizer } from '../model/tokenizer.js';
 import { expertChunk } from './expert.js';
 import { objectMask } from './render.js';
-import { episodeSeed, Rng } from './rng.js';
+import { episodeSeed, Rng } from '../util/rng.js';
 import { TabletopSim } from './tabletop.js';
 
 export interface DatasetOptions {

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { LatencyHistogram } from '../runtime/latency.js';
 import { ChunkExecutor, type ExecutorOptions, type MergeMode } from '../runtime/executor.js';
 import { expertChunk } from './expert.js';
-import { episodeSeed, Rng } from './rng.js';
+import { episodeSeed, Rng } from '../util/rng.js';
 import { TabletopSim, type Observation } from './tabletop.js';
 import { distance, TASK_KINDS, type TaskKind } from './world.js';
 

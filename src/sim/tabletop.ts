@@ -1,6 +1,6 @@
 import type { RawFrame } from '../ingest/index.js';
 import { renderScene } from './render.js';
-import { Rng } from './rng.js';
+import { Rng } from '../util/rng.js';
 import {
   distance,
   sampleScene,

@@ -1,4 +1,4 @@
-import { Rng } from './rng.js';
+import { Rng } from '../util/rng.js';
 
 /** A point or vector on the table, in table units: x to the right, y down (image convention), both in [0, 1]. */
 export interface Vec2 {

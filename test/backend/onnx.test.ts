@@ -11,7 +11,7 @@ import {
 import { BackendError, ModelError } from '../../src/errors.js';
 import { FrameIngest } from '../../src/ingest/index.js';
 import { loadModelPackage, selectVariant, type ModelPackage } from '../../src/model/manifest.js';
-import { episodeSeed } from '../../src/sim/rng.js';
+import { episodeSeed } from '../../src/util/rng.js';
 import { TabletopSim } from '../../src/sim/tabletop.js';
 import {
   at,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelError, type VlaErrorCode } from '../../src/errors.js';
 import { WordTokenizer, type TokenizerSpec } from '../../src/model/tokenizer.js';
-import { episodeSeed } from '../../src/sim/rng.js';
+import { episodeSeed } from '../../src/util/rng.js';
 import { TabletopSim } from '../../src/sim/tabletop.js';
 import { PACKAGE_DIR, readGolden, readJson } from './package.js';
 

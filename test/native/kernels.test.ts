@@ -14,6 +14,7 @@ import {
   type Kernels,
 } from '../../src/native/index.js';
 import { ROOT } from '../helpers.js';
+import { Rng } from '../../src/util/rng.js';
 
 const RUNS = { numRuns: 200 };
 
@@ -22,16 +23,10 @@ if (SKIP_NATIVE) {
   console.warn(`native-vs-reference kernel tests skipped: ${kernelBackend().reason}`);
 }
 
-/** A small deterministic PRNG (mulberry32) for large generated inputs. */
+/** A small deterministic PRNG for large generated inputs. */
 function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
 
 const SCORE_MODES = ['uniform', 'ties', 'nan', 'special'] as const;

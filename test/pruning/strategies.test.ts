@@ -4,7 +4,7 @@ import { InputError } from '../../src/errors.js';
 import { keptOverlay } from '../../src/pruning/overlay.js';
 import { tokenBudget, type PruneInput } from '../../src/pruning/pruner.js';
 import { createPruner, poolWindow, TemporalPruner } from '../../src/pruning/strategies.js';
-import { Rng } from '../../src/sim/rng.js';
+import { Rng } from '../../src/util/rng.js';
 
 const GRID = { width: 12, height: 12 };
 const N = 144;

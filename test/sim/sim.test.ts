@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { expertChunk } from '../../src/sim/expert.js';
 import { objectMask, renderScene } from '../../src/sim/render.js';
-import { episodeSeed, Rng } from '../../src/sim/rng.js';
+import { episodeSeed, Rng } from '../../src/util/rng.js';
 import { blindAgent, expertAgent, runEpisodes } from '../../src/sim/runner.js';
 import { TabletopSim } from '../../src/sim/tabletop.js';
 import { COLOURS, distance, instructionFor, sampleScene, WORLD } from '../../src/sim/world.js';
