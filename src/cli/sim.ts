@@ -71,6 +71,7 @@ export interface SimReport {
   /** Steps the robot stood still: waiting for a chunk (sync) or in safe hold. */
   readonly idle_steps: number;
   readonly stale_frames: number;
+  readonly inference_errors: number;
   /** Mean absolute change of the action between consecutive control steps (table units). */
   readonly smoothness: number | null;
 }
@@ -118,7 +119,12 @@ function timingTotals(
   results: readonly EpisodeResult[],
 ): Pick<
   SimReport,
-  'deadline_misses' | 'safe_hold_steps' | 'idle_steps' | 'stale_frames' | 'smoothness'
+  | 'deadline_misses'
+  | 'safe_hold_steps'
+  | 'idle_steps'
+  | 'stale_frames'
+  | 'inference_errors'
+  | 'smoothness'
 > {
   const sum = (f: (r: EpisodeResult) => number | undefined): number =>
     results.reduce((t, r) => t + (f(r) ?? 0), 0);
@@ -128,6 +134,7 @@ function timingTotals(
     safe_hold_steps: sum((r) => r.safeHoldSteps),
     idle_steps: sum((r) => r.idleSteps),
     stale_frames: sum((r) => r.staleFrames),
+    inference_errors: sum((r) => r.inferenceErrors),
     smoothness:
       smooth.length === 0
         ? null

@@ -24,6 +24,8 @@ export interface EpisodeOptions {
   /** Run on a control-step clock with inference delays (absent: synchronous, no delay). */
   readonly timing?: TimingOptions;
   readonly onEpisode?: (result: EpisodeResult, index: number) => void;
+  /** Timed runs only: every action sent to the robot, and whether it was the watchdog's. */
+  readonly onAction?: (action: Float32Array, source: 'plan' | 'safe') => void;
 }
 
 /**
@@ -61,6 +63,8 @@ export interface EpisodeResult {
   readonly deadlineMisses?: number;
   readonly safeHoldSteps?: number;
   readonly staleFrames?: number;
+  /** Timed runs only: inferences that failed (no chunk). */
+  readonly inferenceErrors?: number;
   /** Timed runs only: mean absolute change of the action between control steps. */
   readonly smoothness?: number;
 }
@@ -202,18 +206,26 @@ async function runTimed(
     horizon: timing.horizon,
     actionDim: 2,
   });
-  let inflight: { chunk: Float32Array; obsStep: number; arrival: number } | undefined;
+  let inflight: { chunk: Float32Array | undefined; obsStep: number; arrival: number } | undefined;
   let frozen: { obs: ReturnType<TabletopSim['observe']>; capturedAt: number } | undefined;
   let stallLeft = 0;
   let idle = 0;
   let misses = 0;
   let stale = 0;
   let started = false;
+  let errors = 0;
   const delaySteps = async (
     obs: ReturnType<TabletopSim['observe']>,
-  ): Promise<{ chunk: Float32Array; steps: number }> => {
+  ): Promise<{ chunk: Float32Array | undefined; steps: number }> => {
     const t0 = performance.now();
-    const chunk = (await agent.act(obs, sim)).slice();
+    let chunk: Float32Array | undefined;
+    try {
+      chunk = (await agent.act(obs, sim)).slice();
+    } catch {
+      // A failed inference (bad frame, runtime error, rejected NaN chunk) yields no chunk: the
+      // executor keeps to its plan or holds, and the next query retries.
+      errors++;
+    }
     const real = performance.now() - t0;
     const injected = Math.max(
       0,
@@ -259,14 +271,17 @@ async function runTimed(
         }
         if (over) break;
         t += steps;
+        if (chunk === undefined) continue;
         executor.accept(chunk.subarray(0, Math.min(chunk.length, options.executeSteps * 2)), t, t);
         started = true;
       }
     } else {
       if (inflight !== undefined && t >= inflight.arrival) {
-        executor.accept(inflight.chunk, inflight.obsStep, t);
+        if (inflight.chunk !== undefined) {
+          executor.accept(inflight.chunk, inflight.obsStep, t);
+          started = true;
+        }
         inflight = undefined;
-        started = true;
       }
       const expected = Math.ceil(
         (observedDelays.count === 0 ? periodMs : observedDelays.summary().p95) / periodMs,
@@ -285,6 +300,7 @@ async function runTimed(
       idle++;
       if (started) misses++;
     }
+    options.onAction?.(out.action, out.source);
     sim.step(out.action);
   }
   return {
@@ -292,6 +308,7 @@ async function runTimed(
     deadlineMisses: misses,
     safeHoldSteps: executor.safeHoldSteps,
     staleFrames: stale,
+    inferenceErrors: errors,
     smoothness: executor.smoothness,
   };
 }
