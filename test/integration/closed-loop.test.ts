@@ -33,9 +33,9 @@ describe('closed loop with the shipped model', () => {
     };
     const model = await runEpisodes(pipelineAgent(pipeline), options);
     const blind = await runEpisodes(blindAgent(8), options);
-    expect(model.success_rate).toBeGreaterThanOrEqual(0.8);
-    expect(model.by_task.reach.success_rate).toBeGreaterThanOrEqual(0.75);
-    expect(model.by_task.relation.success_rate).toBeGreaterThanOrEqual(0.75);
+    expect(model.success_rate).toBeGreaterThanOrEqual(0.9);
+    expect(model.by_task.reach.success_rate).toBeGreaterThanOrEqual(0.85);
+    expect(model.by_task.relation.success_rate).toBeGreaterThanOrEqual(0.85);
     expect(model.success_rate).toBeGreaterThan(blind.success_rate + 0.4);
   });
 });
@@ -71,14 +71,15 @@ describe.each(PRUNING_STRATEGIES)('closed loop with %s pruning at keep ratio 0.2
     });
     const last = pipeline.lastSelection;
     expect(last?.positions.length).toBe(strategy === 'none' ? 144 : 36);
-    // Random and pooled tokens lose information; the informed strategies must stay close to full.
+    // Measured on seed 77: 100% for every strategy but pool (45%: the policy never saw pooled
+    // tokens in training). The floors leave room for float differences between machines.
     const floor = {
-      none: 0.8,
-      saliency: 0.75,
-      temporal: 0.75,
-      diversity: 0.5,
-      random: 0.3,
-      pool: 0.3,
+      none: 0.9,
+      saliency: 0.9,
+      temporal: 0.9,
+      diversity: 0.9,
+      random: 0.8,
+      pool: 0.25,
     }[strategy];
     expect(summary.success_rate).toBeGreaterThanOrEqual(floor);
   });
