@@ -14,6 +14,11 @@ import {
   type ResizeMode,
 } from './frame.js';
 
+// Frames are small: libvips' worker threads cost more in hand-offs than they save, and they add
+// latency spikes. One thread per image, no operation cache (every frame is new).
+sharp.concurrency(1);
+sharp.cache(false);
+
 const FIT: Readonly<Record<ResizeMode, 'fill' | 'cover' | 'contain'>> = {
   stretch: 'fill',
   crop: 'cover',
