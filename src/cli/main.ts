@@ -11,6 +11,8 @@ import { benchKernelsCommand } from './bench-kernels.js';
 import { benchPruningCommand } from './bench-pruning.js';
 import { datasetCommand } from './dataset.js';
 import { overlayCommand } from './overlay.js';
+import { recordSimCommand } from './record-sim.js';
+import { replayCommand } from './replay.js';
 import { infoCommand } from './info.js';
 import { simCommand } from './sim.js';
 import { startCommand } from './start.js';
@@ -22,6 +24,8 @@ const COMMANDS: readonly CommandSpec[] = [
   benchPruningCommand,
   benchKernelsCommand,
   overlayCommand,
+  replayCommand,
+  recordSimCommand,
   datasetCommand,
 ];
 

@@ -1,0 +1,176 @@
+import { ConfigError } from '../errors.js';
+import { VlaPipeline } from '../pipeline/pipeline.js';
+import { DEFAULT_TOPICS, replay, type ReplayMetrics } from '../transports/mcap/index.js';
+import type { CommandIo, CommandSpec, OptionValues } from './command.js';
+import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
+
+/** Flags of `replay` that set a parameter, flag → dotted key. */
+const FLAG_KEYS = {
+  precision: 'model.precision',
+  model: 'model.path',
+  strategy: 'pruning.strategy',
+  'keep-ratio': 'pruning.keep_ratio',
+  'keep-count': 'pruning.keep_count',
+  providers: 'backend.execution_providers',
+} as const;
+
+/** `--rate max|R` → 'max' or a positive number. */
+export function parseRate(value: unknown): number | 'max' {
+  if (value === undefined || value === 'max') return 'max';
+  const rate = typeof value === 'string' ? Number(value) : NaN;
+  if (!(rate > 0 && Number.isFinite(rate))) {
+    throw new ConfigError(
+      `Expected --rate max or a positive number but received ${JSON.stringify(value)}`,
+      { field: 'rate' },
+    );
+  }
+  return rate;
+}
+
+function text(values: OptionValues, key: string): string | undefined {
+  const v = values[key];
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** A readable summary of a replay. */
+export function formatReplay(r: ReplayMetrics): string {
+  const lines = [
+    `replayed ${r.bag}: ${r.frames} frames → ${r.chunks} chunks in ${r.wall_s.toFixed(2)} s (${r.frames_per_s} frames/s, rate ${String(r.rate)})`,
+    `  messages: ${Object.entries(r.messages)
+      .map(([t, n]) => `${t} ${n}`)
+      .join(', ')}`,
+  ];
+  if (r.skipped_topics.length > 0) {
+    lines.push(
+      `  skipped: ${r.skipped_topics.map((s) => `${s.topic} (${s.type}, ${s.messages})`).join(', ')}`,
+    );
+  }
+  if (r.missing_topics.length > 0) {
+    lines.push(
+      `  not in the bag: ${r.missing_topics.map((m) => `${m.topic} (${m.role})`).join(', ')}`,
+    );
+  }
+  if (Object.keys(r.warnings).length > 0) {
+    lines.push(
+      `  warnings: ${Object.entries(r.warnings)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ')}`,
+    );
+  }
+  if (r.chunks > 0) {
+    lines.push(
+      `  latency: p50 ${r.latency_ms.p50} ms, p95 ${r.latency_ms.p95} ms, p99 ${r.latency_ms.p99} ms`,
+    );
+  }
+  if (r.action_error !== null) {
+    lines.push(
+      `  action error vs reference (${r.action_error.chunks} chunks): mean |e| [${r.action_error.mean_abs.join(', ')}], max |e| [${r.action_error.max_abs.join(', ')}]`,
+    );
+  }
+  if (r.out !== null) lines.push(`  wrote ${r.out}`);
+  return lines.join('\n');
+}
+
+export async function runReplay(
+  values: OptionValues,
+  io: CommandIo,
+  positionals: readonly string[],
+): Promise<number> {
+  const [bag, ...extra] = positionals;
+  if (bag === undefined || extra.length > 0) {
+    throw new ConfigError(
+      `Expected one BAG (an .mcap file or a bag folder) but received ${positionals.length}`,
+      { field: 'BAG' },
+    );
+  }
+  const rate = parseRate(values.rate);
+  const config = await configFromArgs(values, FLAG_KEYS);
+  const model = await modelFromConfig(config);
+  io.progress(`loading ${model.manifest.name} (${config.model.precision}) and warming up...`);
+  const pipeline = await VlaPipeline.create(
+    model,
+    pipelineOptions(config, (line) => {
+      io.progress(line);
+    }),
+  );
+  try {
+    const out = text(values, 'out');
+    const instruction = text(values, 'instruction');
+    const { metrics } = await replay(bag, {
+      pipeline,
+      rate,
+      topics: {
+        image: text(values, 'image-topic') ?? DEFAULT_TOPICS.image,
+        instruction: text(values, 'instruction-topic') ?? DEFAULT_TOPICS.instruction,
+        state: text(values, 'state-topic') ?? DEFAULT_TOPICS.state,
+        reference: text(values, 'reference-topic') ?? DEFAULT_TOPICS.reference,
+      },
+      ...(out === undefined ? {} : { out }),
+      ...(instruction === undefined ? {} : { instruction }),
+    });
+    io.result(
+      {
+        ...metrics,
+        model: model.manifest.name,
+        precision: pipeline.precision,
+        provider: pipeline.provider,
+      },
+      formatReplay(metrics),
+    );
+  } finally {
+    await pipeline.release();
+  }
+  return 0;
+}
+
+export const replayCommand: CommandSpec = {
+  name: 'replay',
+  summary: 'replay a rosbag2 MCAP bag through the pipeline; optionally record the action chunks',
+  positionals: 'BAG',
+  options: {
+    out: {
+      type: 'string',
+      help: 'write the chunks (JointTrajectory, Float32MultiArray) and diagnostics to this .mcap file or bag folder',
+    },
+    rate: {
+      type: 'string',
+      default: 'max',
+      help: 'max (as fast as possible) or a multiple of the bag clock, e.g. 1',
+    },
+    'image-topic': {
+      type: 'string',
+      default: DEFAULT_TOPICS.image,
+      help: 'sensor_msgs/Image or CompressedImage topic',
+    },
+    'instruction-topic': {
+      type: 'string',
+      default: DEFAULT_TOPICS.instruction,
+      help: 'std_msgs/String topic',
+    },
+    'state-topic': {
+      type: 'string',
+      default: DEFAULT_TOPICS.state,
+      help: 'sensor_msgs/JointState topic',
+    },
+    'reference-topic': {
+      type: 'string',
+      default: DEFAULT_TOPICS.reference,
+      help: 'std_msgs/Float32MultiArray topic of reference actions to compare with',
+    },
+    instruction: {
+      type: 'string',
+      help: 'instruction to use until one arrives on the instruction topic',
+    },
+    precision: { type: 'string', help: 'fp32|fp16|int8|auto (model.precision)' },
+    model: { type: 'string', help: 'model package folder (model.path)' },
+    strategy: { type: 'string', help: 'visual-token pruning strategy (pruning.strategy)' },
+    'keep-ratio': { type: 'string', help: 'fraction of visual tokens kept (pruning.keep_ratio)' },
+    'keep-count': { type: 'string', help: 'visual tokens kept (pruning.keep_count)' },
+    providers: {
+      type: 'string',
+      help: 'execution providers in order, e.g. "[cuda, cpu]" (backend.execution_providers)',
+    },
+    ...CONFIG_OPTIONS,
+  },
+  run: runReplay,
+};

@@ -1,0 +1,30 @@
+/**
+ * rosbag2 MCAP playback and recording (docs/replay.md): read bags with @mcap/core, decode CDR with
+ * the schemas the file carries, replay them through the pipeline, write chunks back as ROS 2
+ * messages.
+ */
+
+export { BagError } from './errors.js';
+export {
+  bagFiles,
+  builtinDecompressHandlers,
+  readBag,
+  type BagChannel,
+  type BagEvent,
+  type BagReadOptions,
+} from './reader.js';
+export { recordSim, type RecordSimOptions, type RecordSimResult } from './record.js';
+export {
+  DEFAULT_TOPICS,
+  OUTPUT_TOPICS,
+  replay,
+  type ActionError,
+  type ReplayMetrics,
+  type ReplayOptions,
+  type ReplayPipeline,
+  type ReplayResult,
+  type SkippedTopic,
+  type TopicMap,
+} from './replay.js';
+export { cdrReader, cdrWriter, parseSchema, schemaText, SCHEMA_SEPARATOR } from './schemas.js';
+export { BagWriter, type BagWriterOptions } from './writer.js';

@@ -1,0 +1,278 @@
+/**
+ * Reading rosbag2 MCAP storage: a single `.mcap` file or a bag folder (metadata.yaml plus its
+ * files), indexed when the file has a summary, streamed (as far as it goes) when it has not.
+ */
+
+import { open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import * as zlib from 'node:zlib';
+import { decompress } from 'fzstd';
+import {
+  McapIndexedReader,
+  McapStreamReader,
+  type DecompressHandlers,
+  type IReadable,
+  type McapTypes,
+} from '@mcap/core';
+import { parse as parseYaml } from 'yaml';
+import { BagError } from './errors.js';
+
+/** A topic of a bag file as its Channel and Schema records describe it. */
+export interface BagChannel {
+  readonly id: number;
+  readonly topic: string;
+  /** Schema name, e.g. `sensor_msgs/msg/Image`; empty when the channel has no schema. */
+  readonly type: string;
+  /** e.g. `ros2msg`; empty when the channel has no schema. */
+  readonly schemaEncoding: string;
+  /** e.g. `cdr`. */
+  readonly messageEncoding: string;
+  readonly schemaData: Uint8Array;
+}
+
+/** What reading a bag produces, in order: channels before their messages. */
+export type BagEvent =
+  | { readonly kind: 'channel'; readonly file: string; readonly channel: BagChannel }
+  | {
+      readonly kind: 'message';
+      readonly file: string;
+      readonly channel: BagChannel;
+      readonly logTime: bigint;
+      readonly data: Uint8Array;
+    }
+  | {
+      readonly kind: 'warning';
+      readonly file: string;
+      readonly warning: 'truncated';
+      readonly detail: string;
+    };
+
+export interface BagReadOptions {
+  /** Chunk decompressors by compression name (`zstd`, `lz4`), merged over the built-in ones. */
+  readonly decompressHandlers?: DecompressHandlers;
+  /** Validate chunk CRCs (default true). */
+  readonly validateCrcs?: boolean;
+}
+
+type ZstdZlib = { zstdDecompressSync?: (buffer: Uint8Array) => Buffer };
+
+/**
+ * Decompressors available without configuration: zstd from Node's zlib (Node >= 22.15), else the
+ * pure-JavaScript fzstd. Pass others (lz4) through {@link BagReadOptions.decompressHandlers}.
+ */
+export function builtinDecompressHandlers(): Promise<DecompressHandlers> {
+  const native = (zlib as ZstdZlib).zstdDecompressSync;
+  if (native !== undefined) {
+    return Promise.resolve({ zstd: (buffer) => new Uint8Array(native(buffer)) });
+  }
+  return Promise.resolve({
+    zstd: (buffer, size) => decompress(buffer, new Uint8Array(Number(size))),
+  });
+}
+
+/**
+ * The storage files of a bag, in playback order: the file itself, or the folder's
+ * metadata.yaml `relative_file_paths` (all `.mcap` files, sorted, when it has none).
+ */
+export async function bagFiles(path: string): Promise<string[]> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch (error) {
+    throw new BagError(`Expected a bag file or folder at ${path} but it does not exist`, {
+      field: 'bag',
+      cause: error,
+    });
+  }
+  if (!info.isDirectory()) return [path];
+  let metadata: unknown;
+  try {
+    metadata = parseYaml(await readFile(join(path, 'metadata.yaml'), 'utf8'));
+  } catch {
+    metadata = undefined;
+  }
+  const listed = relativeFilePaths(metadata);
+  if (listed !== undefined) return listed.map((p) => join(path, basename(p)));
+  const names = (await readdir(path)).filter((n) => n.endsWith('.mcap')).sort();
+  if (names.length === 0) {
+    throw new BagError(`Expected .mcap files or a metadata.yaml in ${path} but found none`, {
+      field: 'bag',
+    });
+  }
+  return names.map((n) => join(path, n));
+}
+
+function relativeFilePaths(metadata: unknown): string[] | undefined {
+  if (typeof metadata !== 'object' || metadata === null) return undefined;
+  const info = (metadata as Record<string, unknown>).rosbag2_bagfile_information;
+  if (typeof info !== 'object' || info === null) return undefined;
+  const paths = (info as Record<string, unknown>).relative_file_paths;
+  if (!Array.isArray(paths) || paths.length === 0) return undefined;
+  return paths.filter((p): p is string => typeof p === 'string');
+}
+
+/** An IReadable over an open file. */
+function fileReadable(handle: FileHandle, size: number): IReadable {
+  return {
+    size: () => Promise.resolve(BigInt(size)),
+    read: async (offset, length) => {
+      const buffer = new Uint8Array(Number(length));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, Number(offset));
+      return buffer.subarray(0, bytesRead);
+    },
+  };
+}
+
+function channelOf(
+  record: McapTypes.Channel,
+  schemas: ReadonlyMap<number, McapTypes.Schema>,
+): BagChannel {
+  const schema = schemas.get(record.schemaId);
+  return {
+    id: record.id,
+    topic: record.topic,
+    type: schema?.name ?? '',
+    schemaEncoding: schema?.encoding ?? '',
+    messageEncoding: record.messageEncoding,
+    schemaData: schema?.data ?? new Uint8Array(0),
+  };
+}
+
+/**
+ * Read every message of a bag in log-time order per file (file order for unindexed files).
+ * A file without a summary (a recording cut short) is streamed up to its last complete record and
+ * reported with a `truncated` warning.
+ *
+ * @throws {BagError} on a corrupt chunk or record, or a chunk compression with no decompressor.
+ */
+export async function* readBag(
+  path: string,
+  options: BagReadOptions = {},
+): AsyncGenerator<BagEvent, void, void> {
+  const handlers = { ...(await builtinDecompressHandlers()), ...options.decompressHandlers };
+  for (const file of await bagFiles(path)) {
+    const handle = await open(file, 'r');
+    try {
+      const size = (await handle.stat()).size;
+      let reader: McapIndexedReader | undefined;
+      try {
+        reader = await McapIndexedReader.Initialize({
+          readable: fileReadable(handle, size),
+          decompressHandlers: handlers,
+        });
+      } catch {
+        reader = undefined;
+      }
+      if (reader === undefined) {
+        yield* streamFile(file, handle, handlers, options.validateCrcs ?? true);
+      } else {
+        yield* indexedFile(file, reader, handlers, options.validateCrcs ?? true);
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+function checkCompression(file: string, compression: string, handlers: DecompressHandlers): void {
+  if (compression === '' || compression in handlers) return;
+  throw new BagError(
+    `Expected chunk compression ${['none', ...Object.keys(handlers)].join('|')} in ${file} but received ${compression}; install fzstd, run on Node >= 22.15, or pass a decompressor in decompressHandlers`,
+    { field: `${file}: chunk.compression` },
+  );
+}
+
+async function* indexedFile(
+  file: string,
+  reader: McapIndexedReader,
+  handlers: DecompressHandlers,
+  validateCrcs: boolean,
+): AsyncGenerator<BagEvent, void, void> {
+  for (const chunk of reader.chunkIndexes) checkCompression(file, chunk.compression, handlers);
+  const channels = new Map<number, BagChannel>();
+  for (const record of reader.channelsById.values()) {
+    const channel = channelOf(record, reader.schemasById);
+    channels.set(channel.id, channel);
+    yield { kind: 'channel', file, channel };
+  }
+  const messages = reader.readMessages({ validateCrcs });
+  for (;;) {
+    let next;
+    try {
+      next = await messages.next();
+    } catch (error) {
+      throw new BagError(
+        `Expected a readable MCAP chunk in ${file} but reading failed: ${(error as Error).message}`,
+        { field: file, cause: error },
+      );
+    }
+    if (next.done === true) return;
+    const channel = channels.get(next.value.channelId);
+    if (channel === undefined) continue;
+    yield {
+      kind: 'message',
+      file,
+      channel,
+      logTime: next.value.logTime,
+      data: next.value.data,
+    };
+  }
+}
+
+const STREAM_READ_BYTES = 4 * 1024 * 1024;
+
+async function* streamFile(
+  file: string,
+  handle: FileHandle,
+  handlers: DecompressHandlers,
+  validateCrcs: boolean,
+): AsyncGenerator<BagEvent, void, void> {
+  const reader = new McapStreamReader({ decompressHandlers: handlers, validateCrcs });
+  const schemas = new Map<number, McapTypes.Schema>();
+  const channels = new Map<number, BagChannel>();
+  const buffer = new Uint8Array(STREAM_READ_BYTES);
+  let position = 0;
+  for (;;) {
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+    if (bytesRead === 0) break;
+    position += bytesRead;
+    reader.append(buffer.subarray(0, bytesRead));
+    for (;;) {
+      let record;
+      try {
+        record = reader.nextRecord();
+      } catch (error) {
+        const message = (error as Error).message;
+        const compression = /Unsupported compression (\S+)/.exec(message)?.[1];
+        if (compression !== undefined) checkCompression(file, compression, handlers);
+        throw new BagError(
+          `Expected a readable MCAP record in ${file} but reading failed: ${message}`,
+          { field: file, cause: error },
+        );
+      }
+      if (record === undefined) break;
+      if (record.type === 'Schema') {
+        schemas.set(record.id, record);
+      } else if (record.type === 'Channel') {
+        if (channels.has(record.id)) continue;
+        const channel = channelOf(record, schemas);
+        channels.set(channel.id, channel);
+        yield { kind: 'channel', file, channel };
+      } else if (record.type === 'Message') {
+        const channel = channels.get(record.channelId);
+        if (channel !== undefined) {
+          yield { kind: 'message', file, channel, logTime: record.logTime, data: record.data };
+        }
+      }
+    }
+    if (reader.done()) return;
+  }
+  if (!reader.done()) {
+    yield {
+      kind: 'warning',
+      file,
+      warning: 'truncated',
+      detail: `${file} ends after ${position} bytes without a footer; read up to the last complete record (${reader.bytesRemaining()} bytes left unread)`,
+    };
+  }
+}

@@ -1,0 +1,470 @@
+/**
+ * Playback of rosbag2 MCAP bags through the pipeline: the playback harness behind `vla-node replay`
+ * and users' vitest tests.
+ */
+
+import { setTimeout as sleep } from 'node:timers/promises';
+import { performance } from 'node:perf_hooks';
+import type { DecompressHandlers } from '@mcap/core';
+import type { MessageReader } from '@foxglove/rosmsg2-serialization';
+import { InputError } from '../../errors.js';
+import type { Frame } from '../../ingest/index.js';
+import type { Manifest } from '../../model/manifest.js';
+import type { ActionChunk, Observation } from '../../pipeline/pipeline.js';
+import { LatencyHistogram, type LatencySummary } from '../../runtime/latency.js';
+import {
+  frameOfCompressed,
+  frameOfImage,
+  jointTrajectoryOf,
+  multiArrayOf,
+  stampMs,
+  stateOfJoints,
+  type CompressedImageMsg,
+  type Float32MultiArrayMsg,
+  type ImageMsg,
+  type JointStateMsg,
+} from './codec.js';
+import { BagError } from './errors.js';
+import { readBag, type BagChannel } from './reader.js';
+import { cdrReader, rosTime, shortTypeName } from './schemas.js';
+import { BagWriter } from './writer.js';
+
+/** Which bag topics feed which pipeline input. */
+export interface TopicMap {
+  /** sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage: one inference per message. */
+  readonly image: string;
+  /** std_msgs/msg/String: the latest is the instruction. */
+  readonly instruction: string;
+  /** sensor_msgs/msg/JointState: the latest positions are the state. */
+  readonly state: string;
+  /** std_msgs/msg/Float32MultiArray (horizon × action_dim): reference actions to compare with. */
+  readonly reference: string;
+}
+
+/** The topics `record-sim` writes, used for any topic not given. */
+export const DEFAULT_TOPICS: TopicMap = Object.freeze({
+  image: '/camera/image_raw',
+  instruction: '/instruction',
+  state: '/joint_states',
+  reference: '/expert/actions',
+});
+
+/** The topics replay writes into its output. */
+export const OUTPUT_TOPICS = Object.freeze({
+  chunk: '/vla_node/out/action_chunk',
+  raw: '/vla_node/out/action_chunk_raw',
+  diagnostics: '/diagnostics',
+});
+
+const ROLE_TYPES: Readonly<Record<keyof TopicMap, readonly string[]>> = {
+  image: ['sensor_msgs/Image', 'sensor_msgs/CompressedImage'],
+  instruction: ['std_msgs/String'],
+  state: ['sensor_msgs/JointState'],
+  reference: ['std_msgs/Float32MultiArray'],
+};
+
+/** The part of VlaPipeline replay uses. */
+export interface ReplayPipeline {
+  readonly model: { readonly manifest: Manifest };
+  /** Reset before playback, so stateful (temporal) pruning starts afresh on every replay. */
+  readonly pruner?: { reset(stream?: string): void };
+  infer(obs: Observation): Promise<ActionChunk>;
+}
+
+export interface ReplayOptions {
+  readonly pipeline: ReplayPipeline;
+  /** Topic mapping; topics left out take {@link DEFAULT_TOPICS}. */
+  readonly topics?: Partial<TopicMap>;
+  /** `max` (default): as fast as possible; a number: paced at that multiple of the bag's clock. */
+  readonly rate?: number | 'max';
+  /** Write the chunks and diagnostics here: a `.mcap` file or a bag folder. */
+  readonly out?: string;
+  /** Instruction used until the bag's instruction topic has a message (default ''). */
+  readonly instruction?: string;
+  /** A DiagnosticArray on /diagnostics every this many chunks (default 10; 0 = none). */
+  readonly diagnosticsEvery?: number;
+  /** Chunk decompressors by name (e.g. zstd from fzstd) for bags Node cannot decompress itself. */
+  readonly decompressHandlers?: DecompressHandlers;
+  /** Called with each chunk as it is computed. */
+  readonly onChunk?: (chunk: ActionChunk) => void;
+}
+
+const DEFAULTS = { rate: 'max', instruction: '', diagnosticsEvery: 10 } as const;
+
+export interface SkippedTopic {
+  readonly topic: string;
+  readonly type: string;
+  readonly messages: number;
+  readonly reason: string;
+}
+
+export interface ActionError {
+  /** Chunks compared with a reference message. */
+  readonly chunks: number;
+  /** Mean absolute error per action dimension over every compared action. */
+  readonly mean_abs: number[];
+  readonly max_abs: number[];
+}
+
+/** What a replay did; the `--json` summary of `vla-node replay`. */
+export interface ReplayMetrics {
+  readonly bag: string;
+  readonly files: string[];
+  readonly topics: TopicMap;
+  /** Messages read per topic (every topic of the bag). */
+  readonly messages: Record<string, number>;
+  readonly frames: number;
+  readonly chunks: number;
+  readonly skipped_topics: SkippedTopic[];
+  /** Mapped topics the bag does not have (a typo in a topic option shows here). */
+  readonly missing_topics: { readonly role: string; readonly topic: string }[];
+  /** Per-message problems by kind (frames skipped, a truncated file, missing inputs). */
+  readonly warnings: Record<string, number>;
+  readonly latency_ms: LatencySummary;
+  readonly action_error: ActionError | null;
+  readonly rate: number | 'max';
+  readonly wall_s: number;
+  readonly frames_per_s: number;
+  readonly out: string | null;
+}
+
+export interface ReplayResult {
+  readonly chunks: ActionChunk[];
+  readonly metrics: ReplayMetrics;
+}
+
+type Role = keyof TopicMap;
+
+interface ChannelState {
+  readonly channel: BagChannel;
+  readonly role: Role | undefined;
+  readonly reader: MessageReader | undefined;
+  readonly compressed: boolean;
+}
+
+/**
+ * Replay a bag through the pipeline: every message on the image topic is one inference with the
+ * latest instruction and joint state. Chunks are written to `out` as they come (JointTrajectory,
+ * Float32MultiArray, DiagnosticArray); the output is closed properly even when reading fails.
+ * The same bag and configuration give bit-identical chunks (with `latency_budget_ms` 0: the budget
+ * controller adapts to measured latency); the pipeline's pruner is reset first.
+ *
+ * @throws {BagError} when the bag is missing or corrupt, or a mapped topic has a type, schema
+ *   encoding or message encoding the node cannot decode.
+ *
+ * @example
+ * const { chunks, metrics } = await replay('run.mcap', { pipeline, topics: { image: '/cam' } });
+ */
+export async function replay(bagPath: string, options: ReplayOptions): Promise<ReplayResult> {
+  const run = new Replay(bagPath, options);
+  return run.run();
+}
+
+class Replay {
+  readonly #bag: string;
+  readonly #options: ReplayOptions;
+  readonly #topics: TopicMap;
+  readonly #manifest: Manifest;
+  readonly #rate: number | 'max';
+  readonly #channels = new Map<string, ChannelState>();
+  readonly #messages = new Map<string, number>();
+  readonly #types = new Map<string, string>();
+  readonly #warnings = new Map<string, number>();
+  readonly #files: string[] = [];
+  readonly #chunks: ActionChunk[] = [];
+  readonly #latency = new LatencyHistogram();
+  readonly #errSum: Float64Array;
+  readonly #errMax: Float64Array;
+  #errCount = 0;
+  #errChunks = 0;
+  #instruction: string | undefined;
+  #state: Float64Array | undefined;
+  #reference: Float32Array | undefined;
+  #frames = 0;
+  #out: BagWriter | undefined;
+  #clock: { bag: bigint; wall: number } | undefined;
+
+  constructor(bag: string, options: ReplayOptions) {
+    this.#bag = bag;
+    this.#options = options;
+    this.#topics = { ...DEFAULT_TOPICS, ...options.topics };
+    this.#manifest = options.pipeline.model.manifest;
+    this.#rate = options.rate ?? DEFAULTS.rate;
+    if (this.#rate !== 'max' && !(this.#rate > 0 && Number.isFinite(this.#rate))) {
+      throw new InputError(
+        `Expected rate "max" or a positive number but received ${String(this.#rate)}`,
+        { field: 'rate' },
+      );
+    }
+    const a = this.#manifest.chunk.action_dim;
+    this.#errSum = new Float64Array(a);
+    this.#errMax = new Float64Array(a);
+  }
+
+  async run(): Promise<ReplayResult> {
+    const t0 = performance.now();
+    this.#options.pipeline.pruner?.reset();
+    if (this.#options.out !== undefined) {
+      this.#out = await BagWriter.create({ path: this.#options.out });
+    }
+    try {
+      for await (const event of readBag(this.#bag, {
+        ...(this.#options.decompressHandlers === undefined
+          ? {}
+          : { decompressHandlers: this.#options.decompressHandlers }),
+      })) {
+        if (!this.#files.includes(event.file)) this.#files.push(event.file);
+        if (event.kind === 'channel') this.#addChannel(event.file, event.channel);
+        else if (event.kind === 'warning') this.#warn(event.warning);
+        else await this.#message(event.file, event.channel, event.logTime, event.data);
+      }
+    } finally {
+      await this.#out?.close();
+    }
+    const wall = (performance.now() - t0) / 1000;
+    return { chunks: this.#chunks, metrics: this.#metrics(wall) };
+  }
+
+  #warn(kind: string): void {
+    this.#warnings.set(kind, (this.#warnings.get(kind) ?? 0) + 1);
+  }
+
+  #roleOf(topic: string): Role | undefined {
+    for (const role of ['image', 'instruction', 'state', 'reference'] as const) {
+      if (this.#topics[role] === topic) return role;
+    }
+    return undefined;
+  }
+
+  #addChannel(file: string, channel: BagChannel): void {
+    this.#types.set(channel.topic, channel.type);
+    if (!this.#messages.has(channel.topic)) this.#messages.set(channel.topic, 0);
+    const role = this.#roleOf(channel.topic);
+    let reader: MessageReader | undefined;
+    const type = shortTypeName(channel.type);
+    if (role !== undefined) {
+      const field = `topics.${role}`;
+      if (!ROLE_TYPES[role].includes(type)) {
+        throw new BagError(
+          `Expected ${ROLE_TYPES[role].map((t) => t.replace('/', '/msg/')).join('|')} on ${channel.topic} (the ${role} topic) but the bag records ${channel.type || 'no schema'}`,
+          { field },
+        );
+      }
+      if (channel.schemaEncoding !== 'ros2msg') {
+        throw new BagError(
+          `Expected schema encoding ros2msg for ${channel.topic} but received ${JSON.stringify(channel.schemaEncoding)}`,
+          { field: `${field}.schema_encoding` },
+        );
+      }
+      if (channel.messageEncoding !== 'cdr') {
+        throw new BagError(
+          `Expected message encoding cdr for ${channel.topic} but received ${JSON.stringify(channel.messageEncoding)}`,
+          { field: `${field}.message_encoding` },
+        );
+      }
+      try {
+        reader = cdrReader(new TextDecoder().decode(channel.schemaData));
+      } catch (error) {
+        throw new BagError(
+          `Expected a parsable ros2msg definition of ${channel.type} on ${channel.topic} but parsing failed: ${(error as Error).message}`,
+          { field: `${field}.schema`, cause: error },
+        );
+      }
+    }
+    this.#channels.set(`${file}#${channel.id}`, {
+      channel,
+      role,
+      reader,
+      compressed: type === 'sensor_msgs/CompressedImage',
+    });
+  }
+
+  async #message(file: string, channel: BagChannel, logTime: bigint, data: Uint8Array) {
+    this.#messages.set(channel.topic, (this.#messages.get(channel.topic) ?? 0) + 1);
+    const state = this.#channels.get(`${file}#${channel.id}`);
+    if (state?.role === undefined || state.reader === undefined) return;
+    let msg: unknown;
+    try {
+      msg = state.reader.readMessage(data);
+    } catch {
+      this.#warn(`decode_error_${state.role}`);
+      return;
+    }
+    switch (state.role) {
+      case 'instruction':
+        this.#instruction = (msg as { data: string }).data;
+        return;
+      case 'state': {
+        const s = stateOfJoints(msg as JointStateMsg, this.#manifest.state.names);
+        if (typeof s === 'string') this.#warn('bad_joint_state');
+        else this.#state = s;
+        return;
+      }
+      case 'reference':
+        this.#reference = Float32Array.from((msg as Float32MultiArrayMsg).data);
+        return;
+      case 'image':
+        await this.#pace(logTime);
+        await this.#frame(msg, state.compressed, logTime);
+        return;
+    }
+  }
+
+  async #pace(logTime: bigint): Promise<void> {
+    if (this.#rate === 'max') return;
+    if (this.#clock === undefined) {
+      this.#clock = { bag: logTime, wall: performance.now() };
+      return;
+    }
+    const due = this.#clock.wall + Number(logTime - this.#clock.bag) / 1e6 / this.#rate;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+  }
+
+  async #frame(msg: unknown, compressed: boolean, logTime: bigint): Promise<void> {
+    const m = this.#manifest;
+    let frame: Frame | string;
+    if (compressed) frame = frameOfCompressed(msg as CompressedImageMsg);
+    else frame = frameOfImage(msg as ImageMsg);
+    if (typeof frame === 'string') {
+      this.#warn('image_size_mismatch');
+      return;
+    }
+    const header = (msg as ImageMsg).header;
+    const stamp = stampMs(header);
+    if (this.#state === undefined) this.#warn('no_state');
+    if (this.#instruction === undefined && this.#options.instruction === undefined) {
+      this.#warn('no_instruction');
+    }
+    this.#frames++;
+    let chunk: ActionChunk;
+    try {
+      chunk = await this.#options.pipeline.infer({
+        frame,
+        instruction: this.#instruction ?? this.#options.instruction ?? DEFAULTS.instruction,
+        state: this.#state ?? m.state.mean,
+        stamp,
+        stream: this.#topics.image,
+      });
+    } catch (error) {
+      if (error instanceof InputError) {
+        this.#warn(`invalid_${error.field ?? 'input'}`);
+        return;
+      }
+      throw error;
+    }
+    this.#chunks.push(chunk);
+    this.#latency.record(chunk.latencyMs);
+    this.#options.onChunk?.(chunk);
+    this.#compare(chunk);
+    if (this.#out !== undefined) await this.#write(chunk, header.stamp, logTime);
+  }
+
+  #compare(chunk: ActionChunk): void {
+    const ref = this.#reference;
+    if (ref === undefined) return;
+    const a = chunk.actionDim;
+    const n = Math.min(ref.length, chunk.actions.length);
+    for (let i = 0; i < n; i++) {
+      const e = Math.abs((chunk.actions[i] as number) - (ref[i] as number));
+      const d = i % a;
+      this.#errSum[d] = (this.#errSum[d] as number) + e;
+      if (e > (this.#errMax[d] as number)) this.#errMax[d] = e;
+    }
+    this.#errCount += Math.floor(n / a);
+    this.#errChunks++;
+  }
+
+  async #write(
+    chunk: ActionChunk,
+    stamp: { sec: number; nanosec: number },
+    logTime: bigint,
+  ): Promise<void> {
+    const out = this.#out as BagWriter;
+    const names = this.#manifest.action.names;
+    await out.write(
+      OUTPUT_TOPICS.chunk,
+      'trajectory_msgs/msg/JointTrajectory',
+      jointTrajectoryOf(chunk, names, stamp),
+      logTime,
+    );
+    await out.write(
+      OUTPUT_TOPICS.raw,
+      'std_msgs/msg/Float32MultiArray',
+      multiArrayOf(chunk.actions, chunk.horizon, chunk.actionDim),
+      logTime,
+    );
+    const every = this.#options.diagnosticsEvery ?? DEFAULTS.diagnosticsEvery;
+    if (every > 0 && this.#chunks.length % every === 0) {
+      const s = this.#latency.summary();
+      await out.write(
+        OUTPUT_TOPICS.diagnostics,
+        'diagnostic_msgs/msg/DiagnosticArray',
+        {
+          header: {
+            stamp: chunk.sourceStamp === undefined ? rosTime(logTime) : stamp,
+            frame_id: '',
+          },
+          status: [
+            {
+              level: 0,
+              name: 'vla_node: inference',
+              message: `latency p50 ${s.p50} ms, p95 ${s.p95} ms over ${s.count} chunks`,
+              hardware_id: '',
+              values: [
+                { key: 'latency_p50_ms', value: String(s.p50) },
+                { key: 'latency_p95_ms', value: String(s.p95) },
+                { key: 'chunks', value: String(this.#chunks.length) },
+                { key: 'frames', value: String(this.#frames) },
+              ],
+            },
+          ],
+        },
+        logTime,
+      );
+    }
+  }
+
+  #metrics(wall: number): ReplayMetrics {
+    const skipped: SkippedTopic[] = [];
+    for (const [topic, count] of this.#messages) {
+      if (this.#roleOf(topic) !== undefined) continue;
+      skipped.push({
+        topic,
+        type: this.#types.get(topic) ?? '',
+        messages: count,
+        reason: 'not mapped to a pipeline input',
+      });
+    }
+    const round = (v: number): number => Math.round(v * 1e6) / 1e6;
+    const a = this.#manifest.chunk.action_dim;
+    return {
+      bag: this.#bag,
+      files: this.#files,
+      topics: this.#topics,
+      messages: Object.fromEntries(this.#messages),
+      frames: this.#frames,
+      chunks: this.#chunks.length,
+      skipped_topics: skipped,
+      missing_topics: (['image', 'instruction', 'state', 'reference'] as const)
+        .filter((role) => !this.#messages.has(this.#topics[role]))
+        .map((role) => ({ role, topic: this.#topics[role] })),
+      warnings: Object.fromEntries(this.#warnings),
+      latency_ms: this.#latency.summary(),
+      action_error:
+        this.#errChunks === 0
+          ? null
+          : {
+              chunks: this.#errChunks,
+              mean_abs: Array.from({ length: a }, (_, d) =>
+                round((this.#errSum[d] as number) / Math.max(1, this.#errCount)),
+              ),
+              max_abs: Array.from(this.#errMax, round),
+            },
+      rate: this.#rate,
+      wall_s: round(wall),
+      frames_per_s: wall > 0 ? Math.round((this.#frames / wall) * 100) / 100 : 0,
+      out: this.#options.out ?? null,
+    };
+  }
+}
