@@ -9,10 +9,12 @@ import {
 } from './command.js';
 import { benchKernelsCommand } from './bench-kernels.js';
 import { benchPruningCommand } from './bench-pruning.js';
+import { benchServeCommand } from './bench-serve.js';
 import { datasetCommand } from './dataset.js';
 import { overlayCommand } from './overlay.js';
 import { recordSimCommand } from './record-sim.js';
 import { replayCommand } from './replay.js';
+import { serveCommand } from './serve.js';
 import { infoCommand } from './info.js';
 import { simCommand } from './sim.js';
 import { startCommand } from './start.js';
@@ -23,6 +25,8 @@ const COMMANDS: readonly CommandSpec[] = [
   infoCommand,
   benchPruningCommand,
   benchKernelsCommand,
+  serveCommand,
+  benchServeCommand,
   overlayCommand,
   replayCommand,
   recordSimCommand,

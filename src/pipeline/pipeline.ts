@@ -43,6 +43,8 @@ export interface Observation {
   readonly stamp?: number;
   /** Camera stream name, for stateful pruners. */
   readonly stream?: string;
+  /** Visual tokens to keep for this inference only, in [1, total tokens]; overrides the budget. */
+  readonly keepCount?: number;
 }
 
 /** An action chunk with its metadata. `actions` is horizon × actionDim, row-major, in manifest units, within limits. */
@@ -202,6 +204,7 @@ export class VlaPipeline {
   async infer(obs: Observation): Promise<ActionChunk> {
     const m = this.model.manifest;
     const t0 = performance.now();
+    const budget = obs.keepCount === undefined ? this.#budget : this.#budgetFor(obs.keepCount);
     if (obs.state.length !== m.state.names.length) {
       throw new InputError(
         `Expected ${m.state.names.length} state values (${m.state.names.join(', ')}) but received ${obs.state.length}`,
@@ -236,7 +239,7 @@ export class VlaPipeline {
         imageHeight: m.image.height,
         stream: obs.stream ?? 'camera',
       },
-      this.#budget,
+      budget,
       { positions: this.#kept, tokens: this.#backend.keptTokens },
     );
     this.#lastRgb = rgb;
@@ -280,6 +283,18 @@ export class VlaPipeline {
       tokens: { total: this.#kept.length, kept },
       clamped,
     };
+  }
+
+  /** A per-inference keep count, checked: an integer in [1, total tokens]. */
+  #budgetFor(keepCount: number): number {
+    const total = this.#kept.length;
+    if (!Number.isInteger(keepCount) || keepCount < 1 || keepCount > total) {
+      throw new InputError(
+        `Expected keep_count in [1, ${total}] (the model has ${total} visual tokens) but received ${keepCount}`,
+        { field: 'keep_count' },
+      );
+    }
+    return tokenBudget(total, 1, keepCount);
   }
 
   async #warmup(runs: number): Promise<void> {

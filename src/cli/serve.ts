@@ -1,0 +1,251 @@
+import { readFile } from 'node:fs/promises';
+import { ConfigError, describe } from '../errors.js';
+import { VlaPipeline } from '../pipeline/pipeline.js';
+import {
+  BRIDGE_DEFAULTS,
+  BridgeServer,
+  checkBind,
+  type BridgeServerOptions,
+  type BridgeStats,
+} from '../transports/zmq/index.js';
+import type { CommandIo, CommandSpec, OptionSpec, OptionValues } from './command.js';
+import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
+
+/** Flags of `serve` and `bench serve` that set a model parameter, flag → dotted key. */
+export const MODEL_FLAG_KEYS = {
+  precision: 'model.precision',
+  model: 'model.path',
+  strategy: 'pruning.strategy',
+  'keep-ratio': 'pruning.keep_ratio',
+  'keep-count': 'pruning.keep_count',
+  providers: 'backend.execution_providers',
+  'latency-budget-ms': 'runtime.latency_budget_ms',
+} as const;
+
+export const MODEL_OPTIONS = {
+  precision: { type: 'string', help: 'fp32|fp16|int8|auto (model.precision)' },
+  model: { type: 'string', help: 'model package folder (model.path)' },
+  strategy: { type: 'string', help: 'visual-token pruning strategy (pruning.strategy)' },
+  'keep-ratio': { type: 'string', help: 'fraction of visual tokens kept (pruning.keep_ratio)' },
+  'keep-count': {
+    type: 'string',
+    help: 'number of visual tokens kept, overrides the ratio (pruning.keep_count)',
+  },
+  providers: {
+    type: 'string',
+    help: 'execution providers in order, e.g. "[cuda, cpu]" (backend.execution_providers)',
+  },
+  'latency-budget-ms': {
+    type: 'string',
+    help: 'p95 latency budget; adapts the keep ratio (runtime.latency_budget_ms)',
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+/** Flags of the bridge's own limits, flag → option. */
+const LIMIT_FLAGS = {
+  'max-queue': 'maxQueue',
+  'max-request-age-ms': 'maxRequestAgeMs',
+  'max-message-bytes': 'maxMessageBytes',
+  'max-image-bytes': 'maxImageBytes',
+  'max-image-side': 'maxImageWidth',
+  'max-clients': 'maxClients',
+} as const;
+
+export const BRIDGE_OPTIONS = {
+  'max-queue': {
+    type: 'string',
+    default: String(BRIDGE_DEFAULTS.maxQueue),
+    help: 'infer requests that may wait; more get "busy"',
+  },
+  'max-request-age-ms': {
+    type: 'string',
+    default: String(BRIDGE_DEFAULTS.maxRequestAgeMs),
+    help: 'requests whose stamp is older when dequeued get "stale"; 0 = off',
+  },
+  'max-message-bytes': {
+    type: 'string',
+    default: String(BRIDGE_DEFAULTS.maxMessageBytes),
+    help: 'largest message accepted (bigger ones drop the connection)',
+  },
+  'max-image-bytes': {
+    type: 'string',
+    default: String(BRIDGE_DEFAULTS.maxImageBytes),
+    help: 'largest image data accepted',
+  },
+  'max-image-side': {
+    type: 'string',
+    default: String(BRIDGE_DEFAULTS.maxImageWidth),
+    help: 'largest image width and height accepted, pixels',
+  },
+  'max-clients': {
+    type: 'string',
+    default: String(BRIDGE_DEFAULTS.maxClients),
+    help: 'per-client states kept (least recently seen forgotten first)',
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+function integerFlag(values: OptionValues, flag: string, min: number): number | undefined {
+  const raw = values[flag];
+  if (raw === undefined) return undefined;
+  const n = typeof raw === 'string' && /^\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new ConfigError(
+      `Expected an integer >= ${min} for --${flag} but received ${describe(raw)}`,
+      { field: flag },
+    );
+  }
+  return n;
+}
+
+/** The bridge limits set by flags (only those given). */
+export function bridgeLimits(values: OptionValues): Partial<BridgeServerOptions> {
+  const out: {
+    -readonly [K in (typeof LIMIT_FLAGS)[keyof typeof LIMIT_FLAGS] | 'maxImageHeight']?: number;
+  } = {};
+  for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
+    const n = integerFlag(values, flag, key === 'maxRequestAgeMs' ? 0 : 1);
+    if (n === undefined) continue;
+    out[key] = n;
+    if (key === 'maxImageWidth') out.maxImageHeight = n;
+  }
+  return out;
+}
+
+async function curveKey(values: OptionValues): Promise<string | undefined> {
+  const key = values['curve-secret-key'];
+  const file = values['curve-secret-key-file'];
+  if (typeof key === 'string' && typeof file === 'string') {
+    throw new ConfigError(
+      'Expected at most one of --curve-secret-key and --curve-secret-key-file but received both',
+      { field: 'curve_secret_key' },
+    );
+  }
+  if (typeof key === 'string') return key.trim();
+  if (typeof file === 'string') {
+    try {
+      return (await readFile(file, 'utf8')).trim();
+    } catch (cause) {
+      throw new ConfigError(`Expected a readable key file for --curve-secret-key-file: ${file}`, {
+        field: 'curve_secret_key',
+        cause,
+      });
+    }
+  }
+  return undefined;
+}
+
+/** Resolves on the first SIGINT or SIGTERM. */
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals): void => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(signal);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}
+
+export interface ServeReport {
+  readonly endpoint: string;
+  readonly model: string;
+  readonly provider: string;
+  readonly precision: string;
+  readonly stats: BridgeStats;
+  readonly pipeline_latency_ms: ReturnType<VlaPipeline['latency']['total']['summary']>;
+}
+
+/**
+ * Serve until `until` settles (default: the first SIGINT or SIGTERM after the server is up), then
+ * shut down gracefully and report.
+ * The bind address is checked before the model loads.
+ */
+export async function runServe(
+  values: OptionValues,
+  io: CommandIo,
+  until?: Promise<unknown>,
+): Promise<number> {
+  const bind = typeof values.bind === 'string' ? values.bind : BRIDGE_DEFAULTS.bind;
+  const curveSecretKey = await curveKey(values);
+  checkBind(bind, curveSecretKey);
+  const limits = bridgeLimits(values);
+  const config = await configFromArgs(values, MODEL_FLAG_KEYS);
+  const model = await modelFromConfig(config);
+  io.progress(
+    `loading ${model.manifest.name} (${config.model.precision}) on ${config.backend.execution_providers.join(' → ')} and warming up...`,
+  );
+  const pipeline = await VlaPipeline.create(
+    model,
+    pipelineOptions(config, (line) => {
+      io.progress(line);
+    }),
+  );
+  let server: BridgeServer | undefined;
+  try {
+    server = await BridgeServer.start(pipeline, {
+      ...limits,
+      bind,
+      ...(curveSecretKey === undefined ? {} : { curveSecretKey }),
+      log: (line) => {
+        io.progress(line);
+      },
+    });
+    const m = model.manifest;
+    io.progress(
+      `serving ${m.name} on ${server.endpoint} (bridge protocol v1${curveSecretKey === undefined ? '' : ', CURVE'}): ${m.chunk.horizon}×${m.chunk.action_dim} chunks at ${m.control_rate_hz} Hz, ${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens, queue ${server.options.maxQueue}; Ctrl-C stops`,
+    );
+    const signal = await (until ?? untilSignal());
+    io.progress(
+      `${typeof signal === 'string' ? `${signal}: ` : ''}shutting down, answering the requests in flight...`,
+    );
+    await server.close();
+    const report: ServeReport = {
+      endpoint: server.endpoint,
+      model: m.name,
+      provider: pipeline.provider,
+      precision: pipeline.precision,
+      stats: server.stats(),
+      pipeline_latency_ms: pipeline.latency.total.summary(),
+    };
+    const s = report.stats;
+    io.result(
+      report,
+      `served ${s.requests} requests (${s.replies.actions} chunks, ${s.replies.error} errors: ${Object.entries(
+        s.errors,
+      )
+        .map(([k, v]) => `${k} ${v}`)
+        .join(
+          ', ',
+        )}); round trip in the server p50 ${s.round_trip_ms.p50} ms, p99 ${s.round_trip_ms.p99} ms`,
+    );
+    return 0;
+  } finally {
+    await server?.close();
+    await pipeline.release();
+  }
+}
+
+export const serveCommand: CommandSpec = {
+  name: 'serve',
+  summary: 'serve the policy over ZeroMQ + MessagePack (bridge protocol v1, docs/bridge.md)',
+  options: {
+    bind: {
+      type: 'string',
+      default: BRIDGE_DEFAULTS.bind,
+      help: 'ZeroMQ ROUTER endpoint; non-loopback addresses need a CURVE key',
+    },
+    'curve-secret-key': {
+      type: 'string',
+      help: 'Z85 CURVE server secret key (40 characters); required for non-loopback binds',
+    },
+    'curve-secret-key-file': {
+      type: 'string',
+      help: 'file holding the Z85 CURVE server secret key (keeps it out of the process list)',
+    },
+    ...BRIDGE_OPTIONS,
+    ...MODEL_OPTIONS,
+    ...CONFIG_OPTIONS,
+  },
+  run: (values, io) => runServe(values, io),
+};

@@ -1,0 +1,20 @@
+/** The ZeroMQ + MessagePack bridge (protocol v1, docs/bridge.md): server, client and codec. */
+
+export {
+  BridgeClient,
+  type BridgeClientOptions,
+  type ChunkResult,
+  type ClientObservation,
+} from './client.js';
+export { checkBind, isLocalEndpoint } from './endpoint.js';
+export { BridgeError, ERROR_CODES, type BridgeErrorCode, type ErrorCode } from './errors.js';
+export { COMPRESSED_ENCODINGS, type WireImage } from './image.js';
+export * from './protocol.js';
+export { RequestQueue } from './queue.js';
+export {
+  BRIDGE_DEFAULTS,
+  BridgeServer,
+  type BridgePipeline,
+  type BridgeServerOptions,
+  type BridgeStats,
+} from './server.js';
