@@ -12,7 +12,8 @@ export type VlaErrorCode =
   | 'MODEL_MISMATCH'
   | 'INVALID_CONFIG'
   | 'BACKEND'
-  | 'UNSAFE_ACTION';
+  | 'UNSAFE_ACTION'
+  | 'ROS_UNAVAILABLE';
 
 export interface VlaErrorOptions {
   /** The field or path the error is about, e.g. `image.encoding` or `manifest.inputs[0].shape`. */

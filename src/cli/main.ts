@@ -17,10 +17,11 @@ import { replayCommand } from './replay.js';
 import { serveCommand } from './serve.js';
 import { infoCommand } from './info.js';
 import { simCommand } from './sim.js';
-import { startCommand } from './start.js';
+import { rosCommand, startCommand } from './start.js';
 
 const COMMANDS: readonly CommandSpec[] = [
   startCommand,
+  rosCommand,
   simCommand,
   infoCommand,
   benchPruningCommand,

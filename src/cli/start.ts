@@ -1,19 +1,142 @@
-import { detectRos } from '../transports/ros/load.js';
-import type { CommandSpec } from './command.js';
-import { CONFIG_OPTIONS, configFromArgs } from './setup.js';
+import type { VlaConfig } from '../config/index.js';
+import { VlaPipeline } from '../pipeline/pipeline.js';
+import {
+  loadRos,
+  RosUnavailableError,
+  rosNodeOptionsFromConfig,
+  runRosNode,
+  type RosNodeOptionsInput,
+  type PipelineFactory,
+  type RosApi,
+} from '../transports/ros/index.js';
+import type { CommandIo, CommandSpec, OptionValues } from './command.js';
+import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
 import { formatReport, simulate } from './sim.js';
+
+/** Loads the model package of the configuration and warms the pipeline up, logging progress. */
+export const createPipeline: PipelineFactory = async (config, log) => {
+  log(`loading model package ${config.model.path}`);
+  const model = await modelFromConfig(config);
+  log(
+    `creating sessions (${config.backend.execution_providers.join(' → ')}) and warming up (${config.backend.warmup_runs} runs)`,
+  );
+  return VlaPipeline.create(model, pipelineOptions(config, log));
+};
+
+const ROS_OPTIONS = {
+  'auto-activate': {
+    type: 'boolean',
+    help: 'configure and activate on start, no lifecycle manager needed (ros.auto_activate)',
+  },
+  cameras: {
+    type: 'string',
+    help: 'comma-separated camera names, subscribed on ~/in/<name> (ros.cameras)',
+  },
+  'model-camera': { type: 'string', help: 'the camera the model sees (ros.model_camera)' },
+  'image-transport': {
+    type: 'string',
+    help: 'raw: sensor_msgs/Image on ~/in/<name>; compressed: sensor_msgs/CompressedImage on ~/in/<name>/compressed (ros.image_transport)',
+  },
+  'joint-names': {
+    type: 'string',
+    help: 'comma-separated joint names of ~/out/action_chunk (ros.joint_names)',
+  },
+  'pruned-image': {
+    type: 'boolean',
+    help: 'publish ~/debug/pruned_image (ros.publish_pruned_image)',
+  },
+} as const;
+
+/** The ROS flags as parameter overrides (the parameter file holds every default). */
+function rosFlagOverrides(values: OptionValues, autoActivate: boolean): string[] {
+  const sets: string[] = [];
+  const asList = (v: string): string =>
+    `[${v
+      .split(',')
+      .map((s) => JSON.stringify(s.trim()))
+      .join(', ')}]`;
+  if (typeof values.cameras === 'string') sets.push(`ros.cameras=${asList(values.cameras)}`);
+  if (typeof values['joint-names'] === 'string')
+    sets.push(`ros.joint_names=${asList(values['joint-names'])}`);
+  if (typeof values['model-camera'] === 'string')
+    sets.push(`ros.model_camera=${JSON.stringify(values['model-camera'])}`);
+  if (typeof values['image-transport'] === 'string')
+    sets.push(`ros.image_transport=${values['image-transport']}`);
+  if (autoActivate || values['auto-activate'] === true) sets.push('ros.auto_activate=true');
+  if (values['pruned-image'] === true) sets.push('ros.publish_pruned_image=true');
+  return sets;
+}
+
+/** Parameters with the ROS flags applied. */
+function rosConfig(values: OptionValues, autoActivate: boolean): Promise<Readonly<VlaConfig>> {
+  const set = Array.isArray(values.set) ? values.set : [];
+  return configFromArgs({ ...values, set: [...set, ...rosFlagOverrides(values, autoActivate)] });
+}
+
+async function runNode(
+  ros: RosApi,
+  config: Readonly<VlaConfig>,
+  options: RosNodeOptionsInput,
+  io: CommandIo,
+  rosArgs: readonly string[],
+): Promise<number> {
+  return runRosNode({
+    ros,
+    config,
+    createPipeline,
+    options,
+    argv: ['vla-node', ...rosArgs],
+    log: (line) => {
+      io.progress(line);
+    },
+  });
+}
+
+/** `vla-node ros`: the managed ROS 2 node; fails with one clear message when rclnodejs cannot load. */
+export const rosCommand: CommandSpec = {
+  name: 'ros',
+  summary:
+    'the ROS 2 node (managed lifecycle node; needs a sourced ROS 2 and rclnodejs built against it)',
+  positionals: '[-- --ros-args ...]',
+  options: { ...ROS_OPTIONS, ...CONFIG_OPTIONS },
+  async run(values, io, positionals) {
+    const config = await rosConfig(values, false);
+    const options = rosNodeOptionsFromConfig(config.ros);
+    let ros: RosApi;
+    try {
+      ros = await loadRos();
+    } catch (error) {
+      if (error instanceof RosUnavailableError) {
+        io.progress(`vla-node ros: ${error.message}`);
+        return 1;
+      }
+      throw error;
+    }
+    return runNode(ros, config, options, io, positionals);
+  },
+};
 
 export const startCommand: CommandSpec = {
   name: 'start',
   summary:
-    'the main job: the ROS 2 node when ROS 2 is sourced, otherwise the simulation demo with the shipped model',
+    'the main job: the ROS 2 node (auto-activated) when ROS 2 is sourced and rclnodejs loads, otherwise the simulation demo with the shipped model',
   options: {
     episodes: { type: 'string', help: 'demo episodes (sim.episodes)' },
     ...CONFIG_OPTIONS,
   },
   async run(values, io) {
-    const ros = detectRos();
-    io.progress(ros.message);
+    let ros: RosApi | undefined;
+    try {
+      ros = await loadRos();
+    } catch (error) {
+      if (!(error instanceof RosUnavailableError)) throw error;
+      io.progress(`${error.message}; running the built-in simulation demo instead`);
+    }
+    if (ros !== undefined) {
+      const config = await rosConfig(values, true);
+      io.progress('ROS 2 and rclnodejs loaded: running the vla_node ROS 2 node (auto-activated)');
+      return runNode(ros, config, rosNodeOptionsFromConfig(config.ros), io, []);
+    }
     const config = await configFromArgs(values, { episodes: 'sim.episodes' });
     io.progress(
       `simulation demo: ${config.sim.episodes} episodes of the tabletop (seed ${config.sim.seed}), model ${config.model.path}`,

@@ -111,6 +111,23 @@ export interface SimConfig {
   readonly camera_stall_steps: number;
 }
 
+/** `ros.*`: the ROS 2 node's topics, QoS, lifecycle and diagnostics. */
+export interface RosConfig {
+  readonly cameras: readonly string[];
+  readonly model_camera: string;
+  readonly image_transport: 'raw' | 'compressed';
+  readonly joint_names: readonly string[];
+  readonly auto_activate: boolean;
+  readonly publish_pruned_image: boolean;
+  readonly qos: { readonly image: 'sensor_data' | 'reliable'; readonly action_depth: number };
+  readonly diagnostics: {
+    readonly period_ms: number;
+    readonly processing_time_warn_ms: number;
+    readonly error_consecutive_misses: number;
+    readonly hardware_id: string;
+  };
+}
+
 /** The validated `ros__parameters` of vla_node; mirrors `schema/vla_node.schema.json`. */
 export interface VlaConfig {
   readonly model: ModelConfig;
@@ -119,6 +136,7 @@ export interface VlaConfig {
   readonly runtime: RuntimeConfig;
   readonly safety: SafetyConfig;
   readonly sim: SimConfig;
+  readonly ros: RosConfig;
 }
 
 export interface LoadConfigOptions {

@@ -36,6 +36,11 @@ const schema = asRecord(JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')), 'schema')
 const nodeSchema = asRecord(asRecord(schema['definitions'], 'definitions')['vla_node'], 'vla_node');
 
 /** Dotted leaf paths of a plain object (arrays are leaves). */
+/** The shape of a config object with every leaf (a scalar or an array) replaced by 1. */
+type KeysOf<T> = {
+  [K in keyof T]: T[K] extends readonly unknown[] ? 1 : T[K] extends object ? KeysOf<T[K]> : 1;
+};
+
 function leafPaths(value: Json, prefix = ''): string[] {
   return Object.entries(value).flatMap(([key, child]) => {
     const path = prefix === '' ? key : `${prefix}.${key}`;
@@ -190,7 +195,22 @@ describe('shipped parameter file and schema', () => {
         camera_stall_probability: 1,
         camera_stall_steps: 1,
       },
-    } satisfies { [S in keyof VlaConfig]: { [K in keyof VlaConfig[S]]: 1 } };
+      ros: {
+        cameras: 1,
+        model_camera: 1,
+        image_transport: 1,
+        joint_names: 1,
+        auto_activate: 1,
+        publish_pruned_image: 1,
+        qos: { image: 1, action_depth: 1 },
+        diagnostics: {
+          period_ms: 1,
+          processing_time_warn_ms: 1,
+          error_consecutive_misses: 1,
+          hardware_id: 1,
+        },
+      },
+    } satisfies KeysOf<VlaConfig>;
     expect(leafPaths(interfaceKeys)).toEqual(configKeys());
   });
 

@@ -132,10 +132,13 @@ describe('vla-node CLI (real processes)', () => {
     expect(stdout).toMatch(/frame → chunk latency: p50/);
   });
 
-  it('start says in one line that the ROS 2 node is not in this release when ROS 2 is sourced', async () => {
+  it('start says in one line why it cannot run the ROS 2 node when ROS 2 is sourced but rclnodejs is not built', async () => {
     const env = { ...process.env, ROS_DISTRO: 'jazzy', AMENT_PREFIX_PATH: '/opt/ros/jazzy' };
     const { stderr } = await run(process.execPath, [CLI, 'start', '--episodes', '1'], { env });
-    expect(stderr.split('\n').filter((l) => l.includes('ROS 2 jazzy is sourced'))).toHaveLength(1);
+    const why = stderr.split('\n').filter((l) => l.includes('ROS 2 jazzy is sourced'));
+    expect(why).toHaveLength(1);
+    expect(why[0]).toMatch(/npm rebuild rclnodejs/);
+    expect(why[0]).toMatch(/running the built-in simulation demo instead/);
   });
 
   it('bench pruning writes the matrix as JSON, Markdown, SVG and PNG', async () => {

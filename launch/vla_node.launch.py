@@ -1,0 +1,85 @@
+"""Start the vla-node ROS 2 node (a managed lifecycle node) with its private topics remapped.
+
+    ros2 launch ./launch/vla_node.launch.py image_topic:=/camera/color/image_raw \
+        joint_states_topic:=/joint_states action_topic:=/arm_controller/joint_trajectory
+
+vla-node is a Node.js program, not an ament package: the node runs `node bin/vla-node.js ros`
+from this checkout (run `npm ci`, `npm install-scripts approve rclnodejs` and `npm rebuild rclnodejs` with ROS 2 sourced first).
+"""
+
+import os
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+ARGUMENTS = [
+    ('node_name', 'vla_node', 'Name of the node'),
+    ('namespace', '/', 'Namespace of the node'),
+    (
+        'params_file',
+        os.path.join(PACKAGE_ROOT, 'config', 'vla_node.param.yaml'),
+        'vla-node parameter file (the schema is schema/vla_node.schema.json)',
+    ),
+    ('image_topic', '/camera/image_raw', 'Camera topic the model sees (remapped to ~/in/image)'),
+    ('image_transport', 'raw', 'raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage'),
+    ('instruction_topic', '/vla/instruction', 'std_msgs/String instruction (transient local)'),
+    ('joint_states_topic', '/joint_states', 'sensor_msgs/JointState of the robot'),
+    ('action_topic', '/vla/action_chunk', 'trajectory_msgs/JointTrajectory output'),
+    ('action_raw_topic', '/vla/action_chunk_raw', 'std_msgs/Float32MultiArray output'),
+    ('joint_names', '', 'Comma-separated joint names of the trajectory (default: the manifest)'),
+    ('auto_activate', 'false', 'Configure and activate at start (no lifecycle manager)'),
+    ('node_executable', 'node', 'Node.js executable'),
+]
+
+
+def _command(context):
+    value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    compressed = value['image_transport'] == 'compressed'
+    image_in = '~/in/image/compressed' if compressed else '~/in/image'
+    cmd = [
+        value['node_executable'],
+        os.path.join(PACKAGE_ROOT, 'bin', 'vla-node.js'),
+        'ros',
+        '--params',
+        value['params_file'],
+        '--image-transport',
+        value['image_transport'],
+    ]
+    if value['joint_names']:
+        cmd += ['--joint-names', value['joint_names']]
+    if value['auto_activate'].lower() in ('true', '1', 'yes'):
+        cmd.append('--auto-activate')
+    cmd += [
+        '--',
+        '--ros-args',
+        '-r', f"__node:={value['node_name']}",
+        '-r', f"__ns:={value['namespace']}",
+        '-r', f"{image_in}:={value['image_topic']}",
+        '-r', f"~/in/instruction:={value['instruction_topic']}",
+        '-r', f"~/in/joint_states:={value['joint_states_topic']}",
+        '-r', f"~/out/action_chunk:={value['action_topic']}",
+        '-r', f"~/out/action_chunk_raw:={value['action_raw_topic']}",
+    ]
+    return [
+        ExecuteProcess(
+            cmd=cmd,
+            cwd=PACKAGE_ROOT,
+            name=value['node_name'],
+            output='screen',
+            emulate_tty=True,
+            sigterm_timeout='10',
+        )
+    ]
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(name, default_value=default, description=description)
+            for name, default, description in ARGUMENTS
+        ]
+        + [OpaqueFunction(function=_command)]
+    )

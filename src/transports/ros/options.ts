@@ -1,0 +1,101 @@
+import type { RosConfig } from '../../config/index.js';
+
+/**
+ * Options of the ROS 2 node that are not (yet) keys of the parameter file: topics, QoS, joint
+ * names, lifecycle and diagnostics thresholds. Their defaults live here, in one place.
+ */
+
+/** How an image topic is subscribed: best effort depth 1 (sensor data) or reliable. */
+export type ImageQos = 'sensor_data' | 'reliable';
+/** Which image message the cameras publish. */
+export type ImageTransport = 'raw' | 'compressed';
+
+export interface RosNodeOptions {
+  /** Camera names: each is subscribed on `~/in/<name>` (raw) or `~/in/<name>/compressed`. */
+  readonly cameras: readonly string[];
+  /** The camera the model sees; '' = the first of `cameras`. */
+  readonly modelCamera: string;
+  readonly imageTransport: ImageTransport;
+  /** Joint names of the published trajectory, one per action dimension; empty = the manifest's action names. */
+  readonly jointNames: readonly string[];
+  /** Configure and activate on start, for systems without a lifecycle manager. */
+  readonly autoActivate: boolean;
+  /** Publish `~/debug/pruned_image` (the kept-token overlay) after each inference. */
+  readonly publishPrunedImage: boolean;
+  readonly qos: {
+    readonly image: ImageQos;
+    /** Depth of the reliable action topics. */
+    readonly actionDepth: number;
+  };
+  readonly diagnostics: {
+    /** Period of `/diagnostics`, ms. */
+    readonly periodMs: number;
+    /** WARN when an inference takes longer than this, ms; 0 = half the time one chunk lasts. */
+    readonly processingTimeWarnMs: number;
+    /** ERROR after this many consecutive deadline misses (control steps without a plan). */
+    readonly errorConsecutiveMisses: number;
+    readonly hardwareId: string;
+  };
+}
+
+/** The defaults of every option. */
+export const DEFAULT_ROS_NODE_OPTIONS: RosNodeOptions = Object.freeze({
+  cameras: Object.freeze(['image']),
+  modelCamera: '',
+  imageTransport: 'raw',
+  jointNames: Object.freeze([]),
+  autoActivate: false,
+  publishPrunedImage: false,
+  qos: Object.freeze({ image: 'sensor_data', actionDepth: 10 }),
+  diagnostics: Object.freeze({
+    periodMs: 1000,
+    processingTimeWarnMs: 0,
+    errorConsecutiveMisses: 3,
+    hardwareId: 'vla_node',
+  }),
+} satisfies RosNodeOptions);
+
+/** Options with some replaced. */
+export interface RosNodeOptionsInput {
+  readonly cameras?: readonly string[];
+  readonly modelCamera?: string;
+  readonly imageTransport?: ImageTransport;
+  readonly jointNames?: readonly string[];
+  readonly autoActivate?: boolean;
+  readonly publishPrunedImage?: boolean;
+  readonly qos?: Partial<RosNodeOptions['qos']>;
+  readonly diagnostics?: Partial<RosNodeOptions['diagnostics']>;
+}
+
+export function rosNodeOptions(input: RosNodeOptionsInput = {}): RosNodeOptions {
+  const d = DEFAULT_ROS_NODE_OPTIONS;
+  return {
+    cameras: input.cameras ?? d.cameras,
+    modelCamera: input.modelCamera ?? d.modelCamera,
+    imageTransport: input.imageTransport ?? d.imageTransport,
+    jointNames: input.jointNames ?? d.jointNames,
+    autoActivate: input.autoActivate ?? d.autoActivate,
+    publishPrunedImage: input.publishPrunedImage ?? d.publishPrunedImage,
+    qos: { ...d.qos, ...input.qos },
+    diagnostics: { ...d.diagnostics, ...input.diagnostics },
+  };
+}
+
+/** The node's options from the validated `ros.*` parameters (the parameter file holds the defaults). */
+export function rosNodeOptionsFromConfig(r: RosConfig): RosNodeOptions {
+  return {
+    cameras: r.cameras,
+    modelCamera: r.model_camera,
+    imageTransport: r.image_transport,
+    jointNames: r.joint_names,
+    autoActivate: r.auto_activate,
+    publishPrunedImage: r.publish_pruned_image,
+    qos: { image: r.qos.image, actionDepth: r.qos.action_depth },
+    diagnostics: {
+      periodMs: r.diagnostics.period_ms,
+      processingTimeWarnMs: r.diagnostics.processing_time_warn_ms,
+      errorConsecutiveMisses: r.diagnostics.error_consecutive_misses,
+      hardwareId: r.diagnostics.hardware_id,
+    },
+  };
+}

@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { detectRos, loadRos, RosUnavailableError } from '../../../src/transports/ros/load.js';
+import { createRosDouble } from './double.js';
+
+const SOURCED = { ROS_DISTRO: 'jazzy', AMENT_PREFIX_PATH: '/opt/ros/jazzy' };
+
+describe('loadRos', () => {
+  it('says ROS 2 must be sourced, and how, when it is not (without importing rclnodejs)', async () => {
+    let imported = false;
+    const error = await loadRos({
+      env: {},
+      importer: () => {
+        imported = true;
+        return Promise.resolve({});
+      },
+    }).catch((e: unknown) => e);
+    expect(imported).toBe(false);
+    expect(error).toBeInstanceOf(RosUnavailableError);
+    expect((error as Error).message).toContain('source /opt/ros/<distro>/setup.bash');
+    expect((error as Error).message).toContain('npm rebuild rclnodejs');
+  });
+
+  it('in this environment, rclnodejs cannot load and the message says why', async () => {
+    const error = await loadRos().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RosUnavailableError);
+    expect((error as Error).message).toMatch(/^The ROS 2 node needs rclnodejs/);
+  });
+
+  it('reports an import failure with ROS 2 sourced as one clear message with the cause', async () => {
+    const cause = new Error('librcl.so: cannot open shared object file\nstack...');
+    const error = await loadRos({ env: SOURCED, importer: () => Promise.reject(cause) }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(RosUnavailableError);
+    expect((error as RosUnavailableError).cause).toBe(cause);
+    expect((error as Error).message).toBe(
+      'The ROS 2 node needs rclnodejs, which did not load with ROS 2 jazzy (librcl.so: cannot open shared object file): source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it (`npm install-scripts approve rclnodejs && npm rebuild rclnodejs`; the install script is denied by default because it needs ROS 2)',
+    );
+  });
+
+  it('returns the module (or its default export) as the RosApi', async () => {
+    const { api } = createRosDouble();
+    await expect(loadRos({ env: SOURCED, importer: () => Promise.resolve(api) })).resolves.toBe(
+      api,
+    );
+    await expect(
+      loadRos({ env: SOURCED, importer: () => Promise.resolve({ default: api }) }),
+    ).resolves.toBe(api);
+  });
+
+  it('detectRos reads ROS_DISTRO and AMENT_PREFIX_PATH', () => {
+    expect(detectRos(SOURCED)).toMatchObject({ sourced: true, distro: 'jazzy' });
+    expect(detectRos({ ROS_DISTRO: 'jazzy' }).sourced).toBe(false);
+  });
+});
+
+describe('missingNativeBuild', () => {
+  it('says there is no native build here instead of letting rclnodejs compile itself', async () => {
+    const { missingNativeBuild } = await import('../../../src/transports/ros/load.js');
+    expect(missingNativeBuild(SOURCED)).toMatch(/^rclnodejs has no native build here/);
+    const error = await loadRos({ env: SOURCED }).catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(
+      /^ROS 2 jazzy is sourced, but rclnodejs has no native build here .*npm rebuild rclnodejs/,
+    );
+  });
+});
