@@ -4,6 +4,7 @@
 
 import type { Frame } from '../../ingest/index.js';
 import type { ActionChunk } from '../../pipeline/pipeline.js';
+import { frameFromImage } from '../ros/messages.js';
 import { rosTime } from './schemas.js';
 
 interface Time {
@@ -70,19 +71,7 @@ export function frameOfImage(msg: ImageMsg): Frame | string {
   if (msg.data.length !== needed) {
     return `Expected ${needed} bytes of image data (step ${msg.step} x height ${msg.height}) but received ${msg.data.length}`;
   }
-  return {
-    kind: 'raw',
-    width: msg.width,
-    height: msg.height,
-    encoding: msg.encoding,
-    step: msg.step,
-    isBigEndian: msg.is_bigendian !== 0,
-    data: msg.data,
-  };
-}
-
-export function frameOfCompressed(msg: CompressedImageMsg): Frame {
-  return { kind: 'encoded', format: msg.format, data: msg.data };
+  return frameFromImage(msg);
 }
 
 /**

@@ -13,7 +13,6 @@ import type { Manifest } from '../../model/manifest.js';
 import type { ActionChunk, Observation } from '../../pipeline/pipeline.js';
 import { LatencyHistogram, type LatencySummary } from '../../runtime/latency.js';
 import {
-  frameOfCompressed,
   frameOfImage,
   jointTrajectoryOf,
   multiArrayOf,
@@ -28,6 +27,7 @@ import { BagError } from './errors.js';
 import { readBag, type BagChannel } from './reader.js';
 import { cdrReader, rosTime, shortTypeName } from './schemas.js';
 import { BagWriter } from './writer.js';
+import { frameFromCompressed } from '../ros/messages.js';
 
 /** Which bag topics feed which pipeline input. */
 export interface TopicMap {
@@ -324,7 +324,7 @@ class Replay {
   async #frame(msg: unknown, compressed: boolean, logTime: bigint): Promise<void> {
     const m = this.#manifest;
     let frame: Frame | string;
-    if (compressed) frame = frameOfCompressed(msg as CompressedImageMsg);
+    if (compressed) frame = frameFromCompressed(msg as CompressedImageMsg);
     else frame = frameOfImage(msg as ImageMsg);
     if (typeof frame === 'string') {
       this.#warn('image_size_mismatch');
