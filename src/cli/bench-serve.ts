@@ -10,8 +10,15 @@ import {
   type BridgeErrorCode,
 } from '../transports/zmq/index.js';
 import type { CommandSpec, OptionValues } from './command.js';
-import { BRIDGE_OPTIONS, bridgeLimits, MODEL_FLAG_KEYS, MODEL_OPTIONS } from './serve.js';
-import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
+import { BRIDGE_OPTIONS, bridgeLimits } from './serve.js';
+import {
+  CONFIG_OPTIONS,
+  configFromArgs,
+  MODEL_FLAG_KEYS,
+  MODEL_OPTIONS,
+  modelFromConfig,
+  pipelineOptions,
+} from './setup.js';
 
 export interface BenchServeReport {
   readonly clients: number;

@@ -2,17 +2,14 @@ import { ConfigError } from '../errors.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import { DEFAULT_TOPICS, replay, type ReplayMetrics } from '../transports/mcap/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
-import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
-
-/** Flags of `replay` that set a parameter, flag → dotted key. */
-const FLAG_KEYS = {
-  precision: 'model.precision',
-  model: 'model.path',
-  strategy: 'pruning.strategy',
-  'keep-ratio': 'pruning.keep_ratio',
-  'keep-count': 'pruning.keep_count',
-  providers: 'backend.execution_providers',
-} as const;
+import {
+  CONFIG_OPTIONS,
+  configFromArgs,
+  MODEL_FLAG_KEYS,
+  MODEL_OPTIONS,
+  modelFromConfig,
+  pipelineOptions,
+} from './setup.js';
 
 /** `--rate max|R` → 'max' or a positive number. */
 export function parseRate(value: unknown): number | 'max' {
@@ -84,7 +81,7 @@ export async function runReplay(
     );
   }
   const rate = parseRate(values.rate);
-  const config = await configFromArgs(values, FLAG_KEYS);
+  const config = await configFromArgs(values, MODEL_FLAG_KEYS);
   const model = await modelFromConfig(config);
   io.progress(`loading ${model.manifest.name} (${config.model.precision}) and warming up...`);
   const pipeline = await VlaPipeline.create(
@@ -161,15 +158,7 @@ export const replayCommand: CommandSpec = {
       type: 'string',
       help: 'instruction to use until one arrives on the instruction topic',
     },
-    precision: { type: 'string', help: 'fp32|fp16|int8|auto (model.precision)' },
-    model: { type: 'string', help: 'model package folder (model.path)' },
-    strategy: { type: 'string', help: 'visual-token pruning strategy (pruning.strategy)' },
-    'keep-ratio': { type: 'string', help: 'fraction of visual tokens kept (pruning.keep_ratio)' },
-    'keep-count': { type: 'string', help: 'visual tokens kept (pruning.keep_count)' },
-    providers: {
-      type: 'string',
-      help: 'execution providers in order, e.g. "[cuda, cpu]" (backend.execution_providers)',
-    },
+    ...MODEL_OPTIONS,
     ...CONFIG_OPTIONS,
   },
   run: runReplay,

@@ -9,37 +9,14 @@ import {
   type BridgeStats,
 } from '../transports/zmq/index.js';
 import type { CommandIo, CommandSpec, OptionSpec, OptionValues } from './command.js';
-import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
-
-/** Flags of `serve` and `bench serve` that set a model parameter, flag → dotted key. */
-export const MODEL_FLAG_KEYS = {
-  precision: 'model.precision',
-  model: 'model.path',
-  strategy: 'pruning.strategy',
-  'keep-ratio': 'pruning.keep_ratio',
-  'keep-count': 'pruning.keep_count',
-  providers: 'backend.execution_providers',
-  'latency-budget-ms': 'runtime.latency_budget_ms',
-} as const;
-
-export const MODEL_OPTIONS = {
-  precision: { type: 'string', help: 'fp32|fp16|int8|auto (model.precision)' },
-  model: { type: 'string', help: 'model package folder (model.path)' },
-  strategy: { type: 'string', help: 'visual-token pruning strategy (pruning.strategy)' },
-  'keep-ratio': { type: 'string', help: 'fraction of visual tokens kept (pruning.keep_ratio)' },
-  'keep-count': {
-    type: 'string',
-    help: 'number of visual tokens kept, overrides the ratio (pruning.keep_count)',
-  },
-  providers: {
-    type: 'string',
-    help: 'execution providers in order, e.g. "[cuda, cpu]" (backend.execution_providers)',
-  },
-  'latency-budget-ms': {
-    type: 'string',
-    help: 'p95 latency budget; adapts the keep ratio (runtime.latency_budget_ms)',
-  },
-} as const satisfies Record<string, OptionSpec>;
+import {
+  CONFIG_OPTIONS,
+  configFromArgs,
+  MODEL_FLAG_KEYS,
+  MODEL_OPTIONS,
+  modelFromConfig,
+  pipelineOptions,
+} from './setup.js';
 
 /** Flags of the bridge's own limits, flag → option. */
 const LIMIT_FLAGS = {

@@ -14,6 +14,36 @@ export const CONFIG_OPTIONS = {
   },
 } as const satisfies Record<string, OptionSpec>;
 
+/** Flags that set a model, backend or pruning parameter, flag → dotted key (shared by commands). */
+export const MODEL_FLAG_KEYS = {
+  precision: 'model.precision',
+  model: 'model.path',
+  strategy: 'pruning.strategy',
+  'keep-ratio': 'pruning.keep_ratio',
+  'keep-count': 'pruning.keep_count',
+  providers: 'backend.execution_providers',
+  'latency-budget-ms': 'runtime.latency_budget_ms',
+} as const;
+
+export const MODEL_OPTIONS = {
+  precision: { type: 'string', help: 'fp32|fp16|int8|auto (model.precision)' },
+  model: { type: 'string', help: 'model package folder (model.path)' },
+  strategy: { type: 'string', help: 'visual-token pruning strategy (pruning.strategy)' },
+  'keep-ratio': { type: 'string', help: 'fraction of visual tokens kept (pruning.keep_ratio)' },
+  'keep-count': {
+    type: 'string',
+    help: 'number of visual tokens kept, overrides the ratio (pruning.keep_count)',
+  },
+  providers: {
+    type: 'string',
+    help: 'execution providers in order, e.g. "[cuda, cpu]" (backend.execution_providers)',
+  },
+  'latency-budget-ms': {
+    type: 'string',
+    help: 'p95 latency budget; adapts the keep ratio (runtime.latency_budget_ms)',
+  },
+} as const satisfies Record<string, OptionSpec>;
+
 /**
  * Load the parameter file with `--set` overrides plus the command's own flags (mapped to dotted
  * keys by `flags`: flag name → key; a flag left out keeps the file's value).

@@ -15,28 +15,29 @@ import { TASK_KINDS, type TaskKind } from '../sim/world.js';
 import { ConfigError } from '../errors.js';
 import type { VlaConfig } from '../config/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
-import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
+import {
+  CONFIG_OPTIONS,
+  configFromArgs,
+  MODEL_FLAG_KEYS,
+  MODEL_OPTIONS,
+  modelFromConfig,
+  pipelineOptions,
+} from './setup.js';
 
 const AGENTS = ['model', 'expert', 'blind'] as const;
 type AgentName = (typeof AGENTS)[number];
 
 /** Flags of `sim` that set a parameter, flag → dotted key. */
 const FLAG_KEYS = {
+  ...MODEL_FLAG_KEYS,
   episodes: 'sim.episodes',
   seed: 'sim.seed',
-  precision: 'model.precision',
-  model: 'model.path',
-  strategy: 'pruning.strategy',
-  'keep-ratio': 'pruning.keep_ratio',
-  'keep-count': 'pruning.keep_count',
   'execute-steps': 'runtime.execute_steps',
-  providers: 'backend.execution_providers',
   'merge-mode': 'runtime.merge_mode',
   'delay-ms': 'sim.inject_delay_ms',
   'jitter-ms': 'sim.inject_jitter_ms',
   'stall-probability': 'sim.camera_stall_probability',
   'stall-steps': 'sim.camera_stall_steps',
-  'latency-budget-ms': 'runtime.latency_budget_ms',
 } as const;
 
 export interface SimReport {
@@ -313,25 +314,10 @@ export const simCommand: CommandSpec = {
   options: {
     episodes: { type: 'string', help: 'number of episodes (sim.episodes)' },
     seed: { type: 'string', help: 'seed of the episode sequence (sim.seed)' },
-    precision: { type: 'string', help: 'fp32|fp16|int8|auto (model.precision)' },
-    model: { type: 'string', help: 'model package folder (model.path)' },
-    strategy: { type: 'string', help: 'visual-token pruning strategy (pruning.strategy)' },
-    'keep-ratio': { type: 'string', help: 'fraction of visual tokens kept (pruning.keep_ratio)' },
-    'keep-count': {
-      type: 'string',
-      help: 'number of visual tokens kept, overrides the ratio (pruning.keep_count)',
-    },
+    ...MODEL_OPTIONS,
     'execute-steps': {
       type: 'string',
       help: 'actions executed per chunk before re-querying (runtime.execute_steps)',
-    },
-    providers: {
-      type: 'string',
-      help: 'execution providers in order, e.g. "[cuda, cpu]" (backend.execution_providers)',
-    },
-    'latency-budget-ms': {
-      type: 'string',
-      help: 'p95 latency budget; adapts the keep ratio (runtime.latency_budget_ms)',
     },
     'merge-mode': { type: 'string', help: 'sync|replace|ensemble|rtc (runtime.merge_mode)' },
     'delay-ms': {
