@@ -1,5 +1,5 @@
 import { VlaPipeline } from '../pipeline/pipeline.js';
-import { STAGES } from '../runtime/latency.js';
+import { STAGES, type LatencySummary } from '../runtime/latency.js';
 import {
   blindAgent,
   expertAgent,
@@ -59,6 +59,8 @@ export interface SimReport {
   readonly visual_tokens: { total: number; kept: number; mean_kept: number } | null;
   /** The keep ratio at the end of the run (the budget controller's when latency_budget_ms > 0). */
   readonly keep_ratio: number | null;
+  /** Frame → chunk latency since the keep ratio last changed: what the budget controller settled on. */
+  readonly latency_at_final_ratio_ms: LatencySummary | null;
   readonly latency_budget_ms: number;
   readonly execute_steps: number;
   readonly merge_mode: string;
@@ -222,6 +224,7 @@ export async function simulate(
           }
         : null,
       keep_ratio: pipeline ? Math.round(pipeline.keepRatio * 1e4) / 1e4 : null,
+      latency_at_final_ratio_ms: pipeline ? pipeline.latencyAtCurrentRatio.summary() : null,
       latency_budget_ms: config.runtime.latency_budget_ms,
       execute_steps: executeSteps,
       merge_mode: config.runtime.merge_mode,

@@ -12,7 +12,7 @@ import { selectVariant, type ModelPackage, type Precision } from '../model/manif
 import { tokenBudget, type Pruner, type PruningStrategy } from '../pruning/pruner.js';
 import { createPruner } from '../pruning/strategies.js';
 import { BudgetController } from '../runtime/budget.js';
-import { LatencyBook, type StageTimings } from '../runtime/latency.js';
+import { LatencyBook, LatencyHistogram, type StageTimings } from '../runtime/latency.js';
 import { enforceLimits, type ActionLimits } from '../runtime/safety.js';
 
 export interface PipelineOptions {
@@ -76,6 +76,8 @@ export interface ActionChunk {
 export class VlaPipeline {
   readonly model: ModelPackage;
   readonly latency = new LatencyBook();
+  /** End-to-end latency since the keep ratio last changed (the budget controller's settled state). */
+  readonly latencyAtCurrentRatio = new LatencyHistogram();
   readonly #backend: OnnxBackend;
   readonly #ingest: FrameIngest;
   readonly #pruner: Pruner;
@@ -265,10 +267,13 @@ export class VlaPipeline {
     const latencyMs = t5 - t0;
     if (this.#ready) {
       this.latency.record(stages, latencyMs);
+      this.latencyAtCurrentRatio.record(latencyMs);
       this.#keptSum += kept;
       this.#runs++;
       if (this.#controller !== undefined) {
-        this.#budget = tokenBudget(this.#kept.length, this.#controller.observe(latencyMs), 0);
+        const budget = tokenBudget(this.#kept.length, this.#controller.observe(latencyMs), 0);
+        if (budget !== this.#budget) this.latencyAtCurrentRatio.reset();
+        this.#budget = budget;
       }
     }
     return {
