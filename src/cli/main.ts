@@ -10,6 +10,7 @@ import {
 import { benchKernelsCommand } from './bench-kernels.js';
 import { benchPruningCommand } from './bench-pruning.js';
 import { benchServeCommand } from './bench-serve.js';
+import { compressCommand } from './compress.js';
 import { datasetCommand } from './dataset.js';
 import { overlayCommand } from './overlay.js';
 import { recordSimCommand } from './record-sim.js';
@@ -30,6 +31,7 @@ const COMMANDS: readonly CommandSpec[] = [
   benchServeCommand,
   overlayCommand,
   replayCommand,
+  compressCommand,
   recordSimCommand,
   datasetCommand,
 ];

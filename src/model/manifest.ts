@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
@@ -366,13 +367,55 @@ async function verifyFile(root: string, file: ModelFile, field: string): Promise
   }
 }
 
-/** The variant to run for `precision` (`auto`: fp32 until compression lands a gate). */
+/**
+ * What a variant's validation report (written by `vla-node compress`) says about it: whether it
+ * passed its gate on `provider`, and its latency relative to fp32; undefined when the variant has
+ * no readable report.
+ */
+export function variantGate(
+  pkg: ModelPackage,
+  variant: Variant,
+  provider = 'cpu',
+): { readonly passed: boolean; readonly latencyRatio: number } | undefined {
+  if (variant.report === undefined) return undefined;
+  try {
+    const report = JSON.parse(readFileSync(join(pkg.dir, variant.report), 'utf8')) as {
+      gate?: { passed?: unknown; provider?: unknown };
+      latency?: { ratio?: { total?: unknown } };
+    };
+    const ratio = report.latency?.ratio?.total;
+    return {
+      passed: report.gate?.passed === true && report.gate.provider === provider,
+      latencyRatio: typeof ratio === 'number' && Number.isFinite(ratio) ? ratio : Infinity,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The variant to run for `precision`. `auto` picks the fastest variant whose report says it passed
+ * its gate on `provider` (CPU by default) and is faster than fp32; otherwise fp32.
+ */
 export function selectVariant(
   pkg: ModelPackage,
   precision: Precision | 'auto',
+  provider = 'cpu',
 ): Variant & { readonly paths: Readonly<Record<GraphRole, string>> } {
-  const wanted = precision === 'auto' ? 'fp32' : precision;
-  const variant = pkg.manifest.variants.find((v) => v.precision === wanted);
+  let wanted: Precision = precision === 'auto' ? 'fp32' : precision;
+  let variant = pkg.manifest.variants.find((v) => v.precision === wanted);
+  if (precision === 'auto') {
+    let best = 1;
+    for (const v of pkg.manifest.variants) {
+      if (v.precision === 'fp32') continue;
+      const gate = variantGate(pkg, v, provider);
+      if (gate?.passed === true && gate.latencyRatio < best) {
+        best = gate.latencyRatio;
+        variant = v;
+        wanted = v.precision;
+      }
+    }
+  }
   if (variant === undefined) {
     throw new ModelError(
       'INVALID_MANIFEST',

@@ -146,7 +146,7 @@ export class VlaPipeline {
     warnOnce(options.backend.log ?? ((line) => process.stderr.write(`${line}\n`)));
     const backend = await OnnxBackend.create(
       model,
-      selectVariant(model, options.precision),
+      selectVariant(model, options.precision, options.backend.executionProviders[0]),
       options.backend,
     );
     const pipeline = new VlaPipeline(model, backend, options);

@@ -1,0 +1,156 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { resolvePackagePath } from '../config/index.js';
+import { ConfigError, InputError } from '../errors.js';
+import { simulatorSamples, writeCalibrationSet } from '../compression/calibration.js';
+import { compressPackage, type CompressionReport } from '../compression/compress.js';
+import type { QuantMode } from '../compression/quantize.js';
+import type { CalibrationMethod } from '../compression/runner.js';
+import type { CommandIo, CommandSpec, OptionValues } from './command.js';
+
+function choice<T extends string>(
+  values: OptionValues,
+  key: string,
+  allowed: readonly T[],
+  fallback: T,
+): T {
+  const v = values[key];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'string' || !allowed.includes(v as T)) {
+    throw new ConfigError(
+      `Expected --${key} ${allowed.join('|')} but received ${JSON.stringify(v)}`,
+      {
+        field: key,
+      },
+    );
+  }
+  return v as T;
+}
+
+function number(values: OptionValues, key: string, fallback: number, integer = false): number {
+  const v = values[key];
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (typeof v !== 'string' || !Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) {
+    throw new ConfigError(
+      `Expected --${key} to be a non-negative ${integer ? 'integer' : 'number'} but received ${JSON.stringify(v)}`,
+      { field: key },
+    );
+  }
+  return n;
+}
+
+function summary(r: CompressionReport): string {
+  const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
+  return [
+    `${r.variant}: gate ${r.gate.passed ? 'passed' : `FAILED (${r.gate.reasons.join('; ')})`}`,
+    `  success: fp32 ${pct(r.closed_loop.fp32_success_rate)}, int8 ${pct(r.closed_loop.int8_success_rate)} over ${r.closed_loop.episodes} episodes (seed ${r.closed_loop.seed})`,
+    `  action error (mean abs per dim): ${r.action_error.mean_abs.join(', ')}; max ${r.action_error.max_abs.join(', ')}`,
+    `  latency int8/fp32 (p50, 1 thread): encoder ${r.latency.ratio.encoder}, policy ${r.latency.ratio.policy}, total ${r.latency.ratio.total}`,
+    `  size int8/fp32: ${r.size_bytes.ratio} (${r.size_bytes.int8} / ${r.size_bytes.fp32} bytes)`,
+  ].join('\n');
+}
+
+export async function runCompress(values: OptionValues, io: CommandIo): Promise<number> {
+  const calibration = values.calibration;
+  if (typeof calibration !== 'string' || calibration === '') {
+    throw new ConfigError('Expected --calibration <folder> (a calibration set)', {
+      field: 'calibration',
+    });
+  }
+  const record = values.record;
+  if (typeof record === 'string') {
+    const count = number(values, 'record', 0, true);
+    if (count < 1) throw new ConfigError('Expected --record >= 1', { field: 'record' });
+    if (existsSync(join(calibration, 'frames.json'))) {
+      throw new InputError(
+        `Expected no calibration set at ${calibration} (frames.json exists; nothing is overwritten)`,
+        { field: 'calibration' },
+      );
+    }
+    const seed = number(values, 'seed', 7, true);
+    await writeCalibrationSet(
+      calibration,
+      simulatorSamples(count, seed),
+      `vla-node compress --record ${count} --seed ${seed} (built-in tabletop simulator)`,
+    );
+    io.result({ calibration, frames: count, seed }, `wrote ${count} frames to ${calibration}`);
+    return 0;
+  }
+  const exclude = values.exclude;
+  const report = await compressPackage({
+    model: resolvePackagePath(typeof values.model === 'string' ? values.model : 'models/tiny-vla'),
+    calibration,
+    method: choice<CalibrationMethod>(values, 'method', ['minmax', 'percentile'], 'minmax'),
+    mode: choice<QuantMode>(values, 'mode', ['static', 'dynamic'], 'static'),
+    ...(Array.isArray(exclude) ? { exclude: exclude.flatMap((e) => e.split(',')) } : {}),
+    batchSize: Math.max(1, number(values, 'batch-size', 32, true)),
+    heldOut: Math.max(1, number(values, 'held-out', 100, true)),
+    episodes: Math.max(1, number(values, 'episodes', 100, true)),
+    seed: number(values, 'seed', 1, true),
+    errorThreshold: number(values, 'error-threshold', 0.02),
+    successTolerance: number(values, 'success-tolerance', 3),
+    latencyRounds: Math.max(2, number(values, 'latency-rounds', 400, true)),
+    ...(typeof values['ranges-out'] === 'string' ? { rangesOut: values['ranges-out'] } : {}),
+    progress: (line) => {
+      io.progress(line);
+    },
+  });
+  io.result(report, summary(report));
+  return 0;
+}
+
+export const compressCommand: CommandSpec = {
+  name: 'compress',
+  summary:
+    'quantize a model package to INT8 (QDQ static or dynamic) with a calibration set, validate it against fp32 and add the variant to the manifest',
+  options: {
+    model: { type: 'string', default: 'models/tiny-vla', help: 'model package folder' },
+    calibration: {
+      type: 'string',
+      help: 'calibration set folder (frames.json + PNG frames), e.g. calibration/tiny-vla',
+    },
+    method: { type: 'string', default: 'minmax', help: 'activation ranges: minmax|percentile' },
+    mode: {
+      type: 'string',
+      default: 'static',
+      help: 'static (QDQ weights + activations) | dynamic (int8 weights, activations quantized at run time: DynamicQuantizeLinear + MatMulInteger)',
+    },
+    exclude: {
+      type: 'string',
+      multiple: true,
+      help: 'node names kept in float, comma-separated; replaces the defaults (patch embedding Conv, action head MatMul); "none" quantizes all',
+    },
+    'batch-size': { type: 'string', default: '32', help: 'calibration frames per batch' },
+    'held-out': {
+      type: 'string',
+      default: '100',
+      help: 'held-out simulator frames for the action error',
+    },
+    episodes: { type: 'string', default: '100', help: 'closed-loop episodes per variant' },
+    seed: {
+      type: 'string',
+      help: 'seed of the closed-loop episodes, default 1 (with --record: of the recorded episodes, default 7)',
+    },
+    'error-threshold': {
+      type: 'string',
+      default: '0.02',
+      help: 'gate: mean absolute action error per dimension (table units)',
+    },
+    'success-tolerance': {
+      type: 'string',
+      default: '3',
+      help: 'gate: allowed success drop in points',
+    },
+    'latency-rounds': { type: 'string', default: '400', help: 'timed runs per variant' },
+    'ranges-out': {
+      type: 'string',
+      help: 'where the calibrated ranges (JSON) go (default: <calibration>/ranges.json)',
+    },
+    record: {
+      type: 'string',
+      help: 'instead of compressing, record this many simulator frames as a new calibration set in --calibration',
+    },
+  },
+  run: runCompress,
+};

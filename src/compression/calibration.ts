@@ -1,0 +1,164 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { describe, InputError } from '../errors.js';
+import { FrameIngest, type Frame } from '../ingest/index.js';
+import type { ModelPackage } from '../model/manifest.js';
+import { TabletopSim } from '../sim/tabletop.js';
+import { episodeSeed } from '../util/rng.js';
+
+/** One calibration observation: a camera frame, the instruction and the robot state (manifest units). */
+export interface CalibrationSample {
+  readonly frame: Frame;
+  readonly instruction: string;
+  readonly state: readonly number[];
+}
+
+/** `frames.json` of a calibration set (format `vla-node/calibration@1`). */
+export interface CalibrationIndex {
+  readonly format: 'vla-node/calibration@1';
+  readonly source: string;
+  readonly frames: readonly { image: string; instruction: string; state: number[] }[];
+}
+
+/**
+ * Observations from the built-in simulator: episodes seeded like `sim` (episodeSeed(seed, i)),
+ * driven straight to the goal, one frame every `every` steps until `count` frames.
+ */
+export function simulatorSamples(count: number, seed: number, every = 2): CalibrationSample[] {
+  const out: CalibrationSample[] = [];
+  for (let episode = 0; out.length < count; episode++) {
+    const sim = new TabletopSim({ seed: episodeSeed(seed, episode) });
+    const goal = sim.scene.task.goal;
+    for (let step = 0; out.length < count; step++) {
+      const obs = sim.observe();
+      if (step % every === 0) {
+        out.push({
+          frame: { ...obs.image, data: obs.image.data.slice() },
+          instruction: obs.instruction,
+          state: [...obs.state],
+        });
+      }
+      if (sim.done || sim.step([goal.x, goal.y])) break;
+    }
+  }
+  return out;
+}
+
+/** Write samples as a calibration set: `frames/NNNN.png` plus `frames.json`. */
+export async function writeCalibrationSet(
+  dir: string,
+  samples: readonly CalibrationSample[],
+  source: string,
+): Promise<void> {
+  await mkdir(join(dir, 'frames'), { recursive: true });
+  const frames: { image: string; instruction: string; state: number[] }[] = [];
+  for (const [i, s] of samples.entries()) {
+    if (s.frame.kind !== 'raw') throw new InputError('Expected raw frames', { field: 'frame' });
+    const image = `frames/${String(i).padStart(4, '0')}.png`;
+    await sharp(s.frame.data, {
+      raw: { width: s.frame.width, height: s.frame.height, channels: 3 },
+    })
+      .png()
+      .toFile(join(dir, image));
+    frames.push({ image, instruction: s.instruction, state: [...s.state] });
+  }
+  const index: CalibrationIndex = { format: 'vla-node/calibration@1', source, frames };
+  const tmp = join(dir, `frames.json.${process.pid}.tmp`);
+  await writeFile(tmp, `${JSON.stringify(index, null, 2)}\n`);
+  await rename(tmp, join(dir, 'frames.json'));
+}
+
+/** Read a calibration set folder; an empty, missing or malformed set is an InputError. */
+export async function readCalibrationSet(dir: string): Promise<CalibrationSample[]> {
+  const indexPath = join(dir, 'frames.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(indexPath, 'utf8'));
+  } catch (cause) {
+    throw new InputError(
+      `Expected a calibration set with a readable frames.json at ${dir} but could not read it`,
+      { field: 'calibration', cause },
+    );
+  }
+  const frames = (raw as Partial<CalibrationIndex> | null)?.frames;
+  if (!Array.isArray(frames) || frames.length === 0) {
+    throw new InputError(
+      `Expected at least one frame in ${indexPath} but received ${describe(frames)}`,
+      { field: 'calibration.frames' },
+    );
+  }
+  const samples: CalibrationSample[] = [];
+  for (const [i, f] of frames.entries()) {
+    const field = `calibration.frames[${i}]`;
+    const entry = f as Partial<CalibrationIndex['frames'][number]>;
+    if (
+      typeof entry.image !== 'string' ||
+      typeof entry.instruction !== 'string' ||
+      !Array.isArray(entry.state) ||
+      !entry.state.every((v) => typeof v === 'number' && Number.isFinite(v))
+    ) {
+      throw new InputError(
+        `Expected {image: string, instruction: string, state: number[]} for ${field} but received ${describe(f)}`,
+        { field },
+      );
+    }
+    let data: Buffer;
+    try {
+      data = await readFile(join(dir, entry.image));
+    } catch (cause) {
+      throw new InputError(`Expected a readable image ${entry.image} in ${dir}`, {
+        field: `${field}.image`,
+        cause,
+      });
+    }
+    samples.push({
+      frame: { kind: 'encoded', data },
+      instruction: entry.instruction,
+      state: entry.state,
+    });
+  }
+  return samples;
+}
+
+/** Model inputs of one sample: the encoder's pixels, the instruction ids and the normalised state. */
+export interface PreparedSample {
+  readonly pixels: Float32Array;
+  readonly ids: BigInt64Array;
+  readonly state: Float32Array;
+}
+
+/** Decode and normalise samples for the package's graphs (undecodable images are InputErrors). */
+export async function prepareSamples(
+  pkg: ModelPackage,
+  samples: readonly CalibrationSample[],
+): Promise<PreparedSample[]> {
+  const m = pkg.manifest;
+  const ingest = new FrameIngest(m.image);
+  const out: PreparedSample[] = [];
+  for (const [i, s] of samples.entries()) {
+    const pixels = new Float32Array(3 * m.image.width * m.image.height);
+    try {
+      await ingest.toTensor(s.frame, pixels);
+    } catch (cause) {
+      throw new InputError(`Expected a decodable image for calibration frame ${i}`, {
+        field: `calibration.frames[${i}].image`,
+        cause,
+      });
+    }
+    if (s.state.length !== m.state.names.length) {
+      throw new InputError(
+        `Expected ${m.state.names.length} state values for calibration frame ${i} but received ${s.state.length}`,
+        { field: `calibration.frames[${i}].state` },
+      );
+    }
+    const ids = new BigInt64Array(m.tokenizer.max_length);
+    pkg.tokenizer.encodeInto(s.instruction, ids);
+    const state = Float32Array.from(
+      s.state,
+      (v, j) => (v - (m.state.mean[j] as number)) / (m.state.std[j] as number),
+    );
+    out.push({ pixels, ids, state });
+  }
+  return out;
+}
