@@ -3,8 +3,10 @@
     ros2 launch ./launch/vla_node.launch.py image_topic:=/camera/color/image_raw \
         joint_states_topic:=/joint_states action_topic:=/arm_controller/joint_trajectory
 
-vla-node is a Node.js program, not an ament package: the node runs `node bin/vla-node.js ros`
-from this checkout (run `npm ci`, `npm install-scripts approve rclnodejs` and `npm rebuild rclnodejs` with ROS 2 sourced first).
+From a checkout the node runs `node bin/vla-node.js ros` (run `npm ci`, `npm install-scripts
+approve rclnodejs` and `npm rebuild rclnodejs` with ROS 2 sourced first). Installed by colcon
+(`ros2 launch vla_node vla_node.launch.py`), it runs the lib/vla_node/vla_node wrapper, which
+starts the node from the source tree where `npm ci` was run (see launch/README.md).
 """
 
 import os
@@ -14,6 +16,10 @@ from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Installed by colcon, PACKAGE_ROOT is <prefix>/share/vla_node and the wrapper <prefix>/lib/vla_node.
+INSTALLED_WRAPPER = os.path.join(
+    os.path.dirname(os.path.dirname(PACKAGE_ROOT)), 'lib', 'vla_node', 'vla_node'
+)
 
 ARGUMENTS = [
     ('node_name', 'vla_node', 'Name of the node'),
@@ -35,14 +41,19 @@ ARGUMENTS = [
 ]
 
 
+def _program(node_executable):
+    """`node bin/vla-node.js ros` in a checkout (node_modules present), else the colcon wrapper."""
+    checkout = os.path.isdir(os.path.join(PACKAGE_ROOT, 'node_modules'))
+    if checkout or not os.path.isfile(INSTALLED_WRAPPER):
+        return [node_executable, os.path.join(PACKAGE_ROOT, 'bin', 'vla-node.js'), 'ros']
+    return [INSTALLED_WRAPPER]
+
+
 def _command(context):
     value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     compressed = value['image_transport'] == 'compressed'
     image_in = '~/in/image/compressed' if compressed else '~/in/image'
-    cmd = [
-        value['node_executable'],
-        os.path.join(PACKAGE_ROOT, 'bin', 'vla-node.js'),
-        'ros',
+    cmd = _program(value['node_executable']) + [
         '--params',
         value['params_file'],
         '--image-transport',
@@ -67,6 +78,7 @@ def _command(context):
         ExecuteProcess(
             cmd=cmd,
             cwd=PACKAGE_ROOT,
+            additional_env={'VLA_NODE_EXECUTABLE': value['node_executable']},
             name=value['node_name'],
             output='screen',
             emulate_tty=True,

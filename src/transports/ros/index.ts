@@ -1,4 +1,5 @@
 export * from './api.js';
+export * from './input.js';
 export * from './load.js';
 export * from './messages.js';
 export * from './node.js';

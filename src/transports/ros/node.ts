@@ -48,6 +48,14 @@ import {
   type RosKeyValue,
   type RosString,
 } from './messages.js';
+import {
+  compressedProblem,
+  imageProblem,
+  INPUT_PROBLEMS,
+  InputProblemLog,
+  instructionProblem,
+  jointStateProblem,
+} from './input.js';
 import { rosNodeOptions, type RosNodeOptions, type RosNodeOptionsInput } from './options.js';
 import { declareParameters, validateChange } from './params.js';
 
@@ -150,6 +158,14 @@ export class VlaRosNode {
         prunedImage: RosPublisher | undefined;
       }
     | undefined;
+  /** Bad input is dropped with at most one warning per kind per 5 s. */
+  readonly #inputProblems = new InputProblemLog(
+    INPUT_WARNING_PERIOD_MS,
+    (line) => {
+      this.#log().warn(line);
+    },
+    () => this.#clock(),
+  );
   #stats = {
     framesReceived: 0,
     chunksPublished: 0,
@@ -412,6 +428,12 @@ export class VlaRosNode {
             `~/in/${camera}/compressed`,
             imageQos,
             (m: RosCompressedImage) => {
+              const problem = compressedProblem(m);
+              if (problem !== undefined) {
+                this.#stats.framesReceived++;
+                this.#inputProblems.drop(problem, `frame on ~/in/${camera}/compressed`);
+                return;
+              }
               this.#onFrame(feeds, frameFromCompressed(m), m.header);
             },
           ),
@@ -419,6 +441,12 @@ export class VlaRosNode {
       } else {
         this.#subscriptions.push(
           n.createSubscription(MESSAGE_TYPES.image, `~/in/${camera}`, imageQos, (m: RosImage) => {
+            const problem = imageProblem(m);
+            if (problem !== undefined) {
+              this.#stats.framesReceived++;
+              this.#inputProblems.drop(problem, `frame on ~/in/${camera}`);
+              return;
+            }
             this.#onFrame(feeds, frameFromImage(m), m.header);
           }),
         );
@@ -430,6 +458,11 @@ export class VlaRosNode {
         '~/in/instruction',
         overridable({ qos: this.#qosReliable(1, true) }),
         (m: RosString) => {
+          const problem = instructionProblem(m.data);
+          if (problem !== undefined) {
+            this.#inputProblems.drop(problem, 'message on ~/in/instruction');
+            return;
+          }
           if (m.data !== this.#instruction) this.#log().info(`instruction: ${m.data}`);
           this.#instruction = m.data;
         },
@@ -491,6 +524,11 @@ export class VlaRosNode {
   }
 
   #onJointState(m: RosJointState): void {
+    const problem = jointStateProblem(m, this.#pipeline?.model.manifest.state.names ?? []);
+    if (problem !== undefined) {
+      this.#inputProblems.drop(problem, 'message on ~/in/joint_states');
+      return;
+    }
     const count = Math.min(m.name.length, m.position.length);
     for (let i = 0; i < count; i++) {
       const index = this.#jointIndex.get(m.name[i] ?? '');
@@ -690,6 +728,10 @@ export class VlaRosNode {
       { key: 'chunks published', value: String(s.chunksPublished) },
       { key: 'chunks rejected', value: String(s.chunksRejected) },
       { key: 'inference errors', value: String(s.inferenceErrors) },
+      ...INPUT_PROBLEMS.map((kind) => ({
+        key: `dropped ${kind}`,
+        value: String(this.#inputProblems.count(kind)),
+      })),
     ];
     return {
       header: { stamp: timeFromMs(this.#clock()), frame_id: '' },
@@ -758,6 +800,9 @@ export class VlaRosNode {
     this.#pub?.diagnostics.publish(this.diagnostics());
   }
 }
+
+/** At most one warning per kind of bad input per this many ms. */
+export const INPUT_WARNING_PERIOD_MS = 5000;
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

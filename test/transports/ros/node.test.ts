@@ -4,10 +4,15 @@ import { PARAMETER_TYPE } from '../../../src/transports/ros/api.js';
 import { VlaRosNode } from '../../../src/transports/ros/node.js';
 import type {
   RosDiagnosticArray,
+  RosCompressedImage,
   RosFloat32MultiArray,
+  RosImage,
   RosJointTrajectory,
 } from '../../../src/transports/ros/messages.js';
-import type { RosNodeOptionsInput } from '../../../src/transports/ros/options.js';
+import {
+  rosNodeOptionsFromConfig,
+  type RosNodeOptionsInput,
+} from '../../../src/transports/ros/options.js';
 import { createRosDouble, type DoubleLifecycleNode } from './double.js';
 import { compressed, FakePipeline, image, jointState } from './support.js';
 
@@ -21,6 +26,8 @@ interface Harness {
   readonly api: ReturnType<typeof createRosDouble>['api'];
   /** One control step: advance the clock 100 ms, fire the control timer, let inference finish. */
   tick(): Promise<void>;
+  /** Advance the clock without firing a timer. */
+  advance(ms: number): void;
   diagnostics(): RosDiagnosticArray;
 }
 
@@ -48,6 +55,9 @@ async function harness(
     node,
     pipeline,
     api,
+    advance(ms) {
+      now += ms;
+    },
     async tick() {
       now += 100;
       node.fire(CONTROL);
@@ -409,5 +419,207 @@ describe('VlaRosNode parameters', () => {
       new h.api.Parameter('use_sim_time', PARAMETER_TYPE.bool, true),
     );
     expect(rosOwn).toEqual({ successful: true, reason: '' });
+  });
+});
+
+describe('VlaRosNode diagnostics thresholds (ros.diagnostics.*)', () => {
+  async function withThresholds(warnMs: number, misses: number): Promise<Harness> {
+    const overrides = {
+      'runtime.merge_mode': 'replace',
+      'ros.diagnostics.processing_time_warn_ms': warnMs,
+      'ros.diagnostics.error_consecutive_misses': misses,
+    };
+    const config = await loadConfig({ overrides });
+    return running(overrides, rosNodeOptionsFromConfig(config.ros));
+  }
+
+  it('WARN when the processing time exceeds processing_time_warn_ms', async () => {
+    const h = await withThresholds(4, 3);
+    h.node.deliver('~/in/image', image(1));
+    await h.tick();
+    const status = h.diagnostics().status[0];
+    expect(status?.level).toBe(1);
+    expect(status?.message).toBe('processing time 5.0 ms over 4.0 ms');
+    const under = await withThresholds(6, 3);
+    under.node.deliver('~/in/image', image(1));
+    await under.tick();
+    expect(under.diagnostics().status[0]).toMatchObject({ level: 0, message: 'running' });
+  });
+
+  it('WARN after a deadline miss, ERROR after error_consecutive_misses in a row', async () => {
+    const h = await withThresholds(100, 2);
+    h.node.deliver('~/in/image', image(1));
+    for (let i = 0; i < 4; i++) await h.tick(); // step 0 queries; the chunk covers steps 1..3
+    expect(h.diagnostics().status[0]?.level).toBe(0);
+    await h.tick(); // step 4: first miss
+    expect(h.diagnostics().status[0]).toMatchObject({
+      level: 1,
+      message: '1 deadline misses in a row',
+    });
+    await h.tick(); // step 5: second miss
+    const status = h.diagnostics().status[0];
+    expect(status?.level).toBe(2);
+    expect(status?.message).toContain('safe hold: 2 consecutive deadline misses');
+    expect(status?.values).toContainEqual({ key: 'consecutive deadline misses', value: '2' });
+  });
+});
+
+describe('VlaRosNode bad parameters', () => {
+  it.each([
+    ['pruning.keep_ratio', 1.5, 'pruning.keep_ratio'],
+    ['runtime.merge_mode', 'later', 'one of "sync", "replace", "ensemble", "rtc"'],
+    ['runtime.control_rate_hz', -5, 'runtime.control_rate_hz'],
+  ] as const)(
+    'start-up fails on %s := %s with the key and the reason',
+    async (key, value, reason) => {
+      const failure = harness({}, {}, { [key]: value });
+      await expect(failure).rejects.toThrow(key);
+      await expect(failure).rejects.toThrow(reason);
+    },
+  );
+
+  it('a rejected update keeps the old value, in the config and on the node', async () => {
+    const h = await harness({}, {}, { 'pruning.keep_ratio': 0.5 });
+    const bad = h.node.setParameter(
+      new h.api.Parameter('pruning.keep_ratio', PARAMETER_TYPE.double, 0),
+    );
+    expect(bad.successful).toBe(false);
+    expect(bad.reason).toContain('pruning.keep_ratio');
+    expect(h.vla.config.pruning.keep_ratio).toBe(0.5);
+    expect(h.node.parameters.get('pruning.keep_ratio')?.value).toBe(0.5);
+    expect(h.node.logs.at(-1)?.text).toContain('parameter change rejected: ');
+  });
+});
+
+describe('VlaRosNode bad input', () => {
+  const instruction = { data: 'pick up the red block' };
+  const joints = jointState(['shoulder', 'elbow'], [0.1, 0.2]);
+  const badEncoding: RosImage = { ...image(1), encoding: 'yuv422' };
+  const badSize: RosImage = { ...image(1), data: new Uint8Array(40) };
+  const truncated: RosCompressedImage = {
+    ...compressed(1),
+    data: Uint8Array.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10]),
+  };
+  type Delivery = readonly [string, unknown];
+  const cases: {
+    name: string;
+    options?: RosNodeOptionsInput;
+    bad: Delivery[];
+    good: Delivery[];
+    warning: string;
+    counter: string;
+  }[] = [
+    {
+      name: 'an image with an unknown encoding',
+      bad: [
+        ['~/in/instruction', instruction],
+        ['~/in/joint_states', joints],
+        ['~/in/image', badEncoding],
+      ],
+      good: [['~/in/image', image(2)]],
+      warning: 'dropped frame on ~/in/image: image encoding: encoding "yuv422" is not one of rgb8',
+      counter: 'dropped image encoding',
+    },
+    {
+      name: 'an image whose step x height is not its data length',
+      bad: [
+        ['~/in/instruction', instruction],
+        ['~/in/joint_states', joints],
+        ['~/in/image', badSize],
+      ],
+      good: [['~/in/image', image(2)]],
+      warning: 'image size: 4x4 rgb8, step 12: step x height = 48 bytes but data has 40',
+      counter: 'dropped image size',
+    },
+    {
+      name: 'a truncated JPEG',
+      options: { imageTransport: 'compressed' },
+      bad: [
+        ['~/in/instruction', instruction],
+        ['~/in/joint_states', joints],
+        ['~/in/image/compressed', truncated],
+      ],
+      good: [['~/in/image/compressed', compressed(2)]],
+      warning: 'compressed image: JPEG of 6 bytes is truncated (no EOI marker at the end)',
+      counter: 'dropped compressed image',
+    },
+    {
+      name: 'joint states with none of the manifest state names',
+      bad: [
+        ['~/in/instruction', instruction],
+        ['~/in/joint_states', jointState(['left', 'right'], [0.5, 0.5])],
+        ['~/in/image', image(1)],
+      ],
+      good: [
+        ['~/in/joint_states', joints],
+        ['~/in/image', image(2)],
+      ],
+      warning:
+        "joint names: joint names [left, right] do not match the model's state names [elbow, shoulder]",
+      counter: 'dropped joint names',
+    },
+    {
+      name: 'an empty instruction',
+      bad: [
+        ['~/in/instruction', { data: '  ' }],
+        ['~/in/joint_states', joints],
+        ['~/in/image', image(1)],
+      ],
+      good: [
+        ['~/in/instruction', instruction],
+        ['~/in/image', image(2)],
+      ],
+      warning: 'dropped message on ~/in/instruction: instruction: the instruction is empty',
+      counter: 'dropped instruction',
+    },
+  ];
+
+  it.each(cases)(
+    'drops $name with a warning and a counter, then serves the next good input',
+    async ({ options, bad, good, warning, counter }) => {
+      const h = await harness({ 'runtime.merge_mode': 'replace' }, options ?? {});
+      h.node.configure();
+      await h.vla.whenLoaded();
+      h.node.activate();
+      const value = (): string | undefined =>
+        h.diagnostics().status[0]?.values.find((v) => v.key === counter)?.value;
+      expect(value()).toBe('0');
+      for (const [topic, m] of bad) h.node.deliver(topic, m);
+      await h.tick();
+      expect(trajectories(h)).toHaveLength(0);
+      expect(h.pipeline.observations).toHaveLength(0);
+      const warnings = h.node.logs.filter((l) => l.level === 'warn').map((l) => l.text);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain(warning);
+      expect(value()).toBe('1');
+      for (const [topic, m] of good) h.node.deliver(topic, m);
+      await h.tick();
+      expect(h.vla.state).toBe('active');
+      expect(trajectories(h)).toHaveLength(1);
+      expect(h.pipeline.observations[0]?.state).toEqual(Float64Array.from([0.2, 0.1]));
+      expect(h.pipeline.observations[0]?.instruction).toBe('pick up the red block');
+    },
+  );
+
+  it('logs one warning per kind per 5 s with the count of suppressed ones', async () => {
+    const h = await running();
+    const warnings = (): string[] =>
+      h.node.logs.filter((l) => l.level === 'warn').map((l) => l.text);
+    for (let i = 0; i < 3; i++) h.node.deliver('~/in/image', badEncoding);
+    h.node.deliver('~/in/image', badSize);
+    expect(warnings()).toHaveLength(2);
+    h.advance(4000);
+    h.node.deliver('~/in/image', badEncoding);
+    expect(warnings()).toHaveLength(2);
+    h.advance(1000);
+    h.node.deliver('~/in/image', badEncoding);
+    expect(warnings()).toHaveLength(3);
+    expect(warnings()[2]).toContain('(3 more image encoding problems suppressed in the last 5 s)');
+    h.advance(5000);
+    h.node.deliver('~/in/image', badEncoding);
+    expect(warnings()[3]).not.toContain('suppressed');
+    const values = h.diagnostics().status[0]?.values ?? [];
+    expect(values).toContainEqual({ key: 'dropped image encoding', value: '6' });
+    expect(values).toContainEqual({ key: 'dropped image size', value: '1' });
   });
 });
