@@ -37,6 +37,9 @@ ARGUMENTS = [
     ('action_raw_topic', '/vla/action_chunk_raw', 'std_msgs/Float32MultiArray output'),
     ('joint_names', '', 'Comma-separated joint names of the trajectory (default: the manifest)'),
     ('auto_activate', 'false', 'Configure and activate at start (no lifecycle manager)'),
+    ('model', '', 'Model package folder (default: model.path of the parameter file)'),
+    ('precision', '', 'fp32, int8 or auto (default: model.precision of the parameter file)'),
+    ('use_sim_time', 'false', 'Use the /clock topic as ROS time (ROS parameter use_sim_time)'),
     ('node_executable', 'node', 'Node.js executable'),
 ]
 
@@ -58,6 +61,8 @@ def _command(context):
         value['params_file'],
         '--image-transport',
         value['image_transport'],
+        f"--model={value['model']}",
+        f"--precision={value['precision']}",
     ]
     if value['joint_names']:
         cmd += ['--joint-names', value['joint_names']]
@@ -73,6 +78,7 @@ def _command(context):
         '-r', f"~/in/joint_states:={value['joint_states_topic']}",
         '-r', f"~/out/action_chunk:={value['action_topic']}",
         '-r', f"~/out/action_chunk_raw:={value['action_raw_topic']}",
+        '-p', f"use_sim_time:={value['use_sim_time']}",
     ]
     return [
         ExecuteProcess(

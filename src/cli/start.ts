@@ -64,6 +64,13 @@ function rosFlagOverrides(values: OptionValues, autoActivate: boolean): string[]
     sets.push(`ros.image_transport=${values['image-transport']}`);
   if (autoActivate || values['auto-activate'] === true) sets.push('ros.auto_activate=true');
   if (values['pruned-image'] === true) sets.push('ros.publish_pruned_image=true');
+  // Launch files pass --model= and --precision= empty when the parameter file's value stands.
+  if (typeof values.model === 'string' && values.model !== '') {
+    sets.push(`model.path=${JSON.stringify(values.model)}`);
+  }
+  if (typeof values.precision === 'string' && values.precision !== '') {
+    sets.push(`model.precision=${values.precision}`);
+  }
   return sets;
 }
 

@@ -24,9 +24,12 @@ const PARAMETER_ARGUMENTS: Readonly<Record<string, string>> = {
   image_transport: 'ros.image_transport',
   joint_names: 'ros.joint_names',
   auto_activate: 'ros.auto_activate',
+  model: 'model.path',
+  precision: 'model.precision',
 };
 /** Launch arguments that are not parameters: names, files, topics, the executable. */
 const LAUNCH_ONLY = new Set([
+  'use_sim_time',
   'node_name',
   'namespace',
   'params_file',
