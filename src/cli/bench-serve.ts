@@ -21,6 +21,8 @@ import {
 } from './setup.js';
 
 export interface BenchServeReport {
+  /** Resident memory of the process during the measured run (MB); growth = last / first. */
+  readonly rss_mb: ReturnType<typeof rssSummary>;
   readonly clients: number;
   readonly requests_per_client: number;
   /** Chunks received. */
@@ -102,6 +104,26 @@ async function clientLoop(
   return ok;
 }
 
+/** First, last and largest resident memory of the measured run, in MB. */
+function rssSummary(samples: readonly number[]): {
+  first: number;
+  last: number;
+  max: number;
+  growth: number;
+  samples: number;
+} {
+  const mb = (b: number): number => Math.round((b / 1048576) * 10) / 10;
+  const first = samples[0] ?? 0;
+  const last = samples[samples.length - 1] ?? 0;
+  return {
+    first: mb(first),
+    last: mb(last),
+    max: mb(Math.max(...samples)),
+    growth: first === 0 ? 0 : Math.round((last / first) * 1000) / 1000,
+    samples: samples.length,
+  };
+}
+
 export const benchServeCommand: CommandSpec = {
   name: 'bench serve',
   summary:
@@ -153,10 +175,17 @@ export const benchServeCommand: CommandSpec = {
       };
       const errors: Partial<Record<BridgeErrorCode, number>> = {};
       io.progress(`${clients} clients × ${requests} requests...`);
+      // Resident memory once a second (server and clients share this process): a leak shows as
+      // growth between the first and last samples.
+      const rss: number[] = [process.memoryUsage().rss];
+      const sampler = setInterval(() => rss.push(process.memoryUsage().rss), 1000);
       const t0 = performance.now();
       const done = await Promise.all(
         connected.map((c, i) => clientLoop(c, seed + i, requests, camera, record, errors)),
-      );
+      ).finally(() => {
+        clearInterval(sampler);
+      });
+      rss.push(process.memoryUsage().rss);
       const seconds = (performance.now() - t0) / 1000;
       const ok = done.reduce((a, b) => a + b, 0);
       const stats = server.stats();
@@ -183,6 +212,7 @@ export const benchServeCommand: CommandSpec = {
         precision: pipeline.precision,
         max_queue: server.options.maxQueue,
         frame: { ...camera, encoding: 'rgb8' },
+        rss_mb: rssSummary(rss),
       };
       io.result(
         report,
@@ -191,6 +221,7 @@ export const benchServeCommand: CommandSpec = {
           `  round trip (client): p50 ${roundTrip.p50} ms, p95 ${roundTrip.p95} ms, p99 ${roundTrip.p99} ms, max ${roundTrip.max} ms`,
           `  pipeline (server):   p50 ${pipelineMs.p50} ms, p95 ${pipelineMs.p95} ms, p99 ${pipelineMs.p99} ms on ${pipeline.provider}`,
           `  queue wait (server): p50 ${stats.queue_ms.p50} ms, p95 ${stats.queue_ms.p95} ms; sockets + codec p50 ${report.transport_p50_ms} ms; errors ${JSON.stringify(errors)}`,
+          `  resident memory: ${report.rss_mb.first} MB after warm-up, ${report.rss_mb.last} MB at the end (max ${report.rss_mb.max}; ${report.rss_mb.samples} samples)`,
         ].join('\n'),
       );
       return 0;
