@@ -107,19 +107,26 @@ async function clientLoop(
 /** First, last and largest resident memory of the measured run, in MB. */
 function rssSummary(samples: readonly number[]): {
   first: number;
+  after_60s: number | null;
   last: number;
   max: number;
   growth: number;
+  growth_after_60s: number | null;
   samples: number;
 } {
   const mb = (b: number): number => Math.round((b / 1048576) * 10) / 10;
+  const ratio = (a: number, b: number): number => Math.round((b / a) * 1000) / 1000;
   const first = samples[0] ?? 0;
+  const minute = samples.length > 61 ? samples[60] : undefined;
   const last = samples[samples.length - 1] ?? 0;
   return {
     first: mb(first),
+    after_60s: minute === undefined ? null : mb(minute),
     last: mb(last),
     max: mb(Math.max(...samples)),
-    growth: first === 0 ? 0 : Math.round((last / first) * 1000) / 1000,
+    growth: first === 0 ? 0 : ratio(first, last),
+    // The first minute includes the JIT and buffer pools settling; a leak keeps growing after it.
+    growth_after_60s: minute === undefined ? null : ratio(minute, last),
     samples: samples.length,
   };
 }
