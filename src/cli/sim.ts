@@ -11,6 +11,7 @@ import {
   type TimingOptions,
 } from '../sim/runner.js';
 import type { ActionLimits } from '../runtime/safety.js';
+import type { Manifest } from '../model/manifest.js';
 import { TASK_KINDS, type TaskKind } from '../sim/world.js';
 import { ConfigError } from '../errors.js';
 import type { VlaConfig } from '../config/index.js';
@@ -82,10 +83,11 @@ export interface SimReport {
 /** The clocked execution settings, or undefined for the plain synchronous loop. */
 function timingFromConfig(
   config: VlaConfig,
-  horizon: number,
-  manifestRate: number,
+  manifest: Manifest,
   limits: ActionLimits | undefined,
 ): TimingOptions | undefined {
+  const horizon = manifest.chunk.horizon;
+  const manifestRate = manifest.control_rate_hz;
   const r = config.runtime;
   const s = config.sim;
   if (
@@ -109,9 +111,10 @@ function timingFromConfig(
       rtcDecaySteps: r.rtc_decay_steps,
       marginSteps: r.margin_steps,
       safeAction: config.safety.safe_action,
+      // The pipeline's limits; for the scripted agents, the manifest's.
       limits: limits ?? {
-        min: [0, 0],
-        max: [1, 1],
+        min: manifest.action.min,
+        max: manifest.action.max,
         maxDeltaPerStep: config.safety.max_delta_per_step,
       },
     },
@@ -174,12 +177,7 @@ export async function simulate(
       : Math.max(1, Math.floor(m.chunk.horizon / 2));
   let done = 0;
   let ok = 0;
-  const timing = timingFromConfig(
-    config,
-    m.chunk.horizon,
-    m.control_rate_hz,
-    pipeline?.actionLimits,
-  );
+  const timing = timingFromConfig(config, m, pipeline?.actionLimits);
   try {
     const summary = await runEpisodes(agent, {
       episodes: config.sim.episodes,

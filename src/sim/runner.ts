@@ -85,6 +85,8 @@ export interface EpisodesSummary {
  */
 export async function runEpisodes(agent: Agent, options: EpisodeOptions): Promise<EpisodesSummary> {
   const results: EpisodeResult[] = [];
+  // Measured inference delays (real + injected) of this run: the re-query point uses their p95.
+  const delays = new LatencyHistogram();
   for (let i = 0; i < options.episodes; i++) {
     const seed = episodeSeed(options.seed, i);
     const sim = new TabletopSim({
@@ -95,7 +97,9 @@ export async function runEpisodes(agent: Agent, options: EpisodeOptions): Promis
       ...(options.taskKind === undefined ? {} : { taskKind: options.taskKind }),
     });
     const timed =
-      options.timing === undefined ? {} : await runTimed(agent, sim, options, options.timing, seed);
+      options.timing === undefined
+        ? {}
+        : await runTimed(agent, sim, options, options.timing, seed, delays);
     if (options.timing === undefined) {
       while (!sim.done) {
         const chunk = await agent.act(sim.observe(), sim);
@@ -188,15 +192,13 @@ export function pipelineAgent(pipeline: ChunkSource): Agent {
   };
 }
 
-/** Measured inference delays (real + injected) of a run: the executor's re-query point uses its p95. */
-const observedDelays = new LatencyHistogram();
-
 async function runTimed(
   agent: Agent,
   sim: TabletopSim,
   options: EpisodeOptions,
   timing: TimingOptions,
   seed: number,
+  observedDelays: LatencyHistogram,
 ): Promise<Partial<EpisodeResult>> {
   const periodMs = 1000 / timing.controlRateHz;
   const rng = new Rng(seed ^ 0x3c6ef372);

@@ -52,11 +52,6 @@ export interface Float32MultiArrayMsg {
   readonly data: ArrayLike<number>;
 }
 
-/** Header stamp in milliseconds. */
-export function stampMs(header: Header): number {
-  return header.stamp.sec * 1000 + header.stamp.nanosec / 1e6;
-}
-
 /** Milliseconds → builtin_interfaces/Time (rounded to the nanosecond). */
 export function timeOfMs(ms: number): Time {
   return rosTime(BigInt(Math.round(ms * 1e6)));

@@ -16,7 +16,6 @@ import {
   frameOfImage,
   jointTrajectoryOf,
   multiArrayOf,
-  stampMs,
   stateOfJoints,
   type CompressedImageMsg,
   type Float32MultiArrayMsg,
@@ -27,7 +26,7 @@ import { BagError } from './errors.js';
 import { readBag, type BagChannel } from './reader.js';
 import { cdrReader, rosTime, shortTypeName } from './schemas.js';
 import { BagWriter } from './writer.js';
-import { frameFromCompressed } from '../ros/messages.js';
+import { frameFromCompressed, msFromTime } from '../ros/messages.js';
 
 /** Which bag topics feed which pipeline input. */
 export interface TopicMap {
@@ -331,7 +330,7 @@ class Replay {
       return;
     }
     const header = (msg as ImageMsg).header;
-    const stamp = stampMs(header);
+    const stamp = msFromTime(header.stamp);
     if (this.#state === undefined) this.#warn('no_state');
     if (this.#instruction === undefined && this.#options.instruction === undefined) {
       this.#warn('no_instruction');

@@ -37,6 +37,7 @@ import {
   frameFromImage,
   jointTrajectory,
   MESSAGE_TYPES,
+  msFromTime,
   rgbImage,
   timeFromMs,
   type DiagnosticLevel,
@@ -620,7 +621,7 @@ export class VlaRosNode {
       frame: input.frame,
       instruction: this.#instruction ?? '',
       state: Float64Array.from(this.#state),
-      stamp: input.header.stamp.sec * 1000 + input.header.stamp.nanosec / 1e6,
+      stamp: msFromTime(input.header.stamp),
       stream: camera ?? 'camera',
     };
     // One inference at a time on the pipeline, across deactivate/activate too: a result of an
