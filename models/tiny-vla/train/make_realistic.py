@@ -6,7 +6,7 @@ Same architecture family as tiny-vla (TinyVLA's vision encoder and policy), at t
 real VLA: a 128x128 image on a 16x16 patch grid (256 visual tokens), width 512, 5 encoder and 5
 policy blocks (about 21M parameters). The weights are random: the package drives the simulator
 badly, but its latencies are those of a model of this size. It is not committed (about 85 MB);
-tiny-vla's tokenizer is reused.
+tiny-vla's tokenizer is reused. checkpoint.pt holds the same weights for PyTorch.
 """
 import argparse
 import json
@@ -47,6 +47,9 @@ def main():
     meta = dict(image=dict(width=args.image, height=args.image), grid=dict(width=grid, height=grid),
                 horizon=args.horizon, action_dim=2, state_dim=2, max_tokens=tokenizer["max_length"])
     export_graphs(args.out, enc, pol, meta, config)
+    # The same random weights for the performance report's PyTorch reference (bench_torch.py).
+    torch.save({"encoder": enc.state_dict(), "policy": pol.state_dict(), "config": config},
+               os.path.join(args.out, "checkpoint.pt"))
     stats = dict(image_mean=[0.5] * 3, image_std=[0.25] * 3, state_mean=mean.tolist(), state_std=std.tolist(),
                  action_mean=mean.tolist(), action_std=std.tolist())
     manifest = manifest_for(args.out, meta, config, stats, dict(random_weights=True, parameters=params),

@@ -166,8 +166,11 @@ def main():
 
     enc.cpu().eval()
     pol.cpu().eval()
+    # The PyTorch weights the ONNX graphs are exported from: the performance report's PyTorch
+    # reference (bench_torch.py) runs them, and fine-tuning starts from them.
+    os.makedirs(os.path.join(args.out, "train"), exist_ok=True)
     torch.save({"encoder": enc.state_dict(), "policy": pol.state_dict(), "config": CONFIG},
-               os.path.join(args.data, "checkpoint.pt"))
+               os.path.join(args.out, "train", "checkpoint.pt"))
     export_package(args.out, enc, pol, meta, CONFIG, dict(
         image_mean=mean.tolist(), image_std=std.tolist(), state_mean=s_mean.tolist(), state_std=s_std.tolist(),
         action_mean=a_mean.tolist(), action_std=a_std.tolist()), d, val_idx[0] if len(val_idx) else 0,
