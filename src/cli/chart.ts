@@ -86,3 +86,65 @@ export function lineChartSvg(panels: readonly ChartPanel[]): string {
     '',
   ].join('\n');
 }
+
+/** A grouped bar chart panel: one group per category, one bar per series. */
+export interface BarPanel {
+  readonly title: string;
+  readonly yLabel: string;
+  readonly categories: readonly string[];
+  readonly series: readonly { readonly name: string; readonly values: readonly number[] }[];
+}
+
+function barPanel(p: BarPanel, ox: number): string {
+  const values = p.series.flatMap((s) => s.values.filter((v) => Number.isFinite(v)));
+  const y1 = Math.max(...values, 1e-9) * 1.15;
+  const plotW = W - M.left - M.right;
+  const groupW = plotW / Math.max(1, p.categories.length);
+  const barW = (groupW * 0.8) / Math.max(1, p.series.length);
+  const py = (y: number): number => H - M.bottom - (y / y1) * (H - M.top - M.bottom);
+  const parts = [
+    `<text x="${ox + W / 2}" y="20" text-anchor="middle" font-size="14">${esc(p.title)}</text>`,
+    `<line x1="${ox + M.left}" y1="${py(0)}" x2="${ox + W - M.right}" y2="${py(0)}" stroke="#333"/>`,
+    `<text x="${ox + 14}" y="${M.top + (H - M.top - M.bottom) / 2}" font-size="12" transform="rotate(-90 ${ox + 14} ${M.top + (H - M.top - M.bottom) / 2})" text-anchor="middle">${esc(p.yLabel)}</text>`,
+  ];
+  for (let i = 0; i <= 4; i++) {
+    const y = (y1 * i) / 4;
+    parts.push(
+      `<line x1="${ox + M.left}" y1="${py(y)}" x2="${ox + W - M.right}" y2="${py(y)}" stroke="#ddd"/>`,
+      `<text x="${ox + M.left - 6}" y="${py(y) + 4}" text-anchor="end" font-size="10">${y.toFixed(y1 < 5 ? 2 : 0)}</text>`,
+    );
+  }
+  p.categories.forEach((c, g) => {
+    const gx = ox + M.left + g * groupW + groupW * 0.1;
+    parts.push(
+      `<text x="${gx + groupW * 0.4}" y="${py(0) + 14}" text-anchor="middle" font-size="10">${esc(c)}</text>`,
+    );
+    p.series.forEach((s, i) => {
+      const v = s.values[g];
+      if (v === undefined || !Number.isFinite(v)) return;
+      parts.push(
+        `<rect x="${(gx + i * barW).toFixed(1)}" y="${py(v).toFixed(1)}" width="${(barW * 0.9).toFixed(1)}" height="${(py(0) - py(v)).toFixed(1)}" fill="${COLOURS[i % COLOURS.length] ?? '#000'}"/>`,
+        `<text x="${(gx + i * barW + barW * 0.45).toFixed(1)}" y="${(py(v) - 3).toFixed(1)}" text-anchor="middle" font-size="9">${v < 10 ? v.toFixed(2) : v.toFixed(0)}</text>`,
+      );
+    });
+  });
+  p.series.forEach((s, i) => {
+    parts.push(
+      `<rect x="${ox + W - M.right - 110}" y="${M.top + 4 + i * 14}" width="10" height="8" fill="${COLOURS[i % COLOURS.length] ?? '#000'}"/>`,
+      `<text x="${ox + W - M.right - 96}" y="${M.top + 11 + i * 14}" font-size="10">${esc(s.name)}</text>`,
+    );
+  });
+  return parts.join('\n');
+}
+
+/** Bar panels side by side in one SVG document. */
+export function barChartSvg(panels: readonly BarPanel[]): string {
+  const width = W * panels.length;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${H}" viewBox="0 0 ${width} ${H}" font-family="sans-serif">`,
+    `<rect width="${width}" height="${H}" fill="#fff"/>`,
+    ...panels.map((p, i) => barPanel(p, i * W)),
+    '</svg>',
+    '',
+  ].join('\n');
+}

@@ -9,6 +9,7 @@ import {
 } from './command.js';
 import { benchKernelsCommand } from './bench-kernels.js';
 import { benchPruningCommand } from './bench-pruning.js';
+import { benchReportCommand } from './bench-report.js';
 import { benchServeCommand } from './bench-serve.js';
 import { compressCommand } from './compress.js';
 import { datasetCommand } from './dataset.js';
@@ -27,6 +28,7 @@ const COMMANDS: readonly CommandSpec[] = [
   infoCommand,
   benchPruningCommand,
   benchKernelsCommand,
+  benchReportCommand,
   serveCommand,
   benchServeCommand,
   overlayCommand,

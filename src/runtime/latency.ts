@@ -31,7 +31,9 @@ export class LatencyHistogram {
   }
 
   summary(): LatencySummary {
-    const q = (p: number): number => round3(this.#h.getValueAtPercentile(p) / 1000);
+    // A percentile is its bucket's upper edge, which can exceed the largest value recorded.
+    const q = (p: number): number =>
+      round3(Math.min(this.#h.getValueAtPercentile(p), this.#h.maxValue) / 1000);
     const count = this.#h.totalCount;
     return {
       count,

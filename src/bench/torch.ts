@@ -1,0 +1,133 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { ModelPackage } from '../model/manifest.js';
+import type { LatencySummary } from '../runtime/latency.js';
+import type { BenchObservation } from './frames.js';
+import { repeated, type Repeated } from './overhead.js';
+
+const run = promisify(execFile);
+
+export type TorchResult =
+  | {
+      readonly available: true;
+      readonly torch: string;
+      readonly threads: number;
+      readonly latency: Repeated;
+      /** Largest |PyTorch − node| over all actions: ~1e-6 means the same weights and the same maths. */
+      readonly max_abs_diff_vs_node: number;
+    }
+  | { readonly available: false; readonly reason: string };
+
+export interface TorchOptions {
+  readonly python: string;
+  /** The recipe's bench_torch.py (next to model.py). */
+  readonly script: string;
+  /** The PyTorch checkpoint the package's ONNX graphs were exported from. */
+  readonly checkpoint: string;
+  readonly threads: number;
+  readonly repeats: number;
+}
+
+/**
+ * The PyTorch eager reference: the training recipe's model with the package's checkpoint, run by
+ * `bench_torch.py` on the same observations (RGB8 at the model's size, states, instructions), with
+ * the same thread count. Not available (with the reason) when Python, PyTorch or the checkpoint is
+ * missing.
+ */
+export async function measureTorch(
+  model: ModelPackage,
+  observations: readonly BenchObservation[],
+  nodeActions: readonly Float32Array[],
+  options: TorchOptions,
+): Promise<TorchResult> {
+  for (const [what, path] of [
+    ['Python', options.python],
+    ['bench_torch.py', options.script],
+    ['the PyTorch checkpoint', options.checkpoint],
+  ] as const) {
+    if (!existsSync(path)) return { available: false, reason: `${what} not found at ${path}` };
+  }
+  try {
+    await run(options.python, ['-c', 'import torch, numpy'], { timeout: 60_000 });
+  } catch {
+    return {
+      available: false,
+      reason: `PyTorch is not installed for ${options.python} (Debian: apt-get install python3-torch libopenblas0-pthread)`,
+    };
+  }
+  const m = model.manifest;
+  const dir = await mkdtemp(join(tmpdir(), 'vla-bench-torch-'));
+  try {
+    const L = m.tokenizer.max_length;
+    const frames = new Uint8Array(observations.length * m.image.width * m.image.height * 3);
+    const states = new Float32Array(observations.length * m.state.names.length);
+    const ids = new BigInt64Array(observations.length * L);
+    const expected = new Float32Array(observations.length * m.chunk.horizon * m.chunk.action_dim);
+    observations.forEach((o, i) => {
+      if (o.frame.width !== m.image.width || o.frame.height !== m.image.height || o.frame.encoding !== 'rgb8')
+        throw new Error('the PyTorch reference takes rgb8 frames at the model size');
+      frames.set(o.frame.data, i * o.frame.data.length);
+      states.set(o.state, i * m.state.names.length);
+      model.tokenizer.encodeInto(o.instruction, ids.subarray(i * L, (i + 1) * L));
+      const a = nodeActions[i];
+      if (a !== undefined) expected.set(a, i * a.length);
+    });
+    const bytes = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    await writeFile(join(dir, 'frames.u8'), frames);
+    await writeFile(join(dir, 'states.f32'), bytes(states));
+    await writeFile(join(dir, 'ids.i64'), bytes(ids));
+    await writeFile(join(dir, 'expected.f32'), bytes(expected));
+    const { stdout } = await run(
+      options.python,
+      [
+        options.script,
+        '--package',
+        model.dir,
+        '--checkpoint',
+        options.checkpoint,
+        '--inputs',
+        dir,
+        '--threads',
+        String(options.threads),
+        '--repeats',
+        String(options.repeats),
+      ],
+      { timeout: 20 * 60_000, maxBuffer: 1 << 24, env: { ...process.env, OMP_NUM_THREADS: String(options.threads) } },
+    );
+    const last = stdout.trim().split('\n').pop() ?? '';
+    const parsed = JSON.parse(last) as {
+      torch: string;
+      threads: number;
+      repeats: { mean: number; p50: number; p95: number; p99: number; max: number; count: number }[];
+      max_abs_diff_vs_node: number;
+    };
+    const summaries: LatencySummary[] = parsed.repeats.map((r) => ({
+      count: r.count,
+      mean: round3(r.mean),
+      p50: round3(r.p50),
+      p95: round3(r.p95),
+      p99: round3(r.p99),
+      max: round3(r.max),
+    }));
+    return {
+      available: true,
+      torch: parsed.torch,
+      threads: parsed.threads,
+      latency: repeated(summaries),
+      max_abs_diff_vs_node: parsed.max_abs_diff_vs_node,
+    };
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.split('\n').slice(-3).join(' ') : String(error);
+    return { available: false, reason: `the PyTorch reference failed: ${reason}` };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function round3(v: number): number {
+  return Math.round(v * 1000) / 1000;
+}
