@@ -4,7 +4,7 @@
 
 import type { Frame } from '../../ingest/index.js';
 import type { ActionChunk } from '../../pipeline/pipeline.js';
-import { frameFromImage } from '../ros/messages.js';
+import { chunkMultiArray, frameFromImage, jointTrajectory } from '../ros/messages.js';
 import { rosTime } from './schemas.js';
 
 interface Time {
@@ -88,39 +88,22 @@ export function stateOfJoints(msg: JointStateMsg, names: readonly string[]): Flo
   return out;
 }
 
-/** An action chunk as trajectory_msgs/msg/JointTrajectory: one point per action. */
+/** An action chunk as trajectory_msgs/msg/JointTrajectory: the ROS node's message, exactly. */
 export function jointTrajectoryOf(chunk: ActionChunk, jointNames: readonly string[], stamp: Time) {
-  const points = [];
-  for (let i = 0; i < chunk.horizon; i++) {
-    const positions = new Float64Array(chunk.actionDim);
-    for (let d = 0; d < chunk.actionDim; d++) {
-      positions[d] = chunk.actions[i * chunk.actionDim + d] as number;
-    }
-    points.push({
-      positions,
-      velocities: [],
-      accelerations: [],
-      effort: [],
-      time_from_start: rosTime(BigInt(Math.round((i + 1) * chunk.dt * 1e9))),
-    });
-  }
-  return { header: { stamp, frame_id: '' }, joint_names: jointNames, points };
+  return jointTrajectory(
+    { stamp, frame_id: '' },
+    jointNames,
+    chunk.actions,
+    chunk.actionDim,
+    chunk.dt,
+  );
 }
 
-/** horizon × actionDim values as std_msgs/msg/Float32MultiArray. */
+/** horizon × actionDim values as std_msgs/msg/Float32MultiArray (the ROS node's raw chunk). */
 export function multiArrayOf(
   data: Float32Array,
   horizon: number,
   actionDim: number,
 ): Float32MultiArrayMsg {
-  return {
-    layout: {
-      dim: [
-        { label: 'horizon', size: horizon, stride: horizon * actionDim },
-        { label: 'action_dim', size: actionDim, stride: actionDim },
-      ],
-      data_offset: 0,
-    },
-    data,
-  };
+  return chunkMultiArray(data, horizon, actionDim);
 }

@@ -143,8 +143,11 @@ export function frameFromCompressed(message: RosCompressedImage): EncodedFrame {
 }
 
 /**
- * One point per action of the chunk, `time_from_start` = i × dt, stamped with the source frame's
- * stamp. `actions` is horizon × dim, row-major.
+ * One point per action of the chunk, stamped with the source frame's stamp. Action i is the
+ * position target commanded at stamp + i × dt, to be reached one control period later, so point i
+ * has `time_from_start` = (i + 1) × dt (as the simulator applies actions, and so that a trajectory
+ * controller never receives a first point already due at the frame's capture time). `actions` is
+ * horizon × dim, row-major.
  */
 export function jointTrajectory(
   header: RosHeader,
@@ -161,7 +164,7 @@ export function jointTrajectory(
       velocities: new Float64Array(0),
       accelerations: new Float64Array(0),
       effort: new Float64Array(0),
-      time_from_start: durationFromSeconds(i * dt),
+      time_from_start: durationFromSeconds((i + 1) * dt),
     });
   }
   return { header, joint_names: [...jointNames], points };

@@ -144,10 +144,10 @@ describe('VlaRosNode topics', () => {
     expect(trajectory.joint_names).toEqual(['shoulder', 'elbow']);
     expect(trajectory.points).toHaveLength(4);
     expect(trajectory.points.map((p) => p.time_from_start)).toEqual([
-      { sec: 0, nanosec: 0 },
       { sec: 0, nanosec: 100_000_000 },
       { sec: 0, nanosec: 200_000_000 },
       { sec: 0, nanosec: 300_000_000 },
+      { sec: 0, nanosec: 400_000_000 },
     ]);
     // state in the manifest's order (elbow, shoulder), by joint name
     expect(h.pipeline.observations[0]?.state).toEqual(Float64Array.from([0.2, 0.1]));
@@ -180,7 +180,7 @@ describe('VlaRosNode topics', () => {
     await h.vla.idle();
     const [trajectory] = trajectories(h);
     expect(trajectory?.joint_names).toEqual(['j1', 'j2']);
-    expect(trajectory?.points[3]?.time_from_start).toEqual({ sec: 0, nanosec: 150_000_000 });
+    expect(trajectory?.points[3]?.time_from_start).toEqual({ sec: 0, nanosec: 200_000_000 });
   });
 
   it('reads CompressedImage on ~/in/<camera>/compressed and feeds only the model camera', async () => {
