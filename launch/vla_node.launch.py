@@ -38,7 +38,7 @@ ARGUMENTS = [
     ('joint_names', '', 'Comma-separated joint names of the trajectory (default: the manifest)'),
     ('auto_activate', 'false', 'Configure and activate at start (no lifecycle manager)'),
     ('model', '', 'Model package folder (default: model.path of the parameter file)'),
-    ('precision', '', 'fp32, int8 or auto (default: model.precision of the parameter file)'),
+    ('precision', '', 'fp32, fp16, int8 or auto (default: model.precision of the parameter file)'),
     ('use_sim_time', 'false', 'Use the /clock topic as ROS time (ROS parameter use_sim_time)'),
     ('node_executable', 'node', 'Node.js executable'),
 ]

@@ -3,8 +3,13 @@ import { join } from 'node:path';
 import { resolvePackagePath } from '../config/index.js';
 import { ConfigError, InputError } from '../errors.js';
 import { simulatorSamples, writeCalibrationSet } from '../compression/calibration.js';
-import { compressPackage, type CompressionReport } from '../compression/compress.js';
-import type { QuantMode } from '../compression/quantize.js';
+import {
+  compressPackage,
+  variantFigures,
+  type CompressionReport,
+  type CompressMode,
+} from '../compression/compress.js';
+import { DEFAULT_FP16_KEEP_OPS } from '../compression/fp16.js';
 import type { CalibrationMethod } from '../compression/runner.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
 
@@ -42,12 +47,14 @@ function number(values: OptionValues, key: string, fallback: number, integer = f
 
 function summary(r: CompressionReport): string {
   const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
+  const p = r.precision;
+  const v = variantFigures(r);
   return [
-    `${r.variant}: gate ${r.gate.passed ? 'passed' : `FAILED (${r.gate.reasons.join('; ')})`}`,
-    `  success: fp32 ${pct(r.closed_loop.fp32_success_rate)}, int8 ${pct(r.closed_loop.int8_success_rate)} over ${r.closed_loop.episodes} episodes (seed ${r.closed_loop.seed})`,
+    `${r.variant}: gate (${r.gate.provider}) ${r.gate.passed ? 'passed' : `FAILED (${r.gate.reasons.join('; ')})`}`,
+    `  success: fp32 ${pct(r.closed_loop.fp32_success_rate)}, ${p} ${pct(v.successRate)} over ${r.closed_loop.episodes} episodes (seed ${r.closed_loop.seed})`,
     `  action error (mean abs per dim): ${r.action_error.mean_abs.join(', ')}; max ${r.action_error.max_abs.join(', ')}`,
-    `  latency int8/fp32 (p50, 1 thread): encoder ${r.latency.ratio.encoder}, policy ${r.latency.ratio.policy}, total ${r.latency.ratio.total}`,
-    `  size int8/fp32: ${r.size_bytes.ratio} (${r.size_bytes.int8} / ${r.size_bytes.fp32} bytes)`,
+    `  latency ${p}/fp32 on the CPU (p50, 1 thread): encoder ${r.latency.ratio.encoder}, policy ${r.latency.ratio.policy}, total ${r.latency.ratio.total}${p === 'fp16' ? ' (fp16 is meant for CUDA/TensorRT)' : ''}`,
+    `  size ${p}/fp32: ${r.size_bytes.ratio} (${v.bytes} / ${r.size_bytes.fp32} bytes)`,
   ].join('\n');
 }
 
@@ -82,7 +89,7 @@ export async function runCompress(values: OptionValues, io: CommandIo): Promise<
     model: resolvePackagePath(typeof values.model === 'string' ? values.model : 'models/tiny-vla'),
     calibration,
     method: choice<CalibrationMethod>(values, 'method', ['minmax', 'percentile'], 'minmax'),
-    mode: choice<QuantMode>(values, 'mode', ['static', 'dynamic'], 'static'),
+    mode: choice<CompressMode>(values, 'mode', ['static', 'dynamic', 'fp16'], 'static'),
     ...(Array.isArray(exclude) ? { exclude: exclude.flatMap((e) => e.split(',')) } : {}),
     batchSize: Math.max(1, number(values, 'batch-size', 32, true)),
     heldOut: Math.max(1, number(values, 'held-out', 100, true)),
@@ -103,23 +110,27 @@ export async function runCompress(values: OptionValues, io: CommandIo): Promise<
 export const compressCommand: CommandSpec = {
   name: 'compress',
   summary:
-    'quantize a model package to INT8 (QDQ static or dynamic) with a calibration set, validate it against fp32 and add the variant to the manifest',
+    'quantize a model package to INT8 (QDQ static or dynamic) with a calibration set, or convert it to FP16 for GPU providers, validate it against fp32 and add the variant to the manifest',
   options: {
     model: { type: 'string', default: 'models/tiny-vla', help: 'model package folder' },
     calibration: {
       type: 'string',
       help: 'calibration set folder (frames.json + PNG frames), e.g. calibration/tiny-vla',
     },
-    method: { type: 'string', default: 'minmax', help: 'activation ranges: minmax|percentile' },
+    method: {
+      type: 'string',
+      default: 'minmax',
+      help: 'activation ranges of static INT8: minmax|percentile',
+    },
     mode: {
       type: 'string',
       default: 'static',
-      help: 'static (QDQ weights + activations) | dynamic (int8 weights, activations quantized at run time: DynamicQuantizeLinear + MatMulInteger)',
+      help: 'static (INT8 QDQ weights + activations) | dynamic (int8 weights, activations quantized at run time: DynamicQuantizeLinear + MatMulInteger) | fp16 (float16 weights and compute for CUDA/TensorRT, float32 inputs and outputs; the calibration set checks the activation range)',
     },
     exclude: {
       type: 'string',
       multiple: true,
-      help: 'node names kept in float, comma-separated; replaces the defaults (patch embedding Conv, action head MatMul); "none" quantizes all',
+      help: `what stays in float, comma-separated, replacing the defaults; "none" keeps nothing. static|dynamic: node names (default: patch embedding Conv, action head MatMul). fp16: operator types or node names kept in float32 (default: ${DEFAULT_FP16_KEEP_OPS.join(', ')})`,
     },
     'batch-size': { type: 'string', default: '32', help: 'calibration frames per batch' },
     'held-out': {

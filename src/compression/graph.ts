@@ -8,7 +8,17 @@ export type NodeProto = onnxProto.onnx.NodeProto;
 export type TensorProto = onnxProto.onnx.TensorProto;
 
 /** ONNX TensorProto.DataType values used here. */
-export const DTYPE = { float: 1, uint8: 2, int8: 3 } as const;
+export const DTYPE = {
+  float: 1,
+  uint8: 2,
+  int8: 3,
+  int32: 6,
+  int64: 7,
+  string: 8,
+  bool: 9,
+  float16: 10,
+  double: 11,
+} as const;
 
 /** Read and parse an ONNX model; a missing or unparsable file is a ModelError naming `field`. */
 export async function loadOnnx(path: string, field = 'model.path'): Promise<ModelProto> {
@@ -64,14 +74,14 @@ export function graphOf(model: ModelProto): Graph {
   return g as unknown as Graph;
 }
 
-/** The float32 values of an initializer (raw_data or float_data). */
-export function floatData(t: TensorProto): Float32Array {
-  const raw = t.rawData;
+/** The float32 values of an initializer or attribute tensor (raw_data or float_data). */
+export function floatData(t: onnxProto.onnx.ITensorProto): Float32Array {
+  const raw = t.rawData ?? new Uint8Array(0);
   if (raw.length > 0) {
     const copy = new Uint8Array(raw);
     return new Float32Array(copy.buffer, 0, copy.length / 4);
   }
-  return Float32Array.from(t.floatData);
+  return Float32Array.from(t.floatData ?? []);
 }
 
 export function dims(t: TensorProto): number[] {

@@ -83,15 +83,15 @@ describe('the shipped model package', () => {
   it('rejects a precision it does not ship, naming the precisions present', async () => {
     const pkg = await loadModelPackage(PACKAGE_DIR);
     const present = pkg.manifest.variants.map((v) => v.precision);
-    expect(present).not.toContain('fp16');
+    expect(present).not.toContain('int4');
     let error: unknown;
     try {
-      selectVariant(pkg, 'fp16');
+      selectVariant(pkg, 'int4');
     } catch (e) {
       error = e;
     }
     expectModelError(error, 'INVALID_MANIFEST', 'model.precision', [
-      'fp16',
+      'int4',
       pkg.manifest.name,
       present.join('|'),
     ]);
