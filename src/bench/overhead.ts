@@ -84,13 +84,7 @@ export async function measureOverhead(
   const encoder = await ort.InferenceSession.create(variant.paths.encoder, sessionOptions);
   const policy = await ort.InferenceSession.create(variant.paths.policy, sessionOptions);
   try {
-    const ingest = new FrameIngest({
-      width: m.image.width,
-      height: m.image.height,
-      resize: m.image.resize,
-      mean: m.image.mean,
-      std: m.image.std,
-    });
+    const ingest = new FrameIngest(m.image);
     const grid = m.patch_grid.width * m.patch_grid.height;
     const positions = new ort.Tensor(
       'int64',

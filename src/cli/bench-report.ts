@@ -105,13 +105,7 @@ async function stageFlops(
 ): Promise<{ encoder: FlopCount; policy: { tokens: number; flops: FlopCount }[] }> {
   const m = model.manifest;
   const variant = selectVariant(model, 'fp32');
-  const ingest = new FrameIngest({
-    width: m.image.width,
-    height: m.image.height,
-    resize: m.image.resize,
-    mean: m.image.mean,
-    std: m.image.std,
-  });
+  const ingest = new FrameIngest(m.image);
   const pixels = new Float32Array(3 * m.image.width * m.image.height);
   await ingest.toTensor(obs.frame, pixels);
   const encIn = m.graphs.encoder.inputs[0]?.name ?? '';

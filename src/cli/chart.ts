@@ -75,16 +75,21 @@ function panel(p: ChartPanel, ox: number): string {
   return parts.join('\n');
 }
 
-/** Panels side by side in one SVG document. */
-export function lineChartSvg(panels: readonly ChartPanel[]): string {
+/** Panels drawn side by side in one SVG document. */
+function svgDocument<P>(panels: readonly P[], draw: (p: P, ox: number) => string): string {
   const width = W * panels.length;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${H}" viewBox="0 0 ${width} ${H}" font-family="sans-serif">`,
     `<rect width="${width}" height="${H}" fill="#fff"/>`,
-    ...panels.map((p, i) => panel(p, i * W)),
+    ...panels.map((p, i) => draw(p, i * W)),
     '</svg>',
     '',
   ].join('\n');
+}
+
+/** Line-chart panels side by side in one SVG document. */
+export function lineChartSvg(panels: readonly ChartPanel[]): string {
+  return svgDocument(panels, panel);
 }
 
 /** A grouped bar chart panel: one group per category, one bar per series. */
@@ -139,12 +144,5 @@ function barPanel(p: BarPanel, ox: number): string {
 
 /** Bar panels side by side in one SVG document. */
 export function barChartSvg(panels: readonly BarPanel[]): string {
-  const width = W * panels.length;
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${H}" viewBox="0 0 ${width} ${H}" font-family="sans-serif">`,
-    `<rect width="${width}" height="${H}" fill="#fff"/>`,
-    ...panels.map((p, i) => barPanel(p, i * W)),
-    '</svg>',
-    '',
-  ].join('\n');
+  return svgDocument(panels, barPanel);
 }
