@@ -19,10 +19,17 @@ inline T* DataOf(const Napi::Value& value) {
   return value.As<Napi::TypedArrayOf<T>>().Data();
 }
 
-// The element count of a TypedArray argument.
+// The elements and element count of a TypedArray argument (one lookup for both).
 template <typename T>
-inline size_t LengthOf(const Napi::Value& value) {
-  return value.As<Napi::TypedArrayOf<T>>().ElementLength();
+struct Elements {
+  T* data;
+  size_t length;
+};
+
+template <typename T>
+inline Elements<T> ElementsOf(const Napi::Value& value) {
+  Napi::TypedArrayOf<T> array = value.As<Napi::TypedArrayOf<T>>();
+  return {array.Data(), array.ElementLength()};
 }
 
 // An integer argument.

@@ -1,6 +1,6 @@
 /**
  * The kernel surface shared by the native addon and the TypeScript reference. Both produce
- * identical selections and float outputs equal within 1e-5 relative (in practice bit for bit);
+ * identical outputs, bit for bit (the same selections and the same floats);
  * test/native/kernels.test.ts checks it on random inputs.
  *
  * Every kernel writes into an output array the caller owns and allocates nothing per call.

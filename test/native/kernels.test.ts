@@ -48,20 +48,36 @@ function scoresOf(n: number, mode: ScoreMode, seed: number): Float32Array {
   return out;
 }
 
-const TOKEN_MODES = ['uniform', 'ties', 'zero-rows', 'duplicates', 'nan'] as const;
+const TOKEN_MODES = [
+  'uniform',
+  'ties',
+  'zero-rows',
+  'duplicates',
+  'nan',
+  'nan-rows',
+  'special',
+] as const;
 type TokenMode = (typeof TOKEN_MODES)[number];
+
+/** Float32 values at the edges: infinities, the extremes of the normal and subnormal ranges, -0. */
+const SPECIAL_FLOATS = [Infinity, -Infinity, 3.4e38, -3.4e38, 1e-45, -1e-45, 1.2e-38, -0, 0];
 
 function tokensOf(n: number, dim: number, mode: TokenMode, seed: number): Float32Array {
   const next = random(seed);
   const out = new Float32Array(n * dim);
   for (let i = 0; i < n * dim; i++) {
     out[i] = mode === 'ties' ? Math.floor(next() * 3) - 1 : next() * 2 - 1;
+    if (mode === 'special' && next() < 0.05) {
+      out[i] = SPECIAL_FLOATS[Math.floor(next() * SPECIAL_FLOATS.length)] ?? 0;
+    }
   }
   for (let r = 0; r < n; r++) {
     const row = out.subarray(r * dim, (r + 1) * dim);
     if (mode === 'zero-rows' && next() < 0.3) row.fill(0);
     if (mode === 'duplicates' && r >= 3) row.set(out.subarray((r % 3) * dim, (r % 3) * dim + dim));
     if (mode === 'nan' && next() < 0.2) row[Math.floor(next() * dim)] = NaN;
+    // Most rows NaN: every minimum distance can be NaN, where the first unselected row is taken.
+    if (mode === 'nan-rows' && next() < 0.8) row[Math.floor(next() * dim)] = NaN;
   }
   return out;
 }
@@ -86,29 +102,31 @@ function expectIdentical(actual: Float32Array, expected: Float32Array): void {
   }
 }
 
-function expectClose(actual: Float32Array, expected: Float32Array): void {
-  expect(actual.length).toBe(expected.length);
-  for (let i = 0; i < actual.length; i++) {
-    const a = actual[i] as number;
-    const e = expected[i] as number;
-    const close = Object.is(a, e) || Math.abs(a - e) <= 1e-5 * Math.max(Math.abs(a), Math.abs(e));
-    if (!close) expect.fail(`element ${i}: ${a} is not within 1e-5 relative of ${e}`);
-  }
-}
-
-/** Sizes: the shipped model's (144 tokens × 64 dims) and small ones, n = 1 included. */
+/**
+ * Sizes: the shipped model's (144 tokens × 64 dims), small ones (n = 1 included), and larger ones
+ * whose n and dim are and are not multiples of the native kernels' vector widths (4, 8, 16).
+ */
 const tokenShape = fc.oneof(
   fc.constant({ n: 144, dim: 64 }),
   fc.record({ n: fc.integer({ min: 1, max: 40 }), dim: fc.integer({ min: 1, max: 9 }) }),
+  fc.record({ n: fc.integer({ min: 1, max: 200 }), dim: fc.integer({ min: 1, max: 80 }) }),
 );
 
 const topKCase = fc
   .record({
-    n: fc.oneof(fc.constant(144), fc.integer({ min: 1, max: 50 })),
+    n: fc.oneof(
+      fc.constant(144),
+      fc.integer({ min: 1, max: 50 }),
+      fc.integer({ min: 1, max: 400 }),
+    ),
     mode: fc.constantFrom(...SCORE_MODES),
     seed: fc.integer(),
   })
-  .chain((c) => fc.record({ k: fc.integer({ min: 1, max: c.n }) }).map((r) => ({ ...c, ...r })));
+  .chain((c) =>
+    fc
+      .record({ k: fc.oneof(fc.integer({ min: 1, max: c.n }), fc.constant(c.n)) })
+      .map((r) => ({ ...c, ...r })),
+  );
 
 const diversityCase = fc
   .record({ shape: tokenShape, mode: fc.constantFrom(...TOKEN_MODES), seed: fc.integer() })
@@ -121,6 +139,8 @@ const diversityCase = fc
       .map((r) => ({ ...c, ...r })),
   );
 
+/** Grids: the shipped 96×96 on 12×12, patches of any width, and patches a multiple of 8 pixels
+ * wide (whole 8-byte groups, the native SIMD path) on rows of many lengths. */
 const imageCase = fc.oneof(
   fc.record({
     gridW: fc.constant(12),
@@ -134,6 +154,13 @@ const imageCase = fc.oneof(
     gridH: fc.integer({ min: 1, max: 6 }),
     pw: fc.integer({ min: 1, max: 7 }),
     ph: fc.integer({ min: 1, max: 7 }),
+    seed: fc.integer(),
+  }),
+  fc.record({
+    gridW: fc.integer({ min: 1, max: 9 }),
+    gridH: fc.integer({ min: 1, max: 4 }),
+    pw: fc.constantFrom(8, 16, 24, 40),
+    ph: fc.integer({ min: 1, max: 5 }),
     seed: fc.integer(),
   }),
 );
@@ -382,7 +409,19 @@ describe.skipIf(SKIP_NATIVE)('native kernels against the reference', () => {
     );
   });
 
-  it('patchDifference agrees within 1e-5', () => {
+  it('maxMinDiversity takes the first unselected row when every distance is NaN', () => {
+    // Row 0 holds a NaN, so every distance to it is NaN, and stays the minimum (d < NaN is false).
+    const tokens = tokensOf(20, 11, 'uniform', 7);
+    tokens[3] = NaN;
+    const got = new Int32Array(4);
+    const want = new Int32Array(4);
+    native.maxMinDiversity(tokens, 20, 11, 4, 0, got);
+    referenceKernels.maxMinDiversity(tokens, 20, 11, 4, 0, want);
+    expect(Array.from(want)).toEqual([0, 1, 2, 3]);
+    expect(got).toEqual(want);
+  });
+
+  it('patchDifference agrees bit for bit', () => {
     fc.assert(
       fc.property(imageCase, ({ gridW, gridH, pw, ph, seed }) => {
         const [width, height] = [gridW * pw, gridH * ph];
@@ -392,29 +431,35 @@ describe.skipIf(SKIP_NATIVE)('native kernels against the reference', () => {
         const want = new Float32Array(gridW * gridH);
         native.patchDifference(a, b, width, height, gridW, gridH, got);
         referenceKernels.patchDifference(a, b, width, height, gridW, gridH, want);
-        expectClose(got, want);
+        expectIdentical(got, want);
       }),
       RUNS,
     );
   });
 
-  it('normalizeRgb agrees within 1e-5', () => {
-    const pixels = fc.oneof(fc.constant(96 * 96), fc.integer({ min: 0, max: 200 }));
+  it('normalizeRgb agrees bit for bit', () => {
+    // Pixel counts below, at and past multiples of the native kernel's 64-pixel blocks.
+    const pixels = fc.oneof(
+      fc.constant(96 * 96),
+      fc.integer({ min: 0, max: 200 }),
+      fc.integer({ min: 1, max: 40 }).map((blocks) => blocks * 64),
+      fc.integer({ min: 0, max: 3000 }),
+    );
     fc.assert(
-      fc.property(pixels, fc.integer(), (count, seed) => {
+      fc.property(pixels, fc.integer(), fc.boolean(), (count, seed, special) => {
         const rgb = bytesOf(count * 3, seed);
-        const lut = tokensOf(768, 1, 'uniform', seed);
+        const lut = tokensOf(768, 1, special ? 'special' : 'uniform', seed);
         const got = new Float32Array(count * 3);
         const want = new Float32Array(count * 3);
         native.normalizeRgb(rgb, lut, got);
         referenceKernels.normalizeRgb(rgb, lut, want);
-        expectClose(got, want);
+        expectIdentical(got, want);
       }),
       RUNS,
     );
   });
 
-  it('gatherRows agrees within 1e-5', () => {
+  it('gatherRows agrees bit for bit', () => {
     const cases = fc.record({
       shape: tokenShape,
       seed: fc.integer(),
@@ -429,7 +474,7 @@ describe.skipIf(SKIP_NATIVE)('native kernels against the reference', () => {
         const want = new Float32Array(count * dim);
         native.gatherRows(tokens, dim, idx, count, got);
         referenceKernels.gatherRows(tokens, dim, idx, count, want);
-        expectClose(got, want);
+        expectIdentical(got, want);
       }),
       RUNS,
     );
