@@ -211,7 +211,7 @@ export const benchKernelsCommand: CommandSpec = {
   name: 'bench kernels',
   summary: 'time the native kernels against the TypeScript reference',
   options: {
-    iterations: { type: 'string', default: '2000', help: 'timed calls per kernel and backend' },
+    iterations: { type: 'string', default: '20000', help: 'timed calls per kernel and backend' },
   },
   run(values, io) {
     // Through a promise, so that a bad option rejects like the other commands' errors.
