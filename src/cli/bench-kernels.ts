@@ -4,6 +4,7 @@ import {
   kernelBackend,
   nativeKernels,
   referenceKernels,
+  uncheckedKernels,
   type Kernels,
 } from '../native/index.js';
 import type { CommandSpec } from './command.js';
@@ -22,10 +23,17 @@ type KernelName = (typeof KERNEL_NAMES)[number];
 
 /** Timings of one kernel: median microseconds a call, and whether both backends agree. */
 export interface KernelTiming {
+  /** The kernel itself: the addon's function and the TypeScript reference, called directly. */
   readonly native_us: number | null;
   readonly reference_us: number;
   /** reference_us / native_us. */
   readonly speedup: number | null;
+  /** As the pipeline calls them: behind the same TypeScript argument checks. */
+  readonly as_called: {
+    readonly native_us: number | null;
+    readonly reference_us: number;
+    readonly speedup: number | null;
+  };
   /** Outputs bit-identical between the backends (null without the addon). */
   readonly identical: boolean | null;
 }
@@ -122,36 +130,51 @@ function identical(x: Int32Array | Float32Array, y: Int32Array | Float32Array): 
 }
 
 /**
- * Time every kernel at the shipped model's sizes on both backends (validated facade, as the
- * pipeline calls them) and check that their outputs are identical.
+ * Time every kernel at the shipped model's sizes on both backends, called directly (the kernels)
+ * and through the validating facade (as the pipeline calls them), and check that their outputs
+ * are identical.
  *
  * @example const report = benchKernels(2000); report.kernels.topK.speedup;
  */
 export function benchKernels(iterations: number): BenchKernelsReport {
   const samples = new Float64Array(iterations);
-  const work = workloads();
   const backend = kernelBackend();
   const timings = {} as Record<KernelName, KernelTiming>;
+  // Each implementation gets closures of its own, so that no call site the JIT optimises sees
+  // two implementations (a polymorphic site slows the reference down by up to 2x).
+  const time = (impl: Kernels | undefined, name: KernelName) => {
+    if (impl === undefined) return { us: null, out: undefined };
+    const { call, makeOut } = workloads()[name];
+    const o = makeOut();
+    return {
+      us: medianMicros(() => {
+        call(impl, o);
+      }, samples),
+      out: o,
+    };
+  };
+  const ratio = (ref: number, native: number | null): number | null =>
+    native === null || native <= 0 ? null : ref / native;
   for (const name of KERNEL_NAMES) {
-    const { call, makeOut } = work[name];
-    const refOut = makeOut();
-    const reference_us = medianMicros(() => {
-      call(referenceKernels, refOut);
-    }, samples);
-    if (nativeKernels === undefined) {
-      timings[name] = { native_us: null, reference_us, speedup: null, identical: null };
-      continue;
-    }
-    const native = nativeKernels;
-    const nativeOut = makeOut();
-    const native_us = medianMicros(() => {
-      call(native, nativeOut);
-    }, samples);
+    const ref = time(uncheckedKernels.reference, name);
+    const native = time(uncheckedKernels.native, name);
+    const refChecked = time(referenceKernels, name);
+    const nativeChecked = time(nativeKernels, name);
+    const refUs = ref.us ?? 0;
+    const refCheckedUs = refChecked.us ?? 0;
     timings[name] = {
-      native_us,
-      reference_us,
-      speedup: native_us > 0 ? reference_us / native_us : null,
-      identical: identical(nativeOut, refOut),
+      native_us: native.us,
+      reference_us: refUs,
+      speedup: ratio(refUs, native.us),
+      as_called: {
+        native_us: nativeChecked.us,
+        reference_us: refCheckedUs,
+        speedup: ratio(refCheckedUs, nativeChecked.us),
+      },
+      identical:
+        native.out === undefined || ref.out === undefined || nativeChecked.out === undefined
+          ? null
+          : identical(native.out, ref.out) && identical(nativeChecked.out, ref.out),
     };
   }
   return {
@@ -184,10 +207,22 @@ function humanTable(report: BenchKernelsReport): string {
       fmt(t.native_us),
       fmt(t.reference_us),
       fmt(t.speedup, '×'),
+      fmt(t.as_called.native_us),
+      fmt(t.as_called.reference_us),
+      fmt(t.as_called.speedup, '×'),
       t.identical === null ? '-' : t.identical ? 'yes' : 'NO',
     ];
   });
-  const header = ['kernel', 'native µs', 'reference µs', 'speedup', 'identical'];
+  const header = [
+    'kernel',
+    'native µs',
+    'reference µs',
+    'speedup',
+    'checked native µs',
+    'checked reference µs',
+    'speedup',
+    'identical',
+  ];
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
   const line = (cells: readonly string[]): string =>
     cells
@@ -196,7 +231,7 @@ function humanTable(report: BenchKernelsReport): string {
   const { tokens, dim, keep, image, grid } = report.sizes;
   return [
     `backend: ${report.backend} (${report.backend_reason})`,
-    `sizes: ${tokens} tokens × ${dim} dims, keep ${keep}; ${image}×${image} images on a ${grid}×${grid} grid; median of ${report.iterations} calls`,
+    `sizes: ${tokens} tokens × ${dim} dims, keep ${keep}; ${image}×${image} images on a ${grid}×${grid} grid; median of ${report.iterations} calls; “checked” = behind the TypeScript argument checks, as the pipeline calls them`,
     '',
     line(header),
     ...rows.map(line),

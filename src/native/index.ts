@@ -22,6 +22,15 @@ export const referenceKernels: Kernels = validated(reference);
 export const nativeKernels: Kernels | undefined =
   nativeLoad.addon === undefined ? undefined : validated(nativeLoad.addon);
 
+/**
+ * Both implementations without the argument checks, for benchmarking the kernels themselves: the
+ * caller must pass valid arguments (the native ones do not check bounds).
+ */
+export const uncheckedKernels: {
+  readonly native: Kernels | undefined;
+  readonly reference: Kernels;
+} = { native: nativeLoad.addon, reference };
+
 /** The kernels to use: native when loaded, else the TypeScript reference. */
 export const kernels: Kernels = nativeKernels ?? referenceKernels;
 

@@ -12,11 +12,15 @@ describe('bench-kernels', () => {
     for (const name of KERNEL_NAMES) {
       const t = report.kernels[name];
       expect(t.reference_us).toBeGreaterThan(0);
+      expect(t.as_called.reference_us).toBeGreaterThan(0);
       if (nativeKernels === undefined) {
         expect(t).toMatchObject({ native_us: null, speedup: null, identical: null });
+        expect(t.as_called).toMatchObject({ native_us: null, speedup: null });
       } else {
         expect(t.identical).toBe(true);
         expect(t.native_us).toBeGreaterThan(0);
+        expect(t.as_called.native_us).toBeGreaterThan(0);
+        expect(t.speedup).toBeCloseTo(t.reference_us / (t.native_us ?? 1), 6);
       }
     }
   });
