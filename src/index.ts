@@ -11,6 +11,7 @@
 export * from './errors.js';
 export { loadConfig, validateConfig, applyOverrides, type VlaConfig } from './config/index.js';
 export {
+  batchDimension,
   loadModelPackage,
   selectVariant,
   type Manifest,
@@ -18,6 +19,7 @@ export {
 } from './model/manifest.js';
 export { FrameIngest, type Frame, type RawFrame, type EncodedFrame } from './ingest/index.js';
 export {
+  PreparedObservation,
   VlaPipeline,
   type ActionChunk,
   type Observation,

@@ -80,12 +80,17 @@ def decode_array(array):
 class Client:
     """One DEALER socket; one request at a time, replies matched by id."""
 
-    def __init__(self, endpoint, timeout_ms=15000, server_public_key=None):
+    def __init__(self, endpoint, timeout_ms=15000, server_public_key=None, client_key_pair=None):
+        """client_key_pair: (public, secret) Z85 strings, for a server with a client allow-list;
+        default: a fresh pair (admitted only by servers without an allow-list)."""
         self.timeout_ms = timeout_ms
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         if server_public_key:
-            public, secret = zmq.curve_keypair()
+            if client_key_pair:
+                public, secret = (k.encode("ascii") for k in client_key_pair)
+            else:
+                public, secret = zmq.curve_keypair()
             self.socket.curve_publickey = public
             self.socket.curve_secretkey = secret
             self.socket.curve_serverkey = server_public_key.encode("ascii")
@@ -168,12 +173,20 @@ def main():
     parser.add_argument("--synthetic", action="store_true", help="send a synthesised frame")
     parser.add_argument("--timeout-ms", type=int, default=15000)
     parser.add_argument("--server-public-key", help="Z85 CURVE public key of the server")
+    parser.add_argument("--client-public-key", help="this client's Z85 CURVE public key (allow-listed)")
+    parser.add_argument("--client-secret-key-file", help="file holding this client's Z85 CURVE secret key")
     args = parser.parse_args()
+    if bool(args.client_public_key) != bool(args.client_secret_key_file):
+        parser.error("give both --client-public-key and --client-secret-key-file, or neither")
+    key_pair = None
+    if args.client_public_key:
+        with open(args.client_secret_key_file, encoding="ascii") as f:
+            key_pair = (args.client_public_key.strip(), f.read().strip())
     if not args.observation and not args.synthetic:
         parser.error("give --observation FILE or --synthetic")
     obs = load_observation(args.observation) if args.observation else synthetic_observation()
 
-    client = Client(args.endpoint, args.timeout_ms, args.server_public_key)
+    client = Client(args.endpoint, args.timeout_ms, args.server_public_key, key_pair)
     try:
         welcome = client.hello()
         client.ping()

@@ -3,7 +3,14 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { BackendError, InputError, ModelError } from '../errors.js';
-import type { GraphRole, GraphSpec, ModelPackage, TensorSpec, Variant } from '../model/manifest.js';
+import {
+  batchDimension,
+  type GraphRole,
+  type GraphSpec,
+  type ModelPackage,
+  type TensorSpec,
+  type Variant,
+} from '../model/manifest.js';
 
 export type ExecutionProvider = 'tensorrt' | 'cuda' | 'cpu';
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all';
@@ -31,6 +38,48 @@ export interface ProviderFallback {
 export interface EncoderOutput {
   readonly tokens: Float32Array;
   readonly saliency: Float32Array;
+}
+
+/** One observation of a batched policy call ({@link OnnxBackend.actBatch}). */
+export interface PolicyInput {
+  /** Kept visual tokens, row-major: at least count × token_dim values. */
+  readonly tokens: Float32Array;
+  /** Grid index (row-major) of each kept token: at least count values. */
+  readonly positions: Int32Array;
+  /** Instruction token ids, tokenizer.max_length of them. */
+  readonly instructionIds: ArrayLike<bigint>;
+  /** Normalised robot state, one value per state name. */
+  readonly state: ArrayLike<number>;
+}
+
+/** Largest batch a backend runs in one call (the bound of `serve.max_batch`). */
+export const MAX_BATCH = 64;
+
+/** Input buffers of batched runs, sized for `capacity` observations; tensors are views of them per batch size. */
+interface BatchBuffers {
+  readonly capacity: number;
+  readonly pixels: Float32Array;
+  /** Slot i of `pixels`: the CHW image of observation i. */
+  readonly slots: readonly Float32Array[];
+  readonly tokens: Float32Array;
+  readonly positions: BigInt64Array;
+  readonly ids: BigInt64Array;
+  readonly state: Float32Array;
+  /** Outputs, written by ONNX Runtime in place: visual tokens, saliency, actions. */
+  readonly visual: Float32Array;
+  readonly saliency: Float32Array;
+  readonly actions: Float32Array;
+  /** Encoder input and outputs by batch size. */
+  readonly encoderTensors: Map<
+    number,
+    { pixels: ort.Tensor; visual: ort.Tensor; saliency: ort.Tensor }
+  >;
+  /** Policy output by batch size. */
+  readonly actionTensors: Map<number, ort.Tensor>;
+  /** Instruction ids and state by batch size. */
+  readonly contextTensors: Map<number, { ids: ort.Tensor; state: ort.Tensor }>;
+  /** Kept tokens and positions by batch size × (N + 1) + token count. */
+  readonly tokenTensors: Map<number, { tokens: ort.Tensor; positions: ort.Tensor }>;
 }
 
 const require = createRequire(import.meta.url);
@@ -119,7 +168,22 @@ export function checkGraph(role: GraphRole, session: ort.InferenceSession, spec:
       }
       e.shape.forEach((dim, j) => {
         const g = a.shape[j];
-        if (j === 0 || typeof g !== 'number') return; // batch, or a dimension the graph leaves open
+        if (j === 0) {
+          // The batch: a graph that leaves it open runs one observation as well as several, but a
+          // manifest that promises a batch needs an open one, and 1 needs 1 or an open one.
+          const promised = typeof dim === 'string';
+          if (typeof g === 'number' && (promised || g !== 1)) {
+            throw new ModelError(
+              'MODEL_MISMATCH',
+              promised
+                ? `Expected ${role} ${kind} ${e.name} to have an open batch dimension (the manifest names it ${JSON.stringify(dim)}) but the ONNX file fixes it to ${g}: declare 1 in the manifest or export the graph with a dynamic batch axis`
+                : `Expected ${role} ${kind} ${e.name} dimension 0 (the batch) to be 1 or open but the ONNX file fixes it to ${g}`,
+              { field: `${field}.shape[0]` },
+            );
+          }
+          return;
+        }
+        if (typeof g !== 'number') return; // a dimension the graph leaves open
         if (typeof dim === 'string' || dim !== g) {
           throw new ModelError(
             'MODEL_MISMATCH',
@@ -146,6 +210,12 @@ export class OnnxBackend {
   readonly provider: ExecutionProvider;
   readonly fallbacks: readonly ProviderFallback[];
   readonly variant: Variant;
+  /**
+   * Most observations one {@link encodeBatch} / {@link actBatch} call takes: {@link MAX_BATCH}
+   * when the manifest declares a batch dimension, else 1.
+   */
+  readonly maxBatch: number;
+  #batch: BatchBuffers | undefined;
   readonly #pkg: ModelPackage;
   readonly #encoder: ort.InferenceSession;
   readonly #policy: ort.InferenceSession;
@@ -181,6 +251,7 @@ export class OnnxBackend {
     this.#encoder = encoder;
     this.#policy = policy;
     const m = pkg.manifest;
+    this.maxBatch = batchDimension(m) === undefined ? 1 : MAX_BATCH;
     const grid = m.patch_grid.width * m.patch_grid.height;
     this.#pixelData = new Float32Array(3 * m.image.height * m.image.width);
     this.#pixels = new ort.Tensor('float32', this.#pixelData, [
@@ -346,9 +417,188 @@ export class OnnxBackend {
     return actions;
   }
 
+  /**
+   * The image slots of a batch of `size` observations (CHW float32 each, like {@link pixels}):
+   * ingest writes observation i into slot i, then {@link encodeBatch} runs them together. The
+   * buffers are allocated for the largest batch asked for so far and reused; views are valid until
+   * a larger batch is asked for.
+   *
+   * @throws {InputError} when `size` is outside [1, maxBatch].
+   */
+  pixelSlots(size: number): readonly Float32Array[] {
+    return this.#batchBuffers(size).slots;
+  }
+
+  /**
+   * Run the vision encoder on the first `size` slots of {@link pixelSlots}: visual tokens
+   * [size, N, D] and saliency [size, N], row-major (observation i at offset i × N × D and i × N).
+   */
+  async encodeBatch(size: number): Promise<EncoderOutput> {
+    const b = this.#batchBuffers(size);
+    const m = this.#pkg.manifest;
+    const n = this.#positionData.length;
+    const d = m.token_dim;
+    let t = b.encoderTensors.get(size);
+    if (t === undefined) {
+      t = {
+        pixels: new ort.Tensor('float32', b.pixels.subarray(0, size * plane(m)), [
+          size,
+          3,
+          m.image.height,
+          m.image.width,
+        ]),
+        visual: new ort.Tensor('float32', b.visual.subarray(0, size * n * d), [size, n, d]),
+        saliency: new ort.Tensor('float32', b.saliency.subarray(0, size * n), [size, n]),
+      };
+      b.encoderTensors.set(size, t);
+    }
+    const names = this.#names;
+    await run(
+      this.#encoder,
+      { [names.encIn]: t.pixels },
+      'encoder',
+      // ONNX Runtime writes the outputs into the batch's buffers: nothing is allocated per run.
+      { [names.encTokens]: t.visual, [names.encSaliency]: t.saliency },
+    );
+    return {
+      tokens: b.visual.subarray(0, size * n * d),
+      saliency: b.saliency.subarray(0, size * n),
+    };
+  }
+
+  /**
+   * Run the policy once on `inputs.length` observations that each keep `count` tokens (the
+   * batched {@link act}): each input is copied into the batch's buffers. Returns the normalised
+   * chunks [inputs.length, H, A], row-major; a view valid until the next call.
+   *
+   * @throws {InputError} for a batch size outside [1, maxBatch] or inputs of the wrong length.
+   */
+  async actBatch(count: number, inputs: readonly PolicyInput[]): Promise<Float32Array> {
+    const m = this.#pkg.manifest;
+    const size = inputs.length;
+    const b = this.#batchBuffers(size);
+    const n = this.#positionData.length;
+    const d = m.token_dim;
+    const l = this.#idData.length;
+    const sl = this.#stateData.length;
+    if (!(Number.isInteger(count) && count >= 1 && count <= n)) {
+      throw new InputError(
+        `Expected an integer in [1, ${n}] for policy.token_count but received ${count}`,
+        { field: 'policy.token_count' },
+      );
+    }
+    inputs.forEach((input, i) => {
+      const lengths: [string, number, number][] = [
+        ['tokens', input.tokens.length, count * d],
+        ['positions', input.positions.length, count],
+      ];
+      for (const [name, actual, least] of lengths) {
+        if (actual < least) {
+          throw new InputError(
+            `Expected at least ${least} values for policy.inputs[${i}].${name} but received ${actual}`,
+            { field: `policy.inputs[${i}].${name}` },
+          );
+        }
+      }
+      const exact: [string, number, number][] = [
+        ['instruction_ids', input.instructionIds.length, l],
+        ['state', input.state.length, sl],
+      ];
+      for (const [name, actual, expected] of exact) {
+        if (actual !== expected) {
+          throw new InputError(
+            `Expected ${expected} values for policy.inputs[${i}].${name} but received ${actual}`,
+            { field: `policy.inputs[${i}].${name}` },
+          );
+        }
+      }
+      b.tokens.set(input.tokens.subarray(0, count * d), i * count * d);
+      const positions = input.positions;
+      for (let k = 0, o = i * count; k < count; k++) {
+        b.positions[o + k] = BigInt(positions[k] as number);
+      }
+      for (let k = 0, o = i * l; k < l; k++) b.ids[o + k] = input.instructionIds[k] as bigint;
+      for (let k = 0, o = i * sl; k < sl; k++) b.state[o + k] = input.state[k] as number;
+    });
+    const key = size * (n + 1) + count;
+    let t = b.tokenTensors.get(key);
+    if (t === undefined) {
+      t = {
+        tokens: new ort.Tensor('float32', b.tokens.subarray(0, size * count * d), [size, count, d]),
+        positions: new ort.Tensor('int64', b.positions.subarray(0, size * count), [size, count]),
+      };
+      b.tokenTensors.set(key, t);
+    }
+    let c = b.contextTensors.get(size);
+    if (c === undefined) {
+      c = {
+        ids: new ort.Tensor('int64', b.ids.subarray(0, size * l), [size, l]),
+        state: new ort.Tensor('float32', b.state.subarray(0, size * sl), [size, sl]),
+      };
+      b.contextTensors.set(size, c);
+    }
+    const per = m.chunk.horizon * m.chunk.action_dim;
+    let out = b.actionTensors.get(size);
+    if (out === undefined) {
+      out = new ort.Tensor('float32', b.actions.subarray(0, size * per), [
+        size,
+        m.chunk.horizon,
+        m.chunk.action_dim,
+      ]);
+      b.actionTensors.set(size, out);
+    }
+    const [vt, vp, vi, vs] = this.#names.pol;
+    await run(
+      this.#policy,
+      { [vt]: t.tokens, [vp]: t.positions, [vi]: c.ids, [vs]: c.state },
+      'policy',
+      { [this.#names.polOut]: out },
+    );
+    return b.actions.subarray(0, size * per);
+  }
+
+  /** The batch buffers, grown to hold `size` observations. */
+  #batchBuffers(size: number): BatchBuffers {
+    if (!(Number.isInteger(size) && size >= 1 && size <= this.maxBatch)) {
+      throw new InputError(
+        `Expected a batch of 1 to ${this.maxBatch} observations${this.maxBatch === 1 ? ` (the manifest of ${this.#pkg.manifest.name} declares no batch dimension)` : ''} but received ${size}`,
+        { field: 'batch' },
+      );
+    }
+    const current = this.#batch;
+    if (current !== undefined && current.capacity >= size) return current;
+    const m = this.#pkg.manifest;
+    const p = plane(m);
+    const n = this.#positionData.length;
+    const pixels = new Float32Array(size * p);
+    const next: BatchBuffers = {
+      capacity: size,
+      pixels,
+      slots: Array.from({ length: size }, (_, i) => pixels.subarray(i * p, (i + 1) * p)),
+      tokens: new Float32Array(size * n * m.token_dim),
+      positions: new BigInt64Array(size * n),
+      ids: new BigInt64Array(size * this.#idData.length),
+      state: new Float32Array(size * this.#stateData.length),
+      visual: new Float32Array(size * n * m.token_dim),
+      saliency: new Float32Array(size * n),
+      actions: new Float32Array(size * m.chunk.horizon * m.chunk.action_dim),
+      encoderTensors: new Map(),
+      actionTensors: new Map(),
+      contextTensors: new Map(),
+      tokenTensors: new Map(),
+    };
+    this.#batch = next;
+    return next;
+  }
+
   async release(): Promise<void> {
     await Promise.all([this.#encoder.release(), this.#policy.release()]);
   }
+}
+
+/** Values of one CHW image of the model's size. */
+function plane(m: ModelPackage['manifest']): number {
+  return 3 * m.image.height * m.image.width;
 }
 
 function sessionOptionsFor(
@@ -411,9 +661,10 @@ async function run(
   session: ort.InferenceSession,
   feeds: Record<string, ort.Tensor>,
   role: GraphRole,
+  fetches?: Record<string, ort.Tensor>,
 ): Promise<ort.InferenceSession.ReturnType> {
   try {
-    return await session.run(feeds);
+    return await (fetches === undefined ? session.run(feeds) : session.run(feeds, fetches));
   } catch (cause) {
     throw new BackendError(
       `The ${role} graph failed to run: ${cause instanceof Error ? cause.message : String(cause)}`,

@@ -1,16 +1,23 @@
-import { performance } from 'node:perf_hooks';
 import { ConfigError, describe } from '../errors.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
-import { LatencyHistogram, type LatencySummary } from '../runtime/latency.js';
-import { TabletopSim } from '../sim/tabletop.js';
+import type { LatencySummary } from '../runtime/latency.js';
+import { batchDimension } from '../model/manifest.js';
 import {
-  BridgeClient,
-  BridgeError,
+  BRIDGE_DEFAULTS,
   BridgeServer,
   type BridgeErrorCode,
+  type BridgeServerOptions,
+  type BridgeStats,
 } from '../transports/zmq/index.js';
-import type { CommandSpec, OptionValues } from './command.js';
-import { BRIDGE_OPTIONS, bridgeLimits } from './serve.js';
+import { startFleet, type ClientFleet } from './bench-serve-clients.js';
+import type { CommandIo, CommandSpec, OptionValues } from './command.js';
+import {
+  BATCH_FLAG_KEYS,
+  BATCH_OPTIONS,
+  batchOptions,
+  BRIDGE_OPTIONS,
+  bridgeLimits,
+} from './serve.js';
 import {
   CONFIG_OPTIONS,
   configFromArgs,
@@ -20,11 +27,19 @@ import {
   pipelineOptions,
 } from './setup.js';
 
-export interface BenchServeReport {
-  /** Resident memory of the process during the measured run (MB); growth = last / first. */
-  readonly rss_mb: ReturnType<typeof rssSummary>;
-  readonly clients: number;
-  readonly requests_per_client: number;
+/** One measured run of the bridge at one batch setting. */
+export interface BenchServeRun {
+  /** `single`: one request at a time (max_batch 1); `batched`: up to max_batch per inference. */
+  readonly mode: 'single' | 'batched';
+  /** 1-based round (the modes alternate when --rounds > 1). */
+  readonly round: number;
+  /** Requests run together at most (the server's, after the model's cap). */
+  readonly max_batch: number;
+  readonly max_wait_ms: number;
+  /** Images decoded at once ahead of their batch (0: one at a time, decoded in the pipeline). */
+  readonly decode_concurrency: number;
+  /** Where the clients ran: a worker thread of their own, or the server's main thread. */
+  readonly client_thread: ClientFleet['thread'];
   /** Chunks received. */
   readonly requests: number;
   readonly errors: Partial<Record<BridgeErrorCode, number>>;
@@ -33,22 +48,44 @@ export interface BenchServeReport {
   /** Client-measured round trips (send → chunk decoded), ms. */
   readonly round_trip_ms: LatencySummary;
   readonly server: {
-    /** The pipeline's own frame → chunk latency, ms. */
+    /** The pipeline's own frame → chunk latency, ms (in a batch: the stages each request spent). */
     readonly pipeline_ms: LatencySummary;
     readonly stage_mean_ms: Record<string, number>;
     /** Time requests waited in the server's queue, ms. */
     readonly queue_ms: LatencySummary;
     /** Request received → reply handed to the socket, ms. */
     readonly round_trip_ms: LatencySummary;
+    /** Batches run and their sizes. */
+    readonly batches: BridgeStats['batches'];
   };
   /** Client round trip p50 minus the server's own round trip p50: sockets and codec, ms. */
   readonly transport_p50_ms: number;
-  readonly endpoint: string;
+  /** Resident memory of the process during the measured run (MB); growth = last / first. */
+  readonly rss_mb: ReturnType<typeof rssSummary>;
+}
+
+export interface BenchServeReport {
+  readonly clients: number;
+  readonly requests_per_client: number;
+  readonly rounds: number;
   readonly model: string;
+  /** The name of the model's batch dimension, or null when its manifest declares none. */
+  readonly batch_dimension: string | null;
   readonly provider: string;
   readonly precision: string;
   readonly max_queue: number;
   readonly frame: { readonly width: number; readonly height: number; readonly encoding: string };
+  /** Every measured run, in the order they ran. */
+  readonly runs: readonly BenchServeRun[];
+  /** Throughput and p99 round trip per mode, one value per round, and the median speed-up. */
+  readonly summary: {
+    readonly single_rps: readonly number[];
+    readonly batched_rps: readonly number[];
+    readonly single_p99_ms: readonly number[];
+    readonly batched_p99_ms: readonly number[];
+    /** Median batched throughput / median single throughput; null without a batched run. */
+    readonly speedup: number | null;
+  };
 }
 
 function count(values: OptionValues, flag: string): number {
@@ -63,45 +100,6 @@ function count(values: OptionValues, flag: string): number {
     );
   }
   return n;
-}
-
-/** One client's closed loop: observe, infer, step the simulator with the first action. */
-async function clientLoop(
-  client: BridgeClient,
-  seed: number,
-  requests: number,
-  camera: { width: number; height: number },
-  record: ((ms: number) => void) | undefined,
-  errors: Partial<Record<BridgeErrorCode, number>>,
-): Promise<number> {
-  let episode = 0;
-  let sim = new TabletopSim({ seed, cameraWidth: camera.width, cameraHeight: camera.height });
-  let ok = 0;
-  for (let r = 0; r < requests; r++) {
-    const obs = sim.observe();
-    const t0 = performance.now();
-    try {
-      const chunk = await client.infer({
-        frame: obs.image,
-        instruction: obs.instruction,
-        state: obs.state,
-      });
-      record?.(performance.now() - t0);
-      ok++;
-      if (sim.step(chunk.actions.subarray(0, 2))) {
-        episode++;
-        sim = new TabletopSim({
-          seed: seed + 1000 * episode,
-          cameraWidth: camera.width,
-          cameraHeight: camera.height,
-        });
-      }
-    } catch (error) {
-      if (!(error instanceof BridgeError)) throw error;
-      errors[error.code] = (errors[error.code] ?? 0) + 1;
-    }
-  }
-  return ok;
 }
 
 /** First, last and largest resident memory of the measured run, in MB. */
@@ -131,10 +129,105 @@ function rssSummary(samples: readonly number[]): {
   };
 }
 
+interface RunSetup {
+  readonly pipeline: VlaPipeline;
+  readonly limits: Partial<BridgeServerOptions>;
+  readonly clients: number;
+  readonly requests: number;
+  readonly warmup: number;
+  readonly seed: number;
+  readonly camera: { width: number; height: number };
+  readonly thread: ClientFleet['thread'];
+  readonly io: CommandIo;
+}
+
+/** Start a server with `batch`, run the clients against it (warm-up, then measured), stop it. */
+async function measure(
+  setup: RunSetup,
+  mode: BenchServeRun['mode'],
+  round: number,
+  batch: { maxBatch: number; maxWaitMs: number },
+): Promise<BenchServeRun> {
+  const { pipeline, clients, requests, warmup, seed, camera, io } = setup;
+  const server = await BridgeServer.start(pipeline, {
+    ...setup.limits,
+    ...batch,
+    bind: 'tcp://127.0.0.1:*',
+  });
+  let fleet: ClientFleet | undefined;
+  try {
+    const started = await startFleet(
+      { endpoint: server.endpoint, clients, seed, camera },
+      setup.thread,
+    );
+    fleet = started.fleet;
+    if (started.note !== undefined) io.progress(started.note);
+    io.progress(
+      `${mode} (max_batch ${server.maxBatch}), round ${round}: ${clients} clients (${fleet.thread} thread) × ${warmup} warm-up + ${requests} requests...`,
+    );
+    await fleet.warmup(warmup);
+    pipeline.latency.reset();
+    server.resetStats();
+    // Resident memory once a second (server and clients share this process): a leak shows as
+    // growth between the first and last samples.
+    const rss: number[] = [process.memoryUsage().rss];
+    const sampler = setInterval(() => rss.push(process.memoryUsage().rss), 1000);
+    const result = await fleet.measure(requests).finally(() => {
+      clearInterval(sampler);
+    });
+    rss.push(process.memoryUsage().rss);
+    const stats = server.stats();
+    const roundTrip = result.round_trip_ms;
+    return {
+      mode,
+      round,
+      max_batch: server.maxBatch,
+      max_wait_ms: server.options.maxWaitMs,
+      decode_concurrency: server.maxBatch > 1 ? server.decodeConcurrency : 0,
+      client_thread: fleet.thread,
+      requests: result.requests,
+      errors: result.errors,
+      duration_s: Math.round(result.duration_s * 1000) / 1000,
+      throughput_rps: Math.round((result.requests / result.duration_s) * 10) / 10,
+      round_trip_ms: roundTrip,
+      server: {
+        pipeline_ms: pipeline.latency.total.summary(),
+        stage_mean_ms: pipeline.latency.stageMeans(),
+        queue_ms: stats.queue_ms,
+        round_trip_ms: stats.round_trip_ms,
+        batches: stats.batches,
+      },
+      transport_p50_ms: Math.round((roundTrip.p50 - stats.round_trip_ms.p50) * 1000) / 1000,
+      rss_mb: rssSummary(rss),
+    };
+  } finally {
+    await fleet?.close();
+    await server.close();
+  }
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[mid] ?? NaN)
+    : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
+}
+
+function runLine(r: BenchServeRun): string {
+  const what =
+    r.mode === 'single'
+      ? 'one at a time (max_batch 1)'
+      : `batched (max_batch ${r.max_batch}, wait ≤ ${r.max_wait_ms} ms, ${r.decode_concurrency} decoding, mean batch ${r.server.batches.mean_size})`;
+  const rt = r.round_trip_ms;
+  const errors = Object.keys(r.errors).length === 0 ? '' : `; errors ${JSON.stringify(r.errors)}`;
+  return `  ${what}: ${r.throughput_rps} requests/s; round trip p50 ${rt.p50} ms, p95 ${rt.p95} ms, p99 ${rt.p99} ms, max ${rt.max} ms; pipeline p50 ${r.server.pipeline_ms.p50} ms, queue wait p50 ${r.server.queue_ms.p50} ms${errors}`;
+}
+
 export const benchServeCommand: CommandSpec = {
   name: 'bench serve',
   summary:
-    'throughput and round-trip latency of the ZeroMQ bridge: N concurrent loopback clients sending simulator frames',
+    'throughput and round-trip latency of the ZeroMQ bridge: N concurrent loopback clients sending simulator frames, one request at a time and batched',
   options: {
     clients: {
       type: 'string',
@@ -144,7 +237,18 @@ export const benchServeCommand: CommandSpec = {
     requests: { type: 'string', default: '100', help: 'measured requests per client' },
     warmup: { type: 'string', default: '3', help: 'unmeasured requests per client first' },
     seed: { type: 'string', default: '1', help: 'seed of the first client’s scenes' },
+    rounds: {
+      type: 'string',
+      default: '1',
+      help: 'measure each mode this many times, alternating (the machine’s noise shows as spread)',
+    },
+    'client-thread': {
+      type: 'string',
+      default: 'worker',
+      help: 'worker: clients on a thread of their own (as clients in other processes); main: on the server’s event loop',
+    },
     ...BRIDGE_OPTIONS,
+    ...BATCH_OPTIONS,
     ...MODEL_OPTIONS,
     ...CONFIG_OPTIONS,
   },
@@ -153,8 +257,16 @@ export const benchServeCommand: CommandSpec = {
     const requests = count(values, 'requests');
     const warmup = values.warmup === '0' ? 0 : count(values, 'warmup');
     const seed = count(values, 'seed');
+    const rounds = count(values, 'rounds');
+    const thread = values['client-thread'] ?? 'worker';
+    if (thread !== 'worker' && thread !== 'main') {
+      throw new ConfigError(
+        `Expected worker|main for --client-thread but received ${describe(thread)}`,
+        { field: 'client-thread' },
+      );
+    }
     const limits = bridgeLimits(values);
-    const config = await configFromArgs(values, MODEL_FLAG_KEYS);
+    const config = await configFromArgs(values, { ...MODEL_FLAG_KEYS, ...BATCH_FLAG_KEYS });
     const model = await modelFromConfig(config);
     io.progress(`loading ${model.manifest.name} and warming up...`);
     const pipeline = await VlaPipeline.create(
@@ -163,78 +275,74 @@ export const benchServeCommand: CommandSpec = {
         io.progress(line);
       }),
     );
-    const server = await BridgeServer.start(pipeline, { ...limits, bind: 'tcp://127.0.0.1:*' });
-    const connected = Array.from({ length: clients }, () =>
-      BridgeClient.connect(server.endpoint, { timeoutMs: 60_000 }),
-    );
     try {
-      await Promise.all(connected.map((c) => c.hello('bench serve')));
+      const batch = batchOptions(config);
+      const batched = Math.min(batch.maxBatch, pipeline.maxBatch) > 1;
+      if (batch.maxBatch > 1 && !batched) {
+        io.progress(
+          `${model.manifest.name} takes one observation per run (its manifest declares no batch dimension): measuring one request at a time only`,
+        );
+      }
       const camera = { width: config.sim.camera_width, height: config.sim.camera_height };
-      io.progress(`${clients} clients on ${server.endpoint}: ${warmup} warm-up requests each...`);
-      await Promise.all(
-        connected.map((c, i) => clientLoop(c, seed + i, warmup, camera, undefined, {})),
-      );
-      pipeline.latency.reset();
-      server.resetStats();
-      const rtt = new LatencyHistogram();
-      const record = (ms: number): void => {
-        rtt.record(ms);
+      const setup: RunSetup = {
+        pipeline,
+        limits,
+        clients,
+        requests,
+        warmup,
+        seed,
+        camera,
+        thread,
+        io,
       };
-      const errors: Partial<Record<BridgeErrorCode, number>> = {};
-      io.progress(`${clients} clients × ${requests} requests...`);
-      // Resident memory once a second (server and clients share this process): a leak shows as
-      // growth between the first and last samples.
-      const rss: number[] = [process.memoryUsage().rss];
-      const sampler = setInterval(() => rss.push(process.memoryUsage().rss), 1000);
-      const t0 = performance.now();
-      const done = await Promise.all(
-        connected.map((c, i) => clientLoop(c, seed + i, requests, camera, record, errors)),
-      ).finally(() => {
-        clearInterval(sampler);
-      });
-      rss.push(process.memoryUsage().rss);
-      const seconds = (performance.now() - t0) / 1000;
-      const ok = done.reduce((a, b) => a + b, 0);
-      const stats = server.stats();
-      const roundTrip = rtt.summary();
-      const pipelineMs = pipeline.latency.total.summary();
+      const runs: BenchServeRun[] = [];
+      for (let round = 1; round <= rounds; round++) {
+        runs.push(await measure(setup, 'single', round, { maxBatch: 1, maxWaitMs: 0 }));
+        if (batched) runs.push(await measure(setup, 'batched', round, batch));
+      }
+      const of = (mode: BenchServeRun['mode']): BenchServeRun[] =>
+        runs.filter((r) => r.mode === mode);
+      const singleRps = of('single').map((r) => r.throughput_rps);
+      const batchedRps = of('batched').map((r) => r.throughput_rps);
+      const speedup =
+        batchedRps.length === 0
+          ? null
+          : Math.round((median(batchedRps) / median(singleRps)) * 100) / 100;
       const report: BenchServeReport = {
         clients,
         requests_per_client: requests,
-        requests: ok,
-        errors,
-        duration_s: Math.round(seconds * 1000) / 1000,
-        throughput_rps: Math.round((ok / seconds) * 10) / 10,
-        round_trip_ms: roundTrip,
-        server: {
-          pipeline_ms: pipelineMs,
-          stage_mean_ms: pipeline.latency.stageMeans(),
-          queue_ms: stats.queue_ms,
-          round_trip_ms: stats.round_trip_ms,
-        },
-        transport_p50_ms: Math.round((roundTrip.p50 - stats.round_trip_ms.p50) * 1000) / 1000,
-        endpoint: server.endpoint,
+        rounds,
         model: model.manifest.name,
+        batch_dimension: batchDimension(model.manifest) ?? null,
         provider: pipeline.provider,
         precision: pipeline.precision,
-        max_queue: server.options.maxQueue,
+        max_queue: limits.maxQueue ?? BRIDGE_DEFAULTS.maxQueue,
         frame: { ...camera, encoding: 'rgb8' },
-        rss_mb: rssSummary(rss),
+        runs,
+        summary: {
+          single_rps: singleRps,
+          batched_rps: batchedRps,
+          single_p99_ms: of('single').map((r) => r.round_trip_ms.p99),
+          batched_p99_ms: of('batched').map((r) => r.round_trip_ms.p99),
+          speedup,
+        },
       };
+      const last = runs[runs.length - 1];
       io.result(
         report,
         [
-          `${clients} clients × ${requests} requests over ${server.endpoint}: ${report.throughput_rps} requests/s (${ok} chunks in ${report.duration_s} s)`,
-          `  round trip (client): p50 ${roundTrip.p50} ms, p95 ${roundTrip.p95} ms, p99 ${roundTrip.p99} ms, max ${roundTrip.max} ms`,
-          `  pipeline (server):   p50 ${pipelineMs.p50} ms, p95 ${pipelineMs.p95} ms, p99 ${pipelineMs.p99} ms on ${pipeline.provider}`,
-          `  queue wait (server): p50 ${stats.queue_ms.p50} ms, p95 ${stats.queue_ms.p95} ms; sockets + codec p50 ${report.transport_p50_ms} ms; errors ${JSON.stringify(errors)}`,
-          `  resident memory: ${report.rss_mb.first} MB after warm-up, ${report.rss_mb.last} MB at the end (max ${report.rss_mb.max}; ${report.rss_mb.samples} samples)`,
+          `${clients} concurrent clients × ${requests} requests, ${model.manifest.name} on ${pipeline.provider}, ${camera.width}×${camera.height} rgb8 frames over loopback TCP:`,
+          ...runs.map((r) => `${rounds > 1 ? `round ${r.round} ` : ''}${runLine(r)}`),
+          speedup === null
+            ? '  no batched run (max_batch 1 or a model without a batch dimension)'
+            : `  batched / one at a time: ${speedup}× the throughput${rounds > 1 ? ' (medians of the rounds)' : ''}`,
+          last === undefined
+            ? ''
+            : `  resident memory: ${last.rss_mb.first} MB at the start of the last run, ${last.rss_mb.last} MB at its end (max ${last.rss_mb.max})`,
         ].join('\n'),
       );
       return 0;
     } finally {
-      await Promise.all(connected.map((c) => c.close()));
-      await server.close();
       await pipeline.release();
     }
   },

@@ -1,10 +1,12 @@
 import { readFile } from 'node:fs/promises';
+import type { VlaConfig } from '../config/index.js';
 import { ConfigError, describe } from '../errors.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import {
   BRIDGE_DEFAULTS,
   BridgeServer,
   checkBind,
+  readClientKeys,
   type BridgeServerOptions,
   type BridgeStats,
 } from '../transports/zmq/index.js';
@@ -60,6 +62,34 @@ export const BRIDGE_OPTIONS = {
     help: 'per-client states kept (least recently seen forgotten first)',
   },
 } as const satisfies Record<string, OptionSpec>;
+
+/** Flags of the bridge's batching, flag → dotted key of the `serve` section. */
+export const BATCH_FLAG_KEYS = {
+  'max-batch': 'serve.max_batch',
+  'max-wait-ms': 'serve.max_wait_ms',
+} as const;
+
+export const BATCH_OPTIONS = {
+  'max-batch': {
+    type: 'string',
+    help: 'infer requests of any clients run in one batch at most; 1 = one at a time (serve.max_batch)',
+  },
+  'max-wait-ms': {
+    type: 'string',
+    help: 'wait after the first queued request for a batch to fill, ms (serve.max_wait_ms)',
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+/** The bridge options the `serve` section of the configuration sets. */
+export function batchOptions(
+  config: VlaConfig,
+): Pick<BridgeServerOptions, 'maxBatch' | 'maxWaitMs' | 'decodeConcurrency'> {
+  return {
+    maxBatch: config.serve.max_batch,
+    maxWaitMs: config.serve.max_wait_ms,
+    decodeConcurrency: config.serve.decode_concurrency,
+  };
+}
 
 function integerFlag(values: OptionValues, flag: string, min: number): number | undefined {
   const raw = values[flag];
@@ -129,6 +159,8 @@ export interface ServeReport {
   readonly model: string;
   readonly provider: string;
   readonly precision: string;
+  /** Requests run together at most (1: one at a time). */
+  readonly max_batch: number;
   readonly stats: BridgeStats;
   readonly pipeline_latency_ms: ReturnType<VlaPipeline['latency']['total']['summary']>;
 }
@@ -147,7 +179,26 @@ export async function runServe(
   const curveSecretKey = await curveKey(values);
   checkBind(bind, curveSecretKey);
   const limits = bridgeLimits(values);
-  const config = await configFromArgs(values, MODEL_FLAG_KEYS);
+  // A path is a string whatever it looks like: pass it quoted, after the --set overrides.
+  const keysFile = values['curve-client-keys-file'];
+  const sets = [
+    ...(Array.isArray(values.set) ? values.set : []),
+    ...(typeof keysFile === 'string'
+      ? [`serve.curve_client_keys_file=${JSON.stringify(keysFile)}`]
+      : []),
+  ];
+  const config = await configFromArgs(
+    { ...values, set: sets },
+    { ...MODEL_FLAG_KEYS, ...BATCH_FLAG_KEYS },
+  );
+  const clientKeysFile = config.serve.curve_client_keys_file;
+  if (clientKeysFile !== '' && curveSecretKey === undefined) {
+    throw new ConfigError(
+      `Expected a CURVE secret key (--curve-secret-key or --curve-secret-key-file) with the client allow-list ${clientKeysFile} but received none: client keys are only checked in CURVE handshakes`,
+      { field: 'serve.curve_client_keys_file' },
+    );
+  }
+  const curveClientKeys = clientKeysFile === '' ? undefined : await readClientKeys(clientKeysFile);
   const model = await modelFromConfig(config);
   io.progress(
     `loading ${model.manifest.name} (${config.model.precision}) on ${config.backend.execution_providers.join(' → ')} and warming up...`,
@@ -162,15 +213,27 @@ export async function runServe(
   try {
     server = await BridgeServer.start(pipeline, {
       ...limits,
+      ...batchOptions(config),
       bind,
       ...(curveSecretKey === undefined ? {} : { curveSecretKey }),
+      ...(curveClientKeys === undefined ? {} : { curveClientKeys }),
       log: (line) => {
         io.progress(line);
       },
     });
     const m = model.manifest;
+    const curve =
+      curveSecretKey === undefined
+        ? ''
+        : curveClientKeys === undefined
+          ? ', CURVE'
+          : `, CURVE, ${curveClientKeys.length} client key${curveClientKeys.length === 1 ? '' : 's'} allowed`;
+    const batching =
+      server.maxBatch > 1
+        ? `batches of up to ${server.maxBatch} (waiting up to ${server.options.maxWaitMs} ms, ${server.decodeConcurrency} image${server.decodeConcurrency === 1 ? '' : 's'} decoding ahead)`
+        : 'one request at a time';
     io.progress(
-      `serving ${m.name} on ${server.endpoint} (bridge protocol v1${curveSecretKey === undefined ? '' : ', CURVE'}): ${m.chunk.horizon}×${m.chunk.action_dim} chunks at ${m.control_rate_hz} Hz, ${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens, queue ${server.options.maxQueue}; Ctrl-C stops`,
+      `serving ${m.name} on ${server.endpoint} (bridge protocol v1${curve}): ${m.chunk.horizon}×${m.chunk.action_dim} chunks at ${m.control_rate_hz} Hz, ${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens, queue ${server.options.maxQueue}, ${batching}; Ctrl-C stops`,
     );
     const signal = await (until ?? untilSignal());
     io.progress(
@@ -182,6 +245,7 @@ export async function runServe(
       model: m.name,
       provider: pipeline.provider,
       precision: pipeline.precision,
+      max_batch: server.maxBatch,
       stats: server.stats(),
       pipeline_latency_ms: pipeline.latency.total.summary(),
     };
@@ -194,7 +258,7 @@ export async function runServe(
         .map(([k, v]) => `${k} ${v}`)
         .join(
           ', ',
-        )}); round trip in the server p50 ${s.round_trip_ms.p50} ms, p99 ${s.round_trip_ms.p99} ms`,
+        )}); round trip in the server p50 ${s.round_trip_ms.p50} ms, p99 ${s.round_trip_ms.p99} ms${s.batches.count === 0 ? '' : `; ${s.batches.count} batches, ${s.batches.mean_size} requests each on average`}`,
     );
     return 0;
   } finally {
@@ -220,7 +284,12 @@ export const serveCommand: CommandSpec = {
       type: 'string',
       help: 'file holding the Z85 CURVE server secret key (keeps it out of the process list)',
     },
+    'curve-client-keys-file': {
+      type: 'string',
+      help: 'file of the Z85 public keys of the only clients admitted, one per line (serve.curve_client_keys_file)',
+    },
     ...BRIDGE_OPTIONS,
+    ...BATCH_OPTIONS,
     ...MODEL_OPTIONS,
     ...CONFIG_OPTIONS,
   },

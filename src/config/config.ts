@@ -128,6 +128,14 @@ export interface RosConfig {
   };
 }
 
+/** `serve.*`: the ZeroMQ bridge's batching and CURVE client allow-list. */
+export interface ServeConfig {
+  readonly max_batch: number;
+  readonly max_wait_ms: number;
+  readonly decode_concurrency: number;
+  readonly curve_client_keys_file: string;
+}
+
 /** The validated `ros__parameters` of vla_node; mirrors `schema/vla_node.schema.json`. */
 export interface VlaConfig {
   readonly model: ModelConfig;
@@ -137,6 +145,7 @@ export interface VlaConfig {
   readonly safety: SafetyConfig;
   readonly sim: SimConfig;
   readonly ros: RosConfig;
+  readonly serve: ServeConfig;
 }
 
 export interface LoadConfigOptions {

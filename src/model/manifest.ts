@@ -40,10 +40,12 @@ export interface Variant {
  * The manifest of a model package (`models/NAME/manifest.json`, format `vla-node/model@1`).
  *
  * Tensor roles are positional: the encoder's input 0 is the image, its outputs are the visual
- * tokens [1, N, D] and one saliency score per token [1, N]; the policy's inputs are the kept
- * visual tokens [1, K, D], their grid positions [1, K] (row-major patch index), the instruction
- * token ids [1, L] and the normalised robot state [1, S]; its output is the normalised action
- * chunk [1, H, A]. Names are the graphs' own.
+ * tokens [B, N, D] and one saliency score per token [B, N]; the policy's inputs are the kept
+ * visual tokens [B, K, D], their grid positions [B, K] (row-major patch index), the instruction
+ * token ids [B, L] and the normalised robot state [B, S]; its output is the normalised action
+ * chunk [B, H, A]. Names are the graphs' own. B is 1 in every tensor (one observation per run)
+ * or the same name in every tensor (e.g. "batch": the graphs accept a batch; see
+ * {@link batchDimension}).
  */
 export interface Manifest {
   readonly format: 'vla-node/model@1';
@@ -150,8 +152,43 @@ function expectDim(field: string, actual: Dim | undefined, expected: Dim, what: 
   }
 }
 
+/**
+ * The name of the graphs' batch dimension (e.g. "batch") when the manifest declares one, so that
+ * several observations can run in one call; undefined when every tensor's first dimension is 1.
+ * A validated manifest is one or the other (mixtures are rejected when it loads).
+ *
+ * @example
+ * if (batchDimension(pkg.manifest) === undefined) log('the model takes one observation per run');
+ */
+export function batchDimension(m: Manifest): string | undefined {
+  const first = m.graphs.encoder.inputs[0]?.shape[0];
+  return typeof first === 'string' ? first : undefined;
+}
+
+/** Every graph tensor's first dimension is 1, or every one is the same name. */
+function checkBatchDimension(m: Manifest): void {
+  const dims: { field: string; dim: Dim | undefined }[] = [];
+  for (const role of ['encoder', 'policy'] as const) {
+    for (const kind of ['inputs', 'outputs'] as const) {
+      m.graphs[role][kind].forEach((t, i) => {
+        dims.push({ field: `graphs.${role}.${kind}[${i}].shape[0]`, dim: t.shape[0] });
+      });
+    }
+  }
+  const [head] = dims;
+  if (head === undefined) return;
+  const other = dims.find((d) => d.dim !== head.dim);
+  if (other !== undefined) {
+    fail(
+      other.field,
+      `Expected the first dimension of every graph tensor to be 1 (one observation per run) or the same name (a batch dimension, e.g. "batch") but ${head.field} is ${describe(head.dim)} and ${other.field} is ${describe(other.dim)}`,
+    );
+  }
+}
+
 /** Cross-field checks the schema cannot express: the graphs' shapes agree with the rest. */
 function checkConsistency(m: Manifest): void {
+  checkBatchDimension(m);
   const tokens = m.patch_grid.width * m.patch_grid.height;
   const [pixels] = m.graphs.encoder.inputs;
   const [vis, sal] = m.graphs.encoder.outputs;
@@ -164,7 +201,7 @@ function checkConsistency(m: Manifest): void {
   if (pixels.shape.length !== 4)
     fail(
       'graphs.encoder.inputs[0].shape',
-      `Expected rank 4 [1, 3, H, W] but received rank ${pixels.shape.length}`,
+      `Expected rank 4 [B, 3, H, W] but received rank ${pixels.shape.length}`,
     );
   expectDim('graphs.encoder.inputs[0].shape[1]', pixels.shape[1], 3, 'channels');
   expectDim('graphs.encoder.inputs[0].shape[2]', pixels.shape[2], m.image.height, 'image.height');

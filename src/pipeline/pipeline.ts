@@ -3,9 +3,10 @@ import {
   OnnxBackend,
   type BackendOptions,
   type ExecutionProvider,
+  type PolicyInput,
   type ProviderFallback,
 } from '../backend/onnx.js';
-import { InputError } from '../errors.js';
+import { BackendError, InputError } from '../errors.js';
 import { kernelBackend, warnOnce } from '../native/index.js';
 import { FrameIngest, type Frame } from '../ingest/index.js';
 import { selectVariant, type ModelPackage, type Precision } from '../model/manifest.js';
@@ -66,6 +67,43 @@ export interface ActionChunk {
 }
 
 /**
+ * An observation checked and decoded by {@link VlaPipeline.prepare} (state, keep count, frame →
+ * RGB at the model's size), ready for {@link VlaPipeline.inferBatch}.
+ */
+export class PreparedObservation {
+  readonly observation: Observation;
+  /** The frame as packed RGB8 at the model's input size. */
+  readonly rgb: Uint8Array;
+  /** Tokens to keep (checked), or undefined for the pipeline's budget when it runs. */
+  readonly budget: number | undefined;
+  /** Time the checks and the decode took, ms. */
+  readonly preprocessMs: number;
+
+  /** Made by {@link VlaPipeline.prepare}. */
+  constructor(
+    observation: Observation,
+    rgb: Uint8Array,
+    budget: number | undefined,
+    preprocessMs: number,
+  ) {
+    this.observation = observation;
+    this.rgb = rgb;
+    this.budget = budget;
+    this.preprocessMs = preprocessMs;
+  }
+}
+
+/** Per-observation buffers of a batch: the pruner's output and the policy's other inputs. */
+interface Slot {
+  readonly positions: Int32Array;
+  readonly tokens: Float32Array;
+  readonly ids: BigInt64Array;
+  readonly state: Float32Array;
+  readonly input: PolicyInput;
+  instruction: string | undefined;
+}
+
+/**
  * The core pipeline: frame → ingest → vision encoder → token pruner → policy → safe action chunk.
  * It knows nothing of ROS, ZeroMQ or MCAP.
  *
@@ -94,6 +132,7 @@ export class VlaPipeline {
   #lastKept = 0;
   #sequence = 0;
   #ready = false;
+  readonly #slots: Slot[] = [];
 
   private constructor(model: ModelPackage, backend: OnnxBackend, options: PipelineOptions) {
     this.model = model;
@@ -201,6 +240,13 @@ export class VlaPipeline {
   get pruner(): Pruner {
     return this.#pruner;
   }
+  /**
+   * Most observations {@link inferBatch} takes at once: more than 1 only when the model's
+   * manifest declares a batch dimension.
+   */
+  get maxBatch(): number {
+    return this.#backend.maxBatch;
+  }
 
   /** Run one observation through the pipeline. Throws InputError for bad frames or state. */
   async infer(obs: Observation): Promise<ActionChunk> {
@@ -265,17 +311,7 @@ export class VlaPipeline {
       postprocess: t5 - t4,
     };
     const latencyMs = t5 - t0;
-    if (this.#ready) {
-      this.latency.record(stages, latencyMs);
-      this.latencyAtCurrentRatio.record(latencyMs);
-      this.#keptSum += kept;
-      this.#runs++;
-      if (this.#controller !== undefined) {
-        const budget = tokenBudget(this.#kept.length, this.#controller.observe(latencyMs), 0);
-        if (budget !== this.#budget) this.latencyAtCurrentRatio.reset();
-        this.#budget = budget;
-      }
-    }
+    this.#record(stages, latencyMs, kept);
     return {
       sequence: this.#sequence++,
       actions,
@@ -288,6 +324,267 @@ export class VlaPipeline {
       tokens: { total: this.#kept.length, kept },
       clamped,
     };
+  }
+
+  /**
+   * Check an observation and decode its frame to RGB at the model's size, without touching the
+   * pipeline's state: safe to call for the next observations while an inference runs (the decode
+   * runs on libuv's thread pool). Pass the result to {@link inferBatch}.
+   *
+   * @throws {InputError} as {@link infer} does, for the same observations.
+   */
+  async prepare(obs: Observation): Promise<PreparedObservation> {
+    const t0 = performance.now();
+    const budget = obs.keepCount === undefined ? undefined : this.#budgetFor(obs.keepCount);
+    this.#checkState(obs.state);
+    const rgb = await this.#ingest.toRgb(obs.frame);
+    return new PreparedObservation(obs, rgb, budget, performance.now() - t0);
+  }
+
+  /**
+   * Run several observations (of different clients or streams) as one batch: ingest per
+   * observation, one encoder call, pruning per observation (in order, so stateful pruners see each
+   * stream's frames in the order given), then one policy call per group of observations that keep
+   * the same number of tokens. Each result is what {@link infer} would return for that observation
+   * run alone in the same order (up to float rounding of the batched graphs), or the error it would
+   * throw: a bad observation fails only its own entry; a backend failure fails the entries it
+   * affected. Needs a batch of at most {@link maxBatch}.
+   *
+   * In a batch, the stages of a chunk are the times its observation spent in each (stages the
+   * batch shares count in full), and `latencyMs` is their sum. The latency-budget controller, when
+   * on, adapts the token budget between batches (every observation of a batch without its own
+   * keep count uses the budget the batch started with).
+   *
+   * @example
+   * const results = await pipeline.inferBatch([obsA, obsB]);
+   * for (const r of results) if (r.status === 'fulfilled') publish(r.value);
+   * @throws {InputError} when there are more than {@link maxBatch} observations.
+   */
+  async inferBatch(
+    batch: readonly (Observation | PreparedObservation)[],
+  ): Promise<PromiseSettledResult<ActionChunk>[]> {
+    const m = this.model.manifest;
+    const size = batch.length;
+    if (size > this.maxBatch) {
+      throw new InputError(
+        `Expected at most ${this.maxBatch} observations in a batch${this.maxBatch === 1 ? ` (the manifest of ${m.name} declares no batch dimension)` : ''} but received ${size}`,
+        { field: 'batch' },
+      );
+    }
+    const settled = await Promise.allSettled(
+      batch.map((o) => (o instanceof PreparedObservation ? Promise.resolve(o) : this.prepare(o))),
+    );
+    const t0 = performance.now();
+    // Entries still undefined at the end were never run (a bug, not the input's fault).
+    const results: (PromiseSettledResult<ActionChunk> | undefined)[] = settled.map((s) =>
+      s.status === 'fulfilled' ? undefined : s,
+    );
+    const items: { index: number; prepared: PreparedObservation }[] = [];
+    settled.forEach((s, index) => {
+      if (s.status === 'fulfilled') items.push({ index, prepared: s.value });
+    });
+    const fail = (reason: unknown, slots: readonly number[]): void => {
+      for (const j of slots) {
+        const item = items[j];
+        if (item !== undefined) results[item.index] = { status: 'rejected', reason };
+      }
+    };
+    const complete = (): PromiseSettledResult<ActionChunk>[] =>
+      results.map(
+        (r) =>
+          r ?? {
+            status: 'rejected',
+            reason: new BackendError('Expected the batch to run this observation but it did not', {
+              field: 'batch',
+            }),
+          },
+      );
+    if (items.length === 0) return complete();
+    const pending = items.map((_, j) => j);
+    const n = this.#kept.length;
+    const d = m.token_dim;
+    const pixels = this.#backend.pixelSlots(items.length);
+    const budget = this.#budget;
+    items.forEach(({ prepared }, j) => {
+      const slot = this.#slot(j);
+      const obs = prepared.observation;
+      this.#ingest.normalise(prepared.rgb, pixels[j] as Float32Array);
+      for (let i = 0; i < slot.state.length; i++) {
+        slot.state[i] =
+          ((obs.state[i] as number) - (m.state.mean[i] as number)) / (m.state.std[i] as number);
+      }
+      if (obs.instruction !== slot.instruction) {
+        this.model.tokenizer.encodeInto(obs.instruction, slot.ids);
+        slot.instruction = obs.instruction;
+      }
+    });
+    const t1 = performance.now();
+    let encoded;
+    try {
+      encoded = await this.#backend.encodeBatch(items.length);
+    } catch (error) {
+      fail(error, pending);
+      return complete();
+    }
+    const t2 = performance.now();
+    const kept = new Int32Array(items.length).fill(-1);
+    items.forEach(({ prepared }, j) => {
+      const slot = this.#slot(j);
+      try {
+        kept[j] = this.#pruner.prune(
+          {
+            tokens: encoded.tokens.subarray(j * n * d, (j + 1) * n * d),
+            saliency: encoded.saliency.subarray(j * n, (j + 1) * n),
+            grid: m.patch_grid,
+            tokenDim: d,
+            rgb: prepared.rgb,
+            imageWidth: m.image.width,
+            imageHeight: m.image.height,
+            stream: prepared.observation.stream ?? 'camera',
+          },
+          prepared.budget ?? budget,
+          slot,
+        );
+      } catch (error) {
+        fail(error, [j]);
+      }
+    });
+    // One policy call per kept-token count, in order of first appearance.
+    const a = m.chunk.action_dim;
+    const per = m.chunk.horizon * a;
+    const done: { j: number; actions: Float32Array; clamped: number; stages: StageTimings }[] = [];
+    const counts = [...new Set(kept)].filter((k) => k > 0);
+    for (const count of counts) {
+      const members: number[] = [];
+      kept.forEach((k, j) => {
+        if (k === count) members.push(j);
+      });
+      const g0 = performance.now();
+      let raw: Float32Array;
+      try {
+        raw = await this.#backend.actBatch(
+          count,
+          members.map((j) => this.#slot(j).input),
+        );
+      } catch (error) {
+        fail(error, members);
+        continue;
+      }
+      const g1 = performance.now();
+      members.forEach((j, r) => {
+        const item = items[j];
+        if (item === undefined) return;
+        const actions = new Float32Array(per);
+        for (let i = 0; i < per; i++) {
+          actions[i] =
+            (raw[r * per + i] as number) * (m.action.std[i % a] as number) +
+            (m.action.mean[i % a] as number);
+        }
+        let clamped: number;
+        try {
+          clamped = enforceLimits(actions, a, this.#limits);
+        } catch (error) {
+          fail(error, [j]);
+          return;
+        }
+        done.push({
+          j,
+          actions,
+          clamped,
+          stages: {
+            preprocess: item.prepared.preprocessMs + (t1 - t0),
+            encode: t2 - t1,
+            prune: g0 - t2,
+            policy: g1 - g0,
+            postprocess: performance.now() - g1,
+          },
+        });
+      });
+    }
+    done.sort((x, y) => x.j - y.j);
+    for (const { j, actions, clamped, stages } of done) {
+      const item = items[j];
+      const k = kept[j] as number;
+      if (item === undefined) continue;
+      const latencyMs =
+        stages.preprocess + stages.encode + stages.prune + stages.policy + stages.postprocess;
+      this.#record(stages, latencyMs, k);
+      results[item.index] = {
+        status: 'fulfilled',
+        value: {
+          sequence: this.#sequence++,
+          actions,
+          horizon: m.chunk.horizon,
+          actionDim: a,
+          dt: 1 / m.control_rate_hz,
+          sourceStamp: item.prepared.observation.stamp,
+          latencyMs,
+          stages,
+          tokens: { total: n, kept: k },
+          clamped,
+        },
+      };
+    }
+    const last = done[done.length - 1];
+    if (last !== undefined) {
+      const k = kept[last.j] as number;
+      this.#kept.set(this.#slot(last.j).positions.subarray(0, k));
+      this.#lastKept = k;
+      this.#lastRgb = items[last.j]?.prepared.rgb;
+    }
+    return complete();
+  }
+
+  /** Check the state's length and values as {@link infer} does. */
+  #checkState(state: ArrayLike<number>): void {
+    const m = this.model.manifest;
+    if (state.length !== m.state.names.length) {
+      throw new InputError(
+        `Expected ${m.state.names.length} state values (${m.state.names.join(', ')}) but received ${state.length}`,
+        { field: 'state' },
+      );
+    }
+    for (let i = 0; i < state.length; i++) {
+      const v = state[i] as number;
+      if (!Number.isFinite(v))
+        throw new InputError(`Expected finite state values but state[${i}] is ${v}`, {
+          field: `state[${i}]`,
+        });
+    }
+  }
+
+  /** The buffers of batch slot `j`, made on first use. */
+  #slot(j: number): Slot {
+    for (let i = this.#slots.length; i <= j; i++) {
+      const m = this.model.manifest;
+      const positions = new Int32Array(this.#kept.length);
+      const tokens = new Float32Array(this.#kept.length * m.token_dim);
+      const ids = new BigInt64Array(m.tokenizer.max_length);
+      const state = new Float32Array(m.state.names.length);
+      this.#slots.push({
+        positions,
+        tokens,
+        ids,
+        state,
+        input: { tokens, positions, instructionIds: ids, state },
+        instruction: undefined,
+      });
+    }
+    return this.#slots[j] as Slot;
+  }
+
+  /** Book one chunk's latency (after warm-up) and let the budget controller adapt. */
+  #record(stages: StageTimings, latencyMs: number, kept: number): void {
+    if (!this.#ready) return;
+    this.latency.record(stages, latencyMs);
+    this.latencyAtCurrentRatio.record(latencyMs);
+    this.#keptSum += kept;
+    this.#runs++;
+    if (this.#controller !== undefined) {
+      const budget = tokenBudget(this.#kept.length, this.#controller.observe(latencyMs), 0);
+      if (budget !== this.#budget) this.latencyAtCurrentRatio.reset();
+      this.#budget = budget;
+    }
   }
 
   /** A per-inference keep count, checked: an integer in [1, total tokens]. */
@@ -315,6 +612,7 @@ export class VlaPipeline {
     for (let i = 0; i < runs; i++) await this.infer({ frame, instruction: '', state });
     this.#pruner.reset();
     this.#instruction = undefined;
+    for (const slot of this.#slots) slot.instruction = undefined;
     this.#sequence = 0;
     this.#ready = true;
   }

@@ -1,14 +1,16 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
+  MAX_BATCH,
   OnnxBackend,
   providerAvailability,
   type BackendOptions,
   type ExecutionProvider,
 } from '../../src/backend/onnx.js';
-import { BackendError, ModelError } from '../../src/errors.js';
+import { BackendError, InputError, ModelError } from '../../src/errors.js';
 import { FrameIngest } from '../../src/ingest/index.js';
 import { loadModelPackage, selectVariant, type ModelPackage } from '../../src/model/manifest.js';
 import { episodeSeed } from '../../src/util/rng.js';
@@ -343,6 +345,188 @@ describe('manifest and graph disagreements', () => {
       expect(release).toHaveBeenCalledTimes(1);
     } finally {
       release.mockRestore();
+    }
+  });
+});
+
+/** Every graph tensor's first dimension as the manifest at `dir` declares it. */
+function setBatch(m: Record<string, unknown>, dim: number | string): void {
+  for (const role of ['encoder', 'policy']) {
+    for (const kind of ['inputs', 'outputs']) {
+      const tensors = at(m, 'graphs', role)[kind] as { shape: (number | string)[] }[];
+      for (const t of tensors) t.shape[0] = dim;
+    }
+  }
+}
+
+/** Rewrite the first dimension of every input and output of the ONNX file at `path`. */
+async function fixBatch(path: string, size: number): Promise<void> {
+  const { onnx } = onnxProto;
+  const model = onnx.ModelProto.decode(await readFile(path));
+  const graph = model.graph;
+  if (graph === null || graph === undefined) throw new Error(`no graph in ${path}`);
+  for (const v of [...(graph.input ?? []), ...(graph.output ?? [])]) {
+    const dim = v.type?.tensorType?.shape?.dim?.[0];
+    if (dim === undefined) throw new Error(`no dimension 0 on ${String(v.name)}`);
+    Reflect.deleteProperty(dim, 'dimParam'); // protobufjs writes every field that is set
+    dim.dimValue = size;
+  }
+  await writeFile(path, onnx.ModelProto.encode(model).finish());
+}
+
+describe('batches', () => {
+  afterAll(removeCopies);
+
+  it('runs a batch when the manifest names the batch dimension, equal to one by one', async () => {
+    const dir = await copyWithManifest((m) => {
+      setBatch(m, 'batch');
+    });
+    const pkg = await loadModelPackage(dir);
+    const backend = await create(pkg);
+    try {
+      expect(backend.maxBatch).toBe(MAX_BATCH);
+      const m = pkg.manifest;
+      const n = m.patch_grid.width * m.patch_grid.height;
+      const d = m.token_dim;
+      const per = m.chunk.horizon * m.chunk.action_dim;
+      const ingest = new FrameIngest({ ...m.image });
+      const sims = [3, 4, 5].map((seed) => new TabletopSim({ seed }).observe());
+      // One by one.
+      const single: { tokens: Float32Array; saliency: Float32Array; actions: Float32Array }[] = [];
+      const inputs = sims.map((obs, i) => {
+        const ids = new BigInt64Array(m.tokenizer.max_length);
+        pkg.tokenizer.encodeInto(obs.instruction, ids);
+        const state = Float32Array.from(obs.state, (x, j) => x + i - (m.state.mean[j] ?? 0));
+        const positions = Int32Array.from(range(n / 4, 4 - (i % 2)));
+        return { obs, ids, state, positions };
+      });
+      for (const { obs, ids, state, positions } of inputs) {
+        await ingest.toTensor(obs.image, backend.pixels);
+        const out = await backend.encode();
+        const tokens = Float32Array.from(out.tokens);
+        const actions = Float32Array.from(
+          await backend.act(
+            positions.length,
+            keep(backend, tokens, d, Array.from(positions)),
+            ids,
+            state,
+          ),
+        );
+        single.push({ tokens, saliency: Float32Array.from(out.saliency), actions });
+      }
+      // As one batch.
+      const slots = backend.pixelSlots(inputs.length);
+      for (const [i, { obs }] of inputs.entries()) {
+        await ingest.toTensor(obs.image, slots[i] as Float32Array);
+      }
+      const out = await backend.encodeBatch(inputs.length);
+      expect(out.tokens.length).toBe(inputs.length * n * d);
+      single.forEach((s, i) => {
+        expect(maxAbsDiff(out.tokens.subarray(i * n * d, (i + 1) * n * d), s.tokens)).toBeLessThan(
+          1e-5,
+        );
+        expect(maxAbsDiff(out.saliency.subarray(i * n, (i + 1) * n), s.saliency)).toBeLessThan(
+          1e-5,
+        );
+      });
+      const count = n / 4;
+      const policyInputs = inputs.map(({ ids, state, positions }, i) => {
+        const tokens = new Float32Array(count * d);
+        Array.from(positions).forEach((p, k) => {
+          tokens.set(
+            (single[i] as { tokens: Float32Array }).tokens.subarray(p * d, (p + 1) * d),
+            k * d,
+          );
+        });
+        return { tokens, positions, instructionIds: ids, state };
+      });
+      const actions = await backend.actBatch(count, policyInputs);
+      expect(actions.length).toBe(inputs.length * per);
+      single.forEach((s, i) => {
+        expect(maxAbsDiff(actions.subarray(i * per, (i + 1) * per), s.actions)).toBeLessThan(1e-5);
+      });
+      // A smaller batch after a larger one reuses the buffers.
+      const two = await backend.actBatch(count, policyInputs.slice(1));
+      expect(
+        maxAbsDiff(two.subarray(0, per), (single[1] as { actions: Float32Array }).actions),
+      ).toBeLessThan(1e-5);
+      await expect(backend.actBatch(count, [])).rejects.toMatchObject({ field: 'batch' });
+      await expect(
+        backend.actBatch(count, [{ ...policyInputs[0], state: new Float32Array(1) } as never]),
+      ).rejects.toMatchObject({ name: 'InputError', field: 'policy.inputs[0].state' });
+    } finally {
+      await backend.release();
+    }
+  });
+
+  it('takes one observation at a time when the manifest says 1', async () => {
+    const dir = await copyWithManifest((m) => {
+      setBatch(m, 1);
+    });
+    const backend = await create(await loadModelPackage(dir));
+    try {
+      expect(backend.maxBatch).toBe(1);
+      let error: unknown;
+      try {
+        backend.pixelSlots(2);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(InputError);
+      expect(error).toMatchObject({ field: 'batch' });
+      expect((error as Error).message).toMatch(/declares no batch dimension/);
+      expect(backend.pixelSlots(1)).toHaveLength(1);
+    } finally {
+      await backend.release();
+    }
+  });
+
+  it.each([
+    [
+      'names a batch dimension the graph fixes to 1',
+      'batch',
+      1,
+      /open batch dimension.*fixes it to 1/,
+    ],
+    [
+      'says 1 but the graph fixes the batch to 4',
+      1,
+      4,
+      /dimension 0 \(the batch\) to be 1 or open but the ONNX file fixes it to 4/,
+    ],
+  ] as const)('rejects a manifest that %s', async (_name, declared, fixed, message) => {
+    const dir = await copyWithManifest((m) => {
+      setBatch(m, declared);
+    });
+    const manifest = await readJson(join(dir, 'manifest.json'));
+    const encoder = at(manifest, 'variants', 0, 'files', 'encoder');
+    await fixBatch(join(dir, encoder.path as string), fixed);
+    encoder.sha256 = await sha256Of(join(dir, encoder.path as string));
+    await writeJson(join(dir, 'manifest.json'), manifest);
+    const error = await rejection(create(await loadModelPackage(dir)));
+    expect(error).toBeInstanceOf(ModelError);
+    expect(error).toMatchObject({
+      code: 'MODEL_MISMATCH',
+      field: 'manifest.graphs.encoder.inputs[0].shape[0]',
+    });
+    expect((error as Error).message).toMatch(message);
+  });
+
+  it('accepts a graph fixed to batch 1 under a manifest that says 1', async () => {
+    const dir = await copyWithManifest((m) => {
+      setBatch(m, 1);
+    });
+    const manifest = await readJson(join(dir, 'manifest.json'));
+    const encoder = at(manifest, 'variants', 0, 'files', 'encoder');
+    await fixBatch(join(dir, encoder.path as string), 1);
+    encoder.sha256 = await sha256Of(join(dir, encoder.path as string));
+    await writeJson(join(dir, 'manifest.json'), manifest);
+    const backend = await create(await loadModelPackage(dir));
+    try {
+      expect(backend.maxBatch).toBe(1);
+      expect((await backend.encode()).saliency.length).toBe(144);
+    } finally {
+      await backend.release();
     }
   });
 });

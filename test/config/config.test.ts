@@ -210,6 +210,7 @@ describe('shipped parameter file and schema', () => {
           hardware_id: 1,
         },
       },
+      serve: { max_batch: 1, max_wait_ms: 1, decode_concurrency: 1, curve_client_keys_file: 1 },
     } satisfies KeysOf<VlaConfig>;
     expect(leafPaths(interfaceKeys)).toEqual(configKeys());
   });

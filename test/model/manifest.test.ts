@@ -3,7 +3,12 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ModelError, type VlaErrorCode } from '../../src/errors.js';
-import { loadModelPackage, selectVariant, variantGate } from '../../src/model/manifest.js';
+import {
+  batchDimension,
+  loadModelPackage,
+  selectVariant,
+  variantGate,
+} from '../../src/model/manifest.js';
 import {
   at,
   copyPackage,
@@ -215,6 +220,31 @@ const broken: readonly BrokenCase[] = [
       return ['named (dynamic) token count', `received ${tokens}`];
     },
   ),
+  manifestCase(
+    'a batch dimension on some graph tensors only',
+    'manifest.graphs.policy.inputs[0].shape[0]',
+    (m) => {
+      for (const [role, dim] of [
+        ['encoder', 'batch'],
+        ['policy', 1],
+      ] as const) {
+        for (const kind of ['inputs', 'outputs']) {
+          for (const t of at(m, 'graphs', role)[kind] as JsonObject[]) {
+            (t.shape as unknown[])[0] = dim;
+          }
+        }
+      }
+      return [
+        'the same name (a batch dimension',
+        'graphs.encoder.inputs[0].shape[0] is "batch"',
+        'graphs.policy.inputs[0].shape[0] is 1',
+      ];
+    },
+  ),
+  manifestCase('a fixed batch other than 1', 'manifest.graphs.encoder.inputs[0].shape[0]', (m) => {
+    shape(m, 'encoder', 'inputs', 0)[0] = 4;
+    return ['Expected', 'received 4'];
+  }),
   {
     name: 'text that is not JSON',
     code: 'INVALID_MANIFEST',
@@ -241,6 +271,34 @@ const broken: readonly BrokenCase[] = [
     },
   },
 ];
+
+describe('batch dimension', () => {
+  it('is absent when every graph tensor starts with 1', async () => {
+    const dir = await copyWithManifest((m) => {
+      for (const role of ['encoder', 'policy']) {
+        for (const kind of ['inputs', 'outputs']) {
+          for (const t of at(m, 'graphs', role)[kind] as JsonObject[]) {
+            (t.shape as unknown[])[0] = 1;
+          }
+        }
+      }
+    });
+    expect(batchDimension((await loadModelPackage(dir)).manifest)).toBeUndefined();
+  });
+
+  it('is the name every graph tensor starts with', async () => {
+    const dir = await copyWithManifest((m) => {
+      for (const role of ['encoder', 'policy']) {
+        for (const kind of ['inputs', 'outputs']) {
+          for (const t of at(m, 'graphs', role)[kind] as JsonObject[]) {
+            (t.shape as unknown[])[0] = 'n';
+          }
+        }
+      }
+    });
+    expect(batchDimension((await loadModelPackage(dir)).manifest)).toBe('n');
+  });
+});
 
 describe('broken manifests', () => {
   it.each(broken)('rejects $name ($field)', async ({ code, field, prepare }) => {

@@ -7,6 +7,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Manifest } from '../../src/model/manifest.js';
 
 /** The shipped package, `models/tiny-vla`. */
 export const PACKAGE_DIR = fileURLToPath(new URL('../../models/tiny-vla', import.meta.url));
@@ -94,4 +95,20 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
     worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
   }
   return worst;
+}
+
+/**
+ * `manifest` with the first dimension of every graph tensor set to `dim`: a name such as "batch"
+ * (what the shipped graphs, exported with dynamic batch axes, accept) or 1 (no batch dimension),
+ * whatever the shipped manifest declares.
+ */
+export function withBatchDimension(manifest: Manifest, dim: string | 1 = 'batch'): Manifest {
+  const graphs = structuredClone(manifest.graphs) as unknown as Record<
+    string,
+    Record<string, { shape: (number | string)[] }[]>
+  >;
+  for (const graph of Object.values(graphs)) {
+    for (const tensors of Object.values(graph)) for (const t of tensors) t.shape[0] = dim;
+  }
+  return { ...manifest, graphs: graphs as unknown as Manifest['graphs'] };
 }

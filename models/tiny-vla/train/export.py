@@ -71,16 +71,16 @@ def manifest_for(out_dir, meta, config, stats, training, name="tiny-vla", contro
         "tokenizer": {"file": "tokenizer.json", "max_length": L},
         "graphs": {
             "encoder": {
-                "inputs": [{"name": "pixels", "dtype": f32, "shape": [1, 3, img["height"], img["width"]]}],
-                "outputs": [{"name": "visual_tokens", "dtype": f32, "shape": [1, n_tokens, d]},
-                            {"name": "saliency", "dtype": f32, "shape": [1, n_tokens]}],
+                "inputs": [{"name": "pixels", "dtype": f32, "shape": ["batch", 3, img["height"], img["width"]]}],
+                "outputs": [{"name": "visual_tokens", "dtype": f32, "shape": ["batch", n_tokens, d]},
+                            {"name": "saliency", "dtype": f32, "shape": ["batch", n_tokens]}],
             },
             "policy": {
-                "inputs": [{"name": "visual_tokens", "dtype": f32, "shape": [1, "tokens", d]},
-                           {"name": "token_positions", "dtype": "int64", "shape": [1, "tokens"]},
-                           {"name": "instruction_ids", "dtype": "int64", "shape": [1, L]},
-                           {"name": "state", "dtype": f32, "shape": [1, s]}],
-                "outputs": [{"name": "actions", "dtype": f32, "shape": [1, h, a]}],
+                "inputs": [{"name": "visual_tokens", "dtype": f32, "shape": ["batch", "tokens", d]},
+                           {"name": "token_positions", "dtype": "int64", "shape": ["batch", "tokens"]},
+                           {"name": "instruction_ids", "dtype": "int64", "shape": ["batch", L]},
+                           {"name": "state", "dtype": f32, "shape": ["batch", s]}],
+                "outputs": [{"name": "actions", "dtype": f32, "shape": ["batch", h, a]}],
             },
         },
         "variants": [{

@@ -27,6 +27,11 @@ export interface BridgeClientOptions {
   readonly timeoutMs?: number;
   /** The server's Z85 CURVE public key, when the server uses CURVE. */
   readonly curveServerKey?: string;
+  /**
+   * This client's long-term Z85 CURVE key pair (with `curveServerKey`), for a server with a client
+   * allow-list; default: a fresh pair per connection.
+   */
+  readonly curveKeyPair?: { readonly publicKey: string; readonly secretKey: string };
 }
 
 /** One observation as the client sends it. */
@@ -91,7 +96,7 @@ export class BridgeClient {
       options.curveServerKey === undefined
         ? {}
         : (() => {
-            const pair = curveKeyPair();
+            const pair = options.curveKeyPair ?? curveKeyPair();
             return {
               curveServerKey: options.curveServerKey,
               curvePublicKey: pair.publicKey,

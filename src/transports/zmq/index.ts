@@ -12,6 +12,15 @@ export { COMPRESSED_ENCODINGS, type WireImage } from './image.js';
 export * from './protocol.js';
 export { RequestQueue } from './queue.js';
 export {
+  isZ85Key,
+  parseClientKeys,
+  readClientKeys,
+  z85Decode,
+  z85Encode,
+  ZapHandler,
+  type ZapStats,
+} from './zap.js';
+export {
   BRIDGE_DEFAULTS,
   BridgeServer,
   type BridgePipeline,

@@ -1,15 +1,19 @@
 /**
  * The ZeroMQ bridge server: a ROUTER socket speaking protocol v1 in front of one pipeline.
  * Requests are parsed and checked on arrival; `infer` requests wait in a bounded queue for the one
- * inference worker (the pipeline is not re-entrant), every other request is answered at once.
+ * inference worker (the pipeline is not re-entrant), every other request is answered at once. With
+ * `maxBatch` > 1 and a pipeline that takes batches, the worker runs up to `maxBatch` queued
+ * requests (of any clients) in one batch, and their images are decoded as soon as they arrive,
+ * while the previous batch runs.
  */
 
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { Router } from 'zeromq';
-import { InputError, VlaError } from '../../errors.js';
+import { Context, Router } from 'zeromq';
+import { ConfigError, InputError, VlaError } from '../../errors.js';
 import type { Manifest } from '../../model/manifest.js';
-import type { ActionChunk, Observation } from '../../pipeline/pipeline.js';
+import type { ActionChunk, Observation, PreparedObservation } from '../../pipeline/pipeline.js';
 import { SUPPORTED_ENCODINGS } from '../../ingest/index.js';
 import { LatencyHistogram, type LatencySummary } from '../../runtime/latency.js';
 import { checkBind } from './endpoint.js';
@@ -30,6 +34,7 @@ import {
   type WelcomeReply,
 } from './protocol.js';
 import { RequestQueue } from './queue.js';
+import { ZapHandler, type ZapStats } from './zap.js';
 
 /** What the server needs of a pipeline ({@link VlaPipeline} is one; tests pass doubles). */
 export interface BridgePipeline {
@@ -40,6 +45,14 @@ export interface BridgePipeline {
   readonly tokenBudget: number;
   readonly pruner: { reset(stream?: string): void };
   infer(obs: Observation): Promise<ActionChunk>;
+  /** Most observations {@link inferBatch} takes at once; absent or 1: one at a time. */
+  readonly maxBatch?: number;
+  /** Check and decode an observation ahead of its batch (as `VlaPipeline.prepare`). */
+  prepare?(obs: Observation): Promise<PreparedObservation>;
+  /** Run a batch; one result per observation (as `VlaPipeline.inferBatch`). */
+  inferBatch?(
+    batch: readonly (Observation | PreparedObservation)[],
+  ): Promise<PromiseSettledResult<ActionChunk>[]>;
 }
 
 export interface BridgeServerOptions {
@@ -59,8 +72,25 @@ export interface BridgeServerOptions {
   readonly maxClients: number;
   /** How long replies still queued in ZeroMQ may take to leave after close, ms. */
   readonly lingerMs: number;
+  /**
+   * Infer requests run together in one batch at most; 1 = one at a time. Capped by the pipeline's
+   * `maxBatch` (1 when the model's manifest declares no batch dimension).
+   */
+  readonly maxBatch: number;
+  /** How long the worker waits, after the first queued request, for a batch to fill, ms. */
+  readonly maxWaitMs: number;
+  /**
+   * Images the batching worker decodes at once at most (while a batch runs); 0 = one less than the
+   * CPU cores, at least 1, which leaves a core to the event loop that runs ONNX Runtime.
+   */
+  readonly decodeConcurrency: number;
   /** Z85 CURVE secret key; required to bind an address other machines can reach. */
   readonly curveSecretKey?: string;
+  /**
+   * Z85 public keys of the only clients admitted (checked by a ZAP handler in the server's own
+   * ZeroMQ context); needs `curveSecretKey`. Absent: any client that knows the server's key.
+   */
+  readonly curveClientKeys?: readonly string[];
   /** Where the server's log lines go. */
   readonly log?: (line: string) => void;
 }
@@ -77,7 +107,13 @@ export const BRIDGE_DEFAULTS = Object.freeze({
   maxInstructionLength: 1024,
   maxClients: 256,
   lingerMs: 1000,
-}) satisfies Omit<BridgeServerOptions, 'curveSecretKey' | 'log'>;
+  maxBatch: 1,
+  maxWaitMs: 0,
+  decodeConcurrency: 0,
+}) satisfies Omit<BridgeServerOptions, OptionalOption>;
+
+/** Options without a default. */
+type OptionalOption = 'curveSecretKey' | 'curveClientKeys' | 'log';
 
 /** Counters and latency of a server since it started. */
 export interface BridgeStats {
@@ -89,6 +125,15 @@ export interface BridgeStats {
   readonly round_trip_ms: LatencySummary;
   /** Infer requests: time waiting in the queue, ms. */
   readonly queue_ms: LatencySummary;
+  /** Batches run (with batching on: `maxBatch` > 1), and how many requests each held. */
+  readonly batches: {
+    readonly count: number;
+    readonly mean_size: number;
+    /** Batches by size: `{"1": 10, "4": 90}`. */
+    readonly sizes: Readonly<Record<string, number>>;
+  };
+  /** CURVE handshakes the client allow-list admitted and refused (absent without one). */
+  readonly curve_clients?: ZapStats;
 }
 
 interface ClientState {
@@ -104,6 +149,10 @@ interface Job {
   readonly route: readonly Buffer[];
   readonly request: InferRequest;
   readonly receivedAt: number;
+  /** The observation checked and decoded on arrival (batching worker only). */
+  prepared?: Promise<PreparedObservation>;
+  /** Whether `prepared` has settled. */
+  ready?: boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -130,6 +179,25 @@ function positiveInteger(name: string, value: number): number {
   return value;
 }
 
+function observationOf(job: Job): Observation {
+  const { request } = job;
+  const image = request.images[0];
+  if (image === undefined) throw new InputError('Expected 1 image', { field: 'images' });
+  return {
+    frame: imageToFrame(image),
+    instruction: request.instruction,
+    state: stateValues(request.state),
+    stamp: request.stamp,
+    stream: job.client.id,
+    ...(request.keep_count === undefined ? {} : { keepCount: request.keep_count }),
+  };
+}
+
+/** Whether a queued job can run: decoded (or failed to), so batches never wait for a decode. */
+function isReady(job: Job): boolean {
+  return job.ready === true;
+}
+
 /**
  * Serve a pipeline over ZeroMQ (protocol v1, docs/bridge.md).
  *
@@ -138,9 +206,18 @@ function positiveInteger(name: string, value: number): number {
  * process.once('SIGINT', () => void server.close());
  */
 export class BridgeServer {
-  readonly options: Readonly<Required<Omit<BridgeServerOptions, 'curveSecretKey' | 'log'>>>;
+  readonly options: Readonly<Required<Omit<BridgeServerOptions, OptionalOption>>>;
+  /** Requests the worker runs in one batch at most: `options.maxBatch` capped by the pipeline's. */
+  readonly maxBatch: number;
   readonly #pipeline: BridgePipeline;
   readonly #socket: Router;
+  readonly #zap: ZapHandler | undefined;
+  readonly #batchSizes = new Map<number, number>();
+  /** Queued requests whose decode has not started (batching worker only). */
+  #decodeWaiting: Job[] = [];
+  #decoding = 0;
+  /** Images decoded at once at most: `options.decodeConcurrency`, or one less than the cores. */
+  readonly decodeConcurrency: number;
   readonly #queue: RequestQueue<Job>;
   readonly #limits: RequestLimits;
   readonly #clients = new Map<string, ClientState>();
@@ -172,12 +249,22 @@ export class BridgeServer {
     pipeline: BridgePipeline,
     options: BridgeServer['options'],
     socket: Router,
+    zap: ZapHandler | undefined,
     log: (line: string) => void,
   ) {
     this.#pipeline = pipeline;
     this.options = options;
     this.#socket = socket;
+    this.#zap = zap;
     this.#log = log;
+    this.maxBatch =
+      pipeline.inferBatch === undefined || pipeline.prepare === undefined
+        ? 1
+        : Math.min(options.maxBatch, pipeline.maxBatch ?? 1);
+    this.decodeConcurrency =
+      options.decodeConcurrency > 0
+        ? options.decodeConcurrency
+        : Math.max(1, availableParallelism() - 1);
     this.#queue = new RequestQueue(options.maxQueue);
     this.#limits = {
       maxMessageBytes: options.maxMessageBytes,
@@ -193,13 +280,15 @@ export class BridgeServer {
   /**
    * Check the options, bind and start serving.
    *
-   * @throws {ConfigError} for a non-loopback bind without a CURVE key or a malformed key.
+   * @throws {ConfigError} for a non-loopback bind without a CURVE key, a malformed key, or a client
+   * allow-list without a CURVE key.
    */
   static async start(
     pipeline: BridgePipeline,
     options: Partial<BridgeServerOptions> = {},
   ): Promise<BridgeServer> {
-    const { curveSecretKey, log, ...rest } = options;
+    const { curveSecretKey, curveClientKeys, log: logOption, ...rest } = options;
+    const log = logOption ?? (() => undefined);
     const o = { ...BRIDGE_DEFAULTS, ...rest };
     for (const key of [
       'maxQueue',
@@ -209,27 +298,56 @@ export class BridgeServer {
       'maxImageBytes',
       'maxInstructionLength',
       'maxClients',
+      'maxBatch',
     ] as const) {
       positiveInteger(key, o[key]);
     }
+    if (!(o.maxWaitMs >= 0 && Number.isFinite(o.maxWaitMs))) {
+      throw new RangeError(`Expected maxWaitMs >= 0 but received ${o.maxWaitMs}`);
+    }
+    if (!(Number.isInteger(o.decodeConcurrency) && o.decodeConcurrency >= 0)) {
+      throw new RangeError(
+        `Expected an integer decodeConcurrency >= 0 but received ${o.decodeConcurrency}`,
+      );
+    }
     checkBind(o.bind, curveSecretKey);
+    if (curveClientKeys !== undefined && curveSecretKey === undefined) {
+      throw new ConfigError(
+        'Expected a CURVE secret key (--curve-secret-key or --curve-secret-key-file) with a client allow-list but received none: client keys are only checked in CURVE handshakes',
+        { field: 'serve.curve_client_keys_file' },
+      );
+    }
+    // The allow-list is a ZAP handler at a fixed inproc address, one per context: give the
+    // server its own context so that other sockets of the process are not subject to it.
+    const context = curveClientKeys === undefined ? undefined : new Context();
+    const zap =
+      context === undefined || curveClientKeys === undefined
+        ? undefined
+        : await ZapHandler.start(context, curveClientKeys, log);
     const socket = new Router({
       maxMessageSize: o.maxMessageBytes,
       linger: o.lingerMs,
       receiveHighWaterMark: 1000,
       sendHighWaterMark: 1000,
+      ...(context === undefined ? {} : { context }),
       ...(curveSecretKey === undefined ? {} : { curveServer: true, curveSecretKey }),
     });
     try {
       await socket.bind(o.bind);
     } catch (error) {
       socket.close();
+      await zap?.close();
       throw error;
     }
-    const server = new BridgeServer(pipeline, o, socket, log ?? (() => undefined));
+    const server = new BridgeServer(pipeline, o, socket, zap, log);
     server.#endpoint = socket.lastEndpoint ?? o.bind;
+    if (o.maxBatch > 1 && server.maxBatch === 1) {
+      log(
+        `bridge: max_batch ${o.maxBatch} asked for, but ${pipeline.model.manifest.name} takes one observation per run (its manifest declares no batch dimension): serving one request at a time`,
+      );
+    }
     server.#receiver = server.#receive();
-    server.#worker = server.#work();
+    server.#worker = server.maxBatch > 1 ? server.#workBatches() : server.#work();
     return server;
   }
 
@@ -255,6 +373,24 @@ export class BridgeServer {
       clients: this.#clients.size,
       round_trip_ms: this.#roundTrip.summary(),
       queue_ms: this.#queueWait.summary(),
+      batches: this.#batchStats(),
+      ...(this.#zap === undefined ? {} : { curve_clients: this.#zap.stats() }),
+    };
+  }
+
+  #batchStats(): BridgeStats['batches'] {
+    let count = 0;
+    let requests = 0;
+    const sizes: Record<string, number> = {};
+    for (const [size, n] of [...this.#batchSizes].sort((a, b) => a[0] - b[0])) {
+      count += n;
+      requests += size * n;
+      sizes[String(size)] = n;
+    }
+    return {
+      count,
+      mean_size: count === 0 ? 0 : Math.round((requests / count) * 1000) / 1000,
+      sizes,
     };
   }
 
@@ -265,6 +401,7 @@ export class BridgeServer {
     for (const k of Object.keys(this.#errors)) this.#errors[k as ErrorCode] = 0;
     this.#roundTrip.reset();
     this.#queueWait.reset();
+    this.#batchSizes.clear();
   }
 
   /** The metadata a `hello` returns (without the per-client fields). */
@@ -312,6 +449,7 @@ export class BridgeServer {
   }
 
   async #shutdown(): Promise<void> {
+    this.#decodeWaiting = [];
     for (const job of this.#queue.drain()) {
       job.client.pending--;
       this.#error(job.route, job.request.id, 'internal', 'server shutting down');
@@ -321,6 +459,7 @@ export class BridgeServer {
     await this.#sending;
     this.#socket.close();
     await this.#receiver;
+    await this.#zap?.close();
     this.#log(`bridge on ${this.#endpoint} closed`);
   }
 
@@ -344,6 +483,15 @@ export class BridgeServer {
       const batch = await this.#queue.take(1);
       if (batch.length === 0) return;
       for (const job of batch) await this.#run(job);
+    }
+  }
+
+  /** The batching worker: up to `maxBatch` requests per run, waiting up to `maxWaitMs` to fill. */
+  async #workBatches(): Promise<void> {
+    for (;;) {
+      const batch = await this.#queue.take(this.maxBatch, this.options.maxWaitMs, isReady);
+      if (batch.length === 0) return;
+      await this.#runBatch(batch);
     }
   }
 
@@ -453,6 +601,38 @@ export class BridgeServer {
       return;
     }
     job.client.pending++;
+    if (this.maxBatch > 1) {
+      this.#decodeWaiting.push(job);
+      this.#decodeNext();
+    }
+  }
+
+  /**
+   * Start decoding queued requests (libuv's thread pool), overlapping with the batch that runs,
+   * while fewer than `decodeConcurrency` decodes are running.
+   */
+  #decodeNext(): void {
+    const pipeline = this.#pipeline;
+    if (pipeline.prepare === undefined) return;
+    while (this.#decoding < this.decodeConcurrency) {
+      const job = this.#decodeWaiting.shift();
+      if (job === undefined) return;
+      this.#decoding++;
+      let prepared: Promise<PreparedObservation>;
+      try {
+        prepared = pipeline.prepare(observationOf(job));
+      } catch (error) {
+        prepared = Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+      job.prepared = prepared;
+      const settle = (): void => {
+        job.ready = true;
+        this.#decoding--;
+        this.#decodeNext();
+        this.#queue.notify();
+      };
+      prepared.then(settle, settle);
+    }
   }
 
   /** Answer `stale` and return true when the request is older than `maxRequestAgeMs`. */
@@ -472,57 +652,101 @@ export class BridgeServer {
   }
 
   async #run(job: Job): Promise<void> {
-    const { client, request, route } = job;
     const started = performance.now();
     try {
       if (this.#isStale(job)) return;
       let chunk: ActionChunk;
       try {
-        const image = request.images[0];
-        if (image === undefined) throw new InputError('Expected 1 image', { field: 'images' });
-        chunk = await this.#pipeline.infer({
-          frame: imageToFrame(image),
-          instruction: request.instruction,
-          state: stateValues(request.state),
-          stamp: request.stamp,
-          stream: client.id,
-          ...(request.keep_count === undefined ? {} : { keepCount: request.keep_count }),
-        });
+        chunk = await this.#pipeline.infer(observationOf(job));
       } catch (error) {
-        if (error instanceof InputError) {
-          this.#error(route, request.id, 'invalid', error.message, error.field);
-        } else {
-          const message = error instanceof VlaError ? error.message : String(error);
-          this.#log(`bridge: inference failed for client ${client.id}: ${message}`);
-          this.#error(route, request.id, 'internal', `inference failed: ${message}`);
-        }
+        this.#failed(job, error);
         return;
       }
-      const queueMs = started - job.receivedAt;
-      const totalMs = performance.now() - job.receivedAt;
-      this.#queueWait.record(queueMs);
-      this.#roundTrip.record(totalMs);
-      this.#send(route, {
-        v: PROTOCOL_VERSION,
-        ...(request.id === undefined ? {} : { id: request.id }),
-        type: 'actions',
-        actions: float32Array(chunk.actions, [chunk.horizon, chunk.actionDim]),
-        chunk: {
-          sequence: chunk.sequence,
-          dt: chunk.dt,
-          source_stamp: request.stamp,
-          latency_ms: chunk.latencyMs,
-          horizon: chunk.horizon,
-          action_dim: chunk.actionDim,
-          tokens_total: chunk.tokens.total,
-          tokens_kept: chunk.tokens.kept,
-          clamped: chunk.clamped,
-        },
-        server_timing: serverTiming(chunk.stages, chunk.latencyMs, queueMs, totalMs),
+      this.#reply(job, chunk, started);
+    } finally {
+      job.client.pending--;
+    }
+  }
+
+  /** Run a batch of requests (decoded on arrival) through `inferBatch` and answer each. */
+  async #runBatch(jobs: readonly Job[]): Promise<void> {
+    const started = performance.now();
+    const live: Job[] = [];
+    const prepared: Promise<PreparedObservation>[] = [];
+    for (const job of jobs) {
+      if (this.#isStale(job)) {
+        job.client.pending--;
+        continue;
+      }
+      live.push(job);
+      prepared.push(job.prepared ?? Promise.reject(new Error('request was not prepared')));
+    }
+    if (live.length === 0) return;
+    this.#batchSizes.set(live.length, (this.#batchSizes.get(live.length) ?? 0) + 1);
+    const ready: { job: Job; prepared: PreparedObservation }[] = [];
+    try {
+      (await Promise.allSettled(prepared)).forEach((p, i) => {
+        const job = live[i] as Job;
+        if (p.status === 'fulfilled') ready.push({ job, prepared: p.value });
+        else this.#failed(job, p.reason);
+      });
+      if (ready.length === 0) return;
+      let results: PromiseSettledResult<ActionChunk>[];
+      try {
+        const pipeline = this.#pipeline;
+        if (pipeline.inferBatch === undefined) throw new Error('the pipeline takes no batches');
+        results = await pipeline.inferBatch(ready.map((r) => r.prepared));
+      } catch (error) {
+        for (const { job } of ready) this.#failed(job, error);
+        return;
+      }
+      results.forEach((r, i) => {
+        const job = (ready[i] as { job: Job }).job;
+        if (r.status === 'fulfilled') this.#reply(job, r.value, started);
+        else this.#failed(job, r.reason);
       });
     } finally {
-      client.pending--;
+      for (const job of live) job.client.pending--;
     }
+  }
+
+  /** Answer a request whose inference failed: `invalid` for its own fault, else `internal`. */
+  #failed(job: Job, error: unknown): void {
+    const { request, route } = job;
+    if (error instanceof InputError) {
+      this.#error(route, request.id, 'invalid', error.message, error.field);
+    } else {
+      const message = error instanceof VlaError ? error.message : String(error);
+      this.#log(`bridge: inference failed for client ${job.client.id}: ${message}`);
+      this.#error(route, request.id, 'internal', `inference failed: ${message}`);
+    }
+  }
+
+  /** Send a request's chunk, recording its queue wait and round trip. */
+  #reply(job: Job, chunk: ActionChunk, started: number): void {
+    const { request, route } = job;
+    const queueMs = started - job.receivedAt;
+    const totalMs = performance.now() - job.receivedAt;
+    this.#queueWait.record(queueMs);
+    this.#roundTrip.record(totalMs);
+    this.#send(route, {
+      v: PROTOCOL_VERSION,
+      ...(request.id === undefined ? {} : { id: request.id }),
+      type: 'actions',
+      actions: float32Array(chunk.actions, [chunk.horizon, chunk.actionDim]),
+      chunk: {
+        sequence: chunk.sequence,
+        dt: chunk.dt,
+        source_stamp: request.stamp,
+        latency_ms: chunk.latencyMs,
+        horizon: chunk.horizon,
+        action_dim: chunk.actionDim,
+        tokens_total: chunk.tokens.total,
+        tokens_kept: chunk.tokens.kept,
+        clamped: chunk.clamped,
+      },
+      server_timing: serverTiming(chunk.stages, chunk.latencyMs, queueMs, totalMs),
+    });
   }
 
   #client(identity: Buffer): ClientState {

@@ -458,4 +458,45 @@ describe('RequestQueue', () => {
     expect(await last).toEqual([]);
     expect(q.offer(5)).toBe(false);
   });
+
+  it('waits up to waitMs after the first job for a batch to fill', async () => {
+    const q = new RequestQueue<number>(8);
+    q.offer(1);
+    const t0 = performance.now();
+    const partial = await q.take(3, 40);
+    expect(partial).toEqual([1]);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(35);
+    q.offer(2);
+    const filling = q.take(3, 1000);
+    setTimeout(() => q.offer(3), 5);
+    setTimeout(() => q.offer(4), 10);
+    const started = performance.now();
+    expect(await filling).toEqual([2, 3, 4]);
+    expect(performance.now() - started).toBeLessThan(500); // full before the wait ran out
+    // The wait counts from when the first job was offered, not from the take.
+    q.offer(5);
+    await new Promise((r) => setTimeout(r, 30));
+    const late = performance.now();
+    expect(await q.take(3, 20)).toEqual([5]);
+    expect(performance.now() - late).toBeLessThan(15);
+  });
+
+  it('takes the longest ready prefix, in order, when given a readiness test', async () => {
+    const q = new RequestQueue<{ id: number; ready: boolean }>(8);
+    const jobs = [1, 2, 3].map((id) => ({ id, ready: false }));
+    for (const j of jobs) q.offer(j);
+    const taking = q.take(3, 0, (j) => j.ready);
+    const [a, b, c] = jobs as [(typeof jobs)[0], (typeof jobs)[0], (typeof jobs)[0]];
+    b.ready = true; // not the head: nothing can be taken yet
+    q.notify();
+    await new Promise((r) => setTimeout(r, 10));
+    a.ready = true;
+    q.notify();
+    expect((await taking).map((j) => j.id)).toEqual([1, 2]);
+    c.ready = true;
+    expect((await q.take(3, 0, (j) => j.ready)).map((j) => j.id)).toEqual([3]);
+    const never = q.take(1, 0, (j) => j.ready);
+    q.close();
+    expect(await never).toEqual([]);
+  });
 });

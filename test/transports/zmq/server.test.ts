@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pack } from 'msgpackr';
 import sharp from 'sharp';
 import { capability, curveKeyPair, Request as ReqSocket } from 'zeromq';
@@ -14,10 +17,14 @@ import {
   encodeMessage,
   parseReply,
   type ActionsReply,
+  parseClientKeys,
+  z85Decode,
+  z85Encode,
   type BridgePipeline,
   type ErrorReply,
 } from '../../../src/transports/zmq/index.js';
 import { testPipelineOptions, TINY_VLA } from '../../helpers.js';
+import { copyWithManifest, removeCopies } from '../../model/package.js';
 import { inferRequest, RawPeer, simObservation, slowPipeline } from './support.js';
 
 const LOOPBACK = 'tcp://127.0.0.1:*';
@@ -34,6 +41,7 @@ beforeAll(async () => {
   client = BridgeClient.connect(server.endpoint, { timeoutMs: 10_000 });
 });
 afterAll(async () => {
+  await removeCopies();
   await client.close();
   await server.close();
   await pipeline.release();
@@ -383,6 +391,226 @@ describe.skipIf(capability.curve !== true)('CURVE', () => {
       await plain.close();
       await s.close();
     }
+  });
+});
+
+describe.skipIf(capability.curve !== true)('CURVE client allow-list', () => {
+  it('serves the listed clients, refuses the others and keeps serving', async () => {
+    const server = curveKeyPair();
+    const listed = curveKeyPair();
+    const other = curveKeyPair();
+    const lines: string[] = [];
+    const s = await BridgeServer.start(pipeline, {
+      bind: LOOPBACK,
+      curveSecretKey: server.secretKey,
+      curveClientKeys: [listed.publicKey],
+      log: (line) => lines.push(line),
+    });
+    const connect = (pair: typeof listed, timeoutMs: number): BridgeClient =>
+      BridgeClient.connect(s.endpoint, {
+        curveServerKey: server.publicKey,
+        curveKeyPair: pair,
+        timeoutMs,
+      });
+    const good = connect(listed, 5000);
+    const refused = connect(other, 300);
+    // A client that does not even present a key pair of its own (fresh keys) is refused too.
+    const fresh = BridgeClient.connect(s.endpoint, {
+      curveServerKey: server.publicKey,
+      timeoutMs: 300,
+    });
+    try {
+      expect((await good.ping()).type).toBe('pong');
+      await expect(refused.ping()).rejects.toMatchObject({ code: 'timeout' });
+      await expect(fresh.ping()).rejects.toMatchObject({ code: 'timeout' });
+      const chunk = await good.infer({ ...simObservation(3).obs, stamp: Date.now() });
+      expect(chunk.horizon).toBe(8);
+      // A second connection with the listed key is admitted as well.
+      const again = connect(listed, 5000);
+      try {
+        expect((await again.ping()).type).toBe('pong');
+      } finally {
+        await again.close();
+      }
+      const zap = s.stats().curve_clients;
+      expect(zap?.admitted).toBeGreaterThanOrEqual(2);
+      expect(zap?.refused).toBeGreaterThanOrEqual(2);
+      expect(lines.some((l) => l.includes(`refused CURVE client ${other.publicKey}`))).toBe(true);
+      expect(s.stats().requests).toBe(3); // nothing of the refused clients reached the server
+    } finally {
+      await good.close();
+      await refused.close();
+      await fresh.close();
+      await s.close();
+    }
+  });
+
+  it('lets two servers in one process keep allow-lists of their own', async () => {
+    const keys = curveKeyPair();
+    const a = curveKeyPair();
+    const b = curveKeyPair();
+    const sa = await BridgeServer.start(pipeline, {
+      bind: LOOPBACK,
+      curveSecretKey: keys.secretKey,
+      curveClientKeys: [a.publicKey],
+    });
+    const sb = await BridgeServer.start(pipeline, {
+      bind: LOOPBACK,
+      curveSecretKey: keys.secretKey,
+      curveClientKeys: [b.publicKey],
+    });
+    const open = (endpoint: string, pair: typeof a, timeoutMs = 5000): BridgeClient =>
+      BridgeClient.connect(endpoint, {
+        curveServerKey: keys.publicKey,
+        curveKeyPair: pair,
+        timeoutMs,
+      });
+    const clients = [
+      open(sa.endpoint, a),
+      open(sb.endpoint, b),
+      open(sa.endpoint, b, 300),
+      open(sb.endpoint, a, 300),
+    ] as const;
+    try {
+      expect((await clients[0].ping()).type).toBe('pong');
+      expect((await clients[1].ping()).type).toBe('pong');
+      await expect(clients[2].ping()).rejects.toMatchObject({ code: 'timeout' });
+      await expect(clients[3].ping()).rejects.toMatchObject({ code: 'timeout' });
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await sa.close();
+      await sb.close();
+    }
+  });
+
+  it('needs a CURVE key', async () => {
+    await expect(
+      BridgeServer.start(pipeline, { bind: LOOPBACK, curveClientKeys: [curveKeyPair().publicKey] }),
+    ).rejects.toMatchObject({ name: 'ConfigError', field: 'serve.curve_client_keys_file' });
+  });
+
+  it('`vla-node serve` reads the keys file and refuses it without a CURVE key before loading the model', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vla-keys-'));
+    try {
+      const file = join(dir, 'clients.txt');
+      await writeFile(file, `${curveKeyPair().publicKey} robot-1\n`);
+      const io: CommandIo = { json: true, progress: () => undefined, result: () => undefined };
+      await expect(
+        runServe({ 'curve-client-keys-file': file }, io, Promise.resolve()),
+      ).rejects.toMatchObject({ name: 'ConfigError', field: 'serve.curve_client_keys_file' });
+      await writeFile(file, 'not a key\n');
+      await expect(
+        runServe(
+          { 'curve-client-keys-file': file, 'curve-secret-key': curveKeyPair().secretKey },
+          io,
+          Promise.resolve(),
+        ),
+      ).rejects.toThrow(/line 1/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.skipIf(capability.curve !== true)('`vla-node serve`', () => {
+  it('serves batches to the listed clients only, and reports them on exit', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vla-serve-'));
+    const model = await copyWithManifest((m) => {
+      const graphs = m.graphs as Record<string, Record<string, { shape: unknown[] }[]>>;
+      for (const graph of Object.values(graphs)) {
+        for (const tensors of Object.values(graph)) for (const t of tensors) t.shape[0] = 'batch';
+      }
+    });
+    const server = curveKeyPair();
+    const listed = curveKeyPair();
+    const keysFile = join(dir, 'clients.txt');
+    await writeFile(keysFile, `# the test client\n${listed.publicKey} test\n`);
+    const lines: string[] = [];
+    let endpoint: (value: string) => void = () => undefined;
+    const bound = new Promise<string>((resolve) => {
+      endpoint = resolve;
+    });
+    let stop: () => void = () => undefined;
+    const until = new Promise<void>((resolve) => {
+      stop = resolve;
+    });
+    const results: unknown[] = [];
+    const io: CommandIo = {
+      json: true,
+      progress: (line) => {
+        lines.push(line);
+        const match = /serving \S+ on (tcp:\/\/\S+) /.exec(line);
+        if (match?.[1] !== undefined) endpoint(match[1]);
+      },
+      result: (value) => results.push(value),
+    };
+    const serving = runServe(
+      {
+        bind: 'tcp://127.0.0.1:*',
+        model,
+        'curve-secret-key': server.secretKey,
+        'curve-client-keys-file': keysFile,
+        'max-batch': '3',
+        set: ['backend.warmup_runs=1'],
+      },
+      io,
+      until,
+    );
+    const at = await Promise.race([bound, serving.then(() => '')]);
+    const clients = [listed, listed, curveKeyPair()].map((pair, i) =>
+      BridgeClient.connect(at, {
+        curveServerKey: server.publicKey,
+        curveKeyPair: pair,
+        timeoutMs: i === 2 ? 300 : 10_000,
+      }),
+    );
+    try {
+      const chunks = await Promise.all(
+        clients
+          .slice(0, 2)
+          .map((c, i) => c.infer({ ...simObservation(3 + i).obs, stamp: Date.now() })),
+      );
+      expect(chunks.map((c) => c.horizon)).toEqual([8, 8]);
+      await expect(clients[2]?.ping()).rejects.toMatchObject({ code: 'timeout' });
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      stop();
+    }
+    expect(await serving).toBe(0);
+    expect(lines.join('\n')).toMatch(/CURVE, 1 client key allowed\): .*batches of up to 3/);
+    expect(results[0]).toMatchObject({
+      max_batch: 3,
+      stats: { replies: { actions: 2 }, curve_clients: { admitted: 2 } },
+    });
+    await rm(dir, { recursive: true, force: true });
+  });
+});
+
+describe('client key files and Z85', () => {
+  it('round-trips CURVE keys through Z85', () => {
+    const { publicKey } = curveKeyPair();
+    const bytes = z85Decode(publicKey);
+    expect(bytes).toHaveLength(32);
+    expect(z85Encode(bytes)).toBe(publicKey);
+    // RFC 32's test vector.
+    expect(z85Encode(Uint8Array.from([0x86, 0x4f, 0xd2, 0x6f, 0xb5, 0x59, 0xf7, 0x5b]))).toBe(
+      'HelloWorld',
+    );
+  });
+
+  it('reads one key per line with labels, comments and blank lines, without duplicates', () => {
+    const [a, b] = [curveKeyPair().publicKey, curveKeyPair().publicKey];
+    const text = `# robots of lab 2\n\n${a} arm-left\n${b}\t arm-right\n${a}\n`;
+    expect(parseClientKeys(text, 'clients.txt')).toEqual([a, b]);
+  });
+
+  it.each([
+    ['a short key', 'abc', /line 1 of clients.txt but received "abc"/],
+    ['a key of the wrong alphabet', '~'.repeat(40), /line 1/],
+    ['no key at all', '# nobody\n\n', /lists none/],
+  ])('refuses %s', (_name, text, message) => {
+    expect(() => parseClientKeys(text, 'clients.txt')).toThrow(ConfigError);
+    expect(() => parseClientKeys(text, 'clients.txt')).toThrow(message);
   });
 });
 

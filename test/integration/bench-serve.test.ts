@@ -1,0 +1,69 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { BenchServeReport } from '../../src/cli/bench-serve.js';
+import { ROOT } from '../helpers.js';
+import { copyWithManifest, removeCopies, type JsonObject } from '../model/package.js';
+
+const run = promisify(execFile);
+const CLI = `${ROOT}bin/vla-node.js`;
+
+afterAll(removeCopies);
+
+/** The shipped package with a manifest whose graph tensors all start with `dim`. */
+function packageWith(dim: 'batch' | 1): Promise<string> {
+  return copyWithManifest((m) => {
+    const graphs = m.graphs as Record<string, Record<string, JsonObject[]>>;
+    for (const graph of Object.values(graphs)) {
+      for (const tensors of Object.values(graph)) {
+        for (const t of tensors) (t.shape as unknown[])[0] = dim;
+      }
+    }
+  });
+}
+
+async function bench(args: readonly string[]): Promise<BenchServeReport> {
+  const { stdout } = await run(process.execPath, [
+    CLI,
+    'bench',
+    'serve',
+    '--clients',
+    '3',
+    '--requests',
+    '20',
+    '--warmup',
+    '2',
+    '--json',
+    ...args,
+  ]);
+  return JSON.parse(stdout) as BenchServeReport;
+}
+
+describe('vla-node bench serve', () => {
+  it('measures one request at a time and batched, clients on a thread of their own', async () => {
+    const report = await bench(['--model', await packageWith('batch'), '--max-batch', '3']);
+    expect(report.batch_dimension).toBe('batch');
+    expect(report.runs.map((r) => [r.mode, r.max_batch, r.client_thread])).toEqual([
+      ['single', 1, 'worker'],
+      ['batched', 3, 'worker'],
+    ]);
+    for (const r of report.runs) {
+      expect(r.requests).toBe(60);
+      expect(r.errors).toEqual({});
+      expect(r.throughput_rps).toBeGreaterThan(0);
+      expect(r.round_trip_ms.p99).toBeGreaterThan(0);
+    }
+    expect(report.runs[0]?.server.batches.count).toBe(0);
+    expect(report.runs[1]?.server.batches.count).toBeGreaterThan(0);
+    expect(report.summary.single_rps).toHaveLength(1);
+    expect(report.summary.batched_p99_ms).toHaveLength(1);
+    expect(report.summary.speedup).toBeGreaterThan(0);
+  });
+
+  it('measures one request at a time only for a model without a batch dimension', async () => {
+    const report = await bench(['--model', await packageWith(1), '--client-thread', 'main']);
+    expect(report.batch_dimension).toBeNull();
+    expect(report.runs.map((r) => [r.mode, r.client_thread])).toEqual([['single', 'main']]);
+    expect(report.summary.speedup).toBeNull();
+  });
+});
