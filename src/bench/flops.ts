@@ -57,9 +57,12 @@ export async function countFlops(
     if (fixed !== undefined) return fixed;
     const t = out[name] ?? feeds[name];
     if (t === undefined)
-      throw new BackendError(`Expected tensor ${name} of ${path} to be computed when counting FLOPs`, {
-        field: 'flops',
-      });
+      throw new BackendError(
+        `Expected tensor ${name} of ${path} to be computed when counting FLOPs`,
+        {
+          field: 'flops',
+        },
+      );
     return [...t.dims];
   };
   const byOp: Record<string, number> = {};

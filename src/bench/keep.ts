@@ -26,7 +26,12 @@ export async function measureKeepRatios(
   for (const ratio of ratios) {
     const pipeline = await VlaPipeline.create(model, {
       ...options,
-      pruning: { ...options.pruning, strategy: ratio === 1 ? 'none' : strategy, keepRatio: ratio, keepCount: 0 },
+      pruning: {
+        ...options.pruning,
+        strategy: ratio === 1 ? 'none' : strategy,
+        keepRatio: ratio,
+        keepCount: 0,
+      },
       latencyBudgetMs: 0,
     });
     try {

@@ -14,7 +14,8 @@ export interface MachineInfo {
   readonly onnxruntime: string;
 }
 
-const INTERESTING = /^(sse4_2|avx|avx2|fma|f16c|avx512f|avx512bw|avx512vl|avx512_vnni|avx_vnni|avx512_bf16|avx512_fp16|amx_tile|amx_int8|amx_bf16|neon|asimd|asimddp|sve)$/;
+const INTERESTING =
+  /^(sse4_2|avx|avx2|fma|f16c|avx512f|avx512bw|avx512vl|avx512_vnni|avx_vnni|avx512_bf16|avx512_fp16|amx_tile|amx_int8|amx_bf16|neon|asimd|asimddp|sve)$/;
 
 /** The CPU's flags from /proc/cpuinfo (Linux); empty elsewhere. */
 export function cpuFlags(cpuinfo = readCpuinfo()): string[] {

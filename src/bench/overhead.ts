@@ -10,7 +10,12 @@ import type { BenchObservation } from './frames.js';
 export interface Repeated {
   readonly repeats: readonly LatencySummary[];
   /** Median over repeats of each percentile. */
-  readonly median: { readonly p50: number; readonly p95: number; readonly p99: number; readonly max: number };
+  readonly median: {
+    readonly p50: number;
+    readonly p95: number;
+    readonly p99: number;
+    readonly max: number;
+  };
   /** (max − min) / median of the per-repeat p50, in percent. */
   readonly p50_spread_pct: number;
 }
@@ -45,7 +50,9 @@ export function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const n = s.length;
   if (n === 0) return Number.NaN;
-  return n % 2 === 1 ? (s[(n - 1) / 2] as number) : ((s[n / 2 - 1] as number) + (s[n / 2] as number)) / 2;
+  return n % 2 === 1
+    ? (s[(n - 1) / 2] as number)
+    : ((s[n / 2 - 1] as number) + (s[n / 2] as number)) / 2;
 }
 
 export function round(v: number, digits = 3): number {
@@ -76,8 +83,12 @@ export async function measureOverhead(
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     executionProviders: ['cpu'],
     graphOptimizationLevel: options.backend.graphOptimization,
-    ...(options.backend.intraOpThreads > 0 ? { intraOpNumThreads: options.backend.intraOpThreads } : {}),
-    ...(options.backend.interOpThreads > 0 ? { interOpNumThreads: options.backend.interOpThreads } : {}),
+    ...(options.backend.intraOpThreads > 0
+      ? { intraOpNumThreads: options.backend.intraOpThreads }
+      : {}),
+    ...(options.backend.interOpThreads > 0
+      ? { interOpNumThreads: options.backend.interOpThreads }
+      : {}),
     executionMode: 'sequential',
     logSeverityLevel: 3,
   };
@@ -124,13 +135,22 @@ export async function measureOverhead(
       const e = await encoder.run({ [names.pixels]: x.pixels });
       const tokens = e[names.tokens];
       if (tokens === undefined) throw new Error('the encoder returned no tokens');
-      await policy.run({ [names.vt]: tokens, [names.vp]: positions, [names.vi]: x.ids, [names.vs]: x.state });
+      await policy.run({
+        [names.vt]: tokens,
+        [names.vp]: positions,
+        [names.vi]: x.ids,
+        [names.vs]: x.state,
+      });
     };
     const actions: Float32Array[] = [];
     const nodeOnce = async (i: number, keep: boolean): Promise<void> => {
       const o = observations[i % observations.length];
       if (o === undefined) return;
-      const chunk = await pipeline.infer({ frame: o.frame, instruction: o.instruction, state: o.state });
+      const chunk = await pipeline.infer({
+        frame: o.frame,
+        instruction: o.instruction,
+        state: o.state,
+      });
       if (keep) actions[i] = chunk.actions;
     };
     for (let i = 0; i < warmup; i++) {

@@ -86,14 +86,20 @@ export async function measureMatmulPeak(
           times.push(performance.now() - t0);
         }
         const ms = Math.min(...times);
-        points.push({ size: n, threads: t, ms: round(ms, 4), gflops: round((2 * n ** 3) / (ms * 1e6), 2) });
+        points.push({
+          size: n,
+          threads: t,
+          ms: round(ms, 4),
+          gflops: round((2 * n ** 3) / (ms * 1e6), 2),
+        });
       } finally {
         await session.release();
       }
     }
   }
   const peak: Record<string, number> = {};
-  for (const p of points) peak[String(p.threads)] = Math.max(peak[String(p.threads)] ?? 0, p.gflops);
+  for (const p of points)
+    peak[String(p.threads)] = Math.max(peak[String(p.threads)] ?? 0, p.gflops);
   return {
     peak_gflops: peak,
     points,

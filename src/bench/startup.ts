@@ -12,7 +12,11 @@ export type StartupResult =
       readonly process_start_to_first_chunk_ms: number;
       /** Inside the child, from its time origin: modules imported, pipeline ready (model loaded,
        * sessions created, warmed up), first chunk. */
-      readonly phases_ms: { readonly imported: number; readonly ready: number; readonly first_chunk: number };
+      readonly phases_ms: {
+        readonly imported: number;
+        readonly ready: number;
+        readonly first_chunk: number;
+      };
       /** Peak resident set size of the child after `inferences` frames. */
       readonly peak_rss_mib: number;
       readonly inferences: number;
@@ -101,7 +105,11 @@ export async function measureStartup(
       resolve({
         available: true,
         process_start_to_first_chunk_ms: r1(firstAt - started),
-        phases_ms: { imported: r1(first.imported), ready: r1(first.ready), first_chunk: r1(first.first) },
+        phases_ms: {
+          imported: r1(first.imported),
+          ready: r1(first.ready),
+          first_chunk: r1(first.first),
+        },
         peak_rss_mib: r1(done.max_rss_kb / 1024),
         inferences,
       });

@@ -9,7 +9,13 @@ import { benchObservations, type BenchObservation } from '../bench/frames.js';
 import { countFlops, type FlopCount } from '../bench/flops.js';
 import { measureKeepRatios, type KeepRatioLatency } from '../bench/keep.js';
 import { machineInfo, type MachineInfo } from '../bench/machine.js';
-import { measureOverhead, round, type OverheadResult, type Repeated } from '../bench/overhead.js';
+import {
+  measureOverhead,
+  median,
+  round,
+  type OverheadResult,
+  type Repeated,
+} from '../bench/overhead.js';
 import { measureMatmulPeak, type MatmulPeak } from '../bench/peak.js';
 import { measureStartup, type StartupResult } from '../bench/startup.js';
 import { measureTorch, type TorchResult } from '../bench/torch.js';
@@ -23,7 +29,7 @@ import type { PipelineOptions } from '../pipeline/pipeline.js';
 import { barChartSvg, lineChartSvg } from './chart.js';
 import type { CommandIo, CommandSpec } from './command.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
-import { simulate } from './sim.js';
+import { simulate, type SimReport } from './sim.js';
 
 const RATIOS = [1, 0.5, 0.25, 0.125] as const;
 const MATRIX_PRECISIONS = ['fp32', 'int8'] as const;
@@ -62,6 +68,10 @@ export interface MatrixCell {
   readonly end_to_end_ms: { readonly p50: number; readonly p95: number };
   readonly policy_ms: { readonly p50: number; readonly p95: number };
   readonly encode_ms: { readonly p50: number };
+  /** Success rate and latency medians are over `repeats` runs of the same episodes. */
+  readonly repeats: number;
+  /** (max − min) / median of the runs' end-to-end p50, in percent. */
+  readonly p50_spread_pct: number;
 }
 
 export interface PerformanceReport {
@@ -232,7 +242,12 @@ async function modelReport(
   };
 }
 
-async function matrix(base: VlaConfig, episodes: number, io: CommandIo): Promise<MatrixCell[]> {
+async function matrix(
+  base: VlaConfig,
+  episodes: number,
+  repeats: number,
+  io: CommandIo,
+): Promise<MatrixCell[]> {
   const cells: MatrixCell[] = [];
   for (const precision of MATRIX_PRECISIONS) {
     for (const ratio of RATIOS) {
@@ -247,16 +262,28 @@ async function matrix(base: VlaConfig, episodes: number, io: CommandIo): Promise
         }),
         'bench report',
       );
-      const r = await simulate(config, 'model', () => undefined);
-      const s = r.stage_percentiles_ms;
+      const runs: SimReport[] = [];
+      for (let i = 0; i < repeats; i++) runs.push(await simulate(config, 'model', () => undefined));
+      const med = (f: (r: SimReport) => number | undefined): number =>
+        median(runs.map((r) => f(r) ?? 0));
+      const p50s = runs.map((r) => r.latency_ms?.p50 ?? 0);
+      const first = runs[0];
       const cell: MatrixCell = {
         precision,
         keep_ratio: ratio,
-        tokens_kept: r.visual_tokens?.kept ?? 0,
-        success_rate: r.success_rate,
-        end_to_end_ms: { p50: r.latency_ms?.p50 ?? 0, p95: r.latency_ms?.p95 ?? 0 },
-        policy_ms: { p50: s?.policy?.p50 ?? 0, p95: s?.policy?.p95 ?? 0 },
-        encode_ms: { p50: s?.encode?.p50 ?? 0 },
+        tokens_kept: first?.visual_tokens?.kept ?? 0,
+        success_rate: med((r) => r.success_rate),
+        end_to_end_ms: { p50: med((r) => r.latency_ms?.p50), p95: med((r) => r.latency_ms?.p95) },
+        policy_ms: {
+          p50: med((r) => r.stage_percentiles_ms?.policy?.p50),
+          p95: med((r) => r.stage_percentiles_ms?.policy?.p95),
+        },
+        encode_ms: { p50: med((r) => r.stage_percentiles_ms?.encode?.p50) },
+        repeats,
+        p50_spread_pct: round(
+          ((Math.max(...p50s) - Math.min(...p50s)) / med((r) => r.latency_ms?.p50)) * 100,
+          1,
+        ),
       };
       cells.push(cell);
       io.progress(
@@ -324,16 +351,16 @@ export function reportMarkdown(r: PerformanceReport): string {
   }
   out.push(
     '',
-    'PyTorch runs the training recipe (`models/tiny-vla/train/model.py`) with the checkpoint the ONNX graphs were exported from, in eval mode under `torch.inference_mode()`, one frame at a time, with its own preprocessing and de-normalisation timed (`bench_torch.py`). The action difference shows both computed the same thing.',
+    'PyTorch runs the training recipe (`models/tiny-vla/train/model.py`) with the checkpoint the ONNX graphs were exported from, in eval mode under `torch.inference_mode()`, one frame at a time, with its own preprocessing and de-normalisation timed (`bench_torch.py`), every thread pool (OpenMP, OpenBLAS) limited to the same thread count, one Python process per repeat (its speed varies between processes more than within one). The action difference shows both computed the same thing.',
     '',
-    `## 3. Compression × pruning (closed loop on the shipped model, ${r.settings.episodes_per_cell} episodes per cell, ${r.settings.strategy} pruning)`,
+    `## 3. Compression × pruning (closed loop on the shipped model, ${r.settings.episodes_per_cell} episodes per cell × ${r.settings.repeats} runs, ${r.settings.strategy} pruning; the camera frames are resized by ingest)`,
     '',
-    '| precision | keep ratio | tokens | success | end-to-end p50 / p95 (ms) | encoder p50 (ms) | policy p50 / p95 (ms) |',
-    '|---|---:|---:|---:|---|---:|---|',
+    '| precision | keep ratio | tokens | success | end-to-end p50 / p95 (ms) | encoder p50 (ms) | policy p50 / p95 (ms) | spread of p50 |',
+    '|---|---:|---:|---:|---|---:|---|---:|',
   );
   for (const c of r.matrix)
     out.push(
-      `| ${c.precision} | ${c.keep_ratio} | ${c.tokens_kept} | ${(100 * c.success_rate).toFixed(0)}% | ${c.end_to_end_ms.p50} / ${c.end_to_end_ms.p95} | ${c.encode_ms.p50} | ${c.policy_ms.p50} / ${c.policy_ms.p95} |`,
+      `| ${c.precision} | ${c.keep_ratio} | ${c.tokens_kept} | ${(100 * c.success_rate).toFixed(0)}% | ${c.end_to_end_ms.p50} / ${c.end_to_end_ms.p95} | ${c.encode_ms.p50} | ${c.policy_ms.p50} / ${c.policy_ms.p95} | ${c.p50_spread_pct}% |`,
     );
   for (const m of r.models) {
     if (m.keep_ratios.length === 0) continue;
@@ -534,7 +561,7 @@ export const benchReportCommand: CommandSpec = {
         skipped.push({ what: `start-up probe (${m.model})`, reason: m.startup.reason });
     }
     io.progress(`compression × pruning matrix (${episodes} episodes per cell)`);
-    const cells = await matrix(base, episodes, io);
+    const cells = await matrix(base, episodes, repeats, io);
     const out = resolve(String(values.out));
     await mkdir(out, { recursive: true });
     const files = {

@@ -242,6 +242,11 @@ export const benchServeCommand: CommandSpec = {
       default: '1',
       help: 'measure each mode this many times, alternating (the machine’s noise shows as spread)',
     },
+    modes: {
+      type: 'string',
+      default: 'both',
+      help: 'both: one at a time, then batched; single or batched: that mode only (e.g. a long soak of the batched server)',
+    },
     'client-thread': {
       type: 'string',
       default: 'worker',
@@ -263,6 +268,13 @@ export const benchServeCommand: CommandSpec = {
       throw new ConfigError(
         `Expected worker|main for --client-thread but received ${describe(thread)}`,
         { field: 'client-thread' },
+      );
+    }
+    const modes = values.modes ?? 'both';
+    if (modes !== 'both' && modes !== 'single' && modes !== 'batched') {
+      throw new ConfigError(
+        `Expected both|single|batched for --modes but received ${describe(modes)}`,
+        { field: 'modes' },
       );
     }
     const limits = bridgeLimits(values);
@@ -297,15 +309,16 @@ export const benchServeCommand: CommandSpec = {
       };
       const runs: BenchServeRun[] = [];
       for (let round = 1; round <= rounds; round++) {
-        runs.push(await measure(setup, 'single', round, { maxBatch: 1, maxWaitMs: 0 }));
-        if (batched) runs.push(await measure(setup, 'batched', round, batch));
+        if (modes !== 'batched' || !batched)
+          runs.push(await measure(setup, 'single', round, { maxBatch: 1, maxWaitMs: 0 }));
+        if (batched && modes !== 'single') runs.push(await measure(setup, 'batched', round, batch));
       }
       const of = (mode: BenchServeRun['mode']): BenchServeRun[] =>
         runs.filter((r) => r.mode === mode);
       const singleRps = of('single').map((r) => r.throughput_rps);
       const batchedRps = of('batched').map((r) => r.throughput_rps);
       const speedup =
-        batchedRps.length === 0
+        batchedRps.length === 0 || singleRps.length === 0
           ? null
           : Math.round((median(batchedRps) / median(singleRps)) * 100) / 100;
       const report: BenchServeReport = {
@@ -334,7 +347,9 @@ export const benchServeCommand: CommandSpec = {
           `${clients} concurrent clients × ${requests} requests, ${model.manifest.name} on ${pipeline.provider}, ${camera.width}×${camera.height} rgb8 frames over loopback TCP:`,
           ...runs.map((r) => `${rounds > 1 ? `round ${r.round} ` : ''}${runLine(r)}`),
           speedup === null
-            ? '  no batched run (max_batch 1 or a model without a batch dimension)'
+            ? modes === 'both'
+              ? '  no batched run (max_batch 1 or a model without a batch dimension)'
+              : `  --modes ${modes}: no comparison`
             : `  batched / one at a time: ${speedup}× the throughput${rounds > 1 ? ' (medians of the rounds)' : ''}`,
           last === undefined
             ? ''

@@ -60,10 +60,11 @@ describe('FLOP counting from ONNX graphs', () => {
           BigInt64Array.from({ length: k }, (_, i) => BigInt(i)),
           [1, k],
         ),
-        instruction_ids: new ort.Tensor('int64', new BigInt64Array(pkg.manifest.tokenizer.max_length), [
-          1,
-          pkg.manifest.tokenizer.max_length,
-        ]),
+        instruction_ids: new ort.Tensor(
+          'int64',
+          new BigInt64Array(pkg.manifest.tokenizer.max_length),
+          [1, pkg.manifest.tokenizer.max_length],
+        ),
         state: new ort.Tensor('float32', new Float32Array(2), [1, 2]),
       });
     const [small, full] = [await policyAt(36), await policyAt(144)];
@@ -88,7 +89,14 @@ describe('machine and peak', () => {
   });
 
   it('summarises repeats with medians and the p50 spread', () => {
-    const s = (p50: number) => ({ count: 1, mean: p50, p50, p95: p50 * 2, p99: p50 * 3, max: p50 * 4 });
+    const s = (p50: number) => ({
+      count: 1,
+      mean: p50,
+      p50,
+      p95: p50 * 2,
+      p99: p50 * 3,
+      max: p50 * 4,
+    });
     const r = repeated([s(1), s(1.2), s(0.9)]);
     expect(r.median.p50).toBe(1);
     expect(r.median.p95).toBe(2);
@@ -107,7 +115,13 @@ describe('pipeline overhead and the PyTorch reference', () => {
     expect(r.ratio_p50.median).toBeGreaterThan(0);
     expect(r.actions).toHaveLength(6);
     for (const a of r.actions) expect(a.every(Number.isFinite)).toBe(true);
-    expect(Object.keys(r.node_stages_p50)).toEqual(['preprocess', 'encode', 'prune', 'policy', 'postprocess']);
+    expect(Object.keys(r.node_stages_p50)).toEqual([
+      'preprocess',
+      'encode',
+      'prune',
+      'policy',
+      'postprocess',
+    ]);
 
     const missing = await measureTorch(pkg, obs, r.actions, {
       python: PYTHON,
@@ -118,7 +132,9 @@ describe('pipeline overhead and the PyTorch reference', () => {
     });
     expect(missing).toEqual({
       available: false,
-      reason: expect.stringMatching(/PyTorch checkpoint not found at .*no-such-checkpoint\.pt/) as string,
+      reason: expect.stringMatching(
+        /PyTorch checkpoint not found at .*no-such-checkpoint\.pt/,
+      ) as string,
     });
 
     const why = await hasTorch();
@@ -161,7 +177,22 @@ describe('bench report', () => {
     const out = await mkdtemp(join(tmpdir(), 'vla-report-'));
     const { stdout } = await run(
       process.execPath,
-      [CLI, 'bench', 'report', '--frames', '8', '--repeats', '2', '--episodes', '1', '--realistic', '', '--out', out, '--json'],
+      [
+        CLI,
+        'bench',
+        'report',
+        '--frames',
+        '8',
+        '--repeats',
+        '2',
+        '--episodes',
+        '1',
+        '--realistic',
+        '',
+        '--out',
+        out,
+        '--json',
+      ],
       { maxBuffer: 1 << 24 },
     );
     const report = JSON.parse(stdout) as {
@@ -195,7 +226,13 @@ describe('bench report', () => {
       '## 6. Realistic-scale model',
     ])
       expect(md).toContain(section);
-    for (const f of ['report.json', 'report.svg', 'report.png', 'report-matrix.svg', 'report-matrix.png'])
+    for (const f of [
+      'report.json',
+      'report.svg',
+      'report.png',
+      'report-matrix.svg',
+      'report-matrix.png',
+    ])
       expect(existsSync(join(out, f))).toBe(true);
   }, 180_000);
 

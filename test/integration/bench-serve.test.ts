@@ -66,4 +66,15 @@ describe('vla-node bench serve', () => {
     expect(report.runs.map((r) => [r.mode, r.client_thread])).toEqual([['single', 'main']]);
     expect(report.summary.speedup).toBeNull();
   });
+
+  it('runs one mode only with --modes, and rejects an unknown mode by name', async () => {
+    const report = await bench(['--modes', 'batched', '--client-thread', 'main']);
+    expect(report.runs.map((r) => r.mode)).toEqual(['batched']);
+    expect(report.summary.speedup).toBeNull();
+    await expect(bench(['--modes', 'fast'])).rejects.toMatchObject({
+      stderr: expect.stringMatching(
+        /Expected both\|single\|batched for --modes but received "fast"/,
+      ) as string,
+    });
+  });
 });
