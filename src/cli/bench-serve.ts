@@ -26,6 +26,7 @@ import {
   modelFromConfig,
   pipelineOptions,
 } from './setup.js';
+import { median } from '../util/stats.js';
 
 /** One measured run of the bridge at one batch setting. */
 export interface BenchServeRun {
@@ -204,14 +205,6 @@ async function measure(
     await fleet?.close();
     await server.close();
   }
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[mid] ?? NaN)
-    : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
 }
 
 function runLine(r: BenchServeRun): string {

@@ -4,6 +4,7 @@ import { BackendError } from '../errors.js';
 import type { ModelPackage } from '../model/manifest.js';
 import type { PreparedSample } from './calibration.js';
 import type { Range } from './quantize.js';
+import { median } from '../util/stats.js';
 
 export type CalibrationMethod = 'minmax' | 'percentile';
 
@@ -127,15 +128,6 @@ export class GraphRunner {
   async release(): Promise<void> {
     await Promise.all([this.encoder.release(), this.policy.release()]);
   }
-}
-
-export function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const n = s.length;
-  if (n === 0) return Number.NaN;
-  return n % 2 === 1
-    ? (s[(n - 1) / 2] as number)
-    : ((s[n / 2 - 1] as number) + (s[n / 2] as number)) / 2;
 }
 
 /** Values kept per tensor per frame for the percentile method (a strided subset beyond this). */
