@@ -23,6 +23,8 @@ export interface Repeated {
 
 export interface OverheadResult {
   readonly frames: number;
+  /** The execution provider both ran on. */
+  readonly provider: string;
   /** The node: `VlaPipeline.infer` from an RGB8 frame at the model's size to a safe chunk in manifest units. */
   readonly node: Repeated;
   /** The same two ONNX Runtime sessions (same file, options, provider) called in a bare loop on
@@ -73,7 +75,8 @@ export async function measureOverhead(
   const pipeline = await VlaPipeline.create(model, pipelineOptions);
   const variant = selectVariant(model, pipeline.precision);
   const sessionOptions: ort.InferenceSession.SessionOptions = {
-    executionProviders: ['cpu'],
+    // The provider the node's sessions run on (CPU unless a GPU provider was configured and works).
+    executionProviders: pipeline.provider === 'cpu' ? ['cpu'] : [pipeline.provider, 'cpu'],
     graphOptimizationLevel: options.backend.graphOptimization,
     ...(options.backend.intraOpThreads > 0
       ? { intraOpNumThreads: options.backend.intraOpThreads }
@@ -177,6 +180,7 @@ export async function measureOverhead(
     const ratios = nodeRuns.map((n, i) => round(n.p50 / (bareRuns[i]?.p50 ?? Number.NaN)));
     return {
       frames: observations.length,
+      provider: pipeline.provider,
       node: repeated(nodeRuns),
       bare: repeated(bareRuns),
       ratio_p50: { repeats: ratios, median: median(ratios) },

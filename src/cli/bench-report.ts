@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import os from 'node:os';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -151,7 +152,7 @@ async function modelReport(
   model: ModelPackage,
   options: PipelineOptions,
   settings: { repeats: number; frames: number; seed: number; python: string; threads: number },
-  peak1: number,
+  peak: number,
   io: CommandIo,
   withCameraFrames: boolean,
 ): Promise<ModelReport> {
@@ -228,8 +229,8 @@ async function modelReport(
       achieved: {
         encoder_gflops: round(encG, 2),
         policy_gflops: round(polG, 2),
-        encoder_share_of_peak: round(encG / peak1, 3),
-        policy_share_of_peak: round(polG / peak1, 3),
+        encoder_share_of_peak: round(encG / peak, 3),
+        policy_share_of_peak: round(polG / peak, 3),
       },
     },
     startup,
@@ -299,7 +300,7 @@ export function reportMarkdown(r: PerformanceReport): string {
   out.push(
     '# vla-node performance report',
     '',
-    `Made by \`npm run bench\` on ${r.created}. Machine: ${mc.cpu}, ${mc.logical_cores} logical cores (${mc.flags.join(', ')}), ${mc.memory_gib} GiB; ${mc.os}; Node ${mc.node}; ONNX Runtime ${mc.onnxruntime} (CPU). ${r.settings.intra_op_threads} intra-op thread(s) for ONNX Runtime and PyTorch alike; ${r.settings.frames} frames × ${r.settings.repeats} repeats per latency figure (median of the repeats; spread = (max − min) / median of the per-repeat p50).`,
+    `Made by \`npm run bench\` on ${r.created}. Machine: ${mc.cpu}, ${mc.logical_cores} logical cores (${mc.flags.join(', ')}), ${mc.memory_gib} GiB; ${mc.os}; Node ${mc.node}; ONNX Runtime ${mc.onnxruntime} (${r.models[0]?.pipeline_overhead.provider ?? 'cpu'} execution provider). ${r.settings.intra_op_threads} intra-op thread(s) for ONNX Runtime and PyTorch alike; ${r.settings.frames} frames × ${r.settings.repeats} repeats per latency figure (median of the repeats; spread = (max − min) / median of the per-repeat p50).`,
     '',
     '## 1. Pipeline overhead (frame → chunk vs the bare ONNX Runtime sessions)',
     '',
@@ -380,7 +381,7 @@ export function reportMarkdown(r: PerformanceReport): string {
     '',
     `Measured peak: ${peaks} (${r.matmul_peak.method}).`,
     '',
-    '| model | encoder MFLOP | policy MFLOP at 100% / 50% / 25% / 12.5% tokens | encoder GFLOP/s (share of 1-thread peak) | policy GFLOP/s (share) |',
+    `| model | encoder MFLOP | policy MFLOP at 100% / 50% / 25% / 12.5% tokens | encoder GFLOP/s (share of the peak at ${r.settings.intra_op_threads} thread(s)) | policy GFLOP/s (share) |`,
     '|---|---:|---|---:|---:|',
   );
   for (const m of r.models) {
@@ -436,7 +437,7 @@ export function reportSummary(r: PerformanceReport): string {
         (m.pytorch.available
           ? `; PyTorch eager ${m.pytorch.latency.median.p50} ms (node ${m.pytorch.node_speedup_p50 ?? ''}× faster)`
           : `; PyTorch skipped`) +
-        `; policy ${m.flops.achieved.policy_gflops} GFLOP/s = ${(100 * m.flops.achieved.policy_share_of_peak).toFixed(0)}% of the 1-thread peak` +
+        `; policy ${m.flops.achieved.policy_gflops} GFLOP/s = ${(100 * m.flops.achieved.policy_share_of_peak).toFixed(0)}% of the ${r.settings.intra_op_threads}-thread peak` +
         (m.startup.available
           ? `; start → first chunk ${m.startup.process_start_to_first_chunk_ms} ms, peak RSS ${m.startup.peak_rss_mib} MiB`
           : ''),
@@ -520,7 +521,9 @@ export const benchReportCommand: CommandSpec = {
     const python = String(values.python);
     const base = await configFromArgs(values);
     const options = pipelineOptions(base, () => undefined);
-    const threads = base.backend.intra_op_threads > 0 ? base.backend.intra_op_threads : 1;
+    // 0 = ONNX Runtime's default: one thread per core.
+    const threads =
+      base.backend.intra_op_threads > 0 ? base.backend.intra_op_threads : os.availableParallelism();
     const skipped: { what: string; reason: string }[] = [];
     const machine = machineInfo();
     io.progress(
@@ -530,12 +533,13 @@ export const benchReportCommand: CommandSpec = {
     const peak = await measureMatmulPeak({
       threads: [...new Set([1, threads, machine.logical_cores])].sort((a, b) => a - b),
     });
-    const peak1 = peak.peak_gflops['1'] ?? Number.NaN;
+    // The stages are compared with the peak at the thread count they ran with.
+    const peakAtThreads = peak.peak_gflops[String(threads)] ?? Number.NaN;
     io.progress(`peak ${JSON.stringify(peak.peak_gflops)} GFLOP/s by thread count`);
     const models: ModelReport[] = [];
     const tiny = await modelFromConfig(base);
     const settings = { repeats, frames, seed, python, threads };
-    models.push(await modelReport(tiny, options, settings, peak1, io, true));
+    models.push(await modelReport(tiny, options, settings, peakAtThreads, io, true));
     const real = await realisticPackage(String(values.realistic), python, io);
     if (real.model !== undefined) {
       models.push(
@@ -543,7 +547,7 @@ export const benchReportCommand: CommandSpec = {
           real.model,
           options,
           { ...settings, frames: realisticFrames },
-          peak1,
+          peakAtThreads,
           io,
           false,
         ),

@@ -281,7 +281,8 @@ export async function activationPeaks(
             const data = out[role][name]?.data;
             if (!(data instanceof Float32Array)) continue;
             let peak = peaks[role].get(name) ?? 0;
-            for (const x of data) if (Math.abs(x) > peak) peak = Math.abs(x);
+            // ±Infinity (a mask) is representable in float16: only finite values can overflow.
+            for (const x of data) if (Number.isFinite(x) && Math.abs(x) > peak) peak = Math.abs(x);
             peaks[role].set(name, peak);
           }
         }

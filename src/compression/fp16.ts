@@ -387,7 +387,10 @@ export function convertToFloat16(
     n.output.forEach((name, k) => {
       if (!isFloat(name)) return;
       if (keep(n) || fixed32.includes(k)) home.set(name, 32);
-      else if (n.opType === 'Constant') home.set(name, constantHome(name));
+      // A constant, or a cast to float (typically of integers: counts, lengths, positions),
+      // stays float32 when any float32 node reads it: past 2048 float16 no longer holds every
+      // integer, and a kept Range would get a rounded length.
+      else if (n.opType === 'Constant' || n.opType === 'Cast') home.set(name, constantHome(name));
       else home.set(name, 16);
     });
   }
@@ -622,11 +625,17 @@ export function emulateFloat16(model: ModelProto, field = 'model'): ModelProto {
       const raw = fresh(`${name}_unrounded`);
       const scaled = fresh(`${name}_split`);
       const diff = fresh(`${name}_split_diff`);
+      const rounded = fresh(`${name}_rounded`);
+      const nan = fresh(`${name}_rounding_nan`);
       n.output[k] = raw;
+      // ±Infinity (an attention mask) gives inf − inf = NaN in the split: such values, and any
+      // NaN, pass through unrounded, as float16 holds them.
       nodes.push(
         node('Mul', [raw, splitter], [scaled], fresh(`${name}_round16_mul`)),
         node('Sub', [raw, scaled], [diff], fresh(`${name}_round16_sub`)),
-        node('Add', [scaled, diff], [name], fresh(`${name}_round16_add`)),
+        node('Add', [scaled, diff], [rounded], fresh(`${name}_round16_add`)),
+        node('IsNaN', [rounded], [nan], fresh(`${name}_round16_isnan`)),
+        node('Where', [nan, raw, rounded], [name], fresh(`${name}_round16_where`)),
       );
     });
   }

@@ -405,10 +405,26 @@ export class VlaPipeline {
     const d = m.token_dim;
     const pixels = this.#backend.pixelSlots(items.length);
     const budget = this.#budget;
+    // Entries that fail here (a PreparedObservation built by hand with a wrong frame or budget)
+    // fail alone; their slot still goes through the encoder, and its output is ignored.
+    const failed = new Set<number>();
     items.forEach(({ prepared }, j) => {
       const slot = this.#slot(j);
       const obs = prepared.observation;
-      this.#ingest.normalise(prepared.rgb, pixels[j] as Float32Array);
+      try {
+        const b = prepared.budget;
+        if (b !== undefined && (!Number.isInteger(b) || b < 1 || b > n)) {
+          throw new InputError(`Expected keep_count in [1, ${n}] but received ${b}`, {
+            field: 'keep_count',
+          });
+        }
+        this.#ingest.normalise(prepared.rgb, pixels[j] as Float32Array);
+        this.#checkState(obs.state);
+      } catch (error) {
+        failed.add(j);
+        fail(error, [j]);
+        return;
+      }
       for (let i = 0; i < slot.state.length; i++) {
         slot.state[i] =
           ((obs.state[i] as number) - (m.state.mean[i] as number)) / (m.state.std[i] as number);
@@ -429,6 +445,7 @@ export class VlaPipeline {
     const t2 = performance.now();
     const kept = new Int32Array(items.length).fill(-1);
     items.forEach(({ prepared }, j) => {
+      if (failed.has(j)) return;
       const slot = this.#slot(j);
       try {
         kept[j] = this.#pruner.prune(
@@ -449,6 +466,7 @@ export class VlaPipeline {
         fail(error, [j]);
       }
     });
+    const t3 = performance.now();
     // One policy call per kept-token count, in order of first appearance.
     const a = m.chunk.action_dim;
     const per = m.chunk.horizon * a;
@@ -474,6 +492,7 @@ export class VlaPipeline {
       members.forEach((j, r) => {
         const item = items[j];
         if (item === undefined) return;
+        const p0 = performance.now();
         const actions = new Float32Array(per);
         for (let i = 0; i < per; i++) {
           actions[i] =
@@ -494,9 +513,9 @@ export class VlaPipeline {
           stages: {
             preprocess: item.prepared.preprocessMs + (t1 - t0),
             encode: t2 - t1,
-            prune: g0 - t2,
+            prune: t3 - t2,
             policy: g1 - g0,
-            postprocess: performance.now() - g1,
+            postprocess: performance.now() - p0,
           },
         });
       });

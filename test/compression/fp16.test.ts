@@ -259,6 +259,105 @@ describe('convertToFloat16 on a small graph', () => {
     expect(y[0]).toBe(1.6328125);
   });
 
+  it('keeps an integer cast float32 when a float32 node reads it (a Range past 2048)', async () => {
+    // x[n] + Range(0, n): n = 3001 is not a float16 value (it rounds to 3000).
+    const n = 3001;
+    const vi = (name: string, dims: number[]) =>
+      onnx.ValueInfoProto.create({
+        name,
+        type: onnx.TypeProto.create({
+          tensorType: onnx.TypeProto.Tensor.create({
+            elemType: DTYPE.float,
+            shape: onnx.TensorShapeProto.create({
+              dim: dims.map((d) => onnx.TensorShapeProto.Dimension.create({ dimValue: d })),
+            }),
+          }),
+        }),
+      });
+    const i64 = (name: string, v: number) =>
+      onnx.TensorProto.create({ name, dataType: 7, dims: [], int64Data: [v] });
+    const model = onnx.ModelProto.create({
+      irVersion: 8,
+      opsetImport: [{ domain: '', version: 17 }],
+      graph: onnx.GraphProto.create({
+        name: 'range',
+        input: [vi('x', [n])],
+        output: [vi('y', [n])],
+        initializer: [
+          i64('zero_index', 0),
+          tensor('start', DTYPE.float, [], Float32Array.of(0)),
+          tensor('step', DTYPE.float, [], Float32Array.of(1)),
+        ],
+        node: [
+          node('Shape', ['x'], ['shape'], 'shape'),
+          node('Gather', ['shape', 'zero_index'], ['length'], 'length', { axis: 0 }),
+          node('Cast', ['length'], ['length_float'], 'cast_length', { to: DTYPE.float }),
+          node('Range', ['start', 'length_float', 'step'], ['positions'], 'range'),
+          node('Add', ['x', 'positions'], ['y'], 'add'),
+        ],
+      }),
+    });
+    const converted = convertToFloat16(model, DEFAULTS).model;
+    const cast = graphOf(converted).node.find((x) => x.name === 'cast_length') as NodeProto;
+    expect(intAttribute(cast, 'to')).toBe(DTYPE.float);
+    for (const m of [converted, emulateFloat16(converted)]) {
+      const session = await ort.InferenceSession.create(encodeOnnx(m), { logSeverityLevel: 3 });
+      try {
+        const out = await session.run({ x: new ort.Tensor('float32', new Float32Array(n), [n]) });
+        const y = out.y?.data as Float32Array;
+        expect(y).toHaveLength(n);
+        expect(y[2047]).toBe(2047);
+      } finally {
+        await session.release();
+      }
+    }
+  });
+
+  it('emulates ±Infinity (an attention mask) as float16 holds it, not as NaN', async () => {
+    const vi = (name: string) =>
+      onnx.ValueInfoProto.create({
+        name,
+        type: onnx.TypeProto.create({
+          tensorType: onnx.TypeProto.Tensor.create({
+            elemType: DTYPE.float,
+            shape: onnx.TensorShapeProto.create({
+              dim: [onnx.TensorShapeProto.Dimension.create({ dimValue: 4 })],
+            }),
+          }),
+        }),
+      });
+    const model = onnx.ModelProto.create({
+      irVersion: 8,
+      opsetImport: [{ domain: '', version: 17 }],
+      graph: onnx.GraphProto.create({
+        name: 'mask',
+        input: [vi('x')],
+        output: [vi('y')],
+        initializer: [tensor('mask', DTYPE.float, [4], Float32Array.of(0, 0, -Infinity, 0))],
+        node: [
+          node('Add', ['x', 'mask'], ['masked'], 'add'),
+          node('Softmax', ['masked'], ['y'], 'softmax', { axis: 0 }),
+        ],
+      }),
+    });
+    const emulated = emulateFloat16(convertToFloat16(model, DEFAULTS).model);
+    const session = await ort.InferenceSession.create(encodeOnnx(emulated), {
+      logSeverityLevel: 3,
+    });
+    try {
+      const x = Float32Array.of(0.1, 0.2, 0.3, 0.4);
+      const y = (await session.run({ x: new ort.Tensor('float32', x, [4]) })).y
+        ?.data as Float32Array;
+      expect([...y].every(Number.isFinite)).toBe(true);
+      expect(y[2]).toBe(0);
+      expect(Math.abs((y[0] as number) + (y[1] as number) + (y[3] as number) - 1)).toBeLessThan(
+        2e-3,
+      );
+    } finally {
+      await session.release();
+    }
+  });
+
   it('keeps nothing in float32 with empty lists, and named nodes when asked', () => {
     const none = convertToFloat16(smallModel(), { keepOps: new Set(), keepNodes: new Set() });
     expect(none.stats.fp32_nodes).toEqual([]);

@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../../src/errors.js';
 import { loadModelPackage, type ModelPackage } from '../../src/model/manifest.js';
 import {
+  PreparedObservation,
   VlaPipeline,
   type ActionChunk,
   type Observation,
@@ -185,6 +186,27 @@ describe('VlaPipeline.inferBatch', () => {
           expectSameChunk(r.value, e.value);
       });
       await expect(p.prepare(observation(3, { state: [1] }))).rejects.toBeInstanceOf(InputError);
+    });
+  });
+
+  it('fails a hand-built prepared observation with a wrong frame or budget alone', async () => {
+    await withPipeline({}, async (p) => {
+      const good = await p.prepare(observation(3));
+      const shortFrame = new PreparedObservation(
+        good.observation,
+        new Uint8Array(10),
+        undefined,
+        0,
+      );
+      const hugeBudget = new PreparedObservation(good.observation, good.rgb, 100_000, 0);
+      const results = await p.inferBatch([good, shortFrame, hugeBudget]);
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected']);
+      const fields = results.map((r) =>
+        r.status === 'rejected' ? (r.reason as InputError).field : undefined,
+      );
+      expect(fields).toEqual([undefined, 'rgb', 'keep_count']);
+      for (const r of results.slice(1))
+        expect(r.status === 'rejected' ? r.reason : undefined).toBeInstanceOf(InputError);
     });
   });
 

@@ -20,9 +20,15 @@ const Z85_KEY = /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/;
 /** The endpoint libzmq sends ZAP requests to (fixed by RFC 27). */
 export const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
 
-/** Whether `key` is a 40-character Z85 CURVE key. */
+/** Whether `key` is a 40-character Z85 CURVE key (every 5-character group within 32 bits). */
 export function isZ85Key(key: string): boolean {
-  return Z85_KEY.test(key);
+  if (!Z85_KEY.test(key)) return false;
+  try {
+    z85Decode(key);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Decode Z85 text (length a multiple of 5) into bytes. */

@@ -607,6 +607,7 @@ describe('client key files and Z85', () => {
   it.each([
     ['a short key', 'abc', /line 1 of clients.txt but received "abc"/],
     ['a key of the wrong alphabet', '~'.repeat(40), /line 1/],
+    ['a key whose groups overflow 32 bits', '%'.repeat(40), /line 1/],
     ['no key at all', '# nobody\n\n', /lists none/],
   ])('refuses %s', (_name, text, message) => {
     expect(() => parseClientKeys(text, 'clients.txt')).toThrow(ConfigError);
