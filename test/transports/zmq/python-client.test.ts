@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { capability, curveKeyPair } from 'zeromq';
 import { loadModelPackage } from '../../../src/model/manifest.js';
 import { VlaPipeline } from '../../../src/pipeline/pipeline.js';
 import { TabletopSim } from '../../../src/sim/tabletop.js';
@@ -122,4 +123,46 @@ describe.skipIf(reason !== undefined)('Python client (examples/python/client.py)
     const result = JSON.parse(stdout) as PythonResult;
     expect(result.actions).toHaveLength(pipeline.model.manifest.chunk.horizon);
   });
+
+  it.skipIf(capability.curve !== true)(
+    'is served by a CURVE server with its key allow-listed, and refused without it',
+    async () => {
+      const serverKeys = curveKeyPair();
+      const listed = curveKeyPair();
+      const curve = await BridgeServer.start(pipeline, {
+        bind: 'tcp://127.0.0.1:*',
+        maxRequestAgeMs: 60_000,
+        curveSecretKey: serverKeys.secretKey,
+        curveClientKeys: [listed.publicKey],
+      });
+      try {
+        const secretFile = join(dir, 'client.key');
+        await writeFile(secretFile, `${listed.secretKey}\n`);
+        const base = [CLIENT, '--endpoint', curve.endpoint, '--synthetic'];
+        const withKey = [
+          ...base,
+          '--server-public-key',
+          serverKeys.publicKey,
+          '--client-public-key',
+          listed.publicKey,
+          '--client-secret-key-file',
+          secretFile,
+        ];
+        const { stdout } = await promisify(execFile)(PYTHON, withKey, { timeout: 30_000 });
+        const result = JSON.parse(stdout) as PythonResult;
+        expect(result.actions).toHaveLength(pipeline.model.manifest.chunk.horizon);
+        // A fresh key pair (not listed) gets no reply: the client times out and exits non-zero.
+        const refused = promisify(execFile)(
+          PYTHON,
+          [...base, '--server-public-key', serverKeys.publicKey, '--timeout-ms', '1500'],
+          { timeout: 30_000 },
+        );
+        await expect(refused).rejects.toMatchObject({
+          stderr: expect.stringMatching(/TimeoutError: no reply to hello/) as string,
+        });
+      } finally {
+        await curve.close();
+      }
+    },
+  );
 });
