@@ -601,7 +601,8 @@ function plane(m: ModelPackage['manifest']): number {
   return 3 * m.image.height * m.image.width;
 }
 
-function sessionOptionsFor(
+/** The session options of `provider` for `pkg`: what the backend creates its sessions with. */
+export function sessionOptionsFor(
   provider: ExecutionProvider,
   pkg: ModelPackage,
   options: BackendOptions,

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
+import { sessionOptionsFor } from '../backend/onnx.js';
 import { FrameIngest } from '../ingest/index.js';
 import { selectVariant, type ModelPackage } from '../model/manifest.js';
 import { VlaPipeline, type PipelineOptions } from '../pipeline/pipeline.js';
@@ -74,19 +75,8 @@ export async function measureOverhead(
   };
   const pipeline = await VlaPipeline.create(model, pipelineOptions);
   const variant = selectVariant(model, pipeline.precision);
-  const sessionOptions: ort.InferenceSession.SessionOptions = {
-    // The provider the node's sessions run on (CPU unless a GPU provider was configured and works).
-    executionProviders: pipeline.provider === 'cpu' ? ['cpu'] : [pipeline.provider, 'cpu'],
-    graphOptimizationLevel: options.backend.graphOptimization,
-    ...(options.backend.intraOpThreads > 0
-      ? { intraOpNumThreads: options.backend.intraOpThreads }
-      : {}),
-    ...(options.backend.interOpThreads > 0
-      ? { interOpNumThreads: options.backend.interOpThreads }
-      : {}),
-    executionMode: 'sequential',
-    logSeverityLevel: 3,
-  };
+  // The very options the node's sessions were made with, on the provider they run on.
+  const sessionOptions = sessionOptionsFor(pipeline.provider, model, options.backend);
   const encoder = await ort.InferenceSession.create(variant.paths.encoder, sessionOptions);
   const policy = await ort.InferenceSession.create(variant.paths.policy, sessionOptions);
   try {

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
-import { DTYPE, encodeOnnx, node, onnx, tensor } from '../compression/graph.js';
+import { DTYPE, encodeOnnx, node, onnx, tensor, valueInfo } from '../compression/graph.js';
 import { Rng } from '../util/rng.js';
 
 /** One matrix-multiply measurement. */
@@ -24,18 +24,7 @@ export function matmulModel(n: number): Uint8Array {
   const rng = new Rng(n);
   const b = new Float32Array(n * n);
   for (let i = 0; i < b.length; i++) b[i] = rng.next() - 0.5;
-  const value = (name: string) =>
-    onnx.ValueInfoProto.create({
-      name,
-      type: onnx.TypeProto.create({
-        tensorType: onnx.TypeProto.Tensor.create({
-          elemType: DTYPE.float,
-          shape: onnx.TensorShapeProto.create({
-            dim: [n, n].map((d) => onnx.TensorShapeProto.Dimension.create({ dimValue: d })),
-          }),
-        }),
-      }),
-    });
+  const value = (name: string) => valueInfo(name, DTYPE.float, [n, n]);
   const model = onnx.ModelProto.create({
     irVersion: 8,
     opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: 17 })],

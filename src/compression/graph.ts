@@ -125,6 +125,29 @@ export function intAttribute(n: NodeProto, name: string): number | undefined {
   return a === undefined || a.i === null || a.i === undefined ? undefined : Number(a.i);
 }
 
+/** A graph input or output: `name`, element type and, when given, a fixed shape. */
+export function valueInfo(
+  name: string,
+  elemType: number,
+  shape?: readonly number[],
+): onnxProto.onnx.ValueInfoProto {
+  return onnx.ValueInfoProto.create({
+    name,
+    type: onnx.TypeProto.create({
+      tensorType: onnx.TypeProto.Tensor.create({
+        elemType,
+        ...(shape === undefined
+          ? {}
+          : {
+              shape: onnx.TensorShapeProto.create({
+                dim: shape.map((d) => onnx.TensorShapeProto.Dimension.create({ dimValue: d })),
+              }),
+            }),
+      }),
+    }),
+  });
+}
+
 /** A copy of `model` that also outputs the float tensors `names` (for calibration). */
 export function withExtraOutputs(model: ModelProto, names: readonly string[]): ModelProto {
   const copy = cloneOnnx(model);
@@ -132,14 +155,7 @@ export function withExtraOutputs(model: ModelProto, names: readonly string[]): M
   const existing = new Set(g.output.map((o) => o.name));
   for (const name of names) {
     if (existing.has(name)) continue;
-    g.output.push(
-      onnx.ValueInfoProto.create({
-        name,
-        type: onnx.TypeProto.create({
-          tensorType: onnx.TypeProto.Tensor.create({ elemType: DTYPE.float }),
-        }),
-      }),
-    );
+    g.output.push(valueInfo(name, DTYPE.float));
   }
   return copy;
 }

@@ -10,7 +10,12 @@ import { BackendError, InputError } from '../errors.js';
 import { kernelBackend, warnOnce } from '../native/index.js';
 import { FrameIngest, type Frame } from '../ingest/index.js';
 import { selectVariant, type ModelPackage, type Precision } from '../model/manifest.js';
-import { tokenBudget, type Pruner, type PruningStrategy } from '../pruning/pruner.js';
+import {
+  tokenBudget,
+  type PruneInput,
+  type Pruner,
+  type PruningStrategy,
+} from '../pruning/pruner.js';
 import { createPruner } from '../pruning/strategies.js';
 import { BudgetController } from '../runtime/budget.js';
 import { LatencyBook, LatencyHistogram, type StageTimings } from '../runtime/latency.js';
@@ -253,20 +258,8 @@ export class VlaPipeline {
     const m = this.model.manifest;
     const t0 = performance.now();
     const budget = obs.keepCount === undefined ? this.#budget : this.#budgetFor(obs.keepCount);
-    if (obs.state.length !== m.state.names.length) {
-      throw new InputError(
-        `Expected ${m.state.names.length} state values (${m.state.names.join(', ')}) but received ${obs.state.length}`,
-        { field: 'state' },
-      );
-    }
-    for (let i = 0; i < this.#state.length; i++) {
-      const v = obs.state[i] as number;
-      if (!Number.isFinite(v))
-        throw new InputError(`Expected finite state values but state[${i}] is ${v}`, {
-          field: `state[${i}]`,
-        });
-      this.#state[i] = (v - (m.state.mean[i] as number)) / (m.state.std[i] as number);
-    }
+    this.#checkState(obs.state);
+    this.#normaliseState(obs.state, this.#state);
     if (obs.instruction !== this.#instruction) {
       this.model.tokenizer.encodeInto(obs.instruction, this.#ids);
       this.#instruction = obs.instruction;
@@ -277,16 +270,7 @@ export class VlaPipeline {
     const encoded = await this.#backend.encode();
     const t2 = performance.now();
     const kept = this.#pruner.prune(
-      {
-        tokens: encoded.tokens,
-        saliency: encoded.saliency,
-        grid: m.patch_grid,
-        tokenDim: m.token_dim,
-        rgb,
-        imageWidth: m.image.width,
-        imageHeight: m.image.height,
-        stream: obs.stream ?? 'camera',
-      },
+      this.#pruneInput(encoded.tokens, encoded.saliency, rgb, obs.stream),
       budget,
       { positions: this.#kept, tokens: this.#backend.keptTokens },
     );
@@ -295,13 +279,8 @@ export class VlaPipeline {
     const t3 = performance.now();
     const raw = await this.#backend.act(kept, this.#kept, this.#ids, this.#state);
     const t4 = performance.now();
-    const actions = new Float32Array(raw.length);
     const a = m.chunk.action_dim;
-    for (let i = 0; i < raw.length; i++) {
-      actions[i] =
-        (raw[i] as number) * (m.action.std[i % a] as number) + (m.action.mean[i % a] as number);
-    }
-    const clamped = enforceLimits(actions, a, this.#limits);
+    const { actions, clamped } = this.#toActions(raw, 0);
     const t5 = performance.now();
     const stages: StageTimings = {
       preprocess: t1 - t0,
@@ -425,10 +404,7 @@ export class VlaPipeline {
         fail(error, [j]);
         return;
       }
-      for (let i = 0; i < slot.state.length; i++) {
-        slot.state[i] =
-          ((obs.state[i] as number) - (m.state.mean[i] as number)) / (m.state.std[i] as number);
-      }
+      this.#normaliseState(obs.state, slot.state);
       if (obs.instruction !== slot.instruction) {
         this.model.tokenizer.encodeInto(obs.instruction, slot.ids);
         slot.instruction = obs.instruction;
@@ -449,16 +425,12 @@ export class VlaPipeline {
       const slot = this.#slot(j);
       try {
         kept[j] = this.#pruner.prune(
-          {
-            tokens: encoded.tokens.subarray(j * n * d, (j + 1) * n * d),
-            saliency: encoded.saliency.subarray(j * n, (j + 1) * n),
-            grid: m.patch_grid,
-            tokenDim: d,
-            rgb: prepared.rgb,
-            imageWidth: m.image.width,
-            imageHeight: m.image.height,
-            stream: prepared.observation.stream ?? 'camera',
-          },
+          this.#pruneInput(
+            encoded.tokens.subarray(j * n * d, (j + 1) * n * d),
+            encoded.saliency.subarray(j * n, (j + 1) * n),
+            prepared.rgb,
+            prepared.observation.stream,
+          ),
           prepared.budget ?? budget,
           slot,
         );
@@ -493,19 +465,14 @@ export class VlaPipeline {
         const item = items[j];
         if (item === undefined) return;
         const p0 = performance.now();
-        const actions = new Float32Array(per);
-        for (let i = 0; i < per; i++) {
-          actions[i] =
-            (raw[r * per + i] as number) * (m.action.std[i % a] as number) +
-            (m.action.mean[i % a] as number);
-        }
-        let clamped: number;
+        let out: { actions: Float32Array; clamped: number };
         try {
-          clamped = enforceLimits(actions, a, this.#limits);
+          out = this.#toActions(raw, r * per);
         } catch (error) {
           fail(error, [j]);
           return;
         }
+        const { actions, clamped } = out;
         done.push({
           j,
           actions,
@@ -570,6 +537,50 @@ export class VlaPipeline {
           field: `state[${i}]`,
         });
     }
+  }
+
+  /** The state in the policy's normalised units, into `out` (checked by {@link #checkState}). */
+  #normaliseState(state: ArrayLike<number>, out: Float32Array): void {
+    const { mean, std } = this.model.manifest.state;
+    for (let i = 0; i < out.length; i++) {
+      out[i] = ((state[i] as number) - (mean[i] as number)) / (std[i] as number);
+    }
+  }
+
+  /** What the pruner sees of one observation. */
+  #pruneInput(
+    tokens: Float32Array,
+    saliency: Float32Array,
+    rgb: Uint8Array,
+    stream: string | undefined,
+  ): PruneInput {
+    const m = this.model.manifest;
+    return {
+      tokens,
+      saliency,
+      grid: m.patch_grid,
+      tokenDim: m.token_dim,
+      rgb,
+      imageWidth: m.image.width,
+      imageHeight: m.image.height,
+      stream: stream ?? 'camera',
+    };
+  }
+
+  /**
+   * One chunk from the policy's output at `offset`: de-normalised to manifest units and clamped
+   * to the limits (the count of values clamped).
+   */
+  #toActions(raw: Float32Array, offset: number): { actions: Float32Array; clamped: number } {
+    const m = this.model.manifest;
+    const a = m.chunk.action_dim;
+    const actions = new Float32Array(m.chunk.horizon * a);
+    for (let i = 0; i < actions.length; i++) {
+      actions[i] =
+        (raw[offset + i] as number) * (m.action.std[i % a] as number) +
+        (m.action.mean[i % a] as number);
+    }
+    return { actions, clamped: enforceLimits(actions, a, this.#limits) };
   }
 
   /** The buffers of batch slot `j`, made on first use. */

@@ -29,6 +29,7 @@ import {
   node,
   onnx,
   tensor,
+  valueInfo,
   type ModelProto,
   type NodeProto,
 } from '../../src/compression/graph.js';
@@ -112,22 +113,7 @@ const SCALE = Float32Array.of(0.5, -1.25, 2, 1e-9, 3, 70000);
 
 /** A float input through Mul (initializer), Exp (a default float32 op), Add (Constant) and Cast. */
 function smallModel(): ModelProto {
-  const vi = (
-    name: string,
-    elemType: number,
-    dims: number[],
-  ): ReturnType<typeof onnx.ValueInfoProto.create> =>
-    onnx.ValueInfoProto.create({
-      name,
-      type: onnx.TypeProto.create({
-        tensorType: onnx.TypeProto.Tensor.create({
-          elemType,
-          shape: onnx.TensorShapeProto.create({
-            dim: dims.map((d) => onnx.TensorShapeProto.Dimension.create({ dimValue: d })),
-          }),
-        }),
-      }),
-    });
+  const vi = valueInfo;
   const half = onnx.AttributeProto.create({
     name: 'value_float',
     type: onnx.AttributeProto.AttributeType.FLOAT,
@@ -262,18 +248,7 @@ describe('convertToFloat16 on a small graph', () => {
   it('keeps an integer cast float32 when a float32 node reads it (a Range past 2048)', async () => {
     // x[n] + Range(0, n): n = 3001 is not a float16 value (it rounds to 3000).
     const n = 3001;
-    const vi = (name: string, dims: number[]) =>
-      onnx.ValueInfoProto.create({
-        name,
-        type: onnx.TypeProto.create({
-          tensorType: onnx.TypeProto.Tensor.create({
-            elemType: DTYPE.float,
-            shape: onnx.TensorShapeProto.create({
-              dim: dims.map((d) => onnx.TensorShapeProto.Dimension.create({ dimValue: d })),
-            }),
-          }),
-        }),
-      });
+    const vi = (name: string, dims: number[]) => valueInfo(name, DTYPE.float, dims);
     const i64 = (name: string, v: number) =>
       onnx.TensorProto.create({ name, dataType: 7, dims: [], int64Data: [v] });
     const model = onnx.ModelProto.create({
@@ -314,18 +289,7 @@ describe('convertToFloat16 on a small graph', () => {
   });
 
   it('emulates ±Infinity (an attention mask) as float16 holds it, not as NaN', async () => {
-    const vi = (name: string) =>
-      onnx.ValueInfoProto.create({
-        name,
-        type: onnx.TypeProto.create({
-          tensorType: onnx.TypeProto.Tensor.create({
-            elemType: DTYPE.float,
-            shape: onnx.TensorShapeProto.create({
-              dim: [onnx.TensorShapeProto.Dimension.create({ dimValue: 4 })],
-            }),
-          }),
-        }),
-      });
+    const vi = (name: string) => valueInfo(name, DTYPE.float, [4]);
     const model = onnx.ModelProto.create({
       irVersion: 8,
       opsetImport: [{ domain: '', version: 17 }],
