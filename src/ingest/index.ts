@@ -2,6 +2,7 @@
 
 export {
   SUPPORTED_ENCODINGS,
+  packedRgb,
   rawToRgb,
   toThreeChannels,
   type EncodedFrame,

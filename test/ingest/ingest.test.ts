@@ -5,6 +5,7 @@ import { describe, it, expect } from 'vitest';
 import { InputError } from '../../src/errors.js';
 import {
   FrameIngest,
+  packedRgb,
   SUPPORTED_ENCODINGS,
   type Frame,
   type ImageInputSpec,
@@ -187,6 +188,36 @@ describe('raw frames', () => {
     expect(rgb).not.toBe(frame.data);
     rgb[0] = 99;
     expect(frame.data[0]).toBe(1);
+  });
+
+  it('resizes a packed rgb8 frame in place exactly as a padded copy of it', async () => {
+    const pixel = (x: number, y: number): Rgb => [(x * 7 + y) % 256, (y * 5) % 256, (x ^ y) % 256];
+    const packed = makeRaw('rgb8', 40, 30, pixel);
+    const padded = makeRaw('rgb8', 40, 30, pixel, { pad: 5 });
+    const before = packed.data.slice();
+    const fromPacked = await ingest(24, 18).toRgb(packed);
+    expect([...fromPacked]).toEqual([...(await ingest(24, 18).toRgb(padded))]);
+    // Read in place, not written: the caller's bytes are untouched.
+    expect(packed.data).toEqual(before);
+    expect(fromPacked.buffer).not.toBe(packed.data.buffer);
+  });
+
+  it('packedRgb returns a view of a packed rgb8 frame only when no copy is asked for', () => {
+    const frame = makeRaw('rgb8', 3, 2, () => [4, 5, 6]);
+    const data = new Uint8Array(frame.data.length + 7).fill(6);
+    data.set(frame.data);
+    const longer = { ...frame, data };
+    const view = packedRgb(longer, false);
+    expect(view.buffer).toBe(longer.data.buffer);
+    expect(view.length).toBe(3 * 2 * 3);
+    const copy = packedRgb(longer, true);
+    expect(copy.buffer).not.toBe(longer.data.buffer);
+    expect([...copy]).toEqual([...view]);
+    // Padded rows and other encodings are always converted into a new buffer.
+    const padded = makeRaw('rgb8', 3, 2, () => [4, 5, 6], { pad: 2 });
+    expect(packedRgb(padded, false).buffer).not.toBe(padded.data.buffer);
+    const bgr = makeRaw('bgr8', 3, 2, () => [4, 5, 6]);
+    expect([...packedRgb(bgr, false)]).toEqual([...view]);
   });
 
   it('accepts data longer than step * height', async () => {
