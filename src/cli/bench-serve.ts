@@ -76,6 +76,8 @@ export interface BenchServeReport {
   readonly precision: string;
   readonly max_queue: number;
   readonly frame: { readonly width: number; readonly height: number; readonly encoding: string };
+  /** The Node/V8 flags the server ran with (`bin/vla-node.js` adds src/cli/node-flags.ts's). */
+  readonly node_flags: readonly string[];
   /** Every measured run, in the order they ran. */
   readonly runs: readonly BenchServeRun[];
   /** Throughput and p99 round trip per mode, one value per round, and the median speed-up. */
@@ -324,6 +326,7 @@ export const benchServeCommand: CommandSpec = {
         precision: pipeline.precision,
         max_queue: limits.maxQueue ?? BRIDGE_DEFAULTS.maxQueue,
         frame: { ...camera, encoding: 'rgb8' },
+        node_flags: process.execArgv,
         runs,
         summary: {
           single_rps: singleRps,
@@ -337,7 +340,7 @@ export const benchServeCommand: CommandSpec = {
       io.result(
         report,
         [
-          `${clients} concurrent clients × ${requests} requests, ${model.manifest.name} on ${pipeline.provider}, ${camera.width}×${camera.height} rgb8 frames over loopback TCP:`,
+          `${clients} concurrent clients × ${requests} requests, ${model.manifest.name} on ${pipeline.provider}, ${camera.width}×${camera.height} rgb8 frames over loopback TCP${process.execArgv.length > 0 ? `, node ${process.execArgv.join(' ')}` : ''}:`,
           ...runs.map((r) => `${rounds > 1 ? `round ${r.round} ` : ''}${runLine(r)}`),
           speedup === null
             ? modes === 'both'

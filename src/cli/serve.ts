@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { readFile } from 'node:fs/promises';
 import type { VlaConfig } from '../config/index.js';
 import { ConfigError, describe } from '../errors.js';
@@ -141,18 +142,32 @@ async function curveKey(values: OptionValues): Promise<string | undefined> {
   return undefined;
 }
 
-/** Resolves on the first SIGINT or SIGTERM. */
+/**
+ * Resolves on the first SIGINT or SIGTERM. A repeat within {@link REPEAT_MS} is ignored: Ctrl-C in
+ * a terminal reaches both `bin/vla-node.js` and the server it relaunched, which then passes its
+ * copy on. A later one ends the process at once, as a second Ctrl-C usually does.
+ */
 function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
+    let first: number | undefined;
     const on = (signal: NodeJS.Signals): void => {
+      if (first === undefined) {
+        first = performance.now();
+        resolve(signal);
+        return;
+      }
+      if (performance.now() - first < REPEAT_MS) return;
       process.off('SIGINT', on);
       process.off('SIGTERM', on);
-      resolve(signal);
+      process.kill(process.pid, signal);
     };
     process.on('SIGINT', on);
     process.on('SIGTERM', on);
   });
 }
+
+/** How long after the first stop signal a repeat counts as the same one, ms. */
+const REPEAT_MS = 500;
 
 export interface ServeReport {
   readonly endpoint: string;
@@ -233,7 +248,7 @@ export async function runServe(
         ? `batches of up to ${server.maxBatch} (waiting up to ${server.options.maxWaitMs} ms, ${server.decodeConcurrency} image${server.decodeConcurrency === 1 ? '' : 's'} decoding ahead)`
         : 'one request at a time';
     io.progress(
-      `serving ${m.name} on ${server.endpoint} (bridge protocol v1${curve}): ${m.chunk.horizon}×${m.chunk.action_dim} chunks at ${m.control_rate_hz} Hz, ${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens, queue ${server.options.maxQueue}, ${batching}; Ctrl-C stops`,
+      `serving ${m.name} on ${server.endpoint} (bridge protocol v1${curve}): ${m.chunk.horizon}×${m.chunk.action_dim} chunks at ${m.control_rate_hz} Hz, ${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens, queue ${server.options.maxQueue}, ${batching}${process.execArgv.length > 0 ? `; node ${process.execArgv.join(' ')}` : ''}; Ctrl-C stops`,
     );
     const signal = await (until ?? untilSignal());
     io.progress(

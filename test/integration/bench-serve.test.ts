@@ -43,6 +43,8 @@ describe('vla-node bench serve', () => {
   it('measures one request at a time and batched, clients on a thread of their own', async () => {
     const report = await bench(['--model', await packageWith('batch'), '--max-batch', '3']);
     expect(report.batch_dimension).toBe('batch');
+    // bin/vla-node.js relaunched the command with the server's V8 flags.
+    expect(report.node_flags).toEqual(expect.arrayContaining(['--max-semi-space-size=1']));
     expect(report.runs.map((r) => [r.mode, r.max_batch, r.client_thread])).toEqual([
       ['single', 1, 'worker'],
       ['batched', 3, 'worker'],

@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { missingNodeFlags, SERVER_NODE_FLAGS } from '../../src/cli/node-flags.js';
+
+describe('missingNodeFlags', () => {
+  it('asks for the server flags for serve and bench serve only', () => {
+    expect(missingNodeFlags(['serve', '--bind', 'tcp://127.0.0.1:5555'], [], undefined)).toEqual([
+      ...SERVER_NODE_FLAGS,
+    ]);
+    expect(missingNodeFlags(['bench', 'serve', '--clients', '4'], [], undefined)).toEqual([
+      ...SERVER_NODE_FLAGS,
+    ]);
+    for (const argv of [['sim'], ['bench', 'kernels'], ['ros'], [], ['--bind', 'serve']]) {
+      expect(missingNodeFlags(argv, [], undefined)).toEqual([]);
+    }
+  });
+
+  it('asks for nothing once the process has the flags (no relaunch loop)', () => {
+    expect(missingNodeFlags(['serve'], [...SERVER_NODE_FLAGS], undefined)).toEqual([]);
+  });
+
+  it("keeps the user's own value, on the command line or in NODE_OPTIONS, in either spelling", () => {
+    expect(missingNodeFlags(['serve'], ['--max-semi-space-size=16'], undefined)).toEqual([]);
+    expect(missingNodeFlags(['serve'], ['--max_semi_space_size=8'], undefined)).toEqual([]);
+    expect(
+      missingNodeFlags(['serve'], [], '--enable-source-maps  --max-semi-space-size=4'),
+    ).toEqual([]);
+    // Unrelated flags do not count.
+    expect(
+      missingNodeFlags(['serve'], ['--enable-source-maps'], '--max-old-space-size=4096'),
+    ).toEqual([...SERVER_NODE_FLAGS]);
+  });
+});
