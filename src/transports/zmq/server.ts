@@ -637,18 +637,26 @@ export class BridgeServer {
 
   /** Answer `stale` and return true when the request is older than `maxRequestAgeMs`. */
   #isStale(job: Job): boolean {
+    const answer = this.#staleAnswer(job);
+    answer?.();
+    return answer !== undefined;
+  }
+
+  /** The `stale` answer of a request older than `maxRequestAgeMs` (to send), else undefined. */
+  #staleAnswer(job: Job): (() => void) | undefined {
     const max = this.options.maxRequestAgeMs;
-    if (max <= 0) return false;
+    if (max <= 0) return undefined;
     const age = Date.now() - job.request.stamp;
-    if (age <= max) return false;
-    this.#error(
-      job.route,
-      job.request.id,
-      'stale',
-      `Expected a request at most ${max} ms old but its stamp ${job.request.stamp} is ${Math.round(age)} ms old`,
-      'stamp',
-    );
-    return true;
+    if (age <= max) return undefined;
+    return () => {
+      this.#error(
+        job.route,
+        job.request.id,
+        'stale',
+        `Expected a request at most ${max} ms old but its stamp ${job.request.stamp} is ${Math.round(age)} ms old`,
+        'stamp',
+      );
+    };
   }
 
   async #run(job: Job): Promise<void> {
@@ -668,27 +676,27 @@ export class BridgeServer {
     }
   }
 
-  /** Run a batch of requests (decoded on arrival) through `inferBatch` and answer each. */
+  /**
+   * Run a batch of requests (decoded on arrival) through `inferBatch` and answer each, in arrival
+   * order once the batch has run: a request that fails early (stale, undecodable) is answered
+   * after the requests before it, as one at a time would.
+   */
   async #runBatch(jobs: readonly Job[]): Promise<void> {
     const started = performance.now();
-    const live: Job[] = [];
-    const prepared: Promise<PreparedObservation>[] = [];
-    for (const job of jobs) {
-      if (this.#isStale(job)) {
-        job.client.pending--;
-        continue;
-      }
-      live.push(job);
-      prepared.push(job.prepared ?? Promise.reject(new Error('request was not prepared')));
-    }
-    if (live.length === 0) return;
-    this.#batchSizes.set(live.length, (this.#batchSizes.get(live.length) ?? 0) + 1);
-    const ready: { job: Job; prepared: PreparedObservation }[] = [];
+    const stale = jobs.map((job) => this.#staleAnswer(job));
+    const live = jobs.filter((_, at) => stale[at] === undefined);
+    const outcomes = new Map<Job, { readonly chunk: ActionChunk } | { readonly error: unknown }>();
     try {
-      (await Promise.allSettled(prepared)).forEach((p, i) => {
+      if (live.length === 0) return;
+      this.#batchSizes.set(live.length, (this.#batchSizes.get(live.length) ?? 0) + 1);
+      const ready: { job: Job; prepared: PreparedObservation }[] = [];
+      const decoded = await Promise.allSettled(
+        live.map((job) => job.prepared ?? Promise.reject(new Error('request was not prepared'))),
+      );
+      decoded.forEach((p, i) => {
         const job = live[i] as Job;
         if (p.status === 'fulfilled') ready.push({ job, prepared: p.value });
-        else this.#failed(job, p.reason);
+        else outcomes.set(job, { error: p.reason });
       });
       if (ready.length === 0) return;
       let results: PromiseSettledResult<ActionChunk>[];
@@ -697,16 +705,28 @@ export class BridgeServer {
         if (pipeline.inferBatch === undefined) throw new Error('the pipeline takes no batches');
         results = await pipeline.inferBatch(ready.map((r) => r.prepared));
       } catch (error) {
-        for (const { job } of ready) this.#failed(job, error);
+        for (const { job } of ready) outcomes.set(job, { error });
         return;
       }
       results.forEach((r, i) => {
-        const job = (ready[i] as { job: Job }).job;
-        if (r.status === 'fulfilled') this.#reply(job, r.value, started);
-        else this.#failed(job, r.reason);
+        const { job } = ready[i] as { job: Job };
+        outcomes.set(job, r.status === 'fulfilled' ? { chunk: r.value } : { error: r.reason });
       });
     } finally {
-      for (const job of live) job.client.pending--;
+      jobs.forEach((job, at) => {
+        const outcome = outcomes.get(job);
+        const staleAnswer = stale[at];
+        if (staleAnswer !== undefined) staleAnswer();
+        else if (outcome !== undefined && 'chunk' in outcome) {
+          this.#reply(job, outcome.chunk, started);
+        } else {
+          this.#failed(
+            job,
+            outcome?.error ?? new Error('the batch returned no result for this request'),
+          );
+        }
+        job.client.pending--;
+      });
     }
   }
 

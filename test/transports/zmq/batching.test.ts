@@ -6,11 +6,14 @@ import {
   BridgeClient,
   BridgeServer,
   type BridgePipeline,
+  encodeMessage,
   type ChunkResult,
+  type InferRequest,
+  type Reply,
 } from '../../../src/transports/zmq/index.js';
 import { testPipelineOptions, TINY_VLA } from '../../helpers.js';
 import { withBatchDimension } from '../../model/package.js';
-import { simObservation } from './support.js';
+import { inferRequest, RawPeer, simObservation } from './support.js';
 
 const LOOPBACK = 'tcp://127.0.0.1:*';
 
@@ -142,6 +145,38 @@ describe('batching across clients', () => {
       expect((await c.ping()).type).toBe('pong');
     } finally {
       await c.close();
+      await server.close();
+    }
+  });
+
+  it('answers the requests of a batch in arrival order, an early failure included', async () => {
+    const server = await BridgeServer.start(pipeline, {
+      bind: LOOPBACK,
+      maxBatch: 3,
+      maxWaitMs: 2000,
+    });
+    const peer = new RawPeer(server.endpoint);
+    try {
+      const broken = inferRequest(6, 'broken');
+      const image = broken.images[0] as { data: Uint8Array };
+      const jpeg = await sharp(image.data, { raw: { width: 128, height: 128, channels: 3 } })
+        .jpeg()
+        .toBuffer();
+      const truncated = { ...broken, images: [{ encoding: 'jpeg', data: jpeg.subarray(0, 400) }] };
+      // One client, three requests in one batch; the middle one's decode fails before inference.
+      for (const message of [inferRequest(3, 'first'), truncated, inferRequest(4, 'last')]) {
+        await peer.send(encodeMessage(message as InferRequest));
+      }
+      const replies: Reply[] = [];
+      for (let i = 0; i < 3; i++) replies.push(await peer.receive());
+      expect(replies.map((r) => [r.id, r.type === 'error' ? r.code : r.type])).toEqual([
+        ['first', 'actions'],
+        ['broken', 'invalid'],
+        ['last', 'actions'],
+      ]);
+      expect(server.stats().batches.sizes).toEqual({ '3': 1 });
+    } finally {
+      peer.close();
       await server.close();
     }
   });
