@@ -27,6 +27,8 @@ import {
   pipelineOptions,
 } from './setup.js';
 import { median } from '../util/stats.js';
+import { performance } from 'node:perf_hooks';
+import { TabletopSim } from '../sim/tabletop.js';
 
 /** One measured run of the bridge at one batch setting. */
 export interface BenchServeRun {
@@ -65,6 +67,73 @@ export interface BenchServeRun {
   readonly rss_mb: ReturnType<typeof rssSummary>;
 }
 
+/** The model's cost per observation at one batch size. */
+export interface BatchCost {
+  readonly size: number;
+  /** Median time of one `inferBatch` call, ms. */
+  readonly batch_ms: number;
+  /** `batch_ms / size`. */
+  readonly per_observation_ms: number;
+  /** `per_observation_ms` relative to batch size 1. */
+  readonly relative: number;
+}
+
+/** Calls of `inferBatch` timed per batch size by {@link batchCosts}. */
+const BATCH_COST_CALLS = 300;
+
+/**
+ * Time `inferBatch` on `sizes` decoded simulator frames (prepared once, so no decode), median of
+ * {@link BATCH_COST_CALLS} calls per size after a warm-up.
+ */
+async function batchCosts(
+  pipeline: VlaPipeline,
+  sizes: readonly number[],
+  camera: { width: number; height: number },
+  seed: number,
+): Promise<BatchCost[]> {
+  const largest = Math.max(...sizes);
+  const prepared = await Promise.all(
+    Array.from({ length: largest }, (_, i) => {
+      const o = new TabletopSim({
+        seed: seed + i,
+        cameraWidth: camera.width,
+        cameraHeight: camera.height,
+      }).observe();
+      return pipeline.prepare({
+        frame: o.image,
+        instruction: o.instruction,
+        state: o.state,
+        stream: `bench-${i}`,
+      });
+    }),
+  );
+  const costs: BatchCost[] = [];
+  for (const size of sizes) {
+    const batch = prepared.slice(0, size);
+    const times: number[] = [];
+    for (let i = 0; i < BATCH_COST_CALLS + 30; i++) {
+      const t0 = performance.now();
+      const results = await pipeline.inferBatch(batch);
+      if (i >= 30) times.push(performance.now() - t0);
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
+    }
+    const batchMs = median(times);
+    const single = costs[0]?.per_observation_ms ?? batchMs / size;
+    costs.push({
+      size,
+      batch_ms: round3(batchMs),
+      per_observation_ms: round3(batchMs / size),
+      relative: Math.round((batchMs / size / single) * 1000) / 1000,
+    });
+  }
+  return costs;
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
 export interface BenchServeReport {
   readonly clients: number;
   readonly requests_per_client: number;
@@ -78,6 +147,11 @@ export interface BenchServeReport {
   readonly frame: { readonly width: number; readonly height: number; readonly encoding: string };
   /** The Node/V8 flags the server ran with (`bin/vla-node.js` adds src/cli/node-flags.ts's). */
   readonly node_flags: readonly string[];
+  /**
+   * The model alone (`inferBatch` on decoded frames: normalise, encoder, pruning, policy) per
+   * observation, by batch size: how much a batch saves on this machine, without sockets or decode.
+   */
+  readonly model_batch_ms: readonly BatchCost[];
   /** Every measured run, in the order they ran. */
   readonly runs: readonly BenchServeRun[];
   /** Throughput and p99 round trip per mode, one value per round, and the median speed-up. */
@@ -308,6 +382,9 @@ export const benchServeCommand: CommandSpec = {
           runs.push(await measure(setup, 'single', round, { maxBatch: 1, maxWaitMs: 0 }));
         if (batched && modes !== 'single') runs.push(await measure(setup, 'batched', round, batch));
       }
+      const sizes = [1, 2, 4, 8].filter((n) => n === 1 || n <= pipeline.maxBatch);
+      io.progress(`the model alone, batches of ${sizes.join(', ')}...`);
+      const modelBatch = await batchCosts(pipeline, sizes, camera, seed);
       const of = (mode: BenchServeRun['mode']): BenchServeRun[] =>
         runs.filter((r) => r.mode === mode);
       const singleRps = of('single').map((r) => r.throughput_rps);
@@ -327,6 +404,7 @@ export const benchServeCommand: CommandSpec = {
         max_queue: limits.maxQueue ?? BRIDGE_DEFAULTS.maxQueue,
         frame: { ...camera, encoding: 'rgb8' },
         node_flags: process.execArgv,
+        model_batch_ms: modelBatch,
         runs,
         summary: {
           single_rps: singleRps,
@@ -347,6 +425,7 @@ export const benchServeCommand: CommandSpec = {
               ? '  no batched run (max_batch 1 or a model without a batch dimension)'
               : `  --modes ${modes}: no comparison`
             : `  batched / one at a time: ${speedup}× the throughput${rounds > 1 ? ' (medians of the rounds)' : ''}`,
+          `  the model alone (inferBatch on decoded frames) per observation: ${modelBatch.map((c) => `${c.per_observation_ms} ms in batches of ${c.size}${c.size === 1 ? '' : ` (${c.relative}×)`}`).join(', ')}`,
           last === undefined
             ? ''
             : `  resident memory: ${last.rss_mb.first} MB at the start of the last run, ${last.rss_mb.last} MB at its end (max ${last.rss_mb.max})`,

@@ -45,6 +45,14 @@ describe('vla-node bench serve', () => {
     expect(report.batch_dimension).toBe('batch');
     // bin/vla-node.js relaunched the command with the server's V8 flags.
     expect(report.node_flags).toEqual(expect.arrayContaining(['--max-semi-space-size=1']));
+    // The model alone, by batch size: what a batch saves without sockets or decode.
+    const sizes = report.model_batch_ms.map((c) => c.size);
+    expect(sizes.slice(0, 3)).toEqual([1, 2, 4]);
+    expect(report.model_batch_ms[0]?.relative).toBe(1);
+    for (const c of report.model_batch_ms) {
+      expect(c.per_observation_ms).toBeGreaterThan(0);
+      expect(c.per_observation_ms).toBeCloseTo(c.batch_ms / c.size, 2);
+    }
     expect(report.runs.map((r) => [r.mode, r.max_batch, r.client_thread])).toEqual([
       ['single', 1, 'worker'],
       ['batched', 3, 'worker'],
