@@ -166,6 +166,34 @@ function untilSignal(): Promise<NodeJS.Signals> {
   });
 }
 
+/**
+ * Re-read the CURVE client allow-list on SIGHUP (rotate client keys without a restart): new
+ * connections are checked against the new list. A file that cannot be read or parsed is reported
+ * and the current list stays. Returns the function that stops listening.
+ */
+function reloadOnHangup(server: BridgeServer, file: string, io: CommandIo): () => void {
+  const reload = async (): Promise<void> => {
+    try {
+      const keys = await readClientKeys(file);
+      server.replaceClientKeys(keys);
+      io.progress(
+        `SIGHUP: ${keys.length} client key${keys.length === 1 ? '' : 's'} allowed from ${file} (new connections)`,
+      );
+    } catch (error) {
+      io.progress(
+        `SIGHUP: kept the current client allow-list: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+  };
+  const on = (): void => {
+    void reload();
+  };
+  process.on('SIGHUP', on);
+  return () => {
+    process.off('SIGHUP', on);
+  };
+}
+
 /** How long after the first stop signal a repeat counts as the same one, ms. */
 const REPEAT_MS = 500;
 
@@ -250,7 +278,13 @@ export async function runServe(
     io.progress(
       `serving ${m.name} on ${server.endpoint} (bridge protocol v1${curve}): ${m.chunk.horizon}×${m.chunk.action_dim} chunks at ${m.control_rate_hz} Hz, ${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens, queue ${server.options.maxQueue}, ${batching}${process.execArgv.length > 0 ? `; node ${process.execArgv.join(' ')}` : ''}; Ctrl-C stops`,
     );
-    const signal = await (until ?? untilSignal());
+    const reload = clientKeysFile === '' ? undefined : reloadOnHangup(server, clientKeysFile, io);
+    let signal: unknown;
+    try {
+      signal = await (until ?? untilSignal());
+    } finally {
+      reload?.();
+    }
     io.progress(
       `${typeof signal === 'string' ? `${signal}: ` : ''}shutting down, answering the requests in flight...`,
     );

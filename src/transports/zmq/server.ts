@@ -365,6 +365,23 @@ export class BridgeServer {
     return this.#closing !== undefined;
   }
 
+  /**
+   * Replace the CURVE client allow-list of a server started with one (`curveClientKeys`). New
+   * connections are checked against the new list; connected clients stay until they reconnect.
+   *
+   * @throws {ConfigError} for a server without an allow-list, a malformed key or an empty list
+   *   (the current list stays).
+   */
+  replaceClientKeys(clientKeys: readonly string[]): void {
+    if (this.#zap === undefined) {
+      throw new ConfigError(
+        'Expected a server started with a CURVE client allow-list (curveClientKeys) but this one has none',
+        { field: 'serve.curve_client_keys_file' },
+      );
+    }
+    this.#zap.replaceKeys(clientKeys);
+  }
+
   stats(): BridgeStats {
     return {
       requests: this.#requests,

@@ -120,6 +120,27 @@ export async function readClientKeys(file: string): Promise<string[]> {
   return parseClientKeys(text, file);
 }
 
+/** The raw keys (hex) of an allow-list, checked. */
+function allowedSet(clientKeys: readonly string[]): Set<string> {
+  if (clientKeys.length === 0) {
+    throw new ConfigError(
+      'Expected at least one client public key for the CURVE allow-list but received none',
+      { field: 'serve.curve_client_keys_file' },
+    );
+  }
+  const allowed = new Set<string>();
+  clientKeys.forEach((key, i) => {
+    if (!isZ85Key(key)) {
+      throw new ConfigError(
+        `Expected a 40-character Z85 CURVE public key for client key ${i} but received ${key.length} characters`,
+        { field: 'serve.curve_client_keys_file' },
+      );
+    }
+    allowed.add(z85Decode(key).toString('hex'));
+  });
+  return allowed;
+}
+
 /** Counts of ZAP decisions since the handler started. */
 export interface ZapStats {
   readonly admitted: number;
@@ -137,7 +158,7 @@ export interface ZapStats {
  */
 export class ZapHandler {
   readonly #socket: Reply;
-  readonly #allowed: ReadonlySet<string>;
+  #allowed: ReadonlySet<string>;
   readonly #log: (line: string) => void;
   /** Refused keys already logged (a refused client that retries is logged once). */
   readonly #logged = new Set<string>();
@@ -161,22 +182,7 @@ export class ZapHandler {
     clientKeys: readonly string[],
     log: (line: string) => void = () => undefined,
   ): Promise<ZapHandler> {
-    if (clientKeys.length === 0) {
-      throw new ConfigError(
-        'Expected at least one client public key for the CURVE allow-list but received none',
-        { field: 'serve.curve_client_keys_file' },
-      );
-    }
-    const allowed = new Set<string>();
-    clientKeys.forEach((key, i) => {
-      if (!isZ85Key(key)) {
-        throw new ConfigError(
-          `Expected a 40-character Z85 CURVE public key for client key ${i} but received ${key.length} characters`,
-          { field: 'serve.curve_client_keys_file' },
-        );
-      }
-      allowed.add(z85Decode(key).toString('hex'));
-    });
+    const allowed = allowedSet(clientKeys);
     const socket = new Reply({ context, linger: 0 });
     try {
       await socket.bind(ZAP_ENDPOINT);
@@ -187,6 +193,17 @@ export class ZapHandler {
     const handler = new ZapHandler(socket, allowed, log);
     handler.#loop = handler.#serve();
     return handler;
+  }
+
+  /**
+   * Replace the allow-list. It applies to the CURVE handshakes that follow: a client already
+   * connected stays connected until it reconnects.
+   *
+   * @throws {ConfigError} (and keeps the current list) for a malformed key or an empty list.
+   */
+  replaceKeys(clientKeys: readonly string[]): void {
+    this.#allowed = allowedSet(clientKeys);
+    this.#logged.clear();
   }
 
   stats(): ZapStats {

@@ -483,6 +483,53 @@ describe.skipIf(capability.curve !== true)('CURVE client allow-list', () => {
     }
   });
 
+  it('replaces the allow-list for new connections; a bad list changes nothing', async () => {
+    const keys = curveKeyPair();
+    const a = curveKeyPair();
+    const b = curveKeyPair();
+    const s = await BridgeServer.start(pipeline, {
+      bind: LOOPBACK,
+      curveSecretKey: keys.secretKey,
+      curveClientKeys: [a.publicKey],
+    });
+    const open = (pair: typeof a, timeoutMs = 5000): BridgeClient =>
+      BridgeClient.connect(s.endpoint, {
+        curveServerKey: keys.publicKey,
+        curveKeyPair: pair,
+        timeoutMs,
+      });
+    const clients = [open(a), open(b, 300)];
+    try {
+      expect((await clients[0]?.ping())?.type).toBe('pong');
+      await expect(clients[1]?.ping()).rejects.toMatchObject({ code: 'timeout' });
+      s.replaceClientKeys([b.publicKey]);
+      clients.push(open(b), open(a, 300));
+      expect((await clients[2]?.ping())?.type).toBe('pong');
+      await expect(clients[3]?.ping()).rejects.toMatchObject({ code: 'timeout' });
+      // Connected before the change: a stays until it reconnects.
+      expect((await clients[0]?.ping())?.type).toBe('pong');
+      expect(() => {
+        s.replaceClientKeys([]);
+      }).toThrow(ConfigError);
+      expect(() => {
+        s.replaceClientKeys(['short']);
+      }).toThrow(/client key 0/);
+      clients.push(open(b));
+      expect((await clients[4]?.ping())?.type).toBe('pong');
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await s.close();
+    }
+    const plain = await BridgeServer.start(pipeline, { bind: LOOPBACK });
+    try {
+      expect(() => {
+        plain.replaceClientKeys([a.publicKey]);
+      }).toThrow(/started with a CURVE client allow-list/);
+    } finally {
+      await plain.close();
+    }
+  });
+
   it('needs a CURVE key', async () => {
     await expect(
       BridgeServer.start(pipeline, { bind: LOOPBACK, curveClientKeys: [curveKeyPair().publicKey] }),
@@ -572,6 +619,36 @@ describe.skipIf(capability.curve !== true)('`vla-node serve`', () => {
       );
       expect(chunks.map((c) => c.horizon)).toEqual([8, 8]);
       await expect(clients[2]?.ping()).rejects.toMatchObject({ code: 'timeout' });
+
+      // SIGHUP re-reads the keys file: the refused key, now listed, gets in on a new connection.
+      const late = curveKeyPair();
+      await writeFile(keysFile, `${listed.publicKey} test\n${late.publicKey} late\n`);
+      const hangup = async (expected: RegExp): Promise<void> => {
+        const seen = lines.length;
+        process.kill(process.pid, 'SIGHUP');
+        for (let waited = 0; !lines.slice(seen).some((l) => expected.test(l)); waited += 20) {
+          if (waited > 5000) throw new Error(`no ${String(expected)} in:\n${lines.join('\n')}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      await hangup(/SIGHUP: 2 client keys allowed from .*clients\.txt/);
+      const admitted = BridgeClient.connect(at, {
+        curveServerKey: server.publicKey,
+        curveKeyPair: late,
+        timeoutMs: 10_000,
+      });
+      clients.push(admitted);
+      expect((await admitted.ping()).type).toBe('pong');
+      // A broken file is reported and the current list stays.
+      await writeFile(keysFile, 'not a key\n');
+      await hangup(/SIGHUP: kept the current client allow-list: .*line 1/);
+      const again = BridgeClient.connect(at, {
+        curveServerKey: server.publicKey,
+        curveKeyPair: late,
+        timeoutMs: 10_000,
+      });
+      clients.push(again);
+      expect((await again.ping()).type).toBe('pong');
     } finally {
       await Promise.all(clients.map((c) => c.close()));
       stop();
@@ -580,7 +657,7 @@ describe.skipIf(capability.curve !== true)('`vla-node serve`', () => {
     expect(lines.join('\n')).toMatch(/CURVE, 1 client key allowed\): .*batches of up to 3/);
     expect(results[0]).toMatchObject({
       max_batch: 3,
-      stats: { replies: { actions: 2 }, curve_clients: { admitted: 2 } },
+      stats: { replies: { actions: 2 }, curve_clients: { admitted: 4 } },
     });
     await rm(dir, { recursive: true, force: true });
   });
