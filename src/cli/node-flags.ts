@@ -30,8 +30,8 @@ function optionOf(flag: string): string {
 
 /**
  * The flags of {@link SERVER_NODE_FLAGS} that a process started with `execArgv` and
- * `nodeOptions` (the NODE_OPTIONS variable) lacks for running `argv`: none for other commands, and
- * none whose option the user set to any value.
+ * `nodeOptions` (the NODE_OPTIONS variable) lacks for running `argv`: none for other commands,
+ * none whose option the user set to any value, and none under a debugger (`--inspect*`).
  *
  * @example
  * missingNodeFlags(['serve'], [], undefined); // ['--max-semi-space-size=1']
@@ -47,6 +47,8 @@ export function missingNodeFlags(
   const given = new Set(
     [...execArgv, ...(nodeOptions ?? '').split(/\s+/)].filter((f) => f !== '').map(optionOf),
   );
+  // Under a debugger the process being debugged must be the server itself: no relaunch.
+  if ([...given].some((option) => option.startsWith('--inspect'))) return [];
   return SERVER_NODE_FLAGS.filter((flag) => !given.has(optionOf(flag)));
 }
 

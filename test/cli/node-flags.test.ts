@@ -29,4 +29,10 @@ describe('missingNodeFlags', () => {
       missingNodeFlags(['serve'], ['--enable-source-maps'], '--max-old-space-size=4096'),
     ).toEqual([...SERVER_NODE_FLAGS]);
   });
+
+  it('asks for nothing under a debugger, so the debugged process is the server', () => {
+    expect(missingNodeFlags(['serve'], ['--inspect'], undefined)).toEqual([]);
+    expect(missingNodeFlags(['bench', 'serve'], ['--inspect-brk=9230'], undefined)).toEqual([]);
+    expect(missingNodeFlags(['serve'], [], '--inspect')).toEqual([]);
+  });
 });
