@@ -121,22 +121,9 @@ function checkRawFrame(frame: RawFrame): { layout: EncodingLayout; step: number 
  * @throws {InputError} when the geometry, encoding or data length is invalid.
  */
 export function rawToRgb(frame: RawFrame): Uint8Array {
-  return packedRgb(frame, true);
-}
-
-/**
- * {@link rawToRgb} without the copy where none is needed: a packed `rgb8` frame (no row padding)
- * comes back as a view of its own bytes (`copy` false), so a resize reads the frame in place.
- *
- * @throws {InputError} as {@link rawToRgb} does.
- */
-export function packedRgb(frame: RawFrame, copy: boolean): Uint8Array {
   const { layout, step } = checkRawFrame(frame);
   const { width, height, data } = frame;
   const rowOut = width * 3;
-  if (frame.encoding === 'rgb8' && step === rowOut && !copy) {
-    return data.subarray(0, height * rowOut);
-  }
   const out = new Uint8Array(width * height * 3);
   if (frame.encoding === 'rgb8') {
     if (step === rowOut) {

@@ -2,7 +2,6 @@
 
 export {
   SUPPORTED_ENCODINGS,
-  packedRgb,
   rawToRgb,
   toThreeChannels,
   type EncodedFrame,

@@ -6,7 +6,6 @@ import sharp, { type ResizeOptions } from 'sharp';
 import { describe, InputError } from '../errors.js';
 import { kernels } from '../native/index.js';
 import {
-  packedRgb,
   rawToRgb,
   toThreeChannels,
   type EncodedFrame,
@@ -91,8 +90,8 @@ export class FrameIngest {
 
   /**
    * Decode, convert, orient (EXIF) and resize any frame to packed HWC RGB uint8 of
-   * `spec.width * spec.height * 3` bytes. A frame that needs a resize is read in place: its bytes
-   * must not change until the promise settles.
+   * `spec.width * spec.height * 3` bytes. The frame's bytes are copied before the first await: the
+   * caller may reuse its buffer as soon as this returns a promise.
    *
    * @throws {InputError} when the frame is malformed or its bytes cannot be decoded.
    */
@@ -100,10 +99,8 @@ export class FrameIngest {
     const { width, height } = this.spec;
     let result: { data: Uint8Array; channels: number; width: number; height: number };
     if (frame.kind === 'raw') {
-      // At the model's size the frame is copied (the caller may reuse its buffer); a resize reads
-      // a packed rgb8 frame in place.
-      if (frame.width === width && frame.height === height) return rawToRgb(frame);
-      const rgb = packedRgb(frame, false);
+      const rgb = rawToRgb(frame);
+      if (frame.width === width && frame.height === height) return rgb;
       const { data, info } = await sharp(rgb, {
         raw: { width: frame.width, height: frame.height, channels: 3 },
       })
