@@ -725,24 +725,33 @@ export class BridgeServer {
         for (const { job } of ready) outcomes.set(job, { error });
         return;
       }
-      results.forEach((r, i) => {
-        const { job } = ready[i] as { job: Job };
+      // One result per request; a pipeline that returns fewer fails the rest, more are ignored.
+      ready.forEach(({ job }, i) => {
+        const r = results[i];
+        if (r === undefined) return;
         outcomes.set(job, r.status === 'fulfilled' ? { chunk: r.value } : { error: r.reason });
       });
     } finally {
       jobs.forEach((job, at) => {
-        const outcome = outcomes.get(job);
-        const staleAnswer = stale[at];
-        if (staleAnswer !== undefined) staleAnswer();
-        else if (outcome !== undefined && 'chunk' in outcome) {
-          this.#reply(job, outcome.chunk, started);
-        } else {
-          this.#failed(
-            job,
-            outcome?.error ?? new Error('the batch returned no result for this request'),
+        try {
+          const outcome = outcomes.get(job);
+          const staleAnswer = stale[at];
+          if (staleAnswer !== undefined) staleAnswer();
+          else if (outcome !== undefined && 'chunk' in outcome) {
+            this.#reply(job, outcome.chunk, started);
+          } else {
+            this.#failed(
+              job,
+              outcome?.error ?? new Error('the batch returned no result for this request'),
+            );
+          }
+        } catch (error) {
+          this.#log(
+            `bridge: could not answer request of client ${job.client.id}: ${String(error)}`,
           );
+        } finally {
+          job.client.pending--;
         }
-        job.client.pending--;
       });
     }
   }

@@ -181,6 +181,52 @@ describe('batching across clients', () => {
     }
   });
 
+  it.each([
+    ['one result too few', -1],
+    ['one result too many', 1],
+  ])('answers every request and keeps serving when inferBatch returns %s', async (_, extra) => {
+    const double: BridgePipeline = {
+      model: pipeline.model,
+      totalTokens: pipeline.totalTokens,
+      tokenBudget: pipeline.tokenBudget,
+      pruner: pipeline.pruner,
+      maxBatch: pipeline.maxBatch,
+      infer: (obs) => pipeline.infer(obs),
+      prepare: (obs) => pipeline.prepare(obs),
+      inferBatch: async (batch) => {
+        const results = await pipeline.inferBatch(batch);
+        return extra < 0 ? results.slice(0, extra) : [...results, ...results.slice(0, extra)];
+      },
+    };
+    const lines: string[] = [];
+    const server = await BridgeServer.start(double, {
+      bind: LOOPBACK,
+      maxBatch: 2,
+      maxWaitMs: 2000,
+      log: (line) => lines.push(line),
+    });
+    const c = BridgeClient.connect(server.endpoint, { timeoutMs: 10_000 });
+    try {
+      const results = await Promise.allSettled([
+        c.infer({ ...simObservation(3).obs, stamp: Date.now() }),
+        c.infer({ ...simObservation(4).obs, stamp: Date.now() }),
+      ]);
+      expect(results.map((r) => r.status)).toEqual(
+        extra < 0 ? ['fulfilled', 'rejected'] : ['fulfilled', 'fulfilled'],
+      );
+      if (extra < 0) {
+        expect((results[1] as PromiseRejectedResult).reason).toMatchObject({
+          code: 'internal',
+          message: expect.stringContaining('no result for this request') as unknown,
+        });
+      }
+      expect((await c.ping()).type).toBe('pong');
+    } finally {
+      await c.close();
+      await server.close();
+    }
+  });
+
   it('answers a request still waiting for its batch to fill on close', async () => {
     const server = await BridgeServer.start(pipeline, {
       bind: LOOPBACK,
