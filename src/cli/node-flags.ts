@@ -69,6 +69,7 @@ export function relaunch(
 ): Promise<number> {
   const child = spawn(process.execPath, [...process.execArgv, ...flags, script, ...argv], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, [LAUNCHER_ENV]: String(process.pid) },
   });
   const forward = (signal: NodeJS.Signals): void => {
     child.kill(signal);
@@ -90,14 +91,21 @@ export function relaunch(
   });
 }
 
+/** Set by {@link relaunch} in its child's environment: the launcher's process id. */
+const LAUNCHER_ENV = 'VLA_NODE_LAUNCHER_PID';
+
 /**
- * In a child started by {@link relaunch}: raise SIGTERM on this process when the parent's IPC
- * channel closes (the parent died), so a server shuts down instead of outliving it. The channel
- * does not keep the process alive. Does nothing in a process without an IPC channel.
+ * In a child started by {@link relaunch}: raise SIGTERM on this process when the launcher's IPC
+ * channel closes (the launcher died), so a server shuts down instead of outliving it. The channel
+ * does not keep the process alive. Does nothing in any other process, including one forked with
+ * an IPC channel of its own by a supervisor (PM2, a test harness); the marker is removed from the
+ * environment so that processes this one starts do not inherit it.
  */
 export function watchParent(): void {
+  const launcher = process.env[LAUNCHER_ENV];
   const channel = process.channel;
-  if (channel === undefined) return;
+  if (launcher === undefined || channel === undefined) return;
+  Reflect.deleteProperty(process.env, LAUNCHER_ENV);
   channel.unref();
   process.once('disconnect', () => {
     process.kill(process.pid, 'SIGTERM');

@@ -167,31 +167,71 @@ function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 /**
- * Re-read the CURVE client allow-list on SIGHUP (rotate client keys without a restart): new
- * connections are checked against the new list. A file that cannot be read or parsed is reported
- * and the current list stays. Returns the function that stops listening.
+ * Re-reads the CURVE client allow-list on SIGHUP (rotate client keys without a restart): new
+ * connections are checked against the new list. Reads run one at a time, in order; a file that
+ * cannot be read or parsed is reported and the current list stays. Listens from construction to
+ * {@link stop}: a SIGHUP before {@link attach} is applied once the server is attached, one after
+ * {@link detach} (shutting down) is ignored.
  */
-function reloadOnHangup(server: BridgeServer, file: string, io: CommandIo): () => void {
-  const reload = async (): Promise<void> => {
+class AllowListReload {
+  readonly #file: string;
+  readonly #io: CommandIo;
+  #server: BridgeServer | undefined;
+  #pending = false;
+  #detached = false;
+  #reads: Promise<void> = Promise.resolve();
+  readonly #on = (): void => {
+    this.#request();
+  };
+
+  constructor(file: string, io: CommandIo) {
+    this.#file = file;
+    this.#io = io;
+    process.on('SIGHUP', this.#on);
+  }
+
+  attach(server: BridgeServer): void {
+    this.#server = server;
+    if (this.#pending) {
+      this.#pending = false;
+      this.#request();
+    }
+  }
+
+  /** The server is shutting down: SIGHUP changes nothing from now on. */
+  detach(): void {
+    this.#detached = true;
+    this.#server = undefined;
+  }
+
+  stop(): void {
+    process.off('SIGHUP', this.#on);
+  }
+
+  #request(): void {
+    const server = this.#server;
+    if (this.#detached) {
+      this.#io.progress('SIGHUP: shutting down, the client allow-list is not re-read');
+    } else if (server === undefined) {
+      this.#pending = true;
+    } else {
+      this.#reads = this.#reads.then(() => this.#reload(server));
+    }
+  }
+
+  async #reload(server: BridgeServer): Promise<void> {
     try {
-      const keys = await readClientKeys(file);
+      const keys = await readClientKeys(this.#file);
       server.replaceClientKeys(keys);
-      io.progress(
-        `SIGHUP: ${keys.length} client key${keys.length === 1 ? '' : 's'} allowed from ${file} (new connections)`,
+      this.#io.progress(
+        `SIGHUP: ${keys.length} client key${keys.length === 1 ? '' : 's'} allowed from ${this.#file} (new connections)`,
       );
     } catch (error) {
-      io.progress(
+      this.#io.progress(
         `SIGHUP: kept the current client allow-list: ${error instanceof Error ? error.message : String(error)}`,
       );
     }
-  };
-  const on = (): void => {
-    void reload();
-  };
-  process.on('SIGHUP', on);
-  return () => {
-    process.off('SIGHUP', on);
-  };
+  }
 }
 
 /** How long after the first stop signal a repeat counts as the same one, ms. */
@@ -242,77 +282,84 @@ export async function runServe(
     );
   }
   const curveClientKeys = clientKeysFile === '' ? undefined : await readClientKeys(clientKeysFile);
-  const model = await modelFromConfig(config);
-  io.progress(
-    `loading ${model.manifest.name} (${config.model.precision}) on ${config.backend.execution_providers.join(' → ')} and warming up...`,
-  );
-  const pipeline = await VlaPipeline.create(
-    model,
-    pipelineOptions(config, (line) => {
-      io.progress(line);
-    }),
-  );
-  let server: BridgeServer | undefined;
+  // SIGHUP re-reads the allow-list from now on: one that arrives while the model loads applies
+  // once the server is up, and one during the shutdown is ignored (it must not cut the drain).
+  const reload = clientKeysFile === '' ? undefined : new AllowListReload(clientKeysFile, io);
   try {
-    server = await BridgeServer.start(pipeline, {
-      ...limits,
-      ...batchOptions(config),
-      bind,
-      ...(curveSecretKey === undefined ? {} : { curveSecretKey }),
-      ...(curveClientKeys === undefined ? {} : { curveClientKeys }),
-      log: (line) => {
+    const model = await modelFromConfig(config);
+    io.progress(
+      `loading ${model.manifest.name} (${config.model.precision}) on ${config.backend.execution_providers.join(' → ')} and warming up...`,
+    );
+    const pipeline = await VlaPipeline.create(
+      model,
+      pipelineOptions(config, (line) => {
         io.progress(line);
-      },
-    });
-    const m = model.manifest;
-    const curve =
-      curveSecretKey === undefined
-        ? ''
-        : curveClientKeys === undefined
-          ? ', CURVE'
-          : `, CURVE, ${curveClientKeys.length} client key${curveClientKeys.length === 1 ? '' : 's'} allowed`;
-    const batching =
-      server.maxBatch > 1
-        ? `batches of up to ${server.maxBatch} (waiting up to ${server.options.maxWaitMs} ms, ${server.decodeConcurrency} image${server.decodeConcurrency === 1 ? '' : 's'} decoding ahead)`
-        : 'one request at a time';
-    io.progress(
-      `serving ${m.name} on ${server.endpoint} (bridge protocol v1${curve}): ${m.chunk.horizon}×${m.chunk.action_dim} chunks at ${m.control_rate_hz} Hz, ${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens, queue ${server.options.maxQueue}, ${batching}${process.execArgv.length > 0 ? `; node ${process.execArgv.join(' ')}` : ''}; Ctrl-C stops`,
+      }),
     );
-    const reload = clientKeysFile === '' ? undefined : reloadOnHangup(server, clientKeysFile, io);
-    let signal: unknown;
+    let server: BridgeServer | undefined;
     try {
-      signal = await (until ?? untilSignal());
+      server = await BridgeServer.start(pipeline, {
+        ...limits,
+        ...batchOptions(config),
+        bind,
+        ...(curveSecretKey === undefined ? {} : { curveSecretKey }),
+        ...(curveClientKeys === undefined ? {} : { curveClientKeys }),
+        log: (line) => {
+          io.progress(line);
+        },
+      });
+      const m = model.manifest;
+      const curve =
+        curveSecretKey === undefined
+          ? ''
+          : curveClientKeys === undefined
+            ? ', CURVE'
+            : `, CURVE, ${curveClientKeys.length} client key${curveClientKeys.length === 1 ? '' : 's'} allowed`;
+      const batching =
+        server.maxBatch > 1
+          ? `batches of up to ${server.maxBatch} (waiting up to ${server.options.maxWaitMs} ms, ${server.decodeConcurrency} image${server.decodeConcurrency === 1 ? '' : 's'} decoding ahead)`
+          : 'one request at a time';
+      io.progress(
+        `serving ${m.name} on ${server.endpoint} (bridge protocol v1${curve}): ${m.chunk.horizon}×${m.chunk.action_dim} chunks at ${m.control_rate_hz} Hz, ${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens, queue ${server.options.maxQueue}, ${batching}${process.execArgv.length > 0 ? `; node ${process.execArgv.join(' ')}` : ''}; Ctrl-C stops`,
+      );
+      reload?.attach(server);
+      let signal: unknown;
+      try {
+        signal = await (until ?? untilSignal());
+      } finally {
+        reload?.detach();
+      }
+      io.progress(
+        `${typeof signal === 'string' ? `${signal}: ` : ''}shutting down, answering the requests in flight...`,
+      );
+      await server.close();
+      const report: ServeReport = {
+        endpoint: server.endpoint,
+        model: m.name,
+        provider: pipeline.provider,
+        precision: pipeline.precision,
+        max_batch: server.maxBatch,
+        stats: server.stats(),
+        pipeline_latency_ms: pipeline.latency.total.summary(),
+      };
+      const s = report.stats;
+      io.result(
+        report,
+        `served ${s.requests} requests (${s.replies.actions} chunks, ${s.replies.error} errors: ${Object.entries(
+          s.errors,
+        )
+          .map(([k, v]) => `${k} ${v}`)
+          .join(
+            ', ',
+          )}); round trip in the server p50 ${s.round_trip_ms.p50} ms, p99 ${s.round_trip_ms.p99} ms${s.batches.count === 0 ? '' : `; ${s.batches.count} batches, ${s.batches.mean_size} requests each on average`}`,
+      );
+      return 0;
     } finally {
-      reload?.();
+      await server?.close();
+      await pipeline.release();
     }
-    io.progress(
-      `${typeof signal === 'string' ? `${signal}: ` : ''}shutting down, answering the requests in flight...`,
-    );
-    await server.close();
-    const report: ServeReport = {
-      endpoint: server.endpoint,
-      model: m.name,
-      provider: pipeline.provider,
-      precision: pipeline.precision,
-      max_batch: server.maxBatch,
-      stats: server.stats(),
-      pipeline_latency_ms: pipeline.latency.total.summary(),
-    };
-    const s = report.stats;
-    io.result(
-      report,
-      `served ${s.requests} requests (${s.replies.actions} chunks, ${s.replies.error} errors: ${Object.entries(
-        s.errors,
-      )
-        .map(([k, v]) => `${k} ${v}`)
-        .join(
-          ', ',
-        )}); round trip in the server p50 ${s.round_trip_ms.p50} ms, p99 ${s.round_trip_ms.p99} ms${s.batches.count === 0 ? '' : `; ${s.batches.count} batches, ${s.batches.mean_size} requests each on average`}`,
-    );
-    return 0;
   } finally {
-    await server?.close();
-    await pipeline.release();
+    reload?.stop();
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { missingNodeFlags, SERVER_NODE_FLAGS } from '../../src/cli/node-flags.js';
+import { missingNodeFlags, SERVER_NODE_FLAGS, watchParent } from '../../src/cli/node-flags.js';
 
 describe('missingNodeFlags', () => {
   it('asks for the server flags for serve and bench serve only', () => {
@@ -34,5 +34,15 @@ describe('missingNodeFlags', () => {
     expect(missingNodeFlags(['serve'], ['--inspect'], undefined)).toEqual([]);
     expect(missingNodeFlags(['bench', 'serve'], ['--inspect-brk=9230'], undefined)).toEqual([]);
     expect(missingNodeFlags(['serve'], [], '--inspect')).toEqual([]);
+  });
+});
+
+describe('watchParent', () => {
+  it('leaves a process alone that vla-node did not relaunch, even with an IPC channel', () => {
+    // vitest's forks pool gives this process an IPC channel of its own, as PM2 would.
+    expect(process.channel).toBeDefined();
+    const before = process.listenerCount('disconnect');
+    watchParent();
+    expect(process.listenerCount('disconnect')).toBe(before);
   });
 });

@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { Router } from 'zeromq';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { capability, curveKeyPair, Router } from 'zeromq';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TabletopSim } from '../../src/sim/tabletop.js';
 import { BridgeClient } from '../../src/transports/zmq/index.js';
@@ -24,9 +27,15 @@ afterEach(() => {
   }
 });
 
-/** `vla-node serve` as a user starts it (in a process group of its own), once it serves. */
-async function serve(): Promise<Served> {
-  const launcher = spawn(process.execPath, [CLI, 'serve', '--bind', 'tcp://127.0.0.1:*'], {
+/**
+ * `vla-node serve` as a user starts it (in a process group of its own), once it serves;
+ * `onLoading` runs when it starts loading the model.
+ */
+async function serve(
+  args: readonly string[] = [],
+  onLoading?: (launcher: ChildProcess) => void,
+): Promise<Served> {
+  const launcher = spawn(process.execPath, [CLI, 'serve', '--bind', 'tcp://127.0.0.1:*', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
@@ -40,11 +49,16 @@ async function serve(): Promise<Served> {
       resolve({ code, signal });
     });
   });
-  for (let waited = 0; !err.includes('Ctrl-C stops'); waited += 50) {
+  let loading = false;
+  for (let waited = 0; !err.includes('Ctrl-C stops'); waited += 10) {
     if (waited > 60_000 || launcher.exitCode !== null) {
       throw new Error(`serve did not start:\n${err}`);
     }
-    await new Promise((r) => setTimeout(r, 50));
+    if (!loading && err.includes('loading ')) {
+      loading = true;
+      onLoading?.(launcher);
+    }
+    await new Promise((r) => setTimeout(r, 10));
   }
   const endpoint = /serving \S+ on (tcp:\/\/\S+) /.exec(err)?.[1];
   if (endpoint === undefined) throw new Error(`no endpoint in:\n${err}`);
@@ -100,6 +114,34 @@ describe('vla-node serve as a process', () => {
     expect(s.stderr().match(/shutting down/g)).toHaveLength(1);
     expect(s.stdout()).toContain('served 0 requests');
   });
+
+  it.skipIf(capability.curve !== true)(
+    'takes a SIGHUP while the model loads as a reload once it serves, and keeps serving',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'vla-hup-'));
+      try {
+        const keys = join(dir, 'clients.txt');
+        await writeFile(keys, `${curveKeyPair().publicKey} robot\n`);
+        const server = curveKeyPair();
+        let sent = false;
+        const s = await serve(
+          ['--curve-secret-key', server.secretKey, '--curve-client-keys-file', keys],
+          (launcher) => {
+            sent = launcher.kill('SIGHUP');
+          },
+        );
+        expect(sent).toBe(true);
+        for (let waited = 0; !s.stderr().includes('SIGHUP: 1 client key allowed'); waited += 20) {
+          if (waited > 10_000) throw new Error(`no reload in:\n${s.stderr()}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        s.launcher.kill('SIGTERM');
+        expect(await s.exited).toEqual({ code: 0, signal: null });
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('does not outlive a launcher killed with SIGKILL', async () => {
     const s = await serve();

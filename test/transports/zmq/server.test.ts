@@ -620,7 +620,7 @@ describe.skipIf(capability.curve !== true)('`vla-node serve`', () => {
       expect(chunks.map((c) => c.horizon)).toEqual([8, 8]);
       await expect(clients[2]?.ping()).rejects.toMatchObject({ code: 'timeout' });
 
-      // SIGHUP re-reads the keys file: the refused key, now listed, gets in on a new connection.
+      // SIGHUP re-reads the keys file: a key added to it gets in on a new connection.
       const late = curveKeyPair();
       await writeFile(keysFile, `${listed.publicKey} test\n${late.publicKey} late\n`);
       const hangup = async (expected: RegExp): Promise<void> => {
