@@ -78,16 +78,15 @@ export interface BatchCost {
   readonly relative: number;
 }
 
-/** Calls of `inferBatch` timed per batch size by {@link batchCosts}. */
-const BATCH_COST_CALLS = 300;
-
 /**
  * Time `inferBatch` on `sizes` decoded simulator frames (prepared once, so no decode), median of
- * {@link BATCH_COST_CALLS} calls per size after a warm-up.
+ * `calls` calls per size after a warm-up of a tenth as many. Every frame keeps the pipeline's
+ * current token budget, so a latency-budget controller cannot change it between sizes.
  */
 async function batchCosts(
   pipeline: VlaPipeline,
   sizes: readonly number[],
+  calls: number,
   camera: { width: number; height: number },
   seed: number,
 ): Promise<BatchCost[]> {
@@ -104,22 +103,25 @@ async function batchCosts(
         instruction: o.instruction,
         state: o.state,
         stream: `bench-${i}`,
+        keepCount: pipeline.tokenBudget,
       });
     }),
   );
   const costs: BatchCost[] = [];
+  let single: number | undefined;
   for (const size of sizes) {
     const batch = prepared.slice(0, size);
     const times: number[] = [];
-    for (let i = 0; i < BATCH_COST_CALLS + 30; i++) {
+    const warmup = Math.ceil(calls / 10);
+    for (let i = 0; i < calls + warmup; i++) {
       const t0 = performance.now();
       const results = await pipeline.inferBatch(batch);
-      if (i >= 30) times.push(performance.now() - t0);
+      if (i >= warmup) times.push(performance.now() - t0);
       const failed = results.find((r) => r.status === 'rejected');
       if (failed !== undefined) throw failed.reason;
     }
     const batchMs = median(times);
-    const single = costs[0]?.per_observation_ms ?? batchMs / size;
+    single ??= batchMs / size;
     costs.push({
       size,
       batch_ms: round3(batchMs),
@@ -147,9 +149,12 @@ export interface BenchServeReport {
   readonly frame: { readonly width: number; readonly height: number; readonly encoding: string };
   /** The Node/V8 flags the server ran with (`bin/vla-node.js` adds src/cli/node-flags.ts's). */
   readonly node_flags: readonly string[];
+  /** The NODE_OPTIONS variable the server ran with, or null. */
+  readonly node_options: string | null;
   /**
    * The model alone (`inferBatch` on decoded frames: normalise, encoder, pruning, policy) per
-   * observation, by batch size: how much a batch saves on this machine, without sockets or decode.
+   * observation, by batch size up to the batched runs' largest batch: how much a batch saves on
+   * this machine, without sockets or decode. Empty with `--batch-calls 0` or no batched run.
    */
   readonly model_batch_ms: readonly BatchCost[];
   /** Every measured run, in the order they ran. */
@@ -316,6 +321,11 @@ export const benchServeCommand: CommandSpec = {
       default: 'both',
       help: 'both: one at a time, then batched; single or batched: that mode only (e.g. a long soak of the batched server)',
     },
+    'batch-calls': {
+      type: 'string',
+      default: '300',
+      help: 'inferBatch calls timed per batch size for model_batch_ms (0: skip; a large model takes long)',
+    },
     'client-thread': {
       type: 'string',
       default: 'worker',
@@ -332,6 +342,7 @@ export const benchServeCommand: CommandSpec = {
     const warmup = values.warmup === '0' ? 0 : count(values, 'warmup');
     const seed = count(values, 'seed');
     const rounds = count(values, 'rounds');
+    const batchCalls = values['batch-calls'] === '0' ? 0 : count(values, 'batch-calls');
     const thread = values['client-thread'] ?? 'worker';
     if (thread !== 'worker' && thread !== 'main') {
       throw new ConfigError(
@@ -382,9 +393,17 @@ export const benchServeCommand: CommandSpec = {
           runs.push(await measure(setup, 'single', round, { maxBatch: 1, maxWaitMs: 0 }));
         if (batched && modes !== 'single') runs.push(await measure(setup, 'batched', round, batch));
       }
-      const sizes = [1, 2, 4, 8].filter((n) => n === 1 || n <= pipeline.maxBatch);
-      io.progress(`the model alone, batches of ${sizes.join(', ')}...`);
-      const modelBatch = await batchCosts(pipeline, sizes, camera, seed);
+      // Powers of two up to the batched runs' largest batch, and that batch.
+      const largest =
+        batched && modes !== 'single' ? Math.min(batch.maxBatch, pipeline.maxBatch) : 1;
+      const sizes = [
+        ...new Set([1, 2, 4, 8, 16, 32, 64].filter((n) => n < largest).concat(largest)),
+      ];
+      let modelBatch: BatchCost[] = [];
+      if (batchCalls > 0 && largest > 1) {
+        io.progress(`the model alone, batches of ${sizes.join(', ')}...`);
+        modelBatch = await batchCosts(pipeline, sizes, batchCalls, camera, seed);
+      }
       const of = (mode: BenchServeRun['mode']): BenchServeRun[] =>
         runs.filter((r) => r.mode === mode);
       const singleRps = of('single').map((r) => r.throughput_rps);
@@ -404,6 +423,7 @@ export const benchServeCommand: CommandSpec = {
         max_queue: limits.maxQueue ?? BRIDGE_DEFAULTS.maxQueue,
         frame: { ...camera, encoding: 'rgb8' },
         node_flags: process.execArgv,
+        node_options: process.env.NODE_OPTIONS ?? null,
         model_batch_ms: modelBatch,
         runs,
         summary: {
@@ -425,7 +445,9 @@ export const benchServeCommand: CommandSpec = {
               ? '  no batched run (max_batch 1 or a model without a batch dimension)'
               : `  --modes ${modes}: no comparison`
             : `  batched / one at a time: ${speedup}× the throughput${rounds > 1 ? ' (medians of the rounds)' : ''}`,
-          `  the model alone (inferBatch on decoded frames) per observation: ${modelBatch.map((c) => `${c.per_observation_ms} ms in batches of ${c.size}${c.size === 1 ? '' : ` (${c.relative}×)`}`).join(', ')}`,
+          modelBatch.length === 0
+            ? ''
+            : `  the model alone (inferBatch on decoded frames) per observation: ${modelBatch.map((c) => `${c.per_observation_ms} ms in batches of ${c.size}${c.size === 1 ? '' : ` (${c.relative}×)`}`).join(', ')}`,
           last === undefined
             ? ''
             : `  resident memory: ${last.rss_mb.first} MB at the start of the last run, ${last.rss_mb.last} MB at its end (max ${last.rss_mb.max})`,

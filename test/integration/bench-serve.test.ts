@@ -46,8 +46,8 @@ describe('vla-node bench serve', () => {
     // bin/vla-node.js relaunched the command with the server's V8 flags.
     expect(report.node_flags).toEqual(expect.arrayContaining(['--max-semi-space-size=1']));
     // The model alone, by batch size: what a batch saves without sockets or decode.
-    const sizes = report.model_batch_ms.map((c) => c.size);
-    expect(sizes.slice(0, 3)).toEqual([1, 2, 4]);
+    // Up to the batched runs' largest batch (--max-batch 3).
+    expect(report.model_batch_ms.map((c) => c.size)).toEqual([1, 2, 3]);
     expect(report.model_batch_ms[0]?.relative).toBe(1);
     for (const c of report.model_batch_ms) {
       expect(c.per_observation_ms).toBeGreaterThan(0);
@@ -75,12 +75,21 @@ describe('vla-node bench serve', () => {
     expect(report.batch_dimension).toBeNull();
     expect(report.runs.map((r) => [r.mode, r.client_thread])).toEqual([['single', 'main']]);
     expect(report.summary.speedup).toBeNull();
+    expect(report.model_batch_ms).toEqual([]); // nothing to batch
   });
 
   it('runs one mode only with --modes, and rejects an unknown mode by name', async () => {
-    const report = await bench(['--modes', 'batched', '--client-thread', 'main']);
+    const report = await bench([
+      '--modes',
+      'batched',
+      '--client-thread',
+      'main',
+      '--batch-calls',
+      '0',
+    ]);
     expect(report.runs.map((r) => r.mode)).toEqual(['batched']);
     expect(report.summary.speedup).toBeNull();
+    expect(report.model_batch_ms).toEqual([]); // skipped with --batch-calls 0
     await expect(bench(['--modes', 'fast'])).rejects.toMatchObject({
       stderr: expect.stringMatching(
         /Expected both\|single\|batched for --modes but received "fast"/,
