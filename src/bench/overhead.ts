@@ -6,7 +6,7 @@ import { selectVariant, type ModelPackage } from '../model/manifest.js';
 import { VlaPipeline, type PipelineOptions } from '../pipeline/pipeline.js';
 import { LatencyHistogram, type LatencySummary } from '../runtime/latency.js';
 import type { BenchObservation } from './frames.js';
-import { median } from '../util/stats.js';
+import { median, round } from '../util/stats.js';
 
 /** Percentiles of several repeats and how far they spread. */
 export interface Repeated {
@@ -48,11 +48,6 @@ export function repeated(summaries: readonly LatencySummary[]): Repeated {
     median: { p50: m, p95: med((s) => s.p95), p99: med((s) => s.p99), max: med((s) => s.max) },
     p50_spread_pct: m > 0 ? round(((Math.max(...p50s) - Math.min(...p50s)) / m) * 100, 1) : 0,
   };
-}
-
-export function round(v: number, digits = 3): number {
-  const f = 10 ** digits;
-  return Math.round(v * f) / f;
 }
 
 /**

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { DTYPE, encodeOnnx, node, onnx, tensor, valueInfo } from '../compression/graph.js';
 import { Rng } from '../util/rng.js';
+import { round } from '../util/stats.js';
 
 /** One matrix-multiply measurement. */
 export interface MatmulPoint {
@@ -94,9 +95,4 @@ export async function measureMatmulPeak(
     points,
     method: `ONNX Runtime MatMul (MLAS SGEMM), square float32 matrices of ${sizes.join(', ')}, fastest run after warm-up`,
   };
-}
-
-function round(v: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(v * f) / f;
 }

@@ -8,6 +8,7 @@ import type { ModelPackage } from '../model/manifest.js';
 import type { LatencySummary } from '../runtime/latency.js';
 import type { BenchObservation } from './frames.js';
 import { repeated, type Repeated } from './overhead.js';
+import { round } from '../util/stats.js';
 
 const run = promisify(execFile);
 
@@ -138,11 +139,11 @@ export async function measureTorch(
     const summaries: LatencySummary[] = outputs.flatMap((o) =>
       o.repeats.map((r) => ({
         count: r.count,
-        mean: round3(r.mean),
-        p50: round3(r.p50),
-        p95: round3(r.p95),
-        p99: round3(r.p99),
-        max: round3(r.max),
+        mean: round(r.mean),
+        p50: round(r.p50),
+        p95: round(r.p95),
+        p99: round(r.p99),
+        max: round(r.max),
       })),
     );
     return {
@@ -159,8 +160,4 @@ export async function measureTorch(
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-function round3(v: number): number {
-  return Math.round(v * 1000) / 1000;
 }

@@ -10,7 +10,7 @@ import { benchObservations, type BenchObservation } from '../bench/frames.js';
 import { countFlops, type FlopCount } from '../bench/flops.js';
 import { measureKeepRatios, type KeepRatioLatency } from '../bench/keep.js';
 import { machineInfo, type MachineInfo } from '../bench/machine.js';
-import { measureOverhead, round, type OverheadResult, type Repeated } from '../bench/overhead.js';
+import { measureOverhead, type OverheadResult, type Repeated } from '../bench/overhead.js';
 import { measureMatmulPeak, type MatmulPeak } from '../bench/peak.js';
 import { measureStartup, type StartupResult } from '../bench/startup.js';
 import { measureTorch, type TorchResult } from '../bench/torch.js';
@@ -25,7 +25,7 @@ import { barChartSvg, lineChartSvg } from './chart.js';
 import type { CommandIo, CommandSpec } from './command.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
 import { simulate, type SimReport } from './sim.js';
-import { median } from '../util/stats.js';
+import { median, round } from '../util/stats.js';
 
 const RATIOS = [1, 0.5, 0.25, 0.125] as const;
 const MATRIX_PRECISIONS = ['fp32', 'int8'] as const;

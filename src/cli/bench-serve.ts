@@ -26,7 +26,7 @@ import {
   modelFromConfig,
   pipelineOptions,
 } from './setup.js';
-import { median } from '../util/stats.js';
+import { median, round } from '../util/stats.js';
 import { performance } from 'node:perf_hooks';
 import { TabletopSim } from '../sim/tabletop.js';
 
@@ -124,16 +124,12 @@ async function batchCosts(
     single ??= batchMs / size;
     costs.push({
       size,
-      batch_ms: round3(batchMs),
-      per_observation_ms: round3(batchMs / size),
-      relative: Math.round((batchMs / size / single) * 1000) / 1000,
+      batch_ms: round(batchMs),
+      per_observation_ms: round(batchMs / size),
+      relative: round(batchMs / size / single),
     });
   }
   return costs;
-}
-
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }
 
 export interface BenchServeReport {
@@ -194,8 +190,8 @@ function rssSummary(samples: readonly number[]): {
   growth_after_60s: number | null;
   samples: number;
 } {
-  const mb = (b: number): number => Math.round((b / 1048576) * 10) / 10;
-  const ratio = (a: number, b: number): number => Math.round((b / a) * 1000) / 1000;
+  const mb = (b: number): number => round(b / 1048576, 1);
+  const ratio = (a: number, b: number): number => round(b / a);
   const first = samples[0] ?? 0;
   const minute = samples.length > 61 ? samples[60] : undefined;
   const last = samples[samples.length - 1] ?? 0;
@@ -227,7 +223,7 @@ interface RunSetup {
 async function measure(
   setup: RunSetup,
   mode: BenchServeRun['mode'],
-  round: number,
+  roundNumber: number,
   batch: { maxBatch: number; maxWaitMs: number },
 ): Promise<BenchServeRun> {
   const { pipeline, clients, requests, warmup, seed, camera, io } = setup;
@@ -245,7 +241,7 @@ async function measure(
     fleet = started.fleet;
     if (started.note !== undefined) io.progress(started.note);
     io.progress(
-      `${mode} (max_batch ${server.maxBatch}), round ${round}: ${clients} clients (${fleet.thread} thread) × ${warmup} warm-up + ${requests} requests...`,
+      `${mode} (max_batch ${server.maxBatch}), round ${roundNumber}: ${clients} clients (${fleet.thread} thread) × ${warmup} warm-up + ${requests} requests...`,
     );
     await fleet.warmup(warmup);
     pipeline.latency.reset();
@@ -262,15 +258,15 @@ async function measure(
     const roundTrip = result.round_trip_ms;
     return {
       mode,
-      round,
+      round: roundNumber,
       max_batch: server.maxBatch,
       max_wait_ms: server.options.maxWaitMs,
       decode_concurrency: server.maxBatch > 1 ? server.decodeConcurrency : 0,
       client_thread: fleet.thread,
       requests: result.requests,
       errors: result.errors,
-      duration_s: Math.round(result.duration_s * 1000) / 1000,
-      throughput_rps: Math.round((result.requests / result.duration_s) * 10) / 10,
+      duration_s: round(result.duration_s),
+      throughput_rps: round(result.requests / result.duration_s, 1),
       round_trip_ms: roundTrip,
       server: {
         pipeline_ms: pipeline.latency.total.summary(),
@@ -279,7 +275,7 @@ async function measure(
         round_trip_ms: stats.round_trip_ms,
         batches: stats.batches,
       },
-      transport_p50_ms: Math.round((roundTrip.p50 - stats.round_trip_ms.p50) * 1000) / 1000,
+      transport_p50_ms: round(roundTrip.p50 - stats.round_trip_ms.p50),
       rss_mb: rssSummary(rss),
     };
   } finally {
@@ -411,7 +407,7 @@ export const benchServeCommand: CommandSpec = {
       const speedup =
         batchedRps.length === 0 || singleRps.length === 0
           ? null
-          : Math.round((median(batchedRps) / median(singleRps)) * 100) / 100;
+          : round(median(batchedRps) / median(singleRps), 2);
       const report: BenchServeReport = {
         clients,
         requests_per_client: requests,

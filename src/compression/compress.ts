@@ -48,6 +48,7 @@ import {
   type Range,
 } from './quantize.js';
 import { GraphRunner, RangeCollector, type CalibrationMethod } from './runner.js';
+import { round } from '../util/stats.js';
 
 /** What `compress` makes: INT8 (`static` QDQ, `dynamic`) or an FP16 variant for GPU providers. */
 export type CompressMode = QuantMode | 'fp16';
@@ -203,8 +204,6 @@ const ROLES: readonly GraphRole[] = ['encoder', 'policy'];
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
-
-const round = (v: number, digits = 4): number => Math.round(v * 10 ** digits) / 10 ** digits;
 
 /** Activation ranges of the targets, running the fp32 graphs with the activations as extra outputs. */
 export async function calibrate(
@@ -672,7 +671,10 @@ function validationSections<P extends CompressedPrecision>(
   const lat = m.latency;
   const totalRatio =
     (lat.variant.encoder + lat.variant.policy) / (lat.fp32.encoder + lat.fp32.policy);
-  const p50 = (s: StageMs): StageMs => ({ encoder: round(s.encoder), policy: round(s.policy) });
+  const p50 = (s: StageMs): StageMs => ({
+    encoder: round(s.encoder, 4),
+    policy: round(s.policy, 4),
+  });
   // Computed keys (`${precision}_success_rate`) are typed by ValidationSections<P>.
   const sections = {
     action_error: {

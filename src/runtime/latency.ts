@@ -1,4 +1,5 @@
 import * as hdr from 'hdr-histogram-js';
+import { round } from '../util/stats.js';
 
 /** Percentiles of a latency histogram, in milliseconds. */
 export interface LatencySummary {
@@ -33,15 +34,15 @@ export class LatencyHistogram {
   summary(): LatencySummary {
     // A percentile is its bucket's upper edge, which can exceed the largest value recorded.
     const q = (p: number): number =>
-      round3(Math.min(this.#h.getValueAtPercentile(p), this.#h.maxValue) / 1000);
+      round(Math.min(this.#h.getValueAtPercentile(p), this.#h.maxValue) / 1000);
     const count = this.#h.totalCount;
     return {
       count,
-      mean: count === 0 ? 0 : round3(this.#sum / count),
+      mean: count === 0 ? 0 : round(this.#sum / count),
       p50: q(50),
       p95: q(95),
       p99: q(99),
-      max: round3(this.#h.maxValue / 1000),
+      max: round(this.#h.maxValue / 1000),
     };
   }
 
@@ -49,10 +50,6 @@ export class LatencyHistogram {
     this.#h.reset();
     this.#sum = 0;
   }
-}
-
-function round3(v: number): number {
-  return Math.round(v * 1000) / 1000;
 }
 
 /** The pipeline's stages, in order. */

@@ -27,6 +27,7 @@ import { readBag, type BagChannel } from './reader.js';
 import { cdrReader, rosTime, shortTypeName } from './schemas.js';
 import { BagWriter } from './writer.js';
 import { frameFromCompressed, msFromTime } from '../ros/messages.js';
+import { round } from '../../util/stats.js';
 
 /** Which bag topics feed which pipeline input. */
 export interface TopicMap {
@@ -435,7 +436,7 @@ class Replay {
         reason: 'not mapped to a pipeline input',
       });
     }
-    const round = (v: number): number => Math.round(v * 1e6) / 1e6;
+    const micro = (v: number): number => round(v, 6);
     const a = this.#manifest.chunk.action_dim;
     return {
       bag: this.#bag,
@@ -456,12 +457,12 @@ class Replay {
           : {
               chunks: this.#errChunks,
               mean_abs: Array.from({ length: a }, (_, d) =>
-                round((this.#errSum[d] as number) / Math.max(1, this.#errCount)),
+                micro((this.#errSum[d] as number) / Math.max(1, this.#errCount)),
               ),
-              max_abs: Array.from(this.#errMax, round),
+              max_abs: Array.from(this.#errMax, micro),
             },
       rate: this.#rate,
-      wall_s: round(wall),
+      wall_s: micro(wall),
       frames_per_s: wall > 0 ? Math.round((this.#frames / wall) * 100) / 100 : 0,
       out: this.#options.out ?? null,
     };
