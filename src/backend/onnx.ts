@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { BackendError, InputError, ModelError } from '../errors.js';
+import { applyTelemetryPolicy } from './telemetry.js';
 import {
   batchDimension,
   type GraphRole,
@@ -26,6 +27,8 @@ export interface BackendOptions {
   readonly tensorrtCachePath: string;
   /** Human log lines (fallbacks, engine builds). */
   readonly log?: (message: string) => void;
+  /** Let ONNX Runtime send its telemetry (`backend.telemetry`); off when absent. */
+  readonly telemetry?: boolean;
 }
 
 /** Why a provider was skipped. */
@@ -284,6 +287,7 @@ export class OnnxBackend {
     options: BackendOptions,
   ): Promise<OnnxBackend> {
     const log = options.log ?? (() => undefined);
+    applyTelemetryPolicy(options.telemetry ?? false);
     const availability = new Map(providerAvailability().map((a) => [a.provider, a]));
     const fallbacks: ProviderFallback[] = [];
     for (const provider of options.executionProviders) {

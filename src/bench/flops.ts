@@ -1,4 +1,6 @@
 import * as ort from 'onnxruntime-node';
+// ONNX Runtime's telemetry off before this module's first session (see backend/telemetry.ts).
+import '../backend/telemetry.js';
 import {
   dims,
   encodeOnnx,

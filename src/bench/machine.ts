@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import * as ort from 'onnxruntime-node';
+// ONNX Runtime's telemetry off before this module's first session (see backend/telemetry.ts).
+import '../backend/telemetry.js';
 
 /** What the figures were measured on. */
 export interface MachineInfo {

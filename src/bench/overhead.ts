@@ -1,5 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
+// ONNX Runtime's telemetry off before this module's first session (see backend/telemetry.ts).
+import '../backend/telemetry.js';
 import { sessionOptionsFor } from '../backend/onnx.js';
 import { FrameIngest } from '../ingest/index.js';
 import { selectVariant, type ModelPackage } from '../model/manifest.js';

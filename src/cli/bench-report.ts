@@ -5,6 +5,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
+// ONNX Runtime's telemetry off before this module's first session (see backend/telemetry.ts).
+import '../backend/telemetry.js';
 import sharp from 'sharp';
 import { benchObservations, type BenchObservation } from '../bench/frames.js';
 import { countFlops, type FlopCount } from '../bench/flops.js';

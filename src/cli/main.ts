@@ -1,4 +1,6 @@
 import { parseArgs } from 'node:util';
+// First: ONNX Runtime's telemetry off before any command creates a session.
+import '../backend/telemetry.js';
 import { VlaError } from '../errors.js';
 import {
   commandHelp,

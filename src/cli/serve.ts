@@ -7,6 +7,7 @@ import {
   BRIDGE_DEFAULTS,
   BridgeServer,
   checkBind,
+  probeBind,
   readClientKeys,
   type BridgeServerOptions,
   type BridgeStats,
@@ -261,6 +262,7 @@ export async function runServe(
   const bind = typeof values.bind === 'string' ? values.bind : BRIDGE_DEFAULTS.bind;
   const curveSecretKey = await curveKey(values);
   checkBind(bind, curveSecretKey);
+  await probeBind(bind);
   const limits = bridgeLimits(values);
   // A path is a string whatever it looks like: pass it quoted, after the --set overrides.
   const keysFile = values['curve-client-keys-file'];

@@ -1,5 +1,6 @@
 import { loadConfig, parseOverride, resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { ConfigError } from '../errors.js';
+import { ingestLimits } from '../ingest/index.js';
 import { loadModelPackage, type ModelPackage } from '../model/manifest.js';
 import type { PipelineOptions } from '../pipeline/pipeline.js';
 import type { OptionSpec, OptionValues } from './command.js';
@@ -86,6 +87,7 @@ export function pipelineOptions(config: VlaConfig, log: (m: string) => void): Pi
       interOpThreads: config.backend.inter_op_threads,
       graphOptimization: config.backend.graph_optimization,
       tensorrtCachePath: config.backend.tensorrt_cache_path,
+      telemetry: config.backend.telemetry,
       log,
     },
     pruning: {
@@ -101,6 +103,7 @@ export function pipelineOptions(config: VlaConfig, log: (m: string) => void): Pi
       maxDeltaPerStep: config.safety.max_delta_per_step,
     },
     warmupRuns: config.backend.warmup_runs,
+    ingest: ingestLimits(config),
     latencyBudgetMs: config.runtime.latency_budget_ms,
   };
 }

@@ -1,5 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
+// ONNX Runtime's telemetry off before this module's first session (see backend/telemetry.ts).
+import '../backend/telemetry.js';
 import { BackendError } from '../errors.js';
 import type { ModelPackage } from '../model/manifest.js';
 import type { PreparedSample } from './calibration.js';

@@ -67,6 +67,14 @@ export interface BackendConfig {
   readonly graph_optimization: GraphOptimizationLevel;
   readonly warmup_runs: number;
   readonly tensorrt_cache_path: string;
+  readonly telemetry: boolean;
+}
+
+/** `ingest.*`: limits on every frame and observation before decoding. */
+export interface IngestConfig {
+  readonly max_pixels: number;
+  readonly max_encoded_bytes: number;
+  readonly max_state_deviation: number;
 }
 
 /** `pruning.*`: visual-token pruning. */
@@ -140,6 +148,7 @@ export interface ServeConfig {
 export interface VlaConfig {
   readonly model: ModelConfig;
   readonly backend: BackendConfig;
+  readonly ingest: IngestConfig;
   readonly pruning: PruningConfig;
   readonly runtime: RuntimeConfig;
   readonly safety: SafetyConfig;

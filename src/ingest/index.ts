@@ -11,3 +11,5 @@ export {
   type ResizeMode,
 } from './frame.js';
 export { FrameIngest } from './ingest.js';
+export { isAcceptedFormat, sniffImageFormat, type AcceptedFormat } from './format.js';
+export { defaultIngestLimits, ingestLimits, type IngestLimits } from './limits.js';

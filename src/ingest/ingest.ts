@@ -2,9 +2,11 @@
  * Frame ingest: decode, convert, orient and resize camera frames to the model's image input.
  */
 
-import sharp, { type ResizeOptions } from 'sharp';
+import sharp, { type Metadata, type ResizeOptions } from 'sharp';
 import { describe, InputError } from '../errors.js';
 import { kernels } from '../native/index.js';
+import { isAcceptedFormat, sniffImageFormat } from './format.js';
+import { defaultIngestLimits, type IngestLimits } from './limits.js';
 import {
   rawToRgb,
   toThreeChannels,
@@ -74,12 +76,18 @@ function checkSpec(spec: ImageInputSpec): ImageInputSpec {
 export class FrameIngest {
   /** The validated, frozen input spec. */
   readonly spec: ImageInputSpec;
+  /** Pixel and byte bounds every frame is checked against before it is decoded. */
+  readonly limits: IngestLimits;
   /** The normalised value of byte v in channel c at [c * 256 + v]. */
   readonly #lut: Float32Array;
 
-  /** @throws {InputError} with field `spec.<name>` when the spec is invalid. */
-  constructor(spec: ImageInputSpec) {
+  /**
+   * @param limits the `ingest.*` parameters; the schema's defaults when absent.
+   * @throws {InputError} with field `spec.<name>` when the spec is invalid.
+   */
+  constructor(spec: ImageInputSpec, limits: IngestLimits = defaultIngestLimits()) {
     this.spec = checkSpec(spec);
+    this.limits = limits;
     this.#lut = Float32Array.from(
       { length: 768 },
       (_, i) =>
@@ -93,12 +101,24 @@ export class FrameIngest {
    * `spec.width * spec.height * 3` bytes. The frame's bytes are copied before the first await: the
    * caller may reuse its buffer as soon as this returns a promise.
    *
-   * @throws {InputError} when the frame is malformed or its bytes cannot be decoded.
+   * Frames over {@link FrameIngest.limits} are refused before anything of their size is
+   * allocated; encoded bytes must be JPEG or PNG by their signature and by libvips' header read.
+   *
+   * @throws {InputError} when the frame is malformed, over the limits, not JPEG or PNG, or its
+   * bytes cannot be decoded.
    */
   async toRgb(frame: Frame): Promise<Uint8Array> {
     const { width, height } = this.spec;
     let result: { data: Uint8Array; channels: number; width: number; height: number };
+    const kind: unknown = (frame as Partial<Frame> | null)?.kind;
+    if (kind !== 'raw' && kind !== 'encoded') {
+      throw new InputError(
+        `Expected a frame with kind raw|encoded for image.kind but received ${describe(kind)}`,
+        { field: 'image.kind' },
+      );
+    }
     if (frame.kind === 'raw') {
+      this.#checkRawPixels(frame.width, frame.height);
       const rgb = rawToRgb(frame);
       if (frame.width === width && frame.height === height) return rgb;
       const { data, info } = await sharp(rgb, {
@@ -163,18 +183,78 @@ export class FrameIngest {
     return { fit: FIT[this.spec.resize], kernel: KERNEL, background: BLACK };
   }
 
-  async #decode(
-    frame: EncodedFrame,
-  ): Promise<{ data: Uint8Array; channels: number; width: number; height: number }> {
+  /** Refuse a raw frame of more pixels than the limit before its RGB copy is allocated. */
+  #checkRawPixels(width: unknown, height: unknown): void {
+    if (typeof width !== 'number' || typeof height !== 'number') return; // rawToRgb names it
+    const max = this.limits.maxPixels;
+    if (width * height > max) {
+      throw new InputError(
+        `Expected at most ${max} pixels (ingest.max_pixels) for image but received ${width}x${height} = ${width * height}`,
+        { field: 'image' },
+      );
+    }
+  }
+
+  /**
+   * Check encoded bytes without decoding pixels: size, signature, then libvips' reading of the
+   * header (format and dimensions), so a forged width never reaches the decoder.
+   */
+  async #checkEncoded(frame: EncodedFrame): Promise<Uint8Array> {
     const bytes: unknown = frame.data;
+    const label = frame.format === undefined ? '' : ` (labelled ${describe(frame.format)})`;
     if (!(bytes instanceof Uint8Array) || bytes.length === 0) {
       throw new InputError(
         `Expected JPEG or PNG bytes for image.data but received ${describe(bytes)}`,
         { field: 'image.data' },
       );
     }
+    const { maxEncodedBytes, maxPixels } = this.limits;
+    if (bytes.length > maxEncodedBytes) {
+      throw new InputError(
+        `Expected at most ${maxEncodedBytes} bytes (ingest.max_encoded_bytes) for image.data but received ${bytes.length}`,
+        { field: 'image.data' },
+      );
+    }
+    const sniffed = sniffImageFormat(bytes);
+    if (!isAcceptedFormat(sniffed)) {
+      throw new InputError(
+        `Expected JPEG or PNG bytes for image.data${label} but received ${sniffed === undefined ? 'bytes with no known image signature' : `${sniffed.toUpperCase()} bytes`}`,
+        { field: 'image.data' },
+      );
+    }
+    let header: Metadata;
     try {
-      const { data, info } = await sharp(bytes)
+      header = await sharp(bytes, { limitInputPixels: maxPixels }).metadata();
+    } catch (cause) {
+      throw new InputError(
+        `Expected a readable ${sniffed.toUpperCase()} header for image.data${label} but ${firstLine(cause)}`,
+        { field: 'image.data', cause },
+      );
+    }
+    if (header.format !== sniffed) {
+      throw new InputError(
+        `Expected JPEG or PNG bytes for image.data${label} but libvips reads them as ${describe(header.format)}`,
+        { field: 'image.data' },
+      );
+    }
+    const w = header.width;
+    const h = header.height;
+    if (w * h > maxPixels) {
+      throw new InputError(
+        `Expected at most ${maxPixels} pixels (ingest.max_pixels) for image but its ${sniffed.toUpperCase()} header says ${w}x${h} = ${w * h}`,
+        { field: 'image.data' },
+      );
+    }
+    return bytes;
+  }
+
+  async #decode(
+    frame: EncodedFrame,
+  ): Promise<{ data: Uint8Array; channels: number; width: number; height: number }> {
+    const bytes = await this.#checkEncoded(frame);
+    try {
+      // limitInputPixels again: the decoder itself refuses what the header check let through.
+      const { data, info } = await sharp(bytes, { limitInputPixels: this.limits.maxPixels })
         .rotate()
         .flatten({ background: BLACK })
         .toColourspace('srgb')
@@ -183,11 +263,14 @@ export class FrameIngest {
         .toBuffer({ resolveWithObject: true });
       return { data, ...info };
     } catch (cause) {
-      const reason = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
       throw new InputError(
-        `Expected JPEG or PNG bytes for image.data but could not decode ${bytes.length} bytes${frame.format === undefined ? '' : ` (format ${describe(frame.format)})`}: ${reason ?? ''}`,
+        `Expected JPEG or PNG bytes for image.data but could not decode ${bytes.length} bytes${frame.format === undefined ? '' : ` (format ${describe(frame.format)})`}: ${firstLine(cause)}`,
         { field: 'image.data', cause },
       );
     }
   }
+}
+
+function firstLine(cause: unknown): string {
+  return (cause instanceof Error ? cause.message : String(cause)).split('\n')[0] ?? '';
 }

@@ -8,7 +8,7 @@ import {
 } from '../backend/onnx.js';
 import { BackendError, InputError } from '../errors.js';
 import { kernelBackend, warnOnce } from '../native/index.js';
-import { FrameIngest, type Frame } from '../ingest/index.js';
+import { defaultIngestLimits, FrameIngest, type Frame, type IngestLimits } from '../ingest/index.js';
 import { selectVariant, type ModelPackage, type Precision } from '../model/manifest.js';
 import {
   tokenBudget,
@@ -17,6 +17,7 @@ import {
   type PruningStrategy,
 } from '../pruning/pruner.js';
 import { createPruner } from '../pruning/strategies.js';
+import { checkObservation, checkState } from './observation.js';
 import { BudgetController } from '../runtime/budget.js';
 import { LatencyBook, LatencyHistogram, type StageTimings } from '../runtime/latency.js';
 import { enforceLimits, type ActionLimits } from '../runtime/safety.js';
@@ -38,6 +39,8 @@ export interface PipelineOptions {
   readonly limits: ActionLimits;
   /** Inference runs on a synthetic frame before the pipeline reports ready. */
   readonly warmupRuns: number;
+  /** Pixel, byte and state bounds on every observation (`ingest.*`); the schema's defaults when absent. */
+  readonly ingest?: IngestLimits;
 }
 
 /** One observation: a camera frame, the instruction and the robot state (manifest units). */
@@ -125,6 +128,7 @@ export class VlaPipeline {
   readonly #ingest: FrameIngest;
   readonly #pruner: Pruner;
   readonly #limits: ActionLimits;
+  readonly #maxStateDeviation: number;
   readonly #kept: Int32Array;
   readonly #ids: BigInt64Array;
   readonly #state: Float32Array;
@@ -143,13 +147,18 @@ export class VlaPipeline {
     this.model = model;
     this.#backend = backend;
     const m = model.manifest;
-    this.#ingest = new FrameIngest({
-      width: m.image.width,
-      height: m.image.height,
-      resize: m.image.resize,
-      mean: m.image.mean,
-      std: m.image.std,
-    });
+    const limits = options.ingest ?? defaultIngestLimits();
+    this.#maxStateDeviation = limits.maxStateDeviation;
+    this.#ingest = new FrameIngest(
+      {
+        width: m.image.width,
+        height: m.image.height,
+        resize: m.image.resize,
+        mean: m.image.mean,
+        std: m.image.std,
+      },
+      limits,
+    );
     this.#pruner = createPruner(options.pruning.strategy, { seed: options.pruning.seed });
     this.#kept = new Int32Array(m.patch_grid.width * m.patch_grid.height);
     this.#controller =
@@ -256,6 +265,7 @@ export class VlaPipeline {
   /** Run one observation through the pipeline. Throws InputError for bad frames or state. */
   async infer(obs: Observation): Promise<ActionChunk> {
     const m = this.model.manifest;
+    checkObservation(obs, m, this.#maxStateDeviation);
     const t0 = performance.now();
     const budget = obs.keepCount === undefined ? this.#budget : this.#budgetFor(obs.keepCount);
     this.#checkState(obs.state);
@@ -314,6 +324,7 @@ export class VlaPipeline {
    */
   async prepare(obs: Observation): Promise<PreparedObservation> {
     const t0 = performance.now();
+    checkObservation(obs, this.model.manifest, this.#maxStateDeviation);
     const budget = obs.keepCount === undefined ? undefined : this.#budgetFor(obs.keepCount);
     this.#checkState(obs.state);
     const rgb = await this.#ingest.toRgb(obs.frame);
@@ -523,20 +534,7 @@ export class VlaPipeline {
 
   /** Check the state's length and values as {@link infer} does. */
   #checkState(state: ArrayLike<number>): void {
-    const m = this.model.manifest;
-    if (state.length !== m.state.names.length) {
-      throw new InputError(
-        `Expected ${m.state.names.length} state values (${m.state.names.join(', ')}) but received ${state.length}`,
-        { field: 'state' },
-      );
-    }
-    for (let i = 0; i < state.length; i++) {
-      const v = state[i] as number;
-      if (!Number.isFinite(v))
-        throw new InputError(`Expected finite state values but state[${i}] is ${v}`, {
-          field: `state[${i}]`,
-        });
-    }
+    checkState(state, this.model.manifest.state, this.#maxStateDeviation);
   }
 
   /** The state in the policy's normalised units, into `out` (checked by {@link #checkState}). */

@@ -171,7 +171,9 @@ describe('shipped parameter file and schema', () => {
         graph_optimization: 1,
         warmup_runs: 1,
         tensorrt_cache_path: 1,
+        telemetry: 1,
       },
+      ingest: { max_pixels: 1, max_encoded_bytes: 1, max_state_deviation: 1 },
       pruning: { strategy: 1, keep_ratio: 1, keep_count: 1, seed: 1, min_keep_ratio: 1 },
       runtime: {
         control_rate_hz: 1,

@@ -336,14 +336,23 @@ describe('bad input', () => {
     const png = await sharp(good.data, { raw: { width: 4, height: 4, channels: 3 } })
       .png()
       .toBuffer();
-    for (const data of [Uint8Array.from({ length: 64 }, (_, i) => i), png.subarray(0, 40)]) {
-      const error = await expectInputError(
-        frameIngest.toRgb({ kind: 'encoded', format: 'png', data }),
-        'image.data',
-        'Expected JPEG or PNG bytes',
-      );
-      expect(error.cause).toBeInstanceOf(Error);
-    }
+    // Bytes with no image signature are refused before libvips sees them.
+    await expectInputError(
+      frameIngest.toRgb({
+        kind: 'encoded',
+        format: 'png',
+        data: Uint8Array.from({ length: 64 }, (_, i) => i),
+      }),
+      'image.data',
+      'no known image signature',
+    );
+    // A PNG cut inside its first chunk: libvips' refusal is the cause.
+    const error = await expectInputError(
+      frameIngest.toRgb({ kind: 'encoded', format: 'png', data: png.subarray(0, 40) }),
+      'image.data',
+      'PNG',
+    );
+    expect(error.cause).toBeInstanceOf(Error);
   });
 
   it('rejects an invalid spec', () => {

@@ -240,3 +240,14 @@ export function frameToImage(frame: Frame, camera?: string): WireImage {
     ...cam,
   };
 }
+
+/**
+ * The request path of a field the pipeline names: the pipeline sees one frame (`image.data`,
+ * `frame.kind`), the protocol the first entry of `images` (`images[0].data`); state, instruction
+ * and keep count keep their names.
+ */
+export function requestField(field: string | undefined): string | undefined {
+  if (field === undefined) return undefined;
+  const match = /^(?:image|frame)(?=$|[.[])(.*)$/.exec(field);
+  return match === null ? field : `images[0]${match[1] ?? ''}`;
+}

@@ -6,7 +6,7 @@ export {
   type ChunkResult,
   type ClientObservation,
 } from './client.js';
-export { checkBind, isLocalEndpoint } from './endpoint.js';
+export { bindError, checkBind, isLocalEndpoint, probeBind } from './endpoint.js';
 export { BridgeError, ERROR_CODES, type BridgeErrorCode, type ErrorCode } from './errors.js';
 export { COMPRESSED_ENCODINGS, type WireImage } from './image.js';
 export * from './protocol.js';

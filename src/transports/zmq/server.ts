@@ -16,9 +16,10 @@ import type { Manifest } from '../../model/manifest.js';
 import type { ActionChunk, Observation, PreparedObservation } from '../../pipeline/pipeline.js';
 import { SUPPORTED_ENCODINGS } from '../../ingest/index.js';
 import { LatencyHistogram, type LatencySummary } from '../../runtime/latency.js';
-import { checkBind } from './endpoint.js';
+import { bindError, checkBind } from './endpoint.js';
+import { printable } from '../../util/printable.js';
 import type { ErrorCode } from './errors.js';
-import { COMPRESSED_ENCODINGS, imageToFrame } from './image.js';
+import { COMPRESSED_ENCODINGS, imageToFrame, requestField } from './image.js';
 import {
   encodeMessage,
   float32Array,
@@ -337,7 +338,7 @@ export class BridgeServer {
     } catch (error) {
       socket.close();
       await zap?.close();
-      throw error;
+      throw bindError(o.bind, error);
     }
     const server = new BridgeServer(pipeline, o, socket, zap, log);
     server.#endpoint = socket.lastEndpoint ?? o.bind;
@@ -487,11 +488,11 @@ export class BridgeServer {
           this.#handle(frames);
         } catch (error) {
           // A bug, not the request's fault: keep serving the others.
-          this.#log(`bridge: could not handle a message: ${String(error)}`);
+          this.#log(`bridge: could not handle a message: ${printable(String(error))}`);
         }
       }
     } catch (error) {
-      if (!this.#socket.closed) this.#log(`bridge receive loop failed: ${String(error)}`);
+      if (!this.#socket.closed) this.#log(`bridge receive loop failed: ${printable(String(error))}`);
     }
   }
 
@@ -554,7 +555,7 @@ export class BridgeServer {
       case 'hello':
         client.name = request.client;
         this.#log(
-          `bridge: hello from ${client.id}${client.name === undefined ? '' : ` (${client.name})`}`,
+          `bridge: hello from ${client.id}${client.name === undefined ? '' : ` (${printable(client.name, 64)})`}`,
         );
         this.#send(route, { ...base, type: 'welcome', client_id: client.id, ...this.metadata() });
         return;
@@ -747,7 +748,7 @@ export class BridgeServer {
           }
         } catch (error) {
           this.#log(
-            `bridge: could not answer request of client ${job.client.id}: ${String(error)}`,
+            `bridge: could not answer request of client ${job.client.id}: ${printable(String(error))}`,
           );
         } finally {
           job.client.pending--;
@@ -760,10 +761,10 @@ export class BridgeServer {
   #failed(job: Job, error: unknown): void {
     const { request, route } = job;
     if (error instanceof InputError) {
-      this.#error(route, request.id, 'invalid', error.message, error.field);
+      this.#error(route, request.id, 'invalid', error.message, requestField(error.field));
     } else {
       const message = error instanceof VlaError ? error.message : String(error);
-      this.#log(`bridge: inference failed for client ${job.client.id}: ${message}`);
+      this.#log(`bridge: inference failed for client ${job.client.id}: ${printable(message)}`);
       this.#error(route, request.id, 'internal', `inference failed: ${message}`);
     }
   }
@@ -847,7 +848,7 @@ export class BridgeServer {
     this.#sending = this.#sending
       .then(() => this.#socket.send(frames))
       .catch((error: unknown) => {
-        if (!this.#socket.closed) this.#log(`bridge: send failed: ${String(error)}`);
+        if (!this.#socket.closed) this.#log(`bridge: send failed: ${printable(String(error))}`);
       });
   }
 }

@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { Reply, type Context } from 'zeromq';
 import { ConfigError, describe } from '../../errors.js';
+import { printable } from '../../util/printable.js';
 
 /** The Z85 alphabet (ZeroMQ RFC 32), value = index. */
 const Z85_CHARS =
@@ -93,7 +94,8 @@ export function parseClientKeys(text: string, source: string): string[] {
     }
     if (line.startsWith('#')) return;
     throw new ConfigError(
-      `Expected a 40-character Z85 CURVE public key (optionally followed by a label) on line ${i + 1} of ${source} but received ${describe(first)}`,
+      // Never the token itself: a wrong file (a private key, a password file) must not be echoed.
+      `Expected a 40-character Z85 CURVE public key (optionally followed by a label) on line ${i + 1} of ${printable(source)} but received a ${first.length}-character token that is not one (not shown)`,
       { field: 'serve.curve_client_keys_file' },
     );
   });
@@ -222,7 +224,7 @@ export class ZapHandler {
         await this.#socket.send(this.#answer(frames));
       }
     } catch (error) {
-      if (!this.#socket.closed) this.#log(`bridge: ZAP handler failed: ${String(error)}`);
+      if (!this.#socket.closed) this.#log(`bridge: ZAP handler failed: ${printable(String(error))}`);
     }
   }
 
@@ -251,7 +253,7 @@ export class ZapHandler {
     if (!this.#logged.has(z85) && this.#logged.size < 1000) {
       this.#logged.add(z85);
       this.#log(
-        `bridge: refused CURVE client ${z85} from ${address?.toString() ?? '?'}: not in the allow-list`,
+        `bridge: refused CURVE client ${z85} from ${printable(address?.toString() ?? '?', 64)}: not in the allow-list`,
       );
     }
     return reply('400', 'client key not allowed');
