@@ -13,6 +13,7 @@ import { benchKernelsCommand } from './bench-kernels.js';
 import { benchPruningCommand } from './bench-pruning.js';
 import { benchReportCommand } from './bench-report.js';
 import { benchServeCommand } from './bench-serve.js';
+import { benchSoakCommand } from './bench-soak.js';
 import { compressCommand } from './compress.js';
 import { datasetCommand } from './dataset.js';
 import { overlayCommand } from './overlay.js';
@@ -33,6 +34,7 @@ const COMMANDS: readonly CommandSpec[] = [
   benchReportCommand,
   serveCommand,
   benchServeCommand,
+  benchSoakCommand,
   overlayCommand,
   replayCommand,
   compressCommand,

@@ -224,7 +224,8 @@ export class FrameIngest {
     }
     let header: Metadata;
     try {
-      header = await sharp(bytes, { limitInputPixels: maxPixels }).metadata();
+      // Only the header is read here: the pixel count is checked below, with a message naming it.
+      header = await sharp(bytes, { limitInputPixels: false }).metadata();
     } catch (cause) {
       throw new InputError(
         `Expected a readable ${sniffed.toUpperCase()} header for image.data${label} but ${firstLine(cause)}`,
