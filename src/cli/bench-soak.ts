@@ -38,9 +38,12 @@ function positive(values: OptionValues, flag: string): number {
   const raw = values[flag];
   const n = typeof raw === 'string' ? Number(raw) : NaN;
   if (!Number.isFinite(n) || n <= 0) {
-    throw new ConfigError(`Expected a positive number for --${flag} but received ${describe(raw)}`, {
-      field: flag,
-    });
+    throw new ConfigError(
+      `Expected a positive number for --${flag} but received ${describe(raw)}`,
+      {
+        field: flag,
+      },
+    );
   }
   return n;
 }

@@ -42,7 +42,8 @@ export function sniffImageFormat(bytes: Uint8Array): string | undefined {
     .decode(bytes.subarray(0, 256))
     .replace(/^\uFEFF/, '')
     .trimStart();
-  if (head.startsWith('<')) return /<svg[\s>]/i.test(head) || head.startsWith('<?xml') ? 'svg' : 'xml';
+  if (head.startsWith('<'))
+    return /<svg[\s>]/i.test(head) || head.startsWith('<?xml') ? 'svg' : 'xml';
   return undefined;
 }
 

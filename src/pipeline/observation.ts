@@ -93,9 +93,12 @@ export function checkObservation(
     );
   }
   if (typeof instruction !== 'string') {
-    throw new InputError(`Expected a string for instruction but received ${describe(instruction)}`, {
-      field: 'instruction',
-    });
+    throw new InputError(
+      `Expected a string for instruction but received ${describe(instruction)}`,
+      {
+        field: 'instruction',
+      },
+    );
   }
   checkState(state, manifest.state, maxStateDeviation);
   if (stamp !== undefined && (typeof stamp !== 'number' || !Number.isFinite(stamp))) {

@@ -8,7 +8,12 @@ import {
 } from '../backend/onnx.js';
 import { BackendError, InputError } from '../errors.js';
 import { kernelBackend, warnOnce } from '../native/index.js';
-import { defaultIngestLimits, FrameIngest, type Frame, type IngestLimits } from '../ingest/index.js';
+import {
+  defaultIngestLimits,
+  FrameIngest,
+  type Frame,
+  type IngestLimits,
+} from '../ingest/index.js';
 import { selectVariant, type ModelPackage, type Precision } from '../model/manifest.js';
 import {
   tokenBudget,

@@ -30,7 +30,10 @@ function escape(ch: string): string {
 export function printable(s: string, max = 200): string {
   const limit = Math.max(1, Math.floor(max));
   // Lone surrogates (half an emoji from a cut buffer) become U+FFFD, as toWellFormed() would.
-  const text = s.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+  const text = s.replace(
+    /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+    '\ufffd',
+  );
   const escaped = text.replace(UNPRINTABLE, escape);
   if (escaped.length <= limit) return escaped;
   // Never cut inside an escape or a surrogate pair.

@@ -492,7 +492,8 @@ export class BridgeServer {
         }
       }
     } catch (error) {
-      if (!this.#socket.closed) this.#log(`bridge receive loop failed: ${printable(String(error))}`);
+      if (!this.#socket.closed)
+        this.#log(`bridge receive loop failed: ${printable(String(error))}`);
     }
   }
 

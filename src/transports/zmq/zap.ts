@@ -224,7 +224,8 @@ export class ZapHandler {
         await this.#socket.send(this.#answer(frames));
       }
     } catch (error) {
-      if (!this.#socket.closed) this.#log(`bridge: ZAP handler failed: ${printable(String(error))}`);
+      if (!this.#socket.closed)
+        this.#log(`bridge: ZAP handler failed: ${printable(String(error))}`);
     }
   }
 
