@@ -47,7 +47,7 @@ const BAD: readonly [string, () => unknown, string][] = [
 ];
 
 describe('observation check', () => {
-  it.each(BAD)('infer refuses %s with an InputError naming %s', async (_, make, field) => {
+  it.each(BAD)('infer refuses %s with an InputError naming the field', async (_, make, field) => {
     const error: unknown = await pipeline.infer(make() as Observation).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InputError);
     expect((error as InputError).field).toBe(field);
