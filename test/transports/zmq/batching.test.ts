@@ -139,7 +139,7 @@ describe('batching across clients', () => {
       expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
       expect((results[1] as PromiseRejectedResult).reason).toMatchObject({
         code: 'invalid',
-        field: 'image.data',
+        field: 'images[0].data',
       });
       expect(server.stats().batches.sizes).toEqual({ '3': 1 });
       expect((await c.ping()).type).toBe('pong');

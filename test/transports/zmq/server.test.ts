@@ -191,7 +191,8 @@ describe('BridgeServer', () => {
           return infer({ images: [{ encoding: 'png', data: png }] });
         },
         'invalid',
-        'image.data',
+        // The request path the protocol documents, not the pipeline's name for its one frame.
+        'images[0].data',
       ],
     ])('answers %s', async (_name, make, code, field) => {
       const reply = await peer.exchange(make());
@@ -682,7 +683,8 @@ describe('client key files and Z85', () => {
   });
 
   it.each([
-    ['a short key', 'abc', /line 1 of clients.txt but received "abc"/],
+    // The bad token's length only: a wrong file (a private key) must not be echoed.
+    ['a short key', 'abc', /line 1 of clients.txt but received a 3-character token/],
     ['a key of the wrong alphabet', '~'.repeat(40), /line 1/],
     ['a key whose groups overflow 32 bits', '%'.repeat(40), /line 1/],
     ['no key at all', '# nobody\n\n', /lists none/],
