@@ -59,12 +59,46 @@ export class BackendError extends VlaError {
   }
 }
 
+/**
+ * Characters that must never reach a terminal raw: C0 controls (NUL, ESC, newline...), DEL, C1
+ * controls (U+009B is a one-byte CSI on many terminals), lone surrogates, the line and paragraph
+ * separators and the bidirectional overrides that reorder what a reader sees.
+ */
+const UNPRINTABLE =
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]/gu;
+
+function escapeChar(c: string): string {
+  const code = c.charCodeAt(0);
+  return code < 0x100
+    ? `\\x${code.toString(16).padStart(2, '0')}`
+    : `\\u${code.toString(16).padStart(4, '0')}`;
+}
+
+/**
+ * Text that came from outside (a bag, a manifest, a request, a file name) made safe to quote in an
+ * error message or log line: control characters, escape sequences and bidirectional overrides are
+ * written as `\xNN` / `\uNNNN` escapes, and text longer than `max` characters is cut with `...`.
+ * Every message that quotes external data goes through this (or {@link describe}), so a crafted
+ * file cannot forge log lines or drive the terminal.
+ *
+ * @example
+ * printable('topic\u001b[2J') // 'topic\\x1b[2J'
+ */
+export function printable(text: string, max = 200): string {
+  const cut = text.length > max ? `${text.slice(0, Math.max(0, max - 3))}...` : text;
+  return cut.replace(UNPRINTABLE, escapeChar);
+}
+
 /** Describe a received value briefly for error messages. */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
   if (typeof value === 'string')
-    return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+    return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value).replace(
+      UNPRINTABLE,
+      escapeChar,
+    );
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
     return String(value);
   if (Array.isArray(value)) return `array of length ${value.length}`;

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { VlaError } from '../errors.js';
+import { printable, VlaError } from '../errors.js';
 import {
   commandHelp,
   parseArgsOptions,
@@ -100,7 +100,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     return await command.run(values, makeIo(values.json === true), parsed.positionals);
   } catch (error) {
     if (error instanceof VlaError) {
-      process.stderr.write(`vla-node ${name}: ${error.name} [${error.code}]: ${error.message}\n`);
+      // Messages quote external data already escaped; this is the last line of defence for the
+      // terminal (multi-line messages keep their line breaks, nothing else gets through raw).
+      const message = error.message
+        .split('\n')
+        .map((line) => printable(line, Infinity))
+        .join('\n');
+      process.stderr.write(`vla-node ${name}: ${error.name} [${error.code}]: ${message}\n`);
       if (values.json === true) {
         process.stdout.write(
           `${JSON.stringify({ error: { code: error.code, field: error.field ?? null, message: error.message } })}\n`,

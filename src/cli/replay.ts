@@ -1,4 +1,4 @@
-import { ConfigError } from '../errors.js';
+import { ConfigError, printable } from '../errors.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import { DEFAULT_TOPICS, replay, type ReplayMetrics } from '../transports/mcap/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
@@ -32,19 +32,19 @@ function text(values: OptionValues, key: string): string | undefined {
 /** A readable summary of a replay. */
 export function formatReplay(r: ReplayMetrics): string {
   const lines = [
-    `replayed ${r.bag}: ${r.frames} frames → ${r.chunks} chunks in ${r.wall_s.toFixed(2)} s (${r.frames_per_s} frames/s, rate ${String(r.rate)})`,
+    `replayed ${printable(r.bag)}: ${r.frames} frames → ${r.chunks} chunks in ${r.wall_s.toFixed(2)} s (${r.frames_per_s} frames/s, rate ${String(r.rate)})`,
     `  messages: ${Object.entries(r.messages)
-      .map(([t, n]) => `${t} ${n}`)
+      .map(([t, n]) => `${printable(t)} ${n}`)
       .join(', ')}`,
   ];
   if (r.skipped_topics.length > 0) {
     lines.push(
-      `  skipped: ${r.skipped_topics.map((s) => `${s.topic} (${s.type}, ${s.messages})`).join(', ')}`,
+      `  skipped: ${r.skipped_topics.map((s) => `${printable(s.topic)} (${printable(s.type)}, ${s.messages})`).join(', ')}`,
     );
   }
   if (r.missing_topics.length > 0) {
     lines.push(
-      `  not in the bag: ${r.missing_topics.map((m) => `${m.topic} (${m.role})`).join(', ')}`,
+      `  not in the bag: ${r.missing_topics.map((m) => `${printable(m.topic)} (${m.role})`).join(', ')}`,
     );
   }
   if (Object.keys(r.warnings).length > 0) {
@@ -64,7 +64,7 @@ export function formatReplay(r: ReplayMetrics): string {
       `  action error vs reference (${r.action_error.chunks} chunks): mean |e| [${r.action_error.mean_abs.join(', ')}], max |e| [${r.action_error.max_abs.join(', ')}]`,
     );
   }
-  if (r.out !== null) lines.push(`  wrote ${r.out}`);
+  if (r.out !== null) lines.push(`  wrote ${printable(r.out)}`);
   return lines.join('\n');
 }
 
