@@ -1,7 +1,8 @@
 import { ConfigError, printable } from '../errors.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
-import { DEFAULT_TOPICS, replay, type ReplayMetrics } from '../transports/mcap/index.js';
+import { bagOutput, DEFAULT_TOPICS, replay, type ReplayMetrics } from '../transports/mcap/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
+import { checkOutputs, FORCE_OPTION } from './output.js';
 import {
   CONFIG_OPTIONS,
   configFromArgs,
@@ -83,6 +84,18 @@ export async function runReplay(
   const rate = parseRate(values.rate);
   const config = await configFromArgs(values, MODEL_FLAG_KEYS);
   const model = await modelFromConfig(config);
+  const out = text(values, 'out');
+  if (out !== undefined) {
+    // Before the model warms up: a wrong --out costs nothing and never touches an input.
+    await checkOutputs(
+      values,
+      [bagOutput('out', out)],
+      [
+        { what: 'BAG', path: bag, enclosing: true },
+        { what: 'the model package', path: model.dir, enclosing: true },
+      ],
+    );
+  }
   io.progress(`loading ${model.manifest.name} (${config.model.precision}) and warming up...`);
   const pipeline = await VlaPipeline.create(
     model,
@@ -91,7 +104,6 @@ export async function runReplay(
     }),
   );
   try {
-    const out = text(values, 'out');
     const instruction = text(values, 'instruction');
     const { metrics } = await replay(bag, {
       pipeline,
@@ -127,8 +139,9 @@ export const replayCommand: CommandSpec = {
   options: {
     out: {
       type: 'string',
-      help: 'write the chunks (JointTrajectory, Float32MultiArray) and diagnostics to this .mcap file or bag folder',
+      help: 'write the chunks (JointTrajectory, Float32MultiArray) and diagnostics to this .mcap file or new bag folder (never the BAG, inside its folder or the model package; an existing file needs --force)',
     },
+    ...FORCE_OPTION,
     rate: {
       type: 'string',
       default: 'max',

@@ -26,7 +26,8 @@ import { BagError } from './errors.js';
 import { readBag, type BagChannel } from './reader.js';
 import { checkFields } from './fields.js';
 import { parseSchema, rosTime, shortTypeName } from './schemas.js';
-import { BagWriter } from './writer.js';
+import { bagOutput, BagWriter } from './writer.js';
+import { guardOutputs } from '../../util/paths.js';
 import { frameFromCompressed, msFromTime } from '../ros/messages.js';
 import { round } from '../../util/stats.js';
 
@@ -78,7 +79,10 @@ export interface ReplayOptions {
   readonly topics?: Partial<TopicMap>;
   /** `max` (default): as fast as possible; a number: paced at that multiple of the bag's clock. */
   readonly rate?: number | 'max';
-  /** Write the chunks and diagnostics here: a `.mcap` file or a bag folder. */
+  /**
+   * Write the chunks and diagnostics here: a `.mcap` file (replaced when it exists) or a new or
+   * empty bag folder; never the bag itself or a path inside its folder (a `BagError`, field `out`).
+   */
   readonly out?: string;
   /** Instruction used until the bag's instruction topic has a message (default ''). */
   readonly instruction?: string;
@@ -206,6 +210,15 @@ class Replay {
     const t0 = performance.now();
     this.#options.pipeline.pruner?.reset();
     if (this.#options.out !== undefined) {
+      try {
+        await guardOutputs(
+          [bagOutput('out', this.#options.out)],
+          [{ what: 'the bag', path: this.#bag, enclosing: true }],
+          { force: true },
+        );
+      } catch (error) {
+        throw new BagError((error as Error).message, { field: 'out', cause: error });
+      }
       this.#out = await BagWriter.create({ path: this.#options.out });
     }
     try {
