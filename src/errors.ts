@@ -4,6 +4,8 @@
  * what was received, naming the field.
  */
 
+import { printable } from './util/printable.js';
+
 /** Stable machine-readable error codes. */
 export type VlaErrorCode =
   | 'INVALID_INPUT'
@@ -59,12 +61,22 @@ export class BackendError extends VlaError {
   }
 }
 
+/**
+ * Text that came from outside (a bag, a manifest, a request, a client's name) made safe to quote in
+ * an error message or log line. One implementation, in util/printable.ts; re-exported here because
+ * every error message that quotes external data goes through it (or {@link describe}).
+ */
+export { printable };
+
 /** Describe a received value briefly for error messages. */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
   if (typeof value === 'string')
-    return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+    return printable(
+      JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value),
+      Infinity,
+    );
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
     return String(value);
   if (Array.isArray(value)) return `array of length ${value.length}`;

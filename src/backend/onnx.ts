@@ -162,7 +162,16 @@ export function checkGraph(role: GraphRole, session: ort.InferenceSession, spec:
           { field: `${field}.dtype` },
         );
       }
-      if (a.shape.length !== 0 && a.shape.length !== e.shape.length) {
+      if (a.shape.length === 0) {
+        // A graph that declares no shape would be fed and read by the manifest's sizes unchecked:
+        // its real outputs only show as out-of-bounds reads in the pruner.
+        throw new ModelError(
+          'MODEL_MISMATCH',
+          `Expected ${role} ${kind} ${e.name} to have shape [${e.shape.join(', ')}] but the ONNX file declares no shape for it: export the graph with shapes (named dimensions for the open ones)`,
+          { field: `${field}.shape` },
+        );
+      }
+      if (a.shape.length !== e.shape.length) {
         throw new ModelError(
           'MODEL_MISMATCH',
           `Expected ${role} ${kind} ${e.name} to have shape [${e.shape.join(', ')}] but the ONNX file has [${a.shape.join(', ')}]`,
@@ -342,6 +351,15 @@ export class OnnxBackend {
       throw new BackendError('Expected float32 visual tokens and saliency from the encoder', {
         field: 'encoder.outputs',
       });
+    }
+    const n = this.#positionData.length;
+    const d = this.#pkg.manifest.token_dim;
+    if (tokens.length !== n * d || saliency.length !== n) {
+      throw new ModelError(
+        'MODEL_MISMATCH',
+        `Expected ${n}×${d} visual tokens and ${n} saliency scores from the encoder (the manifest's patch grid and token_dim) but it produced ${tokens.length} and ${saliency.length} values`,
+        { field: 'manifest.graphs.encoder.outputs' },
+      );
     }
     return { tokens, saliency };
   }

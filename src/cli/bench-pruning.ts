@@ -4,12 +4,14 @@ import sharp from 'sharp';
 import {
   applyOverrides,
   PRUNING_STRATEGIES,
+  resolvePackagePath,
   validateConfig,
   type PruningStrategy,
   type VlaConfig,
 } from '../config/index.js';
 import { lineChartSvg } from './chart.js';
 import type { CommandSpec } from './command.js';
+import { checkOutputs, FORCE_OPTION } from './output.js';
 import { CONFIG_OPTIONS, configFromArgs } from './setup.js';
 import { simulate } from './sim.js';
 
@@ -52,6 +54,9 @@ export function pruningTable(cells: readonly PruningCell[]): string {
   return lines.join('\n');
 }
 
+/** The files `bench pruning` writes into its --out folder. */
+const PRUNING_FILES = ['pruning.json', 'pruning.md', 'pruning.svg', 'pruning.png'];
+
 export const benchPruningCommand: CommandSpec = {
   name: 'bench pruning',
   summary:
@@ -70,8 +75,9 @@ export const benchPruningCommand: CommandSpec = {
     out: {
       type: 'string',
       default: 'bench/pruning',
-      help: 'folder for pruning.json, pruning.md and pruning.svg/.png',
+      help: 'folder for pruning.json, pruning.md and pruning.svg/.png (existing ones need --force)',
     },
+    ...FORCE_OPTION,
     ...CONFIG_OPTIONS,
   },
   async run(values, io) {
@@ -83,6 +89,11 @@ export const benchPruningCommand: CommandSpec = {
         `sim.seed=${String(values.seed)}`,
       ],
     });
+    await checkOutputs(
+      values,
+      [{ flag: 'out', path: String(values.out), files: PRUNING_FILES }],
+      [{ what: 'the model package', path: resolvePackagePath(base.model.path), enclosing: true }],
+    );
     const wanted =
       typeof values.strategies === 'string'
         ? values.strategies.split(',').map((s) => s.trim())

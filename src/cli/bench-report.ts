@@ -16,7 +16,12 @@ import { measureOverhead, type OverheadResult, type Repeated } from '../bench/ov
 import { measureMatmulPeak, type MatmulPeak } from '../bench/peak.js';
 import { measureStartup, type StartupResult } from '../bench/startup.js';
 import { measureTorch, type TorchResult } from '../bench/torch.js';
-import { applyOverrides, validateConfig, type VlaConfig } from '../config/index.js';
+import {
+  applyOverrides,
+  resolvePackagePath,
+  validateConfig,
+  type VlaConfig,
+} from '../config/index.js';
 import { PACKAGE_ROOT } from '../config/config.js';
 import { loadModelPackage, selectVariant, type ModelPackage } from '../model/manifest.js';
 import { graphOf, loadOnnx } from '../compression/graph.js';
@@ -25,6 +30,7 @@ import { FrameIngest } from '../ingest/index.js';
 import type { PipelineOptions } from '../pipeline/pipeline.js';
 import { barChartSvg, lineChartSvg } from './chart.js';
 import type { CommandIo, CommandSpec } from './command.js';
+import { checkOutputs, FORCE_OPTION } from './output.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
 import { simulate, type SimReport } from './sim.js';
 import { median, round } from '../util/stats.js';
@@ -473,6 +479,16 @@ async function realisticPackage(
   return { model: await loadModelPackage(dir) };
 }
 
+/** The files `bench report` writes into its --out folder. */
+const REPORT_FILES = [
+  'report.json',
+  'report.md',
+  'report.svg',
+  'report.png',
+  'report-matrix.svg',
+  'report-matrix.png',
+];
+
 export const benchReportCommand: CommandSpec = {
   name: 'bench report',
   summary:
@@ -481,8 +497,9 @@ export const benchReportCommand: CommandSpec = {
     out: {
       type: 'string',
       default: 'bench',
-      help: 'folder for report.json, report.md, report.svg and report.png',
+      help: 'folder for report.json, report.md, report.svg and report.png (existing ones need --force)',
     },
+    ...FORCE_OPTION,
     repeats: { type: 'string', default: '3', help: 'repeats of each latency figure' },
     frames: { type: 'string', default: '200', help: 'frames per repeat (tiny model)' },
     'realistic-frames': {
@@ -522,6 +539,16 @@ export const benchReportCommand: CommandSpec = {
     const seed = int('seed', 0);
     const python = String(values.python);
     const base = await configFromArgs(values);
+    await checkOutputs(
+      values,
+      [{ flag: 'out', path: String(values.out), files: REPORT_FILES }],
+      [
+        { what: 'the model package', path: resolvePackagePath(base.model.path), enclosing: true },
+        ...(typeof values.realistic === 'string' && values.realistic !== ''
+          ? [{ what: 'the realistic model package', path: values.realistic, enclosing: true }]
+          : []),
+      ],
+    );
     const options = pipelineOptions(base, () => undefined);
     // 0 = ONNX Runtime's default: one thread per core.
     const threads =

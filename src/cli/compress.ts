@@ -12,6 +12,7 @@ import {
 import { DEFAULT_FP16_KEEP_OPS } from '../compression/fp16.js';
 import type { CalibrationMethod } from '../compression/runner.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
+import { checkOutputs, FORCE_OPTION } from './output.js';
 
 function choice<T extends string>(
   values: OptionValues,
@@ -85,8 +86,24 @@ export async function runCompress(values: OptionValues, io: CommandIo): Promise<
     return 0;
   }
   const exclude = values.exclude;
+  const model = resolvePackagePath(
+    typeof values.model === 'string' ? values.model : 'models/tiny-vla',
+  );
+  const rangesOut = values['ranges-out'];
+  if (typeof rangesOut === 'string') {
+    // The default (<calibration>/ranges.json) is a cache of the calibration set and is rewritten
+    // on every run; a path the user names is theirs and is only replaced with --force.
+    await checkOutputs(
+      values,
+      [{ flag: 'ranges-out', path: rangesOut }],
+      [
+        { what: 'the model package', path: model, enclosing: true },
+        { what: 'the calibration index', path: join(calibration, 'frames.json') },
+      ],
+    );
+  }
   const report = await compressPackage({
-    model: resolvePackagePath(typeof values.model === 'string' ? values.model : 'models/tiny-vla'),
+    model,
     calibration,
     method: choice<CalibrationMethod>(values, 'method', ['minmax', 'percentile'], 'minmax'),
     mode: choice<CompressMode>(values, 'mode', ['static', 'dynamic', 'fp16'], 'static'),
@@ -156,8 +173,9 @@ export const compressCommand: CommandSpec = {
     'latency-rounds': { type: 'string', default: '400', help: 'timed runs per variant' },
     'ranges-out': {
       type: 'string',
-      help: 'where the calibrated ranges (JSON) go (default: <calibration>/ranges.json)',
+      help: 'where the calibrated ranges (JSON) go (default: <calibration>/ranges.json, rewritten each run; a named file that exists needs --force)',
     },
+    ...FORCE_OPTION,
     record: {
       type: 'string',
       help: 'instead of compressing, record this many simulator frames as a new calibration set in --calibration',

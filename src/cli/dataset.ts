@@ -1,7 +1,8 @@
 import { join, resolve } from 'node:path';
-import { writeDataset } from '../sim/dataset.js';
+import { DATASET_FILES, writeDataset } from '../sim/dataset.js';
 import { WordTokenizer } from '../model/tokenizer.js';
 import type { CommandSpec } from './command.js';
+import { checkOutputs, FORCE_OPTION } from './output.js';
 
 export const datasetCommand: CommandSpec = {
   name: 'dataset',
@@ -9,7 +10,12 @@ export const datasetCommand: CommandSpec = {
   options: {
     episodes: { type: 'string', default: '2400', help: 'number of episodes' },
     seed: { type: 'string', default: '7', help: 'dataset seed' },
-    out: { type: 'string', default: 'models/tiny-vla/train/data', help: 'output folder' },
+    out: {
+      type: 'string',
+      default: 'models/tiny-vla/train/data',
+      help: 'output folder (existing dataset files there need --force)',
+    },
+    ...FORCE_OPTION,
     model: {
       type: 'string',
       default: 'models/tiny-vla',
@@ -21,6 +27,16 @@ export const datasetCommand: CommandSpec = {
   },
   async run(values, io) {
     const model = resolve(String(values.model));
+    // The training data lives beside the model (models/NAME/train/data), so only the files it
+    // reads are protected, not the whole package.
+    await checkOutputs(
+      values,
+      [{ flag: 'out', path: String(values.out), files: DATASET_FILES }],
+      [
+        { what: 'the tokenizer', path: join(model, 'tokenizer.json') },
+        { what: 'the manifest', path: join(model, 'manifest.json') },
+      ],
+    );
     const tokenizer = await WordTokenizer.load(join(model, 'tokenizer.json'));
     const size = Number(values.size);
     const grid = Number(values.grid);

@@ -2,12 +2,63 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { providerAvailability } from '../backend/onnx.js';
-import type { CommandSpec } from './command.js';
-import { CONFIG_OPTIONS, configFromArgs, modelFromConfig } from './setup.js';
+import type { VlaConfig } from '../config/index.js';
+import { printable, VlaError } from '../errors.js';
+import type { ModelPackage, Variant } from '../model/manifest.js';
+import { VlaPipeline } from '../pipeline/pipeline.js';
+import type { CommandIo, CommandSpec } from './command.js';
+import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
+
+/** What `info` found when it ran a variant as `sim` would. */
+interface VariantCheck {
+  readonly provider: string;
+  readonly kept_tokens: number;
+  readonly total_tokens: number;
+}
+
+/**
+ * Load one variant exactly as `sim`/`start` do (sessions on the configured providers, graph checks
+ * against the manifest, the pruner and safety set up) and run a warm-up inference on a grey frame,
+ * so that `info` exits 0 only for packages the node can run. Errors keep their class and code and
+ * name the variant.
+ */
+async function checkVariant(
+  pkg: ModelPackage,
+  variant: Variant,
+  config: Readonly<VlaConfig>,
+  io: CommandIo,
+): Promise<VariantCheck> {
+  const only: ModelPackage = { ...pkg, manifest: { ...pkg.manifest, variants: [variant] } };
+  let pipeline: VlaPipeline | undefined;
+  try {
+    pipeline = await VlaPipeline.create(only, {
+      ...pipelineOptions(config, (line) => {
+        io.progress(line);
+      }),
+      precision: variant.precision,
+      warmupRuns: Math.max(1, config.backend.warmup_runs),
+    });
+    return {
+      provider: pipeline.provider,
+      kept_tokens: pipeline.tokenBudget,
+      total_tokens: pipeline.totalTokens,
+    };
+  } catch (error) {
+    if (error instanceof VlaError) {
+      Object.defineProperty(error, 'message', {
+        value: `variant ${printable(variant.name)}: ${error.message}`,
+      });
+    }
+    throw error;
+  } finally {
+    await pipeline?.release();
+  }
+}
 
 export const infoCommand: CommandSpec = {
   name: 'info',
-  summary: 'print the model package, its variants and the execution providers available here',
+  summary:
+    'check a model package as the node would load it (manifest, confined files, hashes, graphs, one warm-up inference per variant) and print it with the execution providers available here; exits 1 with the typed error when any variant cannot run',
   options: {
     model: { type: 'string', help: 'model package folder (model.path)' },
     ...CONFIG_OPTIONS,
@@ -16,10 +67,18 @@ export const infoCommand: CommandSpec = {
     const config = await configFromArgs(values, { model: 'model.path' });
     const pkg = await modelFromConfig(config);
     const m = pkg.manifest;
+    const checks: Record<string, VariantCheck> = {};
+    for (const v of m.variants) {
+      io.progress(
+        `checking variant ${printable(v.name)} (${v.precision}): sessions, graphs, warm-up`,
+      );
+      checks[v.name] = await checkVariant(pkg, v, config, io);
+    }
     const variants = await Promise.all(
       m.variants.map(async (v) => ({
         name: v.name,
         precision: v.precision,
+        check: checks[v.name],
         files: Object.fromEntries(
           await Promise.all(
             (['encoder', 'policy'] as const).map(async (role) => [
@@ -56,14 +115,14 @@ export const infoCommand: CommandSpec = {
       node: process.versions.node,
     };
     const human = [
-      `${m.name}: ${m.description ?? ''}`,
-      `  ${pkg.dir}`,
+      `${printable(m.name)}: ${printable(m.description ?? '')}`,
+      `  ${printable(pkg.dir)}`,
       `  image ${m.image.width}×${m.image.height} (${m.image.resize}), ${info.model.visual_tokens} visual tokens (${m.patch_grid.width}×${m.patch_grid.height} grid, dim ${m.token_dim})`,
-      `  chunk ${m.chunk.horizon} × ${m.chunk.action_dim} [${m.action.names.join(', ')}] at ${m.control_rate_hz} Hz; state [${m.state.names.join(', ')}]`,
+      `  chunk ${m.chunk.horizon} × ${m.chunk.action_dim} [${printable(m.action.names.join(', '))}] at ${m.control_rate_hz} Hz; state [${printable(m.state.names.join(', '))}]`,
       'variants:',
       ...variants.map(
         (v) =>
-          `  ${v.name} (${v.precision}): ${v.files.encoder.path} ${(v.files.encoder.bytes / 1024).toFixed(0)} KiB, ${v.files.policy.path} ${(v.files.policy.bytes / 1024).toFixed(0)} KiB`,
+          `  ${printable(v.name)} (${v.precision}): ${printable(v.files.encoder.path)} ${(v.files.encoder.bytes / 1024).toFixed(0)} KiB, ${printable(v.files.policy.path)} ${(v.files.policy.bytes / 1024).toFixed(0)} KiB; ran on ${v.check?.provider ?? '?'} (warm-up passed, ${v.check?.kept_tokens ?? 0}/${v.check?.total_tokens ?? 0} tokens)`,
       ),
       `execution providers (configured: ${config.backend.execution_providers.join(' → ')}):`,
       ...providers.map(

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 // First: ONNX Runtime's telemetry off before any command creates a session.
 import '../backend/telemetry.js';
-import { VlaError } from '../errors.js';
+import { printable, VlaError } from '../errors.js';
 import {
   commandHelp,
   parseArgsOptions,
@@ -104,7 +104,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     return await command.run(values, makeIo(values.json === true), parsed.positionals);
   } catch (error) {
     if (error instanceof VlaError) {
-      process.stderr.write(`vla-node ${name}: ${error.name} [${error.code}]: ${error.message}\n`);
+      // Messages quote external data already escaped; this is the last line of defence for the
+      // terminal (multi-line messages keep their line breaks, nothing else gets through raw).
+      const message = error.message
+        .split('\n')
+        .map((line) => printable(line, Infinity))
+        .join('\n');
+      process.stderr.write(`vla-node ${name}: ${error.name} [${error.code}]: ${message}\n`);
       if (values.json === true) {
         process.stdout.write(
           `${JSON.stringify({ error: { code: error.code, field: error.field ?? null, message: error.message } })}\n`,

@@ -5,6 +5,7 @@ import { keptOverlay } from '../pruning/overlay.js';
 import { episodeSeed } from '../util/rng.js';
 import { TabletopSim } from '../sim/tabletop.js';
 import type { CommandSpec } from './command.js';
+import { checkOutputs, FORCE_OPTION } from './output.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
 
 export const overlayCommand: CommandSpec = {
@@ -22,8 +23,9 @@ export const overlayCommand: CommandSpec = {
     out: {
       type: 'string',
       default: 'kept.png',
-      help: 'PNG to write: the model input and the kept-token overlay side by side',
+      help: 'PNG to write: the model input and the kept-token overlay side by side (an existing file needs --force)',
     },
+    ...FORCE_OPTION,
     ...CONFIG_OPTIONS,
   },
   async run(values, io) {
@@ -34,6 +36,11 @@ export const overlayCommand: CommandSpec = {
     });
     const model = await modelFromConfig(config);
     const m = model.manifest;
+    await checkOutputs(
+      values,
+      [{ flag: 'out', path: String(values.out) }],
+      [{ what: 'the model package', path: model.dir, enclosing: true }],
+    );
     const pipeline = await VlaPipeline.create(
       model,
       pipelineOptions(config, (line) => {

@@ -1,6 +1,7 @@
 import { ConfigError } from '../errors.js';
-import { recordSim } from '../transports/mcap/index.js';
+import { bagOutput, recordSim } from '../transports/mcap/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
+import { checkOutputs, FORCE_OPTION } from './output.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig } from './setup.js';
 
 /** Flags of `record-sim` that set a parameter, flag → dotted key. */
@@ -18,7 +19,13 @@ export async function runRecordSim(values: OptionValues, io: CommandIo): Promise
     });
   }
   const config = await configFromArgs(values, FLAG_KEYS);
-  const m = (await modelFromConfig(config)).manifest;
+  const model = await modelFromConfig(config);
+  const m = model.manifest;
+  await checkOutputs(
+    values,
+    [bagOutput('out', out)],
+    [{ what: 'the model package', path: model.dir, enclosing: true }],
+  );
   io.progress(
     `recording ${config.sim.episodes} expert episodes (seed ${config.sim.seed}) at ${m.control_rate_hz} Hz into ${out}...`,
   );
@@ -48,7 +55,11 @@ export const recordSimCommand: CommandSpec = {
   summary:
     'record expert-driven episodes of the built-in simulator as a rosbag2 MCAP bag (camera, joint states, instruction, expert actions)',
   options: {
-    out: { type: 'string', help: 'bag folder to create (must be new or empty)' },
+    out: {
+      type: 'string',
+      help: 'bag folder to create (must be new or empty), or an .mcap file (an existing one needs --force)',
+    },
+    ...FORCE_OPTION,
     episodes: { type: 'string', help: 'number of episodes (sim.episodes)' },
     seed: { type: 'string', help: 'seed of the episode sequence (sim.seed)' },
     model: {

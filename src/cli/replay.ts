@@ -1,7 +1,8 @@
-import { ConfigError } from '../errors.js';
+import { ConfigError, printable } from '../errors.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
-import { DEFAULT_TOPICS, replay, type ReplayMetrics } from '../transports/mcap/index.js';
+import { bagOutput, DEFAULT_TOPICS, replay, type ReplayMetrics } from '../transports/mcap/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
+import { checkOutputs, FORCE_OPTION } from './output.js';
 import {
   CONFIG_OPTIONS,
   configFromArgs,
@@ -32,19 +33,19 @@ function text(values: OptionValues, key: string): string | undefined {
 /** A readable summary of a replay. */
 export function formatReplay(r: ReplayMetrics): string {
   const lines = [
-    `replayed ${r.bag}: ${r.frames} frames → ${r.chunks} chunks in ${r.wall_s.toFixed(2)} s (${r.frames_per_s} frames/s, rate ${String(r.rate)})`,
+    `replayed ${printable(r.bag)}: ${r.frames} frames → ${r.chunks} chunks in ${r.wall_s.toFixed(2)} s (${r.frames_per_s} frames/s, rate ${String(r.rate)})`,
     `  messages: ${Object.entries(r.messages)
-      .map(([t, n]) => `${t} ${n}`)
+      .map(([t, n]) => `${printable(t)} ${n}`)
       .join(', ')}`,
   ];
   if (r.skipped_topics.length > 0) {
     lines.push(
-      `  skipped: ${r.skipped_topics.map((s) => `${s.topic} (${s.type}, ${s.messages})`).join(', ')}`,
+      `  skipped: ${r.skipped_topics.map((s) => `${printable(s.topic)} (${printable(s.type)}, ${s.messages})`).join(', ')}`,
     );
   }
   if (r.missing_topics.length > 0) {
     lines.push(
-      `  not in the bag: ${r.missing_topics.map((m) => `${m.topic} (${m.role})`).join(', ')}`,
+      `  not in the bag: ${r.missing_topics.map((m) => `${printable(m.topic)} (${m.role})`).join(', ')}`,
     );
   }
   if (Object.keys(r.warnings).length > 0) {
@@ -64,7 +65,7 @@ export function formatReplay(r: ReplayMetrics): string {
       `  action error vs reference (${r.action_error.chunks} chunks): mean |e| [${r.action_error.mean_abs.join(', ')}], max |e| [${r.action_error.max_abs.join(', ')}]`,
     );
   }
-  if (r.out !== null) lines.push(`  wrote ${r.out}`);
+  if (r.out !== null) lines.push(`  wrote ${printable(r.out)}`);
   return lines.join('\n');
 }
 
@@ -83,6 +84,18 @@ export async function runReplay(
   const rate = parseRate(values.rate);
   const config = await configFromArgs(values, MODEL_FLAG_KEYS);
   const model = await modelFromConfig(config);
+  const out = text(values, 'out');
+  if (out !== undefined) {
+    // Before the model warms up: a wrong --out costs nothing and never touches an input.
+    await checkOutputs(
+      values,
+      [bagOutput('out', out)],
+      [
+        { what: 'BAG', path: bag, enclosing: true },
+        { what: 'the model package', path: model.dir, enclosing: true },
+      ],
+    );
+  }
   io.progress(`loading ${model.manifest.name} (${config.model.precision}) and warming up...`);
   const pipeline = await VlaPipeline.create(
     model,
@@ -91,7 +104,6 @@ export async function runReplay(
     }),
   );
   try {
-    const out = text(values, 'out');
     const instruction = text(values, 'instruction');
     const { metrics } = await replay(bag, {
       pipeline,
@@ -127,8 +139,9 @@ export const replayCommand: CommandSpec = {
   options: {
     out: {
       type: 'string',
-      help: 'write the chunks (JointTrajectory, Float32MultiArray) and diagnostics to this .mcap file or bag folder',
+      help: 'write the chunks (JointTrajectory, Float32MultiArray) and diagnostics to this .mcap file or new bag folder (never the BAG, inside its folder or the model package; an existing file needs --force)',
     },
+    ...FORCE_OPTION,
     rate: {
       type: 'string',
       default: 'max',

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { describe, ModelError } from '../errors.js';
+import { describe, ModelError, printable } from '../errors.js';
+import { packageFile, PACKAGE_LIMITS, sha256File } from './files.js';
 import { WordTokenizer } from './tokenizer.js';
 
 export type Dim = number | string;
@@ -338,19 +338,22 @@ export async function loadModelPackage(
 ): Promise<ModelPackage> {
   const root = resolve(dir);
   const manifestPath = join(root, 'manifest.json');
-  let text: string;
   try {
-    text = await readFile(manifestPath, 'utf8');
+    await access(manifestPath);
   } catch (cause) {
     throw new ModelError(
       'MODEL_FILE',
-      `Expected a model package with manifest.json at ${root} but could not read it`,
+      `Expected a model package with manifest.json at ${printable(root)} but could not read it`,
       {
         field: 'manifest',
         cause,
       },
     );
   }
+  const text = await readFile(
+    packageFile(root, 'manifest.json', 'manifest', { maxBytes: PACKAGE_LIMITS.manifestBytes }),
+    'utf8',
+  );
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -358,43 +361,54 @@ export async function loadModelPackage(
     const reason = cause instanceof Error ? cause.message : String(cause);
     throw new ModelError(
       'INVALID_MANIFEST',
-      `Expected valid JSON in ${manifestPath} but received text that does not parse: ${reason}`,
+      `Expected valid JSON in ${printable(manifestPath)} but received text that does not parse: ${printable(reason)}`,
       { field: 'manifest', cause },
     );
   }
   const manifest = await validate(raw);
   checkConsistency(manifest);
-  const tokenizer = await WordTokenizer.load(join(root, manifest.tokenizer.file));
+  const tokenizer = await WordTokenizer.load(
+    packageFile(root, manifest.tokenizer.file, 'manifest.tokenizer.file', {
+      maxBytes: PACKAGE_LIMITS.jsonBytes,
+    }),
+  );
   if (tokenizer.maxLength !== manifest.tokenizer.max_length) {
     fail(
       'tokenizer.max_length',
       `Expected ${manifest.tokenizer.max_length} to equal the tokenizer file's max_length ${tokenizer.maxLength}`,
     );
   }
-  if (options.verifyHashes !== false) {
-    for (const [i, v] of manifest.variants.entries()) {
-      for (const role of ['encoder', 'policy'] as const)
-        await verifyFile(root, v.files[role], `variants[${i}].files.${role}`);
+  // Every path is confined and sized before anything is hashed or opened by ONNX Runtime, with
+  // or without hash verification.
+  for (const [i, v] of manifest.variants.entries()) {
+    for (const role of ['encoder', 'policy'] as const) {
+      const field = `variants[${i}].files.${role}`;
+      const path = packageFile(root, v.files[role].path, `manifest.${field}.path`, {
+        maxBytes: PACKAGE_LIMITS.graphBytes,
+      });
+      if (options.verifyHashes !== false) await verifyFile(path, v.files[role], field);
+    }
+    if (v.report !== undefined) {
+      packageFile(root, v.report, `manifest.variants[${i}].report`, {
+        maxBytes: PACKAGE_LIMITS.jsonBytes,
+        mustExist: false,
+      });
     }
   }
   return { dir: root, manifest, tokenizer };
 }
 
-async function verifyFile(root: string, file: ModelFile, field: string): Promise<void> {
-  let bytes: Buffer;
+/** Check a confined, regular file (see {@link packageFile}) against its manifest SHA-256. */
+async function verifyFile(path: string, file: ModelFile, field: string): Promise<void> {
+  let digest: string;
   try {
-    bytes = await readFile(join(root, file.path));
+    digest = await sha256File(path);
   } catch (cause) {
-    throw new ModelError(
-      'MODEL_FILE',
-      `Expected model file ${file.path} in ${root} but it cannot be read`,
-      {
-        field: `manifest.${field}.path`,
-        cause,
-      },
-    );
+    throw new ModelError('MODEL_FILE', `Expected model file ${file.path} to be readable`, {
+      field: `manifest.${field}.path`,
+      cause,
+    });
   }
-  const digest = createHash('sha256').update(bytes).digest('hex');
   if (digest !== file.sha256) {
     throw new ModelError(
       'MODEL_FILE',
@@ -416,7 +430,10 @@ export function variantGate(
 ): { readonly passed: boolean; readonly latencyRatio: number } | undefined {
   if (variant.report === undefined) return undefined;
   try {
-    const report = JSON.parse(readFileSync(join(pkg.dir, variant.report), 'utf8')) as {
+    const path = packageFile(pkg.dir, variant.report, 'manifest.variants[].report', {
+      maxBytes: PACKAGE_LIMITS.jsonBytes,
+    });
+    const report = JSON.parse(readFileSync(path, 'utf8')) as {
       gate?: { passed?: unknown; provider?: unknown };
       latency?: { ratio?: { total?: unknown } };
     };

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { describe, ModelError } from '../errors.js';
+import { describe, ModelError, printable } from '../errors.js';
 
 /** The tokenizer file of a model package (word-level vocabulary). */
 export interface TokenizerSpec {
@@ -69,10 +69,14 @@ export class WordTokenizer {
     try {
       raw = JSON.parse(await readFile(path, 'utf8'));
     } catch (cause) {
-      throw new ModelError('MODEL_FILE', `Expected a readable JSON tokenizer file at ${path}`, {
-        field: 'tokenizer',
-        cause,
-      });
+      throw new ModelError(
+        'MODEL_FILE',
+        `Expected a readable JSON tokenizer file at ${printable(path)}`,
+        {
+          field: 'tokenizer',
+          cause,
+        },
+      );
     }
     return new WordTokenizer(checkTokenizerSpec(raw));
   }

@@ -42,18 +42,23 @@ export interface DatasetMeta {
  * expert's action chunk from that state and a per-patch object mask. Arrays are little-endian
  * binary files (numpy.fromfile reads them) described by meta.json.
  */
+const DATA_FILES = {
+  images: 'images.u8',
+  states: 'states.f32',
+  actions: 'actions.f32',
+  tokens: 'tokens.i32',
+  saliency: 'saliency.u8',
+  episode: 'episode.i32',
+} as const;
+
+/** Every file {@link writeDataset} writes into its folder. */
+export const DATASET_FILES: readonly string[] = [...Object.values(DATA_FILES), 'meta.json'];
+
 export async function writeDataset(options: DatasetOptions): Promise<DatasetMeta> {
   const { horizon, grid, tokenizer } = options;
   await mkdir(options.out, { recursive: true });
   const ingest = new FrameIngest(options.image);
-  const files = {
-    images: 'images.u8',
-    states: 'states.f32',
-    actions: 'actions.f32',
-    tokens: 'tokens.i32',
-    saliency: 'saliency.u8',
-    episode: 'episode.i32',
-  } as const;
+  const files = DATA_FILES;
   const handles = {} as Record<keyof typeof files, FileHandle>;
   for (const [k, f] of Object.entries(files)) {
     handles[k as keyof typeof files] = await open(join(options.out, f), 'w');

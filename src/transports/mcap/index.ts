@@ -27,4 +27,4 @@ export {
   type TopicMap,
 } from './replay.js';
 export { cdrReader, cdrWriter, parseSchema, schemaText, SCHEMA_SEPARATOR } from './schemas.js';
-export { BagWriter, type BagWriterOptions } from './writer.js';
+export { bagOutput, BagWriter, type BagWriterOptions } from './writer.js';

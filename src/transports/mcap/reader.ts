@@ -3,7 +3,8 @@
  * files), indexed when the file has a summary, streamed (as far as it goes) when it has not.
  */
 
-import { open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { open, readdir, readFile, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import * as zlib from 'node:zlib';
 import { decompress } from 'fzstd';
@@ -15,6 +16,7 @@ import {
   type McapTypes,
 } from '@mcap/core';
 import { parse as parseYaml } from 'yaml';
+import { describe, printable } from '../../errors.js';
 import { BagError } from './errors.js';
 
 /** A topic of a bag file as its Channel and Schema records describe it. */
@@ -43,7 +45,12 @@ export type BagEvent =
   | {
       readonly kind: 'warning';
       readonly file: string;
-      readonly warning: 'truncated';
+      /**
+       * `truncated`: a file with no footer, read up to its last complete record.
+       * `duplicate_message`: a message identical to one already read (same channel, sequence, log
+       * and publish time, same bytes), e.g. from a chunk written twice; it is not yielded.
+       */
+      readonly warning: 'truncated' | 'duplicate_message';
       readonly detail: string;
     };
 
@@ -72,19 +79,31 @@ export function builtinDecompressHandlers(): Promise<DecompressHandlers> {
 
 /**
  * The storage files of a bag, in playback order: the file itself, or the folder's
- * metadata.yaml `relative_file_paths` (all `.mcap` files, sorted, when it has none).
+ * metadata.yaml `relative_file_paths` (all `.mcap` files, sorted, when it has none). Every file
+ * must be a regular file (not a FIFO or a device), listed once.
+ *
+ * @throws {BagError} when the bag, or a file its metadata lists, is missing or not a regular file.
  */
 export async function bagFiles(path: string): Promise<string[]> {
+  const shown = printable(path);
   let info;
   try {
     info = await stat(path);
   } catch (error) {
-    throw new BagError(`Expected a bag file or folder at ${path} but it does not exist`, {
+    throw new BagError(`Expected a bag file or folder at ${shown} but it does not exist`, {
       field: 'bag',
       cause: error,
     });
   }
-  if (!info.isDirectory()) return [path];
+  if (!info.isDirectory()) {
+    if (!info.isFile()) {
+      throw new BagError(
+        `Expected a bag file or folder at ${shown} but it is neither a regular file nor a folder`,
+        { field: 'bag' },
+      );
+    }
+    return [path];
+  }
   let metadata: unknown;
   try {
     metadata = parseYaml(await readFile(join(path, 'metadata.yaml'), 'utf8'));
@@ -92,10 +111,42 @@ export async function bagFiles(path: string): Promise<string[]> {
     metadata = undefined;
   }
   const listed = relativeFilePaths(metadata);
-  if (listed !== undefined) return listed.map((p) => join(path, basename(p)));
+  if (listed !== undefined) {
+    const files: string[] = [];
+    const seen = new Set<string>();
+    for (const [i, p] of listed.entries()) {
+      const file = join(path, basename(p));
+      const field = `bag.metadata.relative_file_paths[${i}]`;
+      let split;
+      try {
+        split = await stat(file);
+      } catch (error) {
+        throw new BagError(
+          `Expected the split file ${printable(p)} listed in ${shown}/metadata.yaml but it does not exist in ${shown}`,
+          { field, cause: error },
+        );
+      }
+      if (!split.isFile()) {
+        throw new BagError(
+          `Expected the split file ${printable(p)} listed in ${shown}/metadata.yaml to be a regular file but it is not`,
+          { field },
+        );
+      }
+      const real = await realpath(file);
+      if (seen.has(real)) {
+        throw new BagError(
+          `Expected each split file once in ${shown}/metadata.yaml but ${printable(p)} is listed twice (its messages would replay twice)`,
+          { field },
+        );
+      }
+      seen.add(real);
+      files.push(file);
+    }
+    return files;
+  }
   const names = (await readdir(path)).filter((n) => n.endsWith('.mcap')).sort();
   if (names.length === 0) {
-    throw new BagError(`Expected .mcap files or a metadata.yaml in ${path} but found none`, {
+    throw new BagError(`Expected .mcap files or a metadata.yaml in ${shown} but found none`, {
       field: 'bag',
     });
   }
@@ -108,7 +159,68 @@ function relativeFilePaths(metadata: unknown): string[] | undefined {
   if (typeof info !== 'object' || info === null) return undefined;
   const paths = (info as Record<string, unknown>).relative_file_paths;
   if (!Array.isArray(paths) || paths.length === 0) return undefined;
-  return paths.filter((p): p is string => typeof p === 'string');
+  return paths.map((p: unknown, i) => {
+    if (typeof p === 'string' && p !== '') return p;
+    throw new BagError(
+      `Expected a file name in metadata.yaml relative_file_paths[${i}] but received ${describe(p)}`,
+      { field: `bag.metadata.relative_file_paths[${i}]` },
+    );
+  });
+}
+
+/**
+ * Drops messages identical to one already read in the same file: same channel, sequence, log and
+ * publish time and bytes. A recorder never writes a message twice, so a repeat is a duplicated
+ * chunk (a copy-paste or a broken merge) and replaying it would feed the same frame twice. Two
+ * messages that differ in any byte are both kept. Indexed files come in log-time order, so only
+ * the messages of the current log time are remembered; streamed (unindexed) files keep a digest
+ * of every message.
+ */
+class Duplicates {
+  readonly #indexed: boolean;
+  readonly #seen = new Map<string, (Uint8Array | string)[]>();
+  #time: bigint | undefined;
+
+  constructor(indexed: boolean) {
+    this.#indexed = indexed;
+  }
+
+  /** True when this message was already read. */
+  repeated(
+    channel: number,
+    sequence: number,
+    logTime: bigint,
+    publishTime: bigint,
+    data: Uint8Array,
+  ) {
+    if (this.#indexed && logTime !== this.#time) {
+      this.#seen.clear();
+      this.#time = logTime;
+    }
+    const key = `${channel}:${sequence}:${logTime}:${publishTime}:${data.length}`;
+    const value = this.#indexed ? data : createHash('sha1').update(data).digest('base64');
+    const list = this.#seen.get(key);
+    if (list === undefined) {
+      this.#seen.set(key, [value]);
+      return false;
+    }
+    const same = (a: Uint8Array | string): boolean =>
+      typeof a === 'string'
+        ? a === value
+        : Buffer.from(a.buffer, a.byteOffset, a.length).equals(data);
+    if (list.some(same)) return true;
+    list.push(value);
+    return false;
+  }
+}
+
+function duplicateWarning(file: string, topic: string, logTime: bigint): BagEvent {
+  return {
+    kind: 'warning',
+    file,
+    warning: 'duplicate_message',
+    detail: `${printable(file)}: a second copy of the message on ${printable(topic)} at log time ${logTime} ns was skipped`,
+  };
 }
 
 /** An IReadable over an open file. */
@@ -151,7 +263,18 @@ export async function* readBag(
 ): AsyncGenerator<BagEvent, void, void> {
   const handlers = { ...(await builtinDecompressHandlers()), ...options.decompressHandlers };
   for (const file of await bagFiles(path)) {
-    const handle = await open(file, 'r');
+    let handle: FileHandle;
+    try {
+      handle = await open(file, 'r');
+    } catch (error) {
+      throw new BagError(
+        `Expected a readable bag file ${printable(file)} but it cannot be opened`,
+        {
+          field: file,
+          cause: error,
+        },
+      );
+    }
     try {
       const size = (await handle.stat()).size;
       let reader: McapIndexedReader | undefined;
@@ -177,7 +300,7 @@ export async function* readBag(
 function checkCompression(file: string, compression: string, handlers: DecompressHandlers): void {
   if (compression === '' || compression in handlers) return;
   throw new BagError(
-    `Expected chunk compression ${['none', ...Object.keys(handlers)].join('|')} in ${file} but received ${compression}; install fzstd, run on Node >= 22.15, or pass a decompressor in decompressHandlers`,
+    `Expected chunk compression ${['none', ...Object.keys(handlers)].join('|')} in ${printable(file)} but received ${printable(compression)}; install fzstd, run on Node >= 22.15, or pass a decompressor in decompressHandlers`,
     { field: `${file}: chunk.compression` },
   );
 }
@@ -196,19 +319,25 @@ async function* indexedFile(
     yield { kind: 'channel', file, channel };
   }
   const messages = reader.readMessages({ validateCrcs });
+  const duplicates = new Duplicates(true);
   for (;;) {
     let next;
     try {
       next = await messages.next();
     } catch (error) {
       throw new BagError(
-        `Expected a readable MCAP chunk in ${file} but reading failed: ${(error as Error).message}`,
+        `Expected a readable MCAP chunk in ${printable(file)} but reading failed: ${printable(errorText(error))}`,
         { field: file, cause: error },
       );
     }
     if (next.done === true) return;
-    const channel = channels.get(next.value.channelId);
+    const m = next.value;
+    const channel = channels.get(m.channelId);
     if (channel === undefined) continue;
+    if (duplicates.repeated(m.channelId, m.sequence, m.logTime, m.publishTime, m.data)) {
+      yield duplicateWarning(file, channel.topic, m.logTime);
+      continue;
+    }
     yield {
       kind: 'message',
       file,
@@ -231,6 +360,7 @@ async function* streamFile(
   const schemas = new Map<number, McapTypes.Schema>();
   const channels = new Map<number, BagChannel>();
   const buffer = new Uint8Array(STREAM_READ_BYTES);
+  const duplicates = new Duplicates(false);
   let position = 0;
   for (;;) {
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
@@ -242,11 +372,11 @@ async function* streamFile(
       try {
         record = reader.nextRecord();
       } catch (error) {
-        const message = (error as Error).message;
+        const message = errorText(error);
         const compression = /Unsupported compression (\S+)/.exec(message)?.[1];
         if (compression !== undefined) checkCompression(file, compression, handlers);
         throw new BagError(
-          `Expected a readable MCAP record in ${file} but reading failed: ${message}`,
+          `Expected a readable MCAP record in ${printable(file)} but reading failed: ${printable(message)}`,
           { field: file, cause: error },
         );
       }
@@ -260,9 +390,13 @@ async function* streamFile(
         yield { kind: 'channel', file, channel };
       } else if (record.type === 'Message') {
         const channel = channels.get(record.channelId);
-        if (channel !== undefined) {
-          yield { kind: 'message', file, channel, logTime: record.logTime, data: record.data };
+        if (channel === undefined) continue;
+        const r = record;
+        if (duplicates.repeated(r.channelId, r.sequence, r.logTime, r.publishTime, r.data)) {
+          yield duplicateWarning(file, channel.topic, r.logTime);
+          continue;
         }
+        yield { kind: 'message', file, channel, logTime: record.logTime, data: record.data };
       }
     }
     if (reader.done()) return;
@@ -272,7 +406,11 @@ async function* streamFile(
       kind: 'warning',
       file,
       warning: 'truncated',
-      detail: `${file} ends after ${position} bytes without a footer; read up to the last complete record (${reader.bytesRemaining()} bytes left unread)`,
+      detail: `${printable(file)} ends after ${position} bytes without a footer; read up to the last complete record (${reader.bytesRemaining()} bytes left unread)`,
     };
   }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

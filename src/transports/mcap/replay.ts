@@ -6,8 +6,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import type { DecompressHandlers } from '@mcap/core';
-import type { MessageReader } from '@foxglove/rosmsg2-serialization';
-import { InputError } from '../../errors.js';
+import { MessageReader } from '@foxglove/rosmsg2-serialization';
+import { describe, InputError, printable } from '../../errors.js';
 import type { Frame } from '../../ingest/index.js';
 import type { Manifest } from '../../model/manifest.js';
 import type { ActionChunk, Observation } from '../../pipeline/pipeline.js';
@@ -24,8 +24,10 @@ import {
 } from './codec.js';
 import { BagError } from './errors.js';
 import { readBag, type BagChannel } from './reader.js';
-import { cdrReader, rosTime, shortTypeName } from './schemas.js';
-import { BagWriter } from './writer.js';
+import { checkFields } from './fields.js';
+import { parseSchema, rosTime, shortTypeName } from './schemas.js';
+import { bagOutput, BagWriter } from './writer.js';
+import { guardOutputs } from '../../util/paths.js';
 import { frameFromCompressed, msFromTime } from '../ros/messages.js';
 import { round } from '../../util/stats.js';
 
@@ -77,7 +79,10 @@ export interface ReplayOptions {
   readonly topics?: Partial<TopicMap>;
   /** `max` (default): as fast as possible; a number: paced at that multiple of the bag's clock. */
   readonly rate?: number | 'max';
-  /** Write the chunks and diagnostics here: a `.mcap` file or a bag folder. */
+  /**
+   * Write the chunks and diagnostics here: a `.mcap` file (replaced when it exists) or a new or
+   * empty bag folder; never the bag itself or a path inside its folder (a `BagError`, field `out`).
+   */
   readonly out?: string;
   /** Instruction used until the bag's instruction topic has a message (default ''). */
   readonly instruction?: string;
@@ -205,6 +210,15 @@ class Replay {
     const t0 = performance.now();
     this.#options.pipeline.pruner?.reset();
     if (this.#options.out !== undefined) {
+      try {
+        await guardOutputs(
+          [bagOutput('out', this.#options.out)],
+          [{ what: 'the bag', path: this.#bag, enclosing: true }],
+          { force: true },
+        );
+      } catch (error) {
+        throw new BagError((error as Error).message, { field: 'out', cause: error });
+      }
       this.#out = await BagWriter.create({ path: this.#options.out });
     }
     try {
@@ -242,41 +256,55 @@ class Replay {
     const role = this.#roleOf(channel.topic);
     let reader: MessageReader | undefined;
     const type = shortTypeName(channel.type);
-    if (role !== undefined) {
-      const field = `topics.${role}`;
-      if (!ROLE_TYPES[role].includes(type)) {
-        throw new BagError(
-          `Expected ${ROLE_TYPES[role].map((t) => t.replace('/', '/msg/')).join('|')} on ${channel.topic} (the ${role} topic) but the bag records ${channel.type || 'no schema'}`,
-          { field },
-        );
-      }
-      if (channel.schemaEncoding !== 'ros2msg') {
-        throw new BagError(
-          `Expected schema encoding ros2msg for ${channel.topic} but received ${JSON.stringify(channel.schemaEncoding)}`,
-          { field: `${field}.schema_encoding` },
-        );
-      }
-      if (channel.messageEncoding !== 'cdr') {
-        throw new BagError(
-          `Expected message encoding cdr for ${channel.topic} but received ${JSON.stringify(channel.messageEncoding)}`,
-          { field: `${field}.message_encoding` },
-        );
-      }
-      try {
-        reader = cdrReader(new TextDecoder().decode(channel.schemaData));
-      } catch (error) {
-        throw new BagError(
-          `Expected a parsable ros2msg definition of ${channel.type} on ${channel.topic} but parsing failed: ${(error as Error).message}`,
-          { field: `${field}.schema`, cause: error },
-        );
-      }
-    }
+    if (role !== undefined) reader = this.#readerFor(role, channel);
     this.#channels.set(`${file}#${channel.id}`, {
       channel,
       role,
       reader,
       compressed: type === 'sensor_msgs/CompressedImage',
     });
+  }
+
+  /** A CDR reader for a mapped topic, after checking its type, encodings and fields. */
+  #readerFor(role: Role, channel: BagChannel): MessageReader {
+    const field = `topics.${role}`;
+    const topic = printable(channel.topic);
+    const type = shortTypeName(channel.type);
+    if (!ROLE_TYPES[role].includes(type)) {
+      throw new BagError(
+        `Expected ${ROLE_TYPES[role].map((t) => t.replace('/', '/msg/')).join('|')} on ${topic} (the ${role} topic) but the bag records ${printable(channel.type) || 'no schema'}`,
+        { field },
+      );
+    }
+    if (channel.schemaEncoding !== 'ros2msg') {
+      throw new BagError(
+        `Expected schema encoding ros2msg for ${topic} but received ${describe(channel.schemaEncoding)}`,
+        { field: `${field}.schema_encoding` },
+      );
+    }
+    if (channel.messageEncoding !== 'cdr') {
+      throw new BagError(
+        `Expected message encoding cdr for ${topic} but received ${describe(channel.messageEncoding)}`,
+        { field: `${field}.message_encoding` },
+      );
+    }
+    const parsing = (error: unknown): BagError =>
+      new BagError(
+        `Expected a parsable ros2msg definition of ${printable(channel.type)} on ${topic} but parsing failed: ${printable(error instanceof Error ? error.message : String(error))}`,
+        { field: `${field}.schema`, cause: error },
+      );
+    let definitions;
+    try {
+      definitions = parseSchema(new TextDecoder().decode(channel.schemaData));
+    } catch (error) {
+      throw parsing(error);
+    }
+    checkFields(definitions, channel.type, channel.topic, `${field}.schema`);
+    try {
+      return new MessageReader(definitions);
+    } catch (error) {
+      throw parsing(error);
+    }
   }
 
   async #message(file: string, channel: BagChannel, logTime: bigint, data: Uint8Array) {

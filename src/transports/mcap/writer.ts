@@ -7,6 +7,7 @@ import { mkdir, open, readdir, writeFile, type FileHandle } from 'node:fs/promis
 import { basename, join } from 'node:path';
 import { McapWriter, type IWritable } from '@mcap/core';
 import { stringify as stringifyYaml } from 'yaml';
+import type { OutputPath } from '../../util/paths.js';
 import { BagError } from './errors.js';
 import { cdrWriter, rosbagTypeName, schemaText } from './schemas.js';
 
@@ -43,6 +44,14 @@ class FileWritable implements IWritable {
   position(): bigint {
     return this.#position;
   }
+}
+
+/**
+ * What a bag output path writes, for the output-path checks: an `.mcap` file, or a folder that
+ * must be new or empty (so no file in it is named).
+ */
+export function bagOutput(flag: string, path: string): OutputPath {
+  return path.endsWith('.mcap') ? { flag, path } : { flag, path, files: [] };
 }
 
 /**
