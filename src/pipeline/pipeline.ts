@@ -19,7 +19,12 @@ import {
 import { createPruner } from '../pruning/strategies.js';
 import { BudgetController } from '../runtime/budget.js';
 import { LatencyBook, LatencyHistogram, type StageTimings } from '../runtime/latency.js';
-import { enforceLimits, type ActionLimits } from '../runtime/safety.js';
+import {
+  enforceLimits,
+  resolveLimits,
+  type ActionLimits,
+  type LimitsRequest,
+} from '../runtime/safety.js';
 
 export interface PipelineOptions {
   readonly precision: Precision | 'auto';
@@ -34,8 +39,8 @@ export interface PipelineOptions {
   };
   /** p95 end-to-end latency to stay under by adapting the keep ratio; 0 = off. */
   readonly latencyBudgetMs: number;
-  /** Action limits; empty min/max = the manifest's. */
-  readonly limits: ActionLimits;
+  /** Action limits (empty min/max = the manifest's, maxDeltaPerStep 0 = derived from it). */
+  readonly limits: LimitsRequest;
   /** Inference runs on a synthetic frame before the pipeline reports ready. */
   readonly warmupRuns: number;
 }
@@ -170,24 +175,13 @@ export class VlaPipeline {
     );
     this.#ids = new BigInt64Array(m.tokenizer.max_length);
     this.#state = new Float32Array(m.state.names.length);
-    this.#limits = {
-      min: options.limits.min.length > 0 ? options.limits.min : m.action.min,
-      max: options.limits.max.length > 0 ? options.limits.max : m.action.max,
-      maxDeltaPerStep: options.limits.maxDeltaPerStep,
-    };
-    for (const key of ['min', 'max'] as const) {
-      if (this.#limits[key].length !== m.chunk.action_dim) {
-        throw new InputError(
-          `Expected ${m.chunk.action_dim} values (one per action dimension) for safety.action_${key} but received ${this.#limits[key].length}`,
-          { field: `safety.action_${key}` },
-        );
-      }
-    }
+    this.#limits = resolveLimits(m, options.limits);
   }
 
   /** Load the variant, create the sessions on the provider chain, and warm up. */
   static async create(model: ModelPackage, options: PipelineOptions): Promise<VlaPipeline> {
     warnOnce(options.backend.log ?? ((line) => process.stderr.write(`${line}\n`)));
+    resolveLimits(model.manifest, options.limits); // bad limits fail before sessions are made
     const backend = await OnnxBackend.create(
       model,
       selectVariant(model, options.precision, options.backend.executionProviders[0]),
@@ -234,7 +228,7 @@ export class VlaPipeline {
     if (this.#lastRgb === undefined) return undefined;
     return { rgb: this.#lastRgb, positions: this.#kept.subarray(0, this.#lastKept) };
   }
-  /** The limits every action is clamped to (configured, else the manifest's). */
+  /** The limits every action is clamped to (configured, else the manifest's; the derived step limit). */
   get actionLimits(): ActionLimits {
     return this.#limits;
   }

@@ -183,7 +183,14 @@ describe('shipped parameter file and schema', () => {
         margin_steps: 1,
         latency_budget_ms: 1,
       },
-      safety: { action_min: 1, action_max: 1, max_delta_per_step: 1, safe_action: 1 },
+      safety: {
+        action_min: 1,
+        action_max: 1,
+        max_delta_per_step: 1,
+        safe_action: 1,
+        safe_pose: 1,
+        allow_limits_beyond_model: 1,
+      },
       sim: {
         episodes: 1,
         seed: 1,
