@@ -117,6 +117,11 @@ interface Slot {
  * The core pipeline: frame → ingest → vision encoder → token pruner → policy → safe action chunk.
  * It knows nothing of ROS, ZeroMQ or MCAP.
  *
+ * Concurrency: calls may overlap. {@link infer} and {@link inferBatch} are serialised by a queue
+ * inside the pipeline (they share the model's input buffers and the pruner's state across their
+ * awaits), so each call returns its own observation's chunk, in call order; {@link prepare} runs
+ * at once, in parallel with them. For throughput across callers, batch with `inferBatch`.
+ *
  * @example
  * const pipeline = await VlaPipeline.create(await loadModelPackage('models/tiny-vla'), options);
  * const chunk = await pipeline.infer({ frame, instruction: 'move to the red block', state: [0.5, 0.5] });
@@ -143,6 +148,8 @@ export class VlaPipeline {
   #sequence = 0;
   #ready = false;
   readonly #slots: Slot[] = [];
+  /** The last queued inference (see the class description: one runs at a time). */
+  #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(model: ModelPackage, backend: OnnxBackend, options: PipelineOptions) {
     this.model = model;
@@ -247,8 +254,15 @@ export class VlaPipeline {
     return this.#backend.maxBatch;
   }
 
-  /** Run one observation through the pipeline. Throws InputError for bad frames or state. */
+  /**
+   * Run one observation through the pipeline, after the inferences already queued (calls may
+   * overlap; see the class description). Throws InputError for bad frames or state.
+   */
   async infer(obs: Observation): Promise<ActionChunk> {
+    return this.#exclusive(() => this.#inferOne(obs));
+  }
+
+  async #inferOne(obs: Observation): Promise<ActionChunk> {
     const m = this.model.manifest;
     const t0 = performance.now();
     const budget = obs.keepCount === undefined ? this.#budget : this.#budgetFor(obs.keepCount);
@@ -334,6 +348,12 @@ export class VlaPipeline {
    * @throws {InputError} when there are more than {@link maxBatch} observations.
    */
   async inferBatch(
+    batch: readonly (Observation | PreparedObservation)[],
+  ): Promise<PromiseSettledResult<ActionChunk>[]> {
+    return this.#exclusive(() => this.#inferBatchNow(batch));
+  }
+
+  async #inferBatchNow(
     batch: readonly (Observation | PreparedObservation)[],
   ): Promise<PromiseSettledResult<ActionChunk>[]> {
     const m = this.model.manifest;
@@ -515,6 +535,13 @@ export class VlaPipeline {
     return complete();
   }
 
+  /** Run `task` after every task queued before it, whether they succeeded or failed. */
+  #exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(task, task);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
   /** Check the state's length and values as {@link infer} does. */
   #checkState(state: ArrayLike<number>): void {
     const m = this.model.manifest;
@@ -633,7 +660,7 @@ export class VlaPipeline {
       data: new Uint8Array(m.image.width * m.image.height * 3).fill(128),
     };
     const state = m.state.mean;
-    for (let i = 0; i < runs; i++) await this.infer({ frame, instruction: '', state });
+    for (let i = 0; i < runs; i++) await this.#inferOne({ frame, instruction: '', state });
     this.#pruner.reset();
     this.#instruction = undefined;
     for (const slot of this.#slots) slot.instruction = undefined;
@@ -641,7 +668,9 @@ export class VlaPipeline {
     this.#ready = true;
   }
 
+  /** Release the sessions, after the inferences already queued. */
   async release(): Promise<void> {
+    await this.#queue;
     this.#ready = false;
     await this.#backend.release();
   }
