@@ -10,6 +10,7 @@ import {
   GRAPH_OPTIMIZATION_LEVELS,
   MODEL_PRECISIONS,
   PRUNING_STRATEGIES,
+  SAFE_ACTIONS,
   SCHEMA_FILE,
   configKeys,
   describeParameter,
@@ -229,6 +230,7 @@ describe('shipped parameter file and schema', () => {
     );
     expect(describeParameter('backend.graph_optimization').enum).toEqual(GRAPH_OPTIMIZATION_LEVELS);
     expect(describeParameter('pruning.strategy').enum).toEqual(PRUNING_STRATEGIES);
+    expect(describeParameter('safety.safe_action').enum).toEqual(SAFE_ACTIONS);
   });
 
   it('describes ranges for the ROS 2 parameter declarations', () => {
