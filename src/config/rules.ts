@@ -42,11 +42,14 @@ export function crossKeyProblems(config: VlaConfig): RuleProblem[] {
         'Expected one value per action dimension for safety.safe_pose (safe_action is safe_pose) but received an empty list',
     });
   }
-  const { keep_ratio, min_keep_ratio } = config.pruning;
-  if (min_keep_ratio > keep_ratio) {
+  // The latency-budget controller moves the ratio down from keep_ratio to min_keep_ratio; without
+  // it min_keep_ratio is unused, and a low keep_ratio alone (e.g. 0.05) is a valid choice.
+  const { keep_ratio, min_keep_ratio, strategy } = config.pruning;
+  const controlled = config.runtime.latency_budget_ms > 0 && strategy !== 'none';
+  if (controlled && min_keep_ratio > keep_ratio) {
     problems.push({
       field: 'pruning.min_keep_ratio',
-      message: `Expected pruning.min_keep_ratio at most pruning.keep_ratio (${keep_ratio}) but received ${min_keep_ratio}`,
+      message: `Expected pruning.min_keep_ratio at most pruning.keep_ratio (${keep_ratio}) with runtime.latency_budget_ms on but received ${min_keep_ratio}`,
     });
   }
   return problems;

@@ -47,9 +47,14 @@ describe('rules between parameters', () => {
     },
     {
       name: 'min_keep_ratio above keep_ratio',
-      overrides: { 'pruning.keep_ratio': 0.3, 'pruning.min_keep_ratio': 0.5 },
+      overrides: {
+        'pruning.strategy': 'saliency',
+        'runtime.latency_budget_ms': 20,
+        'pruning.keep_ratio': 0.3,
+        'pruning.min_keep_ratio': 0.5,
+      },
       field: 'pruning.min_keep_ratio',
-      text: 'Expected pruning.min_keep_ratio at most pruning.keep_ratio (0.3) but received 0.5',
+      text: 'Expected pruning.min_keep_ratio at most pruning.keep_ratio (0.3) with runtime.latency_budget_ms on but received 0.5',
     },
     {
       name: 'safe_pose without a pose',
@@ -74,6 +79,13 @@ describe('rules between parameters', () => {
       },
     });
     expect(config.safety.action_min).toEqual([0.1, 0.1]);
+  });
+
+  it('accepts a keep_ratio below min_keep_ratio when no latency budget uses the minimum', async () => {
+    const config = await loadConfig({
+      overrides: { 'pruning.strategy': 'saliency', 'pruning.keep_ratio': 0.05 },
+    });
+    expect(config.pruning.keep_ratio).toBe(0.05);
   });
 });
 
