@@ -1,4 +1,10 @@
-import { loadConfig, parseOverride, resolvePackagePath, type VlaConfig } from '../config/index.js';
+import {
+  checkConfigForModel,
+  loadConfig,
+  parseOverride,
+  resolvePackagePath,
+  type VlaConfig,
+} from '../config/index.js';
 import { ConfigError } from '../errors.js';
 import { ingestLimits } from '../ingest/index.js';
 import { loadModelPackage, type ModelPackage } from '../model/manifest.js';
@@ -67,18 +73,20 @@ export async function configFromArgs(
   return loadConfig({ ...(typeof params === 'string' ? { file: params } : {}), overrides });
 }
 
+/**
+ * Load `model.path` and check the configuration against its manifest (limits, safe pose,
+ * execute_steps): the one place where parameters meet the model.
+ *
+ * @throws {ConfigError} for parameters that do not fit the model.
+ */
 export async function modelFromConfig(config: VlaConfig): Promise<ModelPackage> {
-  return loadModelPackage(resolvePackagePath(config.model.path));
+  const model = await loadModelPackage(resolvePackagePath(config.model.path));
+  checkConfigForModel(config, model.manifest);
+  return model;
 }
 
 /** The pipeline's options from the validated configuration. */
 export function pipelineOptions(config: VlaConfig, log: (m: string) => void): PipelineOptions {
-  if (config.safety.action_min.length !== config.safety.action_max.length) {
-    throw new ConfigError(
-      `Expected safety.action_min and safety.action_max to have the same length but received ${config.safety.action_min.length} and ${config.safety.action_max.length}`,
-      { field: 'safety.action_max' },
-    );
-  }
   return {
     precision: config.model.precision,
     backend: {
@@ -101,6 +109,7 @@ export function pipelineOptions(config: VlaConfig, log: (m: string) => void): Pi
       min: config.safety.action_min,
       max: config.safety.action_max,
       maxDeltaPerStep: config.safety.max_delta_per_step,
+      allowBeyondModel: config.safety.allow_limits_beyond_model,
     },
     warmupRuns: config.backend.warmup_runs,
     ingest: ingestLimits(config),

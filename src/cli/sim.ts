@@ -6,11 +6,11 @@ import {
   pipelineAgent,
   runEpisodes,
   type Agent,
-  type EpisodeResult,
   type EpisodesSummary,
+  type EpisodeTotals,
   type TimingOptions,
 } from '../sim/runner.js';
-import type { ActionLimits } from '../runtime/safety.js';
+import { resolveLimits, type ActionLimits } from '../runtime/safety.js';
 import type { Manifest } from '../model/manifest.js';
 import { TASK_KINDS, type TaskKind } from '../sim/world.js';
 import { ConfigError } from '../errors.js';
@@ -68,7 +68,11 @@ export interface SimReport {
   /** Whether episodes ran on the control-step clock (asynchronous modes, injected delays or stalls). */
   readonly timed: boolean;
   readonly injected_delay_ms: { mean: number; jitter: number };
-  /** Steps, over all episodes, on which no chunk covered the step after the first chunk. */
+  /**
+   * Control periods, over all episodes, not covered by a fresh chunk whatever the reason (late,
+   * failed or never-arriving inference, stale camera), less the one period each inference is
+   * planned to take (see ChunkExecutor).
+   */
   readonly deadline_misses: number;
   /** Steps on which the watchdog emitted the safe action. */
   readonly safe_hold_steps: number;
@@ -111,18 +115,22 @@ function timingFromConfig(
       rtcDecaySteps: r.rtc_decay_steps,
       marginSteps: r.margin_steps,
       safeAction: config.safety.safe_action,
-      // The pipeline's limits; for the scripted agents, the manifest's.
-      limits: limits ?? {
-        min: manifest.action.min,
-        max: manifest.action.max,
-        maxDeltaPerStep: config.safety.max_delta_per_step,
-      },
+      safePose: config.safety.safe_pose,
+      // The pipeline's limits; for the scripted agents, the same resolved from the parameters.
+      limits:
+        limits ??
+        resolveLimits(manifest, {
+          min: config.safety.action_min,
+          max: config.safety.action_max,
+          maxDeltaPerStep: config.safety.max_delta_per_step,
+          allowBeyondModel: config.safety.allow_limits_beyond_model,
+        }),
     },
   };
 }
 
 function timingTotals(
-  results: readonly EpisodeResult[],
+  totals: EpisodeTotals,
 ): Pick<
   SimReport,
   | 'deadline_misses'
@@ -132,19 +140,13 @@ function timingTotals(
   | 'inference_errors'
   | 'smoothness'
 > {
-  const sum = (f: (r: EpisodeResult) => number | undefined): number =>
-    results.reduce((t, r) => t + (f(r) ?? 0), 0);
-  const smooth = results.filter((r) => r.smoothness !== undefined);
   return {
-    deadline_misses: sum((r) => r.deadlineMisses),
-    safe_hold_steps: sum((r) => r.safeHoldSteps),
-    idle_steps: sum((r) => r.idleSteps),
-    stale_frames: sum((r) => r.staleFrames),
-    inference_errors: sum((r) => r.inferenceErrors),
-    smoothness:
-      smooth.length === 0
-        ? null
-        : Math.round((sum((r) => r.smoothness) / smooth.length) * 1e5) / 1e5,
+    deadline_misses: totals.deadlineMisses,
+    safe_hold_steps: totals.safeHoldSteps,
+    idle_steps: totals.idleSteps,
+    stale_frames: totals.staleFrames,
+    inference_errors: totals.inferenceErrors,
+    smoothness: totals.smoothness === undefined ? null : Math.round(totals.smoothness * 1e5) / 1e5,
   };
 }
 
@@ -228,7 +230,7 @@ export async function simulate(
       merge_mode: config.runtime.merge_mode,
       timed: timing !== undefined,
       injected_delay_ms: { mean: config.sim.inject_delay_ms, jitter: config.sim.inject_jitter_ms },
-      ...timingTotals(summary.results),
+      ...timingTotals(summary.totals),
     };
   } finally {
     await pipeline?.release();

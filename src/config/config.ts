@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, describe } from '../errors.js';
+import { crossKeyProblems } from './rules.js';
 
 // Both src/config/ and dist/config/ are two levels below the package root.
 /** Root folder of the vla-node package. */
@@ -52,6 +53,10 @@ export const PRUNING_STRATEGIES = [
   'temporal',
 ] as const;
 export type PruningStrategy = (typeof PRUNING_STRATEGIES)[number];
+
+/** What the robot is sent when no chunk covers a control step (`safety.safe_action`). */
+export const SAFE_ACTIONS = ['hold', 'zero', 'safe_pose'] as const;
+export type SafeActionChoice = (typeof SAFE_ACTIONS)[number];
 
 /** `model.*`: the model package to run. */
 export interface ModelConfig {
@@ -102,8 +107,11 @@ export interface RuntimeConfig {
 export interface SafetyConfig {
   readonly action_min: readonly number[];
   readonly action_max: readonly number[];
+  /** 0 = derived from the manifest (see the schema). */
   readonly max_delta_per_step: number;
-  readonly safe_action: 'hold' | 'zero';
+  readonly safe_action: SafeActionChoice;
+  readonly safe_pose: readonly number[];
+  readonly allow_limits_beyond_model: boolean;
 }
 
 /** `sim.*`: the built-in tabletop simulator. */
@@ -403,13 +411,17 @@ export function applyOverrides(
 }
 
 /**
- * Validate a `ros__parameters` object against the schema and return it deep-frozen. `source`
- * names where the parameters came from in the error message.
+ * Validate a `ros__parameters` object against the schema, then the rules between keys (limits
+ * and ratios ordered; see `crossKeyProblems`), and return it deep-frozen. `source` names where
+ * the parameters came from in the error message. The rules that need the model are
+ * `checkConfigForModel`'s.
  */
 export function validateConfig(params: unknown, source = 'parameters'): Readonly<VlaConfig> {
   const validate = getValidator();
-  if (validate(params)) return deepFreeze(params as VlaConfig);
-  const problems = collectProblems(validate.errors ?? [], params);
+  const problems = validate(params)
+    ? crossKeyProblems(params as VlaConfig)
+    : collectProblems(validate.errors ?? [], params);
+  if (problems.length === 0) return deepFreeze(params as VlaConfig);
   const first = problems[0];
   const list =
     problems.length === 1

@@ -1,1 +1,2 @@
 export * from './config.js';
+export { checkConfigForModel, crossKeyProblems, type RuleProblem } from './rules.js';

@@ -25,7 +25,12 @@ import { createPruner } from '../pruning/strategies.js';
 import { checkObservation, checkState } from './observation.js';
 import { BudgetController } from '../runtime/budget.js';
 import { LatencyBook, LatencyHistogram, type StageTimings } from '../runtime/latency.js';
-import { enforceLimits, type ActionLimits } from '../runtime/safety.js';
+import {
+  enforceLimits,
+  resolveLimits,
+  type ActionLimits,
+  type LimitsRequest,
+} from '../runtime/safety.js';
 
 export interface PipelineOptions {
   readonly precision: Precision | 'auto';
@@ -40,8 +45,8 @@ export interface PipelineOptions {
   };
   /** p95 end-to-end latency to stay under by adapting the keep ratio; 0 = off. */
   readonly latencyBudgetMs: number;
-  /** Action limits; empty min/max = the manifest's. */
-  readonly limits: ActionLimits;
+  /** Action limits (empty min/max = the manifest's, maxDeltaPerStep 0 = derived from it). */
+  readonly limits: LimitsRequest;
   /** Inference runs on a synthetic frame before the pipeline reports ready. */
   readonly warmupRuns: number;
   /** Pixel, byte and state bounds on every observation (`ingest.*`); the schema's defaults when absent. */
@@ -120,6 +125,11 @@ interface Slot {
  * The core pipeline: frame → ingest → vision encoder → token pruner → policy → safe action chunk.
  * It knows nothing of ROS, ZeroMQ or MCAP.
  *
+ * Concurrency: calls may overlap. {@link infer} and {@link inferBatch} are serialised by a queue
+ * inside the pipeline (they share the model's input buffers and the pruner's state across their
+ * awaits), so each call returns its own observation's chunk, in call order; {@link prepare} runs
+ * at once, in parallel with them. For throughput across callers, batch with `inferBatch`.
+ *
  * @example
  * const pipeline = await VlaPipeline.create(await loadModelPackage('models/tiny-vla'), options);
  * const chunk = await pipeline.infer({ frame, instruction: 'move to the red block', state: [0.5, 0.5] });
@@ -147,6 +157,8 @@ export class VlaPipeline {
   #sequence = 0;
   #ready = false;
   readonly #slots: Slot[] = [];
+  /** The last queued inference (see the class description: one runs at a time). */
+  #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(model: ModelPackage, backend: OnnxBackend, options: PipelineOptions) {
     this.model = model;
@@ -184,24 +196,13 @@ export class VlaPipeline {
     );
     this.#ids = new BigInt64Array(m.tokenizer.max_length);
     this.#state = new Float32Array(m.state.names.length);
-    this.#limits = {
-      min: options.limits.min.length > 0 ? options.limits.min : m.action.min,
-      max: options.limits.max.length > 0 ? options.limits.max : m.action.max,
-      maxDeltaPerStep: options.limits.maxDeltaPerStep,
-    };
-    for (const key of ['min', 'max'] as const) {
-      if (this.#limits[key].length !== m.chunk.action_dim) {
-        throw new InputError(
-          `Expected ${m.chunk.action_dim} values (one per action dimension) for safety.action_${key} but received ${this.#limits[key].length}`,
-          { field: `safety.action_${key}` },
-        );
-      }
-    }
+    this.#limits = resolveLimits(m, options.limits);
   }
 
   /** Load the variant, create the sessions on the provider chain, and warm up. */
   static async create(model: ModelPackage, options: PipelineOptions): Promise<VlaPipeline> {
     warnOnce(options.backend.log ?? ((line) => process.stderr.write(`${line}\n`)));
+    resolveLimits(model.manifest, options.limits); // bad limits fail before sessions are made
     const backend = await OnnxBackend.create(
       model,
       selectVariant(model, options.precision, options.backend.executionProviders[0]),
@@ -248,7 +249,7 @@ export class VlaPipeline {
     if (this.#lastRgb === undefined) return undefined;
     return { rgb: this.#lastRgb, positions: this.#kept.subarray(0, this.#lastKept) };
   }
-  /** The limits every action is clamped to (configured, else the manifest's). */
+  /** The limits every action is clamped to (configured, else the manifest's; the derived step limit). */
   get actionLimits(): ActionLimits {
     return this.#limits;
   }
@@ -267,10 +268,18 @@ export class VlaPipeline {
     return this.#backend.maxBatch;
   }
 
-  /** Run one observation through the pipeline. Throws InputError for bad frames or state. */
+  /**
+   * Run one observation through the pipeline, after the inferences already queued (calls may
+   * overlap; see the class description). Throws InputError for bad frames or state.
+   */
   async infer(obs: Observation): Promise<ActionChunk> {
+    // A bad observation fails at once, not after the inferences queued before it.
+    checkObservation(obs, this.model.manifest, this.#maxStateDeviation);
+    return this.#exclusive(() => this.#inferOne(obs));
+  }
+
+  async #inferOne(obs: Observation): Promise<ActionChunk> {
     const m = this.model.manifest;
-    checkObservation(obs, m, this.#maxStateDeviation);
     const t0 = performance.now();
     const budget = obs.keepCount === undefined ? this.#budget : this.#budgetFor(obs.keepCount);
     this.#checkState(obs.state);
@@ -356,6 +365,12 @@ export class VlaPipeline {
    * @throws {InputError} when there are more than {@link maxBatch} observations.
    */
   async inferBatch(
+    batch: readonly (Observation | PreparedObservation)[],
+  ): Promise<PromiseSettledResult<ActionChunk>[]> {
+    return this.#exclusive(() => this.#inferBatchNow(batch));
+  }
+
+  async #inferBatchNow(
     batch: readonly (Observation | PreparedObservation)[],
   ): Promise<PromiseSettledResult<ActionChunk>[]> {
     const m = this.model.manifest;
@@ -537,6 +552,13 @@ export class VlaPipeline {
     return complete();
   }
 
+  /** Run `task` after every task queued before it, whether they succeeded or failed. */
+  #exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(task, task);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
   /** Check the state's length and values as {@link infer} does. */
   #checkState(state: ArrayLike<number>): void {
     checkState(state, this.model.manifest.state, this.#maxStateDeviation);
@@ -642,7 +664,7 @@ export class VlaPipeline {
       data: new Uint8Array(m.image.width * m.image.height * 3).fill(128),
     };
     const state = m.state.mean;
-    for (let i = 0; i < runs; i++) await this.infer({ frame, instruction: '', state });
+    for (let i = 0; i < runs; i++) await this.#inferOne({ frame, instruction: '', state });
     this.#pruner.reset();
     this.#instruction = undefined;
     for (const slot of this.#slots) slot.instruction = undefined;
@@ -650,7 +672,9 @@ export class VlaPipeline {
     this.#ready = true;
   }
 
+  /** Release the sessions, after the inferences already queued. */
   async release(): Promise<void> {
+    await this.#queue;
     this.#ready = false;
     await this.#backend.release();
   }

@@ -1,11 +1,15 @@
-import { enforceLimits, type ActionLimits } from './safety.js';
+import { enforceLimits, maxDeltaOf, type ActionLimits } from './safety.js';
 
 /** How a new chunk is merged with the plan being executed. */
 export type MergeMode = 'replace' | 'ensemble' | 'rtc';
 export const MERGE_MODES: readonly MergeMode[] = ['replace', 'ensemble', 'rtc'];
 
-/** What the robot does when no valid chunk covers the next control step. */
-export type SafeAction = 'hold' | 'zero';
+/**
+ * What the robot is sent when no valid chunk covers the next control step. Position robots:
+ * `hold` (the last action sent; before any, the measured state) or `safe_pose` (a configured
+ * pose). Velocity robots: `zero` (stop). Every safe action is rate-limited like a planned one.
+ */
+export type SafeAction = 'hold' | 'zero' | 'safe_pose';
 
 export interface ExecutorOptions {
   readonly horizon: number;
@@ -18,6 +22,8 @@ export interface ExecutorOptions {
   /** Extra steps added to the expected delay when deciding to start the next inference. */
   readonly marginSteps: number;
   readonly safeAction: SafeAction;
+  /** The pose `safe_pose` sends, one value per action dimension (clamped to the limits). */
+  readonly safePose?: readonly number[];
   readonly limits: ActionLimits;
 }
 
@@ -39,6 +45,11 @@ export interface StepOutput {
  * no chunk covers it (camera stalled, inference late or failed). Every returned action is finite
  * and inside the limits (including the per-step change from the previous action).
  *
+ * A control period not covered by a chunk is a deadline miss, whatever the reason (late, failed or
+ * never-arriving inference, stale camera), except the period an inference is planned to take: the
+ * first period after start or {@link reset} (asynchronous modes), and the first period of each
+ * wait booked with {@link waited} (synchronous mode).
+ *
  * @example
  * const ex = new ChunkExecutor(options);
  * ex.accept(chunk.actions, obsStep, nowStep);
@@ -56,6 +67,9 @@ export class ChunkExecutor {
   readonly #previous: Float32Array;
   #hasPrevious = false;
   #safeSteps = 0;
+  #misses = 0;
+  /** The first step after start or reset, which no chunk can cover yet. */
+  #firstStep: number | undefined;
   #inSafeHold = false;
   #smoothSum = 0;
   #smoothCount = 0;
@@ -145,33 +159,21 @@ export class ChunkExecutor {
   /** The action for step `now`; `current` is the robot's measured position (used to hold). */
   step(now: number, current: ArrayLike<number>): StepOutput {
     const a = this.#o.actionDim;
-    let source: StepOutput['source'] = 'plan';
-    if (now >= this.#planStart && now < this.#planStart + this.#planLength) {
+    this.#firstStep ??= now;
+    const covered = now >= this.#planStart && now < this.#planStart + this.#planLength;
+    if (covered) {
       this.#action.set(
         this.#plan.subarray((now - this.#planStart) * a, (now - this.#planStart + 1) * a),
       );
-      this.#inSafeHold = false;
-    } else {
-      source = 'safe';
-      this.#safeSteps++;
-      this.#inSafeHold = true;
-      for (let d = 0; d < a; d++) {
-        const held = this.#hasPrevious ? (this.#previous[d] as number) : (current[d] ?? 0);
-        this.#action[d] = this.#o.safeAction === 'hold' ? held : 0;
-      }
     }
-    if (!this.#action.every(Number.isFinite)) {
-      // A non-finite plan never reaches the robot: hold instead.
-      source = 'safe';
+    // A step the plan does not cover, or a non-finite plan, never reaches the robot.
+    const source: StepOutput['source'] =
+      covered && this.#action.every(Number.isFinite) ? 'plan' : 'safe';
+    this.#inSafeHold = source === 'safe';
+    if (source === 'safe') {
       this.#safeSteps++;
-      this.#inSafeHold = true;
-      for (let d = 0; d < a; d++)
-        this.#action[d] =
-          this.#o.safeAction === 'hold'
-            ? this.#hasPrevious
-              ? (this.#previous[d] as number)
-              : (current[d] ?? 0)
-            : 0;
+      if (now > this.#firstStep) this.#misses++;
+      this.#safe(current);
     }
     this.#limit();
     if (this.#hasPrevious) {
@@ -186,18 +188,46 @@ export class ChunkExecutor {
     return { action: this.#action, source };
   }
 
-  #limit(): void {
-    const { min, max, maxDeltaPerStep } = this.#o.limits;
-    if (maxDeltaPerStep > 0 && this.#hasPrevious) {
-      for (let d = 0; d < this.#o.actionDim; d++) {
-        const p = this.#previous[d] as number;
-        this.#action[d] = Math.min(
-          p + maxDeltaPerStep,
-          Math.max(p - maxDeltaPerStep, this.#action[d] as number),
-        );
+  /** The safe action into #action, before the limits. */
+  #safe(current: ArrayLike<number>): void {
+    for (let d = 0; d < this.#o.actionDim; d++) {
+      switch (this.#o.safeAction) {
+        case 'hold':
+          this.#action[d] = this.#hasPrevious ? (this.#previous[d] as number) : (current[d] ?? 0);
+          break;
+        case 'zero':
+          this.#action[d] = 0;
+          break;
+        case 'safe_pose':
+          // Without a pose (a caller that skipped the configuration check), hold.
+          this.#action[d] =
+            this.#o.safePose?.[d] ??
+            (this.#hasPrevious ? (this.#previous[d] as number) : (current[d] ?? 0));
+          break;
       }
     }
-    enforceLimits(this.#action, this.#o.actionDim, { min, max, maxDeltaPerStep: 0 });
+  }
+
+  #limit(): void {
+    const limits = this.#o.limits;
+    if (this.#hasPrevious) {
+      for (let d = 0; d < this.#o.actionDim; d++) {
+        const delta = maxDeltaOf(limits, d);
+        if (delta <= 0) continue;
+        const p = this.#previous[d] as number;
+        this.#action[d] = Math.min(p + delta, Math.max(p - delta, this.#action[d] as number));
+      }
+    }
+    enforceLimits(this.#action, this.#o.actionDim, { ...limits, maxDeltaPerStep: 0 });
+  }
+
+  /**
+   * Book `periods` control periods the robot stood still waiting for a requested chunk without
+   * calling {@link step} (the synchronous loop). The first period of a wait that ends with a chunk
+   * (`delivered`) is the inference time the mode plans for; every other period is a miss.
+   */
+  waited(periods: number, delivered: boolean): void {
+    this.#misses += Math.max(0, delivered ? periods - 1 : periods);
   }
 
   /** True while the watchdog is holding the robot (no chunk covers the current step). */
@@ -208,6 +238,13 @@ export class ChunkExecutor {
   get safeHoldSteps(): number {
     return this.#safeSteps;
   }
+  /**
+   * Control periods not covered by a fresh chunk once one could have arrived (see the class
+   * description): a never-arriving chunk counts every period after the first.
+   */
+  get deadlineMisses(): number {
+    return this.#misses;
+  }
   /** Mean absolute change of the action between consecutive control steps. */
   get smoothness(): number {
     return this.#smoothCount === 0 ? 0 : this.#smoothSum / this.#smoothCount;
@@ -217,5 +254,6 @@ export class ChunkExecutor {
   reset(): void {
     this.#planLength = 0;
     this.#predictions.length = 0;
+    this.#firstStep = undefined;
   }
 }

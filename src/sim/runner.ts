@@ -4,7 +4,8 @@ import { ChunkExecutor, type ExecutorOptions, type MergeMode } from '../runtime/
 import { expertChunk } from './expert.js';
 import { episodeSeed, Rng } from '../util/rng.js';
 import { TabletopSim, type Observation } from './tabletop.js';
-import { distance, TASK_KINDS, type TaskKind } from './world.js';
+import { EpisodeTally, type EpisodesSummary } from './tally.js';
+import { distance, type TaskKind } from './world.js';
 
 /** Something that turns an observation into an action chunk (horizon × 2 absolute targets). */
 export interface Agent {
@@ -24,6 +25,8 @@ export interface EpisodeOptions {
   /** Run on a control-step clock with inference delays (absent: synchronous, no delay). */
   readonly timing?: TimingOptions;
   readonly onEpisode?: (result: EpisodeResult, index: number) => void;
+  /** Keep every result in the summary (default false: a long run stays in constant memory). */
+  readonly keepResults?: boolean;
   /** Timed runs only: every action sent to the robot, and whether it was the watchdog's. */
   readonly onAction?: (action: Float32Array, source: 'plan' | 'safe') => void;
 }
@@ -59,7 +62,7 @@ export interface EpisodeResult {
   readonly finalDistance: number;
   /** Timed runs only: steps the robot held still (waiting for a chunk or safe hold). */
   readonly idleSteps?: number;
-  /** Timed runs only: steps after the first chunk on which no chunk covered the step. */
+  /** Timed runs only: control periods not covered by a fresh chunk (ChunkExecutor.deadlineMisses). */
   readonly deadlineMisses?: number;
   readonly safeHoldSteps?: number;
   readonly staleFrames?: number;
@@ -69,14 +72,7 @@ export interface EpisodeResult {
   readonly smoothness?: number;
 }
 
-export interface EpisodesSummary {
-  readonly episodes: number;
-  readonly successes: number;
-  readonly success_rate: number;
-  readonly by_task: Record<TaskKind, { readonly episodes: number; readonly success_rate: number }>;
-  readonly mean_steps: number;
-  readonly results: readonly EpisodeResult[];
-}
+export type { EpisodesSummary, EpisodeTotals } from './tally.js';
 
 /**
  * Run closed-loop episodes: observe, ask the agent for a chunk, execute `executeSteps` of it,
@@ -84,7 +80,7 @@ export interface EpisodesSummary {
  * seed gives the same scenes for every agent.
  */
 export async function runEpisodes(agent: Agent, options: EpisodeOptions): Promise<EpisodesSummary> {
-  const results: EpisodeResult[] = [];
+  const tally = new EpisodeTally(options.keepResults === true);
   // Measured inference delays (real + injected) of this run: the re-query point uses their p95.
   const delays = new LatencyHistogram();
   for (let i = 0; i < options.episodes; i++) {
@@ -116,30 +112,10 @@ export async function runEpisodes(agent: Agent, options: EpisodeOptions): Promis
       finalDistance: distance(sim.effector, sim.scene.task.goal),
       ...timed,
     };
-    results.push(result);
+    tally.add(result);
     options.onEpisode?.(result, i);
   }
-  const successes = results.filter((r) => r.success).length;
-  const byTask = Object.fromEntries(
-    TASK_KINDS.map((kind) => {
-      const rs = results.filter((r) => r.task === kind);
-      return [
-        kind,
-        {
-          episodes: rs.length,
-          success_rate: rs.length === 0 ? 0 : rs.filter((r) => r.success).length / rs.length,
-        },
-      ];
-    }),
-  ) as EpisodesSummary['by_task'];
-  return {
-    episodes: results.length,
-    successes,
-    success_rate: results.length === 0 ? 0 : successes / results.length,
-    by_task: byTask,
-    mean_steps: results.reduce((s, r) => s + r.steps, 0) / Math.max(1, results.length),
-    results,
-  };
+  return tally.summary();
 }
 
 /** The scripted expert (privileged: knows the goal). */
@@ -212,9 +188,7 @@ async function runTimed(
   let frozen: { obs: ReturnType<TabletopSim['observe']>; capturedAt: number } | undefined;
   let stallLeft = 0;
   let idle = 0;
-  let misses = 0;
   let stale = 0;
-  let started = false;
   let errors = 0;
   const delaySteps = async (
     obs: ReturnType<TabletopSim['observe']>,
@@ -261,28 +235,27 @@ async function runTimed(
         if (!fresh) {
           stale++;
           idle++;
+          executor.waited(1, false);
           sim.step([sim.effector.x, sim.effector.y]);
           continue;
         }
         const { chunk, steps } = await delaySteps(capture.obs);
         // The robot holds still while it waits, then runs the chunk from its first action.
         let over = false;
-        for (let k = 0; k < steps && !over; k++) {
+        let waited = 0;
+        for (; waited < steps && !over; waited++) {
           idle++;
           over = sim.step([sim.effector.x, sim.effector.y]);
         }
+        executor.waited(waited, chunk !== undefined && !over);
         if (over) break;
         t += steps;
         if (chunk === undefined) continue;
         executor.accept(chunk.subarray(0, Math.min(chunk.length, options.executeSteps * 2)), t, t);
-        started = true;
       }
     } else {
       if (inflight !== undefined && t >= inflight.arrival) {
-        if (inflight.chunk !== undefined) {
-          executor.accept(inflight.chunk, inflight.obsStep, t);
-          started = true;
-        }
+        if (inflight.chunk !== undefined) executor.accept(inflight.chunk, inflight.obsStep, t);
         inflight = undefined;
       }
       const expected = Math.ceil(
@@ -298,16 +271,13 @@ async function runTimed(
       }
     }
     const out = executor.step(t, [sim.effector.x, sim.effector.y]);
-    if (out.source === 'safe') {
-      idle++;
-      if (started) misses++;
-    }
+    if (out.source === 'safe') idle++;
     options.onAction?.(out.action, out.source);
     sim.step(out.action);
   }
   return {
     idleSteps: idle,
-    deadlineMisses: misses,
+    deadlineMisses: executor.deadlineMisses,
     safeHoldSteps: executor.safeHoldSteps,
     staleFrames: stale,
     inferenceErrors: errors,

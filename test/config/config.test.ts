@@ -10,6 +10,7 @@ import {
   GRAPH_OPTIMIZATION_LEVELS,
   MODEL_PRECISIONS,
   PRUNING_STRATEGIES,
+  SAFE_ACTIONS,
   SCHEMA_FILE,
   configKeys,
   describeParameter,
@@ -185,7 +186,14 @@ describe('shipped parameter file and schema', () => {
         margin_steps: 1,
         latency_budget_ms: 1,
       },
-      safety: { action_min: 1, action_max: 1, max_delta_per_step: 1, safe_action: 1 },
+      safety: {
+        action_min: 1,
+        action_max: 1,
+        max_delta_per_step: 1,
+        safe_action: 1,
+        safe_pose: 1,
+        allow_limits_beyond_model: 1,
+      },
       sim: {
         episodes: 1,
         seed: 1,
@@ -224,6 +232,7 @@ describe('shipped parameter file and schema', () => {
     );
     expect(describeParameter('backend.graph_optimization').enum).toEqual(GRAPH_OPTIMIZATION_LEVELS);
     expect(describeParameter('pruning.strategy').enum).toEqual(PRUNING_STRATEGIES);
+    expect(describeParameter('safety.safe_action').enum).toEqual(SAFE_ACTIONS);
   });
 
   it('describes ranges for the ROS 2 parameter declarations', () => {

@@ -84,7 +84,7 @@ describe('VlaPipeline', () => {
         testPipelineOptions({ limits: { min: [0], max: [1], maxDeltaPerStep: 0 } }),
       ),
     ).rejects.toThrow(
-      /Expected 2 values \(one per action dimension\) for safety.action_min but received 1/,
+      /Expected 2 values \(one per action dimension: x, y\) for safety.action_min but received 1/,
     );
   });
 

@@ -146,6 +146,81 @@ describe('ChunkExecutor', () => {
     }
   });
 
+  describe('safe actions for position and velocity robots', () => {
+    it('hold repeats the last action sent (position robots)', () => {
+      const ex = executor('replace');
+      ex.accept(chunk(0.3, 0), 0, 0);
+      ex.step(0, [0, 0]);
+      const out = ex.step(4, [0.9, 0.9]);
+      expect(out.source).toBe('safe');
+      expect(near(out.action[0] ?? 0, 0.3)).toBe(true);
+      expect(near(out.action[1] ?? 0, 0.5)).toBe(true);
+    });
+
+    it('zero ramps a velocity robot down to a stop at the per-step change limit', () => {
+      const ex = executor('replace', {
+        safeAction: 'zero',
+        limits: { min: [-1, -1], max: [1, 1], maxDeltaPerStep: 0.25 },
+      });
+      ex.accept(Float32Array.of(0.8, -0.6, 0.8, -0.6, 0.8, -0.6, 0.8, -0.6), 0, 0);
+      for (let t = 0; t < 4; t++) ex.step(t, [0, 0]);
+      const seen = [4, 5, 6, 7].map((t) => Array.from(ex.step(t, [0, 0]).action));
+      expect(seen[0]?.[0]).toBeCloseTo(0.55, 6);
+      expect(seen[0]?.[1]).toBeCloseTo(-0.35, 6);
+      expect(seen[3]).toEqual([0, 0]);
+    });
+
+    it('safe_pose moves a position robot to the configured pose, rate-limited', () => {
+      const ex = executor('replace', {
+        safeAction: 'safe_pose',
+        safePose: [0.5, 0.9],
+        limits: { min: [0, 0], max: [1, 1], maxDeltaPerStep: 0.1 },
+      });
+      ex.accept(chunk(0.2, 0, 0.5), 0, 0);
+      for (let t = 0; t < 4; t++) ex.step(t, [0, 0]);
+      const first = ex.step(4, [0, 0]);
+      expect(first.source).toBe('safe');
+      expect(first.action[0]).toBeCloseTo(0.3, 6);
+      expect(first.action[1]).toBeCloseTo(0.6, 6);
+      for (let t = 5; t < 12; t++) ex.step(t, [0, 0]);
+      const settled = Array.from(ex.step(12, [0, 0]).action);
+      expect(settled[0]).toBeCloseTo(0.5, 6);
+      expect(settled[1]).toBeCloseTo(0.9, 6);
+    });
+  });
+
+  describe('deadline misses', () => {
+    it('counts every period after the first when no chunk ever arrives', () => {
+      const ex = executor('replace');
+      for (let t = 0; t < 50; t++) ex.step(t, [0.5, 0.5]);
+      expect(ex.deadlineMisses).toBe(49);
+      expect(ex.safeHoldSteps).toBe(50);
+    });
+
+    it('counts nothing when each chunk arrives in time, and the periods a late chunk leaves bare', () => {
+      const ex = executor('replace');
+      ex.step(0, [0, 0]); // the first inference's period
+      ex.accept(chunk(0.1), 0, 1);
+      for (let t = 1; t < 4; t++) ex.step(t, [0, 0]);
+      expect(ex.deadlineMisses).toBe(0);
+      for (let t = 4; t < 7; t++) ex.step(t, [0, 0]); // the next chunk is late
+      expect(ex.deadlineMisses).toBe(3);
+      ex.reset();
+      ex.step(10, [0, 0]); // a new start: its first period is planned again
+      expect(ex.deadlineMisses).toBe(3);
+    });
+
+    it('books synchronous waits: all but the planned period, or all when no chunk came', () => {
+      const ex = executor('replace');
+      ex.waited(1, true);
+      expect(ex.deadlineMisses).toBe(0);
+      ex.waited(3, true);
+      expect(ex.deadlineMisses).toBe(2);
+      ex.waited(2, false);
+      expect(ex.deadlineMisses).toBe(4);
+    });
+  });
+
   it('reports smoothness as the mean absolute change between steps', () => {
     const ex = executor('replace');
     ex.accept(chunk(0.1, 0.02), 0, 0);

@@ -166,9 +166,50 @@ describe('closed loop with scripted agents', () => {
     expect(summary.by_task.reach.success_rate).toBeGreaterThan(0);
   });
 
+  it('keeps no per-episode results unless asked, with the same totals (constant memory)', async () => {
+    const timing = {
+      mode: 'replace',
+      controlRateHz: 10,
+      horizon: 8,
+      injectDelayMs: 250,
+      injectJitterMs: 100,
+      stallProbability: 0.05,
+      stallSteps: 3,
+      maxFrameAgeMs: 300,
+      executor: {
+        ensembleDecay: 0.5,
+        rtcDecaySteps: 2,
+        marginSteps: 0,
+        safeAction: 'hold',
+        limits: { min: [0, 0], max: [1, 1], maxDeltaPerStep: 0.1 },
+      },
+    } as const;
+    const run = { ...episodes, episodes: 30, seed: 4, timing };
+    const lean = await runEpisodes(blindAgent(8), run);
+    expect(lean.results).toHaveLength(0);
+    const kept = await runEpisodes(blindAgent(8), { ...run, keepResults: true });
+    expect(kept.results).toHaveLength(30);
+    const sum = (f: (r: (typeof kept.results)[number]) => number | undefined) =>
+      kept.results.reduce((t, r) => t + (f(r) ?? 0), 0);
+    expect(lean.totals).toMatchObject({
+      idleSteps: sum((r) => r.idleSteps),
+      deadlineMisses: sum((r) => r.deadlineMisses),
+      safeHoldSteps: sum((r) => r.safeHoldSteps),
+      staleFrames: sum((r) => r.staleFrames),
+      inferenceErrors: sum((r) => r.inferenceErrors),
+    });
+    expect(lean.totals.deadlineMisses).toBeGreaterThan(0);
+    expect(lean.totals.smoothness).toBeCloseTo(sum((r) => r.smoothness) / 30, 12);
+    expect(lean.successes).toBe(kept.results.filter((r) => r.success).length);
+    expect(lean.mean_steps).toBeCloseTo(sum((r) => r.steps) / 30, 12);
+    expect(lean.by_task).toEqual(kept.by_task);
+  });
+
   it('gives the same results for the same seed', async () => {
-    const a = await runEpisodes(blindAgent(8), { ...episodes, episodes: 20, seed: 9 });
-    const b = await runEpisodes(blindAgent(8), { ...episodes, episodes: 20, seed: 9 });
+    const run = { ...episodes, episodes: 20, seed: 9, keepResults: true };
+    const a = await runEpisodes(blindAgent(8), run);
+    const b = await runEpisodes(blindAgent(8), run);
+    expect(a.results).toHaveLength(20);
     expect(b.results).toEqual(a.results);
   });
 });
