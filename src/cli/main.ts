@@ -14,6 +14,7 @@ import { benchServeCommand } from './bench-serve.js';
 import { compressCommand } from './compress.js';
 import { datasetCommand } from './dataset.js';
 import { overlayCommand } from './overlay.js';
+import { bareFoxgloveFlag } from './foxglove.js';
 import { recordSimCommand } from './record-sim.js';
 import { replayCommand } from './replay.js';
 import { serveCommand } from './serve.js';
@@ -80,7 +81,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
-      args: [...rest],
+      args: 'foxglove' in command.options ? bareFoxgloveFlag(rest) : [...rest],
       options: parseArgsOptions(command),
       allowPositionals: command.positionals !== undefined,
       strict: true,

@@ -2,6 +2,8 @@ import { ConfigError } from '../errors.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import { DEFAULT_TOPICS, replay, type ReplayMetrics } from '../transports/mcap/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
+import { observeInference } from '../pipeline/observer.js';
+import { FOXGLOVE_OPTIONS, startLiveView, withFoxgloveFlag } from './foxglove.js';
 import {
   CONFIG_OPTIONS,
   configFromArgs,
@@ -81,7 +83,7 @@ export async function runReplay(
     );
   }
   const rate = parseRate(values.rate);
-  const config = await configFromArgs(values, MODEL_FLAG_KEYS);
+  const config = await configFromArgs(withFoxgloveFlag(values), MODEL_FLAG_KEYS);
   const model = await modelFromConfig(config);
   io.progress(`loading ${model.manifest.name} (${config.model.precision}) and warming up...`);
   const pipeline = await VlaPipeline.create(
@@ -90,11 +92,23 @@ export async function runReplay(
       io.progress(line);
     }),
   );
+  const live = await startLiveView(config, io, model.manifest).catch(async (error: unknown) => {
+    await pipeline.release();
+    throw error;
+  });
   try {
     const out = text(values, 'out');
+    const observed =
+      live === undefined
+        ? pipeline
+        : {
+            model: pipeline.model,
+            pruner: pipeline.pruner,
+            infer: observeInference(pipeline, live.view).infer,
+          };
     const instruction = text(values, 'instruction');
     const { metrics } = await replay(bag, {
-      pipeline,
+      pipeline: observed,
       rate,
       topics: {
         image: text(values, 'image-topic') ?? DEFAULT_TOPICS.image,
@@ -115,6 +129,7 @@ export async function runReplay(
       formatReplay(metrics),
     );
   } finally {
+    await live?.close();
     await pipeline.release();
   }
   return 0;
@@ -159,6 +174,7 @@ export const replayCommand: CommandSpec = {
       help: 'instruction to use until one arrives on the instruction topic',
     },
     ...MODEL_OPTIONS,
+    ...FOXGLOVE_OPTIONS,
     ...CONFIG_OPTIONS,
   },
   run: runReplay,
