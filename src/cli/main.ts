@@ -11,6 +11,8 @@ import { benchKernelsCommand } from './bench-kernels.js';
 import { benchPruningCommand } from './bench-pruning.js';
 import { benchReportCommand } from './bench-report.js';
 import { benchServeCommand } from './bench-serve.js';
+import { benchFoxgloveCommand } from './bench-foxglove.js';
+import { foxglovePictureCommand } from './foxglove-picture.js';
 import { compressCommand } from './compress.js';
 import { datasetCommand } from './dataset.js';
 import { overlayCommand } from './overlay.js';
@@ -32,6 +34,8 @@ const COMMANDS: readonly CommandSpec[] = [
   benchReportCommand,
   serveCommand,
   benchServeCommand,
+  benchFoxgloveCommand,
+  foxglovePictureCommand,
   overlayCommand,
   replayCommand,
   compressCommand,

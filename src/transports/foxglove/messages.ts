@@ -26,7 +26,6 @@ interface Rgba {
 }
 
 const KEPT_COLOUR: Rgba = { r: 0.1, g: 1, b: 0.2, a: 1 };
-const PRUNED_FILL: Rgba = { r: 0, g: 0, b: 0, a: 0.6 };
 const CLEAR: Rgba = { r: 0, g: 0, b: 0, a: 0 };
 const TEXT_COLOUR: Rgba = { r: 1, g: 1, b: 1, a: 1 };
 const TEXT_BACKGROUND: Rgba = { r: 0, g: 0, b: 0, a: 0.6 };
@@ -110,8 +109,9 @@ export interface OverlayGeometry {
 }
 
 /**
- * foxglove.ImageAnnotations over a `sw`×`sh` camera frame: each kept token's patch outlined in
- * green (one LINE_LOOP each), each pruned patch shaded (one filled LINE_LOOP each), and a caption.
+ * foxglove.ImageAnnotations over a `sw`×`sh` camera frame: the outline of each kept token's patch
+ * (one LINE_LIST annotation, four segments per token, so a frame costs two objects whatever the
+ * number of tokens) and a caption. `/vla/model_input` shows the pruned patches dimmed.
  */
 export function keptTokenAnnotations(
   positions: ArrayLike<number>,
@@ -126,37 +126,36 @@ export function keptTokenAnnotations(
   const map = modelToSource(geometry.resize, sw, sh, geometry.modelWidth, geometry.modelHeight);
   const pw = geometry.modelWidth / grid.width;
   const ph = geometry.modelHeight / grid.height;
-  const kept = new Uint8Array(total);
-  for (let i = 0; i < count; i++) kept[positions[i] as number] = 1;
   const clampX = (x: number): number => Math.min(sw, Math.max(0, x));
   const clampY = (y: number): number => Math.min(sh, Math.max(0, y));
-  const points = [];
-  for (let p = 0; p < total; p++) {
+  const points: { x: number; y: number }[] = [];
+  for (let i = 0; i < count; i++) {
+    const p = positions[i] as number;
     const gx = p % grid.width;
     const gy = Math.floor(p / grid.width);
     const x0 = clampX((gx * pw - map.offsetX) * map.scaleX);
     const x1 = clampX(((gx + 1) * pw - map.offsetX) * map.scaleX);
     const y0 = clampY((gy * ph - map.offsetY) * map.scaleY);
     const y1 = clampY(((gy + 1) * ph - map.offsetY) * map.scaleY);
-    const isKept = kept[p] === 1;
-    points.push({
-      timestamp: stamp,
-      type: 2, // LINE_LOOP
-      points: [
-        { x: x0, y: y0 },
-        { x: x1, y: y0 },
-        { x: x1, y: y1 },
-        { x: x0, y: y1 },
-      ],
-      outline_color: isKept ? KEPT_COLOUR : CLEAR,
-      outline_colors: [],
-      fill_color: isKept ? CLEAR : PRUNED_FILL,
-      thickness: isKept ? 1 : 0,
-    });
+    const a = { x: x0, y: y0 };
+    const b = { x: x1, y: y0 };
+    const c = { x: x1, y: y1 };
+    const d = { x: x0, y: y1 };
+    points.push(a, b, b, c, c, d, d, a);
   }
   return {
     circles: [],
-    points,
+    points: [
+      {
+        timestamp: stamp,
+        type: 4, // LINE_LIST
+        points,
+        outline_color: KEPT_COLOUR,
+        outline_colors: [],
+        fill_color: CLEAR,
+        thickness: 1,
+      },
+    ],
     texts: [
       {
         timestamp: stamp,

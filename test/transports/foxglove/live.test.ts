@@ -208,22 +208,24 @@ describe('Foxglove live view over a real WebSocket (FoxgloveClient)', () => {
       expect(stats[0]?.keep_ratio).toBeCloseTo(0.5, 5);
       expect(stats.every((s) => s.latency_ms > 0)).toBe(true);
 
-      // The overlay: one green outline per kept token, the rest shaded, stamped like its frame.
+      // The overlay: four green segments per kept token, stamped like its frame.
       const overlays = viewer.received.filter((r) => r.topic === LIVE_TOPICS.keptTokens);
       expect(overlays).toHaveLength(chunks.length);
       const frames = viewer.received.filter((r) => r.topic === LIVE_TOPICS.image);
       overlays.forEach((o, i) => {
-        const points = o.message.points as {
-          outline_color: { a: number };
-          fill_color: { a: number };
+        const [outline] = o.message.points as {
+          type: number;
           points: { x: number; y: number }[];
         }[];
-        expect(points).toHaveLength(144);
-        expect(points.filter((p) => p.outline_color.a > 0)).toHaveLength(chunks[i] as number);
-        expect(points.filter((p) => p.fill_color.a > 0)).toHaveLength(144 - (chunks[i] as number));
-        const xs = points.flatMap((p) => p.points.map((q) => q.x));
-        expect(Math.min(...xs)).toBe(0);
-        expect(Math.max(...xs)).toBe(CAMERA);
+        expect(outline?.type).toBe(4);
+        expect(outline?.points).toHaveLength(8 * (chunks[i] as number));
+        for (const q of outline?.points ?? []) {
+          expect(q.x).toBeGreaterThanOrEqual(0);
+          expect(q.x).toBeLessThanOrEqual(CAMERA);
+        }
+        expect((o.message.texts as { text: string }[])[0]?.text).toBe(
+          `kept ${chunks[i] as number}/144 tokens`,
+        );
         expect(o.stampNs).toBe(frames[i]?.stampNs);
       });
       const modelInput = viewer.on(LIVE_TOPICS.modelInput)[0] as { width: number; height: number };
