@@ -24,7 +24,7 @@ const SCHEMA_OF: Record<string, { properties: Record<string, unknown> }> = {
   [LIVE_TOPICS.chunk]: VLA_SCHEMAS['vla.ActionChunk'],
   [LIVE_TOPICS.sent]: VLA_SCHEMAS['vla.ActionSent'],
   [LIVE_TOPICS.stats]: VLA_SCHEMAS['vla.Stats'],
-} as unknown as Record<string, { properties: Record<string, unknown> }>;
+};
 
 /** Panel ids the layout tree places (strings in splits and tabs). */
 function placed(node: unknown, out: string[] = []): string[] {
