@@ -1,4 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TabletopSim } from '../../src/sim/tabletop.js';
 import { LIVE_TOPICS } from '../../src/transports/foxglove/index.js';
@@ -104,5 +108,40 @@ describe('--foxglove on the commands (real processes, loopback)', () => {
     }
     process.kill(-(served.process.pid ?? 0), 'SIGINT');
     expect(await served.exited).toBe(0);
+  });
+
+  it('vla-node replay BAG --rate 1 --foxglove 0 shows the bag’s frames and the chunks computed from them', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vla-foxglove-'));
+    try {
+      const bag = join(dir, 'bag');
+      await promisify(execFile)(process.execPath, [
+        CLI,
+        'record-sim',
+        '--out',
+        bag,
+        '--episodes',
+        '1',
+      ]);
+      // At the bag's own clock (10 Hz) the replay lasts long enough to subscribe.
+      const replayed = await start(['replay', bag, '--rate', '1', '--foxglove', '0', '--json']);
+      const viewer = await TestViewer.connect(replayed.url, Object.keys(LIVE_TOPICS).length);
+      try {
+        viewer.subscribe(LIVE_TOPICS.image, LIVE_TOPICS.chunk, LIVE_TOPICS.instruction);
+        await viewer.until(() => viewer.on(LIVE_TOPICS.chunk).length >= 2);
+        expect(await replayed.exited).toBe(0);
+        const report = JSON.parse(replayed.stdout()) as { chunks: number };
+        const shown = viewer.on(LIVE_TOPICS.chunk).length;
+        expect(shown).toBeGreaterThanOrEqual(2);
+        expect(shown).toBeLessThanOrEqual(report.chunks);
+        expect(viewer.on(LIVE_TOPICS.image)[0]).toMatchObject({
+          encoding: expect.any(String) as unknown,
+        });
+        expect(viewer.on(LIVE_TOPICS.instruction)[0]?.text).toMatch(/^move to /);
+      } finally {
+        await viewer.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
