@@ -3,7 +3,8 @@
  * (`foxglove.*`) and starting the live view (src/transports/foxglove) with the run.
  */
 
-import type { VlaConfig } from '../config/index.js';
+import { join } from 'node:path';
+import { PACKAGE_ROOT, type VlaConfig } from '../config/index.js';
 import type { Manifest } from '../model/manifest.js';
 import { FoxgloveView, LiveServer } from '../transports/foxglove/index.js';
 import type { CommandIo, OptionSpec, OptionValues } from './command.js';
@@ -15,7 +16,7 @@ export const FOXGLOVE_OPTIONS = {
   },
 } as const satisfies Record<string, OptionSpec>;
 
-/** Where the layout for the live view is (relative to the package root). */
+/** Where the layout for the live view is (relative to the package root; shipped in the package). */
 export const FOXGLOVE_LAYOUT = 'docs/foxglove/vla-node.layout.json';
 
 /**
@@ -98,7 +99,7 @@ export async function startLiveView(
   });
   const loopback = /^(127\.|::1$|localhost$)/.test(f.host);
   io.progress(
-    `Foxglove live view on ${server.url}: in Foxglove or Lichtblick, Open connection → Foxglove WebSocket → ${server.url}; layout ${FOXGLOVE_LAYOUT}${loopback ? '' : ' — WARNING: not loopback, anyone who can reach this address sees the camera'}`,
+    `Foxglove live view on ${server.url}: in Foxglove or Lichtblick, Open connection → Foxglove WebSocket → ${server.url}; layout ${join(PACKAGE_ROOT, FOXGLOVE_LAYOUT)}${loopback ? '' : ' — WARNING: not loopback, anyone who can reach this address sees the camera'}`,
   );
   const teed: CommandIo = {
     json: io.json,
