@@ -37,6 +37,8 @@ export interface ScenarioReport {
   readonly dropped: number;
   readonly sent: number;
   readonly encoded: number;
+  /** Messages not built because every viewer was over its buffer limit (median). */
+  readonly unbuilt: number;
   /** Messages the fast viewer received (fast_viewer only). */
   readonly viewer_messages: number | null;
 }
@@ -287,6 +289,7 @@ function summarise(rs: readonly RepeatResult[]): ScenarioReport {
     dropped: med((x) => x.r.stats?.dropped ?? 0, 0),
     sent: med((x) => x.r.stats?.sent ?? 0, 0),
     encoded: med((x) => x.r.stats?.encoded ?? 0, 0),
+    unbuilt: med((x) => x.r.stats?.unbuilt ?? 0, 0),
     viewer_messages: viewer.length === 0 ? null : round(median(viewer), 0),
   };
 }
@@ -295,12 +298,12 @@ function summarise(rs: readonly RepeatResult[]): ScenarioReport {
 export function formatFoxgloveBench(r: FoxgloveBenchReport): string {
   const lines = [
     `live view cost on ${r.model}, ${r.episodes} episodes × ${r.repeats} repeats (medians of repeats), camera ${r.camera}:`,
-    '  scenario        step p50 ms  step p99 ms  run ms     view µs/step  sent    dropped',
+    '  scenario        step p50 ms  step p99 ms  run ms     view µs/step  sent    dropped  unbuilt',
   ];
   for (const s of SCENARIOS) {
     const x = r.scenarios[s];
     lines.push(
-      `  ${s.padEnd(15)} ${String(x.step_ms.p50).padStart(11)}  ${String(x.step_ms.p99).padStart(11)}  ${String(x.run_ms).padStart(9)}  ${String(x.view_us_per_step).padStart(12)}  ${String(x.sent).padStart(6)}  ${String(x.dropped).padStart(7)}`,
+      `  ${s.padEnd(15)} ${String(x.step_ms.p50).padStart(11)}  ${String(x.step_ms.p99).padStart(11)}  ${String(x.run_ms).padStart(9)}  ${String(x.view_us_per_step).padStart(12)}  ${String(x.sent).padStart(6)}  ${String(x.dropped).padStart(7)}  ${String(x.unbuilt).padStart(7)}`,
     );
   }
   lines.push(`  server without a viewer adds ${r.no_viewer_overhead_p50_ms} ms to the p50 step`);

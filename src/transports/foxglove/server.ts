@@ -52,6 +52,8 @@ export interface LiveServerStats {
   readonly dropped: number;
   /** Messages serialised (at most one per publish, whatever the number of subscribers). */
   readonly encoded: number;
+  /** Messages not built at all because every viewer was over its buffer limit. */
+  readonly unbuilt: number;
   /** Client messages answered with an error status. */
   readonly client_errors: number;
 }
@@ -165,7 +167,7 @@ export class LiveServer {
   #current: GatedSocket | undefined;
   #clientSeq = 0;
   #closed: Promise<void> | undefined;
-  #stats = { sent: 0, dropped: 0, encoded: 0, client_errors: 0 };
+  #stats = { sent: 0, dropped: 0, encoded: 0, unbuilt: 0, client_errors: 0 };
 
   private constructor(
     wss: WebSocketServer,
@@ -267,10 +269,15 @@ export class LiveServer {
 
   /**
    * Send a message to the channel's subscribers: `build` runs (and the result is serialised) only
-   * when the channel has one. Returns whether it was sent to anyone.
+   * when the channel has one and some viewer can take a message now (when every viewer is over its
+   * buffer limit the gate would drop it anyway). Returns whether it was built.
    */
   publish(channel: ChannelId, stampNs: bigint, build: () => object): boolean {
     if (!this.#subscribed.has(channel)) return false;
+    if (!this.#anyViewerReady()) {
+      this.#stats.unbuilt++;
+      return false;
+    }
     const payload = Buffer.from(JSON.stringify(build()));
     this.#stats.encoded++;
     this.#protocol.sendMessage(channel, stampNs, payload);
@@ -310,6 +317,12 @@ export class LiveServer {
   /** @internal */
   countSent(): void {
     this.#stats.sent++;
+  }
+
+  #anyViewerReady(): boolean {
+    const limit = this.options.maxClientBufferBytes;
+    for (const ws of this.#sockets) if (ws.bufferedAmount <= limit) return true;
+    return false;
   }
 
   #accept(ws: WebSocket, peer: string): void {

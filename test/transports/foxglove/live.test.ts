@@ -330,6 +330,39 @@ describe('Foxglove live view over a real WebSocket (FoxgloveClient)', () => {
     }
   });
 
+  it('builds nothing while every viewer is over its buffer limit', async () => {
+    const { server, view } = await startView(256 * 1024);
+    const slow = await TestViewer.connect(server.url, ALL_TOPICS.length);
+    try {
+      slow.subscribe(LIVE_TOPICS.image);
+      await flush(slow);
+      slow.ws.pause();
+      const side = 512;
+      const frame = {
+        kind: 'raw' as const,
+        width: side,
+        height: side,
+        encoding: 'rgb8',
+        data: new Uint8Array(side * side * 3),
+      };
+      // Until the kernel's buffers and then the server's fill: bounded, a few MB at most.
+      for (let i = 0; i < 400 && server.stats().unbuilt === 0; i++) {
+        view.onFrame(frame, 'fill', 'camera');
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      expect(server.stats().unbuilt).toBeGreaterThan(0);
+      const channel = slow.channel(LIVE_TOPICS.image).id;
+      expect(
+        server.publish(channel, 0n, () => {
+          throw new Error('built for a viewer that cannot take it');
+        }),
+      ).toBe(false);
+    } finally {
+      slow.ws.terminate();
+      await server.close();
+    }
+  });
+
   it('answers bad client messages with an error status and keeps serving', async () => {
     const { server, view } = await startView();
     const viewer = await TestViewer.connect(server.url, ALL_TOPICS.length);
