@@ -136,7 +136,7 @@ export const benchFoxgloveCommand: CommandSpec = {
   summary:
     'control-loop step time with the Foxglove live view off, on without a viewer, with a reading and with a stalled viewer',
   options: {
-    episodes: { type: 'string', default: '5', help: 'simulator episodes per repeat' },
+    episodes: { type: 'string', default: '20', help: 'simulator episodes per repeat' },
     repeats: { type: 'string', default: '5', help: 'repeats of each scenario, interleaved' },
     ...CONFIG_OPTIONS,
   },
