@@ -144,4 +144,37 @@ describe('--foxglove on the commands (real processes, loopback)', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('vla-node bench foxglove --json reports each scenario, nothing built without a viewer', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      CLI,
+      'bench',
+      'foxglove',
+      '--episodes',
+      '1',
+      '--repeats',
+      '1',
+      '--json',
+    ]);
+    type Scenario = {
+      encoded: number;
+      sent: number;
+      steps: number;
+      viewer_messages: number | null;
+    };
+    const report = JSON.parse(stdout) as { scenarios: Record<string, Scenario> };
+    expect(Object.keys(report.scenarios)).toEqual([
+      'off',
+      'no_viewer',
+      'fast_viewer',
+      'stalled_viewer',
+    ]);
+    const s = report.scenarios;
+    expect(s.off?.encoded).toBe(0);
+    expect(s.no_viewer?.encoded).toBe(0);
+    expect(s.fast_viewer?.sent).toBeGreaterThan(0);
+    // The viewer is stopped when the run ends: what was still in flight may not be counted.
+    expect(s.fast_viewer?.viewer_messages).toBeGreaterThan(0);
+    expect(s.fast_viewer?.viewer_messages).toBeLessThanOrEqual(s.fast_viewer?.sent ?? 0);
+  });
 });
