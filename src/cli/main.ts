@@ -14,9 +14,12 @@ import { benchPruningCommand } from './bench-pruning.js';
 import { benchReportCommand } from './bench-report.js';
 import { benchServeCommand } from './bench-serve.js';
 import { benchSoakCommand } from './bench-soak.js';
+import { benchFoxgloveCommand } from './bench-foxglove.js';
+import { foxglovePictureCommand } from './foxglove-picture.js';
 import { compressCommand } from './compress.js';
 import { datasetCommand } from './dataset.js';
 import { overlayCommand } from './overlay.js';
+import { bareFoxgloveFlag } from './foxglove.js';
 import { recordSimCommand } from './record-sim.js';
 import { replayCommand } from './replay.js';
 import { serveCommand } from './serve.js';
@@ -35,6 +38,8 @@ const COMMANDS: readonly CommandSpec[] = [
   serveCommand,
   benchServeCommand,
   benchSoakCommand,
+  benchFoxgloveCommand,
+  foxglovePictureCommand,
   overlayCommand,
   replayCommand,
   compressCommand,
@@ -84,7 +89,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
-      args: [...rest],
+      args: 'foxglove' in command.options ? bareFoxgloveFlag(rest) : [...rest],
       options: parseArgsOptions(command),
       allowPositionals: command.positionals !== undefined,
       strict: true,

@@ -3,6 +3,8 @@ import { VlaPipeline } from '../pipeline/pipeline.js';
 import { bagOutput, DEFAULT_TOPICS, replay, type ReplayMetrics } from '../transports/mcap/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
 import { checkOutputs, FORCE_OPTION } from './output.js';
+import { observeInference } from '../pipeline/observer.js';
+import { FOXGLOVE_OPTIONS, startLiveView, withFoxgloveFlag } from './foxglove.js';
 import {
   CONFIG_OPTIONS,
   configFromArgs,
@@ -82,7 +84,7 @@ export async function runReplay(
     );
   }
   const rate = parseRate(values.rate);
-  const config = await configFromArgs(values, MODEL_FLAG_KEYS);
+  const config = await configFromArgs(withFoxgloveFlag(values), MODEL_FLAG_KEYS);
   const model = await modelFromConfig(config);
   const out = text(values, 'out');
   if (out !== undefined) {
@@ -103,10 +105,22 @@ export async function runReplay(
       io.progress(line);
     }),
   );
+  const live = await startLiveView(config, io, model.manifest).catch(async (error: unknown) => {
+    await pipeline.release();
+    throw error;
+  });
   try {
+    const observed =
+      live === undefined
+        ? pipeline
+        : {
+            model: pipeline.model,
+            pruner: pipeline.pruner,
+            infer: observeInference(pipeline, live.view).infer,
+          };
     const instruction = text(values, 'instruction');
     const { metrics } = await replay(bag, {
-      pipeline,
+      pipeline: observed,
       rate,
       topics: {
         image: text(values, 'image-topic') ?? DEFAULT_TOPICS.image,
@@ -127,6 +141,7 @@ export async function runReplay(
       formatReplay(metrics),
     );
   } finally {
+    await live?.close();
     await pipeline.release();
   }
   return 0;
@@ -172,6 +187,7 @@ export const replayCommand: CommandSpec = {
       help: 'instruction to use until one arrives on the instruction topic',
     },
     ...MODEL_OPTIONS,
+    ...FOXGLOVE_OPTIONS,
     ...CONFIG_OPTIONS,
   },
   run: runReplay,

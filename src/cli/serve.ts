@@ -13,6 +13,9 @@ import {
   type BridgeStats,
 } from '../transports/zmq/index.js';
 import type { CommandIo, CommandSpec, OptionSpec, OptionValues } from './command.js';
+import { observeInference } from '../pipeline/observer.js';
+import type { BridgePipeline } from '../transports/zmq/index.js';
+import { FOXGLOVE_OPTIONS, startLiveView, withFoxgloveFlag, type LiveView } from './foxglove.js';
 import {
   CONFIG_OPTIONS,
   configFromArgs,
@@ -235,6 +238,23 @@ class AllowListReload {
   }
 }
 
+/** The pipeline as the bridge sees it, with every request's frame and chunk shown in the live view. */
+function observed(pipeline: VlaPipeline, live: LiveView): BridgePipeline {
+  return {
+    model: pipeline.model,
+    get totalTokens() {
+      return pipeline.totalTokens;
+    },
+    get tokenBudget() {
+      return pipeline.tokenBudget;
+    },
+    pruner: pipeline.pruner,
+    maxBatch: pipeline.maxBatch,
+    prepare: (obs) => pipeline.prepare(obs),
+    ...observeInference(pipeline, live.view),
+  };
+}
+
 /** How long after the first stop signal a repeat counts as the same one, ms. */
 const REPEAT_MS = 500;
 
@@ -272,10 +292,10 @@ export async function runServe(
       ? [`serve.curve_client_keys_file=${JSON.stringify(keysFile)}`]
       : []),
   ];
-  const config = await configFromArgs(
-    { ...values, set: sets },
-    { ...MODEL_FLAG_KEYS, ...BATCH_FLAG_KEYS },
-  );
+  const config = await configFromArgs(withFoxgloveFlag({ ...values, set: sets }), {
+    ...MODEL_FLAG_KEYS,
+    ...BATCH_FLAG_KEYS,
+  });
   const clientKeysFile = config.serve.curve_client_keys_file;
   if (clientKeysFile !== '' && curveSecretKey === undefined) {
     throw new ConfigError(
@@ -299,8 +319,10 @@ export async function runServe(
       }),
     );
     let server: BridgeServer | undefined;
+    let live: LiveView | undefined;
     try {
-      server = await BridgeServer.start(pipeline, {
+      live = await startLiveView(config, io, model.manifest);
+      server = await BridgeServer.start(live === undefined ? pipeline : observed(pipeline, live), {
         ...limits,
         ...batchOptions(config),
         bind,
@@ -358,6 +380,7 @@ export async function runServe(
       return 0;
     } finally {
       await server?.close();
+      await live?.close();
       await pipeline.release();
     }
   } finally {
@@ -389,6 +412,7 @@ export const serveCommand: CommandSpec = {
     ...BRIDGE_OPTIONS,
     ...BATCH_OPTIONS,
     ...MODEL_OPTIONS,
+    ...FOXGLOVE_OPTIONS,
     ...CONFIG_OPTIONS,
   },
   run: (values, io) => runServe(values, io),

@@ -5,7 +5,6 @@ import {
   resolvePackagePath,
   type VlaConfig,
 } from '../config/index.js';
-import { ConfigError } from '../errors.js';
 import { ingestLimits } from '../ingest/index.js';
 import { loadModelPackage, type ModelPackage } from '../model/manifest.js';
 import type { PipelineOptions } from '../pipeline/pipeline.js';
@@ -77,7 +76,7 @@ export async function configFromArgs(
  * Load `model.path` and check the configuration against its manifest (limits, safe pose,
  * execute_steps): the one place where parameters meet the model.
  *
- * @throws {ConfigError} for parameters that do not fit the model.
+ * @throws {ConfigError} (from checkConfigForModel) for parameters that do not fit the model.
  */
 export async function modelFromConfig(config: VlaConfig): Promise<ModelPackage> {
   const model = await loadModelPackage(resolvePackagePath(config.model.path));

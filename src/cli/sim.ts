@@ -16,6 +16,8 @@ import { TASK_KINDS, type TaskKind } from '../sim/world.js';
 import { ConfigError } from '../errors.js';
 import type { VlaConfig } from '../config/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
+import { observeInference, type RunObserver } from '../pipeline/observer.js';
+import { FOXGLOVE_OPTIONS, startLiveView, withFoxgloveFlag, type LiveView } from './foxglove.js';
 import {
   CONFIG_OPTIONS,
   configFromArgs,
@@ -150,15 +152,66 @@ function timingTotals(
   };
 }
 
-/** Run closed-loop episodes with `agent` under `config`; progress lines go to `progress`. */
+/** A scripted agent that shows its frames and chunks to `observer`. */
+function observedAgent(agent: Agent, observer: RunObserver, horizon: number): Agent {
+  let sequence = 0;
+  return {
+    name: agent.name,
+    act: async (obs, sim) => {
+      observer.onFrame?.(obs.image, obs.instruction, 'camera');
+      const actions = await agent.act(obs, sim);
+      observer.onChunk?.(
+        { actions, horizon, actionDim: actions.length / horizon, sequence: sequence++ },
+        obs.image,
+      );
+      return actions;
+    },
+  };
+}
+
+/**
+ * Run closed-loop episodes with `agent` under `config`; progress lines go to `progress`. With
+ * `live`, a live view is started once the model's manifest is known, sees the run, and is closed
+ * at the end.
+ */
 export async function simulate(
   config: VlaConfig,
   agentName: AgentName,
   progress: (line: string) => void,
   taskKind?: TaskKind,
+  live?: (manifest: Manifest, overlay: boolean) => Promise<LiveView | undefined>,
 ): Promise<SimReport> {
   const model = await modelFromConfig(config);
   const m = model.manifest;
+  const view = await live?.(m, agentName === 'model');
+  try {
+    return await simulateWith(
+      config,
+      agentName,
+      view === undefined
+        ? progress
+        : (line) => {
+            view.io.progress(line);
+          },
+      m,
+      model,
+      view,
+      taskKind,
+    );
+  } finally {
+    await view?.close();
+  }
+}
+
+async function simulateWith(
+  config: VlaConfig,
+  agentName: AgentName,
+  progress: (line: string) => void,
+  m: Manifest,
+  model: Awaited<ReturnType<typeof modelFromConfig>>,
+  live: LiveView | undefined,
+  taskKind: TaskKind | undefined,
+): Promise<SimReport> {
   let pipeline: VlaPipeline | undefined;
   let agent: Agent;
   if (agentName === 'model') {
@@ -169,9 +222,12 @@ export async function simulate(
     progress(
       `ready on ${pipeline.provider}: ${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens per frame (${config.pruning.strategy}), ${pipeline.kernels} kernels`,
     );
-    agent = pipelineAgent(pipeline);
+    agent = pipelineAgent(
+      live === undefined ? pipeline : { infer: observeInference(pipeline, live.view).infer },
+    );
   } else {
     agent = agentName === 'expert' ? expertAgent(m.chunk.horizon) : blindAgent(m.chunk.horizon);
+    if (live !== undefined) agent = observedAgent(agent, live.view, m.chunk.horizon);
   }
   const executeSteps =
     config.runtime.execute_steps > 0
@@ -190,6 +246,20 @@ export async function simulate(
       cameraHeight: config.sim.camera_height,
       ...(taskKind === undefined ? {} : { taskKind }),
       ...(timing === undefined ? {} : { timing }),
+      ...(live === undefined
+        ? {}
+        : {
+            observer: live.view,
+            ...(config.foxglove.pace_sim
+              ? {
+                  paceHz:
+                    timing?.controlRateHz ??
+                    (config.runtime.control_rate_hz > 0
+                      ? config.runtime.control_rate_hz
+                      : m.control_rate_hz),
+                }
+              : {}),
+          }),
       onEpisode: (r) => {
         done++;
         if (r.success) ok++;
@@ -297,7 +367,7 @@ function taskOf(values: OptionValues): TaskKind | undefined {
 }
 
 export async function runSim(values: OptionValues, io: CommandIo): Promise<number> {
-  const config = await configFromArgs(values, FLAG_KEYS);
+  const config = await configFromArgs(withFoxgloveFlag(values), FLAG_KEYS);
   const report = await simulate(
     config,
     agentOf(values),
@@ -305,6 +375,7 @@ export async function runSim(values: OptionValues, io: CommandIo): Promise<numbe
       io.progress(line);
     },
     taskOf(values),
+    (manifest, overlay) => startLiveView(config, io, manifest, overlay),
   );
   io.result(report, formatReport(report));
   return 0;
@@ -345,6 +416,7 @@ export const simCommand: CommandSpec = {
       help: 'model|expert|blind (blind: nearest block, ignores language)',
     },
     task: { type: 'string', help: 'only this task form: reach|relation' },
+    ...FOXGLOVE_OPTIONS,
     ...CONFIG_OPTIONS,
   },
   run: runSim,

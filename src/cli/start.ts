@@ -11,6 +11,9 @@ import {
 } from '../transports/ros/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
+import { resolvePackagePath } from '../config/index.js';
+import { loadModelPackage } from '../model/manifest.js';
+import { FOXGLOVE_OPTIONS, startLiveView, withFoxgloveFlag } from './foxglove.js';
 import { formatReport, simulate } from './sim.js';
 
 /** Loads the model package of the configuration and warms the pipeline up, logging progress. */
@@ -76,8 +79,9 @@ function rosFlagOverrides(values: OptionValues, autoActivate: boolean): string[]
 
 /** Parameters with the ROS flags applied. */
 function rosConfig(values: OptionValues, autoActivate: boolean): Promise<Readonly<VlaConfig>> {
-  const set = Array.isArray(values.set) ? values.set : [];
-  return configFromArgs({ ...values, set: [...set, ...rosFlagOverrides(values, autoActivate)] });
+  const v = withFoxgloveFlag(values);
+  const set = Array.isArray(v.set) ? v.set : [];
+  return configFromArgs({ ...v, set: [...set, ...rosFlagOverrides(values, autoActivate)] });
 }
 
 async function runNode(
@@ -87,16 +91,31 @@ async function runNode(
   io: CommandIo,
   rosArgs: readonly string[],
 ): Promise<number> {
-  return runRosNode({
-    ros,
-    config,
-    createPipeline,
-    options,
-    argv: ['vla-node', ...rosArgs],
-    log: (line) => {
-      io.progress(line);
-    },
-  });
+  // The live view needs only the manifest (action names, input geometry): the node loads the
+  // model itself when it is configured.
+  const live = config.foxglove.enabled
+    ? await startLiveView(
+        config,
+        io,
+        (await loadModelPackage(resolvePackagePath(config.model.path), { verifyHashes: false }))
+          .manifest,
+      )
+    : undefined;
+  try {
+    return await runRosNode({
+      ros,
+      config,
+      createPipeline,
+      options,
+      argv: ['vla-node', ...rosArgs],
+      log: (line) => {
+        (live?.io ?? io).progress(line);
+      },
+      ...(live === undefined ? {} : { observer: live.view }),
+    });
+  } finally {
+    await live?.close();
+  }
 }
 
 /** `vla-node ros`: the managed ROS 2 node; fails with one clear message when rclnodejs cannot load. */
@@ -105,7 +124,7 @@ export const rosCommand: CommandSpec = {
   summary:
     'the ROS 2 node (managed lifecycle node; needs a sourced ROS 2 and rclnodejs built against it)',
   positionals: '[-- --ros-args ...]',
-  options: { ...ROS_OPTIONS, ...CONFIG_OPTIONS },
+  options: { ...ROS_OPTIONS, ...FOXGLOVE_OPTIONS, ...CONFIG_OPTIONS },
   async run(values, io, positionals) {
     const config = await rosConfig(values, false);
     const options = rosNodeOptionsFromConfig(config.ros);
@@ -129,6 +148,7 @@ export const startCommand: CommandSpec = {
     'the main job: the ROS 2 node (auto-activated) when ROS 2 is sourced and rclnodejs loads, otherwise the simulation demo with the shipped model',
   options: {
     episodes: { type: 'string', help: 'demo episodes (sim.episodes)' },
+    ...FOXGLOVE_OPTIONS,
     ...CONFIG_OPTIONS,
   },
   async run(values, io) {
@@ -144,13 +164,19 @@ export const startCommand: CommandSpec = {
       io.progress('ROS 2 and rclnodejs loaded: running the vla_node ROS 2 node (auto-activated)');
       return runNode(ros, config, rosNodeOptionsFromConfig(config.ros), io, []);
     }
-    const config = await configFromArgs(values, { episodes: 'sim.episodes' });
+    const config = await configFromArgs(withFoxgloveFlag(values), { episodes: 'sim.episodes' });
     io.progress(
       `simulation demo: ${config.sim.episodes} episodes of the tabletop (seed ${config.sim.seed}), model ${config.model.path}`,
     );
-    const report = await simulate(config, 'model', (line) => {
-      io.progress(line);
-    });
+    const report = await simulate(
+      config,
+      'model',
+      (line) => {
+        io.progress(line);
+      },
+      undefined,
+      (manifest, overlay) => startLiveView(config, io, manifest, overlay),
+    );
     io.result(report, formatReport(report));
     return 0;
   },

@@ -152,6 +152,15 @@ export interface ServeConfig {
   readonly curve_client_keys_file: string;
 }
 
+/** `foxglove.*`: the Foxglove live view (docs/foxglove.md). */
+export interface FoxgloveConfig {
+  readonly enabled: boolean;
+  readonly host: string;
+  readonly port: number;
+  readonly max_client_buffer_bytes: number;
+  readonly pace_sim: boolean;
+}
+
 /** The validated `ros__parameters` of vla_node; mirrors `schema/vla_node.schema.json`. */
 export interface VlaConfig {
   readonly model: ModelConfig;
@@ -163,6 +172,7 @@ export interface VlaConfig {
   readonly sim: SimConfig;
   readonly ros: RosConfig;
   readonly serve: ServeConfig;
+  readonly foxglove: FoxgloveConfig;
 }
 
 export interface LoadConfigOptions {

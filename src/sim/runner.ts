@@ -1,11 +1,12 @@
 import { performance } from 'node:perf_hooks';
 import { LatencyHistogram } from '../runtime/latency.js';
+import type { CommandSource, ObservedScene, RunObserver } from '../pipeline/observer.js';
 import { ChunkExecutor, type ExecutorOptions, type MergeMode } from '../runtime/executor.js';
 import { expertChunk } from './expert.js';
 import { episodeSeed, Rng } from '../util/rng.js';
 import { TabletopSim, type Observation } from './tabletop.js';
 import { EpisodeTally, type EpisodesSummary } from './tally.js';
-import { distance, type TaskKind } from './world.js';
+import { COLOURS, distance, WORLD, type TaskKind } from './world.js';
 
 /** Something that turns an observation into an action chunk (horizon × 2 absolute targets). */
 export interface Agent {
@@ -29,6 +30,13 @@ export interface EpisodeOptions {
   readonly keepResults?: boolean;
   /** Timed runs only: every action sent to the robot, and whether it was the watchdog's. */
   readonly onAction?: (action: Float32Array, source: 'plan' | 'safe') => void;
+  /**
+   * Told every action sent (in sync mode a hold while waiting for a chunk counts as `safe`) and
+   * the scene after it: a live view.
+   */
+  readonly observer?: Pick<RunObserver, 'onCommand' | 'onScene'>;
+  /** Run each control step in wall-clock time at this rate, to be watched; absent: at once. */
+  readonly paceHz?: number;
 }
 
 /**
@@ -92,15 +100,17 @@ export async function runEpisodes(agent: Agent, options: EpisodeOptions): Promis
       maxSteps: options.maxSteps,
       ...(options.taskKind === undefined ? {} : { taskKind: options.taskKind }),
     });
+    const step = stepper(sim, options);
     const timed =
       options.timing === undefined
         ? {}
-        : await runTimed(agent, sim, options, options.timing, seed, delays);
+        : await runTimed(agent, sim, options, options.timing, seed, delays, step);
     if (options.timing === undefined) {
       while (!sim.done) {
         const chunk = await agent.act(sim.observe(), sim);
         const steps = Math.min(options.executeSteps, chunk.length / 2);
-        for (let k = 0; k < steps; k++) if (sim.step(chunk.subarray(2 * k, 2 * k + 2))) break;
+        for (let k = 0; k < steps; k++)
+          if (await step(chunk.subarray(2 * k, 2 * k + 2), 'plan')) break;
       }
     }
     const result: EpisodeResult = {
@@ -116,6 +126,49 @@ export async function runEpisodes(agent: Agent, options: EpisodeOptions): Promis
     options.onEpisode?.(result, i);
   }
   return tally.summary();
+}
+
+/** Applies one action to the simulator; resolves to whether the episode is over. */
+type Step = (action: ArrayLike<number>, source: CommandSource) => boolean | Promise<boolean>;
+
+/**
+ * `sim.step` plus what the options ask for around it: the observer hears the action and sees the
+ * scene, and a paced run waits for the next control period (on a schedule, so a slow step is made
+ * up by the next ones rather than adding up).
+ */
+function stepper(sim: TabletopSim, options: EpisodeOptions): Step {
+  const observer = options.observer;
+  const pace = options.paceHz;
+  if (observer === undefined && pace === undefined) return (action) => sim.step(action);
+  // One scene object per episode; the effector is read when the observer reads it.
+  const scene: ObservedScene = {
+    get effector() {
+      return sim.effector;
+    },
+    target: sim.scene.task.goal,
+    blocks: sim.scene.blocks.map((b) => ({
+      colour: b.colour,
+      rgb: COLOURS[b.colour],
+      centre: b.centre,
+    })),
+    blockHalfSize: WORLD.blockHalfSize,
+    effectorRadius: WORLD.effectorRadius,
+  };
+  observer?.onScene?.(scene);
+  const periodMs = pace === undefined ? 0 : 1000 / pace;
+  let next = performance.now();
+  return async (action, source) => {
+    observer?.onCommand?.(action, source);
+    const over = sim.step(action);
+    observer?.onScene?.(scene);
+    if (pace !== undefined) {
+      next += periodMs;
+      const wait = next - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      else next = performance.now();
+    }
+    return over;
+  };
 }
 
 /** The scripted expert (privileged: knows the goal). */
@@ -175,6 +228,7 @@ async function runTimed(
   timing: TimingOptions,
   seed: number,
   observedDelays: LatencyHistogram,
+  step: Step,
 ): Promise<Partial<EpisodeResult>> {
   const periodMs = 1000 / timing.controlRateHz;
   const rng = new Rng(seed ^ 0x3c6ef372);
@@ -236,7 +290,7 @@ async function runTimed(
           stale++;
           idle++;
           executor.waited(1, false);
-          sim.step([sim.effector.x, sim.effector.y]);
+          await step([sim.effector.x, sim.effector.y], 'safe');
           continue;
         }
         const { chunk, steps } = await delaySteps(capture.obs);
@@ -245,7 +299,7 @@ async function runTimed(
         let waited = 0;
         for (; waited < steps && !over; waited++) {
           idle++;
-          over = sim.step([sim.effector.x, sim.effector.y]);
+          over = await step([sim.effector.x, sim.effector.y], 'safe');
         }
         executor.waited(waited, chunk !== undefined && !over);
         if (over) break;
@@ -273,7 +327,7 @@ async function runTimed(
     const out = executor.step(t, [sim.effector.x, sim.effector.y]);
     if (out.source === 'safe') idle++;
     options.onAction?.(out.action, out.source);
-    sim.step(out.action);
+    await step(out.action, out.source);
   }
   return {
     idleSteps: idle,

@@ -221,6 +221,7 @@ describe('shipped parameter file and schema', () => {
         },
       },
       serve: { max_batch: 1, max_wait_ms: 1, decode_concurrency: 1, curve_client_keys_file: 1 },
+      foxglove: { enabled: 1, host: 1, port: 1, max_client_buffer_bytes: 1, pace_sim: 1 },
     } satisfies KeysOf<VlaConfig>;
     expect(leafPaths(interfaceKeys)).toEqual(configKeys());
   });

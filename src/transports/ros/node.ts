@@ -17,6 +17,7 @@ import type { VlaConfig } from '../../config/index.js';
 import type { Frame } from '../../ingest/index.js';
 import type { Manifest } from '../../model/manifest.js';
 import type { ActionChunk, Observation, VlaPipeline } from '../../pipeline/pipeline.js';
+import type { RunObserver } from '../../pipeline/observer.js';
 import { keptOverlay } from '../../pruning/overlay.js';
 import { LatestFrameSlot } from '../../runtime/budget.js';
 import { ChunkExecutor } from '../../runtime/executor.js';
@@ -92,6 +93,8 @@ export interface VlaRosNodeOptions {
   readonly namespace?: string;
   /** Wall clock in ms (frame ages, diagnostics stamps); `Date.now` by default. */
   readonly clock?: () => number;
+  /** Told each frame inferred on, each chunk accepted and each action of the control loop (a live view). */
+  readonly observer?: RunObserver;
 }
 
 /** Counters the node keeps, shown in diagnostics. */
@@ -122,6 +125,7 @@ export class VlaRosNode {
   readonly #createPipeline: PipelineFactory;
   readonly #clock: () => number;
   readonly #name: string;
+  readonly #observer: RunObserver | undefined;
   #config: Readonly<VlaConfig>;
   /** The configuration the model was loaded with (fixed between configure and cleanup). */
   #active: Readonly<VlaConfig> | undefined;
@@ -186,6 +190,7 @@ export class VlaRosNode {
     this.#ros = o.ros;
     this.#createPipeline = o.createPipeline;
     this.#clock = o.clock ?? Date.now;
+    this.#observer = o.observer;
     this.options = rosNodeOptions(o.options);
     this.#name = o.nodeName ?? 'vla_node';
     this.node = new o.ros.lifecycle.LifecycleNode(
@@ -600,6 +605,7 @@ export class VlaRosNode {
       if (taken !== undefined) this.#infer(pipeline, config, taken.value, now);
     }
     const out = executor.step(now, this.#state);
+    this.#observer?.onCommand?.(out.action, out.source);
     if (out.source === 'safe' && this.#hadPlan && !sync) {
       this.#stats.deadlineMisses++;
       this.#stats.consecutiveMisses++;
@@ -626,11 +632,14 @@ export class VlaRosNode {
     };
     // One inference at a time on the pipeline, across deactivate/activate too: a result of an
     // older activation is dropped, but the next inference waits for it to finish.
+    this.#observer?.onFrame?.(observation.frame, observation.instruction, camera ?? 'camera');
     const tracked: Promise<void> = pipeline
       .infer(observation)
       .then((chunk) => {
-        if (generation === this.#generation)
+        if (generation === this.#generation) {
           this.#onChunk(pipeline, config, chunk, input.header, obsStep);
+          this.#observer?.onChunk?.(chunk, input.frame, pipeline.lastSelection);
+        }
       })
       .catch((error: unknown) => {
         if (generation !== this.#generation) return;

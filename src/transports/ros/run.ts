@@ -3,6 +3,7 @@ import type { VlaConfig } from '../../config/index.js';
 import type { RosApi } from './api.js';
 import { VlaRosNode, type PipelineFactory } from './node.js';
 import type { RosNodeOptionsInput } from './options.js';
+import type { RunObserver } from '../../pipeline/observer.js';
 
 export interface RunRosNodeOptions {
   readonly ros: RosApi;
@@ -12,6 +13,8 @@ export interface RunRosNodeOptions {
   /** Arguments for rcl, e.g. `['vla-node', '--ros-args', '-r', '__ns:=/robot']`. */
   readonly argv?: string[];
   readonly log: (line: string) => void;
+  /** Passed to the node: a live view of its frames, chunks and actions. */
+  readonly observer?: RunObserver;
 }
 
 /**
@@ -26,6 +29,7 @@ export async function runRosNode(o: RunRosNodeOptions): Promise<number> {
     config: o.config,
     createPipeline: o.createPipeline,
     ...(o.options === undefined ? {} : { options: o.options }),
+    ...(o.observer === undefined ? {} : { observer: o.observer }),
   });
   vla.node.spin();
   o.log(
