@@ -2,8 +2,10 @@
 
 export {
   SUPPORTED_ENCODINGS,
-  rawToRgb,
+  checkRawFrame,
+  encodingLayout,
   toThreeChannels,
+  type EncodingLayout,
   type EncodedFrame,
   type Frame,
   type ImageInputSpec,
@@ -11,3 +13,4 @@ export {
   type ResizeMode,
 } from './frame.js';
 export { FrameIngest } from './ingest.js';
+export { RawKernel, planFor, rawToRgb, type IngestPlan, type PlanTarget } from './raw-kernel.js';

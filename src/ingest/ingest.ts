@@ -6,13 +6,13 @@ import sharp, { type ResizeOptions } from 'sharp';
 import { describe, InputError } from '../errors.js';
 import { kernels } from '../native/index.js';
 import {
-  rawToRgb,
   toThreeChannels,
   type EncodedFrame,
   type Frame,
   type ImageInputSpec,
   type ResizeMode,
 } from './frame.js';
+import { RawKernel } from './raw-kernel.js';
 
 // Frames are small: libvips' worker threads cost more in hand-offs than they save, and they add
 // latency spikes. One thread per image, no operation cache (every frame is new).
@@ -76,6 +76,8 @@ export class FrameIngest {
   readonly spec: ImageInputSpec;
   /** The normalised value of byte v in channel c at [c * 256 + v]. */
   readonly #lut: Float32Array;
+  /** Raw frames: the ingest kernel (libvips' lanczos3 resize reproduced, no sharp call). */
+  readonly #raw: RawKernel;
 
   /** @throws {InputError} with field `spec.<name>` when the spec is invalid. */
   constructor(spec: ImageInputSpec) {
@@ -86,6 +88,7 @@ export class FrameIngest {
         ((i % 256) / 255 - this.spec.mean[Math.floor(i / 256) as 0 | 1 | 2]) /
         this.spec.std[Math.floor(i / 256) as 0 | 1 | 2],
     );
+    this.#raw = new RawKernel(this.spec);
   }
 
   /**
@@ -97,20 +100,12 @@ export class FrameIngest {
    */
   async toRgb(frame: Frame): Promise<Uint8Array> {
     const { width, height } = this.spec;
-    let result: { data: Uint8Array; channels: number; width: number; height: number };
     if (frame.kind === 'raw') {
-      const rgb = rawToRgb(frame);
-      if (frame.width === width && frame.height === height) return rgb;
-      const { data, info } = await sharp(rgb, {
-        raw: { width: frame.width, height: frame.height, channels: 3 },
-      })
-        .resize(width, height, this.#resizeOptions())
-        .raw({ depth: 'uchar' })
-        .toBuffer({ resolveWithObject: true });
-      result = { data, ...info };
-    } else {
-      result = await this.#decode(frame);
+      const rgb = new Uint8Array(width * height * 3);
+      this.#raw.run(frame, rgb);
+      return rgb;
     }
+    const result = await this.#decode(frame);
     if (result.width !== width || result.height !== height) {
       throw new InputError(
         `Expected a ${width}x${height} image after resize but received ${result.width}x${result.height}`,
@@ -156,7 +151,45 @@ export class FrameIngest {
    * @throws {InputError} as those do.
    */
   async toTensor(frame: Frame, out: Float32Array): Promise<void> {
+    if (frame.kind === 'raw') {
+      this.#checkOut(out);
+      this.#raw.run(frame, new Uint8Array(out.length), this.#lut, out);
+      return;
+    }
     this.normalise(await this.toRgb(frame), out);
+  }
+
+  /**
+   * {@link FrameIngest.toRgb} with raw frames converted on libuv's thread pool (native kernels),
+   * so that several cameras are prepared in parallel; the frame's bytes are copied first.
+   *
+   * @throws {InputError} as {@link FrameIngest.toRgb}.
+   */
+  async toRgbAsync(frame: Frame): Promise<Uint8Array> {
+    if (frame.kind !== 'raw') return this.toRgb(frame);
+    const rgb = new Uint8Array(this.spec.width * this.spec.height * 3);
+    await this.#raw.runAsync(frame, rgb);
+    return rgb;
+  }
+
+  /**
+   * Several frames (cameras) at once, in parallel: one RGB8 image per frame, in order; a bad
+   * frame rejects its own entry only.
+   *
+   * @example const [left, right] = await ingest.toRgbMany([leftFrame, rightFrame]);
+   */
+  async toRgbMany(frames: readonly Frame[]): Promise<PromiseSettledResult<Uint8Array>[]> {
+    return Promise.allSettled(frames.map((f) => this.toRgbAsync(f)));
+  }
+
+  #checkOut(out: Float32Array): void {
+    const plane = this.spec.width * this.spec.height;
+    if (!(out instanceof Float32Array) || out.length !== plane * 3) {
+      throw new InputError(
+        `Expected a Float32Array of length ${plane * 3} (3x${this.spec.height}x${this.spec.width}) for out but received ${describe(out)}`,
+        { field: 'out' },
+      );
+    }
   }
 
   #resizeOptions(): ResizeOptions {
