@@ -148,13 +148,16 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s) {
       const int x1 = std::min(x0 + kx, crop_x + crop_w);
       const uint32_t n = static_cast<uint32_t>(x1 - x0) * ny;
       if (kind == kInterleaved8 || kind == kInterleaved16 || kind == kBayerBilinear) {
-        const int ch = kind == kBayerBilinear ? 3 : channels;
+        // A demosaiced row is RGB already; a, b, c then name Bayer sites, not channels.
+        const bool demosaiced = kind == kBayerBilinear;
+        const int ch = demosaiced ? 3 : channels;
+        const int oa = demosaiced ? 0 : a, ob = demosaiced ? 1 : b, oc = demosaiced ? 2 : c;
         uint32_t s0 = 0, s1 = 0, s2 = 0;
         for (int x = x0; x < x1; ++x) {
           const uint32_t* p = A0 + x * ch;
-          s0 += p[a];
-          s1 += p[b];
-          s2 += p[c];
+          s0 += p[oa];
+          s1 += p[ob];
+          s2 += p[oc];
         }
         o[0] = Mean(s0, n);
         o[1] = Mean(s1, n);

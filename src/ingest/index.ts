@@ -3,7 +3,10 @@
 export {
   SUPPORTED_ENCODINGS,
   checkRawFrame,
+  encodingFrameBytes,
   encodingLayout,
+  encodingRowBytes,
+  encodingSizeProblem,
   toThreeChannels,
   type EncodingLayout,
   type EncodedFrame,

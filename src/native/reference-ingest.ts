@@ -178,15 +178,18 @@ function boxConvert(src: Uint8Array, h: Int32Array): void {
       const half = n >> 1;
       const o = (my * midW + mx) * 3;
       if (kind === K.interleaved8 || kind === K.interleaved16 || kind === K.bayerBilinear) {
-        const ch = kind === K.bayerBilinear ? 3 : channels;
+        // A demosaiced row is RGB already; a, b, c then name Bayer sites, not channels.
+        const demosaiced = kind === K.bayerBilinear;
+        const ch = demosaiced ? 3 : channels;
+        const [oa, ob, oc] = demosaiced ? [0, 1, 2] : [a, b, c];
         let s0 = 0;
         let s1 = 0;
         let s2 = 0;
         for (let x = x0; x < x1; x++) {
           const p = x * ch;
-          s0 += A0[p + a] as number;
-          s1 += A0[p + b] as number;
-          s2 += A0[p + c] as number;
+          s0 += A0[p + oa] as number;
+          s1 += A0[p + ob] as number;
+          s2 += A0[p + oc] as number;
         }
         mid[o] = Math.floor((s0 + half) / n);
         mid[o + 1] = Math.floor((s1 + half) / n);
