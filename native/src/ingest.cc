@@ -20,8 +20,26 @@ constexpr int32_t kRound = 1 << (kTapShift - 1);
 
 inline uint8_t Clamp255(int32_t v) { return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v); }
 
+// Exact division by a block size without a divide instruction (one per output byte otherwise
+// dominates the kernel): q = (x * m) >> 40 with m = floor(2^40 / n) + 1 equals floor(x / n)
+// whenever x * n < 2^40, which holds for x <= 256 * n and n < 2^15 (larger n divide).
+struct Divider {
+  uint64_t n = 0, m = 0;
+  void Set(uint32_t count) {
+    if (count != n) {
+      n = count;
+      m = (uint64_t{1} << 40) / count + 1;
+    }
+  }
+  uint32_t Div(uint32_t x) const {
+    return n < (1u << 15) ? static_cast<uint32_t>((x * m) >> 40) : static_cast<uint32_t>(x / n);
+  }
+};
+
 // Rounded mean, as the reference's Math.floor((s + (n >> 1)) / n) for non-negative s.
-inline uint8_t Mean(uint32_t s, uint32_t n) { return static_cast<uint8_t>((s + (n >> 1)) / n); }
+inline uint8_t Mean(uint32_t s, const Divider& d) {
+  return static_cast<uint8_t>(d.Div(s + static_cast<uint32_t>(d.n >> 1)));
+}
 
 inline void YuvToRgb(int32_t y, int32_t u, int32_t v, uint8_t* o) {
   const int32_t c = 298 * (y - 16);
@@ -143,10 +161,12 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s) {
     }
     const uint32_t ny = static_cast<uint32_t>(y1 - y0);
     uint8_t* o = mid + static_cast<size_t>(my) * mid_w * 3;
+    Divider d, d2;
     for (int mx = 0; mx < mid_w; ++mx, o += 3) {
       const int x0 = crop_x + mx * kx;
       const int x1 = std::min(x0 + kx, crop_x + crop_w);
       const uint32_t n = static_cast<uint32_t>(x1 - x0) * ny;
+      d.Set(n);
       if (kind == kInterleaved8 || kind == kInterleaved16 || kind == kBayerBilinear) {
         // A demosaiced row is RGB already; a, b, c then name Bayer sites, not channels.
         const bool demosaiced = kind == kBayerBilinear;
@@ -159,9 +179,9 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s) {
           s1 += p[ob];
           s2 += p[oc];
         }
-        o[0] = Mean(s0, n);
-        o[1] = Mean(s1, n);
-        o[2] = Mean(s2, n);
+        o[0] = Mean(s0, d);
+        o[1] = Mean(s1, d);
+        o[2] = Mean(s2, d);
       } else if (kind == kPacked422) {
         uint32_t sy = 0, su = 0, sv = 0;
         for (int x = x0; x < x1; ++x) {
@@ -170,7 +190,7 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s) {
           su += A0[q + b];
           sv += A0[q + c];
         }
-        YuvToRgb(Mean(sy, n), Mean(su, n), Mean(sv, n), o);
+        YuvToRgb(Mean(sy, d), Mean(su, d), Mean(sv, d), o);
       } else if (kind == kSemiplanar420) {
         uint32_t sy = 0, su = 0, sv = 0;
         for (int x = x0; x < x1; ++x) {
@@ -179,7 +199,7 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s) {
           su += A1[q + b];
           sv += A1[q + c];
         }
-        YuvToRgb(Mean(sy, n), Mean(su, n), Mean(sv, n), o);
+        YuvToRgb(Mean(sy, d), Mean(su, d), Mean(sv, d), o);
       } else {
         uint32_t sums[4] = {0, 0, 0, 0};
         for (int x = x0; x < x1; ++x) {
@@ -191,9 +211,10 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s) {
         const uint32_t red = sums[a];
         const uint32_t blue = sums[c];
         const uint32_t green = sums[0] + sums[1] + sums[2] + sums[3] - red - blue;
-        o[0] = Mean(red, n);
-        o[1] = static_cast<uint8_t>((green + n) / (2 * n));
-        o[2] = Mean(blue, n);
+        d2.Set(2 * n);
+        o[0] = Mean(red, d);
+        o[1] = Mean(green, d2);
+        o[2] = Mean(blue, d);
       }
     }
   }
@@ -213,47 +234,66 @@ void IngestFrame(const uint8_t* src, const int32_t* header, const int32_t* v_tap
   const size_t row_bytes = static_cast<size_t>(mid_w) * 3;
   s.mid.resize(row_bytes * mid_h);
   BoxConvert(src, header, s);
-  const uint8_t* vertical = s.mid.data();
-  if (nv > 0) {
-    s.vertical.resize(row_bytes * dest_h);
-    s.sums.resize(row_bytes);
-    int32_t* sums = s.sums.data();
-    const uint8_t* mid = s.mid.data();
-    for (int y = 0; y < dest_h; ++y) {
-      const int32_t* t = v_taps + static_cast<size_t>(y) * (nv + 1);
+  // Vertical taps into `columns`, transposed: byte c of intermediate column x of output row y at
+  // (c * mid_w + x) * dest_h + y, so that the horizontal taps run down contiguous columns.
+  const size_t rows = static_cast<size_t>(dest_h);
+  s.vertical.resize(row_bytes * rows);
+  uint8_t* __restrict columns = s.vertical.data();
+  s.sums.resize(std::max(row_bytes, rows));
+  int32_t* __restrict sums = s.sums.data();
+  const uint8_t* __restrict mid = s.mid.data();
+  for (size_t y = 0; y < rows; ++y) {
+    const uint8_t* __restrict row;
+    if (nv > 0) {
+      const int32_t* t = v_taps + y * (nv + 1);
       std::fill(sums, sums + row_bytes, kRound);
       for (int k = 0; k < nv; ++k) {
         const int32_t w = t[1 + k];
-        const uint8_t* p = mid + static_cast<size_t>(t[0] + k) * row_bytes;
+        const uint8_t* __restrict p = mid + static_cast<size_t>(t[0] + k) * row_bytes;
         for (size_t i = 0; i < row_bytes; ++i) sums[i] += w * p[i];
       }
-      uint8_t* q = s.vertical.data() + static_cast<size_t>(y) * row_bytes;
-      for (size_t i = 0; i < row_bytes; ++i) q[i] = Clamp255(sums[i] >> kTapShift);
+      for (size_t i = 0; i < row_bytes; ++i) {
+        const int32_t v = sums[i] >> kTapShift;
+        sums[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+      }
+      for (size_t x = 0; x < static_cast<size_t>(mid_w); ++x) {
+        columns[x * rows + y] = static_cast<uint8_t>(sums[3 * x]);
+        columns[(mid_w + x) * rows + y] = static_cast<uint8_t>(sums[3 * x + 1]);
+        columns[(2 * mid_w + x) * rows + y] = static_cast<uint8_t>(sums[3 * x + 2]);
+      }
+    } else {
+      row = mid + y * row_bytes;
+      for (size_t x = 0; x < static_cast<size_t>(mid_w); ++x) {
+        columns[x * rows + y] = row[3 * x];
+        columns[(mid_w + x) * rows + y] = row[3 * x + 1];
+        columns[(2 * mid_w + x) * rows + y] = row[3 * x + 2];
+      }
     }
-    vertical = s.vertical.data();
   }
   const size_t out_bytes = static_cast<size_t>(out_w) * out_h * 3;
   if (dest_w != out_w || dest_h != out_h) std::fill(rgb, rgb + out_bytes, 0);
-  for (int y = 0; y < dest_h; ++y) {
-    const uint8_t* from = vertical + static_cast<size_t>(y) * row_bytes;
-    uint8_t* to = rgb + (static_cast<size_t>(dest_y + y) * out_w + dest_x) * 3;
-    if (nh == 0) {
-      std::copy(from, from + static_cast<size_t>(dest_w) * 3, to);
-      continue;
-    }
+  // Horizontal taps down each column: out column x of channel c from columns start..start+nh.
+  for (int c = 0; c < 3; ++c) {
+    const uint8_t* __restrict plane = columns + static_cast<size_t>(c) * mid_w * rows;
     for (int x = 0; x < dest_w; ++x) {
-      const int32_t* t = h_taps + static_cast<size_t>(x) * (nh + 1);
-      const uint8_t* p = from + static_cast<size_t>(t[0]) * 3;
-      int32_t s0 = kRound, s1 = kRound, s2 = kRound;
-      for (int k = 0; k < nh; ++k, p += 3) {
-        const int32_t w = t[1 + k];
-        s0 += w * p[0];
-        s1 += w * p[1];
-        s2 += w * p[2];
+      const uint8_t* __restrict col;
+      if (nh > 0) {
+        const int32_t* t = h_taps + static_cast<size_t>(x) * (nh + 1);
+        std::fill(sums, sums + rows, kRound);
+        for (int k = 0; k < nh; ++k) {
+          const int32_t w = t[1 + k];
+          const uint8_t* __restrict p = plane + static_cast<size_t>(t[0] + k) * rows;
+          for (size_t y = 0; y < rows; ++y) sums[y] += w * p[y];
+        }
+        uint8_t* to = rgb + (static_cast<size_t>(dest_y) * out_w + dest_x + x) * 3 + c;
+        const size_t stride = static_cast<size_t>(out_w) * 3;
+        for (size_t y = 0; y < rows; ++y) to[y * stride] = Clamp255(sums[y] >> kTapShift);
+      } else {
+        col = plane + static_cast<size_t>(x) * rows;
+        uint8_t* to = rgb + (static_cast<size_t>(dest_y) * out_w + dest_x + x) * 3 + c;
+        const size_t stride = static_cast<size_t>(out_w) * 3;
+        for (size_t y = 0; y < rows; ++y) to[y * stride] = col[y];
       }
-      to[3 * x] = Clamp255(s0 >> kTapShift);
-      to[3 * x + 1] = Clamp255(s1 >> kTapShift);
-      to[3 * x + 2] = Clamp255(s2 >> kTapShift);
     }
   }
   if (out_length == 0) return;
