@@ -173,13 +173,18 @@ export class FrameIngest {
   }
 
   /**
-   * Several frames (cameras) at once, in parallel: one RGB8 image per frame, in order; a bad
-   * frame rejects its own entry only.
+   * Several frames (cameras) at once, in parallel (raw frames after the first on libuv's thread
+   * pool, the first on the calling thread): one RGB8 image per frame, in order; a bad frame
+   * rejects its own entry only.
    *
    * @example const [left, right] = await ingest.toRgbMany([leftFrame, rightFrame]);
    */
   async toRgbMany(frames: readonly Frame[]): Promise<PromiseSettledResult<Uint8Array>[]> {
-    return Promise.allSettled(frames.map((f) => this.toRgbAsync(f)));
+    // Every frame but the first is queued on the thread pool before the first is converted here:
+    // the JavaScript thread works too instead of waiting for a pool thread to wake.
+    const rest = frames.slice(1).map((f) => this.toRgbAsync(f));
+    const first = frames.length === 0 ? [] : [this.toRgb(frames[0] as Frame)];
+    return Promise.allSettled([...first, ...rest]);
   }
 
   #checkOut(out: Float32Array): void {

@@ -114,3 +114,22 @@ describe('geometry checks of the new encodings', () => {
     });
   });
 });
+
+describe('several cameras at once', () => {
+  it('toRgbMany gives what toRgb gives per frame, and a bad frame fails alone', async () => {
+    const frames: RawFrame[] = ['yuv422', 'nv12', 'bayer_rggb8'].map((encoding) => ({
+      kind: 'raw',
+      encoding,
+      width: W,
+      height: H,
+      data: read(`${PHOTOS[0]}.${encoding === 'yuv422' ? 'uyvy422' : encoding}`),
+    }));
+    const want = await Promise.all(frames.map((f) => small.toRgb(f)));
+    const got = await small.toRgbMany(frames);
+    expect(got.map((r) => (r.status === 'fulfilled' ? r.value : undefined))).toEqual(want);
+    const bad: RawFrame = { ...frames[1], encoding: 'yuv422', width: 63 } as RawFrame;
+    const mixed = await small.toRgbMany([bad, frames[0] as RawFrame, bad]);
+    expect(mixed.map((r) => r.status)).toEqual(['rejected', 'fulfilled', 'rejected']);
+    expect(mixed[1]).toEqual({ status: 'fulfilled', value: want[0] });
+  });
+});
