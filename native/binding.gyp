@@ -8,7 +8,8 @@
         "src/diversity.cc",
         "src/patch_diff.cc",
         "src/normalize.cc",
-        "src/gather.cc"
+        "src/gather.cc",
+        "src/ingest.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": [

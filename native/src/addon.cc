@@ -5,6 +5,7 @@
 
 #include "diversity.h"
 #include "gather.h"
+#include "ingest.h"
 #include "normalize.h"
 #include "patch_diff.h"
 #include "topk.h"
@@ -19,6 +20,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, vla::PatchDifferenceBinding, "patchDifference"));
   exports.Set("normalizeRgb", Napi::Function::New(env, vla::NormalizeRgbBinding, "normalizeRgb"));
   exports.Set("gatherRows", Napi::Function::New(env, vla::GatherRowsBinding, "gatherRows"));
+  exports.Set("ingestFrame", Napi::Function::New(env, vla::IngestFrameBinding, "ingestFrame"));
+  exports.Set("ingestFrameAsync",
+              Napi::Function::New(env, vla::IngestFrameAsyncBinding, "ingestFrameAsync"));
   return exports;
 }
 

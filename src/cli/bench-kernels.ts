@@ -1,6 +1,8 @@
 import { ConfigError } from '../errors.js';
+import { encodingLayout } from '../ingest/frame.js';
+import { planFor } from '../ingest/raw-kernel.js';
 import {
-  KERNEL_NAMES,
+  SYNC_KERNEL_NAMES as KERNEL_NAMES,
   kernelBackend,
   nativeKernels,
   referenceKernels,
@@ -17,6 +19,8 @@ export const BENCH_SIZES = {
   keep: 36,
   image: 96,
   grid: 12,
+  /** ingestFrame: a simulator camera frame (rgb8) to the model's input. */
+  camera: 128,
 } as const;
 
 type KernelName = (typeof KERNEL_NAMES)[number];
@@ -69,6 +73,16 @@ function workloads(): Record<KernelName, Workload> {
   const lut = Float32Array.from({ length: 768 }, (_, i) => ((i % 256) / 255 - 0.5) / 0.25);
   const idx = new Int32Array(keep);
   referenceKernels.topK(scores, keep, idx);
+  const { camera } = BENCH_SIZES;
+  const frame = Uint8Array.from({ length: camera * camera * 3 }, () => Math.floor(next() * 256));
+  const rgb = new Uint8Array(image * image * 3);
+  const layout = encodingLayout('rgb8');
+  if (layout === undefined) throw new ConfigError('rgb8 has no layout', { field: 'encoding' });
+  const plan = planFor(
+    layout,
+    { width: camera, height: camera, step: camera * 3, bigEndian: false },
+    { width: image, height: image, resize: 'stretch' },
+  );
   const asInt = (out: Int32Array | Float32Array): Int32Array => out as Int32Array;
   const asFloat = (out: Int32Array | Float32Array): Float32Array => out as Float32Array;
   return {
@@ -101,6 +115,12 @@ function workloads(): Record<KernelName, Workload> {
         k.gatherRows(tokens, dim, idx, keep, asFloat(out));
       },
       makeOut: () => new Float32Array(keep * dim),
+    },
+    ingestFrame: {
+      call: (k, out) => {
+        k.ingestFrame(frame, plan.header, plan.vTaps, plan.hTaps, rgb, lut, asFloat(out));
+      },
+      makeOut: () => new Float32Array(image * image * 3),
     },
   };
 }

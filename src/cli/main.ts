@@ -9,6 +9,7 @@ import {
   type CommandSpec,
   type OptionValues,
 } from './command.js';
+import { benchIngestCommand } from './bench-ingest.js';
 import { benchKernelsCommand } from './bench-kernels.js';
 import { benchPruningCommand } from './bench-pruning.js';
 import { benchReportCommand } from './bench-report.js';
@@ -34,6 +35,7 @@ const COMMANDS: readonly CommandSpec[] = [
   infoCommand,
   benchPruningCommand,
   benchKernelsCommand,
+  benchIngestCommand,
   benchReportCommand,
   serveCommand,
   benchServeCommand,

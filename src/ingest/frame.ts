@@ -1,5 +1,5 @@
 /**
- * Frame types for camera input and the conversion of raw `sensor_msgs/Image` pixels to packed RGB.
+ * Frame types for camera input and the layouts of the raw `sensor_msgs/Image` encodings.
  */
 
 import { describe, InputError } from '../errors.js';
@@ -48,13 +48,25 @@ export interface ImageInputSpec {
   readonly std: readonly [number, number, number];
 }
 
-interface EncodingLayout {
-  /** Channels per pixel in the source. */
+/** How the ingest kernel reads an encoding (src/native/ingest-layout.ts SOURCE_KIND). */
+export type SourceKind = 'interleaved8' | 'interleaved16' | 'packed422' | 'semiplanar420' | 'bayer';
+
+/** The memory layout of one `sensor_msgs/Image` encoding. */
+export interface EncodingLayout {
+  readonly kind: SourceKind;
+  /** Interleaved: channels per pixel. Other kinds: 1. */
   readonly channels: number;
-  /** Bytes per channel (1 or 2). */
-  readonly depth: 1 | 2;
-  /** Source channel index for output R, G and B. */
+  /** Bytes per pixel of a row (2 for 4:2:2, 1 for the luma rows of 4:2:0 and for Bayer). */
+  readonly bytesPerPixel: number;
+  /**
+   * Interleaved: the source channel of output R, G and B. 4:2:2: byte offsets of Y within a
+   * pixel pair's first pixel, and of U and V within the 4-byte pair. 4:2:0: [0, U, V] offsets
+   * within a chroma pair. Bayer: the 2x2 positions (row * 2 + col) of R, a green, and B.
+   */
   readonly order: readonly [number, number, number];
+  /** Width (and, for 4:2:0, height) must be even. */
+  readonly evenWidth?: boolean;
+  readonly evenHeight?: boolean;
 }
 
 const RGB = [0, 1, 2] as const;
@@ -62,25 +74,99 @@ const BGR = [2, 1, 0] as const;
 const MONO = [0, 0, 0] as const;
 
 const LAYOUTS: ReadonlyMap<string, EncodingLayout> = new Map<string, EncodingLayout>([
-  ['rgb8', { channels: 3, depth: 1, order: RGB }],
-  ['bgr8', { channels: 3, depth: 1, order: BGR }],
-  ['rgba8', { channels: 4, depth: 1, order: RGB }],
-  ['bgra8', { channels: 4, depth: 1, order: BGR }],
-  ['mono8', { channels: 1, depth: 1, order: MONO }],
-  ['mono16', { channels: 1, depth: 2, order: MONO }],
-  ['rgb16', { channels: 3, depth: 2, order: RGB }],
-  ['bgr16', { channels: 3, depth: 2, order: BGR }],
+  ['rgb8', { kind: 'interleaved8', channels: 3, bytesPerPixel: 3, order: RGB }],
+  ['bgr8', { kind: 'interleaved8', channels: 3, bytesPerPixel: 3, order: BGR }],
+  ['rgba8', { kind: 'interleaved8', channels: 4, bytesPerPixel: 4, order: RGB }],
+  ['bgra8', { kind: 'interleaved8', channels: 4, bytesPerPixel: 4, order: BGR }],
+  ['mono8', { kind: 'interleaved8', channels: 1, bytesPerPixel: 1, order: MONO }],
+  ['mono16', { kind: 'interleaved16', channels: 1, bytesPerPixel: 2, order: MONO }],
+  ['rgb16', { kind: 'interleaved16', channels: 3, bytesPerPixel: 6, order: RGB }],
+  ['bgr16', { kind: 'interleaved16', channels: 3, bytesPerPixel: 6, order: BGR }],
+  // ROS names: `yuv422` is UYVY (U Y0 V Y1), `yuv422_yuy2` is YUYV (Y0 U Y1 V); `uyvy` and `yuyv`
+  // are the ROS 2 aliases. BT.601 limited range, as usb_cam and v4l2_camera publish.
+  [
+    'yuv422',
+    { kind: 'packed422', channels: 1, bytesPerPixel: 2, order: [1, 0, 2], evenWidth: true },
+  ],
+  ['uyvy', { kind: 'packed422', channels: 1, bytesPerPixel: 2, order: [1, 0, 2], evenWidth: true }],
+  [
+    'yuv422_yuy2',
+    { kind: 'packed422', channels: 1, bytesPerPixel: 2, order: [0, 1, 3], evenWidth: true },
+  ],
+  ['yuyv', { kind: 'packed422', channels: 1, bytesPerPixel: 2, order: [0, 1, 3], evenWidth: true }],
+  // Y plane (height rows of `step`), then height / 2 rows of interleaved chroma of the same step.
+  [
+    'nv12',
+    {
+      kind: 'semiplanar420',
+      channels: 1,
+      bytesPerPixel: 1,
+      order: [0, 0, 1],
+      evenWidth: true,
+      evenHeight: true,
+    },
+  ],
+  [
+    'nv21',
+    {
+      kind: 'semiplanar420',
+      channels: 1,
+      bytesPerPixel: 1,
+      order: [0, 1, 0],
+      evenWidth: true,
+      evenHeight: true,
+    },
+  ],
+  ['bayer_rggb8', { kind: 'bayer', channels: 1, bytesPerPixel: 1, order: [0, 1, 3] }],
+  ['bayer_bggr8', { kind: 'bayer', channels: 1, bytesPerPixel: 1, order: [3, 1, 0] }],
+  ['bayer_gbrg8', { kind: 'bayer', channels: 1, bytesPerPixel: 1, order: [2, 0, 1] }],
+  ['bayer_grbg8', { kind: 'bayer', channels: 1, bytesPerPixel: 1, order: [1, 0, 2] }],
 ]);
 
-/** The `sensor_msgs/Image` encodings {@link RawFrame} accepts. */
+/** The `sensor_msgs/Image` encodings {@link RawFrame} accepts: the one list every input uses. */
 export const SUPPORTED_ENCODINGS: readonly string[] = Object.freeze([...LAYOUTS.keys()]);
+
+/** The layout of a supported encoding, or undefined. */
+export function encodingLayout(encoding: string): EncodingLayout | undefined {
+  return LAYOUTS.get(encoding);
+}
+
+/** Bytes of one row without padding (`width` x bytes per pixel). */
+export function encodingRowBytes(layout: EncodingLayout, width: number): number {
+  return width * layout.bytesPerPixel;
+}
+
+/** Bytes of a whole frame of `height` rows of `step` bytes (4:2:0 adds height / 2 chroma rows). */
+export function encodingFrameBytes(layout: EncodingLayout, step: number, height: number): number {
+  return layout.kind === 'semiplanar420' ? step * (height + Math.ceil(height / 2)) : step * height;
+}
+
+/** Why `width` x `height` does not suit the encoding (odd width of 4:2:2...), or undefined. */
+export function encodingSizeProblem(
+  encoding: string,
+  layout: EncodingLayout,
+  width: number,
+  height: number,
+): string | undefined {
+  if (layout.evenWidth === true && width % 2 !== 0) return `${encoding} needs an even width`;
+  if (layout.evenHeight === true && height % 2 !== 0) return `${encoding} needs an even height`;
+  if (layout.kind === 'bayer' && (width < 2 || height < 2)) {
+    return `${encoding} needs at least 2x2 pixels`;
+  }
+  return undefined;
+}
 
 function isPositiveInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value > 0;
 }
 
-/** Check a raw frame's geometry and return its layout and row stride; throws {@link InputError}. */
-function checkRawFrame(frame: RawFrame): { layout: EncodingLayout; step: number } {
+/**
+ * Check a raw frame's geometry against its encoding and return its layout and row stride.
+ *
+ * @throws {InputError} naming the field (`image.width`, `image.encoding`, `image.step`,
+ *   `image.data`) when the geometry, encoding or data length is invalid.
+ */
+export function checkRawFrame(frame: RawFrame): { layout: EncodingLayout; step: number } {
   for (const key of ['width', 'height'] as const) {
     if (!isPositiveInteger(frame[key])) {
       throw new InputError(
@@ -92,68 +178,33 @@ function checkRawFrame(frame: RawFrame): { layout: EncodingLayout; step: number 
   const layout = LAYOUTS.get(frame.encoding);
   if (layout === undefined) {
     throw new InputError(
-      `Expected encoding ${SUPPORTED_ENCODINGS.join('|')} for image.encoding but received ${frame.encoding}`,
+      `Expected encoding ${SUPPORTED_ENCODINGS.join('|')} for image.encoding but received ${describe(frame.encoding)}`,
       { field: 'image.encoding' },
     );
   }
-  const rowBytes = frame.width * layout.channels * layout.depth;
+  const size = encodingSizeProblem(frame.encoding, layout, frame.width, frame.height);
+  if (size !== undefined) {
+    throw new InputError(
+      `Expected a frame size that suits ${frame.encoding} for image.width/height (${size}) but received ${frame.width}x${frame.height}`,
+      { field: 'image.width' },
+    );
+  }
+  const rowBytes = encodingRowBytes(layout, frame.width);
   const step = frame.step ?? rowBytes;
   if (!Number.isInteger(step) || step < rowBytes) {
     throw new InputError(
-      `Expected an integer image.step >= ${rowBytes} (width ${frame.width} x ${layout.channels * layout.depth} bytes for ${frame.encoding}) but received ${describe(step)}`,
+      `Expected an integer image.step >= ${rowBytes} (width ${frame.width} x ${layout.bytesPerPixel} bytes for ${frame.encoding}) but received ${describe(step)}`,
       { field: 'image.step' },
     );
   }
-  const needed = step * frame.height;
+  const needed = encodingFrameBytes(layout, step, frame.height);
   if (!(frame.data instanceof Uint8Array) || frame.data.length < needed) {
     throw new InputError(
-      `Expected at least ${needed} bytes for image.data (step ${step} x height ${frame.height}) but received ${describe(frame.data)}`,
+      `Expected at least ${needed} bytes for image.data (step ${step} x height ${frame.height}${layout.kind === 'semiplanar420' ? ' plus the chroma rows' : ''}) but received ${describe(frame.data)}`,
       { field: 'image.data' },
     );
   }
   return { layout, step };
-}
-
-/**
- * Convert a raw frame to packed HWC RGB uint8 at its own size: swaps BGR, drops alpha, expands
- * mono, scales 16-bit to 8-bit (honouring `isBigEndian`) and removes row padding.
- *
- * @throws {InputError} when the geometry, encoding or data length is invalid.
- */
-export function rawToRgb(frame: RawFrame): Uint8Array {
-  const { layout, step } = checkRawFrame(frame);
-  const { width, height, data } = frame;
-  const rowOut = width * 3;
-  const out = new Uint8Array(width * height * 3);
-  if (frame.encoding === 'rgb8') {
-    if (step === rowOut) {
-      out.set(data.subarray(0, height * rowOut));
-      return out;
-    }
-    for (let y = 0; y < height; y++) {
-      out.set(data.subarray(y * step, y * step + rowOut), y * rowOut);
-    }
-    return out;
-  }
-  const { channels, depth, order } = layout;
-  const pixelBytes = channels * depth;
-  // Byte offsets of the high and low byte within a 16-bit sample.
-  const hi = frame.isBigEndian === true ? 0 : 1;
-  const lo = 1 - hi;
-  const sample =
-    depth === 1
-      ? (q: number): number => data[q] ?? 0
-      : (q: number): number => Math.round((((data[q + hi] ?? 0) << 8) | (data[q + lo] ?? 0)) / 257);
-  const [r, g, b] = [order[0] * depth, order[1] * depth, order[2] * depth];
-  let o = 0;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0, p = y * step; x < width; x++, p += pixelBytes) {
-      out[o++] = sample(p + r);
-      out[o++] = sample(p + g);
-      out[o++] = sample(p + b);
-    }
-  }
-  return out;
 }
 
 /**

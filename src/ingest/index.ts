@@ -2,8 +2,13 @@
 
 export {
   SUPPORTED_ENCODINGS,
-  rawToRgb,
+  checkRawFrame,
+  encodingFrameBytes,
+  encodingLayout,
+  encodingRowBytes,
+  encodingSizeProblem,
   toThreeChannels,
+  type EncodingLayout,
   type EncodedFrame,
   type Frame,
   type ImageInputSpec,
@@ -13,3 +18,4 @@ export {
 export { FrameIngest } from './ingest.js';
 export { isAcceptedFormat, sniffImageFormat, type AcceptedFormat } from './format.js';
 export { defaultIngestLimits, ingestLimits, type IngestLimits } from './limits.js';
+export { RawKernel, planFor, rawToRgb, type IngestPlan, type PlanTarget } from './raw-kernel.js';

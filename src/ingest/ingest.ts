@@ -8,13 +8,13 @@ import { kernels } from '../native/index.js';
 import { isAcceptedFormat, sniffImageFormat } from './format.js';
 import { defaultIngestLimits, type IngestLimits } from './limits.js';
 import {
-  rawToRgb,
   toThreeChannels,
   type EncodedFrame,
   type Frame,
   type ImageInputSpec,
   type ResizeMode,
 } from './frame.js';
+import { RawKernel } from './raw-kernel.js';
 
 // Frames are small: libvips' worker threads cost more in hand-offs than they save, and they add
 // latency spikes. One thread per image, no operation cache (every frame is new).
@@ -80,6 +80,8 @@ export class FrameIngest {
   readonly limits: IngestLimits;
   /** The normalised value of byte v in channel c at [c * 256 + v]. */
   readonly #lut: Float32Array;
+  /** Raw frames: the ingest kernel (libvips' lanczos3 resize reproduced, no sharp call). */
+  readonly #raw: RawKernel;
 
   /**
    * @param limits the `ingest.*` parameters; the schema's defaults when absent.
@@ -94,6 +96,7 @@ export class FrameIngest {
         ((i % 256) / 255 - this.spec.mean[Math.floor(i / 256) as 0 | 1 | 2]) /
         this.spec.std[Math.floor(i / 256) as 0 | 1 | 2],
     );
+    this.#raw = new RawKernel(this.spec);
   }
 
   /**
@@ -109,28 +112,14 @@ export class FrameIngest {
    */
   async toRgb(frame: Frame): Promise<Uint8Array> {
     const { width, height } = this.spec;
-    let result: { data: Uint8Array; channels: number; width: number; height: number };
-    const kind: unknown = (frame as Partial<Frame> | null)?.kind;
-    if (kind !== 'raw' && kind !== 'encoded') {
-      throw new InputError(
-        `Expected a frame with kind raw|encoded for image.kind but received ${describe(kind)}`,
-        { field: 'image.kind' },
-      );
-    }
+    this.#checkKind(frame);
     if (frame.kind === 'raw') {
       this.#checkRawPixels(frame.width, frame.height);
-      const rgb = rawToRgb(frame);
-      if (frame.width === width && frame.height === height) return rgb;
-      const { data, info } = await sharp(rgb, {
-        raw: { width: frame.width, height: frame.height, channels: 3 },
-      })
-        .resize(width, height, this.#resizeOptions())
-        .raw({ depth: 'uchar' })
-        .toBuffer({ resolveWithObject: true });
-      result = { data, ...info };
-    } else {
-      result = await this.#decode(frame);
+      const rgb = new Uint8Array(width * height * 3);
+      this.#raw.run(frame, rgb);
+      return rgb;
     }
+    const result = await this.#decode(frame);
     if (result.width !== width || result.height !== height) {
       throw new InputError(
         `Expected a ${width}x${height} image after resize but received ${result.width}x${result.height}`,
@@ -176,11 +165,68 @@ export class FrameIngest {
    * @throws {InputError} as those do.
    */
   async toTensor(frame: Frame, out: Float32Array): Promise<void> {
+    this.#checkKind(frame);
+    if (frame.kind === 'raw') {
+      this.#checkRawPixels(frame.width, frame.height);
+      this.#checkOut(out);
+      this.#raw.run(frame, new Uint8Array(out.length), this.#lut, out);
+      return;
+    }
     this.normalise(await this.toRgb(frame), out);
+  }
+
+  /**
+   * {@link FrameIngest.toRgb} with raw frames converted on libuv's thread pool (native kernels),
+   * so that several cameras are prepared in parallel; the frame's bytes are copied first.
+   *
+   * @throws {InputError} as {@link FrameIngest.toRgb}.
+   */
+  async toRgbAsync(frame: Frame): Promise<Uint8Array> {
+    this.#checkKind(frame);
+    if (frame.kind !== 'raw') return this.toRgb(frame);
+    this.#checkRawPixels(frame.width, frame.height);
+    const rgb = new Uint8Array(this.spec.width * this.spec.height * 3);
+    await this.#raw.runAsync(frame, rgb);
+    return rgb;
+  }
+
+  /**
+   * Several frames (cameras) at once, in parallel (raw frames after the first on libuv's thread
+   * pool, the first on the calling thread): one RGB8 image per frame, in order; a bad frame
+   * rejects its own entry only.
+   *
+   * @example const [left, right] = await ingest.toRgbMany([leftFrame, rightFrame]);
+   */
+  async toRgbMany(frames: readonly Frame[]): Promise<PromiseSettledResult<Uint8Array>[]> {
+    // Every frame but the first is queued on the thread pool before the first is converted here:
+    // the JavaScript thread works too instead of waiting for a pool thread to wake.
+    const rest = frames.slice(1).map((f) => this.toRgbAsync(f));
+    const first = frames.length === 0 ? [] : [this.toRgb(frames[0] as Frame)];
+    return Promise.allSettled([...first, ...rest]);
+  }
+
+  #checkOut(out: Float32Array): void {
+    const plane = this.spec.width * this.spec.height;
+    if (!(out instanceof Float32Array) || out.length !== plane * 3) {
+      throw new InputError(
+        `Expected a Float32Array of length ${plane * 3} (3x${this.spec.height}x${this.spec.width}) for out but received ${describe(out)}`,
+        { field: 'out' },
+      );
+    }
   }
 
   #resizeOptions(): ResizeOptions {
     return { fit: FIT[this.spec.resize], kernel: KERNEL, background: BLACK };
+  }
+
+  #checkKind(frame: Frame): void {
+    const kind: unknown = (frame as Partial<Frame> | null)?.kind;
+    if (kind !== 'raw' && kind !== 'encoded') {
+      throw new InputError(
+        `Expected a frame with kind raw|encoded for image.kind but received ${describe(kind)}`,
+        { field: 'image.kind' },
+      );
+    }
   }
 
   /** Refuse a raw frame of more pixels than the limit before its RGB copy is allocated. */

@@ -13,7 +13,7 @@ import { reference } from './reference.js';
 import { validated } from './validate.js';
 
 export type { Kernels } from './kernels.js';
-export { KERNEL_NAMES } from './kernels.js';
+export { KERNEL_NAMES, SYNC_KERNEL_NAMES } from './kernels.js';
 
 /** The TypeScript reference kernels (validated). */
 export const referenceKernels: Kernels = validated(reference);

@@ -65,6 +65,38 @@ export interface Kernels {
     count: number,
     out: Float32Array,
   ): void;
+  /**
+   * A raw camera frame (`src`, any encoding the plan describes) to packed HWC RGB8 at the plan's
+   * output size in `rgb` (black outside the destination rectangle) and, when `out` is not empty,
+   * the normalised CHW float32 tensor through `lut` (as {@link Kernels.normalizeRgb}). `header`,
+   * `vTaps` and `hTaps` are a plan from src/ingest/raw-kernel.ts (layout in ./ingest-layout.ts).
+   * Integer arithmetic only: both implementations agree bit for bit.
+   *
+   * @example kernels.ingestFrame(frame.data, plan.header, plan.vTaps, plan.hTaps, rgb, lut, out);
+   */
+  ingestFrame(
+    src: Uint8Array,
+    header: Int32Array,
+    vTaps: Int32Array,
+    hTaps: Int32Array,
+    rgb: Uint8Array,
+    lut: Float32Array,
+    out: Float32Array,
+  ): void;
+  /**
+   * {@link Kernels.ingestFrame} off the JavaScript thread (the addon runs it on libuv's thread
+   * pool, so several cameras are prepared in parallel; the TypeScript reference runs it inline).
+   * Every array must stay untouched until the promise settles.
+   */
+  ingestFrameAsync(
+    src: Uint8Array,
+    header: Int32Array,
+    vTaps: Int32Array,
+    hTaps: Int32Array,
+    rgb: Uint8Array,
+    lut: Float32Array,
+    out: Float32Array,
+  ): Promise<void>;
 }
 
 /** The kernel names, in a fixed order (for reports and tests). */
@@ -74,4 +106,12 @@ export const KERNEL_NAMES = [
   'patchDifference',
   'normalizeRgb',
   'gatherRows',
+  'ingestFrame',
+  'ingestFrameAsync',
 ] as const satisfies readonly (keyof Kernels)[];
+
+/** The synchronous kernels (every kernel but the thread-pool variant), for timing call by call. */
+export const SYNC_KERNEL_NAMES = KERNEL_NAMES.filter(
+  (name): name is Exclude<(typeof KERNEL_NAMES)[number], 'ingestFrameAsync'> =>
+    name !== 'ingestFrameAsync',
+);

@@ -5,6 +5,7 @@
  * and grow as needed.
  */
 import type { Kernels } from './kernels.js';
+import { ingestFrame } from './reference-ingest.js';
 
 let kept = new Uint8Array(0);
 let heap = new Int32Array(0);
@@ -200,4 +201,9 @@ export const reference: Kernels = {
   patchDifference,
   normalizeRgb,
   gatherRows,
+  ingestFrame,
+  ingestFrameAsync(src, header, vTaps, hTaps, rgb, lut, out) {
+    ingestFrame(src, header, vTaps, hTaps, rgb, lut, out);
+    return Promise.resolve();
+  },
 };

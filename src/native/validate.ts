@@ -4,6 +4,7 @@
  * `InputError` (its `field` names the parameter).
  */
 import { describe, InputError } from '../errors.js';
+import { H, HEADER_LENGTH, SOURCE_KIND } from './ingest-layout.js';
 import type { Kernels } from './kernels.js';
 
 type TypedArrayConstructor =
@@ -178,6 +179,132 @@ function checkGatherRows(
   disjoint(out, tokens, 'out', 'tokens');
 }
 
+/** A header field in [min, max] (the header is built by src/ingest/raw-kernel.ts). */
+function field(header: Int32Array, name: keyof typeof H, min: number, max: number): number {
+  const v = header[H[name]] as number;
+  if (v < min || v > max) {
+    throw new InputError(`Expected header.${name} in [${min}, ${max}] but received ${v}`, {
+      field: `header.${name}`,
+    });
+  }
+  return v;
+}
+
+/** Every start of a taps table keeps its taps inside [0, length). */
+function checkTaps(taps: Int32Array, name: string, count: number, n: number, length: number): void {
+  exactly(taps, count * (n + 1), name, 'destination size × (taps + 1)');
+  for (let i = 0; i < count; i++) {
+    const start = taps[i * (n + 1)] as number;
+    if (start < 0 || start + n > length) {
+      throw new InputError(
+        `Expected a start in [0, ${length - n}] for ${name}[${i * (n + 1)}] but received ${start}`,
+        { field: name },
+      );
+    }
+  }
+}
+
+/** The plan must keep every read inside `src` and every write inside the outputs. */
+function checkIngestFrame(
+  src: Uint8Array,
+  header: Int32Array,
+  vTaps: Int32Array,
+  hTaps: Int32Array,
+  rgb: Uint8Array,
+  lut: Float32Array,
+  out: Float32Array,
+): void {
+  typedArray(src, Uint8Array, 'src');
+  typedArray(header, Int32Array, 'header');
+  exactly(header, HEADER_LENGTH, 'header');
+  typedArray(vTaps, Int32Array, 'vTaps');
+  typedArray(hTaps, Int32Array, 'hTaps');
+  typedArray(rgb, Uint8Array, 'rgb');
+  typedArray(lut, Float32Array, 'lut');
+  exactly(lut, 768, 'lut', '3 channels × 256 values');
+  typedArray(out, Float32Array, 'out');
+  const big = 1 << 20;
+  const kind = field(header, 'kind', 0, 5);
+  const width = field(header, 'srcWidth', 1, big);
+  const height = field(header, 'srcHeight', 1, big);
+  const channels = field(header, 'channels', 1, 4);
+  const interleaved = kind === SOURCE_KIND.interleaved8 || kind === SOURCE_KIND.interleaved16;
+  const bayer = kind === SOURCE_KIND.bayerSuperpixel || kind === SOURCE_KIND.bayerBilinear;
+  const bytesPerPixel =
+    kind === SOURCE_KIND.interleaved8
+      ? channels
+      : kind === SOURCE_KIND.interleaved16
+        ? 2 * channels
+        : kind === SOURCE_KIND.packed422
+          ? 2
+          : 1;
+  // The largest byte offset a, b or c may take: within a pixel, a 4-byte pair, a chroma pair or
+  // a 2x2 cell.
+  const top = interleaved ? channels - 1 : kind === SOURCE_KIND.packed422 ? 3 : 1;
+  field(header, 'a', 0, bayer ? 3 : kind === SOURCE_KIND.packed422 ? 1 : top);
+  field(header, 'b', 0, bayer ? 3 : top);
+  field(header, 'c', 0, bayer ? 3 : top);
+  field(header, 'bigEndian', 0, 1);
+  if (kind === SOURCE_KIND.packed422 || kind === SOURCE_KIND.semiplanar420) {
+    field(header, 'srcWidth', 2, big - (big % 2));
+    if (width % 2 !== 0) {
+      throw new InputError(`Expected an even header.srcWidth but received ${width}`, {
+        field: 'header.srcWidth',
+      });
+    }
+  }
+  if (kind === SOURCE_KIND.semiplanar420 && height % 2 !== 0) {
+    throw new InputError(`Expected an even header.srcHeight but received ${height}`, {
+      field: 'header.srcHeight',
+    });
+  }
+  if (bayer) {
+    field(header, 'srcWidth', 2, big);
+    field(header, 'srcHeight', 2, big);
+  }
+  const step = field(header, 'step', width * bytesPerPixel, big * 8);
+  const rows = kind === SOURCE_KIND.semiplanar420 ? height + height / 2 : height;
+  atLeast(src, step * rows, 'src', 'header.step × rows');
+  const superpixel = kind === SOURCE_KIND.bayerSuperpixel;
+  const vw = field(
+    header,
+    'virtualWidth',
+    superpixel ? width >> 1 : width,
+    superpixel ? width >> 1 : width,
+  );
+  const vh = field(
+    header,
+    'virtualHeight',
+    superpixel ? height >> 1 : height,
+    superpixel ? height >> 1 : height,
+  );
+  const cropX = field(header, 'cropX', 0, vw - 1);
+  const cropY = field(header, 'cropY', 0, vh - 1);
+  const cropW = field(header, 'cropWidth', 1, vw - cropX);
+  const cropH = field(header, 'cropHeight', 1, vh - cropY);
+  const kx = field(header, 'kx', 1, cropW);
+  const ky = field(header, 'ky', 1, cropH);
+  const midW = field(header, 'midWidth', Math.ceil(cropW / kx), Math.ceil(cropW / kx));
+  const midH = field(header, 'midHeight', Math.ceil(cropH / ky), Math.ceil(cropH / ky));
+  const outW = field(header, 'outWidth', 1, big);
+  const outH = field(header, 'outHeight', 1, big);
+  const destX = field(header, 'destX', 0, outW - 1);
+  const destY = field(header, 'destY', 0, outH - 1);
+  const destW = field(header, 'destWidth', 1, outW - destX);
+  const destH = field(header, 'destHeight', 1, outH - destY);
+  const nv = field(header, 'vTaps', 0, midH);
+  const nh = field(header, 'hTaps', 0, midW);
+  if (nv === 0) field(header, 'midHeight', destH, destH);
+  else checkTaps(vTaps, 'vTaps', destH, nv, midH);
+  if (nh === 0) field(header, 'midWidth', destW, destW);
+  else checkTaps(hTaps, 'hTaps', destW, nh, midW);
+  atLeast(rgb, outW * outH * 3, 'rgb', 'outWidth × outHeight × 3');
+  if (out.length !== 0) atLeast(out, outW * outH * 3, 'out', '3 × outWidth × outHeight');
+  disjoint(rgb, src, 'rgb', 'src');
+  disjoint(out, rgb, 'out', 'rgb');
+  disjoint(out, src, 'out', 'src');
+}
+
 /**
  * `impl` behind the argument checks: each call throws an `InputError` naming the parameter and
  * the allowed range before `impl` sees a bad argument.
@@ -205,6 +332,14 @@ export function validated(impl: Kernels): Kernels {
     gatherRows(tokens, dim, idx, count, out) {
       checkGatherRows(tokens, dim, idx, count, out);
       impl.gatherRows(tokens, dim, idx, count, out);
+    },
+    ingestFrame(src, header, vTaps, hTaps, rgb, lut, out) {
+      checkIngestFrame(src, header, vTaps, hTaps, rgb, lut, out);
+      impl.ingestFrame(src, header, vTaps, hTaps, rgb, lut, out);
+    },
+    async ingestFrameAsync(src, header, vTaps, hTaps, rgb, lut, out) {
+      checkIngestFrame(src, header, vTaps, hTaps, rgb, lut, out);
+      await impl.ingestFrameAsync(src, header, vTaps, hTaps, rgb, lut, out);
     },
   };
 }

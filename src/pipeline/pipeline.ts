@@ -332,7 +332,8 @@ export class VlaPipeline {
   /**
    * Check an observation and decode its frame to RGB at the model's size, without touching the
    * pipeline's state: safe to call for the next observations while an inference runs (the decode
-   * runs on libuv's thread pool). Pass the result to {@link inferBatch}.
+   * and the raw-frame kernel run on libuv's thread pool, so several observations prepare in
+   * parallel). Pass the result to {@link inferBatch}.
    *
    * @throws {InputError} as {@link infer} does, for the same observations.
    */
@@ -341,7 +342,9 @@ export class VlaPipeline {
     checkObservation(obs, this.model.manifest, this.#maxStateDeviation);
     const budget = obs.keepCount === undefined ? undefined : this.#budgetFor(obs.keepCount);
     this.#checkState(obs.state);
-    const rgb = await this.#ingest.toRgb(obs.frame);
+    // On the thread pool: the observations of a batch (several cameras or clients) are converted
+    // in parallel, and the JavaScript thread stays free for a running inference.
+    const rgb = await this.#ingest.toRgbAsync(obs.frame);
     return new PreparedObservation(obs, rgb, budget, performance.now() - t0);
   }
 

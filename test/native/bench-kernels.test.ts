@@ -2,14 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { benchKernels, benchKernelsCommand } from '../../src/cli/bench-kernels.js';
 import type { CommandIo } from '../../src/cli/command.js';
 import { ConfigError } from '../../src/errors.js';
-import { KERNEL_NAMES, nativeKernels } from '../../src/native/index.js';
+import { SYNC_KERNEL_NAMES, nativeKernels } from '../../src/native/index.js';
 
 describe('bench-kernels', () => {
   it('times every kernel on both backends and finds identical outputs', () => {
     const report = benchKernels(5);
     expect(report.backend).toBe(nativeKernels === undefined ? 'typescript' : 'native');
-    expect(Object.keys(report.kernels)).toEqual([...KERNEL_NAMES]);
-    for (const name of KERNEL_NAMES) {
+    expect(Object.keys(report.kernels)).toEqual([...SYNC_KERNEL_NAMES]);
+    for (const name of SYNC_KERNEL_NAMES) {
       const t = report.kernels[name];
       expect(t.reference_us).toBeGreaterThan(0);
       expect(t.as_called.reference_us).toBeGreaterThan(0);

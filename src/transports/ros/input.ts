@@ -2,6 +2,13 @@
  * Checks of the messages arriving on the node's input topics, and a throttled warning log: a bad
  * message is dropped with at most one warning per problem kind per period, and a count per kind.
  */
+import {
+  encodingFrameBytes,
+  encodingLayout,
+  encodingRowBytes,
+  encodingSizeProblem,
+  SUPPORTED_ENCODINGS,
+} from '../../ingest/frame.js';
 import type { RosCompressedImage, RosImage, RosJointState } from './messages.js';
 
 /** The kinds of bad input the node drops, each with its own counter in the diagnostics. */
@@ -19,41 +26,34 @@ export interface InputProblem {
   readonly detail: string;
 }
 
-/** Bytes per pixel of the sensor_msgs/Image encodings the pipeline converts. */
-const BYTES_PER_PIXEL: ReadonlyMap<string, number> = new Map([
-  ['rgb8', 3],
-  ['bgr8', 3],
-  ['rgba8', 4],
-  ['bgra8', 4],
-  ['mono8', 1],
-  ['mono16', 2],
-  ['rgb16', 6],
-  ['bgr16', 6],
-]);
-
 /** Why a sensor_msgs/Image cannot be used (unknown encoding, inconsistent size), or undefined. */
 export function imageProblem(m: RosImage): InputProblem | undefined {
-  const bpp = BYTES_PER_PIXEL.get(m.encoding);
-  if (bpp === undefined) {
+  const layout = encodingLayout(m.encoding);
+  if (layout === undefined) {
     return {
       kind: 'image encoding',
-      detail: `encoding "${m.encoding}" is not one of ${[...BYTES_PER_PIXEL.keys()].join(', ')}`,
+      detail: `encoding "${m.encoding}" is not one of ${SUPPORTED_ENCODINGS.join(', ')}`,
     };
   }
   const geometry = `${m.width}x${m.height} ${m.encoding}, step ${m.step}`;
   if (!(m.width > 0 && m.height > 0 && Number.isInteger(m.width) && Number.isInteger(m.height))) {
     return { kind: 'image size', detail: `${geometry}: width and height must be positive` };
   }
-  if (m.step < m.width * bpp) {
+  const size = encodingSizeProblem(m.encoding, layout, m.width, m.height);
+  if (size !== undefined) return { kind: 'image size', detail: `${geometry}: ${size}` };
+  const rowBytes = encodingRowBytes(layout, m.width);
+  if (m.step < rowBytes) {
     return {
       kind: 'image size',
-      detail: `${geometry}: step is less than width x ${bpp} bytes = ${m.width * bpp}`,
+      detail: `${geometry}: step is less than width x ${layout.bytesPerPixel} bytes = ${rowBytes}`,
     };
   }
-  if (m.step * m.height !== m.data.length) {
+  const bytes = encodingFrameBytes(layout, m.step, m.height);
+  if (bytes !== m.data.length) {
+    const what = layout.kind === 'semiplanar420' ? 'step x height x 3/2' : 'step x height';
     return {
       kind: 'image size',
-      detail: `${geometry}: step x height = ${m.step * m.height} bytes but data has ${m.data.length}`,
+      detail: `${geometry}: ${what} = ${bytes} bytes but data has ${m.data.length}`,
     };
   }
   return undefined;

@@ -3,7 +3,14 @@
  * against the server's limits before any pixel is touched, and turned into pipeline frames.
  */
 
-import { SUPPORTED_ENCODINGS, type Frame } from '../../ingest/index.js';
+import {
+  encodingFrameBytes,
+  encodingLayout,
+  encodingRowBytes,
+  encodingSizeProblem,
+  SUPPORTED_ENCODINGS,
+  type Frame,
+} from '../../ingest/index.js';
 import { describe } from '../../errors.js';
 import { BridgeError } from './errors.js';
 
@@ -13,7 +20,7 @@ export type CompressedEncoding = (typeof COMPRESSED_ENCODINGS)[number];
 
 /** Raw pixels with their geometry. */
 export interface RawWireImage {
-  /** A `sensor_msgs/Image` encoding: rgb8, bgr8, rgba8, bgra8, mono8, mono16, rgb16, bgr16. */
+  /** A `sensor_msgs/Image` encoding: one of SUPPORTED_ENCODINGS (src/ingest/frame.ts). */
   readonly encoding: string;
   readonly width: number;
   readonly height: number;
@@ -41,17 +48,6 @@ export interface ImageLimits {
   readonly maxImageHeight: number;
   readonly maxImageBytes: number;
 }
-
-const BYTES_PER_PIXEL: Readonly<Record<string, number>> = {
-  rgb8: 3,
-  bgr8: 3,
-  rgba8: 4,
-  bgra8: 4,
-  mono8: 1,
-  mono16: 2,
-  rgb16: 6,
-  bgr16: 6,
-};
 
 function invalid(field: string, message: string): BridgeError {
   return new BridgeError('invalid', message, { field });
@@ -177,15 +173,30 @@ export function checkImage(raw: unknown, field: string, limits: ImageLimits): Wi
   }
   const width = integerIn(raw, 'width', field, 1, limits.maxImageWidth);
   const height = integerIn(raw, 'height', field, 1, limits.maxImageHeight);
-  const rowBytes = width * (BYTES_PER_PIXEL[encoding] ?? 3);
+  const layout = encodingLayout(encoding);
+  if (layout === undefined) {
+    throw invalid(
+      `${field}.encoding`,
+      `Expected a raw encoding for ${field}.encoding but received ${encoding}`,
+    );
+  }
+  const sizeProblem = encodingSizeProblem(encoding, layout, width, height);
+  if (sizeProblem !== undefined) {
+    throw invalid(
+      `${field}.width`,
+      `Expected a size that suits ${encoding} for ${field} (${sizeProblem}) but received ${width}x${height}`,
+    );
+  }
+  const rowBytes = encodingRowBytes(layout, width);
   const step =
     raw.step === undefined
       ? rowBytes
       : integerIn(raw, 'step', field, rowBytes, Math.max(rowBytes, limits.maxImageBytes));
-  if (data.length < step * height) {
+  const frameBytes = encodingFrameBytes(layout, step, height);
+  if (data.length < frameBytes) {
     throw invalid(
       `${field}.data`,
-      `Expected ${step * height} bytes for ${field}.data (${width}x${height} ${encoding}, step ${step}) but received ${data.length}`,
+      `Expected ${frameBytes} bytes for ${field}.data (${width}x${height} ${encoding}, step ${step}) but received ${data.length}`,
     );
   }
   const big = raw.is_bigendian;

@@ -494,7 +494,7 @@ describe('VlaRosNode bad parameters', () => {
 describe('VlaRosNode bad input', () => {
   const instruction = { data: 'pick up the red block' };
   const joints = jointState(['shoulder', 'elbow'], [0.1, 0.2]);
-  const badEncoding: RosImage = { ...image(1), encoding: 'yuv422' };
+  const badEncoding: RosImage = { ...image(1), encoding: '32FC1' };
   const badSize: RosImage = { ...image(1), data: new Uint8Array(40) };
   const truncated: RosCompressedImage = {
     ...compressed(1),
@@ -517,7 +517,7 @@ describe('VlaRosNode bad input', () => {
         ['~/in/image', badEncoding],
       ],
       good: [['~/in/image', image(2)]],
-      warning: 'dropped frame on ~/in/image: image encoding: encoding "yuv422" is not one of rgb8',
+      warning: 'dropped frame on ~/in/image: image encoding: encoding "32FC1" is not one of rgb8',
       counter: 'dropped image encoding',
     },
     {

@@ -1,0 +1,368 @@
+#include "ingest.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "typed_array.h"
+
+namespace vla {
+namespace {
+
+// Must match src/native/ingest-layout.ts.
+enum Kind { kInterleaved8 = 0, kInterleaved16, kPacked422, kSemiplanar420, kBayerSuper, kBayerBilinear };
+enum Field {
+  kKind = 0, kChannels, kA, kB, kC, kBigEndian, kSrcWidth, kSrcHeight, kStep, kCropX, kCropY,
+  kCropWidth, kCropHeight, kKx, kKy, kMidWidth, kMidHeight, kOutWidth, kOutHeight, kDestX, kDestY,
+  kDestWidth, kDestHeight, kVTaps, kHTaps
+};
+constexpr int kTapShift = 12;
+constexpr int32_t kRound = 1 << (kTapShift - 1);
+
+inline uint8_t Clamp255(int32_t v) { return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v); }
+
+// Exact division by a block size without a divide instruction (one per output byte otherwise
+// dominates the kernel): q = (x * m) >> 40 with m = floor(2^40 / n) + 1 equals floor(x / n)
+// whenever x * n < 2^40, which holds for x <= 256 * n and n < 2^15 (larger n divide).
+struct Divider {
+  uint64_t n = 0, m = 0;
+  void Set(uint32_t count) {
+    if (count != n) {
+      n = count;
+      m = (uint64_t{1} << 40) / count + 1;
+    }
+  }
+  uint32_t Div(uint32_t x) const {
+    return n < (1u << 15) ? static_cast<uint32_t>((x * m) >> 40) : static_cast<uint32_t>(x / n);
+  }
+};
+
+// Rounded mean, as the reference's Math.floor((s + (n >> 1)) / n) for non-negative s.
+inline uint8_t Mean(uint32_t s, const Divider& d) {
+  return static_cast<uint8_t>(d.Div(s + static_cast<uint32_t>(d.n >> 1)));
+}
+
+inline void YuvToRgb(int32_t y, int32_t u, int32_t v, uint8_t* o) {
+  const int32_t c = 298 * (y - 16);
+  const int32_t d = u - 128;
+  const int32_t e = v - 128;
+  o[0] = Clamp255((c + 409 * e + 128) >> 8);
+  o[1] = Clamp255((c - 100 * d - 208 * e + 128) >> 8);
+  o[2] = Clamp255((c + 516 * d + 128) >> 8);
+}
+
+inline int Reflect(int i, int n) { return i < 0 ? -i : i >= n ? 2 * n - 2 - i : i; }
+
+void DemosaicRow(const uint8_t* src, int step, int width, int height, int y, int r_pos, int b_pos,
+                 uint8_t* out) {
+  const uint8_t* up = src + static_cast<size_t>(Reflect(y - 1, height)) * step;
+  const uint8_t* row = src + static_cast<size_t>(y) * step;
+  const uint8_t* down = src + static_cast<size_t>(Reflect(y + 1, height)) * step;
+  const int py = (y & 1) << 1;
+  const bool red_row = (r_pos >> 1) == (py >> 1);
+  for (int x = 0; x < width; ++x) {
+    const int l = Reflect(x - 1, width);
+    const int r = Reflect(x + 1, width);
+    const int here = row[x];
+    const int horiz = row[l] + row[r];
+    const int vert = up[x] + down[x];
+    const int cross = horiz + vert;
+    const int diag = up[l] + up[r] + down[l] + down[r];
+    const int pos = py | (x & 1);
+    int red, green, blue;
+    if (pos == r_pos) {
+      red = here;
+      green = (cross + 2) >> 2;
+      blue = (diag + 2) >> 2;
+    } else if (pos == b_pos) {
+      blue = here;
+      green = (cross + 2) >> 2;
+      red = (diag + 2) >> 2;
+    } else {
+      green = here;
+      red = ((red_row ? horiz : vert) + 1) >> 1;
+      blue = ((red_row ? vert : horiz) + 1) >> 1;
+    }
+    out[3 * x] = static_cast<uint8_t>(red);
+    out[3 * x + 1] = static_cast<uint8_t>(green);
+    out[3 * x + 2] = static_cast<uint8_t>(blue);
+  }
+}
+
+void NarrowRow(const uint8_t* src, int count, bool big_endian, uint8_t* out) {
+  const int hi = big_endian ? 0 : 1;
+  const int lo = 1 - hi;
+  for (int i = 0; i < count; ++i) {
+    const uint32_t v = (static_cast<uint32_t>(src[2 * i + hi]) << 8) | src[2 * i + lo];
+    out[i] = static_cast<uint8_t>((v * 2 + 257) / 514);
+  }
+}
+
+inline void AddRow(uint32_t* __restrict acc, const uint8_t* __restrict src, int length) {
+  for (int i = 0; i < length; ++i) acc[i] += src[i];
+}
+
+struct Scratch {
+  std::vector<uint32_t> acc0, acc1;
+  std::vector<uint8_t> row, mid, vertical;
+  std::vector<int32_t> sums;
+};
+
+// Step 1 of the plan: box-average and colour-convert the crop rectangle into `mid`.
+void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s) {
+  const int kind = h[kKind];
+  const int channels = h[kChannels];
+  const int a = h[kA], b = h[kB], c = h[kC];
+  const int width = h[kSrcWidth], height = h[kSrcHeight], step = h[kStep];
+  const int crop_x = h[kCropX], crop_y = h[kCropY];
+  const int crop_w = h[kCropWidth], crop_h = h[kCropHeight];
+  const int kx = h[kKx], ky = h[kKy];
+  const int mid_w = h[kMidWidth], mid_h = h[kMidHeight];
+  int row_len;
+  switch (kind) {
+    case kInterleaved8:
+    case kInterleaved16: row_len = width * channels; break;
+    case kPacked422: row_len = width * 2; break;
+    case kBayerBilinear: row_len = width * 3; break;
+    default: row_len = width;
+  }
+  s.acc0.resize(row_len);
+  s.acc1.resize(row_len);
+  s.row.resize(row_len);
+  uint32_t* A0 = s.acc0.data();
+  uint32_t* A1 = s.acc1.data();
+  uint8_t* scratch = s.row.data();
+  uint8_t* mid = s.mid.data();
+  const size_t st = static_cast<size_t>(step);
+  for (int my = 0; my < mid_h; ++my) {
+    const int y0 = crop_y + my * ky;
+    const int y1 = std::min(y0 + ky, crop_y + crop_h);
+    std::fill(A0, A0 + row_len, 0u);
+    if (kind == kSemiplanar420 || kind == kBayerSuper) std::fill(A1, A1 + row_len, 0u);
+    for (int y = y0; y < y1; ++y) {
+      switch (kind) {
+        case kInterleaved8:
+        case kPacked422: AddRow(A0, src + y * st, row_len); break;
+        case kInterleaved16:
+          NarrowRow(src + y * st, row_len, h[kBigEndian] == 1, scratch);
+          AddRow(A0, scratch, row_len);
+          break;
+        case kBayerBilinear:
+          DemosaicRow(src, step, width, height, y, a, c, scratch);
+          AddRow(A0, scratch, row_len);
+          break;
+        case kSemiplanar420:
+          AddRow(A0, src + y * st, row_len);
+          AddRow(A1, src + static_cast<size_t>(height) * st + (y >> 1) * st, row_len);
+          break;
+        default:
+          AddRow(A0, src + 2 * y * st, row_len);
+          AddRow(A1, src + (2 * y + 1) * st, row_len);
+      }
+    }
+    const uint32_t ny = static_cast<uint32_t>(y1 - y0);
+    uint8_t* o = mid + static_cast<size_t>(my) * mid_w * 3;
+    Divider d, d2;
+    for (int mx = 0; mx < mid_w; ++mx, o += 3) {
+      const int x0 = crop_x + mx * kx;
+      const int x1 = std::min(x0 + kx, crop_x + crop_w);
+      const uint32_t n = static_cast<uint32_t>(x1 - x0) * ny;
+      d.Set(n);
+      if (kind == kInterleaved8 || kind == kInterleaved16 || kind == kBayerBilinear) {
+        // A demosaiced row is RGB already; a, b, c then name Bayer sites, not channels.
+        const bool demosaiced = kind == kBayerBilinear;
+        const int ch = demosaiced ? 3 : channels;
+        const int oa = demosaiced ? 0 : a, ob = demosaiced ? 1 : b, oc = demosaiced ? 2 : c;
+        uint32_t s0 = 0, s1 = 0, s2 = 0;
+        for (int x = x0; x < x1; ++x) {
+          const uint32_t* p = A0 + x * ch;
+          s0 += p[oa];
+          s1 += p[ob];
+          s2 += p[oc];
+        }
+        o[0] = Mean(s0, d);
+        o[1] = Mean(s1, d);
+        o[2] = Mean(s2, d);
+      } else if (kind == kPacked422) {
+        uint32_t sy = 0, su = 0, sv = 0;
+        for (int x = x0; x < x1; ++x) {
+          const int q = (x >> 1) << 2;
+          sy += A0[2 * x + a];
+          su += A0[q + b];
+          sv += A0[q + c];
+        }
+        YuvToRgb(Mean(sy, d), Mean(su, d), Mean(sv, d), o);
+      } else if (kind == kSemiplanar420) {
+        uint32_t sy = 0, su = 0, sv = 0;
+        for (int x = x0; x < x1; ++x) {
+          const int q = (x >> 1) << 1;
+          sy += A0[x];
+          su += A1[q + b];
+          sv += A1[q + c];
+        }
+        YuvToRgb(Mean(sy, d), Mean(su, d), Mean(sv, d), o);
+      } else {
+        uint32_t sums[4] = {0, 0, 0, 0};
+        for (int x = x0; x < x1; ++x) {
+          sums[0] += A0[2 * x];
+          sums[1] += A0[2 * x + 1];
+          sums[2] += A1[2 * x];
+          sums[3] += A1[2 * x + 1];
+        }
+        const uint32_t red = sums[a];
+        const uint32_t blue = sums[c];
+        const uint32_t green = sums[0] + sums[1] + sums[2] + sums[3] - red - blue;
+        d2.Set(2 * n);
+        o[0] = Mean(red, d);
+        o[1] = Mean(green, d2);
+        o[2] = Mean(blue, d);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void IngestFrame(const uint8_t* src, const int32_t* header, const int32_t* v_taps,
+                 const int32_t* h_taps, uint8_t* rgb, const float* lut, float* out,
+                 size_t out_length) {
+  thread_local Scratch s;
+  const int mid_w = header[kMidWidth], mid_h = header[kMidHeight];
+  const int out_w = header[kOutWidth], out_h = header[kOutHeight];
+  const int dest_x = header[kDestX], dest_y = header[kDestY];
+  const int dest_w = header[kDestWidth], dest_h = header[kDestHeight];
+  const int nv = header[kVTaps], nh = header[kHTaps];
+  const size_t row_bytes = static_cast<size_t>(mid_w) * 3;
+  s.mid.resize(row_bytes * mid_h);
+  BoxConvert(src, header, s);
+  // Vertical taps into `columns`, transposed: byte c of intermediate column x of output row y at
+  // (c * mid_w + x) * dest_h + y, so that the horizontal taps run down contiguous columns.
+  const size_t rows = static_cast<size_t>(dest_h);
+  s.vertical.resize(row_bytes * rows);
+  uint8_t* __restrict columns = s.vertical.data();
+  s.sums.resize(std::max(row_bytes, rows));
+  int32_t* __restrict sums = s.sums.data();
+  const uint8_t* __restrict mid = s.mid.data();
+  for (size_t y = 0; y < rows; ++y) {
+    const uint8_t* __restrict row;
+    if (nv > 0) {
+      const int32_t* t = v_taps + y * (nv + 1);
+      std::fill(sums, sums + row_bytes, kRound);
+      for (int k = 0; k < nv; ++k) {
+        const int32_t w = t[1 + k];
+        const uint8_t* __restrict p = mid + static_cast<size_t>(t[0] + k) * row_bytes;
+        for (size_t i = 0; i < row_bytes; ++i) sums[i] += w * p[i];
+      }
+      for (size_t i = 0; i < row_bytes; ++i) {
+        const int32_t v = sums[i] >> kTapShift;
+        sums[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+      }
+      for (size_t x = 0; x < static_cast<size_t>(mid_w); ++x) {
+        columns[x * rows + y] = static_cast<uint8_t>(sums[3 * x]);
+        columns[(mid_w + x) * rows + y] = static_cast<uint8_t>(sums[3 * x + 1]);
+        columns[(2 * mid_w + x) * rows + y] = static_cast<uint8_t>(sums[3 * x + 2]);
+      }
+    } else {
+      row = mid + y * row_bytes;
+      for (size_t x = 0; x < static_cast<size_t>(mid_w); ++x) {
+        columns[x * rows + y] = row[3 * x];
+        columns[(mid_w + x) * rows + y] = row[3 * x + 1];
+        columns[(2 * mid_w + x) * rows + y] = row[3 * x + 2];
+      }
+    }
+  }
+  const size_t out_bytes = static_cast<size_t>(out_w) * out_h * 3;
+  if (dest_w != out_w || dest_h != out_h) std::fill(rgb, rgb + out_bytes, 0);
+  // Horizontal taps down each column: out column x of channel c from columns start..start+nh.
+  for (int c = 0; c < 3; ++c) {
+    const uint8_t* __restrict plane = columns + static_cast<size_t>(c) * mid_w * rows;
+    for (int x = 0; x < dest_w; ++x) {
+      const uint8_t* __restrict col;
+      if (nh > 0) {
+        const int32_t* t = h_taps + static_cast<size_t>(x) * (nh + 1);
+        std::fill(sums, sums + rows, kRound);
+        for (int k = 0; k < nh; ++k) {
+          const int32_t w = t[1 + k];
+          const uint8_t* __restrict p = plane + static_cast<size_t>(t[0] + k) * rows;
+          for (size_t y = 0; y < rows; ++y) sums[y] += w * p[y];
+        }
+        uint8_t* to = rgb + (static_cast<size_t>(dest_y) * out_w + dest_x + x) * 3 + c;
+        const size_t stride = static_cast<size_t>(out_w) * 3;
+        for (size_t y = 0; y < rows; ++y) to[y * stride] = Clamp255(sums[y] >> kTapShift);
+      } else {
+        col = plane + static_cast<size_t>(x) * rows;
+        uint8_t* to = rgb + (static_cast<size_t>(dest_y) * out_w + dest_x + x) * 3 + c;
+        const size_t stride = static_cast<size_t>(out_w) * 3;
+        for (size_t y = 0; y < rows; ++y) to[y * stride] = col[y];
+      }
+    }
+  }
+  if (out_length == 0) return;
+  const size_t plane = static_cast<size_t>(out_w) * out_h;
+  float* out_r = out;
+  float* out_g = out + plane;
+  float* out_b = out + 2 * plane;
+  for (size_t p = 0; p < plane; ++p) {
+    const uint8_t* px = rgb + 3 * p;
+    out_r[p] = lut[px[0]];
+    out_g[p] = lut[256 + px[1]];
+    out_b[p] = lut[512 + px[2]];
+  }
+}
+
+Napi::Value IngestFrameBinding(const Napi::CallbackInfo& info) {
+  const Elements<float> out = ElementsOf<float>(info[6]);
+  IngestFrame(DataOf<uint8_t>(info[0]), DataOf<int32_t>(info[1]), DataOf<int32_t>(info[2]),
+              DataOf<int32_t>(info[3]), DataOf<uint8_t>(info[4]), DataOf<float>(info[5]), out.data,
+              out.length);
+  return info.Env().Undefined();
+}
+
+namespace {
+
+// One frame on the libuv thread pool. The references keep the arrays (and so their memory)
+// alive until OnOK/OnError runs back on the JavaScript thread.
+class IngestWorker : public Napi::AsyncWorker {
+ public:
+  IngestWorker(const Napi::CallbackInfo& info, Napi::Promise::Deferred deferred)
+      : Napi::AsyncWorker(info.Env(), "vla:ingestFrame"), deferred_(deferred) {
+    for (size_t i = 0; i < 7; ++i) refs_[i] = Napi::Persistent(info[i].As<Napi::Object>());
+    src_ = DataOf<uint8_t>(info[0]);
+    header_ = DataOf<int32_t>(info[1]);
+    v_taps_ = DataOf<int32_t>(info[2]);
+    h_taps_ = DataOf<int32_t>(info[3]);
+    rgb_ = DataOf<uint8_t>(info[4]);
+    lut_ = DataOf<float>(info[5]);
+    const Elements<float> out = ElementsOf<float>(info[6]);
+    out_ = out.data;
+    out_length_ = out.length;
+  }
+
+  void Execute() override {
+    IngestFrame(src_, header_, v_taps_, h_taps_, rgb_, lut_, out_, out_length_);
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference refs_[7];
+  const uint8_t* src_;
+  const int32_t* header_;
+  const int32_t* v_taps_;
+  const int32_t* h_taps_;
+  uint8_t* rgb_;
+  const float* lut_;
+  float* out_;
+  size_t out_length_;
+};
+
+}  // namespace
+
+Napi::Value IngestFrameAsyncBinding(const Napi::CallbackInfo& info) {
+  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(info.Env());
+  IngestWorker* worker = new IngestWorker(info, deferred);
+  worker->Queue();
+  return deferred.Promise();
+}
+
+}  // namespace vla

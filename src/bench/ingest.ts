@@ -1,0 +1,204 @@
+/**
+ * Camera-frame ingest timings: how long the pipeline's preprocess stage takes for real camera
+ * sizes and encodings (the raw-frame kernel, JPEG through sharp), the sharp resize it replaced,
+ * and several cameras prepared at once on the thread pool against one.
+ */
+import { performance } from 'node:perf_hooks';
+import sharp from 'sharp';
+import { FrameIngest, type Frame, type ImageInputSpec, type RawFrame } from '../ingest/index.js';
+import type { Manifest } from '../model/manifest.js';
+import { median, round } from '../util/stats.js';
+import { benchObservations } from './frames.js';
+
+/** Encodings timed, as a camera would send them. */
+export const INGEST_ENCODINGS = ['rgb8', 'yuv422', 'bayer_rggb8', 'jpeg'] as const;
+export type IngestEncoding = (typeof INGEST_ENCODINGS)[number];
+
+/** Camera sizes timed. */
+export const INGEST_SIZES = [
+  [640, 480],
+  [1280, 720],
+] as const;
+
+function clamp(v: number): number {
+  return v < 0 ? 0 : v > 255 ? 255 : Math.round(v);
+}
+
+/** Packed RGB8 to UYVY (ROS `yuv422`), BT.601 limited range, chroma of each pixel pair averaged. */
+export function rgbToUyvy(rgb: Uint8Array, width: number, height: number): Uint8Array {
+  const out = new Uint8Array(width * height * 2);
+  const yuv = (p: number): [number, number, number] => {
+    const r = rgb[p] ?? 0;
+    const g = rgb[p + 1] ?? 0;
+    const b = rgb[p + 2] ?? 0;
+    return [
+      16 + 0.257 * r + 0.504 * g + 0.098 * b,
+      128 - 0.148 * r - 0.291 * g + 0.439 * b,
+      128 + 0.439 * r - 0.368 * g - 0.071 * b,
+    ];
+  };
+  for (let i = 0; i < width * height; i += 2) {
+    const [y0, u0, v0] = yuv(i * 3);
+    const [y1, u1, v1] = yuv(i * 3 + 3);
+    out[i * 2] = clamp((u0 + u1) / 2);
+    out[i * 2 + 1] = clamp(y0);
+    out[i * 2 + 2] = clamp((v0 + v1) / 2);
+    out[i * 2 + 3] = clamp(y1);
+  }
+  return out;
+}
+
+/** Packed RGB8 to an RGGB Bayer mosaic (one channel of each pixel per site). */
+export function rgbToRggb(rgb: Uint8Array, width: number, height: number): Uint8Array {
+  const out = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const channel = (y & 1) === 0 ? ((x & 1) === 0 ? 0 : 1) : (x & 1) === 0 ? 1 : 2;
+      out[y * width + x] = rgb[(y * width + x) * 3 + channel] ?? 0;
+    }
+  }
+  return out;
+}
+
+/** A simulator frame rendered at `width` x `height` in `encoding` (JPEG at quality 90). */
+export async function cameraFrame(
+  manifest: Manifest,
+  encoding: IngestEncoding,
+  width: number,
+  height: number,
+  seed: number,
+): Promise<Frame> {
+  const [obs] = benchObservations(manifest, 1, seed, { width, height });
+  if (obs === undefined) throw new Error('no observation rendered');
+  const rgb = obs.frame.data;
+  const raw = (enc: string, data: Uint8Array): RawFrame => ({
+    kind: 'raw',
+    encoding: enc,
+    width,
+    height,
+    data,
+  });
+  switch (encoding) {
+    case 'rgb8':
+      return raw('rgb8', rgb);
+    case 'yuv422':
+      return raw('yuv422', rgbToUyvy(rgb, width, height));
+    case 'bayer_rggb8':
+      return raw('bayer_rggb8', rgbToRggb(rgb, width, height));
+    case 'jpeg': {
+      const data = await sharp(rgb, { raw: { width, height, channels: 3 } })
+        .jpeg({ quality: 90 })
+        .toBuffer();
+      return { kind: 'encoded', format: 'jpeg', data };
+    }
+  }
+}
+
+/** p50 of `runs` timed calls of `f` after a warm-up, ms. */
+async function p50(f: () => Promise<unknown>, runs: number): Promise<number> {
+  for (let i = 0; i < Math.max(5, runs / 10); i++) await f();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await f();
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
+/** The median over `repeats` of the per-repeat p50, and the per-repeat values. */
+async function repeatedP50(
+  f: () => Promise<unknown>,
+  runs: number,
+  repeats: number,
+): Promise<{ p50: number; repeats: number[] }> {
+  const values: number[] = [];
+  for (let r = 0; r < repeats; r++) values.push(round(await p50(f, runs), 4));
+  return { p50: round(median(values), 4), repeats: values };
+}
+
+export interface IngestTimings {
+  /** Preprocess p50 (frame to normalised tensor, as the pipeline's stage), ms, by size and encoding. */
+  readonly preprocess_p50_ms: Record<string, Record<IngestEncoding, number>>;
+  /** The same for rgb8 through the sharp/libvips lanczos3 resize the kernel replaced, ms. */
+  readonly sharp_rgb8_p50_ms: Record<string, number>;
+  /** Three 640x480 rgb8 cameras through `toRgbMany` (thread pool) against one `toRgb`, ms. */
+  readonly cameras: {
+    readonly one_p50_ms: number;
+    readonly three_p50_ms: number;
+    readonly three_sequential_p50_ms: number;
+    /** three / one: below 3 when the cameras run in parallel. */
+    readonly ratio: number;
+  };
+  readonly runs: number;
+  readonly repeats: number;
+}
+
+/**
+ * Time the ingest of camera frames to `spec`: `runs` calls per figure, `repeats` times (median
+ * of the repeats' p50).
+ */
+export async function measureIngest(
+  manifest: Manifest,
+  spec: ImageInputSpec,
+  runs: number,
+  repeats: number,
+  progress: (line: string) => void = () => undefined,
+): Promise<IngestTimings> {
+  const ingest = new FrameIngest(spec);
+  const out = new Float32Array(3 * spec.width * spec.height);
+  const preprocess = (frame: Frame) => async (): Promise<void> => {
+    ingest.normalise(await ingest.toRgb(frame), out);
+  };
+  const table: Record<string, Record<IngestEncoding, number>> = {};
+  const viaSharp: Record<string, number> = {};
+  for (const [w, h] of INGEST_SIZES) {
+    const key = `${w}x${h}`;
+    const row = {} as Record<IngestEncoding, number>;
+    for (const encoding of INGEST_ENCODINGS) {
+      const frame = await cameraFrame(manifest, encoding, w, h, 1);
+      row[encoding] = (await repeatedP50(preprocess(frame), runs, repeats)).p50;
+      progress(`${key} ${encoding}: preprocess p50 ${row[encoding]} ms`);
+    }
+    table[key] = row;
+    const rgb = (await cameraFrame(manifest, 'rgb8', w, h, 1)) as RawFrame;
+    viaSharp[key] = (
+      await repeatedP50(
+        async () => {
+          const { data } = await sharp(rgb.data, { raw: { width: w, height: h, channels: 3 } })
+            .resize(spec.width, spec.height, { fit: 'fill', kernel: 'lanczos3' })
+            .raw()
+            .toBuffer({ resolveWithObject: true });
+          ingest.normalise(data, out);
+        },
+        runs,
+        repeats,
+      )
+    ).p50;
+    progress(`${key} rgb8 through sharp: p50 ${viaSharp[key]} ms`);
+  }
+  const cams = await Promise.all([1, 2, 3].map((s) => cameraFrame(manifest, 'rgb8', 640, 480, s)));
+  const first = cams[0] as Frame;
+  const one = await repeatedP50(() => ingest.toRgb(first), runs, repeats);
+  const three = await repeatedP50(() => ingest.toRgbMany(cams), runs, repeats);
+  const sequential = await repeatedP50(
+    async () => {
+      for (const f of cams) await ingest.toRgb(f);
+    },
+    runs,
+    repeats,
+  );
+  progress(`three 640x480 cameras ${three.p50} ms, one ${one.p50} ms`);
+  return {
+    preprocess_p50_ms: table,
+    sharp_rgb8_p50_ms: viaSharp,
+    cameras: {
+      one_p50_ms: one.p50,
+      three_p50_ms: three.p50,
+      three_sequential_p50_ms: sequential.p50,
+      ratio: round(three.p50 / one.p50, 2),
+    },
+    runs,
+    repeats,
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * `vla-node bench ingest`'s measurement: every figure present and positive, and the benchmark's
+ * YUV and Bayer frames are what the node reads back as the scene's colours.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  cameraFrame,
+  INGEST_ENCODINGS,
+  measureIngest,
+  rgbToRggb,
+  rgbToUyvy,
+} from '../../src/bench/ingest.js';
+import { FrameIngest, rawToRgb } from '../../src/ingest/index.js';
+import { loadModelPackage } from '../../src/model/manifest.js';
+import { TINY_VLA } from '../helpers.js';
+
+describe('bench ingest', () => {
+  it('reports preprocess figures for every size and encoding, and the camera ratio', async () => {
+    const { manifest } = await loadModelPackage(TINY_VLA);
+    const r = await measureIngest(manifest, manifest.image, 2, 1);
+    for (const size of ['640x480', '1280x720']) {
+      for (const e of INGEST_ENCODINGS) expect(r.preprocess_p50_ms[size]?.[e]).toBeGreaterThan(0);
+      expect(r.sharp_rgb8_p50_ms[size]).toBeGreaterThan(0);
+    }
+    expect(r.cameras.one_p50_ms).toBeGreaterThan(0);
+    expect(r.cameras.ratio).toBeCloseTo(r.cameras.three_p50_ms / r.cameras.one_p50_ms, 1);
+  }, 120_000);
+
+  it('makes YUV and Bayer frames that convert back to the scene', async () => {
+    const { manifest } = await loadModelPackage(TINY_VLA);
+    const rgb = await cameraFrame(manifest, 'rgb8', 64, 48, 3);
+    if (rgb.kind !== 'raw') throw new Error('expected a raw frame');
+    const spec = {
+      width: 32,
+      height: 24,
+      resize: 'stretch' as const,
+      mean: [0, 0, 0],
+      std: [1, 1, 1],
+    };
+    const ingest = new FrameIngest(spec as never);
+    const want = await ingest.toRgb(rgb);
+    for (const [encoding, data] of [
+      ['yuv422', rgbToUyvy(rgb.data, 64, 48)],
+      ['bayer_rggb8', rgbToRggb(rgb.data, 64, 48)],
+    ] as const) {
+      const got = await ingest.toRgb({ kind: 'raw', encoding, width: 64, height: 48, data });
+      let sum = 0;
+      for (let i = 0; i < got.length; i++) sum += Math.abs((got[i] ?? 0) - (want[i] ?? 0));
+      expect(sum / got.length).toBeLessThan(4);
+    }
+    expect(rawToRgb({ ...rgb, encoding: 'rgb8' })).toEqual(rgb.data);
+  });
+});
