@@ -182,6 +182,8 @@ export interface ParameterDescription {
   };
   readonly minItems?: number;
   readonly uniqueItems?: boolean;
+  /** Fixed when the node starts: a ROS 2 read-only parameter (`readOnly` in the schema). */
+  readonly readOnly?: boolean;
 }
 
 /** The subset of JSON Schema the parameter schema uses. */
@@ -201,6 +203,7 @@ interface SchemaNode {
   readonly minItems?: number;
   readonly maxItems?: number;
   readonly uniqueItems?: boolean;
+  readonly readOnly?: boolean;
 }
 
 interface LoadedSchema {
@@ -331,6 +334,7 @@ export function describeParameter(key: string): ParameterDescription {
         }),
     ...(node.minItems === undefined ? {} : { minItems: node.minItems }),
     ...(node.uniqueItems === undefined ? {} : { uniqueItems: node.uniqueItems }),
+    ...(node.readOnly === true ? { readOnly: true } : {}),
   });
 }
 

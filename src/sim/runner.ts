@@ -1,6 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { LatencyHistogram } from '../runtime/latency.js';
-import { ChunkExecutor, type ExecutorOptions, type MergeMode } from '../runtime/executor.js';
+import { ControlLoop, type ControlTick } from '../runtime/control-loop.js';
+import type { ExecutorOptions, MergeMode } from '../runtime/executor.js';
+import type { ActionLimits } from '../runtime/safety.js';
 import { expertChunk } from './expert.js';
 import { episodeSeed, Rng } from '../util/rng.js';
 import { TabletopSim, type Observation } from './tabletop.js';
@@ -23,6 +25,8 @@ export interface EpisodeOptions {
   readonly taskKind?: TaskKind;
   /** Run on a control-step clock with inference delays (absent: synchronous, no delay). */
   readonly timing?: TimingOptions;
+  /** Limits of the actions sent without `timing` (with it: `timing.executor.limits`); none if absent. */
+  readonly limits?: ActionLimits;
   readonly onEpisode?: (result: EpisodeResult, index: number) => void;
   /** Timed runs only: every action sent to the robot, and whether it was the watchdog's. */
   readonly onAction?: (action: Float32Array, source: 'plan' | 'safe') => void;
@@ -100,13 +104,7 @@ export async function runEpisodes(agent: Agent, options: EpisodeOptions): Promis
       options.timing === undefined
         ? {}
         : await runTimed(agent, sim, options, options.timing, seed, delays);
-    if (options.timing === undefined) {
-      while (!sim.done) {
-        const chunk = await agent.act(sim.observe(), sim);
-        const steps = Math.min(options.executeSteps, chunk.length / 2);
-        for (let k = 0; k < steps; k++) if (sim.step(chunk.subarray(2 * k, 2 * k + 2))) break;
-      }
-    }
+    if (options.timing === undefined) await runUntimed(agent, sim, options);
     const result: EpisodeResult = {
       seed,
       instruction: sim.scene.task.instruction,
@@ -192,6 +190,35 @@ export function pipelineAgent(pipeline: ChunkSource): Agent {
   };
 }
 
+/**
+ * The plain synchronous loop: no delay, a fresh chunk whenever the last one's `executeSteps`
+ * actions are used up. It runs on the same control loop as the timed runs and the ROS node.
+ */
+async function runUntimed(agent: Agent, sim: TabletopSim, options: EpisodeOptions): Promise<void> {
+  let loop: ControlLoop | undefined;
+  for (let t = 0; !sim.done; t++) {
+    const current = [sim.effector.x, sim.effector.y];
+    if (loop === undefined || loop.wantsChunk(t, 0)) {
+      const chunk = await agent.act(sim.observe(), sim);
+      loop ??= new ControlLoop({
+        mode: 'sync',
+        horizon: Math.floor(chunk.length / 2),
+        actionDim: 2,
+        executeSteps: options.executeSteps,
+        executor: {
+          ensembleDecay: 0,
+          rtcDecaySteps: 1,
+          marginSteps: 0,
+          safeAction: 'hold',
+          limits: options.limits ?? { min: [], max: [], maxDeltaPerStep: 0 },
+        },
+      });
+      loop.accept(chunk, t, t);
+    }
+    sim.step(loop.tick(t, current).action);
+  }
+}
+
 async function runTimed(
   agent: Agent,
   sim: TabletopSim,
@@ -202,19 +229,23 @@ async function runTimed(
 ): Promise<Partial<EpisodeResult>> {
   const periodMs = 1000 / timing.controlRateHz;
   const rng = new Rng(seed ^ 0x3c6ef372);
-  const executor = new ChunkExecutor({
-    ...timing.executor,
-    mergeMode: timing.mode === 'sync' ? 'replace' : timing.mode,
+  const loop = new ControlLoop({
+    mode: timing.mode,
     horizon: timing.horizon,
     actionDim: 2,
+    executeSteps: options.executeSteps,
+    executor: timing.executor,
   });
+  const apply = (tick: ControlTick): boolean => {
+    if (tick.source !== 'plan') idle++;
+    options.onAction?.(tick.action, tick.source === 'safe' ? 'safe' : 'plan');
+    return sim.step(tick.action);
+  };
   let inflight: { chunk: Float32Array | undefined; obsStep: number; arrival: number } | undefined;
   let frozen: { obs: ReturnType<TabletopSim['observe']>; capturedAt: number } | undefined;
   let stallLeft = 0;
   let idle = 0;
-  let misses = 0;
   let stale = 0;
-  let started = false;
   let errors = 0;
   const delaySteps = async (
     obs: ReturnType<TabletopSim['observe']>,
@@ -257,38 +288,32 @@ async function runTimed(
     }
     const fresh = (t - capture.capturedAt) * periodMs <= timing.maxFrameAgeMs;
     if (timing.mode === 'sync') {
-      if (executor.remaining(t) === 0) {
+      if (loop.wantsChunk(t, 0)) {
         if (!fresh) {
           stale++;
-          idle++;
-          sim.step([sim.effector.x, sim.effector.y]);
+          apply(loop.tick(t, [sim.effector.x, sim.effector.y], true));
           continue;
         }
         const { chunk, steps } = await delaySteps(capture.obs);
         // The robot holds still while it waits, then runs the chunk from its first action.
         let over = false;
         for (let k = 0; k < steps && !over; k++) {
-          idle++;
-          over = sim.step([sim.effector.x, sim.effector.y]);
+          over = apply(loop.tick(t + k, [sim.effector.x, sim.effector.y], true));
         }
         if (over) break;
         t += steps;
         if (chunk === undefined) continue;
-        executor.accept(chunk.subarray(0, Math.min(chunk.length, options.executeSteps * 2)), t, t);
-        started = true;
+        loop.accept(chunk, t, t);
       }
     } else {
       if (inflight !== undefined && t >= inflight.arrival) {
-        if (inflight.chunk !== undefined) {
-          executor.accept(inflight.chunk, inflight.obsStep, t);
-          started = true;
-        }
+        if (inflight.chunk !== undefined) loop.accept(inflight.chunk, inflight.obsStep, t);
         inflight = undefined;
       }
       const expected = Math.ceil(
         (observedDelays.count === 0 ? periodMs : observedDelays.summary().p95) / periodMs,
       );
-      if (inflight === undefined && executor.shouldQuery(t, expected)) {
+      if (inflight === undefined && loop.wantsChunk(t, expected)) {
         if (fresh) {
           const { chunk, steps } = await delaySteps(capture.obs);
           inflight = { chunk, obsStep: capture.capturedAt, arrival: t + steps };
@@ -297,20 +322,14 @@ async function runTimed(
         }
       }
     }
-    const out = executor.step(t, [sim.effector.x, sim.effector.y]);
-    if (out.source === 'safe') {
-      idle++;
-      if (started) misses++;
-    }
-    options.onAction?.(out.action, out.source);
-    sim.step(out.action);
+    apply(loop.tick(t, [sim.effector.x, sim.effector.y]));
   }
   return {
     idleSteps: idle,
-    deadlineMisses: misses,
-    safeHoldSteps: executor.safeHoldSteps,
+    deadlineMisses: loop.deadlineMisses,
+    safeHoldSteps: loop.safeHoldSteps,
     staleFrames: stale,
     inferenceErrors: errors,
-    smoothness: executor.smoothness,
+    smoothness: loop.smoothness,
   };
 }

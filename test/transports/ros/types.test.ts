@@ -1,0 +1,23 @@
+/**
+ * Once rclnodejs's install step has run against a sourced ROS 2 it generates
+ * types/interfaces.d.ts, which turns its message type names from undeclared (any) into a union
+ * of literal strings; src/transports/ros must compile both ways (this checkout has the
+ * ungenerated declarations, so `npm run typecheck` covers that side).
+ */
+import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+
+describe('the ROS transport against rclnodejs generated message declarations', () => {
+  it('compiles with types/interfaces.d.ts generated (fixtures/generated-interfaces.d.ts)', async () => {
+    const run = promisify(execFile)(process.execPath, [
+      tsc,
+      '-p',
+      'test/transports/ros/fixtures/tsconfig.generated.json',
+    ]);
+    await expect(run).resolves.toMatchObject({ stdout: '' });
+  });
+});
