@@ -27,4 +27,10 @@ export {
   type TopicMap,
 } from './replay.js';
 export { cdrReader, cdrWriter, parseSchema, schemaText, SCHEMA_SEPARATOR } from './schemas.js';
-export { BagWriter, type BagWriterOptions } from './writer.js';
+export {
+  BagWriter,
+  OFFERED_QOS,
+  ROSBAG2_METADATA_VERSION,
+  type BagWriterOptions,
+  type OfferedQos,
+} from './writer.js';
