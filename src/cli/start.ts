@@ -45,6 +45,12 @@ const ROS_OPTIONS = {
     type: 'boolean',
     help: 'publish ~/debug/pruned_image (ros.publish_pruned_image)',
   },
+  // Launch files pass these (and --joint-names) empty when the parameter file's value stands.
+  model: { type: 'string', help: 'model package folder (model.path); empty: the parameter file' },
+  precision: {
+    type: 'string',
+    help: 'fp32|fp16|int8|auto (model.precision); empty: the parameter file',
+  },
 } as const;
 
 /** The ROS flags as parameter overrides (the parameter file holds every default). */
@@ -55,9 +61,9 @@ function rosFlagOverrides(values: OptionValues, autoActivate: boolean): string[]
       .split(',')
       .map((s) => JSON.stringify(s.trim()))
       .join(', ')}]`;
-  if (typeof values.cameras === 'string') sets.push(`ros.cameras=${asList(values.cameras)}`);
-  if (typeof values['joint-names'] === 'string')
-    sets.push(`ros.joint_names=${asList(values['joint-names'])}`);
+  const given = (v: unknown): v is string => typeof v === 'string' && v.trim() !== '';
+  if (given(values.cameras)) sets.push(`ros.cameras=${asList(values.cameras)}`);
+  if (given(values['joint-names'])) sets.push(`ros.joint_names=${asList(values['joint-names'])}`);
   if (typeof values['model-camera'] === 'string')
     sets.push(`ros.model_camera=${JSON.stringify(values['model-camera'])}`);
   if (typeof values['image-transport'] === 'string')
