@@ -12,6 +12,8 @@ export default tseslint.config(
       'models/**',
       // compiled by test/transports/ros/types.test.ts with its own tsconfig
       'test/transports/ros/fixtures/**',
+      // declarations only, for a build without the optional rclnodejs
+      'types/**',
     ],
   },
   js.configs.recommended,

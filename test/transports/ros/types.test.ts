@@ -20,4 +20,13 @@ describe('the ROS transport against rclnodejs generated message declarations', (
     ]);
     await expect(run).resolves.toMatchObject({ stdout: '' });
   });
+
+  it('src builds where npm dropped rclnodejs (npm 10 without ROS 2): types/rclnodejs-absent', async () => {
+    const run = promisify(execFile)(process.execPath, [
+      tsc,
+      '-p',
+      'test/transports/ros/fixtures/tsconfig.absent.json',
+    ]);
+    await expect(run).resolves.toMatchObject({ stdout: '' });
+  });
 });
