@@ -17,7 +17,7 @@ export interface RosEnvironment {
 
 /** How to make the ROS 2 node available, in one line (the README's robot steps). */
 export const ROS_SETUP_HINT =
-  'source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it from this checkout: `npm install-scripts approve rclnodejs` (npm 11; npm 10 needs no approval), then `npm rebuild rclnodejs` (a few minutes; see the README, "On a robot with ROS 2")';
+  'source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it in this checkout: `npm rebuild rclnodejs`, or `npm install --no-save rclnodejs@2.2.0` where npm dropped it (see launch/README.md)';
 
 /** Look at the environment a sourced ROS 2 setup leaves (ROS_DISTRO, AMENT_PREFIX_PATH). */
 export function detectRos(env: NodeJS.ProcessEnv = process.env): RosEnvironment {

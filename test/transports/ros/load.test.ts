@@ -37,7 +37,7 @@ describe('loadRos', () => {
     expect(error).toBeInstanceOf(RosUnavailableError);
     expect((error as RosUnavailableError).cause).toBe(cause);
     expect((error as Error).message).toBe(
-      'The ROS 2 node needs rclnodejs, which did not load with ROS 2 jazzy (librcl.so: cannot open shared object file): source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it from this checkout: `npm install-scripts approve rclnodejs` (npm 11; npm 10 needs no approval), then `npm rebuild rclnodejs` (a few minutes; see the README, "On a robot with ROS 2")',
+      'The ROS 2 node needs rclnodejs, which did not load with ROS 2 jazzy (librcl.so: cannot open shared object file): source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it in this checkout: `npm rebuild rclnodejs`, or `npm install --no-save rclnodejs@2.2.0` where npm dropped it (see launch/README.md)',
     );
   });
 

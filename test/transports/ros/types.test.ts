@@ -9,17 +9,30 @@ import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
-const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+const require = createRequire(import.meta.url);
+const tsc = require.resolve('typescript/bin/tsc');
+let installed = true;
+try {
+  require.resolve('rclnodejs/package.json');
+} catch {
+  installed = false;
+  console.log(
+    'types.test: rclnodejs is not installed (dropped where its build failed without ROS 2); the check against its generated declarations is skipped',
+  );
+}
 
 describe('the ROS transport against rclnodejs generated message declarations', () => {
-  it('compiles with types/interfaces.d.ts generated (fixtures/generated-interfaces.d.ts)', async () => {
-    const run = promisify(execFile)(process.execPath, [
-      tsc,
-      '-p',
-      'test/transports/ros/fixtures/tsconfig.generated.json',
-    ]);
-    await expect(run).resolves.toMatchObject({ stdout: '' });
-  });
+  it.skipIf(!installed)(
+    'compiles with types/interfaces.d.ts generated (fixtures/generated-interfaces.d.ts)',
+    async () => {
+      const run = promisify(execFile)(process.execPath, [
+        tsc,
+        '-p',
+        'test/transports/ros/fixtures/tsconfig.generated.json',
+      ]);
+      await expect(run).resolves.toMatchObject({ stdout: '' });
+    },
+  );
 
   it('src builds where npm dropped rclnodejs (npm 10 without ROS 2): types/rclnodejs-absent', async () => {
     const run = promisify(execFile)(process.execPath, [
