@@ -93,7 +93,7 @@ async function runNode(
   io: CommandIo,
   rosArgs: readonly string[],
 ): Promise<number> {
-  return runRosNode({
+  const code = await runRosNode({
     ros,
     config,
     createPipeline,
@@ -103,6 +103,10 @@ async function runNode(
       io.progress(line);
     },
   });
+  // The node is shut down and the model released: should a native handle keep the event loop
+  // alive, end anyway (ros2 launch would otherwise escalate to SIGTERM and report a failure).
+  setTimeout(() => process.exit(code), 3000).unref();
+  return code;
 }
 
 /** `vla-node ros`: the managed ROS 2 node; fails with one clear message when rclnodejs cannot load. */
