@@ -797,7 +797,8 @@ export class VlaRosNode {
       })),
     ];
     return {
-      header: { stamp: timeFromMs(this.#clock()), frame_id: '' },
+      // ROS time, so that with use_sim_time the status is stamped on the /clock timeline.
+      header: { stamp: rosTimeOf(this.node.now().nanoseconds), frame_id: '' },
       status: [
         {
           level,
@@ -866,6 +867,10 @@ export class VlaRosNode {
 
 /** At most one warning per kind of bad input per this many ms. */
 export const INPUT_WARNING_PERIOD_MS = 5000;
+
+function rosTimeOf(ns: bigint): { sec: number; nanosec: number } {
+  return { sec: Number(ns / 1_000_000_000n), nanosec: Number(ns % 1_000_000_000n) };
+}
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

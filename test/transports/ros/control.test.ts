@@ -135,6 +135,14 @@ describe('VlaRosNode control loop', () => {
   });
 });
 
+describe('VlaRosNode time', () => {
+  it('with use_sim_time, diagnostics are stamped with the /clock time (the node ROS clock)', async () => {
+    const h = await node({ use_sim_time: 'true' });
+    h.node.simTimeNs = 42_500_000_000n;
+    expect(h.vla.diagnostics().header.stamp).toEqual({ sec: 42, nanosec: 500_000_000 });
+  });
+});
+
 describe('VlaRosNode ros.* parameters', () => {
   it('reads every ros.* key from -p (cameras, transport, QoS, joint names, diagnostics)', async () => {
     const h = await node({

@@ -350,6 +350,12 @@ export class DoubleLifecycleNode implements RosLifecycleNode {
   get usesSimTime(): boolean {
     return this.parameters.get('use_sim_time')?.value === true;
   }
+  /** The last /clock time received (test helper: what a /clock publisher set), ns. */
+  simTimeNs = 0n;
+  /** lib/node.js `now()`: the node's ROS clock, /clock's time when use_sim_time is true. */
+  now(): { readonly nanoseconds: bigint } {
+    return { nanoseconds: this.usesSimTime ? this.simTimeNs : BigInt(Date.now()) * 1_000_000n };
+  }
 
   createPublisher(typeClass: MessageClass, topic: string, options?: rcl.Options): RosPublisher {
     const resolved = this.#validateOptions(options, topic, 'publisher');
