@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type * as rcl from 'rclnodejs';
-import { PARAMETER_TYPE } from '../../../src/transports/ros/api.js';
+import { messageClass, PARAMETER_TYPE } from '../../../src/transports/ros/api.js';
 import { createRosDouble, rclOverride } from './double.js';
 
 interface RealParameterModule {
@@ -95,7 +95,12 @@ describe('the rclnodejs double follows rclnodejs 2.2 JavaScript', () => {
         qos: api.QoS.profileSensorData,
         qosOverridingOptions: api.QoSOverridingOptions.withDefaultPolicies(),
       };
-      node.createSubscription('sensor_msgs/msg/Image', '/cam', options, () => undefined);
+      node.createSubscription(
+        messageClass('sensor_msgs/msg/Image'),
+        '/cam',
+        options,
+        () => undefined,
+      );
       expect(options.qos).toMatchObject({
         depth: realQos.depth,
         reliability: realQos.reliability,

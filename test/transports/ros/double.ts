@@ -15,8 +15,8 @@
  * descriptor; `setParameter` refuses undeclared and read-only names (lib/node.js,
  * lib/parameter.js). test/transports/ros/double.test.ts pins each of these.
  */
-/* eslint-disable @typescript-eslint/no-unsafe-class-instance-assignment, @typescript-eslint/no-unsafe-enum-assignment --
-   a double stands in for rclnodejs's classes and const enums, so its values never come from them */
+/* eslint-disable @typescript-eslint/no-unsafe-enum-assignment --
+   a double stands in for rclnodejs's const enums, so its values never come from them */
 import type * as rcl from 'rclnodejs';
 import type {
   MessageClass,
@@ -30,6 +30,16 @@ import type {
   RosTimer,
 } from '../../../src/transports/ros/api.js';
 import { PARAMETER_TYPE } from '../../../src/transports/ros/api.js';
+
+/**
+ * A double's object where rclnodejs's class is expected. Once rclnodejs has generated its message
+ * declarations, its Parameter and ParameterDescriptor are typed precisely enough that the
+ * double's (structurally equal at run time) are not assignable.
+ */
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names T
+function asRcl<T>(value: unknown): T {
+  return value as T;
+}
 
 const STATES = {
   unconfigured: { id: 1, label: 'unconfigured' },
@@ -343,7 +353,7 @@ export class DoubleLifecycleNode implements RosLifecycleNode {
     this.name = name;
     this.#overrides = overrides;
     // lib/time_source.js: every node declares use_sim_time (a bool; `-p use_sim_time:=true`).
-    this.declareParameter(new DoubleParameter('use_sim_time', PARAMETER_TYPE.bool, false));
+    this.declareParameter(asRcl(new DoubleParameter('use_sim_time', PARAMETER_TYPE.bool, false)));
   }
 
   /** The ROS clock follows /clock (use_sim_time is true): timers then run on simulated time. */
@@ -421,8 +431,10 @@ export class DoubleLifecycleNode implements RosLifecycleNode {
         let declared: rcl.Parameter;
         try {
           declared = this.declareParameter(
-            new DoubleParameter(name, type, value),
-            new DoubleParameterDescriptor(name, type, `QoS override for ${policy.prop}`, true),
+            asRcl(new DoubleParameter(name, type, value)),
+            asRcl(
+              new DoubleParameterDescriptor(name, type, `QoS override for ${policy.prop}`, true),
+            ),
           );
         } catch (error) {
           if (!this.hasParameter(name)) throw error;
@@ -474,7 +486,9 @@ export class DoubleLifecycleNode implements RosLifecycleNode {
     const declared = !ignoreOverride && override !== undefined ? override : parameter;
     if (this.parameters.has(declared.name))
       throw new Error(`Parameter(${declared.name}) already declared.`);
-    const d = descriptor ?? new DoubleParameterDescriptor(declared.name, declared.type);
+    const d =
+      descriptor ??
+      asRcl<rcl.ParameterDescriptor>(new DoubleParameterDescriptor(declared.name, declared.type));
     d.validate();
     this.descriptors.set(declared.name, d);
     const result = this.#setAtomically([declared], true);
@@ -525,8 +539,9 @@ export class DoubleLifecycleNode implements RosLifecycleNode {
       }
     }
     for (const cb of this.#onSet) {
-      const result = cb(parameters) as { successful: boolean; reason: string };
-      if (!result.successful) return result;
+      // typed by rclnodejs's generated rcl_interfaces declarations, when they exist
+      const result = asRcl<{ successful: boolean; reason?: string | null }>(cb(parameters));
+      if (!result.successful) return { successful: false, reason: result.reason ?? '' };
     }
     for (const parameter of parameters) this.parameters.set(parameter.name, parameter);
     return { successful: true, reason: '' };
@@ -642,14 +657,16 @@ export function rclOverride(name: string, text: string): rcl.Parameter {
     const type = items[0]?.type ?? 4;
     if (items.some((i) => i.type !== type))
       throw new Error(`rcl: Sequence should be of same type (${name}:=${text})`);
-    return new DoubleParameter(
-      name,
-      type + 5,
-      items.map((i) => i.value),
+    return asRcl(
+      new DoubleParameter(
+        name,
+        type + 5,
+        items.map((i) => i.value),
+      ),
     );
   }
   const { type, value } = scalar(t);
-  return new DoubleParameter(name, type, value);
+  return asRcl(new DoubleParameter(name, type, value));
 }
 
 /**
@@ -696,8 +713,8 @@ export function createRosDouble(
     lifecycle: { LifecycleNode: BoundNode },
     QoS: DoubleQoS as unknown as RosApi['QoS'],
     QoSOverridingOptions: DoubleQoSOverridingOptions,
-    Parameter: DoubleParameter,
-    ParameterDescriptor: DoubleParameterDescriptor,
+    Parameter: asRcl<RosApi['Parameter']>(DoubleParameter),
+    ParameterDescriptor: asRcl<RosApi['ParameterDescriptor']>(DoubleParameterDescriptor),
     FloatingPointRange: DoubleFloatingPointRange,
     IntegerRange: DoubleIntegerRange,
   };
