@@ -3,7 +3,19 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'native/build/**', 'bin/**', 'models/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'native/build/**',
+      'bin/**',
+      'models/**',
+      // compiled by test/transports/ros/types.test.ts with its own tsconfig
+      'test/transports/ros/fixtures/**',
+      // declarations only, for a build without the optional rclnodejs
+      'types/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

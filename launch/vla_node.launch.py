@@ -11,10 +11,6 @@ starts the node from the source tree where `npm ci` was run (see launch/README.m
 
 import os
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
-
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Installed by colcon, PACKAGE_ROOT is <prefix>/share/vla_node and the wrapper <prefix>/lib/vla_node.
 INSTALLED_WRAPPER = os.path.join(
@@ -33,8 +29,9 @@ ARGUMENTS = [
     ('image_transport', 'raw', 'raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage'),
     ('instruction_topic', '/vla/instruction', 'std_msgs/String instruction (transient local)'),
     ('joint_states_topic', '/joint_states', 'sensor_msgs/JointState of the robot'),
-    ('action_topic', '/vla/action_chunk', 'trajectory_msgs/JointTrajectory output'),
-    ('action_raw_topic', '/vla/action_chunk_raw', 'std_msgs/Float32MultiArray output'),
+    ('action_topic', '/vla/action_chunk', 'trajectory_msgs/JointTrajectory: the merged plan'),
+    ('command_topic', '/vla/command', 'std_msgs/Float64MultiArray: the command of each period'),
+    ('action_raw_topic', '/vla/action_chunk_raw', 'std_msgs/Float32MultiArray: the raw chunk'),
     ('joint_names', '', 'Comma-separated joint names of the trajectory (default: the manifest)'),
     ('auto_activate', 'false', 'Configure and activate at start (no lifecycle manager)'),
     ('model', '', 'Model package folder (default: model.path of the parameter file)'),
@@ -44,7 +41,7 @@ ARGUMENTS = [
 ]
 
 
-def _program(node_executable):
+def program(node_executable):
     """`node bin/vla-node.js ros` in a checkout (node_modules present), else the colcon wrapper."""
     checkout = os.path.isdir(os.path.join(PACKAGE_ROOT, 'node_modules'))
     if checkout or not os.path.isfile(INSTALLED_WRAPPER):
@@ -52,23 +49,25 @@ def _program(node_executable):
     return [INSTALLED_WRAPPER]
 
 
-def _command(context):
-    value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+def command_line(value):
+    """The argv of the node for the launch arguments `value` (name -> text); no launch needed."""
     compressed = value['image_transport'] == 'compressed'
     image_in = '~/in/image/compressed' if compressed else '~/in/image'
-    cmd = _program(value['node_executable']) + [
+    cmd = program(value['node_executable']) + [
         '--params',
         value['params_file'],
         '--image-transport',
         value['image_transport'],
-        f"--model={value['model']}",
-        f"--precision={value['precision']}",
     ]
+    # Empty means: the parameter file's value stands.
+    for flag, name in (('--model', 'model'), ('--precision', 'precision')):
+        if value[name]:
+            cmd += [flag, value[name]]
     if value['joint_names']:
         cmd += ['--joint-names', value['joint_names']]
     if value['auto_activate'].lower() in ('true', '1', 'yes'):
         cmd.append('--auto-activate')
-    cmd += [
+    return cmd + [
         '--',
         '--ros-args',
         '-r', f"__node:={value['node_name']}",
@@ -77,23 +76,36 @@ def _command(context):
         '-r', f"~/in/instruction:={value['instruction_topic']}",
         '-r', f"~/in/joint_states:={value['joint_states_topic']}",
         '-r', f"~/out/action_chunk:={value['action_topic']}",
+        '-r', f"~/out/command:={value['command_topic']}",
         '-r', f"~/out/action_chunk_raw:={value['action_raw_topic']}",
         '-p', f"use_sim_time:={value['use_sim_time']}",
     ]
+
+
+def _command(context):
+    from launch.actions import ExecuteProcess
+    from launch.substitutions import LaunchConfiguration
+
+    value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     return [
         ExecuteProcess(
-            cmd=cmd,
+            cmd=command_line(value),
             cwd=PACKAGE_ROOT,
             additional_env={'VLA_NODE_EXECUTABLE': value['node_executable']},
             name=value['node_name'],
             output='screen',
             emulate_tty=True,
+            # ros2 launch sends SIGINT on Ctrl-C; the node shuts its lifecycle down and exits 0.
             sigterm_timeout='10',
         )
     ]
 
 
 def generate_launch_description():
+    # Imported here so that command_line() can be used (and tested) without ROS 2.
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+
     return LaunchDescription(
         [
             DeclareLaunchArgument(name, default_value=default, description=description)

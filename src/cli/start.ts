@@ -48,6 +48,12 @@ const ROS_OPTIONS = {
     type: 'boolean',
     help: 'publish ~/debug/pruned_image (ros.publish_pruned_image)',
   },
+  // Launch files pass these (and --joint-names) empty when the parameter file's value stands.
+  model: { type: 'string', help: 'model package folder (model.path); empty: the parameter file' },
+  precision: {
+    type: 'string',
+    help: 'fp32|fp16|int8|auto (model.precision); empty: the parameter file',
+  },
 } as const;
 
 /** The ROS flags as parameter overrides (the parameter file holds every default). */
@@ -58,9 +64,9 @@ function rosFlagOverrides(values: OptionValues, autoActivate: boolean): string[]
       .split(',')
       .map((s) => JSON.stringify(s.trim()))
       .join(', ')}]`;
-  if (typeof values.cameras === 'string') sets.push(`ros.cameras=${asList(values.cameras)}`);
-  if (typeof values['joint-names'] === 'string')
-    sets.push(`ros.joint_names=${asList(values['joint-names'])}`);
+  const given = (v: unknown): v is string => typeof v === 'string' && v.trim() !== '';
+  if (given(values.cameras)) sets.push(`ros.cameras=${asList(values.cameras)}`);
+  if (given(values['joint-names'])) sets.push(`ros.joint_names=${asList(values['joint-names'])}`);
   if (typeof values['model-camera'] === 'string')
     sets.push(`ros.model_camera=${JSON.stringify(values['model-camera'])}`);
   if (typeof values['image-transport'] === 'string')
@@ -101,8 +107,9 @@ async function runNode(
           .manifest,
       )
     : undefined;
+  let code: number;
   try {
-    return await runRosNode({
+    code = await runRosNode({
       ros,
       config,
       createPipeline,
@@ -116,6 +123,10 @@ async function runNode(
   } finally {
     await live?.close();
   }
+  // The node is shut down and the model released: should a native handle keep the event loop
+  // alive, end anyway (ros2 launch would otherwise escalate to SIGTERM and report a failure).
+  setTimeout(() => process.exit(code), 3000).unref();
+  return code;
 }
 
 /** `vla-node ros`: the managed ROS 2 node; fails with one clear message when rclnodejs cannot load. */

@@ -209,6 +209,8 @@ export interface ParameterDescription {
   };
   readonly minItems?: number;
   readonly uniqueItems?: boolean;
+  /** Fixed when the node starts: a ROS 2 read-only parameter (`readOnly` in the schema). */
+  readonly readOnly?: boolean;
 }
 
 /** The subset of JSON Schema the parameter schema uses. */
@@ -228,6 +230,7 @@ interface SchemaNode {
   readonly minItems?: number;
   readonly maxItems?: number;
   readonly uniqueItems?: boolean;
+  readonly readOnly?: boolean;
 }
 
 interface LoadedSchema {
@@ -358,6 +361,7 @@ export function describeParameter(key: string): ParameterDescription {
         }),
     ...(node.minItems === undefined ? {} : { minItems: node.minItems }),
     ...(node.uniqueItems === undefined ? {} : { uniqueItems: node.uniqueItems }),
+    ...(node.readOnly === true ? { readOnly: true } : {}),
   });
 }
 

@@ -93,12 +93,15 @@ export class ChunkExecutor {
     return this.remaining(now) <= expectedDelaySteps + this.#o.marginSteps;
   }
 
-  /** Merge a chunk computed from the observation of step `obsStep`, arriving at step `now`. */
-  accept(actions: Float32Array, obsStep: number, now: number): void {
+  /**
+   * Merge a chunk computed from the observation of step `obsStep`, arriving at step `now`.
+   * Returns false when the chunk lies entirely in the past (the plan is unchanged).
+   */
+  accept(actions: Float32Array, obsStep: number, now: number): boolean {
     const a = this.#o.actionDim;
     const h = Math.min(this.#o.horizon, Math.floor(actions.length / a));
     const skip = Math.max(0, now - obsStep);
-    if (skip >= h) return; // entirely in the past
+    if (skip >= h) return false;
     const fresh = actions.subarray(skip * a, h * a);
     const freshLength = h - skip;
     const overlap = Math.max(
@@ -154,6 +157,7 @@ export class ChunkExecutor {
     this.#plan = next;
     this.#planStart = now;
     this.#planLength = freshLength;
+    return true;
   }
 
   /** The action for step `now`; `current` is the robot's measured position (used to hold). */
@@ -176,6 +180,41 @@ export class ChunkExecutor {
       this.#safe(current);
     }
     this.#limit();
+    this.#record();
+    return { action: this.#action, source };
+  }
+
+  /**
+   * Synchronous execution only: the robot holds still at its measured position `current` while
+   * the next chunk is computed. The action is limited like any other and becomes the previous
+   * action (so the next one is within `maxDeltaPerStep` of it); it is not a safe hold.
+   */
+  holdStill(current: ArrayLike<number>): StepOutput {
+    const a = this.#o.actionDim;
+    for (let d = 0; d < a; d++) {
+      const v = current[d] ?? 0;
+      this.#action[d] = Number.isFinite(v)
+        ? v
+        : this.#hasPrevious
+          ? (this.#previous[d] as number)
+          : 0;
+    }
+    this.#inSafeHold = false;
+    this.#limit();
+    this.#record();
+    return { action: this.#action, source: 'plan' };
+  }
+
+  /** The merged plan from step `now` on (a view, valid until the next accept), one row per step. */
+  planFrom(now: number): Float32Array {
+    const a = this.#o.actionDim;
+    const from = Math.max(0, now - this.#planStart);
+    if (from >= this.#planLength) return new Float32Array(0);
+    return this.#plan.subarray(from * a, this.#planLength * a);
+  }
+
+  #record(): void {
+    const a = this.#o.actionDim;
     if (this.#hasPrevious) {
       let change = 0;
       for (let d = 0; d < a; d++)
@@ -185,7 +224,6 @@ export class ChunkExecutor {
     }
     this.#previous.set(this.#action);
     this.#hasPrevious = true;
-    return { action: this.#action, source };
   }
 
   /** The safe action into #action, before the limits. */

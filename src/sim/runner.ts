@@ -1,7 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import { LatencyHistogram } from '../runtime/latency.js';
 import type { CommandSource, ObservedScene, RunObserver } from '../pipeline/observer.js';
-import { ChunkExecutor, type ExecutorOptions, type MergeMode } from '../runtime/executor.js';
+import { ControlLoop, type ControlTick } from '../runtime/control-loop.js';
+import type { ExecutorOptions, MergeMode } from '../runtime/executor.js';
+import type { ActionLimits } from '../runtime/safety.js';
 import { expertChunk } from './expert.js';
 import { episodeSeed, Rng } from '../util/rng.js';
 import { TabletopSim, type Observation } from './tabletop.js';
@@ -25,6 +27,8 @@ export interface EpisodeOptions {
   readonly taskKind?: TaskKind;
   /** Run on a control-step clock with inference delays (absent: synchronous, no delay). */
   readonly timing?: TimingOptions;
+  /** Limits of the actions sent without `timing` (with it: `timing.executor.limits`); none if absent. */
+  readonly limits?: ActionLimits;
   readonly onEpisode?: (result: EpisodeResult, index: number) => void;
   /** Keep every result in the summary (default false: a long run stays in constant memory). */
   readonly keepResults?: boolean;
@@ -105,14 +109,7 @@ export async function runEpisodes(agent: Agent, options: EpisodeOptions): Promis
       options.timing === undefined
         ? {}
         : await runTimed(agent, sim, options, options.timing, seed, delays, step);
-    if (options.timing === undefined) {
-      while (!sim.done) {
-        const chunk = await agent.act(sim.observe(), sim);
-        const steps = Math.min(options.executeSteps, chunk.length / 2);
-        for (let k = 0; k < steps; k++)
-          if (await step(chunk.subarray(2 * k, 2 * k + 2), 'plan')) break;
-      }
-    }
+    if (options.timing === undefined) await runUntimed(agent, sim, options, step);
     const result: EpisodeResult = {
       seed,
       instruction: sim.scene.task.instruction,
@@ -221,6 +218,41 @@ export function pipelineAgent(pipeline: ChunkSource): Agent {
   };
 }
 
+/**
+ * The plain synchronous loop: no delay, a fresh chunk whenever the last one's `executeSteps`
+ * actions are used up. It runs on the same control loop as the timed runs and the ROS node.
+ */
+async function runUntimed(
+  agent: Agent,
+  sim: TabletopSim,
+  options: EpisodeOptions,
+  step: Step,
+): Promise<void> {
+  let loop: ControlLoop | undefined;
+  for (let t = 0; !sim.done; t++) {
+    const current = [sim.effector.x, sim.effector.y];
+    if (loop === undefined || loop.wantsChunk(t, 0)) {
+      const chunk = await agent.act(sim.observe(), sim);
+      loop ??= new ControlLoop({
+        mode: 'sync',
+        horizon: Math.floor(chunk.length / 2),
+        actionDim: 2,
+        executeSteps: options.executeSteps,
+        executor: {
+          ensembleDecay: 0,
+          rtcDecaySteps: 1,
+          marginSteps: 0,
+          safeAction: 'hold',
+          limits: options.limits ?? { min: [], max: [], maxDeltaPerStep: 0 },
+        },
+      });
+      loop.accept(chunk, t, t);
+    }
+    const tick = loop.tick(t, current);
+    await step(tick.action, tick.source === 'plan' ? 'plan' : 'safe');
+  }
+}
+
 async function runTimed(
   agent: Agent,
   sim: TabletopSim,
@@ -232,12 +264,18 @@ async function runTimed(
 ): Promise<Partial<EpisodeResult>> {
   const periodMs = 1000 / timing.controlRateHz;
   const rng = new Rng(seed ^ 0x3c6ef372);
-  const executor = new ChunkExecutor({
-    ...timing.executor,
-    mergeMode: timing.mode === 'sync' ? 'replace' : timing.mode,
+  const loop = new ControlLoop({
+    mode: timing.mode,
     horizon: timing.horizon,
     actionDim: 2,
+    executeSteps: options.executeSteps,
+    executor: timing.executor,
   });
+  const apply = async (tick: ControlTick): Promise<boolean> => {
+    if (tick.source !== 'plan') idle++;
+    options.onAction?.(tick.action, tick.source === 'safe' ? 'safe' : 'plan');
+    return step(tick.action, tick.source === 'plan' ? 'plan' : 'safe');
+  };
   let inflight: { chunk: Float32Array | undefined; obsStep: number; arrival: number } | undefined;
   let frozen: { obs: ReturnType<TabletopSim['observe']>; capturedAt: number } | undefined;
   let stallLeft = 0;
@@ -285,37 +323,32 @@ async function runTimed(
     }
     const fresh = (t - capture.capturedAt) * periodMs <= timing.maxFrameAgeMs;
     if (timing.mode === 'sync') {
-      if (executor.remaining(t) === 0) {
+      if (loop.wantsChunk(t, 0)) {
         if (!fresh) {
           stale++;
-          idle++;
-          executor.waited(1, false);
-          await step([sim.effector.x, sim.effector.y], 'safe');
+          await apply(loop.tick(t, [sim.effector.x, sim.effector.y], true));
           continue;
         }
         const { chunk, steps } = await delaySteps(capture.obs);
         // The robot holds still while it waits, then runs the chunk from its first action.
         let over = false;
-        let waited = 0;
-        for (; waited < steps && !over; waited++) {
-          idle++;
-          over = await step([sim.effector.x, sim.effector.y], 'safe');
+        for (let k = 0; k < steps && !over; k++) {
+          over = await apply(loop.tick(t + k, [sim.effector.x, sim.effector.y], true));
         }
-        executor.waited(waited, chunk !== undefined && !over);
         if (over) break;
         t += steps;
         if (chunk === undefined) continue;
-        executor.accept(chunk.subarray(0, Math.min(chunk.length, options.executeSteps * 2)), t, t);
+        loop.accept(chunk, t, t);
       }
     } else {
       if (inflight !== undefined && t >= inflight.arrival) {
-        if (inflight.chunk !== undefined) executor.accept(inflight.chunk, inflight.obsStep, t);
+        if (inflight.chunk !== undefined) loop.accept(inflight.chunk, inflight.obsStep, t);
         inflight = undefined;
       }
       const expected = Math.ceil(
         (observedDelays.count === 0 ? periodMs : observedDelays.summary().p95) / periodMs,
       );
-      if (inflight === undefined && executor.shouldQuery(t, expected)) {
+      if (inflight === undefined && loop.wantsChunk(t, expected)) {
         if (fresh) {
           const { chunk, steps } = await delaySteps(capture.obs);
           inflight = { chunk, obsStep: capture.capturedAt, arrival: t + steps };
@@ -324,17 +357,14 @@ async function runTimed(
         }
       }
     }
-    const out = executor.step(t, [sim.effector.x, sim.effector.y]);
-    if (out.source === 'safe') idle++;
-    options.onAction?.(out.action, out.source);
-    await step(out.action, out.source);
+    await apply(loop.tick(t, [sim.effector.x, sim.effector.y]));
   }
   return {
     idleSteps: idle,
-    deadlineMisses: executor.deadlineMisses,
-    safeHoldSteps: executor.safeHoldSteps,
+    deadlineMisses: loop.deadlineMisses,
+    safeHoldSteps: loop.safeHoldSteps,
     staleFrames: stale,
     inferenceErrors: errors,
-    smoothness: executor.smoothness,
+    smoothness: loop.smoothness,
   };
 }

@@ -27,4 +27,11 @@ export {
   type TopicMap,
 } from './replay.js';
 export { cdrReader, cdrWriter, parseSchema, schemaText, SCHEMA_SEPARATOR } from './schemas.js';
-export { bagOutput, BagWriter, type BagWriterOptions } from './writer.js';
+export {
+  bagOutput,
+  BagWriter,
+  OFFERED_QOS,
+  ROSBAG2_METADATA_VERSION,
+  type BagWriterOptions,
+  type OfferedQos,
+} from './writer.js';

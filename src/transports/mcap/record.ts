@@ -8,7 +8,7 @@ import { episodeSeed } from '../../util/rng.js';
 import { multiArrayOf } from './codec.js';
 import { DEFAULT_TOPICS } from './replay.js';
 import { rosTime } from './schemas.js';
-import { BagWriter } from './writer.js';
+import { BagWriter, OFFERED_QOS } from './writer.js';
 
 export interface RecordSimOptions {
   /** Bag folder (or `.mcap` file) to create. */
@@ -72,11 +72,14 @@ export async function recordSim(options: RecordSimOptions): Promise<RecordSimRes
         const obs = sim.observe();
         const header = { stamp: rosTime(t), frame_id: 'camera' };
         if (first) {
+          // Latched like the node's instruction subscription (reliable, transient local, depth
+          // 1): `ros2 bag play` offers it so, and a node that starts later still receives it.
           await bag.write(
             DEFAULT_TOPICS.instruction,
             'std_msgs/msg/String',
             { data: obs.instruction },
             t,
+            OFFERED_QOS.latched,
           );
           first = false;
         }

@@ -1,6 +1,13 @@
 /**
  * Writing rosbag2-compatible MCAP: profile `ros2`, `ros2msg` schemas with the full definition
  * text, CDR messages; a bag folder gets a metadata.yaml like rosbag2's.
+ *
+ * The metadata follows ROS 2 Jazzy's rosbag2 (rosbag2_storage/yaml.hpp and qos.cpp, metadata
+ * version 9): every topic records the QoS its publisher offered, as a YAML sequence with
+ * policies by name, in metadata.yaml and in the channel's `offered_qos_profiles`, and the MCAP
+ * file carries the same metadata in its `rosbag2` metadata record (so a lone `.mcap` is read as
+ * version 9 too). `ros2 bag play` offers that QoS, so a transient-local subscription (the node's
+ * instruction) receives what was recorded on a transient-local topic.
  */
 
 import { mkdir, open, readdir, writeFile, type FileHandle } from 'node:fs/promises';
@@ -20,9 +27,46 @@ export interface BagWriterOptions {
 
 const DEFAULTS = { chunkSize: 256 * 1024 } as const;
 
+/** The rosbag2 metadata version of ROS 2 Jazzy, and the distro it is written for. */
+export const ROSBAG2_METADATA_VERSION = 9;
+export const ROSBAG2_DISTRO = 'jazzy';
+
+/** The QoS a topic's publisher offered (recorded with the topic; `ros2 bag play` offers it). */
+export interface OfferedQos {
+  readonly reliability: 'reliable' | 'best_effort';
+  readonly durability: 'volatile' | 'transient_local';
+  /** History depth (keep last). */
+  readonly depth: number;
+}
+
+/** Offered QoS profiles: a reliable stream, and a latched (transient local) last value. */
+export const OFFERED_QOS = {
+  reliable: { reliability: 'reliable', durability: 'volatile', depth: 10 },
+  latched: { reliability: 'reliable', durability: 'transient_local', depth: 1 },
+} as const satisfies Record<string, OfferedQos>;
+
+/** rmw's "unspecified" duration (rclcpp's default deadline, lifespan and lease). */
+const UNSPECIFIED = { sec: 0, nsec: 0 };
+
+/** One offered QoS as rosbag2 version 9 writes it (rosbag2_storage/src/rosbag2_storage/qos.cpp). */
+function qosProfile(q: OfferedQos): Record<string, unknown> {
+  return {
+    history: 'keep_last',
+    depth: q.depth,
+    reliability: q.reliability,
+    durability: q.durability,
+    deadline: UNSPECIFIED,
+    lifespan: UNSPECIFIED,
+    liveliness: 'automatic',
+    liveliness_lease_duration: UNSPECIFIED,
+    avoid_ros_namespace_conventions: false,
+  };
+}
+
 interface TopicInfo {
   readonly channelId: number;
   readonly type: string;
+  readonly qos: OfferedQos;
   count: number;
 }
 
@@ -101,9 +145,18 @@ export class BagWriter {
     return bag;
   }
 
-  /** Serialise `message` as `type` (e.g. `sensor_msgs/msg/Image`) and write it on `topic`. */
-  async write(topic: string, type: string, message: unknown, logTime: bigint): Promise<void> {
-    const info = this.#topics.get(topic) ?? (await this.#register(topic, type));
+  /**
+   * Serialise `message` as `type` (e.g. `sensor_msgs/msg/Image`) and write it on `topic`. `qos`
+   * is what the topic's publisher offers (taken from a topic's first message).
+   */
+  async write(
+    topic: string,
+    type: string,
+    message: unknown,
+    logTime: bigint,
+    qos: OfferedQos = OFFERED_QOS.reliable,
+  ): Promise<void> {
+    const info = this.#topics.get(topic) ?? (await this.#register(topic, type, qos));
     const data = cdrWriter(type).writeMessage(message);
     await this.#writer.addMessage({
       channelId: info.channelId,
@@ -122,7 +175,7 @@ export class BagWriter {
     return new Map([...this.#topics].map(([t, i]) => [t, i.count]));
   }
 
-  async #register(topic: string, type: string): Promise<TopicInfo> {
+  async #register(topic: string, type: string, qos: OfferedQos): Promise<TopicInfo> {
     const name = rosbagTypeName(type);
     let schemaId = this.#schemas.get(name);
     if (schemaId === undefined) {
@@ -137,9 +190,12 @@ export class BagWriter {
       schemaId,
       topic,
       messageEncoding: 'cdr',
-      metadata: new Map([['offered_qos_profiles', '']]),
+      metadata: new Map([
+        ['offered_qos_profiles', stringifyYaml([qosProfile(qos)])],
+        ['topic_type_hash', ''],
+      ]),
     });
-    const info: TopicInfo = { channelId, type: name, count: 0 };
+    const info: TopicInfo = { channelId, type: name, qos, count: 0 };
     this.#topics.set(topic, info);
     return info;
   }
@@ -149,49 +205,57 @@ export class BagWriter {
     if (this.#closed) return;
     this.#closed = true;
     try {
+      await this.#writer.addMetadata({
+        name: 'rosbag2',
+        metadata: new Map([['serialized_metadata', stringifyYaml(this.#bagMetadata())]]),
+      });
       await this.#writer.end();
     } finally {
       await this.#handle.close();
     }
     if (this.folder !== undefined) {
-      await writeFile(join(this.folder, 'metadata.yaml'), this.#metadata());
+      await writeFile(
+        join(this.folder, 'metadata.yaml'),
+        stringifyYaml({ rosbag2_bagfile_information: this.#bagMetadata() }),
+      );
     }
   }
 
-  #metadata(): string {
+  /** rosbag2's BagMetadata, version 9 (rosbag2_storage/include/rosbag2_storage/yaml.hpp). */
+  #bagMetadata(): Record<string, unknown> {
     const start = this.#start ?? 0n;
     const duration = this.#end - start;
     const total = [...this.#topics.values()].reduce((s, t) => s + t.count, 0);
     const name = basename(this.file);
-    const info = {
-      rosbag2_bagfile_information: {
-        version: 5,
-        storage_identifier: 'mcap',
-        duration: { nanoseconds: duration },
-        starting_time: { nanoseconds_since_epoch: start },
-        message_count: total,
-        topics_with_message_count: [...this.#topics].map(([topic, t]) => ({
-          topic_metadata: {
-            name: topic,
-            type: t.type,
-            serialization_format: 'cdr',
-            offered_qos_profiles: '',
-          },
-          message_count: t.count,
-        })),
-        compression_format: '',
-        compression_mode: '',
-        relative_file_paths: [name],
-        files: [
-          {
-            path: name,
-            starting_time: { nanoseconds_since_epoch: start },
-            duration: { nanoseconds: duration },
-            message_count: total,
-          },
-        ],
-      },
+    return {
+      version: ROSBAG2_METADATA_VERSION,
+      storage_identifier: 'mcap',
+      duration: { nanoseconds: duration },
+      starting_time: { nanoseconds_since_epoch: start },
+      message_count: total,
+      topics_with_message_count: [...this.#topics].map(([topic, t]) => ({
+        topic_metadata: {
+          name: topic,
+          type: t.type,
+          serialization_format: 'cdr',
+          offered_qos_profiles: [qosProfile(t.qos)],
+          type_description_hash: '',
+        },
+        message_count: t.count,
+      })),
+      compression_format: '',
+      compression_mode: '',
+      relative_file_paths: [name],
+      files: [
+        {
+          path: name,
+          starting_time: { nanoseconds_since_epoch: start },
+          duration: { nanoseconds: duration },
+          message_count: total,
+        },
+      ],
+      custom_data: {},
+      ros_distro: ROSBAG2_DISTRO,
     };
-    return stringifyYaml(info);
   }
 }

@@ -15,9 +15,9 @@ export interface RosEnvironment {
   readonly message: string;
 }
 
-/** How to make the ROS 2 node available, in one line. */
+/** How to make the ROS 2 node available, in one line (the README's robot steps). */
 export const ROS_SETUP_HINT =
-  'source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it (`npm install-scripts approve rclnodejs && npm rebuild rclnodejs`; the install script is denied by default because it needs ROS 2)';
+  'source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it in this checkout: `npm rebuild rclnodejs`, or `npm install --no-save rclnodejs@2.2.0` where npm dropped it (see launch/README.md)';
 
 /** Look at the environment a sourced ROS 2 setup leaves (ROS_DISTRO, AMENT_PREFIX_PATH). */
 export function detectRos(env: NodeJS.ProcessEnv = process.env): RosEnvironment {
@@ -45,12 +45,15 @@ export class RosUnavailableError extends VlaError {
  * architecture is there. rclnodejs compiles itself on import when neither is, which takes minutes
  * and fails without a sourced ROS 2, so the loader asks first.
  */
-export function missingNativeBuild(env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function missingNativeBuild(
+  env: NodeJS.ProcessEnv = process.env,
+  rclnodejsRoot?: string,
+): string | undefined {
   let root: string;
   try {
-    root = join(dirname(fileURLToPath(import.meta.resolve('rclnodejs'))), '..');
+    root = rclnodejsRoot ?? join(dirname(fileURLToPath(import.meta.resolve('rclnodejs'))), '..');
   } catch {
-    return 'rclnodejs is not installed (`npm ci` installs it as an optional dependency)';
+    return 'rclnodejs is not installed (`npm ci` installs it as an optional dependency; npm 10 drops it where its build failed: `npm install --no-save rclnodejs@2.2.0` with ROS 2 sourced)';
   }
   if (existsSync(join(root, 'build', 'Release', 'rclnodejs.node'))) return undefined;
   let codename = 'unknown';
@@ -76,6 +79,8 @@ export interface LoadRosOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Imports rclnodejs; replaced in tests. */
   readonly importer?: () => Promise<unknown>;
+  /** The installed rclnodejs package folder (tests); resolved from this package by default. */
+  readonly rclnodejsRoot?: string;
 }
 
 function firstLine(error: unknown): string {
@@ -99,7 +104,7 @@ export async function loadRos(options: LoadRosOptions = {}): Promise<RosApi> {
     );
   }
   if (options.importer === undefined) {
-    const missing = missingNativeBuild(options.env ?? process.env);
+    const missing = missingNativeBuild(options.env ?? process.env, options.rclnodejsRoot);
     if (missing !== undefined) {
       throw new RosUnavailableError(
         `ROS 2 ${environment.distro ?? ''} is sourced, but ${missing}: ${ROS_SETUP_HINT}`,

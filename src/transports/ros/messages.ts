@@ -99,6 +99,7 @@ export const MESSAGE_TYPES = {
   string: 'std_msgs/msg/String',
   float64: 'std_msgs/msg/Float64',
   float32MultiArray: 'std_msgs/msg/Float32MultiArray',
+  float64MultiArray: 'std_msgs/msg/Float64MultiArray',
   jointTrajectory: 'trajectory_msgs/msg/JointTrajectory',
   diagnosticArray: 'diagnostic_msgs/msg/DiagnosticArray',
 } as const;
@@ -185,6 +186,26 @@ export function chunkMultiArray(
       data_offset: 0,
     },
     data: actions.slice(0, horizon * dim),
+  };
+}
+
+/** A std_msgs/Float64MultiArray: one value per dimension (the per-period command). */
+export interface RosFloat64MultiArray {
+  readonly layout: RosFloat32MultiArray['layout'];
+  readonly data: Float64Array;
+}
+
+/**
+ * One control period's command as forward_command_controller takes it: the action, one value
+ * per joint (in `ros.joint_names` order), in a 1-D layout labelled `joints`.
+ */
+export function commandMultiArray(action: Float32Array): RosFloat64MultiArray {
+  return {
+    layout: {
+      dim: [{ label: 'joints', size: action.length, stride: action.length }],
+      data_offset: 0,
+    },
+    data: Float64Array.from(action),
   };
 }
 

@@ -8,9 +8,15 @@
  * - in: `~/in/<camera>` (sensor_msgs/Image) or `~/in/<camera>/compressed`
  *   (sensor_msgs/CompressedImage), `~/in/instruction` (std_msgs/String, transient local),
  *   `~/in/joint_states` (sensor_msgs/JointState)
- * - out: `~/out/action_chunk` (trajectory_msgs/JointTrajectory), `~/out/action_chunk_raw`
- *   (std_msgs/Float32MultiArray, horizon × action_dim), `/diagnostics`,
- *   `~/debug/processing_time_ms` (std_msgs/Float64), `~/debug/pruned_image` (optional)
+ * - out: `~/out/action_chunk` (trajectory_msgs/JointTrajectory: the merged plan the robot
+ *   executes, whenever it changes, for joint_trajectory_controller), `~/out/command`
+ *   (std_msgs/Float64MultiArray: the action of each control period, safe holds included, for
+ *   forward_command_controller), `~/out/action_chunk_raw` (std_msgs/Float32MultiArray: the
+ *   model's raw chunk, horizon × action_dim), `/diagnostics`, `~/debug/processing_time_ms`
+ *   (std_msgs/Float64), `~/debug/pruned_image` (optional)
+ *
+ * The control loop is {@link ControlLoop}, the one the simulator runs: what the robot receives
+ * each period is the executor's merged, limited, watchdog-checked action in every merge mode.
  */
 import type * as rcl from 'rclnodejs';
 import type { VlaConfig } from '../../config/index.js';
@@ -20,11 +26,12 @@ import type { ActionChunk, Observation, VlaPipeline } from '../../pipeline/pipel
 import type { RunObserver } from '../../pipeline/observer.js';
 import { keptOverlay } from '../../pruning/overlay.js';
 import { LatestFrameSlot } from '../../runtime/budget.js';
-import { ChunkExecutor } from '../../runtime/executor.js';
+import { ControlLoop } from '../../runtime/control-loop.js';
 import type { LatencySummary } from '../../runtime/latency.js';
 import type { ActionLimits } from '../../runtime/safety.js';
 import {
   CALLBACK_RETURN,
+  messageClass,
   type RosApi,
   type RosLifecycleNode,
   type RosPublisher,
@@ -33,6 +40,7 @@ import {
 } from './api.js';
 import {
   chunkMultiArray,
+  commandMultiArray,
   DIAGNOSTIC_LEVEL,
   frameFromCompressed,
   frameFromImage,
@@ -58,7 +66,12 @@ import {
   instructionProblem,
   jointStateProblem,
 } from './input.js';
-import { rosNodeOptions, type RosNodeOptions, type RosNodeOptionsInput } from './options.js';
+import {
+  rosNodeOptions,
+  rosNodeOptionsFromConfig,
+  type RosNodeOptions,
+  type RosNodeOptionsInput,
+} from './options.js';
 import { declareParameters, validateChange } from './params.js';
 
 /** The part of {@link VlaPipeline} the node uses (a test double implements it). */
@@ -88,6 +101,7 @@ export interface VlaRosNodeOptions {
   /** The validated parameter file: the defaults of the declared parameters. */
   readonly config: Readonly<VlaConfig>;
   readonly createPipeline: PipelineFactory;
+  /** Options that replace the `ros.*` parameters (tests); the parameters hold every default. */
   readonly options?: RosNodeOptionsInput;
   readonly nodeName?: string;
   readonly namespace?: string;
@@ -120,7 +134,10 @@ interface SlotFrame {
 /** The managed vla-node ROS 2 node. */
 export class VlaRosNode {
   readonly node: RosLifecycleNode;
-  readonly options: RosNodeOptions;
+  readonly #fixedOptions: RosNodeOptionsInput;
+  /** The options the topics were created with (fixed between configure and cleanup). */
+  #entityOptions: RosNodeOptions | undefined;
+  #releasing: Promise<void> = Promise.resolve();
   readonly #ros: RosApi;
   readonly #createPipeline: PipelineFactory;
   readonly #clock: () => number;
@@ -138,7 +155,7 @@ export class VlaRosNode {
   #generation = 0;
   /** Bumped by configure/cleanup: a model load of an older configure is released. */
   #loadGeneration = 0;
-  #executor: ChunkExecutor | undefined;
+  #loop: ControlLoop | undefined;
   #slot: LatestFrameSlot<SlotFrame> = new LatestFrameSlot(0);
   #instruction: string | undefined;
   #state = new Float64Array(0);
@@ -146,7 +163,6 @@ export class VlaRosNode {
   #stateMissing = 0;
   #jointIndex = new Map<string, number>();
   #step = 0;
-  #hadPlan = false;
   #inflight: Promise<void> | undefined;
   #expectedDelaySteps = 1;
   #lastError: string | undefined;
@@ -157,6 +173,7 @@ export class VlaRosNode {
   #pub:
     | {
         trajectory: RosPublisher;
+        command: RosPublisher;
         raw: RosPublisher;
         diagnostics: RosPublisher;
         processingTime: RosPublisher;
@@ -177,7 +194,6 @@ export class VlaRosNode {
     chunksRejected: 0,
     inferenceErrors: 0,
     deadlineMisses: 0,
-    consecutiveMisses: 0,
     lastProcessingMs: 0,
     keptTokenRatio: 1,
   };
@@ -191,7 +207,7 @@ export class VlaRosNode {
     this.#createPipeline = o.createPipeline;
     this.#clock = o.clock ?? Date.now;
     this.#observer = o.observer;
-    this.options = rosNodeOptions(o.options);
+    this.#fixedOptions = o.options ?? {};
     this.#name = o.nodeName ?? 'vla_node';
     this.node = new o.ros.lifecycle.LifecycleNode(
       this.#name,
@@ -240,13 +256,22 @@ export class VlaRosNode {
     );
   }
 
+  /**
+   * The node's options: the `ros.*` parameters as they are now (parameter file, `-p`, `ros2
+   * param set`), with the constructor's `options` replacing some. Topics, QoS, cameras and joint
+   * names are taken at configure; diagnostics thresholds apply at once.
+   */
+  get options(): RosNodeOptions {
+    return rosNodeOptions({ ...rosNodeOptionsFromConfig(this.#config.ros), ...this.#fixedOptions });
+  }
+
   /** The current parameters, validated. */
   get config(): Readonly<VlaConfig> {
     return this.#config;
   }
   /** The lifecycle state label: unconfigured, inactive, active or finalized. */
   get state(): string {
-    return this.node.currentState.asMessage().label;
+    return this.node.currentState.label;
   }
   /** True once the model is loaded and warmed up. */
   get ready(): boolean {
@@ -265,18 +290,32 @@ export class VlaRosNode {
       ...this.#stats,
       framesDropped: this.#slot.dropped,
       framesStale: this.#slot.stale,
-      safeHoldSteps: this.#executor?.safeHoldSteps ?? 0,
+      consecutiveMisses: this.#loop?.consecutiveMisses ?? 0,
+      safeHoldSteps: this.#loop?.safeHoldSteps ?? 0,
     };
   }
   /** True while the executor holds the robot because no chunk covers the current step. */
   get inSafeHold(): boolean {
-    return this.#hadPlan && (this.#executor?.inSafeHold ?? false);
+    return this.#loop?.inSafeHold ?? false;
   }
 
   /** Configure and activate (for systems without a lifecycle manager). */
   autoActivate(): void {
     this.node.configure();
     if (this.state === 'inactive') this.node.activate();
+  }
+
+  /**
+   * Lifecycle `shutdown` from whatever state the node is in (unconfigured, inactive or active),
+   * so the model is released; a no-op once finalized.
+   */
+  finalize(): void {
+    if (this.state !== 'finalized') this.node.shutdown();
+  }
+
+  /** Resolves when the models released by cleanup or shutdown are released. */
+  async released(): Promise<void> {
+    await this.#releasing;
   }
 
   #log(): ReturnType<RosLifecycleNode['getLogger']> {
@@ -341,9 +380,10 @@ export class VlaRosNode {
   }
 
   #release(pipeline: NodePipeline): void {
-    pipeline.release().catch((error: unknown) => {
+    const releasing = pipeline.release().catch((error: unknown) => {
       this.#log().warn(`releasing the model failed: ${message(error)}`);
     });
+    this.#releasing = Promise.all([this.#releasing, releasing]).then(() => undefined);
   }
 
   #onActivate(): void {
@@ -371,7 +411,8 @@ export class VlaRosNode {
     this.#destroyEntities();
     const pipeline = this.#pipeline;
     this.#pipeline = undefined;
-    this.#executor = undefined;
+    this.#loop = undefined;
+    this.#entityOptions = undefined;
     if (pipeline !== undefined) this.#release(pipeline);
   }
 
@@ -389,50 +430,63 @@ export class VlaRosNode {
     );
   }
 
+  /** Best effort, depth 1 (the node only uses the latest frame; rclnodejs's sensor-data profile is depth 5). */
+  #qosSensorData(): rcl.QoS {
+    const Q = this.#ros.QoS;
+    return new Q(
+      Q.HistoryPolicy.RMW_QOS_POLICY_HISTORY_KEEP_LAST,
+      1,
+      Q.ReliabilityPolicy.RMW_QOS_POLICY_RELIABILITY_BEST_EFFORT,
+      Q.DurabilityPolicy.RMW_QOS_POLICY_DURABILITY_VOLATILE,
+    );
+  }
+
   #createEntities(config: Readonly<VlaConfig>): void {
     const o = this.options;
+    this.#entityOptions = o;
     const n = this.node;
-    const actionQos = { qos: this.#qosReliable(o.qos.actionDepth, false) };
-    // History, depth and reliability of every topic can be overridden the ROS 2 way, e.g.
+    // rclnodejs fills in the options object it is given and writes QoS overrides into its QoS
+    // object, so every entity gets options and a QoS of its own. History, depth and reliability
+    // can be overridden the ROS 2 way, e.g.
     // `-p qos_overrides./camera/image_raw.subscription.reliability:=reliable`.
-    const overridable = (options: rcl.Options): rcl.Options => ({
-      ...options,
+    const overridable = (qos: () => rcl.QoS): rcl.Options => ({
+      qos: qos(),
       qosOverridingOptions: this.#ros.QoSOverridingOptions.withDefaultPolicies(),
     });
-    const pub = (type: string, topic: string, options: rcl.Options): RosPublisher => {
-      const p = n.createPublisher(type, topic, overridable(options));
+    const actionQos = (): rcl.QoS => this.#qosReliable(o.qos.actionDepth, false);
+    const pub = (type: string, topic: string, qos: () => rcl.QoS): RosPublisher => {
+      const p = n.createPublisher(messageClass(type), topic, overridable(qos));
       this.#publishers.push(p);
       return p;
     };
     this.#pub = {
       trajectory: pub(MESSAGE_TYPES.jointTrajectory, '~/out/action_chunk', actionQos),
+      command: pub(MESSAGE_TYPES.float64MultiArray, '~/out/command', actionQos),
       raw: pub(MESSAGE_TYPES.float32MultiArray, '~/out/action_chunk_raw', actionQos),
-      diagnostics: pub(MESSAGE_TYPES.diagnosticArray, '/diagnostics', {
-        qos: this.#qosReliable(10, false),
-      }),
-      processingTime: pub(MESSAGE_TYPES.float64, '~/debug/processing_time_ms', {
-        qos: this.#qosReliable(1, false),
-      }),
+      diagnostics: pub(MESSAGE_TYPES.diagnosticArray, '/diagnostics', () =>
+        this.#qosReliable(10, false),
+      ),
+      processingTime: pub(MESSAGE_TYPES.float64, '~/debug/processing_time_ms', () =>
+        this.#qosReliable(1, false),
+      ),
       prunedImage: o.publishPrunedImage
-        ? pub(MESSAGE_TYPES.image, '~/debug/pruned_image', { qos: this.#qosReliable(1, false) })
+        ? pub(MESSAGE_TYPES.image, '~/debug/pruned_image', () => this.#qosReliable(1, false))
         : undefined,
     };
     this.#slot = new LatestFrameSlot(config.runtime.max_frame_age_ms);
     const modelCamera = o.modelCamera === '' ? o.cameras[0] : o.modelCamera;
-    const imageQos: rcl.Options = overridable({
-      qos:
-        o.qos.image === 'sensor_data'
-          ? this.#ros.QoS.profileSensorData
-          : this.#qosReliable(1, false),
-    });
+    const imageQos = (): rcl.Options =>
+      overridable(() =>
+        o.qos.image === 'sensor_data' ? this.#qosSensorData() : this.#qosReliable(1, false),
+      );
     for (const camera of o.cameras) {
       const feeds = camera === modelCamera;
       if (o.imageTransport === 'compressed') {
         this.#subscriptions.push(
           n.createSubscription(
-            MESSAGE_TYPES.compressedImage,
+            messageClass(MESSAGE_TYPES.compressedImage),
             `~/in/${camera}/compressed`,
-            imageQos,
+            imageQos(),
             (m: RosCompressedImage) => {
               const problem = compressedProblem(m);
               if (problem !== undefined) {
@@ -446,23 +500,28 @@ export class VlaRosNode {
         );
       } else {
         this.#subscriptions.push(
-          n.createSubscription(MESSAGE_TYPES.image, `~/in/${camera}`, imageQos, (m: RosImage) => {
-            const problem = imageProblem(m);
-            if (problem !== undefined) {
-              this.#stats.framesReceived++;
-              this.#inputProblems.drop(problem, `frame on ~/in/${camera}`);
-              return;
-            }
-            this.#onFrame(feeds, frameFromImage(m), m.header);
-          }),
+          n.createSubscription(
+            messageClass(MESSAGE_TYPES.image),
+            `~/in/${camera}`,
+            imageQos(),
+            (m: RosImage) => {
+              const problem = imageProblem(m);
+              if (problem !== undefined) {
+                this.#stats.framesReceived++;
+                this.#inputProblems.drop(problem, `frame on ~/in/${camera}`);
+                return;
+              }
+              this.#onFrame(feeds, frameFromImage(m), m.header);
+            },
+          ),
         );
       }
     }
     this.#subscriptions.push(
       n.createSubscription(
-        MESSAGE_TYPES.string,
+        messageClass(MESSAGE_TYPES.string),
         '~/in/instruction',
-        overridable({ qos: this.#qosReliable(1, true) }),
+        overridable(() => this.#qosReliable(1, true)),
         (m: RosString) => {
           const problem = instructionProblem(m.data);
           if (problem !== undefined) {
@@ -474,9 +533,9 @@ export class VlaRosNode {
         },
       ),
       n.createSubscription(
-        MESSAGE_TYPES.jointState,
+        messageClass(MESSAGE_TYPES.jointState),
         '~/in/joint_states',
-        overridable({ qos: this.#qosReliable(10, false) }),
+        overridable(() => this.#qosReliable(10, false)),
         (m: RosJointState) => {
           this.#onJointState(m);
         },
@@ -512,9 +571,8 @@ export class VlaRosNode {
   }
 
   #jointNames(pipeline: NodePipeline): readonly string[] {
-    return this.options.jointNames.length > 0
-      ? this.options.jointNames
-      : pipeline.model.manifest.action.names;
+    const o = this.#entityOptions ?? this.options;
+    return o.jointNames.length > 0 ? o.jointNames : pipeline.model.manifest.action.names;
   }
 
   #rate(config: Readonly<VlaConfig>): number {
@@ -555,20 +613,24 @@ export class VlaRosNode {
     const config = this.#config;
     if (pipeline === undefined) return;
     const m = pipeline.model.manifest;
-    this.#executor = new ChunkExecutor({
+    const r = config.runtime;
+    this.#loop = new ControlLoop({
+      mode: r.merge_mode,
       horizon: m.chunk.horizon,
       actionDim: m.chunk.action_dim,
-      mergeMode: config.runtime.merge_mode === 'sync' ? 'replace' : config.runtime.merge_mode,
-      ensembleDecay: config.runtime.ensemble_decay,
-      rtcDecaySteps: config.runtime.rtc_decay_steps,
-      marginSteps: config.runtime.margin_steps,
-      safeAction: config.safety.safe_action,
-      limits: pipeline.actionLimits,
+      executeSteps: r.execute_steps,
+      executor: {
+        ensembleDecay: r.ensemble_decay,
+        rtcDecaySteps: r.rtc_decay_steps,
+        marginSteps: r.margin_steps,
+        safeAction: config.safety.safe_action,
+        safePose: config.safety.safe_pose,
+        limits: pipeline.actionLimits,
+      },
     });
     this.#active = config;
     this.#step = 0;
-    this.#hadPlan = false;
-    this.#stats.consecutiveMisses = 0;
+    // On the node's ROS clock: with use_sim_time the control period follows /clock.
     const period = BigInt(Math.round(1e9 / this.#rate(config)));
     this.#controlTimer = this.node.createTimer(period, () => {
       this.#onControl();
@@ -579,24 +641,26 @@ export class VlaRosNode {
     this.#generation++;
     if (this.#controlTimer !== undefined) this.node.destroyTimer(this.#controlTimer);
     this.#controlTimer = undefined;
-    this.#executor?.reset();
-    this.#hadPlan = false;
-    this.#stats.consecutiveMisses = 0;
+    this.#loop?.reset();
   }
 
+  /** One control period: maybe start an inference, then send the loop's action. */
   #onControl(): void {
     const pipeline = this.#pipeline;
-    const executor = this.#executor;
+    const loop = this.#loop;
     const config = this.#active;
-    if (!this.#isActive || pipeline === undefined || executor === undefined || config === undefined)
+    const pub = this.#pub;
+    if (
+      !this.#isActive ||
+      pipeline === undefined ||
+      loop === undefined ||
+      config === undefined ||
+      pub === undefined
+    )
       return;
     const now = this.#step++;
-    const sync = config.runtime.merge_mode === 'sync';
-    const want = sync
-      ? executor.remaining(now) === 0
-      : executor.shouldQuery(now, this.#expectedDelaySteps);
     if (
-      want &&
+      loop.wantsChunk(now, this.#expectedDelaySteps) &&
       this.#inflight === undefined &&
       this.#instruction !== undefined &&
       this.#stateMissing === 0
@@ -604,13 +668,12 @@ export class VlaRosNode {
       const taken = this.#slot.take(this.#clock());
       if (taken !== undefined) this.#infer(pipeline, config, taken.value, now);
     }
-    const out = executor.step(now, this.#state);
-    this.#observer?.onCommand?.(out.action, out.source);
-    if (out.source === 'safe' && this.#hadPlan && !sync) {
-      this.#stats.deadlineMisses++;
-      this.#stats.consecutiveMisses++;
-    } else if (out.source === 'plan') {
-      this.#stats.consecutiveMisses = 0;
+    const tick = loop.tick(now, this.#state, this.#inflight !== undefined);
+    if (tick.miss) this.#stats.deadlineMisses++;
+    // Before the first chunk the robot has nothing to follow: commands start with the first plan.
+    if (loop.started) {
+      pub.command.publish(commandMultiArray(tick.action));
+      this.#observer?.onCommand?.(tick.action, tick.source === 'plan' ? 'plan' : 'safe');
     }
   }
 
@@ -661,9 +724,9 @@ export class VlaRosNode {
     header: RosHeader,
     obsStep: number,
   ): void {
-    const executor = this.#executor;
+    const loop = this.#loop;
     const pub = this.#pub;
-    if (executor === undefined || pub === undefined) return;
+    if (loop === undefined || pub === undefined) return;
     this.#lastError = undefined;
     this.#stats.lastProcessingMs = chunk.latencyMs;
     this.#stats.keptTokenRatio =
@@ -681,22 +744,24 @@ export class VlaRosNode {
       this.#log().error(`chunk ${chunk.sequence} not published: ${problem}`);
       return;
     }
+    // The chunk arrives during control period `now` (the next one to run).
     const now = this.#step;
-    if (config.runtime.merge_mode === 'sync') {
-      const steps =
-        config.runtime.execute_steps > 0
-          ? config.runtime.execute_steps
-          : Math.ceil(chunk.horizon / 2);
-      executor.accept(chunk.actions.subarray(0, Math.min(chunk.horizon, steps) * dim), now, now);
-    } else {
-      executor.accept(chunk.actions, obsStep, now);
-    }
-    this.#hadPlan = true;
     const stamped: RosHeader = { stamp: { ...header.stamp }, frame_id: header.frame_id };
-    pub.trajectory.publish(
-      jointTrajectory(stamped, this.#jointNames(pipeline), chunk.actions, dim, 1 / rate),
-    );
     pub.raw.publish(chunkMultiArray(chunk.actions, chunk.horizon, dim));
+    if (loop.accept(chunk.actions, obsStep, now)) {
+      // The merged plan from `now` on. Its stamp follows the chunk convention (a point's time is
+      // stamp + (i + 1) / rate for the action commanded i periods after the stamp): the frame's
+      // stamp moved forward by the periods between the frame and `now` (in sync mode the plan
+      // starts at `now` with the chunk's first action, so the frame's stamp stands).
+      const offset = loop.mode === 'sync' ? 0 : (now - obsStep) / rate;
+      const plan: RosHeader = {
+        stamp: timeFromMs(msFromTime(header.stamp) + offset * 1000),
+        frame_id: header.frame_id,
+      };
+      pub.trajectory.publish(
+        jointTrajectory(plan, this.#jointNames(pipeline), loop.planFrom(now), dim, 1 / rate),
+      );
+    }
     this.#stats.chunksPublished++;
     const selection = pipeline.lastSelection;
     if (pub.prunedImage !== undefined && selection !== undefined) {
@@ -744,7 +809,8 @@ export class VlaRosNode {
       })),
     ];
     return {
-      header: { stamp: timeFromMs(this.#clock()), frame_id: '' },
+      // ROS time, so that with use_sim_time the status is stamped on the /clock timeline.
+      header: { stamp: rosTimeOf(this.node.now().nanoseconds), frame_id: '' },
       status: [
         {
           level,
@@ -765,7 +831,7 @@ export class VlaRosNode {
     if (this.#pipeline === undefined)
       return { level: DIAGNOSTIC_LEVEL.warn, text: 'loading and warming up the model' };
     if (!this.#isActive) return { level: DIAGNOSTIC_LEVEL.ok, text: 'inactive (holding)' };
-    const s = this.#stats;
+    const s = this.stats;
     if (s.consecutiveMisses >= d.errorConsecutiveMisses)
       return {
         level: DIAGNOSTIC_LEVEL.error,
@@ -773,7 +839,7 @@ export class VlaRosNode {
       };
     if (this.#lastError !== undefined)
       return { level: DIAGNOSTIC_LEVEL.error, text: `inference failed: ${this.#lastError}` };
-    if (!this.#hadPlan) {
+    if (this.#loop?.started !== true) {
       const waiting = [
         ...(this.#instruction === undefined ? ['an instruction'] : []),
         ...(this.#stateMissing > 0 ? ['joint states'] : []),
@@ -813,6 +879,10 @@ export class VlaRosNode {
 
 /** At most one warning per kind of bad input per this many ms. */
 export const INPUT_WARNING_PERIOD_MS = 5000;
+
+function rosTimeOf(ns: bigint): { sec: number; nanosec: number } {
+  return { sec: Number(ns / 1_000_000_000n), nanosec: Number(ns % 1_000_000_000n) };
+}
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

@@ -81,7 +81,7 @@ function descriptor(ros: RosApi, key: string, d: ParameterDescription): rcl.Para
           ? new ros.FloatingPointRange(d.minimum, d.maximum, 0)
           : undefined;
   }
-  const result = new ros.ParameterDescriptor(key, type, d.description, false, range);
+  const result = new ros.ParameterDescriptor(key, type, d.description, d.readOnly === true, range);
   const extra = constraints(d);
   if (extra !== '') result.additionalConstraints = extra;
   return result;
@@ -99,27 +99,111 @@ function valueAt(config: unknown, key: string): unknown {
   return value;
 }
 
+const RCL_TYPE_NAMES: Record<number, string> = {
+  1: 'bool',
+  2: 'integer',
+  3: 'double',
+  4: 'string',
+  5: 'byte array',
+  6: 'bool array',
+  7: 'integer array',
+  8: 'double array',
+  9: 'string array',
+};
+
 /**
- * Declare every schema key on `node`, with `defaults` (the validated parameter file) as the
- * values; values given to ROS (`--ros-args -p key:=value`, a `--params-file`) override them.
- * Returns the configuration the node starts with, validated.
+ * A parameter override as rcl parsed it (`-p key:=value`, `--params-file`) converted to the
+ * schema's type of `key`: `-p runtime.control_rate_hz:=20` is an rcl integer for a double key,
+ * `-p safety.action_min:=[-1,1]` an integer array for a double array. Integers become doubles
+ * and whole doubles integers; any other mismatch is a ConfigError naming the key.
+ */
+export function overrideValue(
+  d: ParameterDescription,
+  key: string,
+  override: rcl.Parameter,
+): unknown {
+  const type = override.type as number;
+  const value = override.value as unknown;
+  const isNumber = (v: unknown): v is number | bigint =>
+    typeof v === 'number' || typeof v === 'bigint';
+  const toInteger = (v: unknown): number | undefined =>
+    isNumber(v) && Number.isInteger(Number(v)) ? Number(v) : undefined;
+  const expected =
+    d.type === 'array'
+      ? `an array of ${d.items?.type ?? 'number'}`
+      : `${d.type === 'integer' ? 'an' : 'a'} ${d.type}`;
+  const mismatch = (): ConfigError =>
+    new ConfigError(
+      `Expected ${expected} for ${key} but received the ${RCL_TYPE_NAMES[type] ?? `type ${type}`} ${describeValue(value)}`,
+      { field: key },
+    );
+  switch (d.type) {
+    case 'boolean':
+      if (typeof value !== 'boolean') throw mismatch();
+      return value;
+    case 'string':
+      if (typeof value !== 'string') throw mismatch();
+      return value;
+    case 'number':
+      if (!isNumber(value)) throw mismatch();
+      return Number(value);
+    case 'integer': {
+      const n = toInteger(value);
+      if (n === undefined) throw mismatch();
+      return n;
+    }
+    case 'array': {
+      if (!Array.isArray(value) && !ArrayBuffer.isView(value)) throw mismatch();
+      const items = Array.from(value as ArrayLike<unknown>);
+      const itemType = d.items?.type ?? 'number';
+      return items.map((v) => {
+        if (itemType === 'number' && isNumber(v)) return Number(v);
+        if (itemType === 'integer' && toInteger(v) !== undefined) return toInteger(v);
+        if (itemType === 'string' && typeof v === 'string') return v;
+        if (itemType === 'boolean' && typeof v === 'boolean') return v;
+        throw mismatch();
+      });
+    }
+  }
+}
+
+function describeValue(value: unknown): string {
+  if (typeof value === 'bigint') return value.toString();
+  if (Array.isArray(value) || ArrayBuffer.isView(value))
+    return `[${Array.from(value as ArrayLike<unknown>, describeValue).join(', ')}]`;
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
+/**
+ * Declare every schema key on `node`. Values: the validated parameter file (`defaults`), with
+ * the overrides given to ROS (`--ros-args -p key:=value`, a `--params-file`) converted to the
+ * schema's types and validated first. rclnodejs would otherwise replace the declared parameter
+ * by the override with the type rcl parsed (`:=1` is an integer) and refuse it against the
+ * descriptor, so the parameters are declared with `ignoreOverride`. A bad override throws a
+ * ConfigError naming the key. Returns the configuration the node starts with, validated.
  */
 export function declareParameters(
   ros: RosApi,
   node: RosLifecycleNode,
   defaults: VlaConfig,
 ): Readonly<VlaConfig> {
+  const given = new Map(node.getParameterOverrides().map((p) => [p.name, p]));
   const overrides: Record<string, unknown> = {};
   for (const key of configKeys()) {
-    const d = describeParameter(key);
-    const value = toRosValue(d, valueAt(defaults, key));
-    const declared = node.declareParameter(
-      new ros.Parameter(key, parameterType(d), value),
-      descriptor(ros, key, d),
-    );
-    overrides[key] = fromRosValue(declared.value);
+    const override = given.get(key);
+    if (override !== undefined)
+      overrides[key] = overrideValue(describeParameter(key), key, override);
   }
-  return validateConfig(applyOverrides(defaults, overrides), 'ROS 2 parameters');
+  const config = validateConfig(applyOverrides(defaults, overrides), 'ROS 2 parameters');
+  for (const key of configKeys()) {
+    const d = describeParameter(key);
+    node.declareParameter(
+      new ros.Parameter(key, parameterType(d), toRosValue(d, valueAt(config, key))),
+      descriptor(ros, key, d),
+      true,
+    );
+  }
+  return config;
 }
 
 /** The outcome of a parameter change request. */

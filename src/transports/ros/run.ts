@@ -15,15 +15,26 @@ export interface RunRosNodeOptions {
   readonly log: (line: string) => void;
   /** Passed to the node: a live view of its frames, chunks and actions. */
   readonly observer?: RunObserver;
+  /** Where the stop signals come from; `process` by default (tests pass an EventEmitter). */
+  readonly signals?: Pick<NodeJS.Process, 'on' | 'off'>;
 }
+
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
 /**
  * Initialise rclnodejs, create the managed node, spin it, configure and activate it when
- * `options.autoActivate` is set, and resolve with the exit code once it is finalized or ROS 2 is
- * shut down.
+ * `ros.auto_activate` is set, and resolve with the exit code (0) once it is finalized (lifecycle
+ * `shutdown`), ROS 2 is shut down, or SIGINT/SIGTERM arrives.
+ *
+ * rclnodejs installs its own SIGINT handler, which shuts every context down and so destroys the
+ * node under us; reading the lifecycle state of a destroyed node then crashes in native code. It
+ * is removed here: on a signal the node goes through its lifecycle `shutdown` (releasing the
+ * model) while it is alive, then it is destroyed and rclnodejs is shut down, in that order.
  */
 export async function runRosNode(o: RunRosNodeOptions): Promise<number> {
   await o.ros.init(undefined, o.argv);
+  o.ros.removeSignalHandlers();
+  const signals = o.signals ?? process;
   const vla = new VlaRosNode({
     ros: o.ros,
     config: o.config,
@@ -38,25 +49,36 @@ export async function runRosNode(o: RunRosNodeOptions): Promise<number> {
       : 'vla_node: unconfigured; `ros2 lifecycle set /vla_node configure`, then `activate`',
   );
   if (vla.options.autoActivate) vla.autoActivate();
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
+  const reason = await new Promise<string>((resolve) => {
+    const stop = (why: string): void => {
       clearInterval(poll);
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      try {
-        if (vla.state !== 'finalized') vla.node.shutdown();
-      } catch (error) {
-        o.log(`vla_node: shutdown: ${error instanceof Error ? error.message : String(error)}`);
-      }
-      resolve();
+      for (const s of STOP_SIGNALS) signals.off(s, handlers[s]);
+      resolve(why);
+    };
+    const handlers = {
+      SIGINT: () => {
+        stop('SIGINT');
+      },
+      SIGTERM: () => {
+        stop('SIGTERM');
+      },
     };
     const poll = setInterval(() => {
-      if (o.ros.isShutdown() || vla.state === 'finalized') stop();
-    }, 500);
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+      if (o.ros.isShutdown()) stop('ROS 2 was shut down');
+      else if (vla.state === 'finalized') stop('lifecycle shutdown');
+    }, 200);
+    for (const s of STOP_SIGNALS) signals.on(s, handlers[s]);
   });
-  vla.node.destroy();
-  if (!o.ros.isShutdown()) o.ros.shutdown();
+  o.log(`vla_node: stopping (${reason})`);
+  if (!o.ros.isShutdown()) {
+    try {
+      vla.finalize();
+    } catch (error) {
+      o.log(`vla_node: shutdown: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    vla.node.destroy();
+    o.ros.shutdown();
+  }
+  await vla.released();
   return 0;
 }

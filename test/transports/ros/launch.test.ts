@@ -2,7 +2,7 @@
  * The launch files: they parse (with python3 when present), their parameter-like arguments are
  * keys of the parameter schema and their remappings target the node's private topics.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -37,6 +37,7 @@ const LAUNCH_ONLY = new Set([
   'instruction_topic',
   'joint_states_topic',
   'action_topic',
+  'command_topic',
   'action_raw_topic',
   'node_executable',
 ]);
@@ -132,5 +133,90 @@ describe('launch files', () => {
     const keys = configKeys().filter((k) => k.startsWith('ros.'));
     expect(keys.length).toBeGreaterThan(0);
     expect([...rows].sort()).toEqual([...keys].sort());
+  });
+});
+
+/** The environment of a shell where ROS 2 is not sourced (so `vla-node ros` stops at loading rclnodejs). */
+function unsourced(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.ROS_DISTRO;
+  delete env.AMENT_PREFIX_PATH;
+  return env;
+}
+
+/**
+ * The argv of launch's `<executable cmd=...>` (launch/actions/execute_process.py
+ * `_parse_cmdline`): text is split on spaces, a substitution's value never is.
+ */
+function xmlArgv(cmd: string, vars: Readonly<Record<string, string>>): string[] {
+  const argv: string[] = [];
+  let current: string | undefined;
+  for (const part of cmd.split(/(\$\([a-z]+(?: [a-z_]+)?\))/)) {
+    const sub = /^\$\(([a-z]+)(?: ([a-z_]+))?\)$/.exec(part);
+    if (sub !== null) {
+      const value = sub[1] === 'dirname' ? `${root}launch` : (vars[sub[2] ?? ''] ?? '');
+      current = (current ?? '') + value;
+      continue;
+    }
+    const tokens = part.split(/\s+/);
+    tokens.forEach((token, i) => {
+      if (i > 0 && current !== undefined) {
+        argv.push(current);
+        current = undefined;
+      }
+      if (token !== '') current = (current ?? '') + token;
+    });
+  }
+  if (current !== undefined) argv.push(current);
+  return argv;
+}
+
+describe('launch files start `vla-node ros` with arguments it accepts', () => {
+  it.skipIf(!hasPython)(
+    'vla_node.launch.py: the command for its defaults and for every argument set',
+    () => {
+      const script = `
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location('l', sys.argv[1])
+m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+value = {name: default for name, default, _ in m.ARGUMENTS}
+every = dict(value, model='models/tiny-vla', precision='fp32', joint_names='x,y',
+             auto_activate='true', image_transport='compressed')
+print(json.dumps([m.command_line(value), m.command_line(every)]))`;
+      const [defaults, every] = JSON.parse(
+        execFileSync(PYTHON, ['-c', script, PY]).toString(),
+      ) as string[][];
+      for (const argv of [defaults ?? [], every ?? []]) {
+        expect(argv.slice(0, 3)).toEqual(['node', `${root}bin/vla-node.js`, 'ros']);
+        const run = spawnSync(process.execPath, argv.slice(1), { env: unsourced(), cwd: root });
+        // 1 with the ROS 2 message, not 2 for an option `vla-node ros` does not know
+        expect(run.stderr.toString()).toContain('ROS 2 is not sourced');
+        expect(run.status).toBe(1);
+      }
+      expect(every).toContain('--auto-activate');
+      expect(every).toContain('~/in/image/compressed:=/camera/image_raw');
+    },
+  );
+
+  it('vla_node.launch.xml: each cmd is split into separate argv items that the wrapper runs', () => {
+    const xml = readFileSync(XML, 'utf8');
+    const cmds = [...xml.matchAll(/<executable cmd="([^"]+)"/g)].map((m) => m[1] ?? '');
+    expect(cmds).toHaveLength(2);
+    const defaults = Object.fromEntries(
+      [...xml.matchAll(/<arg name="([a-z_]+)" default="([^"]*)"/g)].map((m) => [
+        m[1] ?? '',
+        (m[2] ?? '').replace('$(dirname)', `${root}launch`),
+      ]),
+    );
+    for (const cmd of cmds) {
+      const argv = xmlArgv(cmd, { ...defaults, image_in: '~/in/image' });
+      expect(argv[0]).toBe(`${root}launch/../scripts/vla_node`);
+      expect(argv).toContain('--ros-args');
+      expect(argv).toContain('__node:=vla_node');
+      expect(argv).toContain('~/in/image:=/camera/image_raw');
+      const run = spawnSync('bash', argv, { env: unsourced(), cwd: root });
+      expect(run.stderr.toString()).toContain('ROS 2 is not sourced');
+      expect(run.status).toBe(1);
+    }
   });
 });

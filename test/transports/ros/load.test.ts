@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { detectRos, loadRos, RosUnavailableError } from '../../../src/transports/ros/load.js';
 import { createRosDouble } from './double.js';
@@ -20,8 +23,8 @@ describe('loadRos', () => {
     expect((error as Error).message).toContain('npm rebuild rclnodejs');
   });
 
-  it('in this environment, rclnodejs cannot load and the message says why', async () => {
-    const error = await loadRos().catch((e: unknown) => e);
+  it('without a sourced ROS 2, rclnodejs is not loaded and the message says why', async () => {
+    const error = await loadRos({ env: {} }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RosUnavailableError);
     expect((error as Error).message).toMatch(/^The ROS 2 node needs rclnodejs/);
   });
@@ -34,7 +37,7 @@ describe('loadRos', () => {
     expect(error).toBeInstanceOf(RosUnavailableError);
     expect((error as RosUnavailableError).cause).toBe(cause);
     expect((error as Error).message).toBe(
-      'The ROS 2 node needs rclnodejs, which did not load with ROS 2 jazzy (librcl.so: cannot open shared object file): source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it (`npm install-scripts approve rclnodejs && npm rebuild rclnodejs`; the install script is denied by default because it needs ROS 2)',
+      'The ROS 2 node needs rclnodejs, which did not load with ROS 2 jazzy (librcl.so: cannot open shared object file): source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it in this checkout: `npm rebuild rclnodejs`, or `npm install --no-save rclnodejs@2.2.0` where npm dropped it (see launch/README.md)',
     );
   });
 
@@ -57,8 +60,12 @@ describe('loadRos', () => {
 describe('missingNativeBuild', () => {
   it('says there is no native build here instead of letting rclnodejs compile itself', async () => {
     const { missingNativeBuild } = await import('../../../src/transports/ros/load.js');
-    expect(missingNativeBuild(SOURCED)).toMatch(/^rclnodejs has no native build here/);
-    const error = await loadRos({ env: SOURCED }).catch((e: unknown) => e);
+    // an rclnodejs install whose native part was never built (npm 11 skipped its script)
+    const root = mkdtempSync(join(tmpdir(), 'vla-rclnodejs-'));
+    writeFileSync(join(root, 'package.json'), '{"name":"rclnodejs"}');
+    expect(missingNativeBuild(SOURCED, root)).toMatch(/^rclnodejs has no native build here/);
+    const error = await loadRos({ env: SOURCED, rclnodejsRoot: root }).catch((e: unknown) => e);
+    rmSync(root, { recursive: true });
     expect((error as Error).message).toMatch(
       /^ROS 2 jazzy is sourced, but rclnodejs has no native build here .*npm rebuild rclnodejs/,
     );

@@ -34,7 +34,7 @@ interface Harness {
 async function harness(
   overrides: Readonly<Record<string, unknown>> = {},
   options: RosNodeOptionsInput = {},
-  rosOverrides: Readonly<Record<string, unknown>> = {},
+  rosOverrides: Readonly<Record<string, string>> = {},
   pipeline = new FakePipeline(),
   loader?: (config: Readonly<VlaConfig>) => Promise<FakePipeline>,
 ): Promise<Harness> {
@@ -98,18 +98,25 @@ describe('VlaRosNode topics', () => {
       '~/in/joint_states',
     ]);
     expect(subs['~/in/image']?.type).toBe('sensor_msgs/msg/Image');
-    expect(subs['~/in/image']?.options.qos).toBe('qos_profile_sensor_data');
+    // best effort, depth 1 (rclnodejs's sensor-data profile would be depth 5)
+    expect(subs['~/in/image']?.options.qos).toMatchObject({
+      history: h.api.QoS.HistoryPolicy.RMW_QOS_POLICY_HISTORY_KEEP_LAST,
+      depth: 1,
+      reliability: h.api.QoS.ReliabilityPolicy.RMW_QOS_POLICY_RELIABILITY_BEST_EFFORT,
+    });
     const instructionQos = subs['~/in/instruction']?.options.qos as InstanceType<typeof h.api.QoS>;
     expect(instructionQos).toBeInstanceOf(h.api.QoS);
     expect(instructionQos.durability).toBe(
       h.api.QoS.DurabilityPolicy.RMW_QOS_POLICY_DURABILITY_TRANSIENT_LOCAL,
     );
-    expect(instructionQos.reliability()).toBe(
+    // rclnodejs's QoS has a reliability getter (its declarations say a method)
+    expect((instructionQos as unknown as { reliability: number }).reliability).toBe(
       h.api.QoS.ReliabilityPolicy.RMW_QOS_POLICY_RELIABILITY_RELIABLE,
     );
     const pubs = Object.fromEntries(h.node.publishers.map((p) => [p.topic, p.type]));
     expect(pubs).toEqual({
       '~/out/action_chunk': 'trajectory_msgs/msg/JointTrajectory',
+      '~/out/command': 'std_msgs/msg/Float64MultiArray',
       '~/out/action_chunk_raw': 'std_msgs/msg/Float32MultiArray',
       '/diagnostics': 'diagnostic_msgs/msg/DiagnosticArray',
       '~/debug/processing_time_ms': 'std_msgs/msg/Float64',
@@ -124,12 +131,12 @@ describe('VlaRosNode topics', () => {
           p.options.qosOverridingOptions.policyKinds.length === 3,
       ),
     ).toBe(true);
-    expect(actionQos.reliability()).toBe(
+    expect((actionQos as unknown as { reliability: number }).reliability).toBe(
       h.api.QoS.ReliabilityPolicy.RMW_QOS_POLICY_RELIABILITY_RELIABLE,
     );
   });
 
-  it('publishes a JointTrajectory and a Float32MultiArray per chunk from the latest frame', async () => {
+  it('publishes the merged plan as a JointTrajectory and the raw chunk per chunk from the latest frame', async () => {
     const h = await running();
     h.node.deliver('~/in/image', image(100, 5));
     h.node.deliver('~/in/image', image(101, 250_000_000));
@@ -137,22 +144,23 @@ describe('VlaRosNode topics', () => {
     const [trajectory] = trajectories(h);
     expect(trajectory).toBeDefined();
     if (trajectory === undefined) return;
+    // The chunk of the frame taken at step 0 arrives for step 1: the plan starts there, one
+    // period after the frame, with the action the chunk has for step 1.
     expect(trajectory.header).toEqual({
-      stamp: { sec: 101, nanosec: 250_000_000 },
+      stamp: { sec: 101, nanosec: 350_000_000 },
       frame_id: 'camera',
     });
     expect(trajectory.joint_names).toEqual(['shoulder', 'elbow']);
-    expect(trajectory.points).toHaveLength(4);
+    expect(trajectory.points).toHaveLength(3);
     expect(trajectory.points.map((p) => p.time_from_start)).toEqual([
       { sec: 0, nanosec: 100_000_000 },
       { sec: 0, nanosec: 200_000_000 },
       { sec: 0, nanosec: 300_000_000 },
-      { sec: 0, nanosec: 400_000_000 },
     ]);
     // state in the manifest's order (elbow, shoulder), by joint name
     expect(h.pipeline.observations[0]?.state).toEqual(Float64Array.from([0.2, 0.1]));
     expect(h.pipeline.observations[0]?.instruction).toBe('pick up the red block');
-    expect(Array.from(trajectory.points[1]?.positions ?? [])).toEqual([
+    expect(Array.from(trajectory.points[0]?.positions ?? [])).toEqual([
       Math.fround(0.21),
       Math.fround(0.11),
     ]);
@@ -180,7 +188,7 @@ describe('VlaRosNode topics', () => {
     await h.vla.idle();
     const [trajectory] = trajectories(h);
     expect(trajectory?.joint_names).toEqual(['j1', 'j2']);
-    expect(trajectory?.points[3]?.time_from_start).toEqual({ sec: 0, nanosec: 200_000_000 });
+    expect(trajectory?.points[2]?.time_from_start).toEqual({ sec: 0, nanosec: 150_000_000 });
   });
 
   it('reads CompressedImage on ~/in/<camera>/compressed and feeds only the model camera', async () => {
@@ -311,7 +319,7 @@ describe('VlaRosNode lifecycle', () => {
   it('configure loads the model, activate starts, deactivate holds, cleanup releases', async () => {
     const h = await harness({ 'runtime.merge_mode': 'replace' });
     expect(h.vla.state).toBe('unconfigured');
-    expect(h.node.configure().asMessage()).toEqual({ id: 2, label: 'inactive' });
+    expect({ ...h.node.configure() }).toEqual({ id: 2, label: 'inactive' });
     expect(h.diagnostics().status[0]?.message).toBe('loading and warming up the model');
     await h.vla.whenLoaded();
     expect(h.vla.ready).toBe(true);
@@ -338,7 +346,7 @@ describe('VlaRosNode lifecycle', () => {
     expect(h.pipeline.released).toBe(true);
     expect(h.node.publishers.every((p) => p.destroyed)).toBe(true);
     expect(h.node.subscriptions.every((s) => s.destroyed)).toBe(true);
-    expect(h.node.shutdown().asMessage().label).toBe('finalized');
+    expect(h.node.shutdown().label).toBe('finalized');
   });
 
   it('activating before the model is ready starts processing once it is', async () => {
@@ -392,7 +400,11 @@ describe('VlaRosNode parameters', () => {
   });
 
   it('values given to ROS override the parameter file', async () => {
-    const h = await harness({}, {}, { 'pruning.keep_ratio': 0.5, 'pruning.strategy': 'saliency' });
+    const h = await harness(
+      {},
+      {},
+      { 'pruning.keep_ratio': '0.5', 'pruning.strategy': 'saliency' },
+    );
     expect(h.vla.config.pruning.keep_ratio).toBe(0.5);
     expect(h.vla.config.pruning.strategy).toBe('saliency');
   });
@@ -466,9 +478,11 @@ describe('VlaRosNode diagnostics thresholds (ros.diagnostics.*)', () => {
 
 describe('VlaRosNode bad parameters', () => {
   it.each([
-    ['pruning.keep_ratio', 1.5, 'pruning.keep_ratio'],
+    ['pruning.keep_ratio', '1.5', 'pruning.keep_ratio'],
     ['runtime.merge_mode', 'later', 'one of "sync", "replace", "ensemble", "rtc"'],
-    ['runtime.control_rate_hz', -5, 'runtime.control_rate_hz'],
+    ['runtime.control_rate_hz', '-5', 'runtime.control_rate_hz'],
+    ['pruning.keep_count', '2.5', 'Expected an integer for pruning.keep_count'],
+    ['safety.action_min', 'low', 'Expected an array of number for safety.action_min'],
   ] as const)(
     'start-up fails on %s := %s with the key and the reason',
     async (key, value, reason) => {
@@ -479,7 +493,7 @@ describe('VlaRosNode bad parameters', () => {
   );
 
   it('a rejected update keeps the old value, in the config and on the node', async () => {
-    const h = await harness({}, {}, { 'pruning.keep_ratio': 0.5 });
+    const h = await harness({}, {}, { 'pruning.keep_ratio': '0.5' });
     const bad = h.node.setParameter(
       new h.api.Parameter('pruning.keep_ratio', PARAMETER_TYPE.double, 0),
     );

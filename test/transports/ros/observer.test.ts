@@ -50,12 +50,14 @@ describe('VlaRosNode run observer', () => {
     expect(chunks[0]?.frame).toBe(frames[0]?.frame);
     const published = node.publisher('~/out/action_chunk').messages as RosJointTrajectory[];
     expect(published).toHaveLength(1);
-    expect(Array.from(chunks[0]?.chunk.actions ?? [])).toEqual(
+    // The published plan is the merged chunk from the current step on: the chunk's first action
+    // was due in the period its inference took.
+    expect(Array.from(chunks[0]?.chunk.actions ?? []).slice(2)).toEqual(
       published[0]?.points.flatMap((p) => Array.from(p.positions)),
     );
-    // One action per control period: the hold before the chunk arrived, then the plan.
-    expect(commands.map((c) => c.source)).toEqual(['safe', 'plan', 'plan']);
+    // One action per control period once a plan exists (before it the node sends no command).
+    expect(commands.map((c) => c.source)).toEqual(['plan', 'plan']);
     const points = published[0]?.points.map((p) => Array.from(p.positions)) ?? [];
-    expect(commands.slice(1).map((c) => c.action)).toEqual(points.slice(1, 3));
+    expect(commands.map((c) => c.action)).toEqual(points.slice(0, 2));
   });
 });

@@ -88,7 +88,7 @@ describe('colcon packaging', () => {
 
   it('the launch files run the wrapper or bin/vla-node.js, which exist in the checkout', () => {
     const xml = readFileSync(`${root}launch/vla_node.launch.xml`, 'utf8');
-    expect(xml).toContain('value="$(dirname)/../scripts/vla_node --params');
+    expect(xml).toContain('cmd="$(dirname)/../scripts/vla_node --params');
     expect(xml).toContain('<env name="VLA_NODE_EXECUTABLE" value="$(var node_executable)"/>');
     const py = readFileSync(`${root}launch/vla_node.launch.py`, 'utf8');
     expect(py).toContain("'lib', 'vla_node', 'vla_node'");
