@@ -137,7 +137,7 @@ describe('vla-node CLI (real processes)', () => {
     const { stderr } = await run(process.execPath, [CLI, 'start', '--episodes', '1'], { env });
     const why = stderr.split('\n').filter((l) => l.includes('ROS 2 jazzy is sourced'));
     expect(why).toHaveLength(1);
-    expect(why[0]).toMatch(/npm rebuild rclnodejs/);
+    expect(why[0]).toMatch(/npx node-gyp rebuild/);
     expect(why[0]).toMatch(/running the built-in simulation demo instead/);
   });
 

@@ -17,7 +17,7 @@ export interface RosEnvironment {
 
 /** How to make the ROS 2 node available, in one line (the README's robot steps). */
 export const ROS_SETUP_HINT =
-  'source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it in this checkout: `npm rebuild rclnodejs`, or `npm install --no-save rclnodejs@2.2.0` where npm dropped it (see launch/README.md)';
+  'source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it in this checkout: `(cd node_modules/rclnodejs && npx node-gyp rebuild && node scripts/generate_messages.cjs)` (see README, "On a robot with ROS 2")';
 
 /** Look at the environment a sourced ROS 2 setup leaves (ROS_DISTRO, AMENT_PREFIX_PATH). */
 export function detectRos(env: NodeJS.ProcessEnv = process.env): RosEnvironment {
@@ -53,7 +53,7 @@ export function missingNativeBuild(
   try {
     root = rclnodejsRoot ?? join(dirname(fileURLToPath(import.meta.resolve('rclnodejs'))), '..');
   } catch {
-    return 'rclnodejs is not installed (`npm ci` installs it as an optional dependency; npm 10 drops it where its build failed: `npm install --no-save rclnodejs@2.2.0` with ROS 2 sourced)';
+    return 'rclnodejs is not installed (`npm ci` installs it as an optional dependency without running its install script; reinstall with `npm ci`)';
   }
   if (existsSync(join(root, 'build', 'Release', 'rclnodejs.node'))) return undefined;
   let codename = 'unknown';

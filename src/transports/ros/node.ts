@@ -217,7 +217,9 @@ export class VlaRosNode {
       true,
     );
     this.#config = declareParameters(o.ros, this.node, o.config);
-    this.node.addOnSetParametersCallback((parameters) => this.#onSetParameters(parameters));
+    this.node.addOnSetParametersCallback((parameters: rcl.Parameter[]) =>
+      this.#onSetParameters(parameters),
+    );
     const wrap =
       (name: string, fn: () => void): rcl.lifecycle.TransitionCallback =>
       () => {

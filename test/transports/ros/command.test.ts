@@ -31,7 +31,7 @@ describe('ros and start commands without ROS 2', () => {
     expect(out.lines).toHaveLength(1);
     expect(out.lines[0]).toMatch(/^vla-node ros: The ROS 2 node needs rclnodejs/);
     expect(out.lines[0]).toContain('`source /opt/ros/<distro>/setup.bash`');
-    expect(out.lines[0]).toContain('npm rebuild rclnodejs');
+    expect(out.lines[0]).toContain('npx node-gyp rebuild');
   });
 
   it('vla-node ros rejects an unknown image transport', async () => {

@@ -20,7 +20,7 @@ describe('loadRos', () => {
     expect(imported).toBe(false);
     expect(error).toBeInstanceOf(RosUnavailableError);
     expect((error as Error).message).toContain('source /opt/ros/<distro>/setup.bash');
-    expect((error as Error).message).toContain('npm rebuild rclnodejs');
+    expect((error as Error).message).toContain('npx node-gyp rebuild');
   });
 
   it('without a sourced ROS 2, rclnodejs is not loaded and the message says why', async () => {
@@ -37,7 +37,7 @@ describe('loadRos', () => {
     expect(error).toBeInstanceOf(RosUnavailableError);
     expect((error as RosUnavailableError).cause).toBe(cause);
     expect((error as Error).message).toBe(
-      'The ROS 2 node needs rclnodejs, which did not load with ROS 2 jazzy (librcl.so: cannot open shared object file): source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it in this checkout: `npm rebuild rclnodejs`, or `npm install --no-save rclnodejs@2.2.0` where npm dropped it (see launch/README.md)',
+      'The ROS 2 node needs rclnodejs, which did not load with ROS 2 jazzy (librcl.so: cannot open shared object file): source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it in this checkout: `(cd node_modules/rclnodejs && npx node-gyp rebuild && node scripts/generate_messages.cjs)` (see README, "On a robot with ROS 2")',
     );
   });
 
@@ -67,7 +67,7 @@ describe('missingNativeBuild', () => {
     const error = await loadRos({ env: SOURCED, rclnodejsRoot: root }).catch((e: unknown) => e);
     rmSync(root, { recursive: true });
     expect((error as Error).message).toMatch(
-      /^ROS 2 jazzy is sourced, but rclnodejs has no native build here .*npm rebuild rclnodejs/,
+      /^ROS 2 jazzy is sourced, but rclnodejs has no native build here .*npx node-gyp rebuild/,
     );
   });
 });
