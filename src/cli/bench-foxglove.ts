@@ -6,6 +6,7 @@
  * report gives the medians of each repeat's figures.
  */
 
+import { executorSettings } from '../runtime/control-loop.js';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -163,13 +164,7 @@ export const benchFoxgloveCommand: CommandSpec = {
       stallProbability: 0,
       stallSteps: 0,
       maxFrameAgeMs: r.max_frame_age_ms,
-      executor: {
-        ensembleDecay: r.ensemble_decay,
-        rtcDecaySteps: r.rtc_decay_steps,
-        marginSteps: r.margin_steps,
-        safeAction: config.safety.safe_action,
-        limits: pipeline.actionLimits,
-      },
+      executor: executorSettings(config, pipeline.actionLimits),
     };
     const repeat = async (scenario: Scenario): Promise<RepeatResult> => {
       const server =

@@ -4,6 +4,7 @@
  * is a rendering of the same data, not a screenshot of Foxglove (which is not available offline).
  */
 
+import { executorSettings } from '../runtime/control-loop.js';
 import { resolve } from 'node:path';
 import sharp from 'sharp';
 import wsProtocol, { type Channel, type IWebSocket } from '@foxglove/ws-protocol';
@@ -186,13 +187,7 @@ export const foxglovePictureCommand: CommandSpec = {
         stallProbability: 0,
         stallSteps: 0,
         maxFrameAgeMs: r.max_frame_age_ms,
-        executor: {
-          ensembleDecay: r.ensemble_decay,
-          rtcDecaySteps: r.rtc_decay_steps,
-          marginSteps: r.margin_steps,
-          safeAction: config.safety.safe_action,
-          limits: pipeline.actionLimits,
-        },
+        executor: executorSettings(config, pipeline.actionLimits),
       };
       // Paced at the control rate, as `sim --foxglove` runs, so the times are the robot's.
       await runEpisodes(pipelineAgent(observeInference(pipeline, view)), {

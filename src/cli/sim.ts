@@ -1,3 +1,4 @@
+import { executorSettings } from '../runtime/control-loop.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import { STAGES, type LatencySummary } from '../runtime/latency.js';
 import {
@@ -112,22 +113,17 @@ function timingFromConfig(
     stallProbability: s.camera_stall_probability,
     stallSteps: s.camera_stall_steps,
     maxFrameAgeMs: r.max_frame_age_ms,
-    executor: {
-      ensembleDecay: r.ensemble_decay,
-      rtcDecaySteps: r.rtc_decay_steps,
-      marginSteps: r.margin_steps,
-      safeAction: config.safety.safe_action,
-      safePose: config.safety.safe_pose,
-      // The pipeline's limits; for the scripted agents, the same resolved from the parameters.
-      limits:
-        limits ??
+    // The pipeline's limits; for the scripted agents, the same resolved from the parameters.
+    executor: executorSettings(
+      config,
+      limits ??
         resolveLimits(manifest, {
           min: config.safety.action_min,
           max: config.safety.action_max,
           maxDeltaPerStep: config.safety.max_delta_per_step,
           allowBeyondModel: config.safety.allow_limits_beyond_model,
         }),
-    },
+    ),
   };
 }
 

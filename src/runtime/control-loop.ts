@@ -5,7 +5,9 @@
  * action). Transports decide how a chunk is computed and how the action is sent; the loop knows
  * neither (it is counted in control steps, with no clock of its own).
  */
+import type { VlaConfig } from '../config/index.js';
 import { ChunkExecutor, type ExecutorOptions, type MergeMode } from './executor.js';
+import type { ActionLimits } from './safety.js';
 
 /** `sync`: the robot holds still while each chunk is computed; otherwise an executor merge mode. */
 export type ControlMode = 'sync' | MergeMode;
@@ -18,6 +20,26 @@ export interface ControlLoopOptions {
   readonly executeSteps: number;
   /** Executor settings other than the merge mode and the chunk shape. */
   readonly executor: Omit<ExecutorOptions, 'mergeMode' | 'horizon' | 'actionDim'>;
+}
+
+/**
+ * The executor settings of the parameters (`runtime.*`, `safety.*`), with the action limits the
+ * pipeline resolved against the manifest: one reading of them for the simulator, the ROS node and
+ * the benchmarks.
+ */
+export function executorSettings(
+  config: Pick<VlaConfig, 'runtime' | 'safety'>,
+  limits: ActionLimits,
+): ControlLoopOptions['executor'] {
+  const r = config.runtime;
+  return {
+    ensembleDecay: r.ensemble_decay,
+    rtcDecaySteps: r.rtc_decay_steps,
+    marginSteps: r.margin_steps,
+    safeAction: config.safety.safe_action,
+    safePose: config.safety.safe_pose,
+    limits,
+  };
 }
 
 /** What the robot receives at one control step. */

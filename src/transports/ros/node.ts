@@ -26,7 +26,7 @@ import type { ActionChunk, Observation, VlaPipeline } from '../../pipeline/pipel
 import type { RunObserver } from '../../pipeline/observer.js';
 import { keptOverlay } from '../../pruning/overlay.js';
 import { LatestFrameSlot } from '../../runtime/budget.js';
-import { ControlLoop } from '../../runtime/control-loop.js';
+import { ControlLoop, executorSettings } from '../../runtime/control-loop.js';
 import type { LatencySummary } from '../../runtime/latency.js';
 import type { ActionLimits } from '../../runtime/safety.js';
 import {
@@ -621,14 +621,7 @@ export class VlaRosNode {
       horizon: m.chunk.horizon,
       actionDim: m.chunk.action_dim,
       executeSteps: r.execute_steps,
-      executor: {
-        ensembleDecay: r.ensemble_decay,
-        rtcDecaySteps: r.rtc_decay_steps,
-        marginSteps: r.margin_steps,
-        safeAction: config.safety.safe_action,
-        safePose: config.safety.safe_pose,
-        limits: pipeline.actionLimits,
-      },
+      executor: executorSettings(config, pipeline.actionLimits),
     });
     this.#active = config;
     this.#step = 0;
