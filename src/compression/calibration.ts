@@ -1,8 +1,9 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { describe, InputError } from '../errors.js';
+import { describe, InputError, printable } from '../errors.js';
 import { FrameIngest, type Frame } from '../ingest/index.js';
+import { PACKAGE_LIMITS, packageFile } from '../model/files.js';
 import type { ModelPackage } from '../model/manifest.js';
 import { TabletopSim } from '../sim/tabletop.js';
 import { episodeSeed } from '../util/rng.js';
@@ -69,12 +70,28 @@ export async function writeCalibrationSet(
   await rename(tmp, join(dir, 'frames.json'));
 }
 
+/**
+ * `path` inside the calibration set folder `dir`: relative, not leaving the folder (after `..` and
+ * symlinks), a regular file of at most 64 MiB; else an InputError naming `field`.
+ */
+function inSet(dir: string, path: string, field: string): string {
+  try {
+    return packageFile(dir, path, field, { maxBytes: PACKAGE_LIMITS.jsonBytes });
+  } catch (cause) {
+    const why = cause instanceof Error ? cause.message.replace(/^.* but /s, '') : String(cause);
+    throw new InputError(
+      `Expected ${field} to name a file inside the calibration set ${printable(dir)} but ${why}`,
+      { field, cause },
+    );
+  }
+}
+
 /** Read a calibration set folder; an empty, missing or malformed set is an InputError. */
 export async function readCalibrationSet(dir: string): Promise<CalibrationSample[]> {
   const indexPath = join(dir, 'frames.json');
   let raw: unknown;
   try {
-    raw = JSON.parse(await readFile(indexPath, 'utf8'));
+    raw = JSON.parse(await readFile(inSet(dir, 'frames.json', 'calibration'), 'utf8'));
   } catch (cause) {
     throw new InputError(
       `Expected a calibration set with a readable frames.json at ${dir} but could not read it`,
@@ -103,9 +120,11 @@ export async function readCalibrationSet(dir: string): Promise<CalibrationSample
         { field },
       );
     }
+    // The same rule as a model package's paths: inside the set folder, a regular file, bounded.
+    const imagePath = inSet(dir, entry.image, `${field}.image`);
     let data: Buffer;
     try {
-      data = await readFile(join(dir, entry.image));
+      data = await readFile(imagePath);
     } catch (cause) {
       throw new InputError(`Expected a readable image ${entry.image} in ${dir}`, {
         field: `${field}.image`,
