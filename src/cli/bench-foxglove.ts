@@ -6,7 +6,6 @@
  * report gives the medians of each repeat's figures.
  */
 
-import { executorSettings } from '../runtime/control-loop.js';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -14,13 +13,19 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import { observeInference, type RunObserver } from '../pipeline/observer.js';
-import { pipelineAgent, runEpisodes, type TimingOptions } from '../sim/runner.js';
+import { pipelineAgent, runEpisodes } from '../sim/runner.js';
 import { LatencyHistogram } from '../runtime/latency.js';
-import { FoxgloveView, LiveServer, type LiveServerStats } from '../transports/foxglove/index.js';
+import {
+  FoxgloveView,
+  overlayGeometry,
+  LiveServer,
+  type LiveServerStats,
+} from '../transports/foxglove/index.js';
 import { median, round } from '../util/stats.js';
 import { ConfigError, describe } from '../errors.js';
 import type { CommandSpec, OptionValues } from './command.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
+import { clockedTiming } from './sim.js';
 
 export const SCENARIOS = ['off', 'no_viewer', 'fast_viewer', 'stalled_viewer'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
@@ -154,18 +159,7 @@ export const benchFoxgloveCommand: CommandSpec = {
         io.progress(line);
       }),
     );
-    const r = config.runtime;
-    const timing: TimingOptions = {
-      mode: 'rtc',
-      controlRateHz: r.control_rate_hz > 0 ? r.control_rate_hz : m.control_rate_hz,
-      horizon: m.chunk.horizon,
-      injectDelayMs: 0,
-      injectJitterMs: 0,
-      stallProbability: 0,
-      stallSteps: 0,
-      maxFrameAgeMs: r.max_frame_age_ms,
-      executor: executorSettings(config, pipeline.actionLimits),
-    };
+    const timing = clockedTiming(config, m, pipeline.actionLimits, 'rtc');
     const repeat = async (scenario: Scenario): Promise<RepeatResult> => {
       const server =
         scenario === 'off'
@@ -183,12 +177,7 @@ export const benchFoxgloveCommand: CommandSpec = {
             : new TimedObserver(
                 FoxgloveView.create(server, {
                   actionNames: m.action.names,
-                  overlay: {
-                    modelWidth: m.image.width,
-                    modelHeight: m.image.height,
-                    grid: m.patch_grid,
-                    resize: m.image.resize,
-                  },
+                  overlay: overlayGeometry(m),
                 }),
               );
         if (server !== undefined && scenario !== 'no_viewer') {

@@ -4,17 +4,22 @@
  * is a rendering of the same data, not a screenshot of Foxglove (which is not available offline).
  */
 
-import { executorSettings } from '../runtime/control-loop.js';
 import { resolve } from 'node:path';
 import sharp from 'sharp';
 import wsProtocol, { type Channel, type IWebSocket } from '@foxglove/ws-protocol';
 import { WebSocket } from 'ws';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import { observeInference } from '../pipeline/observer.js';
-import { pipelineAgent, runEpisodes, type TimingOptions } from '../sim/runner.js';
-import { FoxgloveView, LIVE_TOPICS, LiveServer } from '../transports/foxglove/index.js';
+import { pipelineAgent, runEpisodes } from '../sim/runner.js';
+import {
+  FoxgloveView,
+  overlayGeometry,
+  LIVE_TOPICS,
+  LiveServer,
+} from '../transports/foxglove/index.js';
 import type { CommandSpec } from './command.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
+import { clockedTiming } from './sim.js';
 
 const { FoxgloveClient } = wsProtocol;
 
@@ -169,26 +174,10 @@ export const foxglovePictureCommand: CommandSpec = {
     try {
       const view = FoxgloveView.create(server, {
         actionNames: m.action.names,
-        overlay: {
-          modelWidth: m.image.width,
-          modelHeight: m.image.height,
-          grid: m.patch_grid,
-          resize: m.image.resize,
-        },
+        overlay: overlayGeometry(m),
       });
       const viewer = await capture(server.url);
-      const r = config.runtime;
-      const timing: TimingOptions = {
-        mode: 'rtc',
-        controlRateHz: m.control_rate_hz,
-        horizon: m.chunk.horizon,
-        injectDelayMs: 0,
-        injectJitterMs: 0,
-        stallProbability: 0,
-        stallSteps: 0,
-        maxFrameAgeMs: r.max_frame_age_ms,
-        executor: executorSettings(config, pipeline.actionLimits),
-      };
+      const timing = clockedTiming(config, m, pipeline.actionLimits, 'rtc');
       // Paced at the control rate, as `sim --foxglove` runs, so the times are the robot's.
       await runEpisodes(pipelineAgent(observeInference(pipeline, view)), {
         episodes: config.sim.episodes,

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { PACKAGE_ROOT, type VlaConfig } from '../config/index.js';
 import type { Manifest } from '../model/manifest.js';
-import { FoxgloveView, LiveServer } from '../transports/foxglove/index.js';
+import { FoxgloveView, overlayGeometry, LiveServer } from '../transports/foxglove/index.js';
 import type { CommandIo, OptionSpec, OptionValues } from './command.js';
 
 export const FOXGLOVE_OPTIONS = {
@@ -88,12 +88,7 @@ export async function startLiveView(
     actionNames: manifest.action.names,
     ...(overlay
       ? {
-          overlay: {
-            modelWidth: manifest.image.width,
-            modelHeight: manifest.image.height,
-            grid: manifest.patch_grid,
-            resize: manifest.image.resize,
-          },
+          overlay: overlayGeometry(manifest),
         }
       : {}),
   });

@@ -87,14 +87,37 @@ export interface SimReport {
   readonly smoothness: number | null;
 }
 
+/**
+ * Clocked execution in `mode` at the parameters' control rate (the manifest's when 0), with none of
+ * the simulator's injected faults: the base of {@link timingFromConfig}, and what the live-view
+ * benchmark and picture run.
+ */
+export function clockedTiming(
+  config: VlaConfig,
+  manifest: Manifest,
+  limits: ActionLimits,
+  mode: TimingOptions['mode'],
+): TimingOptions {
+  const r = config.runtime;
+  return {
+    mode,
+    controlRateHz: r.control_rate_hz > 0 ? r.control_rate_hz : manifest.control_rate_hz,
+    horizon: manifest.chunk.horizon,
+    injectDelayMs: 0,
+    injectJitterMs: 0,
+    stallProbability: 0,
+    stallSteps: 0,
+    maxFrameAgeMs: r.max_frame_age_ms,
+    executor: executorSettings(config, limits),
+  };
+}
+
 /** The clocked execution settings, or undefined for the plain synchronous loop. */
 function timingFromConfig(
   config: VlaConfig,
   manifest: Manifest,
   limits: ActionLimits | undefined,
 ): TimingOptions | undefined {
-  const horizon = manifest.chunk.horizon;
-  const manifestRate = manifest.control_rate_hz;
   const r = config.runtime;
   const s = config.sim;
   if (
@@ -104,26 +127,21 @@ function timingFromConfig(
     s.camera_stall_probability === 0
   )
     return undefined;
+  // The pipeline's limits; for the scripted agents, the same resolved from the parameters.
+  const resolved =
+    limits ??
+    resolveLimits(manifest, {
+      min: config.safety.action_min,
+      max: config.safety.action_max,
+      maxDeltaPerStep: config.safety.max_delta_per_step,
+      allowBeyondModel: config.safety.allow_limits_beyond_model,
+    });
   return {
-    mode: r.merge_mode,
-    controlRateHz: r.control_rate_hz > 0 ? r.control_rate_hz : manifestRate,
-    horizon,
+    ...clockedTiming(config, manifest, resolved, r.merge_mode),
     injectDelayMs: s.inject_delay_ms,
     injectJitterMs: s.inject_jitter_ms,
     stallProbability: s.camera_stall_probability,
     stallSteps: s.camera_stall_steps,
-    maxFrameAgeMs: r.max_frame_age_ms,
-    // The pipeline's limits; for the scripted agents, the same resolved from the parameters.
-    executor: executorSettings(
-      config,
-      limits ??
-        resolveLimits(manifest, {
-          min: config.safety.action_min,
-          max: config.safety.action_max,
-          maxDeltaPerStep: config.safety.max_delta_per_step,
-          allowBeyondModel: config.safety.allow_limits_beyond_model,
-        }),
-    ),
   };
 }
 

@@ -7,6 +7,7 @@
 export {
   keptTokenAnnotations,
   modelToSource,
+  overlayGeometry,
   sceneUpdate,
   timeOf,
   VLA_SCHEMAS,

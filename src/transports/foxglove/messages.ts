@@ -108,6 +108,19 @@ export interface OverlayGeometry {
   readonly resize: ResizeMode;
 }
 
+/** The overlay geometry of a model: its input size, token grid and resize mode. */
+export function overlayGeometry(manifest: {
+  readonly image: { readonly width: number; readonly height: number; readonly resize: ResizeMode };
+  readonly patch_grid: { readonly width: number; readonly height: number };
+}): OverlayGeometry {
+  return {
+    modelWidth: manifest.image.width,
+    modelHeight: manifest.image.height,
+    grid: manifest.patch_grid,
+    resize: manifest.image.resize,
+  };
+}
+
 /**
  * foxglove.ImageAnnotations over a `sw`×`sh` camera frame: the outline of each kept token's patch
  * (one LINE_LIST annotation, four segments per token, so a frame costs two objects whatever the
