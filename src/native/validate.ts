@@ -5,7 +5,7 @@
  */
 import { describe, InputError } from '../errors.js';
 import { H, HEADER_LENGTH, SOURCE_KIND } from './ingest-layout.js';
-import type { Kernels } from './kernels.js';
+import type { IngestJob, Kernels } from './kernels.js';
 
 type TypedArrayConstructor =
   Float32ArrayConstructor | Int32ArrayConstructor | Uint8ArrayConstructor;
@@ -306,6 +306,47 @@ function checkIngestFrame(
 }
 
 /**
+ * Every job as {@link checkIngestFrame} (an error's field is prefixed `jobs[i].`), and no job
+ * writes memory another job reads or writes: the addon runs the jobs' bands at the same time.
+ */
+function checkIngestJobs(jobs: readonly IngestJob[]): void {
+  const list: unknown = jobs;
+  if (!Array.isArray(list)) {
+    throw new InputError(`Expected an array of jobs for jobs but received ${describe(jobs)}`, {
+      field: 'jobs',
+    });
+  }
+  jobs.forEach((job: unknown, i) => {
+    if (!Array.isArray(job) || job.length !== 7) {
+      throw new InputError(
+        `Expected [src, header, vTaps, hTaps, rgb, lut, out] for jobs[${i}] but received ${describe(job)}`,
+        { field: `jobs[${i}]` },
+      );
+    }
+    try {
+      checkIngestFrame(...(job as unknown as IngestJob));
+    } catch (error) {
+      if (!(error instanceof InputError)) throw error;
+      const field = `jobs[${i}].${error.field ?? ''}`;
+      throw new InputError(`${error.message} (${field})`, { field, cause: error });
+    }
+  });
+  jobs.forEach(([, , , , rgb, , out], i) => {
+    jobs.forEach(([src, , , , otherRgb, , otherOut], j) => {
+      if (i === j) return;
+      for (const [output, name] of [
+        [rgb, 'rgb'],
+        [out, 'out'],
+      ] as const) {
+        disjoint(output, src, `jobs[${i}].${name}`, `jobs[${j}].src`);
+        disjoint(output, otherRgb, `jobs[${i}].${name}`, `jobs[${j}].rgb`);
+        if (otherOut.length > 0) disjoint(output, otherOut, `jobs[${i}].${name}`, `jobs[${j}].out`);
+      }
+    });
+  });
+}
+
+/**
  * `impl` behind the argument checks: each call throws an `InputError` naming the parameter and
  * the allowed range before `impl` sees a bad argument.
  *
@@ -340,6 +381,10 @@ export function validated(impl: Kernels): Kernels {
     async ingestFrameAsync(src, header, vTaps, hTaps, rgb, lut, out) {
       checkIngestFrame(src, header, vTaps, hTaps, rgb, lut, out);
       await impl.ingestFrameAsync(src, header, vTaps, hTaps, rgb, lut, out);
+    },
+    ingestFrames(jobs) {
+      checkIngestJobs(jobs);
+      impl.ingestFrames(jobs);
     },
   };
 }
