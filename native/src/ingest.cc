@@ -97,12 +97,117 @@ void NarrowRow(const uint8_t* src, int count, bool big_endian, uint8_t* out) {
   }
 }
 
-inline void AddRow(uint32_t* __restrict acc, const uint8_t* __restrict src, int length) {
-  for (int i = 0; i < length; ++i) acc[i] += src[i];
+// Column sums of up to MAX_BOX (257, src/ingest/raw-kernel.ts) rows of bytes: 257 * 255 fits in
+// 16 bits, so twice the lanes per vector of 32-bit sums and half the memory traffic.
+inline void AddRow(uint16_t* __restrict acc, const uint8_t* __restrict src, int length) {
+  for (int i = 0; i < length; ++i) acc[i] = static_cast<uint16_t>(acc[i] + src[i]);
+}
+
+// One intermediate row of an interleaved (RGB-like) source from its column sums `acc`: the box
+// mean of each block of kx pixels. KX > 0 fixes kx at compile time (the compiler unrolls the
+// block into straight-line adds; this loop is most of the kernel at camera sizes); 0 reads it.
+template <int KX>
+void BoxRowInterleaved(const uint16_t* acc, int ch, int oa, int ob, int oc, int crop_x, int crop_w,
+                       int kx_rt, int mid_w, uint32_t ny, uint8_t* o) {
+  const int kx = KX > 0 ? KX : kx_rt;
+  const int full = std::min(mid_w, crop_w / kx);
+  Divider d;
+  d.Set(static_cast<uint32_t>(kx) * ny);
+  const uint16_t* p = acc + static_cast<size_t>(crop_x) * ch;
+  for (int mx = 0; mx < full; ++mx, o += 3) {
+    uint32_t s0 = 0, s1 = 0, s2 = 0;
+    for (int x = 0; x < kx; ++x, p += ch) {
+      s0 += p[oa];
+      s1 += p[ob];
+      s2 += p[oc];
+    }
+    o[0] = Mean(s0, d);
+    o[1] = Mean(s1, d);
+    o[2] = Mean(s2, d);
+  }
+  for (int mx = full; mx < mid_w; ++mx, o += 3) {
+    const int x0 = crop_x + mx * kx;
+    const int x1 = std::min(x0 + kx, crop_x + crop_w);
+    d.Set(static_cast<uint32_t>(x1 - x0) * ny);
+    uint32_t s0 = 0, s1 = 0, s2 = 0;
+    for (int x = x0; x < x1; ++x) {
+      const uint16_t* q = acc + x * ch;
+      s0 += q[oa];
+      s1 += q[ob];
+      s2 += q[oc];
+    }
+    o[0] = Mean(s0, d);
+    o[1] = Mean(s1, d);
+    o[2] = Mean(s2, d);
+  }
+}
+
+// The box mean of pixels [x0, x0 + n) of a YUV or Bayer-superpixel row's column sums (A1: the
+// chroma rows of NV12/NV21, the odd mosaic rows of Bayer), converted to RGB into o[0..2]. N > 0
+// fixes n at compile time (unrolled), 0 reads n_rt.
+template <int KIND, int N>
+inline void BlockYuvBayer(const uint16_t* A0, const uint16_t* A1, int a, int b, int c, int x0,
+                          int n_rt, uint32_t ny, Divider& d, Divider& d2, uint8_t* o) {
+  const int n = N > 0 ? N : n_rt;
+  d.Set(static_cast<uint32_t>(n) * ny);
+  if (KIND == kPacked422) {
+    uint32_t sy = 0, su = 0, sv = 0;
+    for (int i = 0; i < n; ++i) {
+      const int x = x0 + i;
+      const int q = (x >> 1) << 2;
+      sy += A0[2 * x + a];
+      su += A0[q + b];
+      sv += A0[q + c];
+    }
+    YuvToRgb(Mean(sy, d), Mean(su, d), Mean(sv, d), o);
+  } else if (KIND == kSemiplanar420) {
+    uint32_t sy = 0, su = 0, sv = 0;
+    for (int i = 0; i < n; ++i) {
+      const int x = x0 + i;
+      const int q = (x >> 1) << 1;
+      sy += A0[x];
+      su += A1[q + b];
+      sv += A1[q + c];
+    }
+    YuvToRgb(Mean(sy, d), Mean(su, d), Mean(sv, d), o);
+  } else {
+    uint32_t sums[4] = {0, 0, 0, 0};
+    for (int i = 0; i < n; ++i) {
+      const int x = x0 + i;
+      sums[0] += A0[2 * x];
+      sums[1] += A0[2 * x + 1];
+      sums[2] += A1[2 * x];
+      sums[3] += A1[2 * x + 1];
+    }
+    const uint32_t red = sums[a];
+    const uint32_t blue = sums[c];
+    const uint32_t green = sums[0] + sums[1] + sums[2] + sums[3] - red - blue;
+    d2.Set(2 * d.n);
+    o[0] = Mean(red, d);
+    o[1] = Mean(green, d2);
+    o[2] = Mean(blue, d);
+  }
+}
+
+// One intermediate row of a YUV or Bayer-superpixel source (see BoxRowInterleaved).
+template <int KIND, int KX>
+void BoxRowYuvBayer(const uint16_t* A0, const uint16_t* A1, int a, int b, int c, int crop_x,
+                    int crop_w, int kx_rt, int mid_w, uint32_t ny, uint8_t* o) {
+  const int kx = KX > 0 ? KX : kx_rt;
+  const int full = std::min(mid_w, crop_w / kx);
+  Divider d, d2;
+  for (int mx = 0; mx < full; ++mx, o += 3) {
+    BlockYuvBayer<KIND, KX>(A0, A1, a, b, c, crop_x + mx * kx, kx, ny, d, d2, o);
+  }
+  for (int mx = full; mx < mid_w; ++mx, o += 3) {
+    const int x0 = crop_x + mx * kx;
+    const int n = std::min(x0 + kx, crop_x + crop_w) - x0;
+    BlockYuvBayer<KIND, 0>(A0, A1, a, b, c, x0, n, ny, d, d2, o);
+  }
 }
 
 struct Scratch {
-  std::vector<uint32_t> acc0, acc1;
+  std::vector<uint16_t> acc0, acc1;
   std::vector<uint8_t> row, mid, vertical;
   std::vector<int32_t> sums;
 };
@@ -129,16 +234,16 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s, int m0, int m1
   s.acc0.resize(row_len);
   s.acc1.resize(row_len);
   s.row.resize(row_len);
-  uint32_t* A0 = s.acc0.data();
-  uint32_t* A1 = s.acc1.data();
+  uint16_t* A0 = s.acc0.data();
+  uint16_t* A1 = s.acc1.data();
   uint8_t* scratch = s.row.data();
   uint8_t* mid = s.mid.data();
   const size_t st = static_cast<size_t>(step);
   for (int my = m0; my < m1; ++my) {
     const int y0 = crop_y + my * ky;
     const int y1 = std::min(y0 + ky, crop_y + crop_h);
-    std::fill(A0, A0 + row_len, 0u);
-    if (kind == kSemiplanar420 || kind == kBayerSuper) std::fill(A1, A1 + row_len, 0u);
+    std::fill(A0, A0 + row_len, uint16_t{0});
+    if (kind == kSemiplanar420 || kind == kBayerSuper) std::fill(A1, A1 + row_len, uint16_t{0});
     for (int y = y0; y < y1; ++y) {
       switch (kind) {
         case kInterleaved8:
@@ -162,61 +267,64 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s, int m0, int m1
     }
     const uint32_t ny = static_cast<uint32_t>(y1 - y0);
     uint8_t* o = mid + static_cast<size_t>(my - m0) * mid_w * 3;
-    Divider d, d2;
-    for (int mx = 0; mx < mid_w; ++mx, o += 3) {
-      const int x0 = crop_x + mx * kx;
-      const int x1 = std::min(x0 + kx, crop_x + crop_w);
-      const uint32_t n = static_cast<uint32_t>(x1 - x0) * ny;
-      d.Set(n);
-      if (kind == kInterleaved8 || kind == kInterleaved16 || kind == kBayerBilinear) {
-        // A demosaiced row is RGB already; a, b, c then name Bayer sites, not channels.
-        const bool demosaiced = kind == kBayerBilinear;
-        const int ch = demosaiced ? 3 : channels;
-        const int oa = demosaiced ? 0 : a, ob = demosaiced ? 1 : b, oc = demosaiced ? 2 : c;
-        uint32_t s0 = 0, s1 = 0, s2 = 0;
-        for (int x = x0; x < x1; ++x) {
-          const uint32_t* p = A0 + x * ch;
-          s0 += p[oa];
-          s1 += p[ob];
-          s2 += p[oc];
-        }
-        o[0] = Mean(s0, d);
-        o[1] = Mean(s1, d);
-        o[2] = Mean(s2, d);
-      } else if (kind == kPacked422) {
-        uint32_t sy = 0, su = 0, sv = 0;
-        for (int x = x0; x < x1; ++x) {
-          const int q = (x >> 1) << 2;
-          sy += A0[2 * x + a];
-          su += A0[q + b];
-          sv += A0[q + c];
-        }
-        YuvToRgb(Mean(sy, d), Mean(su, d), Mean(sv, d), o);
-      } else if (kind == kSemiplanar420) {
-        uint32_t sy = 0, su = 0, sv = 0;
-        for (int x = x0; x < x1; ++x) {
-          const int q = (x >> 1) << 1;
-          sy += A0[x];
-          su += A1[q + b];
-          sv += A1[q + c];
-        }
-        YuvToRgb(Mean(sy, d), Mean(su, d), Mean(sv, d), o);
-      } else {
-        uint32_t sums[4] = {0, 0, 0, 0};
-        for (int x = x0; x < x1; ++x) {
-          sums[0] += A0[2 * x];
-          sums[1] += A0[2 * x + 1];
-          sums[2] += A1[2 * x];
-          sums[3] += A1[2 * x + 1];
-        }
-        const uint32_t red = sums[a];
-        const uint32_t blue = sums[c];
-        const uint32_t green = sums[0] + sums[1] + sums[2] + sums[3] - red - blue;
-        d2.Set(2 * n);
-        o[0] = Mean(red, d);
-        o[1] = Mean(green, d2);
-        o[2] = Mean(blue, d);
+    if (kind == kInterleaved8 || kind == kInterleaved16 || kind == kBayerBilinear) {
+      // A demosaiced row is RGB already; a, b, c then name Bayer sites, not channels.
+      const bool demosaiced = kind == kBayerBilinear;
+      const int ch = demosaiced ? 3 : channels;
+      const int oa = demosaiced ? 0 : a, ob = demosaiced ? 1 : b, oc = demosaiced ? 2 : c;
+      switch (kx) {
+#define VLA_BOX_ROW(K) \
+  case K: BoxRowInterleaved<K>(A0, ch, oa, ob, oc, crop_x, crop_w, kx, mid_w, ny, o); break;
+        VLA_BOX_ROW(1)
+        VLA_BOX_ROW(2)
+        VLA_BOX_ROW(3)
+        VLA_BOX_ROW(4)
+        VLA_BOX_ROW(5)
+        VLA_BOX_ROW(6)
+        VLA_BOX_ROW(7)
+        VLA_BOX_ROW(8)
+        VLA_BOX_ROW(9)
+        VLA_BOX_ROW(10)
+        VLA_BOX_ROW(11)
+        VLA_BOX_ROW(12)
+        VLA_BOX_ROW(13)
+        VLA_BOX_ROW(14)
+        VLA_BOX_ROW(15)
+        VLA_BOX_ROW(16)
+#undef VLA_BOX_ROW
+        default: BoxRowInterleaved<0>(A0, ch, oa, ob, oc, crop_x, crop_w, kx, mid_w, ny, o);
       }
+      continue;
+    }
+    switch (kind * 32 + std::min(kx, 17)) {
+#define VLA_BOX_ROW(KIND, K)                                                               \
+  case KIND * 32 + K:                                                                      \
+    BoxRowYuvBayer<KIND, (K < 17 ? K : 0)>(A0, A1, a, b, c, crop_x, crop_w, kx, mid_w, ny, o); \
+    break;
+#define VLA_BOX_ROWS(KIND)                                                                 \
+  VLA_BOX_ROW(KIND, 1)                                                                     \
+  VLA_BOX_ROW(KIND, 2)                                                                     \
+  VLA_BOX_ROW(KIND, 3)                                                                     \
+  VLA_BOX_ROW(KIND, 4)                                                                     \
+  VLA_BOX_ROW(KIND, 5)                                                                     \
+  VLA_BOX_ROW(KIND, 6)                                                                     \
+  VLA_BOX_ROW(KIND, 7)                                                                     \
+  VLA_BOX_ROW(KIND, 8)                                                                     \
+  VLA_BOX_ROW(KIND, 9)                                                                     \
+  VLA_BOX_ROW(KIND, 10)                                                                    \
+  VLA_BOX_ROW(KIND, 11)                                                                    \
+  VLA_BOX_ROW(KIND, 12)                                                                    \
+  VLA_BOX_ROW(KIND, 13)                                                                    \
+  VLA_BOX_ROW(KIND, 14)                                                                    \
+  VLA_BOX_ROW(KIND, 15)                                                                    \
+  VLA_BOX_ROW(KIND, 16)                                                                    \
+  VLA_BOX_ROW(KIND, 17)
+      VLA_BOX_ROWS(kPacked422)
+      VLA_BOX_ROWS(kSemiplanar420)
+      VLA_BOX_ROWS(kBayerSuper)
+#undef VLA_BOX_ROWS
+#undef VLA_BOX_ROW
+      default: break;
     }
   }
 }

@@ -283,7 +283,8 @@ function checkIngestFrame(
   const cropW = field(header, 'cropWidth', 1, vw - cropX);
   const cropH = field(header, 'cropHeight', 1, vh - cropY);
   const kx = field(header, 'kx', 1, cropW);
-  const ky = field(header, 'ky', 1, cropH);
+  // At most 257 rows per box: the native kernel sums a box's rows of bytes in 16 bits.
+  const ky = field(header, 'ky', 1, Math.min(cropH, 257));
   const midW = field(header, 'midWidth', Math.ceil(cropW / kx), Math.ceil(cropW / kx));
   const midH = field(header, 'midHeight', Math.ceil(cropH / ky), Math.ceil(cropH / ky));
   const outW = field(header, 'outWidth', 1, big);
