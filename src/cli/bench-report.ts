@@ -602,10 +602,12 @@ export const benchReportCommand: CommandSpec = {
         skipped.push({ what: `start-up probe (${m.model})`, reason: m.startup.reason });
     }
     io.progress('camera-frame ingest (as `vla-node bench ingest`)');
+    // As many timed calls per ingest figure as frames per latency repeat (200 by default, as
+    // bench ingest's --runs).
     const ingest = await measureCameraIngest(
       tiny,
       options,
-      { runs: 200, repeats, frames },
+      { runs: frames, repeats, frames },
       (line) => {
         io.progress(line);
       },
