@@ -3,9 +3,11 @@
 
 #include <napi.h>
 
+#include "cpu.h"
 #include "diversity.h"
 #include "gather.h"
 #include "ingest.h"
+#include "ingest_batch.h"
 #include "normalize.h"
 #include "patch_diff.h"
 #include "topk.h"
@@ -23,6 +25,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ingestFrame", Napi::Function::New(env, vla::IngestFrameBinding, "ingestFrame"));
   exports.Set("ingestFrameAsync",
               Napi::Function::New(env, vla::IngestFrameAsyncBinding, "ingestFrameAsync"));
+  exports.Set("ingestFrames", Napi::Function::New(env, vla::IngestFramesBinding, "ingestFrames"));
+  exports.Set("cpuFeatures", Napi::Function::New(env, vla::CpuFeaturesBinding, "cpuFeatures"));
   return exports;
 }
 

@@ -97,18 +97,124 @@ void NarrowRow(const uint8_t* src, int count, bool big_endian, uint8_t* out) {
   }
 }
 
-inline void AddRow(uint32_t* __restrict acc, const uint8_t* __restrict src, int length) {
-  for (int i = 0; i < length; ++i) acc[i] += src[i];
+// Column sums of up to MAX_BOX (257, src/ingest/raw-kernel.ts) rows of bytes: 257 * 255 fits in
+// 16 bits, so twice the lanes per vector of 32-bit sums and half the memory traffic.
+inline void AddRow(uint16_t* __restrict acc, const uint8_t* __restrict src, int length) {
+  for (int i = 0; i < length; ++i) acc[i] = static_cast<uint16_t>(acc[i] + src[i]);
+}
+
+// One intermediate row of an interleaved (RGB-like) source from its column sums `acc`: the box
+// mean of each block of kx pixels. KX > 0 fixes kx at compile time (the compiler unrolls the
+// block into straight-line adds; this loop is most of the kernel at camera sizes); 0 reads it.
+template <int KX>
+void BoxRowInterleaved(const uint16_t* acc, int ch, int oa, int ob, int oc, int crop_x, int crop_w,
+                       int kx_rt, int mid_w, uint32_t ny, uint8_t* o) {
+  const int kx = KX > 0 ? KX : kx_rt;
+  const int full = std::min(mid_w, crop_w / kx);
+  Divider d;
+  d.Set(static_cast<uint32_t>(kx) * ny);
+  const uint16_t* p = acc + static_cast<size_t>(crop_x) * ch;
+  for (int mx = 0; mx < full; ++mx, o += 3) {
+    uint32_t s0 = 0, s1 = 0, s2 = 0;
+    for (int x = 0; x < kx; ++x, p += ch) {
+      s0 += p[oa];
+      s1 += p[ob];
+      s2 += p[oc];
+    }
+    o[0] = Mean(s0, d);
+    o[1] = Mean(s1, d);
+    o[2] = Mean(s2, d);
+  }
+  for (int mx = full; mx < mid_w; ++mx, o += 3) {
+    const int x0 = crop_x + mx * kx;
+    const int x1 = std::min(x0 + kx, crop_x + crop_w);
+    d.Set(static_cast<uint32_t>(x1 - x0) * ny);
+    uint32_t s0 = 0, s1 = 0, s2 = 0;
+    for (int x = x0; x < x1; ++x) {
+      const uint16_t* q = acc + x * ch;
+      s0 += q[oa];
+      s1 += q[ob];
+      s2 += q[oc];
+    }
+    o[0] = Mean(s0, d);
+    o[1] = Mean(s1, d);
+    o[2] = Mean(s2, d);
+  }
+}
+
+// The box mean of pixels [x0, x0 + n) of a YUV or Bayer-superpixel row's column sums (A1: the
+// chroma rows of NV12/NV21, the odd mosaic rows of Bayer), converted to RGB into o[0..2]. N > 0
+// fixes n at compile time (unrolled), 0 reads n_rt.
+template <int KIND, int N>
+inline void BlockYuvBayer(const uint16_t* A0, const uint16_t* A1, int a, int b, int c, int x0,
+                          int n_rt, uint32_t ny, Divider& d, Divider& d2, uint8_t* o) {
+  const int n = N > 0 ? N : n_rt;
+  d.Set(static_cast<uint32_t>(n) * ny);
+  if (KIND == kPacked422) {
+    uint32_t sy = 0, su = 0, sv = 0;
+    for (int i = 0; i < n; ++i) {
+      const int x = x0 + i;
+      const int q = (x >> 1) << 2;
+      sy += A0[2 * x + a];
+      su += A0[q + b];
+      sv += A0[q + c];
+    }
+    YuvToRgb(Mean(sy, d), Mean(su, d), Mean(sv, d), o);
+  } else if (KIND == kSemiplanar420) {
+    uint32_t sy = 0, su = 0, sv = 0;
+    for (int i = 0; i < n; ++i) {
+      const int x = x0 + i;
+      const int q = (x >> 1) << 1;
+      sy += A0[x];
+      su += A1[q + b];
+      sv += A1[q + c];
+    }
+    YuvToRgb(Mean(sy, d), Mean(su, d), Mean(sv, d), o);
+  } else {
+    uint32_t sums[4] = {0, 0, 0, 0};
+    for (int i = 0; i < n; ++i) {
+      const int x = x0 + i;
+      sums[0] += A0[2 * x];
+      sums[1] += A0[2 * x + 1];
+      sums[2] += A1[2 * x];
+      sums[3] += A1[2 * x + 1];
+    }
+    const uint32_t red = sums[a];
+    const uint32_t blue = sums[c];
+    const uint32_t green = sums[0] + sums[1] + sums[2] + sums[3] - red - blue;
+    d2.Set(2 * d.n);
+    o[0] = Mean(red, d);
+    o[1] = Mean(green, d2);
+    o[2] = Mean(blue, d);
+  }
+}
+
+// One intermediate row of a YUV or Bayer-superpixel source (see BoxRowInterleaved).
+template <int KIND, int KX>
+void BoxRowYuvBayer(const uint16_t* A0, const uint16_t* A1, int a, int b, int c, int crop_x,
+                    int crop_w, int kx_rt, int mid_w, uint32_t ny, uint8_t* o) {
+  const int kx = KX > 0 ? KX : kx_rt;
+  const int full = std::min(mid_w, crop_w / kx);
+  Divider d, d2;
+  for (int mx = 0; mx < full; ++mx, o += 3) {
+    BlockYuvBayer<KIND, KX>(A0, A1, a, b, c, crop_x + mx * kx, kx, ny, d, d2, o);
+  }
+  for (int mx = full; mx < mid_w; ++mx, o += 3) {
+    const int x0 = crop_x + mx * kx;
+    const int n = std::min(x0 + kx, crop_x + crop_w) - x0;
+    BlockYuvBayer<KIND, 0>(A0, A1, a, b, c, x0, n, ny, d, d2, o);
+  }
 }
 
 struct Scratch {
-  std::vector<uint32_t> acc0, acc1;
+  std::vector<uint16_t> acc0, acc1;
   std::vector<uint8_t> row, mid, vertical;
   std::vector<int32_t> sums;
 };
 
-// Step 1 of the plan: box-average and colour-convert the crop rectangle into `mid`.
-void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s) {
+// Step 1 of the plan: box-average and colour-convert intermediate rows [m0, m1) of the crop
+// rectangle into `mid` (row my at my - m0).
+void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s, int m0, int m1) {
   const int kind = h[kKind];
   const int channels = h[kChannels];
   const int a = h[kA], b = h[kB], c = h[kC];
@@ -116,7 +222,7 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s) {
   const int crop_x = h[kCropX], crop_y = h[kCropY];
   const int crop_w = h[kCropWidth], crop_h = h[kCropHeight];
   const int kx = h[kKx], ky = h[kKy];
-  const int mid_w = h[kMidWidth], mid_h = h[kMidHeight];
+  const int mid_w = h[kMidWidth];
   int row_len;
   switch (kind) {
     case kInterleaved8:
@@ -128,16 +234,16 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s) {
   s.acc0.resize(row_len);
   s.acc1.resize(row_len);
   s.row.resize(row_len);
-  uint32_t* A0 = s.acc0.data();
-  uint32_t* A1 = s.acc1.data();
+  uint16_t* A0 = s.acc0.data();
+  uint16_t* A1 = s.acc1.data();
   uint8_t* scratch = s.row.data();
   uint8_t* mid = s.mid.data();
   const size_t st = static_cast<size_t>(step);
-  for (int my = 0; my < mid_h; ++my) {
+  for (int my = m0; my < m1; ++my) {
     const int y0 = crop_y + my * ky;
     const int y1 = std::min(y0 + ky, crop_y + crop_h);
-    std::fill(A0, A0 + row_len, 0u);
-    if (kind == kSemiplanar420 || kind == kBayerSuper) std::fill(A1, A1 + row_len, 0u);
+    std::fill(A0, A0 + row_len, uint16_t{0});
+    if (kind == kSemiplanar420 || kind == kBayerSuper) std::fill(A1, A1 + row_len, uint16_t{0});
     for (int y = y0; y < y1; ++y) {
       switch (kind) {
         case kInterleaved8:
@@ -160,154 +266,190 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s) {
       }
     }
     const uint32_t ny = static_cast<uint32_t>(y1 - y0);
-    uint8_t* o = mid + static_cast<size_t>(my) * mid_w * 3;
-    Divider d, d2;
-    for (int mx = 0; mx < mid_w; ++mx, o += 3) {
-      const int x0 = crop_x + mx * kx;
-      const int x1 = std::min(x0 + kx, crop_x + crop_w);
-      const uint32_t n = static_cast<uint32_t>(x1 - x0) * ny;
-      d.Set(n);
-      if (kind == kInterleaved8 || kind == kInterleaved16 || kind == kBayerBilinear) {
-        // A demosaiced row is RGB already; a, b, c then name Bayer sites, not channels.
-        const bool demosaiced = kind == kBayerBilinear;
-        const int ch = demosaiced ? 3 : channels;
-        const int oa = demosaiced ? 0 : a, ob = demosaiced ? 1 : b, oc = demosaiced ? 2 : c;
-        uint32_t s0 = 0, s1 = 0, s2 = 0;
-        for (int x = x0; x < x1; ++x) {
-          const uint32_t* p = A0 + x * ch;
-          s0 += p[oa];
-          s1 += p[ob];
-          s2 += p[oc];
-        }
-        o[0] = Mean(s0, d);
-        o[1] = Mean(s1, d);
-        o[2] = Mean(s2, d);
-      } else if (kind == kPacked422) {
-        uint32_t sy = 0, su = 0, sv = 0;
-        for (int x = x0; x < x1; ++x) {
-          const int q = (x >> 1) << 2;
-          sy += A0[2 * x + a];
-          su += A0[q + b];
-          sv += A0[q + c];
-        }
-        YuvToRgb(Mean(sy, d), Mean(su, d), Mean(sv, d), o);
-      } else if (kind == kSemiplanar420) {
-        uint32_t sy = 0, su = 0, sv = 0;
-        for (int x = x0; x < x1; ++x) {
-          const int q = (x >> 1) << 1;
-          sy += A0[x];
-          su += A1[q + b];
-          sv += A1[q + c];
-        }
-        YuvToRgb(Mean(sy, d), Mean(su, d), Mean(sv, d), o);
-      } else {
-        uint32_t sums[4] = {0, 0, 0, 0};
-        for (int x = x0; x < x1; ++x) {
-          sums[0] += A0[2 * x];
-          sums[1] += A0[2 * x + 1];
-          sums[2] += A1[2 * x];
-          sums[3] += A1[2 * x + 1];
-        }
-        const uint32_t red = sums[a];
-        const uint32_t blue = sums[c];
-        const uint32_t green = sums[0] + sums[1] + sums[2] + sums[3] - red - blue;
-        d2.Set(2 * n);
-        o[0] = Mean(red, d);
-        o[1] = Mean(green, d2);
-        o[2] = Mean(blue, d);
+    uint8_t* o = mid + static_cast<size_t>(my - m0) * mid_w * 3;
+    if (kind == kInterleaved8 || kind == kInterleaved16 || kind == kBayerBilinear) {
+      // A demosaiced row is RGB already; a, b, c then name Bayer sites, not channels.
+      const bool demosaiced = kind == kBayerBilinear;
+      const int ch = demosaiced ? 3 : channels;
+      const int oa = demosaiced ? 0 : a, ob = demosaiced ? 1 : b, oc = demosaiced ? 2 : c;
+      switch (kx) {
+#define VLA_BOX_ROW(K) \
+  case K: BoxRowInterleaved<K>(A0, ch, oa, ob, oc, crop_x, crop_w, kx, mid_w, ny, o); break;
+        VLA_BOX_ROW(1)
+        VLA_BOX_ROW(2)
+        VLA_BOX_ROW(3)
+        VLA_BOX_ROW(4)
+        VLA_BOX_ROW(5)
+        VLA_BOX_ROW(6)
+        VLA_BOX_ROW(7)
+        VLA_BOX_ROW(8)
+        VLA_BOX_ROW(9)
+        VLA_BOX_ROW(10)
+        VLA_BOX_ROW(11)
+        VLA_BOX_ROW(12)
+        VLA_BOX_ROW(13)
+        VLA_BOX_ROW(14)
+        VLA_BOX_ROW(15)
+        VLA_BOX_ROW(16)
+#undef VLA_BOX_ROW
+        default: BoxRowInterleaved<0>(A0, ch, oa, ob, oc, crop_x, crop_w, kx, mid_w, ny, o);
       }
+      continue;
+    }
+    switch (kind * 32 + std::min(kx, 17)) {
+#define VLA_BOX_ROW(KIND, K)                                                               \
+  case KIND * 32 + K:                                                                      \
+    BoxRowYuvBayer<KIND, (K < 17 ? K : 0)>(A0, A1, a, b, c, crop_x, crop_w, kx, mid_w, ny, o); \
+    break;
+#define VLA_BOX_ROWS(KIND)                                                                 \
+  VLA_BOX_ROW(KIND, 1)                                                                     \
+  VLA_BOX_ROW(KIND, 2)                                                                     \
+  VLA_BOX_ROW(KIND, 3)                                                                     \
+  VLA_BOX_ROW(KIND, 4)                                                                     \
+  VLA_BOX_ROW(KIND, 5)                                                                     \
+  VLA_BOX_ROW(KIND, 6)                                                                     \
+  VLA_BOX_ROW(KIND, 7)                                                                     \
+  VLA_BOX_ROW(KIND, 8)                                                                     \
+  VLA_BOX_ROW(KIND, 9)                                                                     \
+  VLA_BOX_ROW(KIND, 10)                                                                    \
+  VLA_BOX_ROW(KIND, 11)                                                                    \
+  VLA_BOX_ROW(KIND, 12)                                                                    \
+  VLA_BOX_ROW(KIND, 13)                                                                    \
+  VLA_BOX_ROW(KIND, 14)                                                                    \
+  VLA_BOX_ROW(KIND, 15)                                                                    \
+  VLA_BOX_ROW(KIND, 16)                                                                    \
+  VLA_BOX_ROW(KIND, 17)
+      VLA_BOX_ROWS(kPacked422)
+      VLA_BOX_ROWS(kSemiplanar420)
+      VLA_BOX_ROWS(kBayerSuper)
+#undef VLA_BOX_ROWS
+#undef VLA_BOX_ROW
+      default: break;
     }
   }
 }
 
 }  // namespace
 
-void IngestFrame(const uint8_t* src, const int32_t* header, const int32_t* v_taps,
-                 const int32_t* h_taps, uint8_t* rgb, const float* lut, float* out,
-                 size_t out_length) {
+void IngestRows(const IngestJob& job, int r0, int r1) {
   thread_local Scratch s;
-  const int mid_w = header[kMidWidth], mid_h = header[kMidHeight];
+  const int32_t* header = job.header;
+  const int mid_w = header[kMidWidth];
   const int out_w = header[kOutWidth], out_h = header[kOutHeight];
   const int dest_x = header[kDestX], dest_y = header[kDestY];
   const int dest_w = header[kDestWidth], dest_h = header[kDestHeight];
   const int nv = header[kVTaps], nh = header[kHTaps];
   const size_t row_bytes = static_cast<size_t>(mid_w) * 3;
-  s.mid.resize(row_bytes * mid_h);
-  BoxConvert(src, header, s);
-  // Vertical taps into `columns`, transposed: byte c of intermediate column x of output row y at
-  // (c * mid_w + x) * dest_h + y, so that the horizontal taps run down contiguous columns.
-  const size_t rows = static_cast<size_t>(dest_h);
-  s.vertical.resize(row_bytes * rows);
-  uint8_t* __restrict columns = s.vertical.data();
-  s.sums.resize(std::max(row_bytes, rows));
-  int32_t* __restrict sums = s.sums.data();
-  const uint8_t* __restrict mid = s.mid.data();
-  for (size_t y = 0; y < rows; ++y) {
-    const uint8_t* __restrict row;
+  const size_t out_stride = static_cast<size_t>(out_w) * 3;
+  uint8_t* rgb = job.rgb;
+  // The letterbox of `pad`: rows of this band outside the destination rectangle, and its sides.
+  if (dest_w != out_w || dest_h != out_h) {
+    std::fill(rgb + r0 * out_stride, rgb + r1 * out_stride, 0);
+  }
+  // Destination rows of this band, relative to the destination rectangle.
+  const int d0 = std::max(r0, dest_y) - dest_y;
+  const int d1 = std::min(r1, dest_y + dest_h) - dest_y;
+  if (d1 > d0) {
+    // The intermediate rows the band's vertical taps read (whatever order the plan's starts
+    // come in: the facade only checks that each lies inside the intermediate image).
+    int m0 = d0, m1 = d1;
     if (nv > 0) {
-      const int32_t* t = v_taps + y * (nv + 1);
-      std::fill(sums, sums + row_bytes, kRound);
-      for (int k = 0; k < nv; ++k) {
-        const int32_t w = t[1 + k];
-        const uint8_t* __restrict p = mid + static_cast<size_t>(t[0] + k) * row_bytes;
-        for (size_t i = 0; i < row_bytes; ++i) sums[i] += w * p[i];
-      }
-      for (size_t i = 0; i < row_bytes; ++i) {
-        const int32_t v = sums[i] >> kTapShift;
-        sums[i] = v < 0 ? 0 : v > 255 ? 255 : v;
-      }
-      for (size_t x = 0; x < static_cast<size_t>(mid_w); ++x) {
-        columns[x * rows + y] = static_cast<uint8_t>(sums[3 * x]);
-        columns[(mid_w + x) * rows + y] = static_cast<uint8_t>(sums[3 * x + 1]);
-        columns[(2 * mid_w + x) * rows + y] = static_cast<uint8_t>(sums[3 * x + 2]);
-      }
-    } else {
-      row = mid + y * row_bytes;
-      for (size_t x = 0; x < static_cast<size_t>(mid_w); ++x) {
-        columns[x * rows + y] = row[3 * x];
-        columns[(mid_w + x) * rows + y] = row[3 * x + 1];
-        columns[(2 * mid_w + x) * rows + y] = row[3 * x + 2];
+      m0 = job.v_taps[d0 * (nv + 1)];
+      m1 = m0;
+      for (int d = d0; d < d1; ++d) {
+        m0 = std::min(m0, job.v_taps[d * (nv + 1)]);
+        m1 = std::max(m1, job.v_taps[d * (nv + 1)] + nv);
       }
     }
-  }
-  const size_t out_bytes = static_cast<size_t>(out_w) * out_h * 3;
-  if (dest_w != out_w || dest_h != out_h) std::fill(rgb, rgb + out_bytes, 0);
-  // Horizontal taps down each column: out column x of channel c from columns start..start+nh.
-  for (int c = 0; c < 3; ++c) {
-    const uint8_t* __restrict plane = columns + static_cast<size_t>(c) * mid_w * rows;
-    for (int x = 0; x < dest_w; ++x) {
-      const uint8_t* __restrict col;
-      if (nh > 0) {
-        const int32_t* t = h_taps + static_cast<size_t>(x) * (nh + 1);
-        std::fill(sums, sums + rows, kRound);
-        for (int k = 0; k < nh; ++k) {
+    s.mid.resize(row_bytes * static_cast<size_t>(m1 - m0));
+    BoxConvert(job.src, header, s, m0, m1);
+    // Vertical taps into `columns`, transposed: byte c of intermediate column x of band row y at
+    // (c * mid_w + x) * rows + y, so that the horizontal taps run down contiguous columns.
+    const size_t rows = static_cast<size_t>(d1 - d0);
+    s.vertical.resize(row_bytes * rows);
+    uint8_t* __restrict columns = s.vertical.data();
+    s.sums.resize(std::max(row_bytes, rows));
+    int32_t* __restrict sums = s.sums.data();
+    const uint8_t* __restrict mid = s.mid.data();
+    for (size_t y = 0; y < rows; ++y) {
+      if (nv > 0) {
+        const int32_t* t = job.v_taps + (d0 + y) * (nv + 1);
+        std::fill(sums, sums + row_bytes, kRound);
+        for (int k = 0; k < nv; ++k) {
           const int32_t w = t[1 + k];
-          const uint8_t* __restrict p = plane + static_cast<size_t>(t[0] + k) * rows;
-          for (size_t y = 0; y < rows; ++y) sums[y] += w * p[y];
+          const uint8_t* __restrict p = mid + static_cast<size_t>(t[0] + k - m0) * row_bytes;
+          for (size_t i = 0; i < row_bytes; ++i) sums[i] += w * p[i];
         }
-        uint8_t* to = rgb + (static_cast<size_t>(dest_y) * out_w + dest_x + x) * 3 + c;
-        const size_t stride = static_cast<size_t>(out_w) * 3;
-        for (size_t y = 0; y < rows; ++y) to[y * stride] = Clamp255(sums[y] >> kTapShift);
+        for (size_t i = 0; i < row_bytes; ++i) {
+          const int32_t v = sums[i] >> kTapShift;
+          sums[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+        }
+        for (size_t x = 0; x < static_cast<size_t>(mid_w); ++x) {
+          columns[x * rows + y] = static_cast<uint8_t>(sums[3 * x]);
+          columns[(mid_w + x) * rows + y] = static_cast<uint8_t>(sums[3 * x + 1]);
+          columns[(2 * mid_w + x) * rows + y] = static_cast<uint8_t>(sums[3 * x + 2]);
+        }
       } else {
-        col = plane + static_cast<size_t>(x) * rows;
-        uint8_t* to = rgb + (static_cast<size_t>(dest_y) * out_w + dest_x + x) * 3 + c;
-        const size_t stride = static_cast<size_t>(out_w) * 3;
-        for (size_t y = 0; y < rows; ++y) to[y * stride] = col[y];
+        const uint8_t* __restrict row = mid + y * row_bytes;
+        for (size_t x = 0; x < static_cast<size_t>(mid_w); ++x) {
+          columns[x * rows + y] = row[3 * x];
+          columns[(mid_w + x) * rows + y] = row[3 * x + 1];
+          columns[(2 * mid_w + x) * rows + y] = row[3 * x + 2];
+        }
+      }
+    }
+    // Horizontal taps down each column: out column x of channel c from columns start..start+nh.
+    uint8_t* band = rgb + (static_cast<size_t>(dest_y + d0) * out_w + dest_x) * 3;
+    for (int c = 0; c < 3; ++c) {
+      const uint8_t* __restrict plane = columns + static_cast<size_t>(c) * mid_w * rows;
+      for (int x = 0; x < dest_w; ++x) {
+        uint8_t* to = band + static_cast<size_t>(x) * 3 + c;
+        if (nh > 0) {
+          const int32_t* t = job.h_taps + static_cast<size_t>(x) * (nh + 1);
+          std::fill(sums, sums + rows, kRound);
+          for (int k = 0; k < nh; ++k) {
+            const int32_t w = t[1 + k];
+            const uint8_t* __restrict p = plane + static_cast<size_t>(t[0] + k) * rows;
+            for (size_t y = 0; y < rows; ++y) sums[y] += w * p[y];
+          }
+          for (size_t y = 0; y < rows; ++y) to[y * out_stride] = Clamp255(sums[y] >> kTapShift);
+        } else {
+          const uint8_t* __restrict col = plane + static_cast<size_t>(x) * rows;
+          for (size_t y = 0; y < rows; ++y) to[y * out_stride] = col[y];
+        }
       }
     }
   }
-  if (out_length == 0) return;
+  if (job.out_length == 0) return;
   const size_t plane = static_cast<size_t>(out_w) * out_h;
-  float* out_r = out;
-  float* out_g = out + plane;
-  float* out_b = out + 2 * plane;
-  for (size_t p = 0; p < plane; ++p) {
+  const size_t p1 = static_cast<size_t>(r1) * out_w;
+  float* out_r = job.out;
+  float* out_g = job.out + plane;
+  float* out_b = job.out + 2 * plane;
+  const float* lut = job.lut;
+  for (size_t p = static_cast<size_t>(r0) * out_w; p < p1; ++p) {
     const uint8_t* px = rgb + 3 * p;
     out_r[p] = lut[px[0]];
     out_g[p] = lut[256 + px[1]];
     out_b[p] = lut[512 + px[2]];
   }
 }
+
+void IngestFrame(const uint8_t* src, const int32_t* header, const int32_t* v_taps,
+                 const int32_t* h_taps, uint8_t* rgb, const float* lut, float* out,
+                 size_t out_length) {
+  const IngestJob job{src, header, v_taps, h_taps, rgb, lut, out, out_length};
+  IngestRows(job, 0, header[kOutHeight]);
+}
+
+IngestJob JobOf(const Napi::Value* args) {
+  const Elements<float> out = ElementsOf<float>(args[6]);
+  return IngestJob{DataOf<uint8_t>(args[0]), DataOf<int32_t>(args[1]), DataOf<int32_t>(args[2]),
+                   DataOf<int32_t>(args[3]),  DataOf<uint8_t>(args[4]), DataOf<float>(args[5]),
+                   out.data,                  out.length};
+}
+
+int OutputRows(const IngestJob& job) { return job.header[kOutHeight]; }
 
 Napi::Value IngestFrameBinding(const Napi::CallbackInfo& info) {
   const Elements<float> out = ElementsOf<float>(info[6]);

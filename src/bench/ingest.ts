@@ -1,14 +1,20 @@
 /**
  * Camera-frame ingest timings: how long the pipeline's preprocess stage takes for real camera
  * sizes and encodings (the raw-frame kernel, JPEG through sharp), the sharp resize it replaced,
- * and several cameras prepared at once on the thread pool against one.
+ * several cameras prepared at once (one `ingestFrames` call) against one, and the node's end to
+ * end latency on 640x480 frames against the bare sessions. One report for `vla-node bench
+ * ingest` and the ingest section of `npm run bench` alike.
  */
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
 import { FrameIngest, type Frame, type ImageInputSpec, type RawFrame } from '../ingest/index.js';
 import type { Manifest } from '../model/manifest.js';
 import { median, round } from '../util/stats.js';
+import { kernelBackend } from '../native/index.js';
+import type { PipelineOptions } from '../pipeline/pipeline.js';
+import type { ModelPackage } from '../model/manifest.js';
 import { benchObservations } from './frames.js';
+import { measureOverhead, type OverheadResult } from './overhead.js';
 
 /** Encodings timed, as a camera would send them. */
 export const INGEST_ENCODINGS = ['rgb8', 'yuv422', 'bayer_rggb8', 'jpeg'] as const;
@@ -122,7 +128,8 @@ export interface IngestTimings {
   readonly preprocess_p50_ms: Record<string, Record<IngestEncoding, number>>;
   /** The same for rgb8 through the sharp/libvips lanczos3 resize the kernel replaced, ms. */
   readonly sharp_rgb8_p50_ms: Record<string, number>;
-  /** Three 640x480 rgb8 cameras through `toRgbMany` (thread pool) against one `toRgb`, ms. */
+  /** Three 640x480 rgb8 cameras through `toRgbMany` (one call, rows split across threads)
+   * against one `toRgb` (the calling thread alone), ms. */
   readonly cameras: {
     readonly one_p50_ms: number;
     readonly three_p50_ms: number;
@@ -201,4 +208,75 @@ export async function measureIngest(
     runs,
     repeats,
   };
+}
+
+/** The issue's targets on the 2-core reference machine. */
+export const INGEST_TARGETS = {
+  preprocess_640x480_raw_ms: 0.3,
+  preprocess_1280x720_raw_ms: 0.6,
+  end_to_end_640x480_ratio: 1.15,
+  three_cameras_ratio: 2,
+} as const;
+
+/** Camera ingest figures and the end-to-end latency on camera frames. */
+export interface CameraIngestReport {
+  /** `native (avx512 build)`, `native (baseline build)` or `typescript`. */
+  readonly kernels: string;
+  readonly model: string;
+  readonly ingest: IngestTimings;
+  /** VlaPipeline.infer on 640x480 rgb8 frames against the bare sessions (pre-made tensors). */
+  readonly end_to_end_640x480: Omit<OverheadResult, 'actions'>;
+  readonly targets: typeof INGEST_TARGETS;
+}
+
+/**
+ * Everything of {@link CameraIngestReport}: `runs` calls per ingest figure, `repeats` repeats,
+ * `frames` observations per end-to-end repeat.
+ */
+export async function measureCameraIngest(
+  model: ModelPackage,
+  options: PipelineOptions,
+  settings: { readonly runs: number; readonly repeats: number; readonly frames: number },
+  progress: (line: string) => void = () => undefined,
+): Promise<CameraIngestReport> {
+  const m = model.manifest;
+  const ingest = await measureIngest(m, m.image, settings.runs, settings.repeats, progress);
+  progress(`end to end at 640x480 (${settings.frames} frames x ${settings.repeats} repeats)`);
+  const camera = await measureOverhead(
+    model,
+    options,
+    benchObservations(m, settings.frames, 1, { width: 640, height: 480 }),
+    settings.repeats,
+  );
+  const { actions: _actions, ...endToEnd } = camera;
+  const backend = kernelBackend();
+  return {
+    kernels:
+      backend.build === undefined ? backend.name : `${backend.name} (${backend.build} build)`,
+    model: m.name,
+    ingest,
+    end_to_end_640x480: endToEnd,
+    targets: INGEST_TARGETS,
+  };
+}
+
+/** The report as Markdown lines: the preprocess table, three cameras, end to end. */
+export function cameraIngestMarkdown(r: CameraIngestReport): string[] {
+  const t = r.ingest.preprocess_p50_ms;
+  const c = r.ingest.cameras;
+  const e = r.end_to_end_640x480;
+  return [
+    `Kernels: ${r.kernels}; model ${r.model}; preprocess p50 of ${r.ingest.runs} calls (frame to the normalised tensor, as the pipeline's stage), median of ${r.ingest.repeats} repeats. Targets: <= ${r.targets.preprocess_640x480_raw_ms} ms at 640x480 raw, <= ${r.targets.preprocess_1280x720_raw_ms} ms at 1280x720 raw, end to end <= ${r.targets.end_to_end_640x480_ratio}x the bare sessions, three cameras < ${r.targets.three_cameras_ratio}x one.`,
+    '',
+    '| frame | rgb8 | yuv422 | bayer_rggb8 | JPEG | rgb8 via sharp (before) |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...Object.entries(t).map(
+      ([size, row]) =>
+        `| ${size} | ${row.rgb8} ms | ${row.yuv422} ms | ${row.bayer_rggb8} ms | ${row.jpeg} ms | ${r.ingest.sharp_rgb8_p50_ms[size] ?? ''} ms |`,
+    ),
+    '',
+    `Three 640x480 rgb8 cameras in one call: ${c.three_p50_ms} ms, one camera: ${c.one_p50_ms} ms (**${c.ratio}x**; one after another: ${c.three_sequential_p50_ms} ms).`,
+    '',
+    `End to end at 640x480 rgb8: node p50 ${e.node.median.p50} ms, bare sessions ${e.bare.median.p50} ms, **${e.ratio_p50.median}x** (preprocess stage p50 ${e.node_stages_p50.preprocess ?? ''} ms).`,
+  ];
 }

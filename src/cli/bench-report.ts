@@ -10,6 +10,11 @@ import '../backend/telemetry.js';
 import sharp from 'sharp';
 import { benchObservations, type BenchObservation } from '../bench/frames.js';
 import { countFlops, type FlopCount } from '../bench/flops.js';
+import {
+  cameraIngestMarkdown,
+  measureCameraIngest,
+  type CameraIngestReport,
+} from '../bench/ingest.js';
 import { measureKeepRatios, type KeepRatioLatency } from '../bench/keep.js';
 import { machineInfo, type MachineInfo } from '../bench/machine.js';
 import { measureOverhead, type OverheadResult, type Repeated } from '../bench/overhead.js';
@@ -91,6 +96,8 @@ export interface PerformanceReport {
   readonly matmul_peak: MatmulPeak;
   readonly models: readonly ModelReport[];
   readonly matrix: readonly MatrixCell[];
+  /** Camera-frame ingest (`vla-node bench ingest`), on the shipped model. */
+  readonly ingest: CameraIngestReport;
   readonly skipped: readonly { readonly what: string; readonly reason: string }[];
   readonly files: Readonly<Record<string, string>>;
 }
@@ -428,6 +435,12 @@ export function reportMarkdown(r: PerformanceReport): string {
       ? `Not measured: ${r.skipped.find((s) => s.what === 'realistic model')?.reason ?? 'no realistic model'}.`
       : `${real.model}: ${(real.parameters / 1e6).toFixed(1)}M parameters, ${real.visual_tokens} visual tokens, random weights (\`/usr/bin/python3 models/tiny-vla/train/make_realistic.py --out models/realistic-vla\`); its rows are in the tables above.`,
   );
+  out.push(
+    '',
+    '## 7. Camera-frame ingest (`vla-node bench ingest`)',
+    '',
+    ...cameraIngestMarkdown(r.ingest),
+  );
   if (r.skipped.length > 0)
     out.push('', '## Skipped', '', ...r.skipped.map((s) => `- ${s.what}: ${s.reason}`));
   return `${out.join('\n')}\n`;
@@ -588,6 +601,17 @@ export const benchReportCommand: CommandSpec = {
       if (!m.startup.available)
         skipped.push({ what: `start-up probe (${m.model})`, reason: m.startup.reason });
     }
+    io.progress('camera-frame ingest (as `vla-node bench ingest`)');
+    // As many timed calls per ingest figure as frames per latency repeat (200 by default, as
+    // bench ingest's --runs).
+    const ingest = await measureCameraIngest(
+      tiny,
+      options,
+      { runs: frames, repeats, frames },
+      (line) => {
+        io.progress(line);
+      },
+    );
     io.progress(`compression × pruning matrix (${episodes} episodes per cell)`);
     const cells = await matrix(base, episodes, repeats, io);
     const out = resolve(String(values.out));
@@ -613,6 +637,7 @@ export const benchReportCommand: CommandSpec = {
       matmul_peak: peak,
       models,
       matrix: cells,
+      ingest,
       skipped,
       files,
     };

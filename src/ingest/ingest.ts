@@ -4,7 +4,7 @@
 
 import sharp, { type Metadata, type ResizeOptions } from 'sharp';
 import { describe, InputError } from '../errors.js';
-import { kernels } from '../native/index.js';
+import { kernels, type IngestJob } from '../native/index.js';
 import { isAcceptedFormat, sniffImageFormat } from './format.js';
 import { defaultIngestLimits, type IngestLimits } from './limits.js';
 import {
@@ -12,6 +12,7 @@ import {
   type EncodedFrame,
   type Frame,
   type ImageInputSpec,
+  type RawFrame,
   type ResizeMode,
 } from './frame.js';
 import { RawKernel } from './raw-kernel.js';
@@ -191,18 +192,41 @@ export class FrameIngest {
   }
 
   /**
-   * Several frames (cameras) at once, in parallel (raw frames after the first on libuv's thread
-   * pool, the first on the calling thread): one RGB8 image per frame, in order; a bad frame
-   * rejects its own entry only.
+   * Several frames (cameras) at once: one RGB8 image per frame, in order; a bad frame rejects its
+   * own entry only. The raw frames go to the native kernel in one call that splits their rows
+   * across the calling thread and a few persistent threads (so three cameras take far less than
+   * three times one); encoded frames are decoded by sharp meanwhile, on libuv's thread pool.
    *
    * @example const [left, right] = await ingest.toRgbMany([leftFrame, rightFrame]);
    */
   async toRgbMany(frames: readonly Frame[]): Promise<PromiseSettledResult<Uint8Array>[]> {
-    // Every frame but the first is queued on the thread pool before the first is converted here:
-    // the JavaScript thread works too instead of waiting for a pool thread to wake.
-    const rest = frames.slice(1).map((f) => this.toRgbAsync(f));
-    const first = frames.length === 0 ? [] : [this.toRgb(frames[0] as Frame)];
-    return Promise.allSettled([...first, ...rest]);
+    const results: Promise<Uint8Array>[] = [];
+    const jobs: IngestJob[] = [];
+    const ready: (() => void)[] = [];
+    for (const frame of frames) {
+      if ((frame as Partial<Frame> | null)?.kind !== 'raw') {
+        results.push(this.toRgb(frame));
+        continue;
+      }
+      try {
+        const raw = frame as RawFrame;
+        this.#checkRawPixels(raw.width, raw.height);
+        const rgb = new Uint8Array(this.spec.width * this.spec.height * 3);
+        jobs.push(this.#raw.job(raw, rgb));
+        results.push(
+          new Promise<Uint8Array>((resolve) => {
+            ready.push(() => {
+              resolve(rgb);
+            });
+          }),
+        );
+      } catch (error) {
+        results.push(Promise.reject(error instanceof Error ? error : new Error(String(error))));
+      }
+    }
+    if (jobs.length > 0) kernels.ingestFrames(jobs);
+    for (const resolve of ready) resolve();
+    return Promise.allSettled(results);
   }
 
   #checkOut(out: Float32Array): void {

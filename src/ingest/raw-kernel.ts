@@ -7,7 +7,7 @@
  * 12-bit fixed point, vertical then horizontal (libvips' `gap` is 1 here, see GAP). Bayer mosaics are taken as 2x2 superpixels when
  * the frame is at least twice the output size on both axes, else demosaiced bilinearly.
  */
-import { kernels } from '../native/index.js';
+import { kernels, type IngestJob } from '../native/index.js';
 import { H, HEADER_LENGTH, SOURCE_KIND, TAP_SHIFT } from '../native/ingest-layout.js';
 import { checkRawFrame, type EncodingLayout, type RawFrame, type ResizeMode } from './frame.js';
 
@@ -250,6 +250,17 @@ export class RawKernel {
       lut ?? EMPTY_LUT,
       out ?? EMPTY_OUT,
     );
+  }
+
+  /**
+   * The arguments of {@link RawKernel.run} as one job of `kernels.ingestFrames` (the frame checked
+   * and planned now; its bytes are read when the job runs).
+   *
+   * @throws {InputError} when the frame is malformed.
+   */
+  job(frame: RawFrame, rgb: Uint8Array, lut?: Float32Array, out?: Float32Array): IngestJob {
+    const p = this.plan(frame);
+    return [frame.data, p.header, p.vTaps, p.hTaps, rgb, lut ?? EMPTY_LUT, out ?? EMPTY_OUT];
   }
 
   /**

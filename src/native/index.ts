@@ -7,12 +7,12 @@
  * warnOnce((message) => logger.warn(message));
  * kernels.topK(saliency, 36, positions);
  */
-import { nativeLoad } from './binding.js';
+import { nativeLoad, type NativeBuildName } from './binding.js';
 import type { Kernels } from './kernels.js';
 import { reference } from './reference.js';
 import { validated } from './validate.js';
 
-export type { Kernels } from './kernels.js';
+export type { IngestJob, Kernels } from './kernels.js';
 export { KERNEL_NAMES, SYNC_KERNEL_NAMES } from './kernels.js';
 
 /** The TypeScript reference kernels (validated). */
@@ -37,6 +37,8 @@ export const kernels: Kernels = nativeKernels ?? referenceKernels;
 /** Which backend {@link kernels} runs on, and why. */
 export interface KernelBackend {
   readonly name: 'native' | 'typescript';
+  /** The native build loaded (`baseline`, `avx2`, `avx512`), or undefined on the fallback. */
+  readonly build?: NativeBuildName;
   readonly reason: string;
 }
 
@@ -46,7 +48,11 @@ const backend: KernelBackend =
         name: 'typescript',
         reason: `native kernels not loaded from ${nativeLoad.path}: ${nativeLoad.error}`,
       }
-    : { name: 'native', reason: `loaded ${nativeLoad.path}` };
+    : {
+        name: 'native',
+        build: nativeLoad.build,
+        reason: `loaded ${nativeLoad.path} (${nativeLoad.build} build: ${nativeLoad.choice})`,
+      };
 
 /** Which backend {@link kernels} runs on, and why (the path tried and, on fallback, the error). */
 export function kernelBackend(): KernelBackend {

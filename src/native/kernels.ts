@@ -97,7 +97,27 @@ export interface Kernels {
     lut: Float32Array,
     out: Float32Array,
   ): Promise<void>;
+  /**
+   * {@link Kernels.ingestFrame} for several frames (cameras) in one synchronous call: the addon
+   * splits their output rows across the calling thread and a few persistent threads, so three
+   * cameras cost far less than three calls (the TypeScript reference runs them in turn). The
+   * outputs are the same bytes as one {@link Kernels.ingestFrame} per job.
+   *
+   * @example kernels.ingestFrames([[left, plan.header, plan.vTaps, plan.hTaps, rgbL, lut, outL]]);
+   */
+  ingestFrames(jobs: readonly IngestJob[]): void;
 }
+
+/** The arguments of one {@link Kernels.ingestFrame} call, for {@link Kernels.ingestFrames}. */
+export type IngestJob = readonly [
+  src: Uint8Array,
+  header: Int32Array,
+  vTaps: Int32Array,
+  hTaps: Int32Array,
+  rgb: Uint8Array,
+  lut: Float32Array,
+  out: Float32Array,
+];
 
 /** The kernel names, in a fixed order (for reports and tests). */
 export const KERNEL_NAMES = [
@@ -108,10 +128,12 @@ export const KERNEL_NAMES = [
   'gatherRows',
   'ingestFrame',
   'ingestFrameAsync',
+  'ingestFrames',
 ] as const satisfies readonly (keyof Kernels)[];
 
-/** The synchronous kernels (every kernel but the thread-pool variant), for timing call by call. */
+/** The kernels of one call on one input, timed call by call (not the thread-pool variant or the
+ * several-frame batch, which are timed by `vla-node bench ingest`). */
 export const SYNC_KERNEL_NAMES = KERNEL_NAMES.filter(
-  (name): name is Exclude<(typeof KERNEL_NAMES)[number], 'ingestFrameAsync'> =>
-    name !== 'ingestFrameAsync',
+  (name): name is Exclude<(typeof KERNEL_NAMES)[number], 'ingestFrameAsync' | 'ingestFrames'> =>
+    name !== 'ingestFrameAsync' && name !== 'ingestFrames',
 );

@@ -206,4 +206,7 @@ export const reference: Kernels = {
     ingestFrame(src, header, vTaps, hTaps, rgb, lut, out);
     return Promise.resolve();
   },
+  ingestFrames(jobs) {
+    for (const job of jobs) ingestFrame(...job);
+  },
 };

@@ -5,7 +5,7 @@
  */
 import { describe, InputError } from '../errors.js';
 import { H, HEADER_LENGTH, SOURCE_KIND } from './ingest-layout.js';
-import type { Kernels } from './kernels.js';
+import type { IngestJob, Kernels } from './kernels.js';
 
 type TypedArrayConstructor =
   Float32ArrayConstructor | Int32ArrayConstructor | Uint8ArrayConstructor;
@@ -283,7 +283,8 @@ function checkIngestFrame(
   const cropW = field(header, 'cropWidth', 1, vw - cropX);
   const cropH = field(header, 'cropHeight', 1, vh - cropY);
   const kx = field(header, 'kx', 1, cropW);
-  const ky = field(header, 'ky', 1, cropH);
+  // At most 257 rows per box: the native kernel sums a box's rows of bytes in 16 bits.
+  const ky = field(header, 'ky', 1, Math.min(cropH, 257));
   const midW = field(header, 'midWidth', Math.ceil(cropW / kx), Math.ceil(cropW / kx));
   const midH = field(header, 'midHeight', Math.ceil(cropH / ky), Math.ceil(cropH / ky));
   const outW = field(header, 'outWidth', 1, big);
@@ -303,6 +304,47 @@ function checkIngestFrame(
   disjoint(rgb, src, 'rgb', 'src');
   disjoint(out, rgb, 'out', 'rgb');
   disjoint(out, src, 'out', 'src');
+}
+
+/**
+ * Every job as {@link checkIngestFrame} (an error's field is prefixed `jobs[i].`), and no job
+ * writes memory another job reads or writes: the addon runs the jobs' bands at the same time.
+ */
+function checkIngestJobs(jobs: readonly IngestJob[]): void {
+  const list: unknown = jobs;
+  if (!Array.isArray(list)) {
+    throw new InputError(`Expected an array of jobs for jobs but received ${describe(jobs)}`, {
+      field: 'jobs',
+    });
+  }
+  jobs.forEach((job: unknown, i) => {
+    if (!Array.isArray(job) || job.length !== 7) {
+      throw new InputError(
+        `Expected [src, header, vTaps, hTaps, rgb, lut, out] for jobs[${i}] but received ${describe(job)}`,
+        { field: `jobs[${i}]` },
+      );
+    }
+    try {
+      checkIngestFrame(...(job as unknown as IngestJob));
+    } catch (error) {
+      if (!(error instanceof InputError)) throw error;
+      const field = `jobs[${i}].${error.field ?? ''}`;
+      throw new InputError(`${error.message} (${field})`, { field, cause: error });
+    }
+  });
+  jobs.forEach(([, , , , rgb, , out], i) => {
+    jobs.forEach(([src, , , , otherRgb, , otherOut], j) => {
+      if (i === j) return;
+      for (const [output, name] of [
+        [rgb, 'rgb'],
+        [out, 'out'],
+      ] as const) {
+        disjoint(output, src, `jobs[${i}].${name}`, `jobs[${j}].src`);
+        disjoint(output, otherRgb, `jobs[${i}].${name}`, `jobs[${j}].rgb`);
+        if (otherOut.length > 0) disjoint(output, otherOut, `jobs[${i}].${name}`, `jobs[${j}].out`);
+      }
+    });
+  });
 }
 
 /**
@@ -340,6 +382,10 @@ export function validated(impl: Kernels): Kernels {
     async ingestFrameAsync(src, header, vTaps, hTaps, rgb, lut, out) {
       checkIngestFrame(src, header, vTaps, hTaps, rgb, lut, out);
       await impl.ingestFrameAsync(src, header, vTaps, hTaps, rgb, lut, out);
+    },
+    ingestFrames(jobs) {
+      checkIngestJobs(jobs);
+      impl.ingestFrames(jobs);
     },
   };
 }

@@ -5,14 +5,16 @@
 import { describe, expect, it } from 'vitest';
 import {
   cameraFrame,
+  cameraIngestMarkdown,
   INGEST_ENCODINGS,
+  measureCameraIngest,
   measureIngest,
   rgbToRggb,
   rgbToUyvy,
 } from '../../src/bench/ingest.js';
 import { FrameIngest, rawToRgb } from '../../src/ingest/index.js';
 import { loadModelPackage } from '../../src/model/manifest.js';
-import { TINY_VLA } from '../helpers.js';
+import { testPipelineOptions, TINY_VLA } from '../helpers.js';
 
 describe('bench ingest', () => {
   it('reports preprocess figures for every size and encoding, and the camera ratio', async () => {
@@ -24,6 +26,22 @@ describe('bench ingest', () => {
     }
     expect(r.cameras.one_p50_ms).toBeGreaterThan(0);
     expect(r.cameras.ratio).toBeCloseTo(r.cameras.three_p50_ms / r.cameras.one_p50_ms, 1);
+  }, 120_000);
+
+  it('the report of bench ingest and npm run bench: end to end on camera frames, its Markdown', async () => {
+    const model = await loadModelPackage(TINY_VLA);
+    const r = await measureCameraIngest(model, testPipelineOptions(), {
+      runs: 2,
+      repeats: 1,
+      frames: 2,
+    });
+    expect(r.model).toBe('tiny-vla');
+    expect(r.kernels).toMatch(/^(native \((baseline|avx2|avx512) build\)|typescript)$/);
+    expect(r.end_to_end_640x480.ratio_p50.median).toBeGreaterThan(0);
+    const md = cameraIngestMarkdown(r).join('\n');
+    expect(md).toContain(`| 640x480 | ${r.ingest.preprocess_p50_ms['640x480']?.rgb8} ms |`);
+    expect(md).toContain(`**${r.ingest.cameras.ratio}x**`);
+    expect(md).toContain(`**${r.end_to_end_640x480.ratio_p50.median}x**`);
   }, 120_000);
 
   it('makes YUV and Bayer frames that convert back to the scene', async () => {

@@ -225,6 +225,7 @@ describe('bench report', () => {
       '## 4. Against the machine',
       '## 5. Start-up and memory',
       '## 6. Realistic-scale model',
+      '## 7. Camera-frame ingest',
     ])
       expect(md).toContain(section);
     for (const f of [

@@ -13,11 +13,11 @@ import {
   type ResizeMode,
 } from '../../src/ingest/index.js';
 import { H } from '../../src/native/ingest-layout.js';
-import { kernelBackend, nativeKernels, referenceKernels } from '../../src/native/index.js';
+import { nativeKernels, referenceKernels } from '../../src/native/index.js';
 import { Rng } from '../../src/util/rng.js';
+import { NATIVE_BUILDS, skipWithoutNative } from './builds.js';
 
-const SKIP_NATIVE = nativeKernels === undefined;
-if (SKIP_NATIVE) console.warn(`native ingest kernel tests skipped: ${kernelBackend().reason}`);
+skipWithoutNative('native ingestFrame against the reference');
 
 const LUT = Float32Array.from({ length: 768 }, (_, i) => ((i % 256) / 255 - 0.5) / 0.25);
 const MODES: readonly ResizeMode[] = ['stretch', 'crop', 'pad'];
@@ -80,61 +80,98 @@ const GEOMETRIES = [
   { src: [66, 50], out: [9, 7] },
 ] as const;
 
-describe.skipIf(SKIP_NATIVE)('native ingestFrame against the reference', () => {
-  const native = nativeKernels as typeof referenceKernels;
-  it.each(SUPPORTED_ENCODINGS.map((e) => [e]))('%s: bit for bit', async (encoding) => {
-    let seed = 1;
-    for (const { src, out } of GEOMETRIES) {
-      for (const resize of MODES) {
-        for (const pad of [seed % 2 === 0 ? 0 : 3]) {
-          const { frame, step } = frameOf(encoding, src[0], src[1], pad, seed++);
-          const target = { width: out[0], height: out[1], resize };
-          const want = run(referenceKernels, frame, step, target);
-          const got = run(native, frame, step, target);
-          expect(got.rgb).toEqual(want.rgb);
-          expect(got.tensor).toEqual(want.tensor);
-          const rgb = new Uint8Array(want.rgb.length);
-          const tensor = new Float32Array(want.tensor.length);
-          const { plan } = want;
-          await native.ingestFrameAsync(
+for (const [build, native] of NATIVE_BUILDS)
+  describe(`native ingestFrame (${build} build) against the reference`, () => {
+    it.each(SUPPORTED_ENCODINGS.map((e) => [e]))('%s: bit for bit', async (encoding) => {
+      let seed = 1;
+      for (const { src, out } of GEOMETRIES) {
+        for (const resize of MODES) {
+          for (const pad of [seed % 2 === 0 ? 0 : 3]) {
+            const { frame, step } = frameOf(encoding, src[0], src[1], pad, seed++);
+            const target = { width: out[0], height: out[1], resize };
+            const want = run(referenceKernels, frame, step, target);
+            const got = run(native, frame, step, target);
+            expect(got.rgb).toEqual(want.rgb);
+            expect(got.tensor).toEqual(want.tensor);
+            const rgb = new Uint8Array(want.rgb.length);
+            const tensor = new Float32Array(want.tensor.length);
+            const { plan } = want;
+            await native.ingestFrameAsync(
+              frame.data,
+              plan.header,
+              plan.vTaps,
+              plan.hTaps,
+              rgb,
+              LUT,
+              tensor,
+            );
+            expect(rgb).toEqual(want.rgb);
+            expect(tensor).toEqual(want.tensor);
+          }
+        }
+      }
+    });
+
+    it('runs several frames on the thread pool at once, each into its own output', async () => {
+      const frames = [1, 2, 3, 4].map((s) => frameOf('rgb8', 64, 48, 0, s));
+      const target = { width: 16, height: 12, resize: 'stretch' as const };
+      const outs = frames.map(() => new Uint8Array(16 * 12 * 3));
+      await Promise.all(
+        frames.map(({ frame, step }, i) => {
+          const { plan } = run(referenceKernels, frame, step, target);
+          return native.ingestFrameAsync(
             frame.data,
             plan.header,
             plan.vTaps,
             plan.hTaps,
-            rgb,
+            outs[i] as Uint8Array,
             LUT,
-            tensor,
+            new Float32Array(0),
           );
-          expect(rgb).toEqual(want.rgb);
-          expect(tensor).toEqual(want.tensor);
+        }),
+      );
+      frames.forEach(({ frame, step }, i) => {
+        expect(outs[i]).toEqual(run(referenceKernels, frame, step, target).rgb);
+      });
+    });
+
+    it('ingestFrames: 1 to 5 frames of mixed encodings and fits, split in bands, bit for bit', () => {
+      // Output heights that split unevenly, letterboxes whose black rows straddle the bands, taps
+      // on both axes and none: every band boundary must give the bytes of one whole-frame call.
+      const cases = [
+        { encoding: 'rgb8', src: [64, 48], out: [16, 12, 'stretch'] },
+        { encoding: 'yuv422', src: [66, 50], out: [9, 7, 'pad'] },
+        { encoding: 'bayer_grbg8', src: [100, 60], out: [20, 13, 'crop'] },
+        { encoding: 'nv21', src: [40, 30], out: [32, 24, 'pad'] },
+        { encoding: 'bgra8', src: [48, 40], out: [36, 31, 'stretch'] },
+      ] as const;
+      for (let n = 1; n <= cases.length; n++) {
+        const jobs = cases.slice(0, n).map(({ encoding, src, out }, i) => {
+          const { frame, step } = frameOf(encoding, src[0], src[1], i % 2 === 0 ? 0 : 5, 40 + i);
+          const target = { width: out[0], height: out[1], resize: out[2] };
+          const want = run(referenceKernels, frame, step, target);
+          const rgb = new Uint8Array(want.rgb.length);
+          const tensor = new Float32Array(want.tensor.length);
+          return { want, rgb, tensor, frame, plan: want.plan };
+        });
+        native.ingestFrames(
+          jobs.map((j) => [
+            j.frame.data,
+            j.plan.header,
+            j.plan.vTaps,
+            j.plan.hTaps,
+            j.rgb,
+            LUT,
+            j.tensor,
+          ]),
+        );
+        for (const j of jobs) {
+          expect(j.rgb).toEqual(j.want.rgb);
+          expect(j.tensor).toEqual(j.want.tensor);
         }
       }
-    }
-  });
-
-  it('runs several frames on the thread pool at once, each into its own output', async () => {
-    const frames = [1, 2, 3, 4].map((s) => frameOf('rgb8', 64, 48, 0, s));
-    const target = { width: 16, height: 12, resize: 'stretch' as const };
-    const outs = frames.map(() => new Uint8Array(16 * 12 * 3));
-    await Promise.all(
-      frames.map(({ frame, step }, i) => {
-        const { plan } = run(referenceKernels, frame, step, target);
-        return native.ingestFrameAsync(
-          frame.data,
-          plan.header,
-          plan.vTaps,
-          plan.hTaps,
-          outs[i] as Uint8Array,
-          LUT,
-          new Float32Array(0),
-        );
-      }),
-    );
-    frames.forEach(({ frame, step }, i) => {
-      expect(outs[i]).toEqual(run(referenceKernels, frame, step, target).rgb);
     });
   });
-});
 
 describe('ingestFrame against sharp (libvips lanczos3, what the model was trained on)', () => {
   const cases = [
@@ -219,5 +256,32 @@ describe('ingestFrame plan checks (both backends)', () => {
     taps[0] = 1000;
     expect(call(plan.header, taps)).toThrow(expect.objectContaining({ field: 'vTaps' }));
     expect(call(edit(H.kind, 9))).toThrow(expect.objectContaining({ field: 'header.kind' }));
+  });
+});
+
+describe('ingestFrames checks (both backends)', () => {
+  const { frame, step } = frameOf('rgb8', 32, 24, 0, 9);
+  const target = { width: 10, height: 7, resize: 'stretch' as const };
+  const { plan } = run(referenceKernels, frame, step, target);
+  const job = (rgb: Uint8Array, header = plan.header) =>
+    [frame.data, header, plan.vTaps, plan.hTaps, rgb, LUT, new Float32Array(0)] as const;
+  const backends = [['reference', referenceKernels]] as [string, typeof referenceKernels][];
+  if (nativeKernels !== undefined) backends.push(['native', nativeKernels]);
+  it.each(backends)('%s: names the job and field, and refuses shared outputs', (_n, impl) => {
+    const bad = plan.header.slice();
+    bad[H.step] = 10;
+    expect(() => {
+      impl.ingestFrames([job(new Uint8Array(210)), job(new Uint8Array(210), bad)]);
+    }).toThrow(expect.objectContaining({ field: 'jobs[1].header.step' }));
+    const shared = new Uint8Array(420);
+    expect(() => {
+      impl.ingestFrames([job(shared.subarray(0, 210)), job(shared.subarray(200, 410))]);
+    }).toThrow(expect.objectContaining({ field: 'jobs[0].rgb' }));
+    expect(() => {
+      impl.ingestFrames([[frame.data, plan.header] as unknown as ReturnType<typeof job>]);
+    }).toThrow(expect.objectContaining({ field: 'jobs[0]' }));
+    const fine = [new Uint8Array(210), new Uint8Array(210)];
+    impl.ingestFrames(fine.map((rgb) => job(rgb)));
+    expect(fine[1]).toEqual(run(referenceKernels, frame, step, target).rgb);
   });
 });

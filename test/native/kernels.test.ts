@@ -1,10 +1,16 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { InputError } from '../../src/errors.js';
-import { ADDON_PATH, loadAddon } from '../../src/native/binding.js';
+import {
+  ADDON_PATH,
+  buildPath,
+  loadAddon,
+  nativeLoad,
+  runnableBuilds,
+} from '../../src/native/binding.js';
 import {
   kernelBackend,
   kernels,
@@ -14,14 +20,12 @@ import {
   type Kernels,
 } from '../../src/native/index.js';
 import { ROOT } from '../helpers.js';
+import { NATIVE_BUILDS, skipWithoutNative } from './builds.js';
 import { Rng } from '../../src/util/rng.js';
 
 const RUNS = { numRuns: 200 };
 
-const SKIP_NATIVE = nativeKernels === undefined;
-if (SKIP_NATIVE) {
-  console.warn(`native-vs-reference kernel tests skipped: ${kernelBackend().reason}`);
-}
+skipWithoutNative('native kernels against the reference');
 
 /** A small deterministic PRNG for large generated inputs. */
 function random(seed: number): () => number {
@@ -378,117 +382,116 @@ describe('reference kernels against brute-force definitions', () => {
 
 // --- native against reference ------------------------------------------------------------------
 
-describe.skipIf(SKIP_NATIVE)('native kernels against the reference', () => {
-  const native = nativeKernels as Kernels;
-
-  it('topK selects identically', () => {
-    fc.assert(
-      fc.property(topKCase, ({ n, k, mode, seed }) => {
-        const scores = scoresOf(n, mode, seed);
-        const got = new Int32Array(k);
-        const want = new Int32Array(k);
-        native.topK(scores, k, got);
-        referenceKernels.topK(scores, k, want);
-        expect(got).toEqual(want);
-      }),
-      RUNS,
-    );
-  });
-
-  it('maxMinDiversity selects identically', () => {
-    fc.assert(
-      fc.property(diversityCase, ({ shape: { n, dim }, mode, seed, k, first }) => {
-        const tokens = tokensOf(n, dim, mode, seed);
-        const got = new Int32Array(k);
-        const want = new Int32Array(k);
-        native.maxMinDiversity(tokens, n, dim, k, first, got);
-        referenceKernels.maxMinDiversity(tokens, n, dim, k, first, want);
-        expect(got).toEqual(want);
-      }),
-      RUNS,
-    );
-  });
-
-  it('maxMinDiversity takes the first unselected row when every distance is NaN', () => {
-    // Row 0 holds a NaN, so every distance to it is NaN, and stays the minimum (d < NaN is false).
-    const tokens = tokensOf(20, 11, 'uniform', 7);
-    tokens[3] = NaN;
-    const got = new Int32Array(4);
-    const want = new Int32Array(4);
-    native.maxMinDiversity(tokens, 20, 11, 4, 0, got);
-    referenceKernels.maxMinDiversity(tokens, 20, 11, 4, 0, want);
-    expect(Array.from(want)).toEqual([0, 1, 2, 3]);
-    expect(got).toEqual(want);
-  });
-
-  it('patchDifference agrees bit for bit', () => {
-    fc.assert(
-      fc.property(imageCase, ({ gridW, gridH, pw, ph, seed }) => {
-        const [width, height] = [gridW * pw, gridH * ph];
-        const a = bytesOf(width * height * 3, seed);
-        const b = bytesOf(width * height * 3, seed + 1, a);
-        const got = new Float32Array(gridW * gridH);
-        const want = new Float32Array(gridW * gridH);
-        native.patchDifference(a, b, width, height, gridW, gridH, got);
-        referenceKernels.patchDifference(a, b, width, height, gridW, gridH, want);
-        expectIdentical(got, want);
-      }),
-      RUNS,
-    );
-  });
-
-  it('normalizeRgb agrees bit for bit', () => {
-    // Pixel counts below, at and past multiples of the native kernel's 64-pixel blocks.
-    const pixels = fc.oneof(
-      fc.constant(96 * 96),
-      fc.integer({ min: 0, max: 200 }),
-      fc.integer({ min: 1, max: 40 }).map((blocks) => blocks * 64),
-      fc.integer({ min: 0, max: 3000 }),
-    );
-    fc.assert(
-      fc.property(pixels, fc.integer(), fc.boolean(), (count, seed, special) => {
-        const rgb = bytesOf(count * 3, seed);
-        const lut = tokensOf(768, 1, special ? 'special' : 'uniform', seed);
-        const got = new Float32Array(count * 3);
-        const want = new Float32Array(count * 3);
-        native.normalizeRgb(rgb, lut, got);
-        referenceKernels.normalizeRgb(rgb, lut, want);
-        expectIdentical(got, want);
-      }),
-      RUNS,
-    );
-  });
-
-  it('gatherRows agrees bit for bit', () => {
-    const cases = fc.record({
-      shape: tokenShape,
-      seed: fc.integer(),
-      count: fc.integer({ min: 0, max: 50 }),
+for (const [build, native] of NATIVE_BUILDS)
+  describe(`native kernels (${build} build) against the reference`, () => {
+    it('topK selects identically', () => {
+      fc.assert(
+        fc.property(topKCase, ({ n, k, mode, seed }) => {
+          const scores = scoresOf(n, mode, seed);
+          const got = new Int32Array(k);
+          const want = new Int32Array(k);
+          native.topK(scores, k, got);
+          referenceKernels.topK(scores, k, want);
+          expect(got).toEqual(want);
+        }),
+        RUNS,
+      );
     });
-    fc.assert(
-      fc.property(cases, ({ shape: { n, dim }, seed, count }) => {
-        const tokens = tokensOf(n, dim, 'nan', seed);
-        const next = random(seed);
-        const idx = Int32Array.from({ length: count }, () => Math.floor(next() * n));
-        const got = new Float32Array(count * dim);
-        const want = new Float32Array(count * dim);
-        native.gatherRows(tokens, dim, idx, count, got);
-        referenceKernels.gatherRows(tokens, dim, idx, count, want);
-        expectIdentical(got, want);
-      }),
-      RUNS,
-    );
-  });
 
-  it('writes into arrays that are views at an offset', () => {
-    const buffer = new ArrayBuffer(4 * 64);
-    const scores = new Float32Array(buffer, 16, 8);
-    scores.set([3, 1, 4, 1, 5, 9, 2, 6]);
-    const out = new Int32Array(buffer, 4 * 32, 3);
-    native.topK(scores, 3, out);
-    expect(Array.from(out)).toEqual([4, 5, 7]);
+    it('maxMinDiversity selects identically', () => {
+      fc.assert(
+        fc.property(diversityCase, ({ shape: { n, dim }, mode, seed, k, first }) => {
+          const tokens = tokensOf(n, dim, mode, seed);
+          const got = new Int32Array(k);
+          const want = new Int32Array(k);
+          native.maxMinDiversity(tokens, n, dim, k, first, got);
+          referenceKernels.maxMinDiversity(tokens, n, dim, k, first, want);
+          expect(got).toEqual(want);
+        }),
+        RUNS,
+      );
+    });
+
+    it('maxMinDiversity takes the first unselected row when every distance is NaN', () => {
+      // Row 0 holds a NaN, so every distance to it is NaN, and stays the minimum (d < NaN is false).
+      const tokens = tokensOf(20, 11, 'uniform', 7);
+      tokens[3] = NaN;
+      const got = new Int32Array(4);
+      const want = new Int32Array(4);
+      native.maxMinDiversity(tokens, 20, 11, 4, 0, got);
+      referenceKernels.maxMinDiversity(tokens, 20, 11, 4, 0, want);
+      expect(Array.from(want)).toEqual([0, 1, 2, 3]);
+      expect(got).toEqual(want);
+    });
+
+    it('patchDifference agrees bit for bit', () => {
+      fc.assert(
+        fc.property(imageCase, ({ gridW, gridH, pw, ph, seed }) => {
+          const [width, height] = [gridW * pw, gridH * ph];
+          const a = bytesOf(width * height * 3, seed);
+          const b = bytesOf(width * height * 3, seed + 1, a);
+          const got = new Float32Array(gridW * gridH);
+          const want = new Float32Array(gridW * gridH);
+          native.patchDifference(a, b, width, height, gridW, gridH, got);
+          referenceKernels.patchDifference(a, b, width, height, gridW, gridH, want);
+          expectIdentical(got, want);
+        }),
+        RUNS,
+      );
+    });
+
+    it('normalizeRgb agrees bit for bit', () => {
+      // Pixel counts below, at and past multiples of the native kernel's 64-pixel blocks.
+      const pixels = fc.oneof(
+        fc.constant(96 * 96),
+        fc.integer({ min: 0, max: 200 }),
+        fc.integer({ min: 1, max: 40 }).map((blocks) => blocks * 64),
+        fc.integer({ min: 0, max: 3000 }),
+      );
+      fc.assert(
+        fc.property(pixels, fc.integer(), fc.boolean(), (count, seed, special) => {
+          const rgb = bytesOf(count * 3, seed);
+          const lut = tokensOf(768, 1, special ? 'special' : 'uniform', seed);
+          const got = new Float32Array(count * 3);
+          const want = new Float32Array(count * 3);
+          native.normalizeRgb(rgb, lut, got);
+          referenceKernels.normalizeRgb(rgb, lut, want);
+          expectIdentical(got, want);
+        }),
+        RUNS,
+      );
+    });
+
+    it('gatherRows agrees bit for bit', () => {
+      const cases = fc.record({
+        shape: tokenShape,
+        seed: fc.integer(),
+        count: fc.integer({ min: 0, max: 50 }),
+      });
+      fc.assert(
+        fc.property(cases, ({ shape: { n, dim }, seed, count }) => {
+          const tokens = tokensOf(n, dim, 'nan', seed);
+          const next = random(seed);
+          const idx = Int32Array.from({ length: count }, () => Math.floor(next() * n));
+          const got = new Float32Array(count * dim);
+          const want = new Float32Array(count * dim);
+          native.gatherRows(tokens, dim, idx, count, got);
+          referenceKernels.gatherRows(tokens, dim, idx, count, want);
+          expectIdentical(got, want);
+        }),
+        RUNS,
+      );
+    });
+
+    it('writes into arrays that are views at an offset', () => {
+      const buffer = new ArrayBuffer(4 * 64);
+      const scores = new Float32Array(buffer, 16, 8);
+      scores.set([3, 1, 4, 1, 5, 9, 2, 6]);
+      const out = new Int32Array(buffer, 4 * 32, 3);
+      native.topK(scores, 3, out);
+      expect(Array.from(out)).toEqual([4, 5, 7]);
+    });
   });
-});
 
 // --- bad calls ---------------------------------------------------------------------------------
 
@@ -847,11 +850,61 @@ describe('backend', () => {
     const backend = kernelBackend();
     expect(backend.name).toBe(nativeKernels === undefined ? 'typescript' : 'native');
     expect(kernels).toBe(nativeKernels ?? referenceKernels);
-    expect(backend.reason).toContain(ADDON_PATH);
+    expect(backend.reason).toContain(nativeLoad.path);
+    if (nativeLoad.addon !== undefined) expect(backend.build).toBe(nativeLoad.build);
   });
 
   it('looks for the addon under the package root', () => {
     expect(ADDON_PATH).toBe(join(ROOT, 'native', 'build', 'Release', 'vla_native.node'));
+    expect(buildPath('avx2')).toBe(
+      join(ROOT, 'native', 'build', 'Release', 'vla_native_avx2.node'),
+    );
+  });
+
+  it('runs the baseline build on a CPU without AVX2 (an install copied to an older CPU)', () => {
+    const none = {
+      build: 'baseline',
+      arch: 'x64',
+      avx2: false,
+      fma: false,
+      bmi: false,
+      bmi2: false,
+      avx512f: false,
+      avx512bw: false,
+      avx512dq: false,
+      avx512vl: false,
+      avx512cd: false,
+      avx512vbmi: false,
+    };
+    expect(runnableBuilds(none)).toEqual([{ name: 'baseline', path: ADDON_PATH }]);
+    const avx2Only = { ...none, avx2: true, fma: true, bmi: true, bmi2: true };
+    expect(runnableBuilds(avx2Only).map((b) => b.name)).toEqual(
+      existsSync(buildPath('avx2')) ? ['avx2', 'baseline'] : ['baseline'],
+    );
+  });
+
+  it.skipIf(nativeLoad.addon === undefined)(
+    'falls back to the baseline, saying why, where the faster builds are missing',
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), 'vla-node-'));
+      const path = join(dir, 'vla_native.node');
+      copyFileSync(ADDON_PATH, path);
+      const load = loadAddon(path, undefined);
+      expect(load).toMatchObject({ build: 'baseline', path });
+      if (process.arch === 'x64') {
+        expect('choice' in load ? load.choice : '').toMatch(
+          /portable x86-64 build \(avx512: .*avx2: /,
+        );
+      }
+    },
+  );
+
+  it('refuses an unknown pinned build by name', () => {
+    const load = loadAddon(ADDON_PATH, 'sse9');
+    expect(load.addon).toBeUndefined();
+    expect('error' in load ? load.error : '').toContain(
+      'VLA_NODE_NATIVE_BUILD must be baseline|avx512|avx2 but is "sse9"',
+    );
   });
 
   it('reports a missing addon with the path tried and the fix, without throwing', () => {
