@@ -4,7 +4,7 @@ import { loadFlowPackage, type FlowPackage } from '../model/flow-manifest.js';
 import { executorSettings } from '../runtime/control-loop.js';
 import { LatencyHistogram } from '../runtime/latency.js';
 import { resolveLimits, type ActionLimits } from '../runtime/safety.js';
-import { flowAgent } from '../sim/flow-agent.js';
+import { flowAgent, type GuidanceSettings } from '../sim/flow-agent.js';
 import {
   blindAgent,
   expertAgent,
@@ -23,6 +23,13 @@ export interface FlowRunOptions {
   readonly caches?: FlowCacheOptions;
   /** Seed of the per-request noise (default: sim.seed). */
   readonly noiseSeed?: number;
+  /** Copy the keys/values before every expert step (the baseline `bench flow` measures against). */
+  readonly copyKvPerStep?: boolean;
+  /**
+   * Real-time chunking by guided inpainting (timed runs; the executor then replaces the plan with
+   * each chunk, which already continues it).
+   */
+  readonly guidance?: GuidanceSettings;
 }
 
 /** The flow family's default caches: the exact instruction cache on, cross-frame reuse off. */
@@ -59,6 +66,7 @@ export async function flowPolicyFromConfig(
       seed: config.pruning.seed,
     },
     caches: run.caches ?? DEFAULT_FLOW_CACHES,
+    ...(run.copyKvPerStep === true ? { copyKvPerStep: true } : {}),
     limits,
     intraOpThreads: config.backend.intra_op_threads,
   });
@@ -111,7 +119,9 @@ export async function simulateFlow(
   progress: (line: string) => void,
   taskKind?: TaskKind,
   run: FlowRunOptions = {},
-): Promise<SimReport & { readonly flow: Record<string, unknown> | null }> {
+): Promise<
+  SimReport & { readonly flow: Record<string, unknown> | null; readonly boundary_jump: number }
+> {
   const pkg = await loadFlowPackage(resolvePackagePath(config.model.path));
   const m = pkg.manifest;
   const limits = flowLimits(config, pkg);
@@ -130,6 +140,7 @@ export async function simulateFlow(
     agent = flowAgent(policy, {
       seed: run.noiseSeed ?? config.sim.seed,
       ...(run.steps === undefined ? {} : { steps: run.steps }),
+      ...(run.guidance === undefined ? {} : { guidance: run.guidance }),
       onResult: (r) => {
         stats.latency.record(r.timings.total);
         for (const k of Object.keys(stats.stages) as (keyof FlowResult['timings'])[]) {
@@ -147,7 +158,9 @@ export async function simulateFlow(
     config.runtime.execute_steps > 0
       ? config.runtime.execute_steps
       : Math.max(1, Math.floor(m.chunk.horizon / 2));
-  const timing = flowTiming(config, pkg, limits);
+  const clocked = flowTiming(config, pkg, limits);
+  const timing =
+    clocked === undefined || run.guidance === undefined ? clocked : { ...clocked, guided: true };
   let done = 0;
   let ok = 0;
   try {
@@ -213,6 +226,7 @@ export async function simulateFlow(
       stale_frames: t.staleFrames,
       inference_errors: t.inferenceErrors,
       smoothness: t.smoothness === undefined ? null : Math.round(t.smoothness * 1e5) / 1e5,
+      boundary_jump: Math.round(t.boundaryJump * 1e5) / 1e5,
       flow:
         policy === undefined
           ? null
@@ -221,6 +235,7 @@ export async function simulateFlow(
               steps: policy.steps,
               caches: run.caches ?? DEFAULT_FLOW_CACHES,
               mean_reused_tokens: mean(stats.reusedTokens),
+              guidance: run.guidance ?? null,
             },
     };
   } finally {

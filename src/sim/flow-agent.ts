@@ -2,9 +2,17 @@ import type { Frame } from '../ingest/index.js';
 import type { FlowPolicy, FlowResult } from '../flow/policy.js';
 import { InputError } from '../errors.js';
 import { episodeSeed } from '../util/rng.js';
-import type { Agent } from './runner.js';
+import type { RtcGuidance, RtcSchedule } from '../flow/rtc.js';
+import type { Agent, PlanGuide } from './runner.js';
 import type { TabletopSim } from './tabletop.js';
 import type { Observation } from './tabletop.js';
+
+/** Real-time chunking settings of a guided agent (Black et al. 2025; defaults: theirs). */
+export interface GuidanceSettings {
+  readonly schedule: RtcSchedule;
+  /** beta: the clip of the guidance weight (5 in the paper). */
+  readonly maxWeight: number;
+}
 
 export interface FlowAgentOptions {
   /** Seed of the per-request noise: request r of episode e uses episodeSeed(seed, e · 4096 + r). */
@@ -13,6 +21,32 @@ export interface FlowAgentOptions {
   readonly steps?: number;
   /** Told every inference's result (timings, reused tokens). */
   readonly onResult?: (result: FlowResult) => void;
+  /** Real-time chunking by guided inpainting in timed runs (TimingOptions.guided). */
+  readonly guidance?: GuidanceSettings;
+}
+
+/**
+ * The inpainting guidance for a chunk that must continue `guide.plan`: the plan's rows are the
+ * target of the new chunk's first steps, the first `delaySteps` frozen, fading to nothing at
+ * horizon − executeSteps (the paper's soft mask) or where the plan ends.
+ */
+export function planGuidance(
+  guide: PlanGuide,
+  horizon: number,
+  actionDim: number,
+  settings: GuidanceSettings,
+): RtcGuidance {
+  const rows = Math.min(horizon, Math.floor(guide.plan.length / actionDim));
+  const target = new Float32Array(horizon * actionDim);
+  target.set(guide.plan.subarray(0, rows * actionDim));
+  const end = Math.min(rows, Math.max(1, horizon - guide.executeSteps));
+  return {
+    target,
+    delay: Math.min(guide.delaySteps, end),
+    end,
+    schedule: settings.schedule,
+    maxWeight: settings.maxWeight,
+  };
 }
 
 /** The simulator's frame for each camera the model names: `table` (the tabletop view) or `wrist`. */
@@ -39,25 +73,35 @@ export function simCameraFrames(
  */
 export function flowAgent(policy: FlowPolicy, options: FlowAgentOptions): Agent {
   const names = policy.pkg.manifest.cameras.map((c) => c.name);
+  const { horizon, action_dim: actionDim } = policy.pkg.manifest.chunk;
   let episode = -1;
   let request = 0;
+  const run = async (obs: Observation, sim: TabletopSim, guide?: PlanGuide) => {
+    if (obs.step === 0 && request > 0) {
+      policy.resetFrames();
+      request = 0;
+    }
+    if (request === 0) episode++;
+    const result = await policy.infer({
+      images: simCameraFrames(names, obs, sim),
+      instruction: obs.instruction,
+      state: obs.state,
+      seed: episodeSeed(options.seed, episode * 4096 + request++),
+      ...(options.steps === undefined ? {} : { steps: options.steps }),
+      ...(guide === undefined || options.guidance === undefined || guide.plan.length === 0
+        ? {}
+        : { guidance: planGuidance(guide, horizon, actionDim, options.guidance) }),
+    });
+    options.onResult?.(result);
+    return result.actions;
+  };
   return {
     name: 'model',
-    act: async (obs, sim) => {
-      if (obs.step === 0 && request > 0) {
-        policy.resetFrames();
-        request = 0;
-      }
-      if (request === 0) episode++;
-      const result = await policy.infer({
-        images: simCameraFrames(names, obs, sim),
-        instruction: obs.instruction,
-        state: obs.state,
-        seed: episodeSeed(options.seed, episode * 4096 + request++),
-        ...(options.steps === undefined ? {} : { steps: options.steps }),
-      });
-      options.onResult?.(result);
-      return result.actions;
-    },
+    act: (obs, sim) => run(obs, sim),
+    ...(options.guidance === undefined
+      ? {}
+      : {
+          actGuided: (obs: Observation, sim: TabletopSim, guide: PlanGuide) => run(obs, sim, guide),
+        }),
   };
 }
