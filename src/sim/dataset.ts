@@ -60,7 +60,10 @@ const DATA_FILES = {
   episode: 'episode.i32',
 } as const;
 
-const WRIST_FILES = { images_wrist: 'images_wrist.u8', saliency_wrist: 'saliency_wrist.u8' } as const;
+const WRIST_FILES = {
+  images_wrist: 'images_wrist.u8',
+  saliency_wrist: 'saliency_wrist.u8',
+} as const;
 
 /** Every file {@link writeDataset} writes into its folder. */
 export const DATASET_FILES: readonly string[] = [
