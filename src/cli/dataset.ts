@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import { DATASET_FILES, writeDataset } from '../sim/dataset.js';
 import { WordTokenizer } from '../model/tokenizer.js';
+import { WRIST_SPAN } from '../sim/wrist.js';
 import type { CommandSpec } from './command.js';
 import { checkOutputs, FORCE_OPTION } from './output.js';
 
@@ -24,6 +25,11 @@ export const datasetCommand: CommandSpec = {
     horizon: { type: 'string', default: '8', help: 'action chunk length' },
     grid: { type: 'string', default: '12', help: 'patch grid side' },
     size: { type: 'string', default: '96', help: 'model image side in pixels' },
+    wrist: {
+      type: 'boolean',
+      default: false,
+      help: 'also record the wrist camera (two-camera data for flow models, e.g. models/tiny-vla-flow)',
+    },
   },
   async run(values, io) {
     const model = resolve(String(values.model));
@@ -57,6 +63,7 @@ export const datasetCommand: CommandSpec = {
       tokenizer,
       noisyFraction: 0.5,
       noiseStd: 0.02,
+      ...(values.wrist === true ? { wrist: { span: WRIST_SPAN } } : {}),
       onEpisode: (i) => {
         if ((i + 1) % 100 === 0 || i + 1 === episodes) io.progress(`episode ${i + 1}/${episodes}`);
       },

@@ -2,7 +2,9 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { providerAvailability } from '../backend/onnx.js';
-import type { VlaConfig } from '../config/index.js';
+import { resolvePackagePath, type VlaConfig } from '../config/index.js';
+import { isFlowPackage } from '../model/flow-manifest.js';
+import { flowInfo } from './info-flow.js';
 import { printable, VlaError } from '../errors.js';
 import type { ModelPackage, Variant } from '../model/manifest.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
@@ -65,6 +67,8 @@ export const infoCommand: CommandSpec = {
   },
   async run(values, io) {
     const config = await configFromArgs(values, { model: 'model.path' });
+    // Flow-matching packages (format vla-node/model@2): their own roles and runtime.
+    if (await isFlowPackage(resolvePackagePath(config.model.path))) return flowInfo(config, io);
     const pkg = await modelFromConfig(config);
     const m = pkg.manifest;
     const checks: Record<string, VariantCheck> = {};

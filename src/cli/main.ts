@@ -16,6 +16,7 @@ import { benchReportCommand } from './bench-report.js';
 import { benchServeCommand } from './bench-serve.js';
 import { benchSoakCommand } from './bench-soak.js';
 import { benchFoxgloveCommand } from './bench-foxglove.js';
+import { benchFlowCommand } from './bench-flow.js';
 import { foxglovePictureCommand } from './foxglove-picture.js';
 import { compressCommand } from './compress.js';
 import { datasetCommand } from './dataset.js';
@@ -41,6 +42,7 @@ const COMMANDS: readonly CommandSpec[] = [
   benchServeCommand,
   benchSoakCommand,
   benchFoxgloveCommand,
+  benchFlowCommand,
   foxglovePictureCommand,
   overlayCommand,
   replayCommand,

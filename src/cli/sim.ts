@@ -15,7 +15,9 @@ import { resolveLimits, type ActionLimits } from '../runtime/safety.js';
 import type { Manifest } from '../model/manifest.js';
 import { TASK_KINDS, type TaskKind } from '../sim/world.js';
 import { ConfigError } from '../errors.js';
-import type { VlaConfig } from '../config/index.js';
+import { resolvePackagePath, type VlaConfig } from '../config/index.js';
+import { isFlowPackage } from '../model/flow-manifest.js';
+import { simulateFlow } from './sim-flow.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
 import { observeInference, type RunObserver } from '../pipeline/observer.js';
 import { FOXGLOVE_OPTIONS, startLiveView, withFoxgloveFlag, type LiveView } from './foxglove.js';
@@ -195,6 +197,10 @@ export async function simulate(
   taskKind?: TaskKind,
   live?: (manifest: Manifest, overlay: boolean) => Promise<LiveView | undefined>,
 ): Promise<SimReport> {
+  // Flow-matching packages (format vla-node/model@2) run on their own runtime (src/flow).
+  if (await isFlowPackage(resolvePackagePath(config.model.path))) {
+    return simulateFlow(config, agentName, progress, taskKind);
+  }
   const model = await modelFromConfig(config);
   const m = model.manifest;
   const view = await live?.(m, agentName === 'model');

@@ -89,7 +89,12 @@ export interface Manifest {
 const SCHEMA_URL = new URL('../../schema/model-manifest.schema.json', import.meta.url);
 let validator: ValidateFunction | undefined;
 
-async function validate(raw: unknown): Promise<Manifest> {
+/**
+ * Validate parsed manifest JSON against the schema (either format).
+ *
+ * @throws {ModelError} INVALID_MANIFEST naming the first offending field.
+ */
+export async function validateManifestJson(raw: unknown): Promise<unknown> {
   if (validator === undefined) {
     const schema = JSON.parse(await readFile(SCHEMA_URL, 'utf8')) as object;
     validator = new Ajv({ allErrors: true, strict: false }).compile(schema);
@@ -104,7 +109,24 @@ async function validate(raw: unknown): Promise<Manifest> {
       field: first ? fieldOf(first) : 'manifest',
     });
   }
-  return raw as Manifest;
+  return raw;
+}
+
+/** The format a package's parsed manifest declares: `vla-node/model@2` is the flow family. */
+export const FLOW_FORMAT = 'vla-node/model@2';
+
+async function validate(raw: unknown): Promise<Manifest> {
+  const valid = await validateManifestJson(raw);
+  if ((valid as { format?: unknown }).format === FLOW_FORMAT) {
+    // The encoder + policy runtime cannot run a flow package; the flow runtime loads it with
+    // loadFlowPackage (src/model/flow-manifest.ts).
+    throw new ModelError(
+      'INVALID_MANIFEST',
+      `Expected format vla-node/model@1 (encoder + policy) here but received ${FLOW_FORMAT} (a flow-matching package): load it with loadFlowPackage; sim, info and bench flow run it`,
+      { field: 'manifest.format' },
+    );
+  }
+  return valid as Manifest;
 }
 
 function fieldOf(e: ErrorObject): string {
@@ -336,6 +358,28 @@ export async function loadModelPackage(
   dir: string,
   options: LoadOptions = {},
 ): Promise<ModelPackage> {
+  const { root, raw } = await readManifestJson(dir);
+  const manifest = await validate(raw);
+  checkConsistency(manifest);
+  const tokenizer = await loadTokenizer(root, manifest.tokenizer);
+  // Every path is confined and sized before anything is hashed or opened by ONNX Runtime, with
+  // or without hash verification.
+  for (const [i, v] of manifest.variants.entries()) {
+    for (const role of ['encoder', 'policy'] as const) {
+      await checkVariantFile(root, v.files[role], `variants[${i}].files.${role}`, options);
+    }
+    checkReport(root, v.report, i);
+  }
+  return { dir: root, manifest, tokenizer };
+}
+
+/**
+ * Read and parse `dir/manifest.json` (confined, size-limited), unvalidated: the first step of
+ * loading a package of either format.
+ *
+ * @throws {ModelError} MODEL_FILE when it cannot be read, INVALID_MANIFEST when it is not JSON.
+ */
+export async function readManifestJson(dir: string): Promise<{ root: string; raw: unknown }> {
   const root = resolve(dir);
   const manifestPath = join(root, 'manifest.json');
   try {
@@ -365,37 +409,49 @@ export async function loadModelPackage(
       { field: 'manifest', cause },
     );
   }
-  const manifest = await validate(raw);
-  checkConsistency(manifest);
+  return { root, raw };
+}
+
+/** Load the package's tokenizer and check it against the manifest's `tokenizer` entry. */
+export async function loadTokenizer(
+  root: string,
+  spec: Manifest['tokenizer'],
+): Promise<WordTokenizer> {
   const tokenizer = await WordTokenizer.load(
-    packageFile(root, manifest.tokenizer.file, 'manifest.tokenizer.file', {
+    packageFile(root, spec.file, 'manifest.tokenizer.file', {
       maxBytes: PACKAGE_LIMITS.jsonBytes,
     }),
   );
-  if (tokenizer.maxLength !== manifest.tokenizer.max_length) {
+  if (tokenizer.maxLength !== spec.max_length) {
     fail(
       'tokenizer.max_length',
-      `Expected ${manifest.tokenizer.max_length} to equal the tokenizer file's max_length ${tokenizer.maxLength}`,
+      `Expected ${spec.max_length} to equal the tokenizer file's max_length ${tokenizer.maxLength}`,
     );
   }
-  // Every path is confined and sized before anything is hashed or opened by ONNX Runtime, with
-  // or without hash verification.
-  for (const [i, v] of manifest.variants.entries()) {
-    for (const role of ['encoder', 'policy'] as const) {
-      const field = `variants[${i}].files.${role}`;
-      const path = packageFile(root, v.files[role].path, `manifest.${field}.path`, {
-        maxBytes: PACKAGE_LIMITS.graphBytes,
-      });
-      if (options.verifyHashes !== false) await verifyFile(path, v.files[role], field);
-    }
-    if (v.report !== undefined) {
-      packageFile(root, v.report, `manifest.variants[${i}].report`, {
-        maxBytes: PACKAGE_LIMITS.jsonBytes,
-        mustExist: false,
-      });
-    }
-  }
-  return { dir: root, manifest, tokenizer };
+  return tokenizer;
+}
+
+/** Confine and size one graph file of a variant, and check its SHA-256 unless told not to. */
+export async function checkVariantFile(
+  root: string,
+  file: ModelFile,
+  field: string,
+  options: LoadOptions,
+): Promise<string> {
+  const path = packageFile(root, file.path, `manifest.${field}.path`, {
+    maxBytes: PACKAGE_LIMITS.graphBytes,
+  });
+  if (options.verifyHashes !== false) await verifyFile(path, file, field);
+  return path;
+}
+
+/** Confine a variant's report path (the report itself may not exist yet). */
+export function checkReport(root: string, report: string | undefined, index: number): void {
+  if (report === undefined) return;
+  packageFile(root, report, `manifest.variants[${index}].report`, {
+    maxBytes: PACKAGE_LIMITS.jsonBytes,
+    mustExist: false,
+  });
 }
 
 /** Check a confined, regular file (see {@link packageFile}) against its manifest SHA-256. */

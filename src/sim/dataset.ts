@@ -6,6 +6,7 @@ import { expertChunk } from './expert.js';
 import { objectMask } from './render.js';
 import { episodeSeed, Rng } from '../util/rng.js';
 import { TabletopSim } from './tabletop.js';
+import { wristObjectMask } from './wrist.js';
 
 export interface DatasetOptions {
   readonly out: string;
@@ -20,6 +21,11 @@ export interface DatasetOptions {
   readonly noisyFraction: number;
   readonly noiseStd: number;
   readonly onEpisode?: (index: number) => void;
+  /**
+   * Also record the wrist camera (same ingest, `span` table units across) and its object mask:
+   * the two-camera data of flow-matching models. Absent: the one-camera format, unchanged.
+   */
+  readonly wrist?: { readonly span: number };
 }
 
 /** Summary written to meta.json beside the binary arrays. */
@@ -34,6 +40,9 @@ export interface DatasetMeta {
   readonly state_dim: 2;
   readonly max_tokens: number;
   readonly files: Record<string, string>;
+  /** Two-camera datasets only: the cameras in order and the wrist camera's span (table units). */
+  readonly cameras?: readonly string[];
+  readonly wrist_span?: number;
 }
 
 /**
@@ -51,17 +60,28 @@ const DATA_FILES = {
   episode: 'episode.i32',
 } as const;
 
+const WRIST_FILES = {
+  images_wrist: 'images_wrist.u8',
+  saliency_wrist: 'saliency_wrist.u8',
+} as const;
+
 /** Every file {@link writeDataset} writes into its folder. */
-export const DATASET_FILES: readonly string[] = [...Object.values(DATA_FILES), 'meta.json'];
+export const DATASET_FILES: readonly string[] = [
+  ...Object.values(DATA_FILES),
+  ...Object.values(WRIST_FILES),
+  'meta.json',
+];
 
 export async function writeDataset(options: DatasetOptions): Promise<DatasetMeta> {
   const { horizon, grid, tokenizer } = options;
   await mkdir(options.out, { recursive: true });
   const ingest = new FrameIngest(options.image);
-  const files = DATA_FILES;
-  const handles = {} as Record<keyof typeof files, FileHandle>;
+  const wrist = options.wrist;
+  const files: Record<string, string> = wrist ? { ...DATA_FILES, ...WRIST_FILES } : DATA_FILES;
+  const handles = {} as Record<keyof typeof DATA_FILES, FileHandle> &
+    Partial<Record<keyof typeof WRIST_FILES, FileHandle>>;
   for (const [k, f] of Object.entries(files)) {
-    handles[k as keyof typeof files] = await open(join(options.out, f), 'w');
+    handles[k as keyof typeof DATA_FILES] = await open(join(options.out, f), 'w');
   }
   const chunk = new Float32Array(horizon * 2);
   const tokens = new Int32Array(tokenizer.maxLength);
@@ -86,6 +106,18 @@ export async function writeDataset(options: DatasetOptions): Promise<DatasetMeta
         await handles.tokens.write(new Uint8Array(tokens.slice().buffer));
         await handles.saliency.write(mask.slice());
         await handles.episode.write(new Uint8Array(Int32Array.of(e).buffer));
+        if (wrist !== undefined) {
+          await handles.images_wrist?.write(await ingest.toRgb(sim.wristImage(wrist.span)));
+          wristObjectMask(
+            sim.scene.blocks,
+            sim.effector,
+            grid.width,
+            grid.height,
+            mask,
+            wrist.span,
+          );
+          await handles.saliency_wrist?.write(mask.slice());
+        }
         samples++;
         const sx = noisy ? noise.normal() * options.noiseStd : 0;
         const sy = noisy ? noise.normal() * options.noiseStd : 0;
@@ -107,6 +139,7 @@ export async function writeDataset(options: DatasetOptions): Promise<DatasetMeta
     state_dim: 2,
     max_tokens: tokenizer.maxLength,
     files,
+    ...(wrist ? { cameras: ['table', 'wrist'], wrist_span: wrist.span } : {}),
   };
   await writeFile(join(options.out, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
   return meta;

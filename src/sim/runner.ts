@@ -14,6 +14,21 @@ import { COLOURS, distance, WORLD, type TaskKind } from './world.js';
 export interface Agent {
   readonly name: string;
   act(obs: Observation, sim: TabletopSim): Promise<Float32Array>;
+  /**
+   * Real-time chunking by guided inpainting (flow policies): the chunk is denoised towards the
+   * actions already planned. Used instead of `act` in timed runs with `timing.guided`.
+   */
+  actGuided?(obs: Observation, sim: TabletopSim, guide: PlanGuide): Promise<Float32Array>;
+}
+
+/** What a guided chunk request knows of the plan it must continue. */
+export interface PlanGuide {
+  /** The current plan from the observation's step on (rows of 2), possibly shorter than a chunk. */
+  readonly plan: Float32Array;
+  /** Expected inference delay in control steps: these actions will run before the chunk arrives. */
+  readonly delaySteps: number;
+  /** Actions executed from each chunk before the next request (the paper's s). */
+  readonly executeSteps: number;
 }
 
 export interface EpisodeOptions {
@@ -62,6 +77,11 @@ export interface TimingOptions {
   readonly maxFrameAgeMs: number;
   /** Executor settings other than the merge mode and the chunk shape. */
   readonly executor: Omit<ExecutorOptions, 'mergeMode' | 'horizon' | 'actionDim'>;
+  /**
+   * Ask agents that can (Agent.actGuided) for chunks inpainted to continue the plan (real-time
+   * chunking as Black et al. 2025 do it); use with mode `replace`, the chunk already agrees.
+   */
+  readonly guided?: boolean;
 }
 
 export interface EpisodeResult {
@@ -82,6 +102,8 @@ export interface EpisodeResult {
   readonly inferenceErrors?: number;
   /** Timed runs only: mean absolute change of the action between control steps. */
   readonly smoothness?: number;
+  /** Timed runs only: the largest change of the action (max over dimensions) on a step where a new chunk took over. */
+  readonly boundaryJump?: number;
 }
 
 export type { EpisodesSummary, EpisodeTotals } from './tally.js';
@@ -271,8 +293,21 @@ async function runTimed(
     executeSteps: options.executeSteps,
     executor: timing.executor,
   });
+  // The largest change, where a new chunk takes over, from the last action sent to the merged
+  // plan's action for that step (before the safety limiter, which would hide the jump).
+  let boundaryJump = 0;
+  const previous = new Float32Array(2).fill(Number.NaN);
+  const tookOver = (now: number): void => {
+    const plan = loop.planFrom(now);
+    if (plan.length < 2 || !Number.isFinite(previous[0])) return;
+    for (let d = 0; d < 2; d++) {
+      const jump = Math.abs((plan[d] as number) - (previous[d] as number));
+      if (jump > boundaryJump) boundaryJump = jump;
+    }
+  };
   const apply = async (tick: ControlTick): Promise<boolean> => {
     if (tick.source !== 'plan') idle++;
+    previous.set(tick.action.subarray(0, 2));
     options.onAction?.(tick.action, tick.source === 'safe' ? 'safe' : 'plan');
     return step(tick.action, tick.source === 'plan' ? 'plan' : 'safe');
   };
@@ -284,11 +319,16 @@ async function runTimed(
   let errors = 0;
   const delaySteps = async (
     obs: ReturnType<TabletopSim['observe']>,
+    guide?: PlanGuide,
   ): Promise<{ chunk: Float32Array | undefined; steps: number }> => {
     const t0 = performance.now();
     let chunk: Float32Array | undefined;
     try {
-      chunk = (await agent.act(obs, sim)).slice();
+      chunk = (
+        guide !== undefined && agent.actGuided !== undefined
+          ? await agent.actGuided(obs, sim, guide)
+          : await agent.act(obs, sim)
+      ).slice();
     } catch {
       // A failed inference (bad frame, runtime error, rejected NaN chunk) yields no chunk: the
       // executor keeps to its plan or holds, and the next query retries.
@@ -338,11 +378,13 @@ async function runTimed(
         if (over) break;
         t += steps;
         if (chunk === undefined) continue;
-        loop.accept(chunk, t, t);
+        if (loop.accept(chunk, t, t)) tookOver(t);
       }
     } else {
       if (inflight !== undefined && t >= inflight.arrival) {
-        if (inflight.chunk !== undefined) loop.accept(inflight.chunk, inflight.obsStep, t);
+        if (inflight.chunk !== undefined && loop.accept(inflight.chunk, inflight.obsStep, t)) {
+          tookOver(t);
+        }
         inflight = undefined;
       }
       const expected = Math.ceil(
@@ -350,7 +392,15 @@ async function runTimed(
       );
       if (inflight === undefined && loop.wantsChunk(t, expected)) {
         if (fresh) {
-          const { chunk, steps } = await delaySteps(capture.obs);
+          const guide =
+            timing.guided === true && loop.started
+              ? {
+                  plan: loop.planFrom(capture.capturedAt).slice(),
+                  delaySteps: expected + (t - capture.capturedAt),
+                  executeSteps: options.executeSteps,
+                }
+              : undefined;
+          const { chunk, steps } = await delaySteps(capture.obs, guide);
           inflight = { chunk, obsStep: capture.capturedAt, arrival: t + steps };
         } else {
           stale++;
@@ -366,5 +416,6 @@ async function runTimed(
     staleFrames: stale,
     inferenceErrors: errors,
     smoothness: loop.smoothness,
+    boundaryJump,
   };
 }

@@ -1,5 +1,6 @@
 import type { RawFrame } from '../ingest/index.js';
 import { renderScene } from './render.js';
+import { renderWrist, WRIST_SPAN } from './wrist.js';
 import { Rng } from '../util/rng.js';
 import {
   distance,
@@ -47,6 +48,7 @@ export class TabletopSim {
   #steps = 0;
   #success = false;
   readonly #pixels: Uint8Array;
+  #wristPixels: Uint8Array | undefined;
 
   constructor(options: TabletopOptions) {
     this.cameraWidth = options.cameraWidth ?? DEFAULTS.cameraWidth;
@@ -91,6 +93,29 @@ export class TabletopSim {
       state: Float32Array.of(this.#effector.x, this.#effector.y),
       instruction: this.scene.task.instruction,
       step: this.#steps,
+    };
+  }
+
+  /**
+   * Render the wrist camera (a view centred on the end effector, `span` table units across, at
+   * the tabletop camera's resolution). The image buffer is reused between calls.
+   */
+  wristImage(span: number = WRIST_SPAN): RawFrame {
+    this.#wristPixels ??= new Uint8Array(this.cameraWidth * this.cameraHeight * 3);
+    renderWrist(
+      this.scene.blocks,
+      this.#effector,
+      this.cameraWidth,
+      this.cameraHeight,
+      this.#wristPixels,
+      span,
+    );
+    return {
+      kind: 'raw',
+      width: this.cameraWidth,
+      height: this.cameraHeight,
+      encoding: 'rgb8',
+      data: this.#wristPixels,
     };
   }
 

@@ -10,6 +10,8 @@ export interface EpisodeTotals {
   readonly inferenceErrors: number;
   /** Mean over the timed episodes of their smoothness; undefined when none was timed. */
   readonly smoothness: number | undefined;
+  /** The largest action change at a chunk boundary over all timed episodes (0 when none). */
+  readonly boundaryJump: number;
 }
 
 /** What a run of episodes gives. */
@@ -46,6 +48,7 @@ export class EpisodeTally {
   #safe = 0;
   #stale = 0;
   #errors = 0;
+  #jump = 0;
 
   constructor(keepResults: boolean) {
     this.#keep = keepResults ? [] : undefined;
@@ -65,6 +68,7 @@ export class EpisodeTally {
     this.#safe += r.safeHoldSteps ?? 0;
     this.#stale += r.staleFrames ?? 0;
     this.#errors += r.inferenceErrors ?? 0;
+    this.#jump = Math.max(this.#jump, r.boundaryJump ?? 0);
     if (r.smoothness !== undefined) {
       this.#timed++;
       this.#smoothSum += r.smoothness;
@@ -92,6 +96,7 @@ export class EpisodeTally {
         staleFrames: this.#stale,
         inferenceErrors: this.#errors,
         smoothness: this.#timed === 0 ? undefined : this.#smoothSum / this.#timed,
+        boundaryJump: this.#jump,
       },
       results: this.#keep ?? [],
     };

@@ -107,7 +107,8 @@ describe('the shipped model package', () => {
 const schema = await readJson(
   new URL('../../schema/model-manifest.schema.json', import.meta.url).pathname,
 );
-const resizeModes = at(schema, 'properties', 'image', 'properties', 'resize').enum as string[];
+const resizeModes = at(schema, 'definitions', 'v1', 'properties', 'image', 'properties', 'resize')
+  .enum as string[];
 
 interface BrokenCase {
   readonly name: string;
@@ -152,8 +153,9 @@ const broken: readonly BrokenCase[] = [
   }),
   manifestCase('a wrong format', 'manifest.format', (m) => {
     const format = String(m.format);
-    m.format = 'vla-node/model@2';
-    return [JSON.stringify(format), 'received "vla-node/model@2"'];
+    // @2 is the flow family (test/flow/manifest.test.ts); @3 is no format at all.
+    m.format = 'vla-node/model@3';
+    return [JSON.stringify(format), 'received "vla-node/model@3"'];
   }),
   manifestCase(
     'a patch grid that disagrees with the encoder output',

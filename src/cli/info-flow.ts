@@ -1,0 +1,109 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { resolvePackagePath, type VlaConfig } from '../config/index.js';
+import { printable, VlaError } from '../errors.js';
+import { FlowPolicy } from '../flow/policy.js';
+import { FLOW_ROLES, loadFlowPackage, type FlowPackage } from '../model/flow-manifest.js';
+import type { CommandIo } from './command.js';
+import { DEFAULT_FLOW_CACHES, flowLimits } from './sim-flow.js';
+
+/**
+ * `vla-node info` for a flow package: the manifest (v2) and every file checked as the runtime
+ * loads them, each variant's four graphs opened and checked against the manifest's roles (names,
+ * dtypes, ranks, fixed dimensions), then one warm-up inference on grey frames per variant.
+ * Errors keep their class and code and name the variant and the field.
+ */
+export async function flowInfo(config: Readonly<VlaConfig>, io: CommandIo): Promise<number> {
+  const pkg: FlowPackage = await loadFlowPackage(resolvePackagePath(config.model.path));
+  const m = pkg.manifest;
+  const variants = [];
+  for (const v of m.variants) {
+    io.progress(`checking variant ${printable(v.name)} (${v.precision}): graphs, roles, warm-up`);
+    const only: FlowPackage = { ...pkg, manifest: { ...m, variants: [v] } };
+    let policy: FlowPolicy | undefined;
+    let warmupMs = 0;
+    try {
+      policy = await FlowPolicy.create(only, {
+        precision: v.precision,
+        pruning: { strategy: 'none', keepRatio: 1, keepCount: 0, seed: 0 },
+        caches: DEFAULT_FLOW_CACHES,
+        limits: flowLimits(config, only),
+        intraOpThreads: config.backend.intra_op_threads,
+      });
+      const images = m.cameras.map((c) => ({
+        kind: 'raw' as const,
+        width: c.image.width,
+        height: c.image.height,
+        encoding: 'rgb8',
+        data: new Uint8Array(c.image.width * c.image.height * 3).fill(128),
+      }));
+      const r = await policy.infer({
+        images,
+        instruction: 'move to the red block',
+        state: m.state.mean,
+        seed: 0,
+      });
+      warmupMs = Math.round(r.timings.total * 1000) / 1000;
+    } catch (error) {
+      if (error instanceof VlaError) {
+        Object.defineProperty(error, 'message', {
+          value: `variant ${printable(v.name)}: ${error.message}`,
+        });
+      }
+      throw error;
+    } finally {
+      await policy?.release();
+    }
+    const files = Object.fromEntries(
+      await Promise.all(
+        FLOW_ROLES.map(async (role) => [
+          role,
+          {
+            path: v.files[role].path,
+            sha256: v.files[role].sha256,
+            bytes: (await stat(join(pkg.dir, v.files[role].path))).size,
+          },
+        ]),
+      ),
+    ) as Record<string, { path: string; sha256: string; bytes: number }>;
+    variants.push({ name: v.name, precision: v.precision, warmup_ms: warmupMs, files });
+  }
+  const info = {
+    model: {
+      name: m.name,
+      path: pkg.dir,
+      format: m.format,
+      family: m.family,
+      description: m.description ?? '',
+      cameras: m.cameras,
+      visual_tokens: m.cameras.reduce((n, c) => n + c.patch_grid.width * c.patch_grid.height, 0),
+      token_dim: m.token_dim,
+      chunk: m.chunk,
+      prefix: m.prefix,
+      denoising: m.denoising,
+      control_rate_hz: m.control_rate_hz,
+      action_names: m.action.names,
+      state_names: m.state.names,
+    },
+    variants,
+    onnxruntime: ort.env.versions,
+    node: process.versions.node,
+  };
+  const human = [
+    `${printable(m.name)} (${m.format}, family ${m.family}): ${printable(m.description ?? '')}`,
+    `  ${printable(pkg.dir)}`,
+    `  cameras: ${m.cameras.map((c) => `${printable(c.name)} ${c.image.width}×${c.image.height} (${c.patch_grid.width}×${c.patch_grid.height} tokens)`).join(', ')}; token dim ${m.token_dim}`,
+    `  prefix: ${m.prefix.layers} layers × ${m.prefix.heads} heads × ${m.prefix.head_dim} (instruction attention ${m.prefix.instruction_attention}); denoising ${m.denoising.method} × ${m.denoising.steps} steps`,
+    `  chunk ${m.chunk.horizon} × ${m.chunk.action_dim} [${printable(m.action.names.join(', '))}] at ${m.control_rate_hz} Hz`,
+    'variants:',
+    ...variants.map(
+      (v) =>
+        `  ${printable(v.name)} (${v.precision}): ${Object.entries(v.files)
+          .map(([role, f]) => `${role} ${printable(f.path)} ${(f.bytes / 1024).toFixed(0)} KiB`)
+          .join(', ')}; warm-up passed (${v.warmup_ms} ms)`,
+    ),
+  ].join('\n');
+  io.result(info, human);
+  return 0;
+}

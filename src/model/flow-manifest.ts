@@ -1,0 +1,334 @@
+import { join } from 'node:path';
+import { describe, ModelError } from '../errors.js';
+import {
+  checkReport,
+  checkVariantFile,
+  FLOW_FORMAT,
+  loadTokenizer,
+  readManifestJson,
+  validateManifestJson,
+  type Dim,
+  type GraphSpec,
+  type LoadOptions,
+  type Manifest,
+  type ModelFile,
+  type Precision,
+  type TensorSpec,
+} from './manifest.js';
+import type { WordTokenizer } from './tokenizer.js';
+
+/** The graph roles of a flow-matching package (format `vla-node/model@2`, family `flow`). */
+export const FLOW_ROLES = ['encoder', 'instruction', 'prefix', 'expert'] as const;
+export type FlowRole = (typeof FLOW_ROLES)[number];
+
+/** One camera of a flow package: its name (the request's image key), image spec and patch grid. */
+export interface FlowCamera {
+  readonly name: string;
+  readonly encoder: 'encoder';
+  readonly image: Manifest['image'];
+  readonly patch_grid: Manifest['patch_grid'];
+}
+
+export interface FlowVariant {
+  readonly name: string;
+  readonly precision: Precision;
+  readonly files: Readonly<Record<FlowRole, ModelFile>>;
+  readonly report?: string;
+  readonly providers?: readonly string[];
+}
+
+/**
+ * The manifest of a flow-matching package (pi0 / SmolVLA shaped). Tensor roles are positional
+ * (names are the graphs' own; see docs/flow-models.md):
+ *
+ * - encoder: pixels [B,3,H,W] -> visual tokens [B,N,D], saliency [B,N]; run once per camera.
+ * - instruction: instruction ids [B,L] -> keys, values [B,layers,heads,L,head_dim].
+ * - prefix: visual tokens [B,K,D], token positions [B,K] (camera c's patch p at c·N+p), state
+ *   [B,S], context keys, values [B,layers,heads,C,head_dim] -> keys, values of the K visual
+ *   tokens and the state [B,layers,heads,K+1,head_dim].
+ * - expert: noisy chunk [B,H,A], flow time [B], state [B,S], context keys, values, prefix keys,
+ *   values -> velocity [B,H,A].
+ */
+export interface FlowManifest {
+  readonly format: typeof FLOW_FORMAT;
+  readonly family: 'flow';
+  readonly name: string;
+  readonly description?: string;
+  readonly control_rate_hz: number;
+  readonly cameras: readonly FlowCamera[];
+  readonly token_dim: number;
+  readonly chunk: Manifest['chunk'];
+  readonly action: Manifest['action'];
+  readonly state: Manifest['state'];
+  readonly tokenizer: Manifest['tokenizer'];
+  readonly prefix: {
+    readonly layers: number;
+    readonly heads: number;
+    readonly head_dim: number;
+    readonly instruction_attention: 'block-causal';
+  };
+  readonly denoising: {
+    readonly method: 'euler';
+    readonly steps: number;
+    readonly noise: 'gaussian';
+    readonly time: 'noise-0-to-actions-1';
+  };
+  readonly graphs: Readonly<Record<FlowRole, GraphSpec>>;
+  readonly variants: readonly FlowVariant[];
+  readonly training?: Readonly<Record<string, unknown>>;
+}
+
+/** A loaded, validated flow package. */
+export interface FlowPackage {
+  readonly dir: string;
+  readonly manifest: FlowManifest;
+  readonly tokenizer: WordTokenizer;
+}
+
+/**
+ * Whether `dir` holds a flow package (its manifest says format `vla-node/model@2`); false for
+ * anything else, including unreadable folders (the v1 loader then reports why).
+ */
+export async function isFlowPackage(dir: string): Promise<boolean> {
+  try {
+    const { raw } = await readManifestJson(dir);
+    return (raw as { format?: unknown } | null)?.format === FLOW_FORMAT;
+  } catch {
+    return false;
+  }
+}
+
+function fail(field: string, message: string): never {
+  throw new ModelError('INVALID_MANIFEST', message, { field: `manifest.${field}` });
+}
+
+function expectShape(field: string, tensor: TensorSpec, expected: readonly (Dim | null)[]): void {
+  if (tensor.shape.length !== expected.length) {
+    fail(
+      `${field}.shape`,
+      `Expected rank ${expected.length} [${expected.map((d) => (d === null ? '?' : String(d))).join(', ')}] but received [${tensor.shape.join(', ')}]`,
+    );
+  }
+  expected.forEach((want, i) => {
+    if (want === null) return;
+    const got = tensor.shape[i];
+    if (got !== want) {
+      fail(
+        `${field}.shape[${i}]`,
+        `Expected ${String(want)} but received ${describe(got)} in ${field}.shape`,
+      );
+    }
+  });
+}
+
+function expectCount(role: FlowRole, g: GraphSpec, inputs: number, outputs: number, what: string) {
+  if (g.inputs.length !== inputs || g.outputs.length !== outputs) {
+    fail(
+      `graphs.${role}`,
+      `Expected the ${role} graph to have ${inputs} inputs and ${outputs} outputs (${what}) but received ${g.inputs.length} and ${g.outputs.length}`,
+    );
+  }
+}
+
+function expectInteger(field: string, t: TensorSpec): void {
+  if (t.dtype !== 'int64' && t.dtype !== 'int32') {
+    fail(`${field}.dtype`, `Expected int64|int32 but received ${t.dtype}`);
+  }
+}
+
+/** Cross-field checks the schema cannot express: every graph's shapes agree with the rest. */
+function checkFlowConsistency(m: FlowManifest): void {
+  const [cam0] = m.cameras;
+  if (cam0 === undefined) fail('cameras', 'Expected at least one camera');
+  const names = new Set<string>();
+  m.cameras.forEach((c, i) => {
+    if (names.has(c.name))
+      fail(
+        `cameras[${i}].name`,
+        `Expected unique camera names but ${JSON.stringify(c.name)} repeats`,
+      );
+    names.add(c.name);
+    // One encoder graph serves every camera: the same image size and grid.
+    if (
+      c.image.width !== cam0.image.width ||
+      c.image.height !== cam0.image.height ||
+      c.patch_grid.width !== cam0.patch_grid.width ||
+      c.patch_grid.height !== cam0.patch_grid.height
+    ) {
+      fail(
+        `cameras[${i}].image`,
+        `Expected every camera to share the encoder's image size and patch grid (${cam0.image.width}x${cam0.image.height}, ${cam0.patch_grid.width}x${cam0.patch_grid.height}) but ${c.name} has ${c.image.width}x${c.image.height}, ${c.patch_grid.width}x${c.patch_grid.height}`,
+      );
+    }
+  });
+  const n = cam0.patch_grid.width * cam0.patch_grid.height;
+  const { layers, heads, head_dim: hd } = m.prefix;
+  const D = m.token_dim;
+  const L = m.tokenizer.max_length;
+  const S = m.state.names.length;
+  const { horizon: H, action_dim: A } = m.chunk;
+  const g = m.graphs;
+
+  expectCount('encoder', g.encoder, 1, 2, 'pixels -> visual tokens, saliency');
+  const [pixels] = g.encoder.inputs as [TensorSpec];
+  const [vis, sal] = g.encoder.outputs as [TensorSpec, TensorSpec];
+  expectShape('graphs.encoder.inputs[0]', pixels, [null, 3, cam0.image.height, cam0.image.width]);
+  expectShape('graphs.encoder.outputs[0]', vis, [null, n, D]);
+  expectShape('graphs.encoder.outputs[1]', sal, [null, n]);
+
+  const kv = [null, layers, heads, null, hd];
+  expectCount('instruction', g.instruction, 1, 2, 'instruction ids -> keys, values');
+  const [ids] = g.instruction.inputs as [TensorSpec];
+  expectInteger('graphs.instruction.inputs[0]', ids);
+  expectShape('graphs.instruction.inputs[0]', ids, [null, L]);
+  g.instruction.outputs.forEach((t, i) => {
+    expectShape(`graphs.instruction.outputs[${i}]`, t, [null, layers, heads, L, hd]);
+  });
+
+  expectCount(
+    'prefix',
+    g.prefix,
+    5,
+    2,
+    'visual tokens, positions, state, context keys, values -> keys, values',
+  );
+  const [pv, pp, ps, ck, cv] = g.prefix.inputs as [
+    TensorSpec,
+    TensorSpec,
+    TensorSpec,
+    TensorSpec,
+    TensorSpec,
+  ];
+  if (typeof pv.shape[1] !== 'string') {
+    fail(
+      'graphs.prefix.inputs[0].shape[1]',
+      `Expected a named (dynamic) token count so pruned token sets fit, but received ${describe(pv.shape[1])}`,
+    );
+  }
+  expectShape('graphs.prefix.inputs[0]', pv, [null, null, D]);
+  expectInteger('graphs.prefix.inputs[1]', pp);
+  expectShape('graphs.prefix.inputs[1]', pp, [null, null]);
+  expectShape('graphs.prefix.inputs[2]', ps, [null, S]);
+  expectShape('graphs.prefix.inputs[3]', ck, kv);
+  expectShape('graphs.prefix.inputs[4]', cv, kv);
+  g.prefix.outputs.forEach((t, i) => {
+    expectShape(`graphs.prefix.outputs[${i}]`, t, kv);
+  });
+
+  expectCount(
+    'expert',
+    g.expert,
+    7,
+    1,
+    'noisy actions, time, state, context keys, values, prefix keys, values -> velocity',
+  );
+  const [xt, time, es, ...ekv] = g.expert.inputs as [
+    TensorSpec,
+    TensorSpec,
+    TensorSpec,
+    ...TensorSpec[],
+  ];
+  expectShape('graphs.expert.inputs[0]', xt, [null, H, A]);
+  expectShape('graphs.expert.inputs[1]', time, [null]);
+  expectShape('graphs.expert.inputs[2]', es, [null, S]);
+  ekv.forEach((t, i) => {
+    expectShape(`graphs.expert.inputs[${i + 3}]`, t, kv);
+  });
+  expectShape('graphs.expert.outputs[0]', g.expert.outputs[0] as TensorSpec, [null, H, A]);
+  for (const role of FLOW_ROLES) {
+    for (const kind of ['inputs', 'outputs'] as const) {
+      g[role][kind].forEach((t, i) => {
+        if (t.dtype === 'float16' || t.dtype === 'uint8') {
+          fail(
+            `graphs.${role}.${kind}[${i}].dtype`,
+            `Expected float32 or an integer type at the graph boundary but received ${t.dtype}`,
+          );
+        }
+      });
+    }
+  }
+
+  for (const key of ['names', 'mean', 'std', 'min', 'max'] as const) {
+    if (m.action[key].length !== A)
+      fail(
+        `action.${key}`,
+        `Expected ${A} values (chunk.action_dim) but received ${m.action[key].length}`,
+      );
+  }
+  m.action.min.forEach((lo, i) => {
+    const hi = m.action.max[i] ?? Number.NaN;
+    if (!(lo < hi))
+      fail(
+        `action.min[${i}]`,
+        `Expected action.min[${i}] < action.max[${i}] but received ${lo} and ${hi}`,
+      );
+  });
+  for (const key of ['mean', 'std'] as const) {
+    if (m.state[key].length !== S)
+      fail(
+        `state.${key}`,
+        `Expected ${S} values (one per state name) but received ${m.state[key].length}`,
+      );
+  }
+  const variants = new Set<string>();
+  m.variants.forEach((v, i) => {
+    if (variants.has(v.name))
+      fail(
+        `variants[${i}].name`,
+        `Expected unique variant names but ${JSON.stringify(v.name)} repeats`,
+      );
+    variants.add(v.name);
+  });
+}
+
+/**
+ * Load a flow package: validate `manifest.json` (format `vla-node/model@2`) against the schema and
+ * for consistency, load the tokenizer, confine every file and check its SHA-256.
+ *
+ * @throws {ModelError} INVALID_MANIFEST / MODEL_FILE naming the field.
+ * @example
+ * const pkg = await loadFlowPackage('models/tiny-vla-flow');
+ */
+export async function loadFlowPackage(
+  dir: string,
+  options: LoadOptions = {},
+): Promise<FlowPackage> {
+  const { root, raw } = await readManifestJson(dir);
+  const valid = await validateManifestJson(raw);
+  if ((valid as { format?: unknown }).format !== FLOW_FORMAT) {
+    fail(
+      'format',
+      `Expected ${FLOW_FORMAT} (a flow-matching package) but received ${describe((valid as { format?: unknown }).format)}: load it with loadModelPackage`,
+    );
+  }
+  const manifest = valid as FlowManifest;
+  checkFlowConsistency(manifest);
+  const tokenizer = await loadTokenizer(root, manifest.tokenizer);
+  for (const [i, v] of manifest.variants.entries()) {
+    for (const role of FLOW_ROLES) {
+      await checkVariantFile(root, v.files[role], `variants[${i}].files.${role}`, options);
+    }
+    checkReport(root, v.report, i);
+  }
+  return { dir: root, manifest, tokenizer };
+}
+
+/** The variant of `precision` with absolute paths of its graphs. */
+export function selectFlowVariant(
+  pkg: FlowPackage,
+  precision: Precision | 'auto',
+): FlowVariant & { readonly paths: Readonly<Record<FlowRole, string>> } {
+  const wanted: Precision = precision === 'auto' ? 'fp32' : precision;
+  const variant = pkg.manifest.variants.find((v) => v.precision === wanted);
+  if (variant === undefined) {
+    throw new ModelError(
+      'INVALID_MANIFEST',
+      `Expected a variant with precision ${wanted} in ${pkg.manifest.name} but it has ${pkg.manifest.variants.map((v) => v.precision).join('|')}`,
+      { field: 'model.precision' },
+    );
+  }
+  const paths = Object.fromEntries(
+    FLOW_ROLES.map((r) => [r, join(pkg.dir, variant.files[r].path)]),
+  ) as Record<FlowRole, string>;
+  return { ...variant, paths };
+}
