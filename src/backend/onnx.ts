@@ -3,6 +3,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { BackendError, InputError, ModelError } from '../errors.js';
+import type { ExecutionProvider, GraphOptimizationLevel } from '../config/generated.js';
+export type { ExecutionProvider, GraphOptimizationLevel } from '../config/generated.js';
 import { applyTelemetryPolicy } from './telemetry.js';
 import {
   batchDimension,
@@ -13,16 +15,13 @@ import {
   type Variant,
 } from '../model/manifest.js';
 
-export type ExecutionProvider = 'tensorrt' | 'cuda' | 'cpu';
-export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all';
-
 export interface BackendOptions {
   /** Tried in order; the first that creates both sessions wins, the others are logged with why. */
   readonly executionProviders: readonly ExecutionProvider[];
   /** 0 = ONNX Runtime's default. */
   readonly intraOpThreads: number;
   readonly interOpThreads: number;
-  readonly graphOptimization: GraphOptimization;
+  readonly graphOptimization: GraphOptimizationLevel;
   /** Where TensorRT engines are cached; "" = `<model>/.trt-cache`. */
   readonly tensorrtCachePath: string;
   /** Human log lines (fallbacks, engine builds). */

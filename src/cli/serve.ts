@@ -5,6 +5,7 @@ import { ConfigError, describe } from '../errors.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import {
   BRIDGE_DEFAULTS,
+  bridgeParameterDefaults,
   BridgeServer,
   checkBind,
   probeBind,
@@ -89,11 +90,7 @@ export const BATCH_OPTIONS = {
 export function batchOptions(
   config: VlaConfig,
 ): Pick<BridgeServerOptions, 'maxBatch' | 'maxWaitMs' | 'decodeConcurrency'> {
-  return {
-    maxBatch: config.serve.max_batch,
-    maxWaitMs: config.serve.max_wait_ms,
-    decodeConcurrency: config.serve.decode_concurrency,
-  };
+  return bridgeParameterDefaults(config.serve);
 }
 
 function integerFlag(values: OptionValues, flag: string, min: number): number | undefined {

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Context, Router } from 'zeromq';
+import { defaultConfig, type ServeConfig } from '../../config/index.js';
 import { ConfigError, InputError, VlaError } from '../../errors.js';
 import type { Manifest } from '../../model/manifest.js';
 import type { ActionChunk, Observation, PreparedObservation } from '../../pipeline/pipeline.js';
@@ -96,7 +97,11 @@ export interface BridgeServerOptions {
   readonly log?: (line: string) => void;
 }
 
-/** The defaults of every option but the key and the log. */
+/**
+ * The defaults of the options that are not keys of the parameter file (the `serve` command's
+ * flags). The batching options (`maxBatch`, `maxWaitMs`, `decodeConcurrency`) are the `serve.*`
+ * parameters: their defaults are the parameter file's, see {@link bridgeParameterDefaults}.
+ */
 export const BRIDGE_DEFAULTS = Object.freeze({
   bind: 'tcp://127.0.0.1:5555',
   maxQueue: 8,
@@ -108,10 +113,24 @@ export const BRIDGE_DEFAULTS = Object.freeze({
   maxInstructionLength: 1024,
   maxClients: 256,
   lingerMs: 1000,
-  maxBatch: 1,
-  maxWaitMs: 0,
-  decodeConcurrency: 0,
-}) satisfies Omit<BridgeServerOptions, OptionalOption>;
+}) satisfies Omit<BridgeServerOptions, OptionalOption | ParameterOption>;
+
+/** Options that are `serve.*` parameters. */
+type ParameterOption = 'maxBatch' | 'maxWaitMs' | 'decodeConcurrency';
+
+/**
+ * The batching options from `serve.*` parameters: by default the shipped parameter file's
+ * (config/vla_node.param.yaml), the one place their defaults are written.
+ */
+export function bridgeParameterDefaults(
+  serve: ServeConfig = defaultConfig().serve,
+): Pick<BridgeServerOptions, ParameterOption> {
+  return {
+    maxBatch: serve.max_batch,
+    maxWaitMs: serve.max_wait_ms,
+    decodeConcurrency: serve.decode_concurrency,
+  };
+}
 
 /** Options without a default. */
 type OptionalOption = 'curveSecretKey' | 'curveClientKeys' | 'log';
@@ -290,7 +309,7 @@ export class BridgeServer {
   ): Promise<BridgeServer> {
     const { curveSecretKey, curveClientKeys, log: logOption, ...rest } = options;
     const log = logOption ?? (() => undefined);
-    const o = { ...BRIDGE_DEFAULTS, ...rest };
+    const o = { ...BRIDGE_DEFAULTS, ...bridgeParameterDefaults(), ...rest };
     for (const key of [
       'maxQueue',
       'maxMessageBytes',
