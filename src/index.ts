@@ -25,7 +25,7 @@ export {
   type Observation,
   type PipelineOptions,
 } from './pipeline/pipeline.js';
-export { pipelineOptions } from './cli/setup.js';
+export { modelFromConfig, pipelineOptions } from './pipeline/from-config.js';
 export { createPruner } from './pruning/strategies.js';
 export { ChunkExecutor, type ExecutorOptions, type MergeMode } from './runtime/executor.js';
 export { BudgetController, LatestFrameSlot } from './runtime/budget.js';

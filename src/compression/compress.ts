@@ -11,7 +11,6 @@ import {
 } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { loadConfig } from '../config/index.js';
 import { InputError } from '../errors.js';
 import {
   loadModelPackage,
@@ -22,11 +21,10 @@ import {
   type Precision,
   type Variant,
 } from '../model/manifest.js';
-import { simulate } from '../cli/sim.js';
 import {
   prepareSamples,
   readCalibrationSet,
-  simulatorSamples,
+  type CalibrationSample,
   type PreparedSample,
 } from './calibration.js';
 import {
@@ -38,7 +36,13 @@ import {
   FP16_KNOWN_OPS,
   type Fp16Stats,
 } from './fp16.js';
-import { encodeOnnx, graphOf, loadOnnx, withExtraOutputs, type ModelProto } from './graph.js';
+import {
+  encodeOnnx,
+  graphOf,
+  loadOnnx,
+  withExtraOutputs,
+  type ModelProto,
+} from '../util/onnx-graph.js';
 import {
   defaultExclusions,
   planQuantization,
@@ -84,6 +88,30 @@ export interface CompressOptions {
   /** Where the ranges JSON goes (default `<calibration>/ranges.json`, static mode only). */
   readonly rangesOut?: string;
   readonly progress: (line: string) => void;
+  /**
+   * Scores the model on its own task: the held-out observations and the closed loop of the
+   * gate. The built-in tabletop's is `tabletopEvaluator()` (src/sim/evaluator.ts); a model
+   * trained for another task passes its own.
+   */
+  readonly evaluator: CompressionEvaluator;
+}
+
+/** Closed-loop score of one variant: success rate and the p50 of the encode and policy stages, ms. */
+export interface ClosedLoopScore {
+  readonly rate: number;
+  readonly stages: { readonly encode: number; readonly policy: number };
+}
+
+/** What the compression gate needs of the model's task (see {@link CompressOptions.evaluator}). */
+export interface CompressionEvaluator {
+  /** `count` observations, seeded by `seed`, that calibration did not see: the action error's. */
+  heldOut(count: number, seed: number): readonly CalibrationSample[];
+  /** Run `episodes` closed-loop episodes (seeded by `seed`) of the package in `dir` at `precision`. */
+  closedLoop(
+    dir: string,
+    precision: Precision,
+    run: { readonly episodes: number; readonly seed: number },
+  ): Promise<ClosedLoopScore>;
 }
 
 type StageMs = { readonly encoder: number; readonly policy: number };
@@ -588,7 +616,7 @@ async function measure(
 
   const heldOut = await prepareSamples(
     pkg,
-    simulatorSamples(options.heldOut, (options.seed + 0x5eed) >>> 0, 3),
+    options.evaluator.heldOut(options.heldOut, (options.seed + 0x5eed) >>> 0),
   );
   progress(`action error on ${heldOut.length} held-out frames...`);
   const reference = await GraphRunner.create(pkg, fp32.paths.encoder, fp32.paths.policy);
@@ -913,24 +941,12 @@ async function closedLoop(
   precision: Precision,
   options: CompressOptions,
   progress: (line: string) => void,
-): Promise<{ rate: number; stages: { encode: number; policy: number } }> {
-  const config = await loadConfig({
-    overrides: {
-      'model.path': dir,
-      'model.precision': precision,
-      'sim.episodes': options.episodes,
-      'sim.seed': options.seed,
-      'pruning.strategy': 'none',
-      'backend.execution_providers': ['cpu'],
-    },
-  });
+): Promise<ClosedLoopScore> {
   progress(`closed loop: ${options.episodes} episodes with ${precision}...`);
-  const report = await simulate(config, 'model', () => undefined);
-  const p = report.stage_percentiles_ms ?? {};
-  return {
-    rate: report.success_rate,
-    stages: { encode: p.encode?.p50 ?? Number.NaN, policy: p.policy?.p50 ?? Number.NaN },
-  };
+  return options.evaluator.closedLoop(dir, precision, {
+    episodes: options.episodes,
+    seed: options.seed,
+  });
 }
 
 function cpuName(): string {
