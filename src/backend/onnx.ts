@@ -5,6 +5,12 @@ import * as ort from 'onnxruntime-node';
 import { BackendError, InputError, ModelError } from '../errors.js';
 import type { ExecutionProvider, GraphOptimizationLevel } from '../config/generated.js';
 export type { ExecutionProvider, GraphOptimizationLevel } from '../config/generated.js';
+import type {
+  EncoderOutput,
+  PolicyInput,
+  ProviderFallback,
+  TokenPolicyBackend,
+} from './backend.js';
 import { applyTelemetryPolicy } from './telemetry.js';
 import {
   batchDimension,
@@ -30,29 +36,7 @@ export interface BackendOptions {
   readonly telemetry?: boolean;
 }
 
-/** Why a provider was skipped. */
-export interface ProviderFallback {
-  readonly provider: ExecutionProvider;
-  readonly reason: string;
-}
-
-/** Visual tokens and saliency of one frame; views into buffers owned by the backend, valid until the next encode. */
-export interface EncoderOutput {
-  readonly tokens: Float32Array;
-  readonly saliency: Float32Array;
-}
-
-/** One observation of a batched policy call ({@link OnnxBackend.actBatch}). */
-export interface PolicyInput {
-  /** Kept visual tokens, row-major: at least count × token_dim values. */
-  readonly tokens: Float32Array;
-  /** Grid index (row-major) of each kept token: at least count values. */
-  readonly positions: Int32Array;
-  /** Instruction token ids, tokenizer.max_length of them. */
-  readonly instructionIds: ArrayLike<bigint>;
-  /** Normalised robot state, one value per state name. */
-  readonly state: ArrayLike<number>;
-}
+export type { EncoderOutput, PolicyInput, ProviderFallback } from './backend.js';
 
 /** Largest batch a backend runs in one call (the bound of `serve.max_batch`). */
 export const MAX_BATCH = 64;
@@ -217,7 +201,12 @@ export function checkGraph(role: GraphRole, session: ort.InferenceSession, spec:
  * const backend = await OnnxBackend.create(pkg, selectVariant(pkg, 'fp32'), options);
  * const { tokens, saliency } = await backend.encode(pixels);
  */
-export class OnnxBackend {
+/**
+ * The encoder–pruning–policy backend on ONNX Runtime: two sessions (vision encoder, action
+ * policy) on the first execution provider of the chain that works.
+ */
+export class OnnxBackend implements TokenPolicyBackend {
+  readonly kind = 'encoder-policy';
   readonly provider: ExecutionProvider;
   readonly fallbacks: readonly ProviderFallback[];
   readonly variant: Variant;
