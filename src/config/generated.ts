@@ -54,7 +54,7 @@ export interface BackendParameters {
    */
   execution_providers: ExecutionProvider[];
   /**
-   * Threads used inside one operator (intra_op_num_threads); 0 = the ONNX Runtime default (one per physical core). Default 1: for small models one thread avoids the thread pool's synchronisation, which costs more than it saves (and leaves a core for ingest); raise it for large models.
+   * Threads used inside one operator (intra_op_num_threads); 0 = the ONNX Runtime default (one per physical core). One thread suits small models: it avoids the thread pool's synchronisation, which costs more than it saves (and leaves a core for ingest); raise it for large models.
    */
   intra_op_threads: number;
   /**
@@ -74,7 +74,7 @@ export interface BackendParameters {
    */
   tensorrt_cache_path: string;
   /**
-   * Let ONNX Runtime send its usage telemetry (Microsoft 1DS, built into ONNX Runtime 1.29 and later on Linux: a device-id file and a debug log in the temporary folder, the machine id, uploads). Off by default: the node sets ORT_DISABLE_TELEMETRY=1 before its first session. true = leave ONNX Runtime's default (on) unless ORT_DISABLE_TELEMETRY is already set in the environment. Read once, before the process creates its first session.
+   * Let ONNX Runtime send its usage telemetry (Microsoft 1DS, built into ONNX Runtime 1.29 and later on Linux: a device-id file and a debug log in the temporary folder, the machine id, uploads). false = the node sets ORT_DISABLE_TELEMETRY=1 before its first session. true = leave ONNX Runtime's default (on) unless ORT_DISABLE_TELEMETRY is already set in the environment. Read once, before the process creates its first session.
    */
   telemetry: boolean;
 }
@@ -83,11 +83,11 @@ export interface BackendParameters {
  */
 export interface IngestParameters {
   /**
-   * Most pixels (width x height) a frame may have: raw frames are refused before conversion, JPEG and PNG after reading their header and before decoding (libvips' limitInputPixels too). Default 16,777,216 = 4096 x 4096.
+   * Most pixels (width x height) a frame may have: raw frames are refused before conversion, JPEG and PNG after reading their header and before decoding (libvips' limitInputPixels too); 16,777,216 is 4096 x 4096.
    */
   max_pixels: number;
   /**
-   * Most bytes a JPEG or PNG frame may have before it is decoded. Default 32 MiB.
+   * Most bytes a JPEG or PNG frame may have before it is decoded.
    */
   max_encoded_bytes: number;
   /**
@@ -182,7 +182,7 @@ export interface SafetyParameters {
    */
   safe_pose: number[];
   /**
-   * Accept safety.action_min and safety.action_max outside the model manifest's action limits (actions the model was never trained to produce). Off by default: limits wider than the model's are refused at start-up.
+   * Accept safety.action_min and safety.action_max outside the model manifest's action limits (actions the model was never trained to produce). false = limits wider than the model's are refused at start-up.
    */
   allow_limits_beyond_model: boolean;
 }
