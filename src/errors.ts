@@ -23,12 +23,16 @@ export interface VlaErrorOptions {
   readonly cause?: unknown;
 }
 
-/** Base class: `code` is stable, `field` names what was wrong. */
-export class VlaError extends Error {
-  readonly code: VlaErrorCode;
+/**
+ * Base class of every error vla-node throws on purpose: `code` is stable, `field` names what was
+ * wrong. The library's codes are {@link VlaErrorCode}s; a family with its own wire vocabulary
+ * (the bridge's `BridgeError`) narrows `Code`, and `instanceof VlaError` still catches it.
+ */
+export class VlaError<Code extends string = VlaErrorCode> extends Error {
+  readonly code: Code;
   readonly field: string | undefined;
 
-  constructor(code: VlaErrorCode, message: string, options: VlaErrorOptions = {}) {
+  constructor(code: Code, message: string, options: VlaErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;

@@ -8,7 +8,7 @@ import {
   intAttribute,
   loadOnnx,
   withExtraOutputs,
-} from '../compression/graph.js';
+} from '../util/onnx-graph.js';
 import { BackendError } from '../errors.js';
 
 /** Floating-point operations of one graph run, counted from the graph for actual input shapes. */

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 // ONNX Runtime's telemetry off before this module's first session (see backend/telemetry.ts).
 import '../backend/telemetry.js';
-import { DTYPE, encodeOnnx, node, onnx, tensor, valueInfo } from '../compression/graph.js';
+import { DTYPE, encodeOnnx, node, onnx, tensor, valueInfo } from '../util/onnx-graph.js';
 import { Rng } from '../util/rng.js';
 import { round } from '../util/stats.js';
 

@@ -13,7 +13,7 @@ import { lineChartSvg } from './chart.js';
 import type { CommandSpec } from './command.js';
 import { checkOutputs, FORCE_OPTION } from './output.js';
 import { CONFIG_OPTIONS, configFromArgs } from './setup.js';
-import { simulate } from './sim.js';
+import { simulate } from '../sim/experiment.js';
 
 const RATIOS = [1, 0.5, 0.25, 0.125] as const;
 

@@ -29,7 +29,7 @@ import {
 } from '../config/index.js';
 import { PACKAGE_ROOT } from '../config/config.js';
 import { loadModelPackage, selectVariant, type ModelPackage } from '../model/manifest.js';
-import { graphOf, loadOnnx } from '../compression/graph.js';
+import { graphOf, loadOnnx } from '../util/onnx-graph.js';
 import { ConfigError } from '../errors.js';
 import { FrameIngest } from '../ingest/index.js';
 import type { PipelineOptions } from '../pipeline/pipeline.js';
@@ -37,7 +37,7 @@ import { barChartSvg, lineChartSvg } from './chart.js';
 import type { CommandIo, CommandSpec } from './command.js';
 import { checkOutputs, FORCE_OPTION } from './output.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
-import { simulate, type SimReport } from './sim.js';
+import { simulate, type SimReport } from '../sim/experiment.js';
 import { median, round } from '../util/stats.js';
 
 const RATIOS = [1, 0.5, 0.25, 0.125] as const;

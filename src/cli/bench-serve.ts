@@ -17,7 +17,7 @@ import {
   batchOptions,
   BRIDGE_OPTIONS,
   bridgeLimits,
-} from './serve.js';
+} from './serve-options.js';
 import {
   CONFIG_OPTIONS,
   configFromArgs,

@@ -2,7 +2,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolvePackagePath } from '../config/index.js';
 import { ConfigError, InputError } from '../errors.js';
-import { simulatorSamples, writeCalibrationSet } from '../compression/calibration.js';
+import { writeCalibrationSet } from '../compression/calibration.js';
+import { tabletopEvaluator } from '../sim/evaluator.js';
+import { simulatorSamples } from '../sim/samples.js';
 import {
   compressPackage,
   variantFigures,
@@ -105,6 +107,7 @@ export async function runCompress(values: OptionValues, io: CommandIo): Promise<
   const report = await compressPackage({
     model,
     calibration,
+    evaluator: tabletopEvaluator(),
     method: choice<CalibrationMethod>(values, 'method', ['minmax', 'percentile'], 'minmax'),
     mode: choice<CompressMode>(values, 'mode', ['static', 'dynamic', 'fp16'], 'static'),
     ...(Array.isArray(exclude) ? { exclude: exclude.flatMap((e) => e.split(',')) } : {}),

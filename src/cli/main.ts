@@ -113,16 +113,18 @@ export async function main(argv: readonly string[]): Promise<number> {
     return await command.run(values, makeIo(values.json === true), parsed.positionals);
   } catch (error) {
     if (error instanceof VlaError) {
+      // Any family's code (the library's, the bridge's wire codes) is a string.
+      const code: string = (error as VlaError<string>).code;
       // Messages quote external data already escaped; this is the last line of defence for the
       // terminal (multi-line messages keep their line breaks, nothing else gets through raw).
       const message = error.message
         .split('\n')
         .map((line) => printable(line, Infinity))
         .join('\n');
-      process.stderr.write(`vla-node ${name}: ${error.name} [${error.code}]: ${message}\n`);
+      process.stderr.write(`vla-node ${name}: ${error.name} [${code}]: ${message}\n`);
       if (values.json === true) {
         process.stdout.write(
-          `${JSON.stringify({ error: { code: error.code, field: error.field ?? null, message: error.message } })}\n`,
+          `${JSON.stringify({ error: { code, field: error.field ?? null, message: error.message } })}\n`,
         );
       }
       return 1;

@@ -1,13 +1,4 @@
-import {
-  checkConfigForModel,
-  loadConfig,
-  parseOverride,
-  resolvePackagePath,
-  type VlaConfig,
-} from '../config/index.js';
-import { ingestLimits } from '../ingest/index.js';
-import { loadModelPackage, type ModelPackage } from '../model/manifest.js';
-import type { PipelineOptions } from '../pipeline/pipeline.js';
+import { loadConfig, parseOverride, type VlaConfig } from '../config/index.js';
 import type { OptionSpec, OptionValues } from './command.js';
 
 /** Options every command that loads the configuration shares. */
@@ -72,46 +63,4 @@ export async function configFromArgs(
   return loadConfig({ ...(typeof params === 'string' ? { file: params } : {}), overrides });
 }
 
-/**
- * Load `model.path` and check the configuration against its manifest (limits, safe pose,
- * execute_steps): the one place where parameters meet the model.
- *
- * @throws {ConfigError} (from checkConfigForModel) for parameters that do not fit the model.
- */
-export async function modelFromConfig(config: VlaConfig): Promise<ModelPackage> {
-  const model = await loadModelPackage(resolvePackagePath(config.model.path));
-  checkConfigForModel(config, model.manifest);
-  return model;
-}
-
-/** The pipeline's options from the validated configuration. */
-export function pipelineOptions(config: VlaConfig, log: (m: string) => void): PipelineOptions {
-  return {
-    precision: config.model.precision,
-    backend: {
-      executionProviders: config.backend.execution_providers,
-      intraOpThreads: config.backend.intra_op_threads,
-      interOpThreads: config.backend.inter_op_threads,
-      graphOptimization: config.backend.graph_optimization,
-      tensorrtCachePath: config.backend.tensorrt_cache_path,
-      telemetry: config.backend.telemetry,
-      log,
-    },
-    pruning: {
-      strategy: config.pruning.strategy,
-      keepRatio: config.pruning.keep_ratio,
-      keepCount: config.pruning.keep_count,
-      seed: config.pruning.seed,
-      minKeepRatio: config.pruning.min_keep_ratio,
-    },
-    limits: {
-      min: config.safety.action_min,
-      max: config.safety.action_max,
-      maxDeltaPerStep: config.safety.max_delta_per_step,
-      allowBeyondModel: config.safety.allow_limits_beyond_model,
-    },
-    warmupRuns: config.backend.warmup_runs,
-    ingest: ingestLimits(config),
-    latencyBudgetMs: config.runtime.latency_budget_ms,
-  };
-}
+export { modelFromConfig, pipelineOptions } from '../pipeline/from-config.js';

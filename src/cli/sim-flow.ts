@@ -14,7 +14,7 @@ import {
   type TimingOptions,
 } from '../sim/runner.js';
 import type { TaskKind } from '../sim/world.js';
-import type { SimReport } from './sim.js';
+import type { SimReport } from '../sim/experiment.js';
 
 /** Settings of a flow run beyond the parameter file (the flow family's own knobs). */
 export interface FlowRunOptions {

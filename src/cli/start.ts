@@ -14,7 +14,7 @@ import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from
 import { resolvePackagePath } from '../config/index.js';
 import { loadModelPackage } from '../model/manifest.js';
 import { FOXGLOVE_OPTIONS, startLiveView, withFoxgloveFlag } from './foxglove.js';
-import { formatReport, simulate } from './sim.js';
+import { formatReport, simulate } from '../sim/experiment.js';
 
 /** Loads the model package of the configuration and warms the pipeline up, logging progress. */
 export const createPipeline: PipelineFactory = async (config, log) => {

@@ -5,8 +5,6 @@ import { describe, InputError, printable } from '../errors.js';
 import { FrameIngest, type Frame } from '../ingest/index.js';
 import { PACKAGE_LIMITS, packageFile } from '../model/files.js';
 import type { ModelPackage } from '../model/manifest.js';
-import { TabletopSim } from '../sim/tabletop.js';
-import { episodeSeed } from '../util/rng.js';
 
 /** One calibration observation: a camera frame, the instruction and the robot state (manifest units). */
 export interface CalibrationSample {
@@ -20,30 +18,6 @@ export interface CalibrationIndex {
   readonly format: 'vla-node/calibration@1';
   readonly source: string;
   readonly frames: readonly { image: string; instruction: string; state: number[] }[];
-}
-
-/**
- * Observations from the built-in simulator: episodes seeded like `sim` (episodeSeed(seed, i)),
- * driven straight to the goal, one frame every `every` steps until `count` frames.
- */
-export function simulatorSamples(count: number, seed: number, every = 2): CalibrationSample[] {
-  const out: CalibrationSample[] = [];
-  for (let episode = 0; out.length < count; episode++) {
-    const sim = new TabletopSim({ seed: episodeSeed(seed, episode) });
-    const goal = sim.scene.task.goal;
-    for (let step = 0; out.length < count; step++) {
-      const obs = sim.observe();
-      if (step % every === 0) {
-        out.push({
-          frame: { ...obs.image, data: obs.image.data.slice() },
-          instruction: obs.instruction,
-          state: [...obs.state],
-        });
-      }
-      if (sim.done || sim.step([goal.x, goal.y])) break;
-    }
-  }
-  return out;
 }
 
 /** Write samples as a calibration set: `frames/NNNN.png` plus `frames.json`. */

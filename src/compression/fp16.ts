@@ -11,7 +11,7 @@ import {
   tensor,
   type ModelProto,
   type NodeProto,
-} from './graph.js';
+} from '../util/onnx-graph.js';
 
 /** The largest finite float16 value. */
 export const FLOAT16_MAX = 65504;

@@ -13,7 +13,7 @@ import {
   type Graph,
   type NodeProto,
   type TensorProto,
-} from './graph.js';
+} from '../util/onnx-graph.js';
 
 export type QuantMode = 'static' | 'dynamic';
 

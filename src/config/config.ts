@@ -1,7 +1,8 @@
 /**
  * The node's configuration. `config/vla_node.param.yaml` (a ROS 2 parameter file) is the single
  * source of defaults and `schema/vla_node.schema.json` the single description of every key: type,
- * default, meaning and range. Nothing here repeats a default; `loadConfig` reads the file, applies
+ * meaning, range and allowed values; the TypeScript types are generated from the schema
+ * (`./generated.ts`). Nothing here repeats a default or an enumeration; `loadConfig` reads the file, applies
  * dotted overrides and validates the result against the schema, so a missing, unknown or
  * out-of-range key fails at start-up with a message that names it.
  */
@@ -9,10 +10,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, describe } from '../errors.js';
+import type { Executable, VlaConfig } from './generated.js';
+import { collectProblems } from './problems.js';
 import { crossKeyProblems } from './rules.js';
+import { getSchema, getValidator, schemaError } from './schema.js';
 
 // Both src/config/ and dist/config/ are two levels below the package root.
 /** Root folder of the vla-node package. */
@@ -21,159 +24,13 @@ export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const DEFAULT_PARAM_FILE = fileURLToPath(
   new URL('../../config/vla_node.param.yaml', import.meta.url),
 );
-/** The JSON Schema of the parameter file. */
-export const SCHEMA_FILE = fileURLToPath(
-  new URL('../../schema/vla_node.schema.json', import.meta.url),
-);
 /** The ROS 2 node name whose section of a parameter file is read (besides the `/**` wildcard). */
 export const NODE_NAME = 'vla_node';
 
-// The enumerations below mirror the schema's `enum`s (a test checks that they agree). To add a
-// value, add it here and to the schema.
+export * from './generated.js';
+export { SCHEMA_FILE } from './schema.js';
 
-/** Variants of a model package. */
-export const MODEL_PRECISIONS = ['fp32', 'fp16', 'int8', 'auto'] as const;
-export type ModelPrecision = (typeof MODEL_PRECISIONS)[number];
-
-/** ONNX Runtime execution providers the node knows how to configure. */
-export const EXECUTION_PROVIDERS = ['tensorrt', 'cuda', 'cpu'] as const;
-export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
-
-/** ONNX Runtime graph optimization levels. */
-export const GRAPH_OPTIMIZATION_LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;
-export type GraphOptimizationLevel = (typeof GRAPH_OPTIMIZATION_LEVELS)[number];
-
-/** Visual-token pruning strategies. */
-export const PRUNING_STRATEGIES = [
-  'none',
-  'random',
-  'pool',
-  'saliency',
-  'diversity',
-  'temporal',
-] as const;
-export type PruningStrategy = (typeof PRUNING_STRATEGIES)[number];
-
-/** What the robot is sent when no chunk covers a control step (`safety.safe_action`). */
-export const SAFE_ACTIONS = ['hold', 'zero', 'safe_pose'] as const;
-export type SafeActionChoice = (typeof SAFE_ACTIONS)[number];
-
-/** `model.*`: the model package to run. */
-export interface ModelConfig {
-  readonly path: string;
-  readonly precision: ModelPrecision;
-}
-
-/** `backend.*`: ONNX Runtime session options. */
-export interface BackendConfig {
-  readonly execution_providers: readonly ExecutionProvider[];
-  readonly intra_op_threads: number;
-  readonly inter_op_threads: number;
-  readonly graph_optimization: GraphOptimizationLevel;
-  readonly warmup_runs: number;
-  readonly tensorrt_cache_path: string;
-  readonly telemetry: boolean;
-}
-
-/** `ingest.*`: limits on every frame and observation before decoding. */
-export interface IngestConfig {
-  readonly max_pixels: number;
-  readonly max_encoded_bytes: number;
-  readonly max_state_deviation: number;
-}
-
-/** `pruning.*`: visual-token pruning. */
-export interface PruningConfig {
-  readonly strategy: PruningStrategy;
-  readonly keep_ratio: number;
-  readonly keep_count: number;
-  readonly seed: number;
-  readonly min_keep_ratio: number;
-}
-
-/** `runtime.*`: control loop timing. */
-export interface RuntimeConfig {
-  readonly control_rate_hz: number;
-  readonly execute_steps: number;
-  readonly max_frame_age_ms: number;
-  readonly merge_mode: 'sync' | 'replace' | 'ensemble' | 'rtc';
-  readonly ensemble_decay: number;
-  readonly rtc_decay_steps: number;
-  readonly margin_steps: number;
-  readonly latency_budget_ms: number;
-}
-
-/** `safety.*`: limits applied to every published action. */
-export interface SafetyConfig {
-  readonly action_min: readonly number[];
-  readonly action_max: readonly number[];
-  /** 0 = derived from the manifest (see the schema). */
-  readonly max_delta_per_step: number;
-  readonly safe_action: SafeActionChoice;
-  readonly safe_pose: readonly number[];
-  readonly allow_limits_beyond_model: boolean;
-}
-
-/** `sim.*`: the built-in tabletop simulator. */
-export interface SimConfig {
-  readonly episodes: number;
-  readonly seed: number;
-  readonly camera_width: number;
-  readonly camera_height: number;
-  readonly max_steps: number;
-  readonly inject_delay_ms: number;
-  readonly inject_jitter_ms: number;
-  readonly camera_stall_probability: number;
-  readonly camera_stall_steps: number;
-}
-
-/** `ros.*`: the ROS 2 node's topics, QoS, lifecycle and diagnostics. */
-export interface RosConfig {
-  readonly cameras: readonly string[];
-  readonly model_camera: string;
-  readonly image_transport: 'raw' | 'compressed';
-  readonly joint_names: readonly string[];
-  readonly auto_activate: boolean;
-  readonly publish_pruned_image: boolean;
-  readonly qos: { readonly image: 'sensor_data' | 'reliable'; readonly action_depth: number };
-  readonly diagnostics: {
-    readonly period_ms: number;
-    readonly processing_time_warn_ms: number;
-    readonly error_consecutive_misses: number;
-    readonly hardware_id: string;
-  };
-}
-
-/** `serve.*`: the ZeroMQ bridge's batching and CURVE client allow-list. */
-export interface ServeConfig {
-  readonly max_batch: number;
-  readonly max_wait_ms: number;
-  readonly decode_concurrency: number;
-  readonly curve_client_keys_file: string;
-}
-
-/** `foxglove.*`: the Foxglove live view (docs/foxglove.md). */
-export interface FoxgloveConfig {
-  readonly enabled: boolean;
-  readonly host: string;
-  readonly port: number;
-  readonly max_client_buffer_bytes: number;
-  readonly pace_sim: boolean;
-}
-
-/** The validated `ros__parameters` of vla_node; mirrors `schema/vla_node.schema.json`. */
-export interface VlaConfig {
-  readonly model: ModelConfig;
-  readonly backend: BackendConfig;
-  readonly ingest: IngestConfig;
-  readonly pruning: PruningConfig;
-  readonly runtime: RuntimeConfig;
-  readonly safety: SafetyConfig;
-  readonly sim: SimConfig;
-  readonly ros: RosConfig;
-  readonly serve: ServeConfig;
-  readonly foxglove: FoxgloveConfig;
-}
+const PARAMETER_TYPES: readonly string[] = ['string', 'number', 'integer', 'boolean', 'array'];
 
 export interface LoadConfigOptions {
   /** Parameter file to read; `DEFAULT_PARAM_FILE` when absent. */
@@ -213,101 +70,57 @@ export interface ParameterDescription {
   readonly readOnly?: boolean;
 }
 
-/** The subset of JSON Schema the parameter schema uses. */
-interface SchemaNode {
-  readonly type?: string;
-  readonly description?: string;
-  readonly default?: unknown;
-  readonly properties?: Readonly<Record<string, SchemaNode>>;
-  readonly required?: readonly string[];
-  readonly additionalProperties?: boolean;
-  readonly items?: SchemaNode;
-  readonly enum?: readonly unknown[];
-  readonly minimum?: number;
-  readonly maximum?: number;
-  readonly exclusiveMinimum?: number;
-  readonly exclusiveMaximum?: number;
-  readonly minItems?: number;
-  readonly maxItems?: number;
-  readonly uniqueItems?: boolean;
-  readonly readOnly?: boolean;
-}
-
-interface LoadedSchema {
-  readonly root: object;
-  /** `definitions.vla_node`: the schema of `ros__parameters`. */
-  readonly node: SchemaNode;
-  /** Dotted leaf keys in schema order, with their schema. */
-  readonly leaves: ReadonlyMap<string, SchemaNode>;
-  /** Every dotted path (sections and leaves) in schema order, for sorting problems. */
-  readonly order: readonly string[];
-}
-
-const SCHEMA_ID = 'vla_node.schema.json';
-const PARAMETER_TYPES: readonly string[] = ['string', 'number', 'integer', 'boolean', 'array'];
-
-let loadedSchema: LoadedSchema | undefined;
-let compiledValidator: ValidateFunction | undefined;
-
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function schemaError(what: string, received: string, cause?: unknown): ConfigError {
-  return new ConfigError(`Expected ${what} for schema but received ${received} (${SCHEMA_FILE})`, {
-    field: 'schema',
-    cause,
-  });
+/**
+ * The dotted leaf keys of the schema, in schema order (`model.path`, `model.precision`, ...): of
+ * every section, or of the sections `executable` reads (`definitions.executable_<name>`; the
+ * ROS 2 node declares the keys of `node` only).
+ */
+export function configKeys(executable?: Executable): string[] {
+  const { leaves, sections } = getSchema();
+  const keys = [...leaves.keys()];
+  if (executable === undefined) return keys;
+  const own = sections.get(executable) ?? [];
+  return keys.filter((key) => own.includes(key.split('.')[0] ?? ''));
 }
 
-function getSchema(): LoadedSchema {
-  if (loadedSchema !== undefined) return loadedSchema;
-  let root: unknown;
+/** The sections of the parameter file that `executable` reads, in schema order. */
+export function configSections(executable: Executable): readonly string[] {
+  return getSchema().sections.get(executable) ?? [];
+}
+
+let shippedDefaults: Readonly<VlaConfig> | undefined;
+
+/**
+ * The shipped parameter file (`DEFAULT_PARAM_FILE`), validated: every default, read from the one
+ * place defaults are written. Read synchronously once, for code that needs a default without a
+ * loaded configuration (library options left out by the caller).
+ */
+export function defaultConfig(): Readonly<VlaConfig> {
+  if (shippedDefaults !== undefined) return shippedDefaults;
+  let document: unknown;
   try {
-    root = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8'));
+    document = parseYaml(readFileSync(DEFAULT_PARAM_FILE, 'utf8'));
   } catch (error) {
-    throw schemaError('a readable JSON Schema file', String(error), error);
+    throw new ConfigError(
+      `Expected a readable YAML parameter file for file but received ${describe(DEFAULT_PARAM_FILE)} (${firstLine(error)})`,
+      { field: 'file', cause: error },
+    );
   }
-  const definitions = isRecord(root) ? root['definitions'] : undefined;
-  const node = isRecord(definitions) ? definitions['vla_node'] : undefined;
-  if (!isRecord(root) || !isRecord(node) || !isRecord(node['properties'])) {
-    throw schemaError('definitions.vla_node with properties', describe(node));
-  }
-  const leaves = new Map<string, SchemaNode>();
-  const order: string[] = [];
-  const walk = (schema: SchemaNode, prefix: string): void => {
-    for (const [key, child] of Object.entries(schema.properties ?? {})) {
-      const path = prefix === '' ? key : `${prefix}.${key}`;
-      order.push(path);
-      if (child.type === 'object') walk(child, path);
-      else leaves.set(path, child);
-    }
-  };
-  const nodeSchema = node as SchemaNode;
-  walk(nodeSchema, '');
-  loadedSchema = { root, node: nodeSchema, leaves, order };
-  return loadedSchema;
+  shippedDefaults = validateConfig(
+    extractParameters(document, DEFAULT_PARAM_FILE, NODE_NAME),
+    DEFAULT_PARAM_FILE,
+  );
+  return shippedDefaults;
 }
 
-function getValidator(): ValidateFunction {
-  if (compiledValidator !== undefined) return compiledValidator;
-  const { root } = getSchema();
-  try {
-    const ajv = new Ajv({ allErrors: true, verbose: true, strict: true });
-    ajv.addSchema(root, SCHEMA_ID);
-    compiledValidator = ajv.getSchema(`${SCHEMA_ID}#/definitions/vla_node`);
-  } catch (error) {
-    throw schemaError('a valid JSON Schema', String(error), error);
-  }
-  if (compiledValidator === undefined) {
-    throw schemaError('a compilable definitions.vla_node', 'nothing');
-  }
-  return compiledValidator;
-}
-
-/** The dotted leaf keys of the schema, in schema order (`model.path`, `model.precision`, ...). */
-export function configKeys(): string[] {
-  return [...getSchema().leaves.keys()];
+function valueAt(config: unknown, key: string): unknown {
+  let value = config;
+  for (const part of key.split('.')) value = isRecord(value) ? value[part] : undefined;
+  return value;
 }
 
 function unknownKeyError(key: string, what: string): ConfigError {
@@ -329,8 +142,8 @@ function asStrings(values: readonly unknown[] | undefined): readonly string[] | 
 }
 
 /**
- * The schema's description of the parameter with dotted key `key`: type, description, default
- * and range or allowed values. Throws ConfigError for a key the schema does not have.
+ * The description of the parameter with dotted key `key`: type, description, range or allowed
+ * values from the schema, and the default from the shipped parameter file. Throws ConfigError for a key the schema does not have.
  */
 export function describeParameter(key: string): ParameterDescription {
   const node = getSchema().leaves.get(key);
@@ -345,7 +158,7 @@ export function describeParameter(key: string): ParameterDescription {
   return deepFreeze({
     type: type as ParameterType,
     description,
-    default: structuredClone(node.default) as ParameterValue,
+    default: structuredClone(valueAt(defaultConfig(), key)) as ParameterValue,
     ...(node.minimum === undefined ? {} : { minimum: node.minimum }),
     ...(node.maximum === undefined ? {} : { maximum: node.maximum }),
     ...(node.exclusiveMinimum === undefined ? {} : { exclusiveMinimum: node.exclusiveMinimum }),
@@ -547,154 +360,4 @@ function deepFreeze<T>(value: T): T {
     for (const child of Object.values(value)) deepFreeze(child);
   }
   return value;
-}
-
-interface Problem {
-  readonly field: string;
-  readonly message: string;
-  readonly rank: number;
-}
-
-/** Dotted path of a JSON pointer into `root`: array elements as `[i]`, object keys as `.key`. */
-function dottedPath(pointer: string, root: unknown): string {
-  if (pointer === '') return '';
-  let path = '';
-  let value = root;
-  for (const raw of pointer.slice(1).split('/')) {
-    const segment = raw.replace(/~1/g, '/').replace(/~0/g, '~');
-    if (Array.isArray(value)) {
-      path += `[${segment}]`;
-      value = value[Number(segment)] as unknown;
-    } else {
-      path += path === '' ? segment : `.${segment}`;
-      value = isRecord(value) ? value[segment] : undefined;
-    }
-  }
-  return path;
-}
-
-function join(parent: string, key: string): string {
-  return parent === '' ? key : `${parent}.${key}`;
-}
-
-function formatValues(values: readonly unknown[]): string {
-  return values.map((v) => JSON.stringify(v)).join(', ');
-}
-
-function formatRange(node: SchemaNode): string {
-  const low =
-    node.exclusiveMinimum !== undefined
-      ? { bound: node.exclusiveMinimum, open: true }
-      : node.minimum !== undefined
-        ? { bound: node.minimum, open: false }
-        : undefined;
-  const high =
-    node.exclusiveMaximum !== undefined
-      ? { bound: node.exclusiveMaximum, open: true }
-      : node.maximum !== undefined
-        ? { bound: node.maximum, open: false }
-        : undefined;
-  if (low !== undefined && high !== undefined) {
-    return ` in ${low.open ? '(' : '['}${low.bound}, ${high.bound}${high.open ? ')' : ']'}`;
-  }
-  if (low !== undefined) return ` ${low.open ? '>' : '>='} ${low.bound}`;
-  if (high !== undefined) return ` ${high.open ? '<' : '<='} ${high.bound}`;
-  return '';
-}
-
-/** What a schema node accepts, in words: `integer in [0, 256]`, `one of "fp32", "fp16"`. */
-function expectation(node: SchemaNode | undefined): string {
-  if (node === undefined) return 'a value';
-  if (node.enum !== undefined) return `one of ${formatValues(node.enum)}`;
-  const type = node.type ?? 'value';
-  if (type === 'array') {
-    const count = (n: number): string => `${n} item${n === 1 ? '' : 's'}`;
-    const constraints = [
-      ...(node.minItems === undefined ? [] : [`at least ${count(node.minItems)}`]),
-      ...(node.maxItems === undefined ? [] : [`at most ${count(node.maxItems)}`]),
-      ...(node.uniqueItems === true ? ['no duplicates'] : []),
-    ];
-    const itemEnum = node.items?.enum;
-    const itemType = node.items?.type;
-    const items =
-      itemEnum !== undefined
-        ? ` of values from ${formatValues(itemEnum)}`
-        : itemType !== undefined
-          ? ` of ${itemType}s${formatRange(node.items ?? {})}`
-          : '';
-    return `array${items}${constraints.length > 0 ? ` (${constraints.join(', ')})` : ''}`;
-  }
-  if (type === 'object') {
-    return `object with the keys ${Object.keys(node.properties ?? {}).join(', ')}`;
-  }
-  return `${type}${formatRange(node)}`;
-}
-
-function problemOf(error: ErrorObject, root: unknown): { field: string; message: string } {
-  const path = dottedPath(error.instancePath, root);
-  const parent = error.parentSchema as SchemaNode | undefined;
-  const data: unknown = error.data;
-  const params = error.params as Record<string, unknown>;
-  switch (error.keyword) {
-    case 'required': {
-      const missing = String(params['missingProperty']);
-      const field = join(path, missing);
-      const message = `Expected ${expectation(parent?.properties?.[missing])} for ${field} but received nothing (the key is missing)`;
-      return { field, message };
-    }
-    case 'additionalProperties': {
-      const extra = String(params['additionalProperty']);
-      const field = join(path, extra);
-      const known = Object.keys(parent?.properties ?? {}).join(', ');
-      const value = isRecord(data) ? data[extra] : undefined;
-      const where = path === '' ? 'the top level' : path;
-      const message = `Expected one of the keys ${known} in ${where} but received the unknown key ${field} = ${describe(value)}`;
-      return { field, message };
-    }
-    case 'uniqueItems': {
-      const i = Number(params['i']);
-      const duplicate: unknown = Array.isArray(data) ? data[i] : undefined;
-      const message = `Expected ${expectation(parent)} for ${path} but received ${describe(data)} with ${JSON.stringify(duplicate)} more than once`;
-      return { field: path, message };
-    }
-    case 'type':
-    case 'enum':
-    case 'minimum':
-    case 'maximum':
-    case 'exclusiveMinimum':
-    case 'exclusiveMaximum':
-    case 'minItems':
-    case 'maxItems':
-      return {
-        field: path,
-        message: `Expected ${expectation(parent)} for ${path} but received ${describe(data)}`,
-      };
-    default:
-      return {
-        field: path,
-        message: `Expected a value that ${error.message ?? `satisfies ${error.keyword}`} for ${path} but received ${describe(data)}`,
-      };
-  }
-}
-
-/** One problem per distinct message, sorted by the position of its key in the schema. */
-function collectProblems(errors: readonly ErrorObject[], root: unknown): Problem[] {
-  const { order } = getSchema();
-  const rank = (field: string): number => {
-    const bare = field.replace(/\[\d+\]/g, '');
-    for (let key = bare; key !== ''; key = key.slice(0, Math.max(0, key.lastIndexOf('.')))) {
-      const index = order.indexOf(key);
-      if (index >= 0) return key === bare ? index : index + 0.5;
-    }
-    return -1;
-  };
-  const seen = new Set<string>();
-  const problems: Problem[] = [];
-  for (const error of errors) {
-    const { field, message } = problemOf(error, root);
-    if (seen.has(message)) continue;
-    seen.add(message);
-    problems.push({ field, message, rank: rank(field) });
-  }
-  return problems.sort((a, b) => a.rank - b.rank);
 }

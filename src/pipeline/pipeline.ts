@@ -1,115 +1,34 @@
 import { performance } from 'node:perf_hooks';
 import {
   OnnxBackend,
-  type BackendOptions,
   type ExecutionProvider,
   type PolicyInput,
   type ProviderFallback,
 } from '../backend/onnx.js';
+import type { TokenPolicyBackend } from '../backend/backend.js';
 import { BackendError, InputError } from '../errors.js';
 import { kernelBackend, warnOnce } from '../native/index.js';
-import {
-  defaultIngestLimits,
-  FrameIngest,
-  type Frame,
-  type IngestLimits,
-} from '../ingest/index.js';
+import { defaultIngestLimits, FrameIngest, type Frame } from '../ingest/index.js';
 import { selectVariant, type ModelPackage, type Precision } from '../model/manifest.js';
-import {
-  tokenBudget,
-  type PruneInput,
-  type Pruner,
-  type PruningStrategy,
-} from '../pruning/pruner.js';
+import { tokenBudget, type PruneInput, type Pruner } from '../pruning/pruner.js';
 import { createPruner } from '../pruning/strategies.js';
 import { checkObservation, checkState } from './observation.js';
+import {
+  PreparedObservation,
+  type ActionChunk,
+  type Observation,
+  type PipelineOptions,
+} from './types.js';
 import { BudgetController } from '../runtime/budget.js';
 import { LatencyBook, LatencyHistogram, type StageTimings } from '../runtime/latency.js';
-import {
-  enforceLimits,
-  resolveLimits,
-  type ActionLimits,
-  type LimitsRequest,
-} from '../runtime/safety.js';
+import { enforceLimits, resolveLimits, type ActionLimits } from '../runtime/safety.js';
 
-export interface PipelineOptions {
-  readonly precision: Precision | 'auto';
-  readonly backend: BackendOptions;
-  readonly pruning: {
-    readonly strategy: PruningStrategy;
-    readonly keepRatio: number;
-    readonly keepCount: number;
-    readonly seed: number;
-    /** Lowest ratio the latency-budget controller may choose. */
-    readonly minKeepRatio: number;
-  };
-  /** p95 end-to-end latency to stay under by adapting the keep ratio; 0 = off. */
-  readonly latencyBudgetMs: number;
-  /** Action limits (empty min/max = the manifest's, maxDeltaPerStep 0 = derived from it). */
-  readonly limits: LimitsRequest;
-  /** Inference runs on a synthetic frame before the pipeline reports ready. */
-  readonly warmupRuns: number;
-  /** Pixel, byte and state bounds on every observation (`ingest.*`); the schema's defaults when absent. */
-  readonly ingest?: IngestLimits;
-}
-
-/** One observation: a camera frame, the instruction and the robot state (manifest units). */
-export interface Observation {
-  readonly frame: Frame;
-  readonly instruction: string;
-  readonly state: ArrayLike<number>;
-  /** Stamp of the source frame in ms (camera clock); carried into the chunk. */
-  readonly stamp?: number;
-  /** Camera stream name, for stateful pruners. */
-  readonly stream?: string;
-  /** Visual tokens to keep for this inference only, in [1, total tokens]; overrides the budget. */
-  readonly keepCount?: number;
-}
-
-/** An action chunk with its metadata. `actions` is horizon × actionDim, row-major, in manifest units, within limits. */
-export interface ActionChunk {
-  readonly sequence: number;
-  readonly actions: Float32Array;
-  readonly horizon: number;
-  readonly actionDim: number;
-  /** Seconds between consecutive actions (1 / control rate). */
-  readonly dt: number;
-  /** Stamp of the frame the chunk was computed from (ms), if the observation had one. */
-  readonly sourceStamp: number | undefined;
-  /** Frame in → chunk out, milliseconds. */
-  readonly latencyMs: number;
-  readonly stages: StageTimings;
-  readonly tokens: { readonly total: number; readonly kept: number };
-  /** Values changed by the safety clamp. */
-  readonly clamped: number;
-}
-
-/**
- * An observation checked and decoded by {@link VlaPipeline.prepare} (state, keep count, frame →
- * RGB at the model's size), ready for {@link VlaPipeline.inferBatch}.
- */
-export class PreparedObservation {
-  readonly observation: Observation;
-  /** The frame as packed RGB8 at the model's input size. */
-  readonly rgb: Uint8Array;
-  /** Tokens to keep (checked), or undefined for the pipeline's budget when it runs. */
-  readonly budget: number | undefined;
-  /** Time the checks and the decode took, ms. */
-  readonly preprocessMs: number;
-
-  /** Made by {@link VlaPipeline.prepare}. */
-  constructor(
-    observation: Observation,
-    rgb: Uint8Array,
-    budget: number | undefined,
-    preprocessMs: number,
-  ) {
-    this.observation = observation;
-    this.rgb = rgb;
-    this.budget = budget;
-    this.preprocessMs = preprocessMs;
-  }
-}
+export {
+  PreparedObservation,
+  type ActionChunk,
+  type Observation,
+  type PipelineOptions,
+} from './types.js';
 
 /** Per-observation buffers of a batch: the pruner's output and the policy's other inputs. */
 interface Slot {
@@ -139,19 +58,16 @@ export class VlaPipeline {
   readonly latency = new LatencyBook();
   /** End-to-end latency since the keep ratio last changed (the budget controller's settled state). */
   readonly latencyAtCurrentRatio = new LatencyHistogram();
-  readonly #backend: OnnxBackend;
+  readonly #backend: TokenPolicyBackend;
   readonly #ingest: FrameIngest;
   readonly #pruner: Pruner;
   readonly #limits: ActionLimits;
   readonly #maxStateDeviation: number;
   readonly #kept: Int32Array;
-  readonly #ids: BigInt64Array;
-  readonly #state: Float32Array;
   #budget: number;
   readonly #controller: BudgetController | undefined;
   #keptSum = 0;
   #runs = 0;
-  #instruction: string | undefined;
   #lastRgb: Uint8Array | undefined;
   #lastKept = 0;
   #sequence = 0;
@@ -160,7 +76,7 @@ export class VlaPipeline {
   /** The last queued inference (see the class description: one runs at a time). */
   #queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(model: ModelPackage, backend: OnnxBackend, options: PipelineOptions) {
+  private constructor(model: ModelPackage, backend: TokenPolicyBackend, options: PipelineOptions) {
     this.model = model;
     this.#backend = backend;
     const m = model.manifest;
@@ -194,8 +110,6 @@ export class VlaPipeline {
       options.pruning.keepRatio,
       options.pruning.keepCount,
     );
-    this.#ids = new BigInt64Array(m.tokenizer.max_length);
-    this.#state = new Float32Array(m.state.names.length);
     this.#limits = resolveLimits(m, options.limits);
   }
 
@@ -270,63 +184,13 @@ export class VlaPipeline {
 
   /**
    * Run one observation through the pipeline, after the inferences already queued (calls may
-   * overlap; see the class description). Throws InputError for bad frames or state.
+   * overlap; see the class description): a batch of one, the same path as {@link inferBatch}.
+   * Throws InputError for bad frames or state.
    */
   async infer(obs: Observation): Promise<ActionChunk> {
     // A bad observation fails at once, not after the inferences queued before it.
     checkObservation(obs, this.model.manifest, this.#maxStateDeviation);
-    return this.#exclusive(() => this.#inferOne(obs));
-  }
-
-  async #inferOne(obs: Observation): Promise<ActionChunk> {
-    const m = this.model.manifest;
-    const t0 = performance.now();
-    const budget = obs.keepCount === undefined ? this.#budget : this.#budgetFor(obs.keepCount);
-    this.#checkState(obs.state);
-    this.#normaliseState(obs.state, this.#state);
-    if (obs.instruction !== this.#instruction) {
-      this.model.tokenizer.encodeInto(obs.instruction, this.#ids);
-      this.#instruction = obs.instruction;
-    }
-    const rgb = await this.#ingest.toRgb(obs.frame);
-    this.#ingest.normalise(rgb, this.#backend.pixels);
-    const t1 = performance.now();
-    const encoded = await this.#backend.encode();
-    const t2 = performance.now();
-    const kept = this.#pruner.prune(
-      this.#pruneInput(encoded.tokens, encoded.saliency, rgb, obs.stream),
-      budget,
-      { positions: this.#kept, tokens: this.#backend.keptTokens },
-    );
-    this.#lastRgb = rgb;
-    this.#lastKept = kept;
-    const t3 = performance.now();
-    const raw = await this.#backend.act(kept, this.#kept, this.#ids, this.#state);
-    const t4 = performance.now();
-    const a = m.chunk.action_dim;
-    const { actions, clamped } = this.#toActions(raw, 0);
-    const t5 = performance.now();
-    const stages: StageTimings = {
-      preprocess: t1 - t0,
-      encode: t2 - t1,
-      prune: t3 - t2,
-      policy: t4 - t3,
-      postprocess: t5 - t4,
-    };
-    const latencyMs = t5 - t0;
-    this.#record(stages, latencyMs, kept);
-    return {
-      sequence: this.#sequence++,
-      actions,
-      horizon: m.chunk.horizon,
-      actionDim: a,
-      dt: 1 / m.control_rate_hz,
-      sourceStamp: obs.stamp,
-      latencyMs,
-      stages,
-      tokens: { total: this.#kept.length, kept },
-      clamped,
-    };
+    return this.#exclusive(async () => one(await this.#inferBatchNow([obs])));
   }
 
   /**
@@ -667,9 +531,9 @@ export class VlaPipeline {
       data: new Uint8Array(m.image.width * m.image.height * 3).fill(128),
     };
     const state = m.state.mean;
-    for (let i = 0; i < runs; i++) await this.#inferOne({ frame, instruction: '', state });
+    for (let i = 0; i < runs; i++)
+      one(await this.#inferBatchNow([{ frame, instruction: '', state }]));
     this.#pruner.reset();
-    this.#instruction = undefined;
     for (const slot of this.#slots) slot.instruction = undefined;
     this.#sequence = 0;
     this.#ready = true;
@@ -681,4 +545,16 @@ export class VlaPipeline {
     this.#ready = false;
     await this.#backend.release();
   }
+}
+
+/** The chunk of a batch of one, or the error its observation failed with. */
+function one(results: readonly PromiseSettledResult<ActionChunk>[]): ActionChunk {
+  const [result] = results;
+  if (result === undefined) {
+    throw new BackendError('Expected one result for a batch of one but received none', {
+      field: 'batch',
+    });
+  }
+  if (result.status === 'rejected') throw result.reason;
+  return result.value;
 }

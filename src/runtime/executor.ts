@@ -1,15 +1,9 @@
+import type { SafeAction } from '../config/generated.js';
 import { enforceLimits, maxDeltaOf, type ActionLimits } from './safety.js';
 
 /** How a new chunk is merged with the plan being executed. */
 export type MergeMode = 'replace' | 'ensemble' | 'rtc';
 export const MERGE_MODES: readonly MergeMode[] = ['replace', 'ensemble', 'rtc'];
-
-/**
- * What the robot is sent when no valid chunk covers the next control step. Position robots:
- * `hold` (the last action sent; before any, the measured state) or `safe_pose` (a configured
- * pose). Velocity robots: `zero` (stop). Every safe action is rate-limited like a planned one.
- */
-export type SafeAction = 'hold' | 'zero' | 'safe_pose';
 
 export interface ExecutorOptions {
   readonly horizon: number;
@@ -21,6 +15,11 @@ export interface ExecutorOptions {
   readonly rtcDecaySteps: number;
   /** Extra steps added to the expected delay when deciding to start the next inference. */
   readonly marginSteps: number;
+  /**
+   * What the robot is sent when no valid chunk covers the next control step. Position robots:
+   * `hold` (the last action sent; before any, the measured state) or `safe_pose` (a configured
+   * pose). Velocity robots: `zero` (stop). Every safe action is rate-limited like a planned one.
+   */
   readonly safeAction: SafeAction;
   /** The pose `safe_pose` sends, one value per action dimension (clamped to the limits). */
   readonly safePose?: readonly number[];

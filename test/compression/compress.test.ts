@@ -3,12 +3,13 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { tabletopEvaluator } from '../../src/sim/evaluator.js';
+import { simulatorSamples } from '../../src/sim/samples.js';
 import { compressCommand } from '../../src/cli/compress.js';
 import type { CommandIo } from '../../src/cli/command.js';
 import {
   prepareSamples,
   readCalibrationSet,
-  simulatorSamples,
   writeCalibrationSet,
 } from '../../src/compression/calibration.js';
 import {
@@ -19,7 +20,7 @@ import {
   type CompressOptions,
 } from '../../src/compression/compress.js';
 import { DEFAULT_FP16_KEEP_OPS } from '../../src/compression/fp16.js';
-import { encodeOnnx, graphOf, loadOnnx } from '../../src/compression/graph.js';
+import { encodeOnnx, graphOf, loadOnnx } from '../../src/util/onnx-graph.js';
 import { GraphRunner } from '../../src/compression/runner.js';
 import { InputError, ModelError, type VlaError } from '../../src/errors.js';
 import { loadModelPackage, selectVariant } from '../../src/model/manifest.js';
@@ -60,6 +61,7 @@ function options(overrides: Partial<CompressOptions> = {}): CompressOptions {
     latencyRounds: 6,
     rangesOut: join(work, 'ranges.json'),
     progress: () => undefined,
+    evaluator: tabletopEvaluator(),
     ...overrides,
   };
 }
@@ -119,6 +121,36 @@ describe('compress end to end (temp copy of the package)', () => {
     expect(selectVariant(pkg, 'auto').name).toBe('fp32');
     await rm(reportFile);
     expect(selectVariant(pkg, 'auto').name).toBe('fp32');
+  }, 30_000);
+
+  it("scores the closed loop with the evaluator it is given, not the tabletop's", async () => {
+    // A user's own model is gated on its own task: compression calls the evaluator it is given
+    // for both the held-out frames and the closed loop, and reports what that evaluator measured.
+    const calls: string[] = [];
+    const tabletop = tabletopEvaluator();
+    const own = {
+      heldOut(count: number, seed: number) {
+        calls.push(`heldOut ${count} ${seed}`);
+        return tabletop.heldOut(count, seed);
+      },
+      closedLoop(dir: string, precision: string, run: { episodes: number; seed: number }) {
+        calls.push(`closedLoop ${precision} ${run.episodes} ${run.seed}`);
+        expect(dir).not.toBe(pkgDir); // a scratch package, never the user's folder
+        return Promise.resolve({
+          rate: precision === 'fp32' ? 0.5 : 0.25,
+          stages: { encode: 1, policy: 2 },
+        });
+      },
+    };
+    const report = await compressPackage(options({ mode: 'dynamic', evaluator: own }));
+    expect(calls).toEqual([
+      `heldOut 8 ${(1 + 0x5eed) >>> 0}`,
+      'closedLoop fp32 4 1',
+      'closedLoop int8 4 1',
+    ]);
+    expect(report.closed_loop.fp32_success_rate).toBe(0.5);
+    expect(variantFigures(report).successRate).toBe(0.25);
+    expect(report.gate.passed).toBe(false);
   }, 30_000);
 
   it('adds an fp16 variant via the command: float32 IO, hashed, selectable, runs on the CPU', async () => {

@@ -1,13 +1,10 @@
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { simulatorSamples } from '../../src/sim/samples.js';
 import { ModelError } from '../../src/errors.js';
 import { loadModelPackage, type ModelPackage } from '../../src/model/manifest.js';
-import {
-  prepareSamples,
-  simulatorSamples,
-  type PreparedSample,
-} from '../../src/compression/calibration.js';
+import { prepareSamples, type PreparedSample } from '../../src/compression/calibration.js';
 import {
   convertToFloat16,
   DEFAULT_FP16_KEEP_OPS,
@@ -32,7 +29,7 @@ import {
   valueInfo,
   type ModelProto,
   type NodeProto,
-} from '../../src/compression/graph.js';
+} from '../../src/util/onnx-graph.js';
 import { GraphRunner } from '../../src/compression/runner.js';
 import { TINY_VLA } from '../helpers.js';
 

@@ -1,12 +1,9 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { simulatorSamples } from '../../src/sim/samples.js';
 import { ModelError } from '../../src/errors.js';
 import { loadModelPackage, type ModelPackage } from '../../src/model/manifest.js';
-import {
-  prepareSamples,
-  simulatorSamples,
-  type PreparedSample,
-} from '../../src/compression/calibration.js';
+import { prepareSamples, type PreparedSample } from '../../src/compression/calibration.js';
 import { calibrate } from '../../src/compression/compress.js';
 import {
   cloneOnnx,
@@ -16,7 +13,7 @@ import {
   graphOf,
   loadOnnx,
   type ModelProto,
-} from '../../src/compression/graph.js';
+} from '../../src/util/onnx-graph.js';
 import {
   activationParams,
   defaultExclusions,

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandIo } from '../../src/cli/command.js';
 import { infoCommand } from '../../src/cli/info.js';
-import { decodeOnnx, encodeOnnx } from '../../src/compression/graph.js';
+import { decodeOnnx, encodeOnnx } from '../../src/util/onnx-graph.js';
 import { ModelError, VlaError } from '../../src/errors.js';
 import { packageFile } from '../../src/model/files.js';
 import { loadModelPackage } from '../../src/model/manifest.js';

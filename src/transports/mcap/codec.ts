@@ -4,7 +4,7 @@
 
 import type { Frame } from '../../ingest/index.js';
 import type { ActionChunk } from '../../pipeline/pipeline.js';
-import { chunkMultiArray, frameFromImage, jointTrajectory } from '../ros/messages.js';
+import { chunkMultiArray, frameFromImage, jointTrajectory } from '../messages/index.js';
 import { rosTime } from './schemas.js';
 
 interface Time {

@@ -28,7 +28,7 @@ import { checkFields } from './fields.js';
 import { parseSchema, rosTime, shortTypeName } from './schemas.js';
 import { bagOutput, BagWriter } from './writer.js';
 import { guardOutputs } from '../../util/paths.js';
-import { frameFromCompressed, msFromTime } from '../ros/messages.js';
+import { frameFromCompressed, msFromTime } from '../messages/index.js';
 import { round } from '../../util/stats.js';
 
 /** Which bag topics feed which pipeline input. */

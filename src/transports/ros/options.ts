@@ -1,14 +1,15 @@
-import type { RosConfig } from '../../config/index.js';
+import {
+  defaultConfig,
+  type ImageQos,
+  type ImageTransport,
+  type RosConfig,
+} from '../../config/index.js';
 
 /**
- * Options of the ROS 2 node that are not (yet) keys of the parameter file: topics, QoS, joint
- * names, lifecycle and diagnostics thresholds. Their defaults live here, in one place.
+ * The ROS 2 node's options: topics, QoS, joint names, lifecycle and diagnostics thresholds, in
+ * the library's camelCase. They are the `ros.*` parameters; their defaults are the shipped
+ * parameter file's (config/vla_node.param.yaml), the one place defaults are written.
  */
-
-/** How an image topic is subscribed: best effort depth 1 (sensor data) or reliable. */
-export type ImageQos = 'sensor_data' | 'reliable';
-/** Which image message the cameras publish. */
-export type ImageTransport = 'raw' | 'compressed';
 
 export interface RosNodeOptions {
   /** Camera names: each is subscribed on `~/in/<name>` (raw) or `~/in/<name>/compressed`. */
@@ -38,23 +39,6 @@ export interface RosNodeOptions {
   };
 }
 
-/** The defaults of every option. */
-export const DEFAULT_ROS_NODE_OPTIONS: RosNodeOptions = Object.freeze({
-  cameras: Object.freeze(['image']),
-  modelCamera: '',
-  imageTransport: 'raw',
-  jointNames: Object.freeze([]),
-  autoActivate: false,
-  publishPrunedImage: false,
-  qos: Object.freeze({ image: 'sensor_data', actionDepth: 10 }),
-  diagnostics: Object.freeze({
-    periodMs: 1000,
-    processingTimeWarnMs: 0,
-    errorConsecutiveMisses: 3,
-    hardwareId: 'vla_node',
-  }),
-} satisfies RosNodeOptions);
-
 /** Options with some replaced. */
 export interface RosNodeOptionsInput {
   readonly cameras?: readonly string[];
@@ -67,8 +51,15 @@ export interface RosNodeOptionsInput {
   readonly diagnostics?: Partial<RosNodeOptions['diagnostics']>;
 }
 
-export function rosNodeOptions(input: RosNodeOptionsInput = {}): RosNodeOptions {
-  const d = DEFAULT_ROS_NODE_OPTIONS;
+/**
+ * `input` with what it leaves out taken from `base`: by default the shipped parameter file's
+ * `ros.*` values.
+ */
+export function rosNodeOptions(
+  input: RosNodeOptionsInput = {},
+  base: RosNodeOptions = rosNodeOptionsFromConfig(defaultConfig().ros),
+): RosNodeOptions {
+  const d = base;
   return {
     cameras: input.cameras ?? d.cameras,
     modelCamera: input.modelCamera ?? d.modelCamera,

@@ -1,7 +1,8 @@
 /**
- * ROS 2 parameters declared from the schema: every key of `schema/vla_node.schema.json` becomes a
- * parameter (dotted name, description, range), its default taken from the parameter file, which
- * stays the single source of defaults. A change at run time is validated against the schema and
+ * ROS 2 parameters declared from the schema: every key of the sections the node reads
+ * (`definitions.executable_node` of `schema/vla_node.schema.json`: not `sim.*` nor `serve.*`)
+ * becomes a parameter (dotted name, description, range), its default taken from the parameter
+ * file, which stays the single source of defaults. A change at run time is validated against the schema and
  * rejected with the reason when invalid.
  */
 import type * as rcl from 'rclnodejs';
@@ -15,6 +16,9 @@ import {
 } from '../../config/index.js';
 import { ConfigError } from '../../errors.js';
 import { PARAMETER_TYPE, type RosApi, type RosLifecycleNode } from './api.js';
+
+/** The keys the node declares, in schema order. */
+const NODE_KEYS = (): string[] => configKeys('node');
 
 function parameterType(d: ParameterDescription): rcl.ParameterType {
   switch (d.type) {
@@ -175,7 +179,7 @@ function describeValue(value: unknown): string {
 }
 
 /**
- * Declare every schema key on `node`. Values: the validated parameter file (`defaults`), with
+ * Declare the node's schema keys on `node`. Values: the validated parameter file (`defaults`), with
  * the overrides given to ROS (`--ros-args -p key:=value`, a `--params-file`) converted to the
  * schema's types and validated first. rclnodejs would otherwise replace the declared parameter
  * by the override with the type rcl parsed (`:=1` is an integer) and refuse it against the
@@ -189,13 +193,13 @@ export function declareParameters(
 ): Readonly<VlaConfig> {
   const given = new Map(node.getParameterOverrides().map((p) => [p.name, p]));
   const overrides: Record<string, unknown> = {};
-  for (const key of configKeys()) {
+  for (const key of NODE_KEYS()) {
     const override = given.get(key);
     if (override !== undefined)
       overrides[key] = overrideValue(describeParameter(key), key, override);
   }
   const config = validateConfig(applyOverrides(defaults, overrides), 'ROS 2 parameters');
-  for (const key of configKeys()) {
+  for (const key of NODE_KEYS()) {
     const d = describeParameter(key);
     node.declareParameter(
       new ros.Parameter(key, parameterType(d), toRosValue(d, valueAt(config, key))),
@@ -223,7 +227,7 @@ export function validateChange(
   current: VlaConfig,
   parameters: readonly Pick<rcl.Parameter, 'name' | 'value'>[],
 ): ParameterChange {
-  const keys = new Set(configKeys());
+  const keys = new Set(NODE_KEYS());
   const overrides: Record<string, unknown> = {};
   for (const p of parameters) {
     if (keys.has(p.name)) overrides[p.name] = fromRosValue(p.value);

@@ -22,6 +22,7 @@ export {
 } from './zap.js';
 export {
   BRIDGE_DEFAULTS,
+  bridgeParameterDefaults,
   BridgeServer,
   type BridgePipeline,
   type BridgeServerOptions,

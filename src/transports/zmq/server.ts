@@ -15,7 +15,6 @@ import { ConfigError, InputError, VlaError } from '../../errors.js';
 import type { Manifest } from '../../model/manifest.js';
 import type { ActionChunk, Observation, PreparedObservation } from '../../pipeline/pipeline.js';
 import { SUPPORTED_ENCODINGS } from '../../ingest/index.js';
-import { LatencyHistogram, type LatencySummary } from '../../runtime/latency.js';
 import { bindError, checkBind } from './endpoint.js';
 import { printable } from '../../util/printable.js';
 import type { ErrorCode } from './errors.js';
@@ -35,7 +34,21 @@ import {
   type WelcomeReply,
 } from './protocol.js';
 import { RequestQueue } from './queue.js';
-import { ZapHandler, type ZapStats } from './zap.js';
+import {
+  BRIDGE_DEFAULTS,
+  bridgeParameterDefaults,
+  type BridgeServerOptions,
+  type OptionalOption,
+} from './server-options.js';
+import { BridgeStatsBook, type BridgeStats } from './stats.js';
+
+export {
+  BRIDGE_DEFAULTS,
+  bridgeParameterDefaults,
+  type BridgeServerOptions,
+} from './server-options.js';
+export type { BridgeStats } from './stats.js';
+import { ZapHandler } from './zap.js';
 
 /** What the server needs of a pipeline ({@link VlaPipeline} is one; tests pass doubles). */
 export interface BridgePipeline {
@@ -54,87 +67,6 @@ export interface BridgePipeline {
   inferBatch?(
     batch: readonly (Observation | PreparedObservation)[],
   ): Promise<PromiseSettledResult<ActionChunk>[]>;
-}
-
-export interface BridgeServerOptions {
-  /** ZeroMQ endpoint to bind; `tcp://127.0.0.1:*` picks a free port (see {@link BridgeServer.endpoint}). */
-  readonly bind: string;
-  /** Infer requests that may wait for the worker; more get `busy`. */
-  readonly maxQueue: number;
-  /** An infer request whose `stamp` is older than this when it is dequeued gets `stale`; 0 = off. */
-  readonly maxRequestAgeMs: number;
-  /** Largest message accepted (ZMQ_MAXMSGSIZE disconnects senders of larger ones). */
-  readonly maxMessageBytes: number;
-  readonly maxImageWidth: number;
-  readonly maxImageHeight: number;
-  readonly maxImageBytes: number;
-  readonly maxInstructionLength: number;
-  /** Per-client states kept; the least recently seen idle one is forgotten beyond this. */
-  readonly maxClients: number;
-  /** How long replies still queued in ZeroMQ may take to leave after close, ms. */
-  readonly lingerMs: number;
-  /**
-   * Infer requests run together in one batch at most; 1 = one at a time. Capped by the pipeline's
-   * `maxBatch` (1 when the model's manifest declares no batch dimension).
-   */
-  readonly maxBatch: number;
-  /** How long the worker waits, after the first queued request, for a batch to fill, ms. */
-  readonly maxWaitMs: number;
-  /**
-   * Images the batching worker decodes at once at most (while a batch runs); 0 = one less than the
-   * CPU cores, at least 1, which leaves a core to the event loop that runs ONNX Runtime.
-   */
-  readonly decodeConcurrency: number;
-  /** Z85 CURVE secret key; required to bind an address other machines can reach. */
-  readonly curveSecretKey?: string;
-  /**
-   * Z85 public keys of the only clients admitted (checked by a ZAP handler in the server's own
-   * ZeroMQ context); needs `curveSecretKey`. Absent: any client that knows the server's key.
-   */
-  readonly curveClientKeys?: readonly string[];
-  /** Where the server's log lines go. */
-  readonly log?: (line: string) => void;
-}
-
-/** The defaults of every option but the key and the log. */
-export const BRIDGE_DEFAULTS = Object.freeze({
-  bind: 'tcp://127.0.0.1:5555',
-  maxQueue: 8,
-  maxRequestAgeMs: 1000,
-  maxMessageBytes: 34 * 1024 * 1024,
-  maxImageWidth: 4096,
-  maxImageHeight: 4096,
-  maxImageBytes: 32 * 1024 * 1024,
-  maxInstructionLength: 1024,
-  maxClients: 256,
-  lingerMs: 1000,
-  maxBatch: 1,
-  maxWaitMs: 0,
-  decodeConcurrency: 0,
-}) satisfies Omit<BridgeServerOptions, OptionalOption>;
-
-/** Options without a default. */
-type OptionalOption = 'curveSecretKey' | 'curveClientKeys' | 'log';
-
-/** Counters and latency of a server since it started. */
-export interface BridgeStats {
-  readonly requests: number;
-  readonly replies: Readonly<Record<Reply['type'], number>>;
-  readonly errors: Readonly<Record<ErrorCode, number>>;
-  readonly clients: number;
-  /** Infer requests: received → reply handed to the socket, ms. */
-  readonly round_trip_ms: LatencySummary;
-  /** Infer requests: time waiting in the queue, ms. */
-  readonly queue_ms: LatencySummary;
-  /** Batches run (with batching on: `maxBatch` > 1), and how many requests each held. */
-  readonly batches: {
-    readonly count: number;
-    readonly mean_size: number;
-    /** Batches by size: `{"1": 10, "4": 90}`. */
-    readonly sizes: Readonly<Record<string, number>>;
-  };
-  /** CURVE handshakes the client allow-list admitted and refused (absent without one). */
-  readonly curve_clients?: ZapStats;
 }
 
 interface ClientState {
@@ -213,7 +145,6 @@ export class BridgeServer {
   readonly #pipeline: BridgePipeline;
   readonly #socket: Router;
   readonly #zap: ZapHandler | undefined;
-  readonly #batchSizes = new Map<number, number>();
   /** Queued requests whose decode has not started (batching worker only). */
   #decodeWaiting: Job[] = [];
   #decoding = 0;
@@ -223,23 +154,7 @@ export class BridgeServer {
   readonly #limits: RequestLimits;
   readonly #clients = new Map<string, ClientState>();
   readonly #log: (line: string) => void;
-  readonly #roundTrip = new LatencyHistogram();
-  readonly #queueWait = new LatencyHistogram();
-  readonly #replies: Record<Reply['type'], number> = {
-    welcome: 0,
-    pong: 0,
-    actions: 0,
-    reset_ok: 0,
-    error: 0,
-  };
-  readonly #errors: Record<ErrorCode, number> = {
-    invalid: 0,
-    busy: 0,
-    stale: 0,
-    incompatible: 0,
-    internal: 0,
-  };
-  #requests = 0;
+  readonly #stats = new BridgeStatsBook();
   #sending: Promise<void> = Promise.resolve();
   #receiver: Promise<void> = Promise.resolve();
   #worker: Promise<void> = Promise.resolve();
@@ -290,7 +205,7 @@ export class BridgeServer {
   ): Promise<BridgeServer> {
     const { curveSecretKey, curveClientKeys, log: logOption, ...rest } = options;
     const log = logOption ?? (() => undefined);
-    const o = { ...BRIDGE_DEFAULTS, ...rest };
+    const o = { ...BRIDGE_DEFAULTS, ...bridgeParameterDefaults(), ...rest };
     for (const key of [
       'maxQueue',
       'maxMessageBytes',
@@ -384,42 +299,12 @@ export class BridgeServer {
   }
 
   stats(): BridgeStats {
-    return {
-      requests: this.#requests,
-      replies: { ...this.#replies },
-      errors: { ...this.#errors },
-      clients: this.#clients.size,
-      round_trip_ms: this.#roundTrip.summary(),
-      queue_ms: this.#queueWait.summary(),
-      batches: this.#batchStats(),
-      ...(this.#zap === undefined ? {} : { curve_clients: this.#zap.stats() }),
-    };
-  }
-
-  #batchStats(): BridgeStats['batches'] {
-    let count = 0;
-    let requests = 0;
-    const sizes: Record<string, number> = {};
-    for (const [size, n] of [...this.#batchSizes].sort((a, b) => a[0] - b[0])) {
-      count += n;
-      requests += size * n;
-      sizes[String(size)] = n;
-    }
-    return {
-      count,
-      mean_size: count === 0 ? 0 : Math.round((requests / count) * 1000) / 1000,
-      sizes,
-    };
+    return this.#stats.snapshot(this.#clients.size, this.#zap?.stats());
   }
 
   /** Zero the counters and histograms of {@link stats} (e.g. after a warm-up). */
   resetStats(): void {
-    this.#requests = 0;
-    for (const k of Object.keys(this.#replies)) this.#replies[k as Reply['type']] = 0;
-    for (const k of Object.keys(this.#errors)) this.#errors[k as ErrorCode] = 0;
-    this.#roundTrip.reset();
-    this.#queueWait.reset();
-    this.#batchSizes.clear();
+    this.#stats.reset();
   }
 
   /** The metadata a `hello` returns (without the per-client fields). */
@@ -518,7 +403,7 @@ export class BridgeServer {
     const receivedAt = performance.now();
     const [identity, ...rest] = frames;
     if (identity === undefined) return;
-    this.#requests++;
+    this.#stats.request();
     const client = this.#client(identity);
     const delimited = rest.length >= 1 && rest[0]?.length === 0;
     const route = delimited ? [identity, EMPTY] : [identity];
@@ -707,7 +592,7 @@ export class BridgeServer {
     const outcomes = new Map<Job, { readonly chunk: ActionChunk } | { readonly error: unknown }>();
     try {
       if (live.length === 0) return;
-      this.#batchSizes.set(live.length, (this.#batchSizes.get(live.length) ?? 0) + 1);
+      this.#stats.batch(live.length);
       const ready: { job: Job; prepared: PreparedObservation }[] = [];
       const decoded = await Promise.allSettled(
         live.map((job) => job.prepared ?? Promise.reject(new Error('request was not prepared'))),
@@ -775,8 +660,7 @@ export class BridgeServer {
     const { request, route } = job;
     const queueMs = started - job.receivedAt;
     const totalMs = performance.now() - job.receivedAt;
-    this.#queueWait.record(queueMs);
-    this.#roundTrip.record(totalMs);
+    this.#stats.answered(queueMs, totalMs);
     this.#send(route, {
       v: PROTOCOL_VERSION,
       ...(request.id === undefined ? {} : { id: request.id }),
@@ -831,7 +715,7 @@ export class BridgeServer {
     message: string,
     field?: string,
   ): void {
-    this.#errors[code]++;
+    this.#stats.error(code);
     this.#send(route, {
       v: PROTOCOL_VERSION,
       ...(id === undefined ? {} : { id }),
@@ -843,7 +727,7 @@ export class BridgeServer {
   }
 
   #send(route: readonly Buffer[], reply: Reply): void {
-    this.#replies[reply.type]++;
+    this.#stats.reply(reply.type);
     const frames = [...route, encodeMessage(reply)];
     // One send at a time on a socket; a ROUTER never blocks (unroutable replies are dropped).
     this.#sending = this.#sending

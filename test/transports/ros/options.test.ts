@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/index.js';
-import {
-  DEFAULT_ROS_NODE_OPTIONS,
-  rosNodeOptionsFromConfig,
-} from '../../../src/transports/ros/index.js';
+import { rosNodeOptions, rosNodeOptionsFromConfig } from '../../../src/transports/ros/index.js';
 
 describe('ROS node options', () => {
-  it('have the parameter file as their source of defaults (the code copy cannot drift)', async () => {
+  it('have the parameter file as their only source of defaults', async () => {
     const config = await loadConfig();
-    expect(rosNodeOptionsFromConfig(config.ros)).toEqual(DEFAULT_ROS_NODE_OPTIONS);
+    expect(rosNodeOptions()).toEqual(rosNodeOptionsFromConfig(config.ros));
+    const some = rosNodeOptions({ cameras: ['front'], qos: { actionDepth: 3 } });
+    expect(some.cameras).toEqual(['front']);
+    expect(some.qos).toEqual({ image: config.ros.qos.image, actionDepth: 3 });
   });
 
   it('follow the parameters', async () => {

@@ -1,3 +1,7 @@
+/**
+ * Reading, building and writing ONNX graphs (onnx-proto): what compression edits and the
+ * benchmarks build their probe graphs with.
+ */
 import { readFile } from 'node:fs/promises';
 import onnxProto from 'onnx-proto';
 import { ModelError } from '../errors.js';

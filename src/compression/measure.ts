@@ -1,0 +1,314 @@
+/**
+ * Measuring a compressed variant against fp32: action error on held-out frames, latency and
+ * profiled operators, the closed loop (by the evaluator given), and the report sections they fill.
+ */
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { InputError } from '../errors.js';
+import {
+  selectVariant,
+  type GraphRole,
+  type Manifest,
+  type ModelPackage,
+  type Precision,
+  type Variant,
+} from '../model/manifest.js';
+import { prepareSamples, type PreparedSample } from './calibration.js';
+import { GraphRunner } from './runner.js';
+import { round } from '../util/stats.js';
+import type { CompressOptions, ClosedLoopScore, CompressedPrecision } from './options.js';
+import { type SimStageMs, type StageMs, type ValidationSections } from './report.js';
+
+/** The graph roles of a package, in the order they are processed. */
+export const ROLES: readonly GraphRole[] = ['encoder', 'policy'];
+
+/** Kernel time per operator type (µs) over `runs` profiled passes, slowest first. */
+async function profileOps(
+  pkg: ModelPackage,
+  encoder: string,
+  policy: string,
+  samples: readonly PreparedSample[],
+  runs: number,
+  dir: string,
+): Promise<Record<string, number>> {
+  const prefix = join(dir, `profile-${Math.random().toString(36).slice(2)}`);
+  const runner = await GraphRunner.create(pkg, encoder, policy, {
+    enableProfiling: true,
+    profileFilePrefix: prefix,
+  });
+  try {
+    for (let i = 0; i < runs; i++) {
+      const s = samples[i % samples.length];
+      if (s !== undefined) await runner.run(s);
+    }
+    runner.encoder.endProfiling();
+    runner.policy.endProfiling();
+  } finally {
+    await runner.release();
+  }
+  const totals = new Map<string, number>();
+  const base = prefix.slice(dir.length + 1);
+  for (const f of await readdir(dir)) {
+    if (!f.startsWith(base)) continue;
+    const events = JSON.parse(await readFile(join(dir, f), 'utf8')) as {
+      cat?: string;
+      name?: string;
+      dur?: number;
+      args?: { op_name?: string };
+    }[];
+    for (const e of events) {
+      if (e.cat !== 'Node' || !(e.name ?? '').endsWith('_kernel_time')) continue;
+      const op = e.args?.op_name ?? '?';
+      totals.set(op, (totals.get(op) ?? 0) + (e.dur ?? 0));
+    }
+  }
+  return Object.fromEntries([...totals].sort((a, b) => b[1] - a[1]).slice(0, 8));
+}
+
+/** Figures of the new variant against fp32, measured on the CPU provider. */
+export interface Measurement extends ActionError {
+  readonly frames: number;
+  /** The action error of the float16 emulation (FP16 only). */
+  readonly emulated?: ActionError;
+  readonly latency: Readonly<Record<'fp32' | 'variant', StageMs>>;
+  readonly profiles: Readonly<Record<'fp32' | 'variant', Record<string, number>>>;
+  readonly closed: Readonly<Record<'fp32' | 'variant', { rate: number; stages: SimStageMs }>>;
+  readonly size: { readonly fp32: number; readonly variant: number };
+}
+
+/** Mean and max absolute action error per dimension (table units), rounded for the report. */
+export interface ActionError {
+  readonly meanAbs: number[];
+  readonly maxAbs: number[];
+}
+
+async function actionError(
+  pkg: ModelPackage,
+  reference: GraphRunner,
+  candidate: GraphRunner,
+  samples: readonly PreparedSample[],
+): Promise<ActionError> {
+  const a = pkg.manifest.chunk.action_dim;
+  const sum = new Float64Array(a);
+  const max = new Float64Array(a);
+  let count = 0;
+  for (const s of samples) {
+    const r = (await reference.run(s)).actions;
+    const q = (await candidate.run(s)).actions;
+    for (let j = 0; j < r.length; j++) {
+      const e = Math.abs((r[j] as number) - (q[j] as number));
+      sum[j % a] = (sum[j % a] as number) + e;
+      max[j % a] = Math.max(max[j % a] as number, e);
+    }
+    count += r.length / a;
+  }
+  return {
+    meanAbs: [...sum].map((v) => round(v / Math.max(1, count), 5)),
+    maxAbs: [...max].map((v) => round(v, 5)),
+  };
+}
+
+/**
+ * Validate a variant in a scratch package holding fp32 and the new variant, so closed-loop
+ * validation runs the real pipeline: action error on held-out frames (also of `emulated`, when
+ * given), latency, profiled operators, closed-loop success.
+ */
+export async function measure(
+  pkg: ModelPackage,
+  variant: Variant,
+  bytes: Readonly<Record<GraphRole, Uint8Array>>,
+  options: CompressOptions,
+  work: string,
+  emulated?: Readonly<Record<GraphRole, Uint8Array>>,
+): Promise<Measurement> {
+  const progress = options.progress;
+  const fp32 = selectVariant(pkg, 'fp32');
+  const scratch = join(work, 'package');
+  await mkdir(scratch);
+  const manifest: Manifest = { ...pkg.manifest, variants: [fp32Variant(pkg), variant] };
+  await writeFile(join(scratch, 'manifest.json'), JSON.stringify(manifest, null, 2));
+  await copyFile(
+    join(pkg.dir, pkg.manifest.tokenizer.file),
+    join(scratch, pkg.manifest.tokenizer.file),
+  );
+  const paths = {
+    encoder: join(scratch, variant.files.encoder.path),
+    policy: join(scratch, variant.files.policy.path),
+  };
+  for (const role of ROLES) {
+    await copyFile(fp32.paths[role], join(scratch, fp32.files[role].path));
+    await writeFile(paths[role], bytes[role]);
+  }
+
+  const heldOut = await prepareSamples(
+    pkg,
+    options.evaluator.heldOut(options.heldOut, (options.seed + 0x5eed) >>> 0),
+  );
+  progress(`action error on ${heldOut.length} held-out frames...`);
+  const reference = await GraphRunner.create(pkg, fp32.paths.encoder, fp32.paths.policy);
+  const candidate = await GraphRunner.create(pkg, paths.encoder, paths.policy).catch(
+    async (e: unknown) => {
+      await reference.release();
+      throw e;
+    },
+  );
+  let error: ActionError;
+  let emulatedError: ActionError | undefined;
+  let latency: Measurement['latency'];
+  try {
+    error = await actionError(pkg, reference, candidate, heldOut);
+    if (emulated !== undefined) {
+      const runner = await GraphRunner.create(pkg, emulated.encoder, emulated.policy);
+      try {
+        emulatedError = await actionError(pkg, reference, runner, heldOut);
+      } finally {
+        await runner.release();
+      }
+    }
+    progress(`latency: ${options.latencyRounds} rounds per variant, one thread...`);
+    await reference.latency(heldOut, 20);
+    await candidate.latency(heldOut, 20);
+    // Interleave the two variants so background load hits both alike.
+    const half = Math.max(1, Math.floor(options.latencyRounds / 2));
+    const f1 = await reference.latency(heldOut, half);
+    const q1 = await candidate.latency(heldOut, half);
+    const q2 = await candidate.latency(heldOut, half);
+    const f2 = await reference.latency(heldOut, half);
+    latency = {
+      fp32: { encoder: (f1.encoder + f2.encoder) / 2, policy: (f1.policy + f2.policy) / 2 },
+      variant: { encoder: (q1.encoder + q2.encoder) / 2, policy: (q1.policy + q2.policy) / 2 },
+    };
+  } finally {
+    await Promise.all([reference.release(), candidate.release()]);
+  }
+  const profiles = {
+    fp32: await profileOps(pkg, fp32.paths.encoder, fp32.paths.policy, heldOut, 50, work),
+    variant: await profileOps(pkg, paths.encoder, paths.policy, heldOut, 50, work),
+  };
+  const closed = {
+    fp32: await closedLoop(scratch, 'fp32', options, progress),
+    variant: await closedLoop(scratch, variant.precision, options, progress),
+  };
+  return {
+    frames: heldOut.length,
+    ...error,
+    ...(emulatedError === undefined ? {} : { emulated: emulatedError }),
+    latency,
+    profiles,
+    closed,
+    size: {
+      fp32:
+        (await readFile(fp32.paths.encoder)).length + (await readFile(fp32.paths.policy)).length,
+      variant: bytes.encoder.length + bytes.policy.length,
+    },
+  };
+}
+
+/** The report sections common to every precision, keyed by `precision`, and the gate. */
+export function validationSections<P extends CompressedPrecision>(
+  precision: P,
+  pkg: ModelPackage,
+  m: Measurement,
+  options: CompressOptions,
+  extraReasons: readonly string[],
+): ValidationSections<P> {
+  const reasons: string[] = [];
+  const worst = Math.max(...m.meanAbs);
+  if (!(worst < options.errorThreshold))
+    reasons.push(`mean action error ${worst} is not under ${options.errorThreshold}`);
+  const drop = 100 * (m.closed.fp32.rate - m.closed.variant.rate);
+  if (drop > options.successTolerance)
+    reasons.push(
+      `success dropped ${round(drop, 1)} points (fp32 ${100 * m.closed.fp32.rate}%, ${precision} ${100 * m.closed.variant.rate}%), more than ${options.successTolerance}`,
+    );
+  reasons.push(...extraReasons);
+  const lat = m.latency;
+  const totalRatio =
+    (lat.variant.encoder + lat.variant.policy) / (lat.fp32.encoder + lat.fp32.policy);
+  const p50 = (s: StageMs): StageMs => ({
+    encoder: round(s.encoder, 4),
+    policy: round(s.policy, 4),
+  });
+  // Computed keys (`${precision}_success_rate`) are typed by ValidationSections<P>.
+  const sections = {
+    action_error: {
+      frames: m.frames,
+      names: pkg.manifest.action.names,
+      mean_abs: m.meanAbs,
+      max_abs: m.maxAbs,
+      threshold: options.errorThreshold,
+    },
+    closed_loop: {
+      episodes: options.episodes,
+      seed: options.seed,
+      fp32_success_rate: m.closed.fp32.rate,
+      [`${precision}_success_rate`]: m.closed.variant.rate,
+      tolerance_points: options.successTolerance,
+      sim_stage_p50_ms: { fp32: m.closed.fp32.stages, [precision]: m.closed.variant.stages },
+    },
+    latency: {
+      cpu: cpuName(),
+      threads: 1,
+      fp32_p50_ms: p50(lat.fp32),
+      [`${precision}_p50_ms`]: p50(lat.variant),
+      ratio: {
+        encoder: round(lat.variant.encoder / lat.fp32.encoder, 3),
+        policy: round(lat.variant.policy / lat.fp32.policy, 3),
+        total: round(totalRatio, 3),
+      },
+      [`${precision}_top_ops_us`]: m.profiles.variant,
+      fp32_top_ops_us: m.profiles.fp32,
+    },
+    size_bytes: {
+      fp32: m.size.fp32,
+      [precision]: m.size.variant,
+      ratio: round(m.size.variant / m.size.fp32, 3),
+    },
+    gate: { passed: reasons.length === 0, provider: 'cpu', reasons },
+  };
+  return sections as unknown as ValidationSections<P>;
+}
+
+/** FP16's gate beyond the common one: no activation overflows, the emulated error is small. */
+export function fp16Reasons(
+  overflowing: readonly string[],
+  emulated: ActionError | undefined,
+  options: CompressOptions,
+): string[] {
+  const reasons: string[] = [];
+  if (overflowing.length > 0)
+    reasons.push(
+      `activations beyond the float16 range (65504): ${overflowing.join(', ')}; keep their nodes in float32 with --exclude`,
+    );
+  const worst = Math.max(...(emulated?.meanAbs ?? [Number.NaN]));
+  if (!(worst < options.errorThreshold))
+    reasons.push(
+      `mean action error of the float16 emulation ${worst} is not under ${options.errorThreshold}`,
+    );
+  return reasons;
+}
+
+function fp32Variant(pkg: ModelPackage): Variant {
+  const v = pkg.manifest.variants.find((x) => x.precision === 'fp32');
+  if (v === undefined)
+    throw new InputError('Expected an fp32 variant', { field: 'manifest.variants' });
+  return v;
+}
+
+async function closedLoop(
+  dir: string,
+  precision: Precision,
+  options: CompressOptions,
+  progress: (line: string) => void,
+): Promise<ClosedLoopScore> {
+  progress(`closed loop: ${options.episodes} episodes with ${precision}...`);
+  return options.evaluator.closedLoop(dir, precision, {
+    episodes: options.episodes,
+    seed: options.seed,
+  });
+}
+
+function cpuName(): string {
+  return cpus()[0]?.model.trim() ?? 'unknown';
+}

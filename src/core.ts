@@ -1,0 +1,47 @@
+/**
+ * `vla-node/core`: the transport-free core, what a robot program needs to run the policy. Loads no
+ * ROS 2, ZeroMQ or MCAP module.
+ *
+ * @example
+ * import { loadConfig, loadModelPackage, pipelineOptions, VlaPipeline } from 'vla-node/core';
+ * const config = await loadConfig();
+ * const model = await loadModelPackage('models/tiny-vla');
+ * const pipeline = await VlaPipeline.create(model, pipelineOptions(config, console.log));
+ * const chunk = await pipeline.infer({ frame, instruction: 'move to the red block', state: [0.5, 0.5] });
+ */
+export * from './errors.js';
+export {
+  applyOverrides,
+  checkConfigForModel,
+  configKeys,
+  defaultConfig,
+  describeParameter,
+  loadConfig,
+  parseOverride,
+  validateConfig,
+  type Executable,
+  type ParameterDescription,
+  type VlaConfig,
+} from './config/index.js';
+export {
+  batchDimension,
+  loadModelPackage,
+  selectVariant,
+  type Manifest,
+  type ModelPackage,
+} from './model/manifest.js';
+export { FrameIngest, type Frame, type RawFrame, type EncodedFrame } from './ingest/index.js';
+export {
+  PreparedObservation,
+  VlaPipeline,
+  type ActionChunk,
+  type Observation,
+  type PipelineOptions,
+} from './pipeline/pipeline.js';
+export { modelFromConfig, pipelineOptions } from './pipeline/from-config.js';
+export type { InferenceBackend } from './backend/backend.js';
+export { OnnxBackend, type BackendOptions } from './backend/onnx.js';
+export { createPruner } from './pruning/strategies.js';
+export { ChunkExecutor, type ExecutorOptions, type MergeMode } from './runtime/executor.js';
+export { BudgetController, LatestFrameSlot } from './runtime/budget.js';
+export { UnsafeActionError } from './runtime/safety.js';

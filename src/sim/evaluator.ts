@@ -1,0 +1,46 @@
+/**
+ * The compression gate's evaluator for models of the built-in tabletop task: held-out frames and
+ * closed-loop episodes of the simulator (what `vla-node compress` uses for the shipped models).
+ */
+import { loadConfig } from '../config/index.js';
+import type { Precision } from '../model/manifest.js';
+import { simulate } from './experiment.js';
+import { simulatorSamples, type SimSample } from './samples.js';
+
+/** The tabletop's held-out observations and closed loop (structurally a `CompressionEvaluator`). */
+export interface TabletopEvaluator {
+  heldOut(count: number, seed: number): SimSample[];
+  closedLoop(
+    dir: string,
+    precision: Precision,
+    run: { readonly episodes: number; readonly seed: number },
+  ): Promise<{ rate: number; stages: { encode: number; policy: number } }>;
+}
+
+/**
+ * Score a package on the tabletop: held-out frames one every 3 steps of expert-driven episodes,
+ * and `sim` episodes on the CPU provider without pruning (the shipped parameters otherwise).
+ */
+export function tabletopEvaluator(): TabletopEvaluator {
+  return {
+    heldOut: (count, seed) => simulatorSamples(count, seed, 3),
+    async closedLoop(dir, precision, run) {
+      const config = await loadConfig({
+        overrides: {
+          'model.path': dir,
+          'model.precision': precision,
+          'sim.episodes': run.episodes,
+          'sim.seed': run.seed,
+          'pruning.strategy': 'none',
+          'backend.execution_providers': ['cpu'],
+        },
+      });
+      const report = await simulate(config, 'model', () => undefined);
+      const p = report.stage_percentiles_ms ?? {};
+      return {
+        rate: report.success_rate,
+        stages: { encode: p.encode?.p50 ?? Number.NaN, policy: p.policy?.p50 ?? Number.NaN },
+      };
+    },
+  };
+}
