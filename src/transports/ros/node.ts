@@ -141,7 +141,6 @@ export class VlaRosNode {
   readonly #ros: RosApi;
   readonly #createPipeline: PipelineFactory;
   readonly #clock: () => number;
-  readonly #name: string;
   readonly #observer: RunObserver | undefined;
   #config: Readonly<VlaConfig>;
   /** The configuration the model was loaded with (fixed between configure and cleanup). */
@@ -208,9 +207,8 @@ export class VlaRosNode {
     this.#clock = o.clock ?? Date.now;
     this.#observer = o.observer;
     this.#fixedOptions = o.options ?? {};
-    this.#name = o.nodeName ?? 'vla_node';
     this.node = new o.ros.lifecycle.LifecycleNode(
-      this.#name,
+      o.nodeName ?? 'vla_node',
       o.namespace ?? '',
       undefined,
       undefined,
@@ -809,7 +807,8 @@ export class VlaRosNode {
       status: [
         {
           level,
-          name: `${this.#name}: policy`,
+          // rcl's name: launch's node_name remaps it, and two arms must not share a status.
+          name: `${this.node.name()}: policy`,
           message: text,
           hardware_id: this.options.diagnostics.hardwareId,
           values,
