@@ -427,7 +427,7 @@ export class DoubleLifecycleNode implements RosLifecycleNode {
     if (overriding !== undefined) {
       const qos = resolveQoS(o.qos);
       o.qos = qos;
-      const resolved = topic.startsWith('~/') ? `/${this.name}/${topic.slice(2)}` : topic;
+      const resolved = topic.startsWith('~/') ? `/${this.name()}/${topic.slice(2)}` : topic;
       for (const kind of overriding.policyKinds as unknown as number[]) {
         const policy = POLICY_NAMES[kind];
         if (policy === undefined) continue;
