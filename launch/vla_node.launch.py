@@ -3,8 +3,8 @@
     ros2 launch ./launch/vla_node.launch.py image_topic:=/camera/color/image_raw \
         joint_states_topic:=/joint_states action_topic:=/arm_controller/joint_trajectory
 
-From a checkout the node runs `node bin/vla-node.js ros` (run `npm ci`, `npm install-scripts
-approve rclnodejs` and `npm rebuild rclnodejs` with ROS 2 sourced first). Installed by colcon
+From a checkout the node runs `node bin/vla-node.js ros` (with ROS 2 sourced, run `npm ci` and
+`(cd node_modules/rclnodejs && npx node-gyp rebuild && node scripts/generate_messages.cjs)` first). Installed by colcon
 (`ros2 launch vla_node vla_node.launch.py`), it runs the lib/vla_node/vla_node wrapper, which
 starts the node from the source tree where `npm ci` was run (see launch/README.md).
 """

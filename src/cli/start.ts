@@ -3,9 +3,7 @@ import { VlaPipeline } from '../pipeline/pipeline.js';
 import {
   loadRos,
   RosUnavailableError,
-  rosNodeOptionsFromConfig,
   runRosNode,
-  type RosNodeOptionsInput,
   type PipelineFactory,
   type RosApi,
 } from '../transports/ros/index.js';
@@ -93,7 +91,6 @@ function rosConfig(values: OptionValues, autoActivate: boolean): Promise<Readonl
 async function runNode(
   ros: RosApi,
   config: Readonly<VlaConfig>,
-  options: RosNodeOptionsInput,
   io: CommandIo,
   rosArgs: readonly string[],
 ): Promise<number> {
@@ -113,7 +110,8 @@ async function runNode(
       ros,
       config,
       createPipeline,
-      options,
+      // No fixed options: the node reads its ros.* parameters (the file and the flags above as
+      // defaults, then -p and `ros2 param set`); fixed options would mask them.
       argv: ['vla-node', ...rosArgs],
       log: (line) => {
         (live?.io ?? io).progress(line);
@@ -138,7 +136,6 @@ export const rosCommand: CommandSpec = {
   options: { ...ROS_OPTIONS, ...FOXGLOVE_OPTIONS, ...CONFIG_OPTIONS },
   async run(values, io, positionals) {
     const config = await rosConfig(values, false);
-    const options = rosNodeOptionsFromConfig(config.ros);
     let ros: RosApi;
     try {
       ros = await loadRos();
@@ -149,7 +146,7 @@ export const rosCommand: CommandSpec = {
       }
       throw error;
     }
-    return runNode(ros, config, options, io, positionals);
+    return runNode(ros, config, io, positionals);
   },
 };
 
@@ -173,7 +170,7 @@ export const startCommand: CommandSpec = {
     if (ros !== undefined) {
       const config = await rosConfig(values, true);
       io.progress('ROS 2 and rclnodejs loaded: running the vla_node ROS 2 node (auto-activated)');
-      return runNode(ros, config, rosNodeOptionsFromConfig(config.ros), io, []);
+      return runNode(ros, config, io, []);
     }
     const config = await configFromArgs(withFoxgloveFlag(values), { episodes: 'sim.episodes' });
     io.progress(

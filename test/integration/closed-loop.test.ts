@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,14 @@ import { blindAgent, pipelineAgent, runEpisodes } from '../../src/sim/runner.js'
 import { ROOT, testPipelineOptions, TINY_VLA } from '../helpers.js';
 
 const run = promisify(execFile);
+const RCLNODEJS_BUILT = existsSync(
+  join(ROOT, 'node_modules/rclnodejs/build/Release/rclnodejs.node'),
+);
+if (RCLNODEJS_BUILT) {
+  console.warn(
+    'skipping the closed-loop case "start ... rclnodejs is not built": rclnodejs is built in this checkout',
+  );
+}
 const CLI = `${ROOT}bin/vla-node.js`;
 
 describe('closed loop with the shipped model', () => {
@@ -132,14 +141,19 @@ describe('vla-node CLI (real processes)', () => {
     expect(stdout).toMatch(/frame → chunk latency: p50/);
   });
 
-  it('start says in one line why it cannot run the ROS 2 node when ROS 2 is sourced but rclnodejs is not built', async () => {
-    const env = { ...process.env, ROS_DISTRO: 'jazzy', AMENT_PREFIX_PATH: '/opt/ros/jazzy' };
-    const { stderr } = await run(process.execPath, [CLI, 'start', '--episodes', '1'], { env });
-    const why = stderr.split('\n').filter((l) => l.includes('ROS 2 jazzy is sourced'));
-    expect(why).toHaveLength(1);
-    expect(why[0]).toMatch(/npx node-gyp rebuild/);
-    expect(why[0]).toMatch(/running the built-in simulation demo instead/);
-  });
+  // Where rclnodejs is built (CI with ROS 2 sourced), `start` runs the real node instead; the
+  // live-graph suite (test/ros-live/) covers that case.
+  it.skipIf(RCLNODEJS_BUILT)(
+    'start says in one line why it cannot run the ROS 2 node when ROS 2 is sourced but rclnodejs is not built',
+    async () => {
+      const env = { ...process.env, ROS_DISTRO: 'jazzy', AMENT_PREFIX_PATH: '/opt/ros/jazzy' };
+      const { stderr } = await run(process.execPath, [CLI, 'start', '--episodes', '1'], { env });
+      const why = stderr.split('\n').filter((l) => l.includes('ROS 2 jazzy is sourced'));
+      expect(why).toHaveLength(1);
+      expect(why[0]).toMatch(/npx node-gyp rebuild/);
+      expect(why[0]).toMatch(/running the built-in simulation demo instead/);
+    },
+  );
 
   it('bench pruning writes the matrix as JSON, Markdown, SVG and PNG', async () => {
     const out = await mkdtemp(join(tmpdir(), 'vla-bench-'));

@@ -85,6 +85,8 @@ export interface RosLifecycleNodeDeclared {
   hasParameter(name: string): boolean;
   addOnSetParametersCallback(callback: rcl.SetParametersCallback): void;
   getLogger(): RosLogger;
+  /** The node's name as rcl has it: after a `-r __node:=...` remap (launch's node_name). */
+  name(): string;
   /** The node's ROS time (simulated time from /clock when use_sim_time is true). */
   now(): { readonly nanoseconds: bigint };
   spin(timeout?: number): void;

@@ -3,6 +3,7 @@
  * without a sourced ROS 2, importing rclnodejs would try to compile its native part.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VlaError } from '../../errors.js';
@@ -55,7 +56,18 @@ export function missingNativeBuild(
   } catch {
     return 'rclnodejs is not installed (`npm ci` installs it as an optional dependency without running its install script; reinstall with `npm ci`)';
   }
-  if (existsSync(join(root, 'build', 'Release', 'rclnodejs.node'))) return undefined;
+  const built = join(root, 'build', 'Release', 'rclnodejs.node');
+  if (existsSync(built)) {
+    // A build that does not load (ROS 2's libraries not on the library path: ROS_DISTRO set but
+    // setup.bash not sourced in this shell) makes rclnodejs delete it and rebuild in place
+    // (`npm run clean`), which destroys a working build; load it here first.
+    try {
+      createRequire(import.meta.url)(built);
+    } catch (error) {
+      return `rclnodejs's native build (build/Release/rclnodejs.node) does not load (${firstLine(error)}); source ROS 2's setup.bash in this shell`;
+    }
+    return undefined;
+  }
   let codename = 'unknown';
   try {
     codename =

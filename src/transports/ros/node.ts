@@ -20,52 +20,33 @@
  */
 import type * as rcl from 'rclnodejs';
 import type { VlaConfig } from '../../config/index.js';
-import type { Frame } from '../../ingest/index.js';
 import type { Manifest } from '../../model/manifest.js';
 import type { ActionChunk, Observation, VlaPipeline } from '../../pipeline/pipeline.js';
 import type { RunObserver } from '../../pipeline/observer.js';
-import { keptOverlay } from '../../pruning/overlay.js';
 import { LatestFrameSlot } from '../../runtime/budget.js';
-import { ControlLoop, executorSettings } from '../../runtime/control-loop.js';
 import type { LatencySummary } from '../../runtime/latency.js';
 import type { ActionLimits } from '../../runtime/safety.js';
+import { CALLBACK_RETURN, type RosApi, type RosLifecycleNode } from './api.js';
+import { RosControl, type SlotFrame } from './control.js';
+import { nodeDiagnostics, type RosNodeStats } from './diagnostics.js';
+import { NodeEntities } from './entities.js';
 import {
-  CALLBACK_RETURN,
-  messageClass,
-  type RosApi,
-  type RosLifecycleNode,
-  type RosPublisher,
-  type RosSubscription,
-  type RosTimer,
-} from './api.js';
+  compressedProblem,
+  imageProblem,
+  InputProblemLog,
+  instructionProblem,
+  jointStateProblem,
+} from './input.js';
 import {
-  chunkMultiArray,
-  commandMultiArray,
-  DIAGNOSTIC_LEVEL,
   frameFromCompressed,
   frameFromImage,
-  jointTrajectory,
-  MESSAGE_TYPES,
-  msFromTime,
-  rgbImage,
-  timeFromMs,
-  type DiagnosticLevel,
   type RosCompressedImage,
   type RosDiagnosticArray,
   type RosHeader,
   type RosImage,
   type RosJointState,
-  type RosKeyValue,
   type RosString,
 } from './messages.js';
-import {
-  compressedProblem,
-  imageProblem,
-  INPUT_PROBLEMS,
-  InputProblemLog,
-  instructionProblem,
-  jointStateProblem,
-} from './input.js';
 import {
   rosNodeOptions,
   rosNodeOptionsFromConfig,
@@ -73,6 +54,9 @@ import {
   type RosNodeOptionsInput,
 } from './options.js';
 import { declareParameters, validateChange } from './params.js';
+
+export { unpublishable } from './control.js';
+export type { RosNodeStats } from './diagnostics.js';
 
 /** The part of {@link VlaPipeline} the node uses (a test double implements it). */
 export interface NodePipeline {
@@ -111,75 +95,35 @@ export interface VlaRosNodeOptions {
   readonly observer?: RunObserver;
 }
 
-/** Counters the node keeps, shown in diagnostics. */
-export interface RosNodeStats {
-  readonly framesReceived: number;
-  readonly framesDropped: number;
-  readonly framesStale: number;
-  readonly chunksPublished: number;
-  readonly chunksRejected: number;
-  readonly inferenceErrors: number;
-  readonly deadlineMisses: number;
-  readonly consecutiveMisses: number;
-  readonly safeHoldSteps: number;
-  readonly lastProcessingMs: number;
-  readonly keptTokenRatio: number;
-}
-
-interface SlotFrame {
-  readonly frame: Frame;
-  readonly header: RosHeader;
-}
-
 /** The managed vla-node ROS 2 node. */
 export class VlaRosNode {
   readonly node: RosLifecycleNode;
   readonly #fixedOptions: RosNodeOptionsInput;
   /** The options the topics were created with (fixed between configure and cleanup). */
   #entityOptions: RosNodeOptions | undefined;
+  #entities: NodeEntities | undefined;
   #releasing: Promise<void> = Promise.resolve();
   readonly #ros: RosApi;
   readonly #createPipeline: PipelineFactory;
   readonly #clock: () => number;
-  readonly #name: string;
-  readonly #observer: RunObserver | undefined;
+  readonly #control: RosControl;
   #config: Readonly<VlaConfig>;
-  /** The configuration the model was loaded with (fixed between configure and cleanup). */
+  /** The configuration of the last configure or activate (the rate of the diagnostics thresholds). */
   #active: Readonly<VlaConfig> | undefined;
   #pipeline: NodePipeline | undefined;
   #loading: Promise<void> | undefined;
   #loadError: string | undefined;
   #configured = false;
   #isActive = false;
-  /** Bumped by activate/deactivate/cleanup: results of older inferences are dropped. */
-  #generation = 0;
   /** Bumped by configure/cleanup: a model load of an older configure is released. */
   #loadGeneration = 0;
-  #loop: ControlLoop | undefined;
   #slot: LatestFrameSlot<SlotFrame> = new LatestFrameSlot(0);
   #instruction: string | undefined;
   #state = new Float64Array(0);
   #stateSeen = new Uint8Array(0);
   #stateMissing = 0;
   #jointIndex = new Map<string, number>();
-  #step = 0;
-  #inflight: Promise<void> | undefined;
-  #expectedDelaySteps = 1;
-  #lastError: string | undefined;
-  #publishers: RosPublisher[] = [];
-  #subscriptions: RosSubscription[] = [];
-  #controlTimer: RosTimer | undefined;
-  #diagnosticsTimer: RosTimer | undefined;
-  #pub:
-    | {
-        trajectory: RosPublisher;
-        command: RosPublisher;
-        raw: RosPublisher;
-        diagnostics: RosPublisher;
-        processingTime: RosPublisher;
-        prunedImage: RosPublisher | undefined;
-      }
-    | undefined;
+  #framesReceived = 0;
   /** Bad input is dropped with at most one warning per kind per 5 s. */
   readonly #inputProblems = new InputProblemLog(
     INPUT_WARNING_PERIOD_MS,
@@ -188,15 +132,6 @@ export class VlaRosNode {
     },
     () => this.#clock(),
   );
-  #stats = {
-    framesReceived: 0,
-    chunksPublished: 0,
-    chunksRejected: 0,
-    inferenceErrors: 0,
-    deadlineMisses: 0,
-    lastProcessingMs: 0,
-    keptTokenRatio: 1,
-  };
 
   /**
    * Create the lifecycle node (unconfigured), declare its parameters and register the transition
@@ -206,15 +141,28 @@ export class VlaRosNode {
     this.#ros = o.ros;
     this.#createPipeline = o.createPipeline;
     this.#clock = o.clock ?? Date.now;
-    this.#observer = o.observer;
     this.#fixedOptions = o.options ?? {};
-    this.#name = o.nodeName ?? 'vla_node';
     this.node = new o.ros.lifecycle.LifecycleNode(
-      this.#name,
+      o.nodeName ?? 'vla_node',
       o.namespace ?? '',
       undefined,
       undefined,
       true,
+    );
+    this.#control = new RosControl(
+      this.node,
+      {
+        takeFrame: () => this.#slot.take(this.#clock())?.value,
+        instruction: () => this.#instruction,
+        state: () => this.#state,
+        stateComplete: () => this.#stateMissing === 0,
+        camera: () => {
+          const opts = this.options;
+          return (opts.modelCamera === '' ? opts.cameras[0] : opts.modelCamera) ?? 'camera';
+        },
+      },
+      () => this.#log(),
+      o.observer,
     );
     this.#config = declareParameters(o.ros, this.node, o.config);
     this.node.addOnSetParametersCallback((parameters: rcl.Parameter[]) =>
@@ -285,20 +233,22 @@ export class VlaRosNode {
   }
   /** Resolves when the inference in flight (if any) has finished and its chunk was handled. */
   async idle(): Promise<void> {
-    await this.#inflight;
+    await this.#control.idle();
   }
   get stats(): RosNodeStats {
+    const loop = this.#control.loop;
     return {
-      ...this.#stats,
+      ...this.#control.counters,
+      framesReceived: this.#framesReceived,
       framesDropped: this.#slot.dropped,
       framesStale: this.#slot.stale,
-      consecutiveMisses: this.#loop?.consecutiveMisses ?? 0,
-      safeHoldSteps: this.#loop?.safeHoldSteps ?? 0,
+      consecutiveMisses: loop?.consecutiveMisses ?? 0,
+      safeHoldSteps: loop?.safeHoldSteps ?? 0,
     };
   }
   /** True while the executor holds the robot because no chunk covers the current step. */
   get inSafeHold(): boolean {
-    return this.#loop?.inSafeHold ?? false;
+    return this.#control.loop?.inSafeHold ?? false;
   }
 
   /** Configure and activate (for systems without a lifecycle manager). */
@@ -344,7 +294,7 @@ export class VlaRosNode {
     const config = this.#config;
     this.#active = config;
     this.#loadError = undefined;
-    this.#lastError = undefined;
+    this.#control.lastError = undefined;
     this.#createEntities(config);
     this.#configured = true;
     this.#log().info(`configure: loading model ${config.model.path} (${config.model.precision})`);
@@ -401,161 +351,65 @@ export class VlaRosNode {
 
   #onDeactivate(): void {
     this.#isActive = false;
-    this.#stopControl();
+    this.#control.stop();
     this.#log().info('deactivate: chunks are no longer published; the robot holds');
   }
 
   #onCleanup(): void {
     this.#isActive = false;
     this.#configured = false;
-    this.#stopControl();
+    this.#control.stop();
     this.#loadGeneration++;
-    this.#destroyEntities();
+    this.#entities?.destroy();
+    this.#entities = undefined;
     const pipeline = this.#pipeline;
     this.#pipeline = undefined;
-    this.#loop = undefined;
+    this.#control.forget();
     this.#entityOptions = undefined;
     if (pipeline !== undefined) this.#release(pipeline);
   }
 
-  // --- entities ----------------------------------------------------------------------------
-
-  #qosReliable(depth: number, transientLocal: boolean): rcl.QoS {
-    const Q = this.#ros.QoS;
-    return new Q(
-      Q.HistoryPolicy.RMW_QOS_POLICY_HISTORY_KEEP_LAST,
-      depth,
-      Q.ReliabilityPolicy.RMW_QOS_POLICY_RELIABILITY_RELIABLE,
-      transientLocal
-        ? Q.DurabilityPolicy.RMW_QOS_POLICY_DURABILITY_TRANSIENT_LOCAL
-        : Q.DurabilityPolicy.RMW_QOS_POLICY_DURABILITY_VOLATILE,
-    );
-  }
-
-  /** Best effort, depth 1 (the node only uses the latest frame; rclnodejs's sensor-data profile is depth 5). */
-  #qosSensorData(): rcl.QoS {
-    const Q = this.#ros.QoS;
-    return new Q(
-      Q.HistoryPolicy.RMW_QOS_POLICY_HISTORY_KEEP_LAST,
-      1,
-      Q.ReliabilityPolicy.RMW_QOS_POLICY_RELIABILITY_BEST_EFFORT,
-      Q.DurabilityPolicy.RMW_QOS_POLICY_DURABILITY_VOLATILE,
-    );
-  }
+  // --- entities and input ------------------------------------------------------------------
 
   #createEntities(config: Readonly<VlaConfig>): void {
     const o = this.options;
     this.#entityOptions = o;
-    const n = this.node;
-    // rclnodejs fills in the options object it is given and writes QoS overrides into its QoS
-    // object, so every entity gets options and a QoS of its own. History, depth and reliability
-    // can be overridden the ROS 2 way, e.g.
-    // `-p qos_overrides./camera/image_raw.subscription.reliability:=reliable`.
-    const overridable = (qos: () => rcl.QoS): rcl.Options => ({
-      qos: qos(),
-      qosOverridingOptions: this.#ros.QoSOverridingOptions.withDefaultPolicies(),
+    this.#entities = new NodeEntities(this.#ros, this.node, o, {
+      image: (camera, feeds, m: RosImage) => {
+        const problem = imageProblem(m);
+        if (problem !== undefined) {
+          this.#framesReceived++;
+          this.#inputProblems.drop(problem, `frame on ~/in/${camera}`);
+          return;
+        }
+        this.#onFrame(feeds, () => frameFromImage(m), m.header);
+      },
+      compressed: (camera, feeds, m: RosCompressedImage) => {
+        const problem = compressedProblem(m);
+        if (problem !== undefined) {
+          this.#framesReceived++;
+          this.#inputProblems.drop(problem, `frame on ~/in/${camera}/compressed`);
+          return;
+        }
+        this.#onFrame(feeds, () => frameFromCompressed(m), m.header);
+      },
+      instruction: (m: RosString) => {
+        const problem = instructionProblem(m.data);
+        if (problem !== undefined) {
+          this.#inputProblems.drop(problem, 'message on ~/in/instruction');
+          return;
+        }
+        if (m.data !== this.#instruction) this.#log().info(`instruction: ${m.data}`);
+        this.#instruction = m.data;
+      },
+      jointState: (m: RosJointState) => {
+        this.#onJointState(m);
+      },
+      diagnosticsPeriod: () => {
+        this.#publishDiagnostics();
+      },
     });
-    const actionQos = (): rcl.QoS => this.#qosReliable(o.qos.actionDepth, false);
-    const pub = (type: string, topic: string, qos: () => rcl.QoS): RosPublisher => {
-      const p = n.createPublisher(messageClass(type), topic, overridable(qos));
-      this.#publishers.push(p);
-      return p;
-    };
-    this.#pub = {
-      trajectory: pub(MESSAGE_TYPES.jointTrajectory, '~/out/action_chunk', actionQos),
-      command: pub(MESSAGE_TYPES.float64MultiArray, '~/out/command', actionQos),
-      raw: pub(MESSAGE_TYPES.float32MultiArray, '~/out/action_chunk_raw', actionQos),
-      diagnostics: pub(MESSAGE_TYPES.diagnosticArray, '/diagnostics', () =>
-        this.#qosReliable(10, false),
-      ),
-      processingTime: pub(MESSAGE_TYPES.float64, '~/debug/processing_time_ms', () =>
-        this.#qosReliable(1, false),
-      ),
-      prunedImage: o.publishPrunedImage
-        ? pub(MESSAGE_TYPES.image, '~/debug/pruned_image', () => this.#qosReliable(1, false))
-        : undefined,
-    };
     this.#slot = new LatestFrameSlot(config.runtime.max_frame_age_ms);
-    const modelCamera = o.modelCamera === '' ? o.cameras[0] : o.modelCamera;
-    const imageQos = (): rcl.Options =>
-      overridable(() =>
-        o.qos.image === 'sensor_data' ? this.#qosSensorData() : this.#qosReliable(1, false),
-      );
-    for (const camera of o.cameras) {
-      const feeds = camera === modelCamera;
-      if (o.imageTransport === 'compressed') {
-        this.#subscriptions.push(
-          n.createSubscription(
-            messageClass(MESSAGE_TYPES.compressedImage),
-            `~/in/${camera}/compressed`,
-            imageQos(),
-            (m: RosCompressedImage) => {
-              const problem = compressedProblem(m);
-              if (problem !== undefined) {
-                this.#stats.framesReceived++;
-                this.#inputProblems.drop(problem, `frame on ~/in/${camera}/compressed`);
-                return;
-              }
-              this.#onFrame(feeds, frameFromCompressed(m), m.header);
-            },
-          ),
-        );
-      } else {
-        this.#subscriptions.push(
-          n.createSubscription(
-            messageClass(MESSAGE_TYPES.image),
-            `~/in/${camera}`,
-            imageQos(),
-            (m: RosImage) => {
-              const problem = imageProblem(m);
-              if (problem !== undefined) {
-                this.#stats.framesReceived++;
-                this.#inputProblems.drop(problem, `frame on ~/in/${camera}`);
-                return;
-              }
-              this.#onFrame(feeds, frameFromImage(m), m.header);
-            },
-          ),
-        );
-      }
-    }
-    this.#subscriptions.push(
-      n.createSubscription(
-        messageClass(MESSAGE_TYPES.string),
-        '~/in/instruction',
-        overridable(() => this.#qosReliable(1, true)),
-        (m: RosString) => {
-          const problem = instructionProblem(m.data);
-          if (problem !== undefined) {
-            this.#inputProblems.drop(problem, 'message on ~/in/instruction');
-            return;
-          }
-          if (m.data !== this.#instruction) this.#log().info(`instruction: ${m.data}`);
-          this.#instruction = m.data;
-        },
-      ),
-      n.createSubscription(
-        messageClass(MESSAGE_TYPES.jointState),
-        '~/in/joint_states',
-        overridable(() => this.#qosReliable(10, false)),
-        (m: RosJointState) => {
-          this.#onJointState(m);
-        },
-      ),
-    );
-    this.#diagnosticsTimer = n.createTimer(BigInt(Math.round(o.diagnostics.periodMs * 1e6)), () => {
-      this.#publishDiagnostics();
-    });
-  }
-
-  #destroyEntities(): void {
-    for (const p of this.#publishers) this.node.destroyPublisher(p);
-    for (const s of this.#subscriptions) this.node.destroySubscription(s);
-    if (this.#diagnosticsTimer !== undefined) this.node.destroyTimer(this.#diagnosticsTimer);
-    this.#publishers = [];
-    this.#subscriptions = [];
-    this.#diagnosticsTimer = undefined;
-    this.#pub = undefined;
   }
 
   #prepareModel(pipeline: NodePipeline): void {
@@ -582,11 +436,9 @@ export class VlaRosNode {
     return r > 0 ? r : (this.#pipeline?.model.manifest.control_rate_hz ?? 10);
   }
 
-  // --- input -------------------------------------------------------------------------------
-
-  #onFrame(feeds: boolean, frame: Frame, header: RosHeader): void {
-    this.#stats.framesReceived++;
-    if (feeds && this.#configured) this.#slot.put({ frame, header }, this.#clock());
+  #onFrame(feeds: boolean, frame: () => SlotFrame['frame'], header: RosHeader): void {
+    this.#framesReceived++;
+    if (feeds && this.#configured) this.#slot.put({ frame: frame(), header }, this.#clock());
   }
 
   #onJointState(m: RosJointState): void {
@@ -612,252 +464,45 @@ export class VlaRosNode {
 
   #startControl(): void {
     const pipeline = this.#pipeline;
+    const pub = this.#entities?.pub;
+    if (pipeline === undefined || pub === undefined) return;
     const config = this.#config;
-    if (pipeline === undefined) return;
-    const m = pipeline.model.manifest;
-    const r = config.runtime;
-    this.#loop = new ControlLoop({
-      mode: r.merge_mode,
-      horizon: m.chunk.horizon,
-      actionDim: m.chunk.action_dim,
-      executeSteps: r.execute_steps,
-      executor: executorSettings(config, pipeline.actionLimits),
-    });
     this.#active = config;
-    this.#step = 0;
-    // On the node's ROS clock: with use_sim_time the control period follows /clock.
-    const period = BigInt(Math.round(1e9 / this.#rate(config)));
-    this.#controlTimer = this.node.createTimer(period, () => {
-      this.#onControl();
+    this.#control.start({
+      pipeline,
+      config,
+      rate: this.#rate(config),
+      jointNames: this.#jointNames(pipeline),
+      pub,
     });
-  }
-
-  #stopControl(): void {
-    this.#generation++;
-    if (this.#controlTimer !== undefined) this.node.destroyTimer(this.#controlTimer);
-    this.#controlTimer = undefined;
-    this.#loop?.reset();
-  }
-
-  /** One control period: maybe start an inference, then send the loop's action. */
-  #onControl(): void {
-    const pipeline = this.#pipeline;
-    const loop = this.#loop;
-    const config = this.#active;
-    const pub = this.#pub;
-    if (
-      !this.#isActive ||
-      pipeline === undefined ||
-      loop === undefined ||
-      config === undefined ||
-      pub === undefined
-    )
-      return;
-    const now = this.#step++;
-    if (
-      loop.wantsChunk(now, this.#expectedDelaySteps) &&
-      this.#inflight === undefined &&
-      this.#instruction !== undefined &&
-      this.#stateMissing === 0
-    ) {
-      const taken = this.#slot.take(this.#clock());
-      if (taken !== undefined) this.#infer(pipeline, config, taken.value, now);
-    }
-    const tick = loop.tick(now, this.#state, this.#inflight !== undefined);
-    if (tick.miss) this.#stats.deadlineMisses++;
-    // Before the first chunk the robot has nothing to follow: commands start with the first plan.
-    if (loop.started) {
-      pub.command.publish(commandMultiArray(tick.action));
-      this.#observer?.onCommand?.(tick.action, tick.source === 'plan' ? 'plan' : 'safe');
-    }
-  }
-
-  #infer(
-    pipeline: NodePipeline,
-    config: Readonly<VlaConfig>,
-    input: SlotFrame,
-    obsStep: number,
-  ): void {
-    const generation = this.#generation;
-    const camera =
-      this.options.modelCamera === '' ? this.options.cameras[0] : this.options.modelCamera;
-    const observation: Observation = {
-      frame: input.frame,
-      instruction: this.#instruction ?? '',
-      state: Float64Array.from(this.#state),
-      stamp: msFromTime(input.header.stamp),
-      stream: camera ?? 'camera',
-    };
-    // One inference at a time on the pipeline, across deactivate/activate too: a result of an
-    // older activation is dropped, but the next inference waits for it to finish.
-    this.#observer?.onFrame?.(observation.frame, observation.instruction, camera ?? 'camera');
-    const tracked: Promise<void> = pipeline
-      .infer(observation)
-      .then((chunk) => {
-        if (generation === this.#generation) {
-          this.#onChunk(pipeline, config, chunk, input.header, obsStep);
-          this.#observer?.onChunk?.(chunk, input.frame, pipeline.lastSelection);
-        }
-      })
-      .catch((error: unknown) => {
-        if (generation !== this.#generation) return;
-        this.#stats.inferenceErrors++;
-        const text = message(error);
-        if (text !== this.#lastError) this.#log().error(`inference failed: ${text}`);
-        this.#lastError = text;
-      })
-      .finally(() => {
-        if (this.#inflight === tracked) this.#inflight = undefined;
-      });
-    this.#inflight = tracked;
-  }
-
-  #onChunk(
-    pipeline: NodePipeline,
-    config: Readonly<VlaConfig>,
-    chunk: ActionChunk,
-    header: RosHeader,
-    obsStep: number,
-  ): void {
-    const loop = this.#loop;
-    const pub = this.#pub;
-    if (loop === undefined || pub === undefined) return;
-    this.#lastError = undefined;
-    this.#stats.lastProcessingMs = chunk.latencyMs;
-    this.#stats.keptTokenRatio =
-      chunk.tokens.total === 0 ? 1 : chunk.tokens.kept / chunk.tokens.total;
-    pub.processingTime.publish({ data: chunk.latencyMs });
-    const rate = this.#rate(config);
-    this.#expectedDelaySteps = Math.max(
-      1,
-      Math.ceil((pipeline.latency.total.summary().p95 / 1000) * rate),
-    );
-    const dim = chunk.actionDim;
-    const problem = unpublishable(chunk.actions, dim, pipeline.actionLimits);
-    if (problem !== undefined) {
-      this.#stats.chunksRejected++;
-      this.#log().error(`chunk ${chunk.sequence} not published: ${problem}`);
-      return;
-    }
-    // The chunk arrives during control period `now` (the next one to run).
-    const now = this.#step;
-    const stamped: RosHeader = { stamp: { ...header.stamp }, frame_id: header.frame_id };
-    pub.raw.publish(chunkMultiArray(chunk.actions, chunk.horizon, dim));
-    if (loop.accept(chunk.actions, obsStep, now)) {
-      // The merged plan from `now` on. Its stamp follows the chunk convention (a point's time is
-      // stamp + (i + 1) / rate for the action commanded i periods after the stamp): the frame's
-      // stamp moved forward by the periods between the frame and `now` (in sync mode the plan
-      // starts at `now` with the chunk's first action, so the frame's stamp stands).
-      const offset = loop.mode === 'sync' ? 0 : (now - obsStep) / rate;
-      const plan: RosHeader = {
-        stamp: timeFromMs(msFromTime(header.stamp) + offset * 1000),
-        frame_id: header.frame_id,
-      };
-      pub.trajectory.publish(
-        jointTrajectory(plan, this.#jointNames(pipeline), loop.planFrom(now), dim, 1 / rate),
-      );
-    }
-    this.#stats.chunksPublished++;
-    const selection = pipeline.lastSelection;
-    if (pub.prunedImage !== undefined && selection !== undefined) {
-      const { image, patch_grid } = pipeline.model.manifest;
-      const overlay = keptOverlay(
-        selection.rgb,
-        image.width,
-        image.height,
-        patch_grid,
-        selection.positions,
-        selection.positions.length,
-      );
-      pub.prunedImage.publish(rgbImage(stamped, image.width, image.height, overlay));
-    }
   }
 
   // --- diagnostics -------------------------------------------------------------------------
 
   /** The diagnostics the node publishes now: level, message and key values. */
   diagnostics(): RosDiagnosticArray {
-    const { level, text } = this.#assess();
-    const s = this.stats;
-    const latency = this.#pipeline?.latency.total.summary();
-    const values: RosKeyValue[] = [
-      { key: 'lifecycle state', value: this.state },
-      { key: 'provider', value: this.#pipeline?.provider ?? 'none' },
-      { key: 'latency p50 ms', value: String(latency?.p50 ?? 0) },
-      { key: 'latency p95 ms', value: String(latency?.p95 ?? 0) },
-      { key: 'latency p99 ms', value: String(latency?.p99 ?? 0) },
-      { key: 'processing time ms', value: s.lastProcessingMs.toFixed(3) },
-      { key: 'deadline misses', value: String(s.deadlineMisses) },
-      { key: 'consecutive deadline misses', value: String(s.consecutiveMisses) },
-      { key: 'safe hold', value: String(this.inSafeHold) },
-      { key: 'safe hold steps', value: String(s.safeHoldSteps) },
-      { key: 'kept token ratio', value: s.keptTokenRatio.toFixed(3) },
-      { key: 'frames received', value: String(s.framesReceived) },
-      { key: 'frames dropped', value: String(s.framesDropped) },
-      { key: 'frames stale', value: String(s.framesStale) },
-      { key: 'chunks published', value: String(s.chunksPublished) },
-      { key: 'chunks rejected', value: String(s.chunksRejected) },
-      { key: 'inference errors', value: String(s.inferenceErrors) },
-      ...INPUT_PROBLEMS.map((kind) => ({
-        key: `dropped ${kind}`,
-        value: String(this.#inputProblems.count(kind)),
-      })),
-    ];
-    return {
-      // ROS time, so that with use_sim_time the status is stamped on the /clock timeline.
-      header: { stamp: rosTimeOf(this.node.now().nanoseconds), frame_id: '' },
-      status: [
-        {
-          level,
-          name: `${this.#name}: policy`,
-          message: text,
-          hardware_id: this.options.diagnostics.hardwareId,
-          values,
-        },
-      ],
-    };
-  }
-
-  #assess(): { level: DiagnosticLevel; text: string } {
     const d = this.options.diagnostics;
-    if (this.#loadError !== undefined)
-      return { level: DIAGNOSTIC_LEVEL.error, text: `model did not load: ${this.#loadError}` };
-    if (!this.#configured) return { level: DIAGNOSTIC_LEVEL.ok, text: 'unconfigured' };
-    if (this.#pipeline === undefined)
-      return { level: DIAGNOSTIC_LEVEL.warn, text: 'loading and warming up the model' };
-    if (!this.#isActive) return { level: DIAGNOSTIC_LEVEL.ok, text: 'inactive (holding)' };
-    const s = this.stats;
-    if (s.consecutiveMisses >= d.errorConsecutiveMisses)
-      return {
-        level: DIAGNOSTIC_LEVEL.error,
-        text: `safe hold: ${s.consecutiveMisses} consecutive deadline misses (no chunk covers the control steps)`,
-      };
-    if (this.#lastError !== undefined)
-      return { level: DIAGNOSTIC_LEVEL.error, text: `inference failed: ${this.#lastError}` };
-    if (this.#loop?.started !== true) {
-      const waiting = [
-        ...(this.#instruction === undefined ? ['an instruction'] : []),
-        ...(this.#stateMissing > 0 ? ['joint states'] : []),
-        ...(s.framesReceived === 0 ? ['camera frames'] : []),
-      ];
-      return {
-        level: DIAGNOSTIC_LEVEL.warn,
-        text:
-          waiting.length > 0 ? `waiting for ${waiting.join(', ')}` : 'waiting for the first chunk',
-      };
-    }
-    if (s.consecutiveMisses > 0)
-      return {
-        level: DIAGNOSTIC_LEVEL.warn,
-        text: `${s.consecutiveMisses} deadline misses in a row`,
-      };
-    const warnMs = this.#processingWarnMs();
-    if (s.lastProcessingMs > warnMs)
-      return {
-        level: DIAGNOSTIC_LEVEL.warn,
-        text: `processing time ${s.lastProcessingMs.toFixed(1)} ms over ${warnMs.toFixed(1)} ms`,
-      };
-    return { level: DIAGNOSTIC_LEVEL.ok, text: 'running' };
+    return nodeDiagnostics({
+      name: this.node.name(),
+      hardwareId: d.hardwareId,
+      stampNs: this.node.now().nanoseconds,
+      state: this.state,
+      provider: this.#pipeline?.provider,
+      latency: this.#pipeline?.latency.total.summary(),
+      stats: this.stats,
+      inSafeHold: this.inSafeHold,
+      dropped: (kind) => this.#inputProblems.count(kind),
+      loadError: this.#loadError,
+      configured: this.#configured,
+      ready: this.#pipeline !== undefined,
+      active: this.#isActive,
+      started: this.#control.loop?.started === true,
+      lastError: this.#control.lastError,
+      haveInstruction: this.#instruction !== undefined,
+      haveJointStates: this.#stateMissing === 0,
+      processingWarnMs: this.#processingWarnMs(),
+      errorConsecutiveMisses: d.errorConsecutiveMisses,
+    });
   }
 
   #processingWarnMs(): number {
@@ -868,35 +513,13 @@ export class VlaRosNode {
   }
 
   #publishDiagnostics(): void {
-    this.#pub?.diagnostics.publish(this.diagnostics());
+    this.#entities?.pub.diagnostics.publish(this.diagnostics());
   }
 }
 
 /** At most one warning per kind of bad input per this many ms. */
 export const INPUT_WARNING_PERIOD_MS = 5000;
 
-function rosTimeOf(ns: bigint): { sec: number; nanosec: number } {
-  return { sec: Number(ns / 1_000_000_000n), nanosec: Number(ns % 1_000_000_000n) };
-}
-
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/** Why a chunk must not be published (a NaN or a value out of limits), or undefined. */
-export function unpublishable(
-  actions: Float32Array,
-  dim: number,
-  limits: ActionLimits,
-): string | undefined {
-  for (let i = 0; i < actions.length; i++) {
-    const v = actions[i] as number;
-    const d = i % dim;
-    const lo = limits.min[d] ?? -Infinity;
-    const hi = limits.max[d] ?? Infinity;
-    if (!Number.isFinite(v) || v < lo || v > hi) {
-      return `step ${Math.floor(i / dim)} dimension ${d} is ${v}, expected a finite value in [${lo}, ${hi}]`;
-    }
-  }
-  return undefined;
 }

@@ -333,7 +333,9 @@ const TRANSITIONS: Record<
 
 /** A lifecycle node double. */
 export class DoubleLifecycleNode implements RosLifecycleNode {
-  readonly name: string;
+  /** The name the node was created with (before rcl's `__node` remap). */
+  readonly requestedName: string;
+  readonly #remappedName: string | undefined;
   readonly publishers: PublisherRecord[] = [];
   readonly subscriptions: SubscriptionRecord[] = [];
   readonly timers: TimerRecord[] = [];
@@ -349,11 +351,17 @@ export class DoubleLifecycleNode implements RosLifecycleNode {
   readonly #onSet: rcl.SetParametersCallback[] = [];
   readonly #overrides: ReadonlyMap<string, rcl.Parameter>;
 
-  constructor(name: string, overrides: ReadonlyMap<string, rcl.Parameter>) {
-    this.name = name;
+  constructor(name: string, overrides: ReadonlyMap<string, rcl.Parameter>, remappedName?: string) {
+    this.requestedName = name;
+    this.#remappedName = remappedName;
     this.#overrides = overrides;
     // lib/time_source.js: every node declares use_sim_time (a bool; `-p use_sim_time:=true`).
     this.declareParameter(asRcl(new DoubleParameter('use_sim_time', PARAMETER_TYPE.bool, false)));
+  }
+
+  /** lib/node.js `name()`: rcl_node_get_name, the name after a `--ros-args -r __node:=...` remap. */
+  name(): string {
+    return this.#remappedName ?? this.requestedName;
   }
 
   /** The ROS clock follows /clock (use_sim_time is true): timers then run on simulated time. */
@@ -419,7 +427,7 @@ export class DoubleLifecycleNode implements RosLifecycleNode {
     if (overriding !== undefined) {
       const qos = resolveQoS(o.qos);
       o.qos = qos;
-      const resolved = topic.startsWith('~/') ? `/${this.name}/${topic.slice(2)}` : topic;
+      const resolved = topic.startsWith('~/') ? `/${this.name()}/${topic.slice(2)}` : topic;
       for (const kind of overriding.policyKinds as unknown as number[]) {
         const policy = POLICY_NAMES[kind];
         if (policy === undefined) continue;
@@ -694,14 +702,23 @@ export function createRosDouble(
     shut = true;
   };
   signals?.on('SIGINT', shutdownAll);
+  // rcl applies a `-r __node:=name` of the init arguments to every node of the context.
+  let nodeRemap: string | undefined;
   class BoundNode extends DoubleLifecycleNode {
     constructor(nodeName: string) {
-      super(nodeName, parameterOverrides);
+      super(nodeName, parameterOverrides, nodeRemap);
       nodes.push(this);
     }
   }
   const api: RosApi = {
-    init: () => Promise.resolve(),
+    init: (_context?: unknown, argv?: string[]) => {
+      const args = argv ?? [];
+      for (let i = args.indexOf('--ros-args') + 1; i > 0 && i < args.length - 1; i++) {
+        const m = /^__node:=(.+)$/.exec(args[i + 1] ?? '');
+        if ((args[i] === '-r' || args[i] === '--remap') && m !== null) nodeRemap = m[1];
+      }
+      return Promise.resolve();
+    },
     shutdown: () => {
       shut = true;
     },

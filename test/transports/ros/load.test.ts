@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -69,5 +69,23 @@ describe('missingNativeBuild', () => {
     expect((error as Error).message).toMatch(
       /^ROS 2 jazzy is sourced, but rclnodejs has no native build here .*npx node-gyp rebuild/,
     );
+  });
+
+  it('refuses a native build that does not load, which rclnodejs would delete and rebuild', async () => {
+    // Found by the live-graph work: ROS_DISTRO set without setup.bash (librcl not found) made
+    // rclnodejs run `npm run clean && node-gyp rebuild`, deleting the checkout's working build.
+    const { missingNativeBuild } = await import('../../../src/transports/ros/load.js');
+    const root = mkdtempSync(join(tmpdir(), 'vla-rclnodejs-'));
+    writeFileSync(join(root, 'package.json'), '{"name":"rclnodejs"}');
+    mkdirSync(join(root, 'build', 'Release'), { recursive: true });
+    writeFileSync(join(root, 'build', 'Release', 'rclnodejs.node'), 'not a shared object');
+    // Checked before loadRos: on a loader that lets it through, rclnodejs would be imported and
+    // would rebuild the checkout's own build.
+    expect(missingNativeBuild(SOURCED, root)).toMatch(
+      /^rclnodejs's native build \(build\/Release\/rclnodejs\.node\) does not load/,
+    );
+    const error = await loadRos({ env: SOURCED, rclnodejsRoot: root }).catch((e: unknown) => e);
+    rmSync(root, { recursive: true });
+    expect((error as Error).message).toMatch(/does not load .*source ROS 2's setup\.bash/);
   });
 });

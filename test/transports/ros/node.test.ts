@@ -637,3 +637,18 @@ describe('VlaRosNode bad input', () => {
     expect(values).toContainEqual({ key: 'dropped image size', value: '1' });
   });
 });
+
+describe('VlaRosNode name', () => {
+  it("names its diagnostics status after rcl's node name (a launch file's node_name remap)", async () => {
+    // Found on a live graph: `ros2 launch ... node_name:=arm_vla` gave "vla_node: policy".
+    const { api, nodes } = createRosDouble();
+    await api.init(undefined, ['vla-node', '--ros-args', '-r', '__node:=arm_vla']);
+    const vla = new VlaRosNode({
+      ros: api,
+      config: await loadConfig({}),
+      createPipeline: () => Promise.resolve(new FakePipeline()),
+    });
+    expect(nodes[0]?.name()).toBe('arm_vla');
+    expect(vla.diagnostics().status[0]?.name).toBe('arm_vla: policy');
+  });
+});

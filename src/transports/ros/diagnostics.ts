@@ -1,0 +1,139 @@
+/**
+ * The node's `/diagnostics` status: its level and message from the node's state (unconfigured,
+ * loading, holding, waiting for input, running, deadline misses, failures), and its key values.
+ */
+import type { LatencySummary } from '../../runtime/latency.js';
+import { INPUT_PROBLEMS, type InputProblemKind } from './input.js';
+import {
+  DIAGNOSTIC_LEVEL,
+  type DiagnosticLevel,
+  type RosDiagnosticArray,
+  type RosKeyValue,
+} from './messages.js';
+
+/** Counters the node keeps, shown in diagnostics. */
+export interface RosNodeStats {
+  readonly framesReceived: number;
+  readonly framesDropped: number;
+  readonly framesStale: number;
+  readonly chunksPublished: number;
+  readonly chunksRejected: number;
+  readonly inferenceErrors: number;
+  readonly deadlineMisses: number;
+  readonly consecutiveMisses: number;
+  readonly safeHoldSteps: number;
+  readonly lastProcessingMs: number;
+  readonly keptTokenRatio: number;
+}
+
+/** What the node's status is computed from, read when it is published. */
+export interface NodeCondition {
+  /** rcl's node name (after a `__node` remap). */
+  readonly name: string;
+  readonly hardwareId: string;
+  /** The node's ROS time, ns (the /clock timeline under use_sim_time). */
+  readonly stampNs: bigint;
+  /** The lifecycle state label. */
+  readonly state: string;
+  readonly provider: string | undefined;
+  readonly latency: LatencySummary | undefined;
+  readonly stats: RosNodeStats;
+  readonly inSafeHold: boolean;
+  readonly dropped: (kind: InputProblemKind) => number;
+  readonly loadError: string | undefined;
+  readonly configured: boolean;
+  readonly ready: boolean;
+  readonly active: boolean;
+  /** The control loop has sent its first command. */
+  readonly started: boolean;
+  readonly lastError: string | undefined;
+  readonly haveInstruction: boolean;
+  readonly haveJointStates: boolean;
+  readonly processingWarnMs: number;
+  readonly errorConsecutiveMisses: number;
+}
+
+/** The level and message of the node's status. */
+export function assess(c: NodeCondition): { level: DiagnosticLevel; text: string } {
+  if (c.loadError !== undefined)
+    return { level: DIAGNOSTIC_LEVEL.error, text: `model did not load: ${c.loadError}` };
+  if (!c.configured) return { level: DIAGNOSTIC_LEVEL.ok, text: 'unconfigured' };
+  if (!c.ready) return { level: DIAGNOSTIC_LEVEL.warn, text: 'loading and warming up the model' };
+  if (!c.active) return { level: DIAGNOSTIC_LEVEL.ok, text: 'inactive (holding)' };
+  const s = c.stats;
+  if (s.consecutiveMisses >= c.errorConsecutiveMisses)
+    return {
+      level: DIAGNOSTIC_LEVEL.error,
+      text: `safe hold: ${s.consecutiveMisses} consecutive deadline misses (no chunk covers the control steps)`,
+    };
+  if (c.lastError !== undefined)
+    return { level: DIAGNOSTIC_LEVEL.error, text: `inference failed: ${c.lastError}` };
+  if (!c.started) {
+    const waiting = [
+      ...(c.haveInstruction ? [] : ['an instruction']),
+      ...(c.haveJointStates ? [] : ['joint states']),
+      ...(s.framesReceived === 0 ? ['camera frames'] : []),
+    ];
+    return {
+      level: DIAGNOSTIC_LEVEL.warn,
+      text:
+        waiting.length > 0 ? `waiting for ${waiting.join(', ')}` : 'waiting for the first chunk',
+    };
+  }
+  if (s.consecutiveMisses > 0)
+    return {
+      level: DIAGNOSTIC_LEVEL.warn,
+      text: `${s.consecutiveMisses} deadline misses in a row`,
+    };
+  if (s.lastProcessingMs > c.processingWarnMs)
+    return {
+      level: DIAGNOSTIC_LEVEL.warn,
+      text: `processing time ${s.lastProcessingMs.toFixed(1)} ms over ${c.processingWarnMs.toFixed(1)} ms`,
+    };
+  return { level: DIAGNOSTIC_LEVEL.ok, text: 'running' };
+}
+
+/** The DiagnosticArray the node publishes: one status, `<node name>: policy`. */
+export function nodeDiagnostics(c: NodeCondition): RosDiagnosticArray {
+  const { level, text } = assess(c);
+  const s = c.stats;
+  const latency = c.latency;
+  const values: RosKeyValue[] = [
+    { key: 'lifecycle state', value: c.state },
+    { key: 'provider', value: c.provider ?? 'none' },
+    { key: 'latency p50 ms', value: String(latency?.p50 ?? 0) },
+    { key: 'latency p95 ms', value: String(latency?.p95 ?? 0) },
+    { key: 'latency p99 ms', value: String(latency?.p99 ?? 0) },
+    { key: 'processing time ms', value: s.lastProcessingMs.toFixed(3) },
+    { key: 'deadline misses', value: String(s.deadlineMisses) },
+    { key: 'consecutive deadline misses', value: String(s.consecutiveMisses) },
+    { key: 'safe hold', value: String(c.inSafeHold) },
+    { key: 'safe hold steps', value: String(s.safeHoldSteps) },
+    { key: 'kept token ratio', value: s.keptTokenRatio.toFixed(3) },
+    { key: 'frames received', value: String(s.framesReceived) },
+    { key: 'frames dropped', value: String(s.framesDropped) },
+    { key: 'frames stale', value: String(s.framesStale) },
+    { key: 'chunks published', value: String(s.chunksPublished) },
+    { key: 'chunks rejected', value: String(s.chunksRejected) },
+    { key: 'inference errors', value: String(s.inferenceErrors) },
+    ...INPUT_PROBLEMS.map((kind) => ({ key: `dropped ${kind}`, value: String(c.dropped(kind)) })),
+  ];
+  return {
+    // ROS time, so that with use_sim_time the status is stamped on the /clock timeline.
+    header: { stamp: rosTimeOf(c.stampNs), frame_id: '' },
+    status: [
+      {
+        level,
+        // rcl's name: launch's node_name remaps it, and two arms must not share a status.
+        name: `${c.name}: policy`,
+        message: text,
+        hardware_id: c.hardwareId,
+        values,
+      },
+    ],
+  };
+}
+
+function rosTimeOf(ns: bigint): { sec: number; nanosec: number } {
+  return { sec: Number(ns / 1_000_000_000n), nanosec: Number(ns % 1_000_000_000n) };
+}
