@@ -48,6 +48,7 @@ export declare const isShutdown: Unknown;
 export declare const removeSignalHandlers: Unknown;
 export declare const QoS: Unknown;
 export declare const QoSOverridingOptions: Unknown;
+export declare const QoSPolicyKind: Unknown;
 export declare const Parameter: Unknown;
 export declare const ParameterDescriptor: Unknown;
 export declare const FloatingPointRange: Unknown;
