@@ -64,14 +64,33 @@ class Layer(nn.Module):
         return x + self.mlp(self.norm2(x)), k, v
 
 
+class CoordinateFeatures(nn.Module):
+    """(x, y) in [0, 1] -> [x, y, sin/cos of 2^k pi x and y]: a smooth code of position (as
+    tiny-vla's policy), so that reading a location out of attention is close to linear."""
+
+    def __init__(self, bands=4):
+        super().__init__()
+        self.register_buffer("freqs", (2.0 ** torch.arange(bands, dtype=torch.float32)) * math.pi)
+        self.dim = 2 + 4 * bands
+
+    def forward(self, xy):
+        angles = xy.unsqueeze(-1) * self.freqs
+        return torch.cat([xy, torch.sin(angles).flatten(-2), torch.cos(angles).flatten(-2)], dim=-1)
+
+
 class TinyVlaAr(nn.Module):
     def __init__(self, vocab, token_dim=64, dim=64, depth=2, heads=4, words=64, max_len=12, state_dim=2,
-                 grid_w=12, grid_h=12):
+                 grid_w=12, grid_h=12, state_mean=None, state_std=None):
         super().__init__()
         self.vocab, self.heads, self.head_dim, self.depth = vocab, heads, dim // heads, depth
         self.grid_w, self.grid_h = grid_w, grid_h
         self.visual_in = nn.Linear(token_dim, dim)
-        self.grid_pos = nn.Linear(2, dim)
+        self.coords = CoordinateFeatures()
+        self.grid_pos = nn.Linear(self.coords.dim, dim)
+        self.state_pos = nn.Linear(self.coords.dim, dim)
+        # The state arrives normalised; its table position (for the coordinate code) needs these.
+        self.register_buffer("state_mean", torch.zeros(1, state_dim) if state_mean is None else state_mean.reshape(1, -1))
+        self.register_buffer("state_std", torch.ones(1, state_dim) if state_std is None else state_std.reshape(1, -1))
         self.text = nn.Embedding(words, dim)
         self.state_in = nn.Linear(state_dim, dim)
         self.type_embed = nn.Parameter(torch.randn(3, dim) * 0.02)
@@ -100,8 +119,9 @@ class TinyVlaAr(nn.Module):
         row = torch.div(token_positions, self.grid_w, rounding_mode="floor").to(visual_tokens.dtype)
         xy = torch.stack([(col + 0.5) / self.grid_w, (row + 0.5) / self.grid_h], dim=-1)
         words = self.text(instruction_ids) + self.type_embed[0]
-        vis = self.visual_in(visual_tokens) + self.grid_pos(xy) + self.type_embed[1]
-        st = self.state_in(state).unsqueeze(1) + self.type_embed[2]
+        vis = self.visual_in(visual_tokens) + self.grid_pos(self.coords(xy)) + self.type_embed[1]
+        s_xy = state * self.state_std + self.state_mean
+        st = (self.state_in(state) + self.state_pos(self.coords(s_xy))).unsqueeze(1) + self.type_embed[2]
         x = torch.cat([words, vis, st], dim=1)
         p = l + k + 1
         positions = torch.arange(p, device=x.device).unsqueeze(0).expand(b, p)
@@ -112,6 +132,18 @@ class TinyVlaAr(nn.Module):
         allowed = (block.unsqueeze(0) & key_ok.unsqueeze(1)).unsqueeze(1)
         logits, presents = self.run(x, positions, self.empty_past(b, x), allowed)
         return logits[:, -1:, :], presents
+
+    def teacher_forced(self, visual_tokens, token_positions, instruction_ids, state, targets):
+        """Training: the logits of every action token given the true ones before it, [B,N,V]."""
+        first, presents = self.prefill(visual_tokens, token_positions, instruction_ids, state)
+        pasts = [(presents[2 * i], presents[2 * i + 1]) for i in range(self.depth)]
+        b, p = targets.shape[0], presents[0].shape[2]
+        n = targets.shape[1]
+        key_ok = torch.cat([instruction_ids != 0, torch.ones((b, p - instruction_ids.shape[1] + n - 1),
+                                                             dtype=torch.bool, device=targets.device)], 1)
+        positions = torch.arange(p, p + n - 1, device=targets.device).unsqueeze(0).expand(b, n - 1)
+        rest, _ = self.decode(targets[:, :-1], key_ok.long(), positions, pasts)
+        return torch.cat([first, rest], dim=1)
 
     def decode(self, input_ids, attention_mask, position_ids, pasts):
         t = input_ids.shape[1]
@@ -151,7 +183,7 @@ def kv_names(depth, prefix):
 def export(model, out_dir, opset=17):
     """Writes prefill.onnx and decoder.onnx with Optimum's names and dynamic axes."""
     model.eval()
-    b, k, l = 1, 144, 12
+    b, k, l = 1, model.grid_w * model.grid_h, 12
     vt = torch.randn(b, k, model.visual_in.in_features)
     tp = torch.arange(k).unsqueeze(0)
     ids = torch.zeros(b, l, dtype=torch.long)
