@@ -87,7 +87,7 @@ def main():
                 if step == n - 1:
                     break
                 mask = torch.cat([mask, torch.ones(1, 1, dtype=torch.long)], 1)
-                logits, pr = model.decode(torch.tensor([[tokens[-1]]]), mask, torch.tensor([[p0 + step]]), past)
+                logits, pr = model.decode(torch.tensor([[tokens[-1]]]), mask, torch.tensor([[model.first_action + step]]), past)
                 past = [(pr[2 * j], pr[2 * j + 1]) for j in range(model.depth)]
             cases.append({"image_rgb": d["images"][i].reshape(-1).tolist(), "instruction_ids": d["tokens"][i].tolist(),
                           "state": d["states"][i].tolist(), "tokens": tokens})
@@ -115,7 +115,7 @@ def main():
         "state": {"names": ["x", "y"], "mean": stats["state_mean"], "std": stats["state_std"]},
         "tokenizer": {"file": "tokenizer.json", "max_length": L},
         "decoder": {"layers": cfg["depth"], "heads": cfg["heads"], "head_dim": cfg["dim"] // cfg["heads"],
-                    "instruction_attention": "block-causal", "position_ids": "absolute"},
+                    "instruction_attention": "block-causal", "first_action_position": model.first_action},
         "action_tokenizer": {"kind": "uniform_bins", "bins": cfg["bins"], "token_offset": 0,
                              "relative_to": "state", "range": stats["delta_range"]},
         "graphs": {

@@ -80,8 +80,11 @@ class CoordinateFeatures(nn.Module):
 
 class TinyVlaAr(nn.Module):
     def __init__(self, vocab, token_dim=64, dim=64, depth=2, heads=4, words=64, max_len=12, state_dim=2,
-                 grid_w=12, grid_h=12, state_mean=None, state_std=None):
+                 grid_w=12, grid_h=12, state_mean=None, state_std=None, max_actions=64):
         super().__init__()
+        # Every prefix slot has a fixed position whatever is pruned (words 0..L-1, visual token g at
+        # L + g, the state at L + N), so action token i sits at first_action + i in every frame.
+        self.max_len, self.first_action, self.max_actions = max_len, max_len + grid_w * grid_h + 1, max_actions
         self.vocab, self.heads, self.head_dim, self.depth = vocab, heads, dim // heads, depth
         self.grid_w, self.grid_h = grid_w, grid_h
         self.visual_in = nn.Linear(token_dim, dim)
@@ -95,6 +98,8 @@ class TinyVlaAr(nn.Module):
         self.state_in = nn.Linear(state_dim, dim)
         self.type_embed = nn.Parameter(torch.randn(3, dim) * 0.02)
         self.actions = nn.Embedding(vocab, dim)
+        # Which action token this is (time step and dimension): read from its position.
+        self.slot = nn.Embedding(max_actions, dim)
         self.rope = Rope(self.head_dim)
         self.layers = nn.ModuleList([Layer(dim, heads) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
@@ -124,7 +129,8 @@ class TinyVlaAr(nn.Module):
         st = (self.state_in(state) + self.state_pos(self.coords(s_xy))).unsqueeze(1) + self.type_embed[2]
         x = torch.cat([words, vis, st], dim=1)
         p = l + k + 1
-        positions = torch.arange(p, device=x.device).unsqueeze(0).expand(b, p)
+        positions = torch.cat([torch.arange(l, device=x.device).unsqueeze(0).expand(b, l), l + token_positions,
+                               torch.full((b, 1), self.first_action - 1, dtype=torch.long, device=x.device)], 1)
         key_ok = torch.cat([instruction_ids != 0, torch.ones((b, k + 1), dtype=torch.bool, device=x.device)], 1)
         is_word = torch.arange(p, device=x.device) < l
         # Block-causal prefix: words see words only; the observation sees everything.
@@ -133,16 +139,18 @@ class TinyVlaAr(nn.Module):
         logits, presents = self.run(x, positions, self.empty_past(b, x), allowed)
         return logits[:, -1:, :], presents
 
-    def teacher_forced(self, visual_tokens, token_positions, instruction_ids, state, targets):
-        """Training: the logits of every action token given the true ones before it, [B,N,V]."""
+    def teacher_forced(self, visual_tokens, token_positions, instruction_ids, state, targets, inputs=None):
+        """Training: the logits of every action token given the ones before it (`inputs`, default
+        the true ones), [B,N,V]."""
         first, presents = self.prefill(visual_tokens, token_positions, instruction_ids, state)
         pasts = [(presents[2 * i], presents[2 * i + 1]) for i in range(self.depth)]
         b, p = targets.shape[0], presents[0].shape[2]
         n = targets.shape[1]
         key_ok = torch.cat([instruction_ids != 0, torch.ones((b, p - instruction_ids.shape[1] + n - 1),
                                                              dtype=torch.bool, device=targets.device)], 1)
-        positions = torch.arange(p, p + n - 1, device=targets.device).unsqueeze(0).expand(b, n - 1)
-        rest, _ = self.decode(targets[:, :-1], key_ok.long(), positions, pasts)
+        positions = torch.arange(self.first_action, self.first_action + n - 1,
+                                 device=targets.device).unsqueeze(0).expand(b, n - 1)
+        rest, _ = self.decode(targets[:, :-1] if inputs is None else inputs, key_ok.long(), positions, pasts)
         return torch.cat([first, rest], dim=1)
 
     def decode(self, input_ids, attention_mask, position_ids, pasts):
@@ -152,7 +160,8 @@ class TinyVlaAr(nn.Module):
         causal = torch.arange(total, device=input_ids.device).unsqueeze(0) <= (
             p + torch.arange(t, device=input_ids.device).unsqueeze(1))
         allowed = (causal.unsqueeze(0) & (attention_mask != 0).unsqueeze(1)).unsqueeze(1)
-        return self.run(self.actions(input_ids), position_ids, pasts, allowed)
+        slot = torch.clamp(position_ids - self.first_action, 0, self.max_actions - 1)
+        return self.run(self.actions(input_ids) + self.slot(slot), position_ids, pasts, allowed)
 
 
 class PrefillGraph(nn.Module):
@@ -203,7 +212,7 @@ def export(model, out_dir, opset=17):
     p = presents[0].shape[2]
     t = 3
     feeds = (torch.zeros(b, t, dtype=torch.long), torch.ones(b, p + t, dtype=torch.long),
-             torch.arange(p, p + t).unsqueeze(0), *presents)
+             torch.arange(model.first_action, model.first_action + t).unsqueeze(0), *presents)
     torch.onnx.export(
         DecoderGraph(model), feeds, f"{out_dir}/decoder.onnx", opset_version=opset,
         input_names=["input_ids", "attention_mask", "position_ids", *past],

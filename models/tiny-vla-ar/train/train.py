@@ -124,7 +124,15 @@ def main():
         tokens_all, sal_logits = enc(pixels)
         keep = (keep_indices(sal, gen) if train else torch.arange(tokens_all.shape[1]).expand(len(idx), -1)).to(dev)
         vis = torch.gather(tokens_all, 1, keep.unsqueeze(-1).expand(-1, -1, tokens_all.shape[2]))
-        logits = model.teacher_forced(vis, keep, words, state, target)
+        inputs = None
+        if train:
+            # The decoder must cope with its own small mistakes (exposure bias): some input tokens
+            # are moved by up to two bins, the targets stay true.
+            inputs = target[:, :-1].clone()
+            noisy = torch.rand(inputs.shape, generator=gen) < 0.25
+            shift = torch.randint(-2, 3, inputs.shape, generator=gen)
+            inputs = torch.where(noisy.to(dev), (inputs + shift.to(dev)).clamp(0, CONFIG["bins"] - 1), inputs)
+        logits = model.teacher_forced(vis, keep, words, state, target, inputs)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
         acc = (logits.argmax(-1) == target).float().mean()
         return ce, F.binary_cross_entropy_with_logits(sal_logits, sal.float().to(dev)), acc

@@ -43,7 +43,8 @@ export interface DecodeResult {
 
 /**
  * Decodes one chunk. `tokenOffset` maps local action ids to the decoder's vocabulary (the
- * decoder's id = offset + local id), as OpenVLA places its bins at the end of Llama's vocabulary.
+ * decoder's id = offset + local id), as OpenVLA places its bins at the end of Llama's vocabulary;
+ * `firstActionPosition` is the first action token's position id where the model fixes it.
  */
 export async function decodeChunk(
   graphs: DecoderGraphs,
@@ -51,6 +52,7 @@ export async function decodeChunk(
   input: PrefillInput,
   strategy: DecodeStrategy,
   tokenOffset = 0,
+  firstActionPosition?: number,
 ): Promise<DecodeResult> {
   const window = strategy.kind === 'greedy' ? 1 : Math.max(1, Math.floor(strategy.window));
   const draft = strategy.kind === 'speculative' ? strategy.draft : [];
@@ -64,7 +66,7 @@ export async function decodeChunk(
       ? argmaxAllowed(logits, row * graphs.vocab + tokenOffset, mask)
       : undefined;
 
-  const first = await graphs.prefill(input);
+  const first = await graphs.prefill(input, firstActionPosition);
   const accepted: number[] = [];
   let pending = choose(first.logits, 0, accepted);
   let state: KvState = first.state;

@@ -142,8 +142,12 @@ export class DecoderGraphs {
     return new DecoderGraphs(prefill, decoder, layers, vocab, tokenDim);
   }
 
-  /** Runs the prefill: the first token's logits `[vocab]` and the prefix's cache. */
-  async prefill(input: PrefillInput): Promise<StepResult> {
+  /**
+   * Runs the prefill: the first token's logits `[vocab]` and the prefix's cache. The first action
+   * token's position id is `firstActionPosition` where the model fixes it (a prefix whose slots
+   * keep their positions when visual tokens are pruned), else the prefix's length (Optimum).
+   */
+  async prefill(input: PrefillInput, firstActionPosition?: number): Promise<StepResult> {
     const k = input.tokenPositions.length;
     const out = await this.#run(this.prefillSession, 'prefill', {
       visual_tokens: new ort.Tensor('float32', input.visualTokens, [1, k, this.tokenDim]),
@@ -163,7 +167,7 @@ export class DecoderGraphs {
     });
     return {
       logits: out.logits?.data as Float32Array,
-      state: { past, valid, nextPosition: total },
+      state: { past, valid, nextPosition: firstActionPosition ?? total },
     };
   }
 

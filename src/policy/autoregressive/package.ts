@@ -26,6 +26,8 @@ export interface ArPackage {
   readonly range: readonly number[];
   readonly tokenizer: ActionTokenizer;
   readonly tokenOffset: number;
+  /** The first action token's position id; undefined: the prefix's length (Optimum). */
+  readonly firstActionPosition: number | undefined;
   readonly image: { readonly width: number; readonly height: number };
   readonly grid: { readonly width: number; readonly height: number };
   readonly tokenDim: number;
@@ -133,6 +135,12 @@ export async function readArPackage(dir: string): Promise<ArPackage> {
       '"state" (tokens encode the motion from the current state)',
       at(m, 'action_tokenizer.relative_to'),
     );
+  const first = at(m, 'decoder.first_action_position');
+  if (
+    first !== 'prefix_length' &&
+    !(typeof first === 'number' && Number.isInteger(first) && first >= 0)
+  )
+    fail('decoder.first_action_position', 'a position id (integer >= 0) or "prefix_length"', first);
   const cameras = at(m, 'cameras');
   if (!Array.isArray(cameras) || cameras.length !== 1)
     fail('cameras', 'one camera (several: not yet for this family)', cameras);
@@ -148,6 +156,7 @@ export async function readArPackage(dir: string): Promise<ArPackage> {
     range: numbers(m, 'action_tokenizer.range', actionDim, true),
     tokenizer,
     tokenOffset: int(m, 'action_tokenizer.token_offset', 0),
+    firstActionPosition: first === 'prefix_length' ? undefined : first,
     image: { width: int(m, 'cameras.0.image.width'), height: int(m, 'cameras.0.image.height') },
     grid: {
       width: int(m, 'cameras.0.patch_grid.width'),

@@ -146,6 +146,7 @@ export class ArPolicy {
       },
       strategy,
       pkg.tokenOffset,
+      pkg.firstActionPosition,
     );
     return { ...result, actions: this.toActions(result.chunk, obs.state), keptTokens: kept };
   }

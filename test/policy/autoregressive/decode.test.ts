@@ -19,6 +19,7 @@ const dir = new URL('../../fixtures/ar-decoder/', import.meta.url);
 interface Reference {
   horizon: number;
   action_dim: number;
+  first_action_position: number;
   cases: {
     visual_tokens: number[];
     token_positions: number[];
@@ -36,6 +37,7 @@ const inputs: PrefillInput[] = reference.cases.map((c) => ({
 }));
 const tokenizer = new UniformBinTokenizer(reference.horizon, reference.action_dim);
 const n = reference.horizon * reference.action_dim;
+const first = reference.first_action_position;
 let graphs: DecoderGraphs;
 
 beforeAll(async () => {
@@ -49,7 +51,7 @@ afterAll(async () => graphs.close());
 describe('greedy decoding with a key-value cache', () => {
   it("reproduces PyTorch's greedy tokens, one decoder call per token after the first", async () => {
     for (const [i, input] of inputs.entries()) {
-      const r = await decodeChunk(graphs, tokenizer, input, { kind: 'greedy' });
+      const r = await decodeChunk(graphs, tokenizer, input, { kind: 'greedy' }, 0, first);
       expect(r.tokens).toEqual(reference.cases[i]?.tokens);
       expect(r.decoderCalls).toBe(n - 1);
       expect(r.chunk).toHaveLength(n);
@@ -85,7 +87,7 @@ describe('faster decoding gives the same tokens as greedy', () => {
     for (const [i, input] of inputs.entries()) {
       const truth = reference.cases[i]?.tokens ?? [];
       for (const [name, strategy] of strategies(truth)) {
-        const r = await decodeChunk(graphs, tokenizer, input, strategy);
+        const r = await decodeChunk(graphs, tokenizer, input, strategy, 0, first);
         expect(r.tokens, name).toEqual(truth);
         expect(r.decoderCalls, name).toBeLessThanOrEqual(n - 1);
       }
@@ -94,11 +96,18 @@ describe('faster decoding gives the same tokens as greedy', () => {
 
   it('an exact draft decodes the chunk in one decoder call', async () => {
     const truth = reference.cases[0]?.tokens ?? [];
-    const r = await decodeChunk(graphs, tokenizer, inputs[0] as PrefillInput, {
-      kind: 'speculative',
-      window: n,
-      draft: truth,
-    });
+    const r = await decodeChunk(
+      graphs,
+      tokenizer,
+      inputs[0] as PrefillInput,
+      {
+        kind: 'speculative',
+        window: n,
+        draft: truth,
+      },
+      0,
+      first,
+    );
     // The prefill gives the first token and the call's last row the last one: n - 2 guesses.
     expect(r.decoderCalls).toBe(1);
     expect(r.guessesAccepted).toBe(n - 2);
@@ -138,7 +147,7 @@ describe('constrained to the tokenizer', () => {
 
   it('FAST: every strategy decodes the same admitted sequence, a whole chunk', async () => {
     for (const input of inputs) {
-      const greedy = await decodeChunk(graphs, fast, input, { kind: 'greedy' });
+      const greedy = await decodeChunk(graphs, fast, input, { kind: 'greedy' }, 0, first);
       const mask = new Uint8Array(fast.vocabSize);
       greedy.tokens.forEach((t, i) => {
         expect(fast.allowedNext(greedy.tokens.slice(0, i), mask)).toBe(true);
@@ -151,7 +160,7 @@ describe('constrained to the tokenizer', () => {
         { kind: 'jacobi', window: 6 },
         { kind: 'speculative', window: 6, draft: greedy.tokens.slice(1) },
       ] as DecodeStrategy[]) {
-        const r = await decodeChunk(graphs, fast, input, strategy);
+        const r = await decodeChunk(graphs, fast, input, strategy, 0, first);
         expect(r.tokens).toEqual(greedy.tokens);
       }
     }
