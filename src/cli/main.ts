@@ -9,6 +9,7 @@ import {
   type CommandSpec,
   type OptionValues,
 } from './command.js';
+import { benchDecodeCommand } from './bench-decode.js';
 import { benchIngestCommand } from './bench-ingest.js';
 import { benchKernelsCommand } from './bench-kernels.js';
 import { benchPruningCommand } from './bench-pruning.js';
@@ -37,6 +38,7 @@ const COMMANDS: readonly CommandSpec[] = [
   benchPruningCommand,
   benchKernelsCommand,
   benchIngestCommand,
+  benchDecodeCommand,
   benchReportCommand,
   serveCommand,
   benchServeCommand,

@@ -1,0 +1,268 @@
+/**
+ * The two graphs of an autoregressive VLA in ONNX Runtime: the prefill (observation -> the
+ * prefix's keys and values and the first action token's logits) and the decoder with Hugging Face
+ * Optimum's decoder-with-past signature (`input_ids`, `attention_mask`, `position_ids`,
+ * `past_key_values.N.key/value` in; `logits`, `present.N.key/value` out).
+ *
+ * The key-value cache stays in the tensors ONNX Runtime returned: each call's `present` tensors
+ * are the next call's `past` as they are, never copied in JavaScript. Entries that must not be
+ * attended to (instruction padding, guesses a verification rejected) are hidden by
+ * `attention_mask` instead of being cut out of the cache, so a rejected guess costs no copy either.
+ */
+import * as ort from 'onnxruntime-node';
+import { BackendError, ModelError } from '../../errors.js';
+
+/** What the prefill needs from one observation (batch of one). */
+export interface PrefillInput {
+  /** `[K, tokenDim]` row-major: the kept visual tokens. */
+  readonly visualTokens: Float32Array;
+  /** `[K]`: each kept token's grid index. */
+  readonly tokenPositions: BigInt64Array;
+  /** `[L]`: the instruction's word ids, 0 = padding. */
+  readonly instructionIds: BigInt64Array;
+  /** `[S]`: the normalised state. */
+  readonly state: Float32Array;
+}
+
+/** The decoding state of one sequence: its cache and which cache entries are real. */
+export interface KvState {
+  /** `past_key_values.N.key/value` for the next call, in layer order (key, value, key, …). */
+  readonly past: readonly ort.Tensor[];
+  /** One flag per cache entry: 1 = attend to it. */
+  readonly valid: Uint8Array;
+  /** The position id of the next real token. */
+  readonly nextPosition: number;
+}
+
+/** Logits of the positions a call ran, `[T, vocab]` row-major. */
+export interface StepResult {
+  readonly logits: Float32Array;
+  readonly state: KvState;
+}
+
+/** A loaded prefill + decoder pair. */
+export class DecoderGraphs {
+  readonly layers: number;
+  readonly vocab: number;
+  readonly tokenDim: number;
+  #closed = false;
+
+  private constructor(
+    readonly prefillSession: ort.InferenceSession,
+    readonly decoderSession: ort.InferenceSession,
+    layers: number,
+    vocab: number,
+    tokenDim: number,
+  ) {
+    this.layers = layers;
+    this.vocab = vocab;
+    this.tokenDim = tokenDim;
+  }
+
+  /**
+   * Loads both graphs and checks their signatures: the decoder's inputs and outputs are Optimum's
+   * names, the prefill returns as many `present` pairs as the decoder takes, and both agree on the
+   * vocabulary. A mismatch is a `ModelError` naming the graph and the tensor.
+   */
+  static async load(
+    prefillPath: string,
+    decoderPath: string,
+    options: ort.InferenceSession.SessionOptions = {},
+  ): Promise<DecoderGraphs> {
+    const open = async (path: string, role: string): Promise<ort.InferenceSession> => {
+      try {
+        return await ort.InferenceSession.create(path, options);
+      } catch (cause) {
+        throw new ModelError(
+          'MODEL_FILE',
+          `Expected an ONNX graph for the ${role} at ${path} but ONNX Runtime could not load it`,
+          {
+            field: `graphs.${role}`,
+            cause,
+          },
+        );
+      }
+    };
+    const prefill = await open(prefillPath, 'prefill');
+    const decoder = await open(decoderPath, 'decoder');
+    const layers = decoder.inputNames.filter((n) => /^past_key_values\.\d+\.key$/.test(n)).length;
+    const need = (
+      session: ort.InferenceSession,
+      role: string,
+      kind: 'input' | 'output',
+      names: string[],
+    ): void => {
+      const have = kind === 'input' ? session.inputNames : session.outputNames;
+      const missing = names.filter((n) => !have.includes(n));
+      if (missing.length > 0)
+        throw new ModelError(
+          'MODEL_MISMATCH',
+          `Expected the ${role} graph to have ${kind}s ${names.join(', ')} but ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} missing (it has ${have.join(', ')})`,
+          { field: `graphs.${role}.${kind}s` },
+        );
+    };
+    const kv = (prefix: string): string[] =>
+      Array.from({ length: layers }, (_, i) => [
+        `${prefix}.${i}.key`,
+        `${prefix}.${i}.value`,
+      ]).flat();
+    if (layers === 0)
+      throw new ModelError(
+        'MODEL_MISMATCH',
+        'Expected the decoder graph to take past_key_values.0.key but it has no past inputs',
+        {
+          field: 'graphs.decoder.inputs',
+        },
+      );
+    need(decoder, 'decoder', 'input', [
+      'input_ids',
+      'attention_mask',
+      'position_ids',
+      ...kv('past_key_values'),
+    ]);
+    need(decoder, 'decoder', 'output', ['logits', ...kv('present')]);
+    need(prefill, 'prefill', 'input', [
+      'visual_tokens',
+      'token_positions',
+      'instruction_ids',
+      'state',
+    ]);
+    need(prefill, 'prefill', 'output', ['logits', ...kv('present')]);
+    const vocab = lastDim(decoder, 'decoder', 'logits');
+    const prefillVocab = lastDim(prefill, 'prefill', 'logits');
+    if (vocab !== prefillVocab)
+      throw new ModelError(
+        'MODEL_MISMATCH',
+        `Expected the prefill's logits to have the decoder's vocabulary ${vocab} but they have ${prefillVocab}`,
+        {
+          field: 'graphs.prefill.outputs.logits',
+        },
+      );
+    const tokenDim = lastDim(prefill, 'prefill', 'visual_tokens', 'input');
+    return new DecoderGraphs(prefill, decoder, layers, vocab, tokenDim);
+  }
+
+  /**
+   * Runs the prefill: the first token's logits `[vocab]` and the prefix's cache. The first action
+   * token's position id is `firstActionPosition` where the model fixes it (a prefix whose slots
+   * keep their positions when visual tokens are pruned), else the prefix's length (Optimum).
+   */
+  async prefill(input: PrefillInput, firstActionPosition?: number): Promise<StepResult> {
+    const k = input.tokenPositions.length;
+    const out = await this.#run(this.prefillSession, 'prefill', {
+      visual_tokens: new ort.Tensor('float32', input.visualTokens, [1, k, this.tokenDim]),
+      token_positions: new ort.Tensor('int64', input.tokenPositions, [1, k]),
+      instruction_ids: new ort.Tensor('int64', input.instructionIds, [
+        1,
+        input.instructionIds.length,
+      ]),
+      state: new ort.Tensor('float32', input.state, [1, input.state.length]),
+    });
+    const past = this.#presents(out);
+    const total = (past[0] as ort.Tensor).dims[2] as number;
+    const valid = new Uint8Array(total).fill(1);
+    // Padding words of the instruction are never attended to.
+    input.instructionIds.forEach((id, i) => {
+      if (id === 0n) valid[i] = 0;
+    });
+    return {
+      logits: out.logits?.data as Float32Array,
+      state: { past, valid, nextPosition: firstActionPosition ?? total },
+    };
+  }
+
+  /**
+   * Feeds `tokens` (T >= 1) at consecutive positions after the state's real tokens. The returned
+   * state holds all T new entries as valid; {@link keepFirst} hides the ones a verification
+   * rejected.
+   */
+  async step(state: KvState, tokens: readonly number[]): Promise<StepResult> {
+    const t = tokens.length;
+    const total = state.valid.length + t;
+    const mask = new BigInt64Array(total);
+    for (let i = 0; i < total; i++)
+      mask[i] = i < state.valid.length ? BigInt(state.valid[i] as number) : 1n;
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, t]),
+      attention_mask: new ort.Tensor('int64', mask, [1, total]),
+      position_ids: new ort.Tensor(
+        'int64',
+        BigInt64Array.from({ length: t }, (_, i) => BigInt(state.nextPosition + i)),
+        [1, t],
+      ),
+    };
+    state.past.forEach((tensor, i) => {
+      feeds[`past_key_values.${i >> 1}.${i % 2 === 0 ? 'key' : 'value'}`] = tensor;
+    });
+    const out = await this.#run(this.decoderSession, 'decoder', feeds);
+    const valid = new Uint8Array(total);
+    valid.set(state.valid);
+    valid.fill(1, state.valid.length);
+    return {
+      logits: out.logits?.data as Float32Array,
+      state: { past: this.#presents(out), valid, nextPosition: state.nextPosition + t },
+    };
+  }
+
+  /** The state after a call of `fed` tokens of which only the first `kept` are real. */
+  keepFirst(state: KvState, fed: number, kept: number): KvState {
+    const valid = state.valid.slice();
+    valid.fill(0, valid.length - fed + kept);
+    return { past: state.past, valid, nextPosition: state.nextPosition - fed + kept };
+  }
+
+  /** Releases both sessions. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([this.prefillSession.release(), this.decoderSession.release()]);
+  }
+
+  #presents(out: ort.InferenceSession.OnnxValueMapType): ort.Tensor[] {
+    return Array.from({ length: this.layers }, (_, i) => [
+      out[`present.${i}.key`] as ort.Tensor,
+      out[`present.${i}.value`] as ort.Tensor,
+    ]).flat();
+  }
+
+  async #run(
+    session: ort.InferenceSession,
+    role: string,
+    feeds: Record<string, ort.Tensor>,
+  ): Promise<ort.InferenceSession.OnnxValueMapType> {
+    if (this.#closed)
+      throw new BackendError(`Expected an open ${role} graph but it was closed`, {
+        field: `graphs.${role}`,
+      });
+    try {
+      return await session.run(feeds);
+    } catch (cause) {
+      throw new BackendError(`ONNX Runtime failed to run the ${role} graph`, {
+        field: `graphs.${role}`,
+        cause,
+      });
+    }
+  }
+}
+
+function lastDim(
+  session: ort.InferenceSession,
+  role: string,
+  name: string,
+  kind: 'input' | 'output' = 'output',
+): number {
+  const meta = (kind === 'input' ? session.inputMetadata : session.outputMetadata).find(
+    (m) => m.name === name,
+  );
+  const shape = meta?.isTensor === true ? meta.shape : [];
+  const last = shape[shape.length - 1];
+  if (typeof last !== 'number')
+    throw new ModelError(
+      'MODEL_MISMATCH',
+      `Expected ${name} to have a fixed last dimension but its shape is [${shape.join(', ')}]`,
+      {
+        field: `graphs.${role}.${kind}s.${name}`,
+      },
+    );
+  return last;
+}

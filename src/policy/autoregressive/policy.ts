@@ -1,0 +1,188 @@
+/**
+ * An autoregressive VLA end to end on one observation: the vision encoder, optional visual-token
+ * pruning, the prefill, a decoding strategy, and the decoded tokens turned into absolute actions
+ * within the package's limits.
+ */
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { BackendError, InputError } from '../../errors.js';
+import { WordTokenizer } from '../../model/tokenizer.js';
+import type { Pruner } from '../../pruning/pruner.js';
+import { decodeChunk, type DecodeResult, type DecodeStrategy } from './decode.js';
+import { DecoderGraphs } from './decoder-graphs.js';
+import { readArPackage, type ArPackage } from './package.js';
+
+/** One observation, the image already at the model's size. */
+export interface ArObservation {
+  /** Normalised CHW float32 pixels, 3 × height × width. */
+  readonly pixels: Float32Array;
+  /** The same image as packed RGB8 (what pixel-based pruners look at). */
+  readonly rgb: Uint8Array;
+  readonly instruction: string;
+  /** The robot's state in the manifest's units. */
+  readonly state: Float32Array;
+  readonly stream?: string;
+}
+
+/** How to run one inference. */
+export interface ArActOptions {
+  readonly strategy: 'greedy' | 'jacobi' | 'speculative';
+  /** Tokens fed per decoder call for jacobi and speculative (default: the chunk's token count). */
+  readonly window?: number;
+  /** Speculative: the previous chunk (absolute actions) and how many of its steps were executed. */
+  readonly previous?: { readonly actions: Float32Array; readonly stepsExecuted: number };
+  readonly pruner?: Pruner;
+  /** Visual tokens kept when `pruner` is given. */
+  readonly budget?: number;
+}
+
+/** A chunk of absolute actions and how it was decoded. */
+export interface ArAction extends DecodeResult {
+  /** `horizon × actionDim` absolute actions within the manifest's limits. */
+  readonly actions: Float32Array;
+  readonly keptTokens: number;
+}
+
+/** A loaded autoregressive package. */
+export class ArPolicy {
+  private constructor(
+    readonly pkg: ArPackage,
+    readonly encoder: ort.InferenceSession,
+    readonly graphs: DecoderGraphs,
+    readonly words: WordTokenizer,
+  ) {}
+
+  /** Loads the package in `dir` (manifest, word tokenizer, the three graphs). */
+  static async load(
+    dir: string,
+    options: ort.InferenceSession.SessionOptions = {},
+  ): Promise<ArPolicy> {
+    const pkg = await readArPackage(dir);
+    const words = await WordTokenizer.load(join(dir, pkg.files.words));
+    const encoder = await ort.InferenceSession.create(join(dir, pkg.files.encoder), options);
+    const graphs = await DecoderGraphs.load(
+      join(dir, pkg.files.prefill),
+      join(dir, pkg.files.decoder),
+      options,
+    );
+    return new ArPolicy(pkg, encoder, graphs, words);
+  }
+
+  /** Encodes, prunes, decodes and de-normalises one observation. */
+  async act(obs: ArObservation, options: ArActOptions): Promise<ArAction> {
+    const { pkg } = this;
+    const { width, height } = pkg.image;
+    if (obs.pixels.length !== 3 * width * height)
+      throw new InputError(
+        `Expected ${3 * width * height} pixel values (3 × ${height} × ${width}) but received ${obs.pixels.length}`,
+        {
+          field: 'pixels',
+        },
+      );
+    if (obs.state.length !== pkg.stateMean.length || !obs.state.every(Number.isFinite))
+      throw new InputError(
+        `Expected ${pkg.stateMean.length} finite state values but received ${obs.state.length}`,
+        {
+          field: 'state',
+        },
+      );
+    let encoded: ort.InferenceSession.OnnxValueMapType;
+    try {
+      encoded = await this.encoder.run({
+        pixels: new ort.Tensor('float32', obs.pixels, [1, 3, height, width]),
+      });
+    } catch (cause) {
+      throw new BackendError('ONNX Runtime failed to run the encoder graph', {
+        field: 'graphs.encoder',
+        cause,
+      });
+    }
+    const tokens = encoded.visual_tokens?.data as Float32Array;
+    const saliency = encoded.saliency?.data as Float32Array;
+    const n = pkg.grid.width * pkg.grid.height;
+    let kept = n;
+    let visual = tokens;
+    let positions = Int32Array.from({ length: n }, (_, i) => i);
+    if (options.pruner !== undefined) {
+      const out = { positions: new Int32Array(n), tokens: new Float32Array(n * pkg.tokenDim) };
+      kept = options.pruner.prune(
+        {
+          tokens,
+          saliency,
+          grid: pkg.grid,
+          tokenDim: pkg.tokenDim,
+          rgb: obs.rgb,
+          imageWidth: width,
+          imageHeight: height,
+          stream: obs.stream ?? 'default',
+        },
+        options.budget ?? n,
+        out,
+      );
+      visual = out.tokens.subarray(0, kept * pkg.tokenDim);
+      positions = out.positions.subarray(0, kept);
+    }
+    const instructionIds = new BigInt64Array(this.words.maxLength);
+    this.words.encodeInto(obs.instruction, instructionIds);
+    const state = Float32Array.from(
+      obs.state,
+      (v, i) => (v - (pkg.stateMean[i] as number)) / (pkg.stateStd[i] as number),
+    );
+    const window = options.window ?? pkg.tokenizer.maxTokens;
+    const strategy: DecodeStrategy =
+      options.strategy === 'greedy'
+        ? { kind: 'greedy' }
+        : options.strategy === 'jacobi' || options.previous === undefined
+          ? { kind: 'jacobi', window }
+          : { kind: 'speculative', window, draft: this.draft(options.previous, obs.state) };
+    const result = await decodeChunk(
+      this.graphs,
+      pkg.tokenizer,
+      {
+        visualTokens: visual,
+        tokenPositions: BigInt64Array.from(positions, BigInt),
+        instructionIds,
+        state,
+      },
+      strategy,
+      pkg.tokenOffset,
+      pkg.firstActionPosition,
+    );
+    return { ...result, actions: this.toActions(result.chunk, obs.state), keptTokens: kept };
+  }
+
+  /**
+   * The draft for speculative decoding: the previous chunk without the steps already executed,
+   * held at its last action, expressed as tokens relative to the current state.
+   */
+  draft(
+    previous: { readonly actions: Float32Array; readonly stepsExecuted: number },
+    state: Float32Array,
+  ): number[] {
+    const { horizon, actionDim, range } = this.pkg;
+    const shifted = new Float32Array(horizon * actionDim);
+    for (let t = 0; t < horizon; t++) {
+      const from = Math.min(horizon - 1, t + Math.max(0, previous.stepsExecuted));
+      for (let j = 0; j < actionDim; j++)
+        shifted[t * actionDim + j] =
+          ((previous.actions[from * actionDim + j] as number) - (state[j] as number)) /
+          (range[j] as number);
+    }
+    return this.pkg.tokenizer.encode(shifted);
+  }
+
+  /** Normalised motion from `state` -> absolute actions clamped to the manifest's limits. */
+  toActions(chunk: Float32Array, state: Float32Array): Float32Array {
+    const { actionDim, range, actionMin, actionMax } = this.pkg;
+    return Float32Array.from(chunk, (v, i) => {
+      const j = i % actionDim;
+      const a = (state[j] as number) + v * (range[j] as number);
+      return Math.min(actionMax[j] as number, Math.max(actionMin[j] as number, a));
+    });
+  }
+
+  /** Releases the sessions. */
+  async close(): Promise<void> {
+    await Promise.all([this.encoder.release(), this.graphs.close()]);
+  }
+}
