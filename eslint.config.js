@@ -23,6 +23,7 @@ const CORE = [
 const TRANSPORTS = ['foxglove', 'mcap', 'ros', 'zmq'];
 const RECORD_SIM = 'src/transports/mcap/record.ts';
 const COMMANDS = [
+  'bench-decode',
   'bench-foxglove',
   'bench-ingest',
   'bench-kernels',
