@@ -3,6 +3,7 @@ import { access, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { describe, ModelError, printable } from '../errors.js';
+import type { ResizeMode } from '../ingest/frame.js';
 import { packageFile, PACKAGE_LIMITS, sha256File } from './files.js';
 import { WordTokenizer } from './tokenizer.js';
 
@@ -57,7 +58,7 @@ export interface Manifest {
     readonly height: number;
     readonly channels: 3;
     readonly layout: 'NCHW';
-    readonly resize: 'stretch' | 'crop' | 'pad';
+    readonly resize: ResizeMode;
     readonly mean: readonly [number, number, number];
     readonly std: readonly [number, number, number];
   };

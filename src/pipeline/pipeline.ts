@@ -1,17 +1,20 @@
 import { performance } from 'node:perf_hooks';
-import {
-  OnnxBackend,
-  type ExecutionProvider,
-  type PolicyInput,
-  type ProviderFallback,
-} from '../backend/onnx.js';
+import { OnnxBackend, type ExecutionProvider, type ProviderFallback } from '../backend/onnx.js';
 import type { TokenPolicyBackend } from '../backend/backend.js';
 import { BackendError, InputError } from '../errors.js';
 import { kernelBackend, warnOnce } from '../native/index.js';
 import { defaultIngestLimits, FrameIngest, type Frame } from '../ingest/index.js';
 import { selectVariant, type ModelPackage, type Precision } from '../model/manifest.js';
-import { tokenBudget, type PruneInput, type Pruner } from '../pruning/pruner.js';
+import { tokenBudget, type Pruner } from '../pruning/pruner.js';
 import { createPruner } from '../pruning/strategies.js';
+import {
+  BatchResults,
+  BatchSlots,
+  normaliseState,
+  policyGroups,
+  pruneInput,
+  toActions,
+} from './batch.js';
 import { checkObservation, checkState } from './observation.js';
 import {
   PreparedObservation,
@@ -21,7 +24,7 @@ import {
 } from './types.js';
 import { BudgetController } from '../runtime/budget.js';
 import { LatencyBook, LatencyHistogram, type StageTimings } from '../runtime/latency.js';
-import { enforceLimits, resolveLimits, type ActionLimits } from '../runtime/safety.js';
+import { resolveLimits, type ActionLimits } from '../runtime/safety.js';
 
 export {
   PreparedObservation,
@@ -29,16 +32,6 @@ export {
   type Observation,
   type PipelineOptions,
 } from './types.js';
-
-/** Per-observation buffers of a batch: the pruner's output and the policy's other inputs. */
-interface Slot {
-  readonly positions: Int32Array;
-  readonly tokens: Float32Array;
-  readonly ids: BigInt64Array;
-  readonly state: Float32Array;
-  readonly input: PolicyInput;
-  instruction: string | undefined;
-}
 
 /**
  * The core pipeline: frame → ingest → vision encoder → token pruner → policy → safe action chunk.
@@ -72,7 +65,7 @@ export class VlaPipeline {
   #lastKept = 0;
   #sequence = 0;
   #ready = false;
-  readonly #slots: Slot[] = [];
+  readonly #slots: BatchSlots;
   /** The last queued inference (see the class description: one runs at a time). */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -94,6 +87,7 @@ export class VlaPipeline {
     );
     this.#pruner = createPruner(options.pruning.strategy, { seed: options.pruning.seed });
     this.#kept = new Int32Array(m.patch_grid.width * m.patch_grid.height);
+    this.#slots = new BatchSlots(m, this.#kept.length);
     this.#controller =
       options.latencyBudgetMs > 0 && options.pruning.strategy !== 'none'
         ? new BudgetController({
@@ -252,31 +246,12 @@ export class VlaPipeline {
       batch.map((o) => (o instanceof PreparedObservation ? Promise.resolve(o) : this.prepare(o))),
     );
     const t0 = performance.now();
-    // Entries still undefined at the end were never run (a bug, not the input's fault).
-    const results: (PromiseSettledResult<ActionChunk> | undefined)[] = settled.map((s) =>
-      s.status === 'fulfilled' ? undefined : s,
-    );
-    const items: { index: number; prepared: PreparedObservation }[] = [];
-    settled.forEach((s, index) => {
-      if (s.status === 'fulfilled') items.push({ index, prepared: s.value });
-    });
+    const results = new BatchResults(settled);
+    const items = results.items;
     const fail = (reason: unknown, slots: readonly number[]): void => {
-      for (const j of slots) {
-        const item = items[j];
-        if (item !== undefined) results[item.index] = { status: 'rejected', reason };
-      }
+      results.fail(reason, slots);
     };
-    const complete = (): PromiseSettledResult<ActionChunk>[] =>
-      results.map(
-        (r) =>
-          r ?? {
-            status: 'rejected',
-            reason: new BackendError('Expected the batch to run this observation but it did not', {
-              field: 'batch',
-            }),
-          },
-      );
-    if (items.length === 0) return complete();
+    if (items.length === 0) return results.complete();
     const pending = items.map((_, j) => j);
     const n = this.#kept.length;
     const d = m.token_dim;
@@ -286,7 +261,7 @@ export class VlaPipeline {
     // fail alone; their slot still goes through the encoder, and its output is ignored.
     const failed = new Set<number>();
     items.forEach(({ prepared }, j) => {
-      const slot = this.#slot(j);
+      const slot = this.#slots.slot(j);
       const obs = prepared.observation;
       try {
         const b = prepared.budget;
@@ -302,7 +277,7 @@ export class VlaPipeline {
         fail(error, [j]);
         return;
       }
-      this.#normaliseState(obs.state, slot.state);
+      normaliseState(obs.state, m.state, slot.state);
       if (obs.instruction !== slot.instruction) {
         this.model.tokenizer.encodeInto(obs.instruction, slot.ids);
         slot.instruction = obs.instruction;
@@ -314,16 +289,17 @@ export class VlaPipeline {
       encoded = await this.#backend.encodeBatch(items.length);
     } catch (error) {
       fail(error, pending);
-      return complete();
+      return results.complete();
     }
     const t2 = performance.now();
     const kept = new Int32Array(items.length).fill(-1);
     items.forEach(({ prepared }, j) => {
       if (failed.has(j)) return;
-      const slot = this.#slot(j);
+      const slot = this.#slots.slot(j);
       try {
         kept[j] = this.#pruner.prune(
-          this.#pruneInput(
+          pruneInput(
+            m,
             encoded.tokens.subarray(j * n * d, (j + 1) * n * d),
             encoded.saliency.subarray(j * n, (j + 1) * n),
             prepared.rgb,
@@ -341,18 +317,13 @@ export class VlaPipeline {
     const a = m.chunk.action_dim;
     const per = m.chunk.horizon * a;
     const done: { j: number; actions: Float32Array; clamped: number; stages: StageTimings }[] = [];
-    const counts = [...new Set(kept)].filter((k) => k > 0);
-    for (const count of counts) {
-      const members: number[] = [];
-      kept.forEach((k, j) => {
-        if (k === count) members.push(j);
-      });
+    for (const { count, members } of policyGroups(kept)) {
       const g0 = performance.now();
       let raw: Float32Array;
       try {
         raw = await this.#backend.actBatch(
           count,
-          members.map((j) => this.#slot(j).input),
+          members.map((j) => this.#slots.slot(j).input),
         );
       } catch (error) {
         fail(error, members);
@@ -365,7 +336,7 @@ export class VlaPipeline {
         const p0 = performance.now();
         let out: { actions: Float32Array; clamped: number };
         try {
-          out = this.#toActions(raw, r * per);
+          out = toActions(raw, r * per, m, this.#limits);
         } catch (error) {
           fail(error, [j]);
           return;
@@ -393,30 +364,27 @@ export class VlaPipeline {
       const latencyMs =
         stages.preprocess + stages.encode + stages.prune + stages.policy + stages.postprocess;
       this.#record(stages, latencyMs, k);
-      results[item.index] = {
-        status: 'fulfilled',
-        value: {
-          sequence: this.#sequence++,
-          actions,
-          horizon: m.chunk.horizon,
-          actionDim: a,
-          dt: 1 / m.control_rate_hz,
-          sourceStamp: item.prepared.observation.stamp,
-          latencyMs,
-          stages,
-          tokens: { total: n, kept: k },
-          clamped,
-        },
-      };
+      results.fulfil(item, {
+        sequence: this.#sequence++,
+        actions,
+        horizon: m.chunk.horizon,
+        actionDim: a,
+        dt: 1 / m.control_rate_hz,
+        sourceStamp: item.prepared.observation.stamp,
+        latencyMs,
+        stages,
+        tokens: { total: n, kept: k },
+        clamped,
+      });
     }
     const last = done[done.length - 1];
     if (last !== undefined) {
       const k = kept[last.j] as number;
-      this.#kept.set(this.#slot(last.j).positions.subarray(0, k));
+      this.#kept.set(this.#slots.slot(last.j).positions.subarray(0, k));
       this.#lastKept = k;
       this.#lastRgb = items[last.j]?.prepared.rgb;
     }
-    return complete();
+    return results.complete();
   }
 
   /** Run `task` after every task queued before it, whether they succeeded or failed. */
@@ -429,70 +397,6 @@ export class VlaPipeline {
   /** Check the state's length and values as {@link infer} does. */
   #checkState(state: ArrayLike<number>): void {
     checkState(state, this.model.manifest.state, this.#maxStateDeviation);
-  }
-
-  /** The state in the policy's normalised units, into `out` (checked by {@link #checkState}). */
-  #normaliseState(state: ArrayLike<number>, out: Float32Array): void {
-    const { mean, std } = this.model.manifest.state;
-    for (let i = 0; i < out.length; i++) {
-      out[i] = ((state[i] as number) - (mean[i] as number)) / (std[i] as number);
-    }
-  }
-
-  /** What the pruner sees of one observation. */
-  #pruneInput(
-    tokens: Float32Array,
-    saliency: Float32Array,
-    rgb: Uint8Array,
-    stream: string | undefined,
-  ): PruneInput {
-    const m = this.model.manifest;
-    return {
-      tokens,
-      saliency,
-      grid: m.patch_grid,
-      tokenDim: m.token_dim,
-      rgb,
-      imageWidth: m.image.width,
-      imageHeight: m.image.height,
-      stream: stream ?? 'camera',
-    };
-  }
-
-  /**
-   * One chunk from the policy's output at `offset`: de-normalised to manifest units and clamped
-   * to the limits (the count of values clamped).
-   */
-  #toActions(raw: Float32Array, offset: number): { actions: Float32Array; clamped: number } {
-    const m = this.model.manifest;
-    const a = m.chunk.action_dim;
-    const actions = new Float32Array(m.chunk.horizon * a);
-    for (let i = 0; i < actions.length; i++) {
-      actions[i] =
-        (raw[offset + i] as number) * (m.action.std[i % a] as number) +
-        (m.action.mean[i % a] as number);
-    }
-    return { actions, clamped: enforceLimits(actions, a, this.#limits) };
-  }
-
-  /** The buffers of batch slot `j`, made on first use. */
-  #slot(j: number): Slot {
-    for (let i = this.#slots.length; i <= j; i++) {
-      const m = this.model.manifest;
-      const positions = new Int32Array(this.#kept.length);
-      const tokens = new Float32Array(this.#kept.length * m.token_dim);
-      const ids = new BigInt64Array(m.tokenizer.max_length);
-      const state = new Float32Array(m.state.names.length);
-      this.#slots.push({
-        positions,
-        tokens,
-        ids,
-        state,
-        input: { tokens, positions, instructionIds: ids, state },
-        instruction: undefined,
-      });
-    }
-    return this.#slots[j] as Slot;
   }
 
   /** Book one chunk's latency (after warm-up) and let the budget controller adapt. */
@@ -534,7 +438,7 @@ export class VlaPipeline {
     for (let i = 0; i < runs; i++)
       one(await this.#inferBatchNow([{ frame, instruction: '', state }]));
     this.#pruner.reset();
-    for (const slot of this.#slots) slot.instruction = undefined;
+    this.#slots.forgetInstructions();
     this.#sequence = 0;
     this.#ready = true;
   }

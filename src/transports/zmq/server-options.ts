@@ -81,3 +81,38 @@ export function bridgeParameterDefaults(
 
 /** Options without a default. */
 export type OptionalOption = 'curveSecretKey' | 'curveClientKeys' | 'log';
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(`Expected a positive integer for ${name} but received ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Check the numeric options of a server (defaults filled in).
+ *
+ * @throws {RangeError} naming the first option out of range.
+ */
+export function checkServerOptions(o: Omit<BridgeServerOptions, OptionalOption | 'bind'>): void {
+  for (const key of [
+    'maxQueue',
+    'maxMessageBytes',
+    'maxImageWidth',
+    'maxImageHeight',
+    'maxImageBytes',
+    'maxInstructionLength',
+    'maxClients',
+    'maxBatch',
+  ] as const) {
+    positiveInteger(key, o[key]);
+  }
+  if (!(o.maxWaitMs >= 0 && Number.isFinite(o.maxWaitMs))) {
+    throw new RangeError(`Expected maxWaitMs >= 0 but received ${o.maxWaitMs}`);
+  }
+  if (!(Number.isInteger(o.decodeConcurrency) && o.decodeConcurrency >= 0)) {
+    throw new RangeError(
+      `Expected an integer decodeConcurrency >= 0 but received ${o.decodeConcurrency}`,
+    );
+  }
+}

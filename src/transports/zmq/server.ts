@@ -7,129 +7,56 @@
  * while the previous batch runs.
  */
 
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Context, Router } from 'zeromq';
 import { ConfigError, InputError, VlaError } from '../../errors.js';
-import type { Manifest } from '../../model/manifest.js';
-import type { ActionChunk, Observation, PreparedObservation } from '../../pipeline/pipeline.js';
-import { SUPPORTED_ENCODINGS } from '../../ingest/index.js';
-import { bindError, checkBind } from './endpoint.js';
+import type { ActionChunk } from '../../pipeline/pipeline.js';
 import { printable } from '../../util/printable.js';
+import { runBatch, type BatchOutcome } from './batch.js';
+import { ClientTable } from './clients.js';
+import { bindError, checkBind } from './endpoint.js';
 import type { ErrorCode } from './errors.js';
-import { COMPRESSED_ENCODINGS, imageToFrame, requestField } from './image.js';
+import { requestField } from './image.js';
+import { actionsReply, errorReply } from './replies.js';
+import {
+  admissionProblem,
+  DecodeAhead,
+  isReady,
+  observationOf,
+  staleMessage,
+  type Job,
+} from './jobs.js';
+import { bridgeMetadata, type BridgeMetadata } from './metadata.js';
 import {
   encodeMessage,
-  float32Array,
   parseRequest,
   PROTOCOL_VERSION,
-  serverTiming,
-  stateValues,
-  SUPPORTED_VERSIONS,
-  type InferRequest,
   type Reply,
   type RequestId,
   type RequestLimits,
-  type WelcomeReply,
 } from './protocol.js';
 import { RequestQueue } from './queue.js';
 import {
   BRIDGE_DEFAULTS,
   bridgeParameterDefaults,
+  checkServerOptions,
   type BridgeServerOptions,
   type OptionalOption,
 } from './server-options.js';
 import { BridgeStatsBook, type BridgeStats } from './stats.js';
+import type { BridgePipeline } from './served-pipeline.js';
+import { ZapHandler } from './zap.js';
 
 export {
   BRIDGE_DEFAULTS,
   bridgeParameterDefaults,
   type BridgeServerOptions,
 } from './server-options.js';
+export type { BridgePipeline } from './served-pipeline.js';
 export type { BridgeStats } from './stats.js';
-import { ZapHandler } from './zap.js';
-
-/** What the server needs of a pipeline ({@link VlaPipeline} is one; tests pass doubles). */
-export interface BridgePipeline {
-  readonly model: { readonly manifest: Manifest };
-  /** Visual tokens per frame before pruning. */
-  readonly totalTokens: number;
-  /** Tokens kept per frame under the configured budget. */
-  readonly tokenBudget: number;
-  readonly pruner: { reset(stream?: string): void };
-  infer(obs: Observation): Promise<ActionChunk>;
-  /** Most observations {@link inferBatch} takes at once; absent or 1: one at a time. */
-  readonly maxBatch?: number;
-  /** Check and decode an observation ahead of its batch (as `VlaPipeline.prepare`). */
-  prepare?(obs: Observation): Promise<PreparedObservation>;
-  /** Run a batch; one result per observation (as `VlaPipeline.inferBatch`). */
-  inferBatch?(
-    batch: readonly (Observation | PreparedObservation)[],
-  ): Promise<PromiseSettledResult<ActionChunk>[]>;
-}
-
-interface ClientState {
-  readonly id: string;
-  name: string | undefined;
-  lastSeen: number;
-  /** Infer requests of this client queued or running. */
-  pending: number;
-}
-
-interface Job {
-  readonly client: ClientState;
-  readonly route: readonly Buffer[];
-  readonly request: InferRequest;
-  readonly receivedAt: number;
-  /** The observation checked and decoded on arrival (batching worker only). */
-  prepared?: Promise<PreparedObservation>;
-  /** Whether `prepared` has settled. */
-  ready?: boolean;
-}
 
 const EMPTY = Buffer.alloc(0);
-
-let version: string | undefined;
-function serverVersion(): string {
-  if (version === undefined) {
-    try {
-      const pkg = JSON.parse(
-        readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
-      ) as { version?: unknown };
-      version = typeof pkg.version === 'string' ? pkg.version : 'unknown';
-    } catch {
-      version = 'unknown';
-    }
-  }
-  return version;
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new RangeError(`Expected a positive integer for ${name} but received ${value}`);
-  }
-  return value;
-}
-
-function observationOf(job: Job): Observation {
-  const { request } = job;
-  const image = request.images[0];
-  if (image === undefined) throw new InputError('Expected 1 image', { field: 'images' });
-  return {
-    frame: imageToFrame(image),
-    instruction: request.instruction,
-    state: stateValues(request.state),
-    stamp: request.stamp,
-    stream: job.client.id,
-    ...(request.keep_count === undefined ? {} : { keepCount: request.keep_count }),
-  };
-}
-
-/** Whether a queued job can run: decoded (or failed to), so batches never wait for a decode. */
-function isReady(job: Job): boolean {
-  return job.ready === true;
-}
 
 /**
  * Serve a pipeline over ZeroMQ (protocol v1, docs/bridge.md).
@@ -145,14 +72,13 @@ export class BridgeServer {
   readonly #pipeline: BridgePipeline;
   readonly #socket: Router;
   readonly #zap: ZapHandler | undefined;
-  /** Queued requests whose decode has not started (batching worker only). */
-  #decodeWaiting: Job[] = [];
-  #decoding = 0;
+  /** Decodes queued requests ahead of their batch (batching worker only). */
+  readonly #decoder: DecodeAhead;
   /** Images decoded at once at most: `options.decodeConcurrency`, or one less than the cores. */
   readonly decodeConcurrency: number;
   readonly #queue: RequestQueue<Job>;
   readonly #limits: RequestLimits;
-  readonly #clients = new Map<string, ClientState>();
+  readonly #clients: ClientTable;
   readonly #log: (line: string) => void;
   readonly #stats = new BridgeStatsBook();
   #sending: Promise<void> = Promise.resolve();
@@ -182,6 +108,12 @@ export class BridgeServer {
         ? options.decodeConcurrency
         : Math.max(1, availableParallelism() - 1);
     this.#queue = new RequestQueue(options.maxQueue);
+    this.#decoder = new DecodeAhead(this.decodeConcurrency, pipeline, () => {
+      this.#queue.notify();
+    });
+    this.#clients = new ClientTable(options.maxClients, (id) => {
+      pipeline.pruner.reset(id);
+    });
     this.#limits = {
       maxMessageBytes: options.maxMessageBytes,
       maxImageWidth: options.maxImageWidth,
@@ -206,26 +138,7 @@ export class BridgeServer {
     const { curveSecretKey, curveClientKeys, log: logOption, ...rest } = options;
     const log = logOption ?? (() => undefined);
     const o = { ...BRIDGE_DEFAULTS, ...bridgeParameterDefaults(), ...rest };
-    for (const key of [
-      'maxQueue',
-      'maxMessageBytes',
-      'maxImageWidth',
-      'maxImageHeight',
-      'maxImageBytes',
-      'maxInstructionLength',
-      'maxClients',
-      'maxBatch',
-    ] as const) {
-      positiveInteger(key, o[key]);
-    }
-    if (!(o.maxWaitMs >= 0 && Number.isFinite(o.maxWaitMs))) {
-      throw new RangeError(`Expected maxWaitMs >= 0 but received ${o.maxWaitMs}`);
-    }
-    if (!(Number.isInteger(o.decodeConcurrency) && o.decodeConcurrency >= 0)) {
-      throw new RangeError(
-        `Expected an integer decodeConcurrency >= 0 but received ${o.decodeConcurrency}`,
-      );
-    }
+    checkServerOptions(o);
     checkBind(o.bind, curveSecretKey);
     if (curveClientKeys !== undefined && curveSecretKey === undefined) {
       throw new ConfigError(
@@ -308,37 +221,8 @@ export class BridgeServer {
   }
 
   /** The metadata a `hello` returns (without the per-client fields). */
-  metadata(): Omit<WelcomeReply, 'v' | 'type' | 'id' | 'client_id'> {
-    const m = this.#pipeline.model.manifest;
-    const o = this.options;
-    return {
-      protocol: PROTOCOL_VERSION,
-      supported_versions: SUPPORTED_VERSIONS,
-      server: 'vla-node',
-      server_version: serverVersion(),
-      model: {
-        name: m.name,
-        image: { width: m.image.width, height: m.image.height, resize: m.image.resize },
-        cameras: 1,
-        action_dim: m.chunk.action_dim,
-        chunk_length: m.chunk.horizon,
-        control_rate_hz: m.control_rate_hz,
-        action_names: m.action.names,
-        state_names: m.state.names,
-        visual_tokens: this.#pipeline.totalTokens,
-        keep_count: this.#pipeline.tokenBudget,
-      },
-      limits: {
-        max_message_bytes: o.maxMessageBytes,
-        max_image_width: o.maxImageWidth,
-        max_image_height: o.maxImageHeight,
-        max_image_bytes: o.maxImageBytes,
-        max_queue: o.maxQueue,
-        max_request_age_ms: o.maxRequestAgeMs,
-        max_instruction_length: o.maxInstructionLength,
-      },
-      encodings: [...SUPPORTED_ENCODINGS, ...COMPRESSED_ENCODINGS],
-    };
+  metadata(): BridgeMetadata {
+    return bridgeMetadata(this.#pipeline, this.options);
   }
 
   /**
@@ -352,7 +236,7 @@ export class BridgeServer {
   }
 
   async #shutdown(): Promise<void> {
-    this.#decodeWaiting = [];
+    this.#decoder.clear();
     for (const job of this.#queue.drain()) {
       job.client.pending--;
       this.#error(job.route, job.request.id, 'internal', 'server shutting down');
@@ -404,7 +288,7 @@ export class BridgeServer {
     const [identity, ...rest] = frames;
     if (identity === undefined) return;
     this.#stats.request();
-    const client = this.#client(identity);
+    const client = this.#clients.touch(identity);
     const delimited = rest.length >= 1 && rest[0]?.length === 0;
     const route = delimited ? [identity, EMPTY] : [identity];
     const payload =
@@ -466,30 +350,11 @@ export class BridgeServer {
   /** Check an infer request against the model, then queue it or answer `busy`. */
   #admit(job: Job): void {
     const { request, route } = job;
-    const m = this.#pipeline.model.manifest;
-    const stateLength = Array.isArray(request.state)
-      ? request.state.length
-      : stateValues(request.state).length;
-    let problem: [string, string] | undefined;
-    if (request.images.length !== 1) {
-      problem = [
-        'images',
-        `Expected 1 image (model ${m.name} takes one camera) but received ${request.images.length}`,
-      ];
-    } else if (stateLength !== m.state.names.length) {
-      problem = [
-        'state',
-        `Expected ${m.state.names.length} state values (${m.state.names.join(', ')}) but received ${stateLength}`,
-      ];
-    } else if (
-      request.keep_count !== undefined &&
-      request.keep_count > this.#pipeline.totalTokens
-    ) {
-      problem = [
-        'keep_count',
-        `Expected keep_count in [1, ${this.#pipeline.totalTokens}] (the model has ${this.#pipeline.totalTokens} visual tokens) but received ${request.keep_count}`,
-      ];
-    }
+    const problem = admissionProblem(
+      request,
+      this.#pipeline.model.manifest,
+      this.#pipeline.totalTokens,
+    );
     if (problem !== undefined) {
       this.#error(route, request.id, 'invalid', problem[1], problem[0]);
       return;
@@ -505,38 +370,7 @@ export class BridgeServer {
       return;
     }
     job.client.pending++;
-    if (this.maxBatch > 1) {
-      this.#decodeWaiting.push(job);
-      this.#decodeNext();
-    }
-  }
-
-  /**
-   * Start decoding queued requests (libuv's thread pool), overlapping with the batch that runs,
-   * while fewer than `decodeConcurrency` decodes are running.
-   */
-  #decodeNext(): void {
-    const pipeline = this.#pipeline;
-    if (pipeline.prepare === undefined) return;
-    while (this.#decoding < this.decodeConcurrency) {
-      const job = this.#decodeWaiting.shift();
-      if (job === undefined) return;
-      this.#decoding++;
-      let prepared: Promise<PreparedObservation>;
-      try {
-        prepared = pipeline.prepare(observationOf(job));
-      } catch (error) {
-        prepared = Promise.reject(error instanceof Error ? error : new Error(String(error)));
-      }
-      job.prepared = prepared;
-      const settle = (): void => {
-        job.ready = true;
-        this.#decoding--;
-        this.#decodeNext();
-        this.#queue.notify();
-      };
-      prepared.then(settle, settle);
-    }
+    if (this.maxBatch > 1) this.#decoder.add(job);
   }
 
   /** Answer `stale` and return true when the request is older than `maxRequestAgeMs`. */
@@ -548,18 +382,10 @@ export class BridgeServer {
 
   /** The `stale` answer of a request older than `maxRequestAgeMs` (to send), else undefined. */
   #staleAnswer(job: Job): (() => void) | undefined {
-    const max = this.options.maxRequestAgeMs;
-    if (max <= 0) return undefined;
-    const age = Date.now() - job.request.stamp;
-    if (age <= max) return undefined;
+    const message = staleMessage(job, this.options.maxRequestAgeMs);
+    if (message === undefined) return undefined;
     return () => {
-      this.#error(
-        job.route,
-        job.request.id,
-        'stale',
-        `Expected a request at most ${max} ms old but its stamp ${job.request.stamp} is ${Math.round(age)} ms old`,
-        'stamp',
-      );
+      this.#error(job.route, job.request.id, 'stale', message, 'stamp');
     };
   }
 
@@ -589,35 +415,11 @@ export class BridgeServer {
     const started = performance.now();
     const stale = jobs.map((job) => this.#staleAnswer(job));
     const live = jobs.filter((_, at) => stale[at] === undefined);
-    const outcomes = new Map<Job, { readonly chunk: ActionChunk } | { readonly error: unknown }>();
+    const outcomes = new Map<Job, BatchOutcome>();
     try {
       if (live.length === 0) return;
       this.#stats.batch(live.length);
-      const ready: { job: Job; prepared: PreparedObservation }[] = [];
-      const decoded = await Promise.allSettled(
-        live.map((job) => job.prepared ?? Promise.reject(new Error('request was not prepared'))),
-      );
-      decoded.forEach((p, i) => {
-        const job = live[i] as Job;
-        if (p.status === 'fulfilled') ready.push({ job, prepared: p.value });
-        else outcomes.set(job, { error: p.reason });
-      });
-      if (ready.length === 0) return;
-      let results: PromiseSettledResult<ActionChunk>[];
-      try {
-        const pipeline = this.#pipeline;
-        if (pipeline.inferBatch === undefined) throw new Error('the pipeline takes no batches');
-        results = await pipeline.inferBatch(ready.map((r) => r.prepared));
-      } catch (error) {
-        for (const { job } of ready) outcomes.set(job, { error });
-        return;
-      }
-      // One result per request; a pipeline that returns fewer fails the rest, more are ignored.
-      ready.forEach(({ job }, i) => {
-        const r = results[i];
-        if (r === undefined) return;
-        outcomes.set(job, r.status === 'fulfilled' ? { chunk: r.value } : { error: r.reason });
-      });
+      await runBatch(this.#pipeline, live, outcomes);
     } finally {
       jobs.forEach((job, at) => {
         try {
@@ -661,51 +463,7 @@ export class BridgeServer {
     const queueMs = started - job.receivedAt;
     const totalMs = performance.now() - job.receivedAt;
     this.#stats.answered(queueMs, totalMs);
-    this.#send(route, {
-      v: PROTOCOL_VERSION,
-      ...(request.id === undefined ? {} : { id: request.id }),
-      type: 'actions',
-      actions: float32Array(chunk.actions, [chunk.horizon, chunk.actionDim]),
-      chunk: {
-        sequence: chunk.sequence,
-        dt: chunk.dt,
-        source_stamp: request.stamp,
-        latency_ms: chunk.latencyMs,
-        horizon: chunk.horizon,
-        action_dim: chunk.actionDim,
-        tokens_total: chunk.tokens.total,
-        tokens_kept: chunk.tokens.kept,
-        clamped: chunk.clamped,
-      },
-      server_timing: serverTiming(chunk.stages, chunk.latencyMs, queueMs, totalMs),
-    });
-  }
-
-  #client(identity: Buffer): ClientState {
-    const id = identity.toString('hex');
-    let state = this.#clients.get(id);
-    if (state === undefined) {
-      state = { id, name: undefined, lastSeen: 0, pending: 0 };
-      this.#clients.set(id, state);
-      if (this.#clients.size > this.options.maxClients) this.#evict();
-    } else {
-      // Map order is insertion order: move to the end, so the first entries are the least recent.
-      this.#clients.delete(id);
-      this.#clients.set(id, state);
-    }
-    state.lastSeen = Date.now();
-    return state;
-  }
-
-  /** Forget the least recently seen client with nothing queued, and its pruning state. */
-  #evict(): void {
-    for (const [id, state] of this.#clients) {
-      if (state.pending === 0) {
-        this.#clients.delete(id);
-        this.#pipeline.pruner.reset(id);
-        return;
-      }
-    }
+    this.#send(route, actionsReply(request, chunk, queueMs, totalMs));
   }
 
   #error(
@@ -716,14 +474,7 @@ export class BridgeServer {
     field?: string,
   ): void {
     this.#stats.error(code);
-    this.#send(route, {
-      v: PROTOCOL_VERSION,
-      ...(id === undefined ? {} : { id }),
-      type: 'error',
-      code,
-      message,
-      ...(field === undefined ? {} : { field }),
-    });
+    this.#send(route, errorReply(id, code, message, field));
   }
 
   #send(route: readonly Buffer[], reply: Reply): void {
