@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { expertChunk } from '../../src/sim/expert.js';
 import { objectMask, renderScene } from '../../src/sim/render.js';
 import { episodeSeed, Rng } from '../../src/util/rng.js';
-import { blindAgent, expertAgent, runEpisodes } from '../../src/sim/runner.js';
+import { blindAgent, expertAgent, runEpisodes, type EpisodeResult } from '../../src/sim/runner.js';
 import { TabletopSim } from '../../src/sim/tabletop.js';
 import { COLOURS, distance, instructionFor, sampleScene, WORLD } from '../../src/sim/world.js';
 
@@ -185,12 +185,21 @@ describe('closed loop with scripted agents', () => {
       },
     } as const;
     const run = { ...episodes, episodes: 30, seed: 4, timing };
-    const lean = await runEpisodes(blindAgent(8), run);
+    // Timed episodes take real inference time, so two runs may differ by a deadline miss: the
+    // totals are compared with the episodes of the same run, which onEpisode sees either way.
+    const seen: EpisodeResult[] = [];
+    const lean = await runEpisodes(blindAgent(8), {
+      ...run,
+      onEpisode: (r) => {
+        seen.push(r);
+      },
+    });
     expect(lean.results).toHaveLength(0);
+    expect(seen).toHaveLength(30);
     const kept = await runEpisodes(blindAgent(8), { ...run, keepResults: true });
     expect(kept.results).toHaveLength(30);
-    const sum = (f: (r: (typeof kept.results)[number]) => number | undefined) =>
-      kept.results.reduce((t, r) => t + (f(r) ?? 0), 0);
+    const sum = (f: (r: EpisodeResult) => number | undefined) =>
+      seen.reduce((t, r) => t + (f(r) ?? 0), 0);
     expect(lean.totals).toMatchObject({
       idleSteps: sum((r) => r.idleSteps),
       deadlineMisses: sum((r) => r.deadlineMisses),
@@ -200,9 +209,12 @@ describe('closed loop with scripted agents', () => {
     });
     expect(lean.totals.deadlineMisses).toBeGreaterThan(0);
     expect(lean.totals.smoothness).toBeCloseTo(sum((r) => r.smoothness) / 30, 12);
-    expect(lean.successes).toBe(kept.results.filter((r) => r.success).length);
+    expect(lean.successes).toBe(seen.filter((r) => r.success).length);
     expect(lean.mean_steps).toBeCloseTo(sum((r) => r.steps) / 30, 12);
-    expect(lean.by_task).toEqual(kept.by_task);
+    // The kept run's own totals agree with its kept results.
+    expect(kept.totals.deadlineMisses).toBe(
+      kept.results.reduce((t, r) => t + (r.deadlineMisses ?? 0), 0),
+    );
   });
 
   it('gives the same results for the same seed', async () => {
