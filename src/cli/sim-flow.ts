@@ -1,7 +1,6 @@
 import { resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { FlowPolicy, type FlowCacheOptions, type FlowResult } from '../flow/policy.js';
 import { loadFlowPackage, type FlowPackage } from '../model/flow-manifest.js';
-import { executorSettings } from '../runtime/control-loop.js';
 import { LatencyHistogram } from '../runtime/latency.js';
 import { resolveLimits, type ActionLimits } from '../runtime/safety.js';
 import { flowAgent, type GuidanceSettings } from '../sim/flow-agent.js';
@@ -14,7 +13,7 @@ import {
   type TimingOptions,
 } from '../sim/runner.js';
 import type { TaskKind } from '../sim/world.js';
-import type { SimReport } from '../sim/experiment.js';
+import { configuredTiming, type SimReport } from '../sim/experiment.js';
 
 /** Settings of a flow run beyond the parameter file (the flow family's own knobs). */
 export interface FlowRunOptions {
@@ -78,26 +77,7 @@ export function flowTiming(
   pkg: FlowPackage,
   limits: ActionLimits,
 ): TimingOptions | undefined {
-  const r = config.runtime;
-  const s = config.sim;
-  if (
-    r.merge_mode === 'sync' &&
-    s.inject_delay_ms === 0 &&
-    s.inject_jitter_ms === 0 &&
-    s.camera_stall_probability === 0
-  )
-    return undefined;
-  return {
-    mode: r.merge_mode,
-    controlRateHz: r.control_rate_hz > 0 ? r.control_rate_hz : pkg.manifest.control_rate_hz,
-    horizon: pkg.manifest.chunk.horizon,
-    injectDelayMs: s.inject_delay_ms,
-    injectJitterMs: s.inject_jitter_ms,
-    stallProbability: s.camera_stall_probability,
-    stallSteps: s.camera_stall_steps,
-    maxFrameAgeMs: r.max_frame_age_ms,
-    executor: executorSettings(config, limits),
-  };
+  return configuredTiming(config, pkg.manifest, limits);
 }
 
 /** What a flow run measured besides success. */

@@ -87,7 +87,7 @@ export interface SimReport {
  */
 export function clockedTiming(
   config: VlaConfig,
-  manifest: Manifest,
+  manifest: Pick<Manifest, 'control_rate_hz' | 'chunk'>,
   limits: ActionLimits,
   mode: TimingOptions['mode'],
 ): TimingOptions {
@@ -105,11 +105,15 @@ export function clockedTiming(
   };
 }
 
-/** The clocked execution settings, or undefined for the plain synchronous loop. */
-function timingFromConfig(
+/**
+ * The clocked execution settings of the parameters (merge mode, injected delay, jitter and camera
+ * stalls) for a model of `manifest`'s rate and horizon, or undefined for the plain synchronous
+ * loop. Both model families' experiments run on it.
+ */
+export function configuredTiming(
   config: VlaConfig,
-  manifest: Manifest,
-  limits: ActionLimits | undefined,
+  manifest: Pick<Manifest, 'control_rate_hz' | 'chunk'>,
+  limits: ActionLimits,
 ): TimingOptions | undefined {
   const r = config.runtime;
   const s = config.sim;
@@ -120,7 +124,22 @@ function timingFromConfig(
     s.camera_stall_probability === 0
   )
     return undefined;
-  // The pipeline's limits; for the scripted agents, the same resolved from the parameters.
+  return {
+    ...clockedTiming(config, manifest, limits, r.merge_mode),
+    injectDelayMs: s.inject_delay_ms,
+    injectJitterMs: s.inject_jitter_ms,
+    stallProbability: s.camera_stall_probability,
+    stallSteps: s.camera_stall_steps,
+  };
+}
+
+/** {@link configuredTiming} with the pipeline's limits, or for the scripted agents the same
+ * resolved from the parameters. */
+function timingFromConfig(
+  config: VlaConfig,
+  manifest: Manifest,
+  limits: ActionLimits | undefined,
+): TimingOptions | undefined {
   const resolved =
     limits ??
     resolveLimits(manifest, {
@@ -129,13 +148,7 @@ function timingFromConfig(
       maxDeltaPerStep: config.safety.max_delta_per_step,
       allowBeyondModel: config.safety.allow_limits_beyond_model,
     });
-  return {
-    ...clockedTiming(config, manifest, resolved, r.merge_mode),
-    injectDelayMs: s.inject_delay_ms,
-    injectJitterMs: s.inject_jitter_ms,
-    stallProbability: s.camera_stall_probability,
-    stallSteps: s.camera_stall_steps,
-  };
+  return configuredTiming(config, manifest, resolved);
 }
 
 function timingTotals(
