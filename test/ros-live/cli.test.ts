@@ -4,21 +4,16 @@
  * remappings; fed bgr8 frames of a real photograph; its command kept within the `-p` safety
  * limits; ended by SIGTERM with exit 0.
  */
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   announce,
   Cleanup,
   crashIn,
   LIVE_REASON,
-  liveEnv,
+  liveSession,
   LiveProcess,
   nodeStatus,
-  photoFiles,
   Probe,
-  removeDir,
   ros2Node,
   type PhotoFiles,
 } from './support.js';
@@ -37,13 +32,7 @@ describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: node bin/vla-node.js ros
   const cleanup = new Cleanup();
 
   beforeAll(async () => {
-    const logDir = await mkdtemp(join(tmpdir(), 'vla-live-log-'));
-    cleanup.add(() => removeDir(logDir));
-    env = liveEnv(DOMAIN, logDir);
-    photo = await photoFiles();
-    cleanup.add(() => removeDir(photo.dir));
-    probe = new Probe(env);
-    cleanup.add(() => probe.close());
+    ({ env, photo, probe } = await liveSession(DOMAIN, cleanup));
     node = new LiveProcess(
       process.execPath,
       [

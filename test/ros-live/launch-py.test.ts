@@ -6,21 +6,16 @@
  *
  * One node serves the file's cases in order, as a robot's node does across a session.
  */
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   announce,
   Cleanup,
   crashIn,
   LIVE_REASON,
-  liveEnv,
+  liveSession,
   LiveProcess,
   nodeStatus,
-  photoFiles,
   Probe,
-  removeDir,
   ros2Node,
   type NodeStatus,
   type PhotoFiles,
@@ -64,7 +59,6 @@ const DIAGNOSTIC_KEYS = [
 ];
 
 describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: ros2 launch vla_node.launch.py', () => {
-  let logDir: string;
   let env: NodeJS.ProcessEnv;
   let photo: PhotoFiles;
   let probe: Probe;
@@ -83,13 +77,7 @@ describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: ros2 launch vla_node.lau
   const count = (s: NodeStatus, key: string): number => Number(s.values[key]);
 
   beforeAll(async () => {
-    logDir = await mkdtemp(join(tmpdir(), 'vla-live-log-'));
-    cleanup.add(() => removeDir(logDir));
-    env = liveEnv(DOMAIN, logDir);
-    photo = await photoFiles();
-    cleanup.add(() => removeDir(photo.dir));
-    probe = new Probe(env);
-    cleanup.add(() => probe.close());
+    ({ env, photo, probe } = await liveSession(DOMAIN, cleanup));
     launch = new LiveProcess(
       'ros2',
       [

@@ -4,21 +4,16 @@
  * sensor_msgs/CompressedImage from a reliable camera; ended by the lifecycle `shutdown` from the
  * active state (`ros2 lifecycle set`), after which the process and ros2 launch exit 0.
  */
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   announce,
   Cleanup,
   crashIn,
   LIVE_REASON,
-  liveEnv,
+  liveSession,
   LiveProcess,
   nodeStatus,
-  photoFiles,
   Probe,
-  removeDir,
   ros2Node,
   type NodeStatus,
   type PhotoFiles,
@@ -46,13 +41,7 @@ describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: ros2 launch vla_node.lau
   const cleanup = new Cleanup();
 
   beforeAll(async () => {
-    const logDir = await mkdtemp(join(tmpdir(), 'vla-live-log-'));
-    cleanup.add(() => removeDir(logDir));
-    env = liveEnv(DOMAIN, logDir);
-    photo = await photoFiles();
-    cleanup.add(() => removeDir(photo.dir));
-    probe = new Probe(env);
-    cleanup.add(() => probe.close());
+    ({ env, photo, probe } = await liveSession(DOMAIN, cleanup));
     launch = new LiveProcess(
       'ros2',
       [

@@ -349,6 +349,24 @@ export class Cleanup {
   }
 }
 
+/**
+ * A live test file's surroundings: its own ROS log folder and DDS settings (loopback, the file's
+ * domain), the photograph's frames and a probe, each released by `cleanup`.
+ */
+export async function liveSession(
+  domainId: number,
+  cleanup: Cleanup,
+): Promise<{ logDir: string; env: NodeJS.ProcessEnv; photo: PhotoFiles; probe: Probe }> {
+  const logDir = await mkdtemp(join(tmpdir(), 'vla-live-log-'));
+  cleanup.add(() => removeDir(logDir));
+  const env = liveEnv(domainId, logDir);
+  const photo = await photoFiles();
+  cleanup.add(() => removeDir(photo.dir));
+  const probe = new Probe(env);
+  cleanup.add(() => probe.close());
+  return { logDir, env, photo, probe };
+}
+
 export async function removeDir(dir: string | undefined): Promise<void> {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 }
