@@ -3,7 +3,7 @@ import { OnnxBackend, type ExecutionProvider, type ProviderFallback } from '../b
 import type { TokenPolicyBackend } from '../backend/backend.js';
 import { BackendError, InputError } from '../errors.js';
 import { kernelBackend, warnOnce } from '../native/index.js';
-import { defaultIngestLimits, FrameIngest, type Frame } from '../ingest/index.js';
+import { defaultIngestLimits, FrameIngest, type Frame, type RawFrame } from '../ingest/index.js';
 import { selectVariant, type ModelPackage, type Precision } from '../model/manifest.js';
 import { tokenBudget, type Pruner } from '../pruning/pruner.js';
 import { createPruner } from '../pruning/strategies.js';
@@ -197,13 +197,66 @@ export class VlaPipeline {
    */
   async prepare(obs: Observation): Promise<PreparedObservation> {
     const t0 = performance.now();
+    const budget = this.#checkObservation(obs);
+    // On the thread pool: the JavaScript thread stays free for a running inference.
+    const rgb = await this.#ingest.toRgbAsync(obs.frame);
+    return new PreparedObservation(obs, rgb, budget, performance.now() - t0);
+  }
+
+  /** The checks of {@link prepare}; the observation's own token budget, if any. */
+  #checkObservation(obs: Observation): number | undefined {
     checkObservation(obs, this.model.manifest, this.#maxStateDeviation);
     const budget = obs.keepCount === undefined ? undefined : this.#budgetFor(obs.keepCount);
     this.#checkState(obs.state);
-    // On the thread pool: the observations of a batch (several cameras or clients) are converted
-    // in parallel, and the JavaScript thread stays free for a running inference.
-    const rgb = await this.#ingest.toRgbAsync(obs.frame);
-    return new PreparedObservation(obs, rgb, budget, performance.now() - t0);
+    return budget;
+  }
+
+  /**
+   * The batch's observations not prepared yet, prepared now: their raw frames in one native call
+   * on this thread and the kernel's few persistent threads (no hop to libuv's pool and back,
+   * which costs more than the kernel itself at camera sizes), encoded frames decoded by sharp.
+   * A bad observation rejects its own entry only.
+   */
+  async #prepareNow(
+    batch: readonly (Observation | PreparedObservation)[],
+  ): Promise<PromiseSettledResult<PreparedObservation>[]> {
+    const t0 = performance.now();
+    const settled: PromiseSettledResult<PreparedObservation>[] = new Array(batch.length);
+    const todo: { j: number; obs: Observation; budget: number | undefined }[] = [];
+    batch.forEach((o, j) => {
+      if (o instanceof PreparedObservation) {
+        settled[j] = { status: 'fulfilled', value: o };
+        return;
+      }
+      try {
+        todo.push({ j, obs: o, budget: this.#checkObservation(o) });
+      } catch (reason) {
+        settled[j] = { status: 'rejected', reason };
+      }
+    });
+    const raw = todo.filter((t) => t.obs.frame.kind === 'raw');
+    const encoded = todo.filter((t) => t.obs.frame.kind !== 'raw');
+    // Encoded frames start decoding on libuv's pool first, and decode while the raw ones convert.
+    const decoding = encoded.map((t) => this.#ingest.toRgb(t.obs.frame));
+    const converted = this.#ingest.rawToRgbMany(raw.map((t) => t.obs.frame as RawFrame));
+    const decoded = encoded.length > 0 ? await Promise.allSettled(decoding) : [];
+    const ms = performance.now() - t0;
+    const place = (
+      { j, obs, budget }: (typeof todo)[number],
+      r: PromiseSettledResult<Uint8Array>,
+    ): void => {
+      settled[j] =
+        r.status === 'fulfilled'
+          ? { status: 'fulfilled', value: new PreparedObservation(obs, r.value, budget, ms) }
+          : r;
+    };
+    raw.forEach((t, i) => {
+      place(t, converted[i] as PromiseSettledResult<Uint8Array>);
+    });
+    encoded.forEach((t, i) => {
+      place(t, decoded[i] as PromiseSettledResult<Uint8Array>);
+    });
+    return settled;
   }
 
   /**
@@ -242,9 +295,7 @@ export class VlaPipeline {
         { field: 'batch' },
       );
     }
-    const settled = await Promise.allSettled(
-      batch.map((o) => (o instanceof PreparedObservation ? Promise.resolve(o) : this.prepare(o))),
-    );
+    const settled = await this.#prepareNow(batch);
     const t0 = performance.now();
     const results = new BatchResults(settled);
     const items = results.items;
