@@ -1,6 +1,7 @@
 #include "ingest.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "typed_array.h"
@@ -363,59 +364,69 @@ void IngestRows(const IngestJob& job, int r0, int r1) {
     }
     s.mid.resize(row_bytes * static_cast<size_t>(m1 - m0));
     BoxConvert(job.src, header, s, m0, m1);
-    // Vertical taps into `columns`, transposed: byte c of intermediate column x of band row y at
-    // (c * mid_w + x) * rows + y, so that the horizontal taps run down contiguous columns.
     const size_t rows = static_cast<size_t>(d1 - d0);
-    s.vertical.resize(row_bytes * rows);
-    uint8_t* __restrict columns = s.vertical.data();
-    s.sums.resize(std::max(row_bytes, rows));
-    int32_t* __restrict sums = s.sums.data();
-    const uint8_t* __restrict mid = s.mid.data();
-    for (size_t y = 0; y < rows; ++y) {
-      if (nv > 0) {
-        const int32_t* t = job.v_taps + (d0 + y) * (nv + 1);
-        std::fill(sums, sums + row_bytes, kRound);
-        for (int k = 0; k < nv; ++k) {
-          const int32_t w = t[1 + k];
-          const uint8_t* __restrict p = mid + static_cast<size_t>(t[0] + k - m0) * row_bytes;
-          for (size_t i = 0; i < row_bytes; ++i) sums[i] += w * p[i];
-        }
-        for (size_t i = 0; i < row_bytes; ++i) {
-          const int32_t v = sums[i] >> kTapShift;
-          sums[i] = v < 0 ? 0 : v > 255 ? 255 : v;
-        }
-        for (size_t x = 0; x < static_cast<size_t>(mid_w); ++x) {
-          columns[x * rows + y] = static_cast<uint8_t>(sums[3 * x]);
-          columns[(mid_w + x) * rows + y] = static_cast<uint8_t>(sums[3 * x + 1]);
-          columns[(2 * mid_w + x) * rows + y] = static_cast<uint8_t>(sums[3 * x + 2]);
-        }
-      } else {
-        const uint8_t* __restrict row = mid + y * row_bytes;
-        for (size_t x = 0; x < static_cast<size_t>(mid_w); ++x) {
-          columns[x * rows + y] = row[3 * x];
-          columns[(mid_w + x) * rows + y] = row[3 * x + 1];
-          columns[(2 * mid_w + x) * rows + y] = row[3 * x + 2];
+    if (nv == 0 && nh == 0) {
+      // An exact box reduction (the common crop of a camera frame): the intermediate rows are the
+      // output rows (midWidth = destWidth, checked by the facade), so they are copied, not taken
+      // through the transposed horizontal pass.
+      for (size_t y = 0; y < rows; ++y) {
+        std::memcpy(rgb + (static_cast<size_t>(dest_y + d0) + y) * out_stride + dest_x * 3,
+                    s.mid.data() + y * row_bytes, row_bytes);
+      }
+    } else {
+      // Vertical taps into `columns`, transposed: byte c of intermediate column x of band row y at
+      // (c * mid_w + x) * rows + y, so that the horizontal taps run down contiguous columns.
+      s.vertical.resize(row_bytes * rows);
+      uint8_t* __restrict columns = s.vertical.data();
+      s.sums.resize(std::max(row_bytes, rows));
+      int32_t* __restrict sums = s.sums.data();
+      const uint8_t* __restrict mid = s.mid.data();
+      for (size_t y = 0; y < rows; ++y) {
+        if (nv > 0) {
+          const int32_t* t = job.v_taps + (d0 + y) * (nv + 1);
+          std::fill(sums, sums + row_bytes, kRound);
+          for (int k = 0; k < nv; ++k) {
+            const int32_t w = t[1 + k];
+            const uint8_t* __restrict p = mid + static_cast<size_t>(t[0] + k - m0) * row_bytes;
+            for (size_t i = 0; i < row_bytes; ++i) sums[i] += w * p[i];
+          }
+          for (size_t i = 0; i < row_bytes; ++i) {
+            const int32_t v = sums[i] >> kTapShift;
+            sums[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+          }
+          for (size_t x = 0; x < static_cast<size_t>(mid_w); ++x) {
+            columns[x * rows + y] = static_cast<uint8_t>(sums[3 * x]);
+            columns[(mid_w + x) * rows + y] = static_cast<uint8_t>(sums[3 * x + 1]);
+            columns[(2 * mid_w + x) * rows + y] = static_cast<uint8_t>(sums[3 * x + 2]);
+          }
+        } else {
+          const uint8_t* __restrict row = mid + y * row_bytes;
+          for (size_t x = 0; x < static_cast<size_t>(mid_w); ++x) {
+            columns[x * rows + y] = row[3 * x];
+            columns[(mid_w + x) * rows + y] = row[3 * x + 1];
+            columns[(2 * mid_w + x) * rows + y] = row[3 * x + 2];
+          }
         }
       }
-    }
-    // Horizontal taps down each column: out column x of channel c from columns start..start+nh.
-    uint8_t* band = rgb + (static_cast<size_t>(dest_y + d0) * out_w + dest_x) * 3;
-    for (int c = 0; c < 3; ++c) {
-      const uint8_t* __restrict plane = columns + static_cast<size_t>(c) * mid_w * rows;
-      for (int x = 0; x < dest_w; ++x) {
-        uint8_t* to = band + static_cast<size_t>(x) * 3 + c;
-        if (nh > 0) {
-          const int32_t* t = job.h_taps + static_cast<size_t>(x) * (nh + 1);
-          std::fill(sums, sums + rows, kRound);
-          for (int k = 0; k < nh; ++k) {
-            const int32_t w = t[1 + k];
-            const uint8_t* __restrict p = plane + static_cast<size_t>(t[0] + k) * rows;
-            for (size_t y = 0; y < rows; ++y) sums[y] += w * p[y];
+      // Horizontal taps down each column: out column x of channel c from columns start..start+nh.
+      uint8_t* band = rgb + (static_cast<size_t>(dest_y + d0) * out_w + dest_x) * 3;
+      for (int c = 0; c < 3; ++c) {
+        const uint8_t* __restrict plane = columns + static_cast<size_t>(c) * mid_w * rows;
+        for (int x = 0; x < dest_w; ++x) {
+          uint8_t* to = band + static_cast<size_t>(x) * 3 + c;
+          if (nh > 0) {
+            const int32_t* t = job.h_taps + static_cast<size_t>(x) * (nh + 1);
+            std::fill(sums, sums + rows, kRound);
+            for (int k = 0; k < nh; ++k) {
+              const int32_t w = t[1 + k];
+              const uint8_t* __restrict p = plane + static_cast<size_t>(t[0] + k) * rows;
+              for (size_t y = 0; y < rows; ++y) sums[y] += w * p[y];
+            }
+            for (size_t y = 0; y < rows; ++y) to[y * out_stride] = Clamp255(sums[y] >> kTapShift);
+          } else {
+            const uint8_t* __restrict col = plane + static_cast<size_t>(x) * rows;
+            for (size_t y = 0; y < rows; ++y) to[y * out_stride] = col[y];
           }
-          for (size_t y = 0; y < rows; ++y) to[y * out_stride] = Clamp255(sums[y] >> kTapShift);
-        } else {
-          const uint8_t* __restrict col = plane + static_cast<size_t>(x) * rows;
-          for (size_t y = 0; y < rows; ++y) to[y * out_stride] = col[y];
         }
       }
     }

@@ -221,7 +221,7 @@ export class VlaPipeline {
     batch: readonly (Observation | PreparedObservation)[],
   ): Promise<PromiseSettledResult<PreparedObservation>[]> {
     const t0 = performance.now();
-    const settled: PromiseSettledResult<PreparedObservation>[] = new Array(batch.length);
+    const settled = new Array<PromiseSettledResult<PreparedObservation>>(batch.length);
     const todo: { j: number; obs: Observation; budget: number | undefined }[] = [];
     batch.forEach((o, j) => {
       if (o instanceof PreparedObservation) {

@@ -132,4 +132,26 @@ describe('several cameras at once', () => {
     expect(mixed.map((r) => r.status)).toEqual(['rejected', 'fulfilled', 'rejected']);
     expect(mixed[1]).toEqual({ status: 'fulfilled', value: want[0] });
   });
+
+  it('rawToRgbMany converts before it returns, one frame or several, a bad frame failing alone', async () => {
+    const frames: RawFrame[] = ['yuv422', 'nv12'].map((encoding) => ({
+      kind: 'raw',
+      encoding,
+      width: W,
+      height: H,
+      data: read(`${PHOTOS[0]}.${encoding === 'yuv422' ? 'uyvy422' : encoding}`),
+    }));
+    const want = await Promise.all(frames.map((f) => small.toRgb(f)));
+    // Synchronous: the results are there without awaiting anything.
+    expect(small.rawToRgbMany([frames[0] as RawFrame])).toEqual([
+      { status: 'fulfilled', value: want[0] },
+    ]);
+    const bad = { ...frames[0], data: new Uint8Array(10) } as RawFrame;
+    const got = small.rawToRgbMany([frames[1] as RawFrame, bad, frames[0] as RawFrame]);
+    expect(got.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(got[0]).toEqual({ status: 'fulfilled', value: want[1] });
+    expect(got[2]).toEqual({ status: 'fulfilled', value: want[0] });
+    const failed = got[1] as PromiseRejectedResult;
+    expect(failed.reason).toMatchObject({ name: 'InputError', field: 'image.data' });
+  });
 });
