@@ -1,6 +1,7 @@
 /** The text of `vla-node bench report`: report.md and the summary printed at the end. */
 
 import { cameraIngestMarkdown } from './ingest.js';
+import { flowReferenceMarkdown } from './flow-reference.js';
 import type { Repeated } from './overhead.js';
 import type { PerformanceReport } from './report-types.js';
 
@@ -140,6 +141,7 @@ export function reportMarkdown(r: PerformanceReport): string {
     '',
     ...cameraIngestMarkdown(r.ingest),
   );
+  if (r.flow !== null) out.push('', ...flowReferenceMarkdown(r.flow));
   if (r.skipped.length > 0)
     out.push('', '## Skipped', '', ...r.skipped.map((s) => `- ${s.what}: ${s.reason}`));
   return `${out.join('\n')}\n`;
@@ -163,6 +165,13 @@ export function reportSummary(r: PerformanceReport): string {
           : ''),
     );
   }
+  if (r.flow !== null)
+    lines.push(
+      `${r.flow.model} (${r.flow.steps} steps): node p50 ${r.flow.node.median.p50} ms` +
+        (r.flow.pytorch.available
+          ? `; PyTorch eager ${r.flow.pytorch.latency.median.p50} ms; largest action difference ${r.flow.pytorch.max_abs_diff_vs_node.toExponential(1)}`
+          : '; PyTorch skipped'),
+    );
   for (const c of r.matrix.filter((c) => c.keep_ratio === 1 || c.keep_ratio === 0.25))
     lines.push(
       `${c.precision} keep ${c.keep_ratio}: success ${(100 * c.success_rate).toFixed(0)}%, p50 ${c.end_to_end_ms.p50} ms`,

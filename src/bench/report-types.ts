@@ -2,6 +2,7 @@
 
 import type { FlopCount } from './flops.js';
 import type { CameraIngestReport } from './ingest.js';
+import type { FlowReferenceReport } from './flow-reference.js';
 import type { KeepRatioLatency } from './keep.js';
 import type { MachineInfo } from './machine.js';
 import type { OverheadResult } from './overhead.js';
@@ -71,6 +72,8 @@ export interface PerformanceReport {
   readonly matrix: readonly MatrixCell[];
   /** Camera-frame ingest (`vla-node bench ingest`), on the shipped model. */
   readonly ingest: CameraIngestReport;
+  /** The flow-matching package against PyTorch eager of its weights; null when skipped. */
+  readonly flow: FlowReferenceReport | null;
   readonly skipped: readonly { readonly what: string; readonly reason: string }[];
   readonly files: Readonly<Record<string, string>>;
 }

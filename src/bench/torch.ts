@@ -34,59 +34,47 @@ export interface TorchOptions {
 }
 
 /**
- * The PyTorch eager reference: the training recipe's model with the package's checkpoint, run by
- * `bench_torch.py` on the same observations (RGB8 at the model's size, states, instructions), with
- * the same thread count. Not available (with the reason) when Python, PyTorch or the checkpoint is
- * missing.
+ * Why the PyTorch reference cannot run (Python, the script, PyTorch or the checkpoint missing), or
+ * undefined when it can.
  */
-export async function measureTorch(
-  model: ModelPackage,
-  observations: readonly BenchObservation[],
-  nodeActions: readonly Float32Array[],
-  options: TorchOptions,
-): Promise<TorchResult> {
+export async function torchUnavailable(options: TorchOptions): Promise<string | undefined> {
   for (const [what, path] of [
     ['Python', options.python],
     ['bench_torch.py', options.script],
     ['the PyTorch checkpoint', options.checkpoint],
   ] as const) {
-    if (!existsSync(path)) return { available: false, reason: `${what} not found at ${path}` };
+    if (!existsSync(path)) return `${what} not found at ${path}`;
   }
   try {
     await run(options.python, ['-c', 'import torch, numpy'], { timeout: 60_000 });
   } catch {
-    return {
-      available: false,
-      reason: `PyTorch is not installed for ${options.python} (Debian: apt-get install python3-torch libopenblas0-pthread)`,
-    };
+    return `PyTorch is not installed for ${options.python} (Debian: apt-get install python3-torch libopenblas0-pthread)`;
   }
-  const m = model.manifest;
+  return undefined;
+}
+
+/** A typed array's bytes, to write as a little-endian array file numpy reads. */
+export function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/**
+ * Run a recipe's bench_torch.py on the array files in `inputs` (written to a temporary folder),
+ * once per repeat, with `args` after the common ones; the result, or why it is not available.
+ */
+export async function runTorchReference(
+  model: ModelPackage | { readonly dir: string },
+  inputs: Readonly<Record<string, ArrayBufferView>>,
+  args: readonly string[],
+  options: TorchOptions,
+): Promise<TorchResult> {
+  const missing = await torchUnavailable(options);
+  if (missing !== undefined) return { available: false, reason: missing };
   const dir = await mkdtemp(join(tmpdir(), 'vla-bench-torch-'));
   try {
-    const L = m.tokenizer.max_length;
-    const frames = new Uint8Array(observations.length * m.image.width * m.image.height * 3);
-    const states = new Float32Array(observations.length * m.state.names.length);
-    const ids = new BigInt64Array(observations.length * L);
-    const expected = new Float32Array(observations.length * m.chunk.horizon * m.chunk.action_dim);
-    observations.forEach((o, i) => {
-      if (
-        o.frame.width !== m.image.width ||
-        o.frame.height !== m.image.height ||
-        o.frame.encoding !== 'rgb8'
-      )
-        throw new Error('the PyTorch reference takes rgb8 frames at the model size');
-      frames.set(o.frame.data, i * o.frame.data.length);
-      states.set(o.state, i * m.state.names.length);
-      model.tokenizer.encodeInto(o.instruction, ids.subarray(i * L, (i + 1) * L));
-      const a = nodeActions[i];
-      if (a !== undefined) expected.set(a, i * a.length);
-    });
-    const bytes = (a: ArrayBufferView): Uint8Array =>
-      new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-    await writeFile(join(dir, 'frames.u8'), frames);
-    await writeFile(join(dir, 'states.f32'), bytes(states));
-    await writeFile(join(dir, 'ids.i64'), bytes(ids));
-    await writeFile(join(dir, 'expected.f32'), bytes(expected));
+    for (const [name, array] of Object.entries(inputs)) {
+      await writeFile(join(dir, name), bytesOf(array));
+    }
     type Parsed = {
       torch: string;
       threads: number;
@@ -118,6 +106,7 @@ export async function measureTorch(
           String(options.threads),
           '--repeats',
           '1',
+          ...args,
         ],
         {
           timeout: 20 * 60_000,
@@ -160,4 +149,51 @@ export async function measureTorch(
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The PyTorch eager reference: the training recipe's model with the package's checkpoint, run by
+ * `bench_torch.py` on the same observations (RGB8 at the model's size, states, instructions), with
+ * the same thread count. Not available (with the reason) when Python, PyTorch or the checkpoint is
+ * missing.
+ */
+export async function measureTorch(
+  model: ModelPackage,
+  observations: readonly BenchObservation[],
+  nodeActions: readonly Float32Array[],
+  options: TorchOptions,
+): Promise<TorchResult> {
+  const m = model.manifest;
+  const L = m.tokenizer.max_length;
+  const frames = new Uint8Array(observations.length * m.image.width * m.image.height * 3);
+  const states = new Float32Array(observations.length * m.state.names.length);
+  const ids = new BigInt64Array(observations.length * L);
+  const expected = new Float32Array(observations.length * m.chunk.horizon * m.chunk.action_dim);
+  for (const [i, o] of observations.entries()) {
+    if (
+      o.frame.width !== m.image.width ||
+      o.frame.height !== m.image.height ||
+      o.frame.encoding !== 'rgb8'
+    )
+      return {
+        available: false,
+        reason: 'the PyTorch reference takes rgb8 frames at the model size',
+      };
+    frames.set(o.frame.data, i * o.frame.data.length);
+    states.set(o.state, i * m.state.names.length);
+    model.tokenizer.encodeInto(o.instruction, ids.subarray(i * L, (i + 1) * L));
+    const a = nodeActions[i];
+    if (a !== undefined) expected.set(a, i * a.length);
+  }
+  return runTorchReference(
+    model,
+    {
+      'frames.u8': frames,
+      'states.f32': states,
+      'ids.i64': ids,
+      'expected.f32': expected,
+    },
+    [],
+    options,
+  );
 }

@@ -8,7 +8,9 @@ import { join, resolve } from 'node:path';
 // ONNX Runtime's telemetry off before this module's first session (see backend/telemetry.ts).
 import '../backend/telemetry.js';
 import sharp from 'sharp';
+import { measureFlowReference, type FlowReferenceReport } from '../bench/flow-reference.js';
 import { measureCameraIngest } from '../bench/ingest.js';
+import { loadFlowPackage } from '../model/flow-manifest.js';
 import { machineInfo } from '../bench/machine.js';
 import { measureMatmulPeak } from '../bench/peak.js';
 import { reportMarkdown, reportSummary } from '../bench/report-markdown.js';
@@ -65,6 +67,11 @@ export const benchReportCommand: CommandSpec = {
       type: 'string',
       default: 'models/realistic-vla',
       help: 'realistic-scale package (generated with make_realistic.py when missing; "" to skip)',
+    },
+    flow: {
+      type: 'string',
+      default: 'models/tiny-vla-flow',
+      help: 'flow-matching package compared with PyTorch eager ("" to skip)',
     },
     python: {
       type: 'string',
@@ -151,6 +158,22 @@ export const benchReportCommand: CommandSpec = {
         io.progress(line);
       },
     );
+    let flow: FlowReferenceReport | null = null;
+    const flowDir = String(values.flow);
+    if (flowDir === '')
+      skipped.push({ what: 'flow-matching package', reason: 'disabled (--flow "")' });
+    else {
+      io.progress(`flow-matching package ${flowDir} against PyTorch eager`);
+      flow = await measureFlowReference(await loadFlowPackage(resolve(flowDir)), {
+        frames: Math.min(frames, 50),
+        repeats,
+        seed,
+        threads,
+        python,
+      });
+      if (!flow.pytorch.available)
+        skipped.push({ what: `PyTorch reference (${flow.model})`, reason: flow.pytorch.reason });
+    }
     io.progress(`compression × pruning matrix (${episodes} episodes per cell)`);
     const cells = await matrix(base, episodes, repeats, io);
     const out = resolve(String(values.out));
@@ -177,6 +200,7 @@ export const benchReportCommand: CommandSpec = {
       models,
       matrix: cells,
       ingest,
+      flow,
       skipped,
       files,
     };

@@ -14,6 +14,8 @@ import { median } from '../../src/util/stats.js';
 import { matmulModel, measureMatmulPeak } from '../../src/bench/peak.js';
 import { measureStartup } from '../../src/bench/startup.js';
 import { measureTorch } from '../../src/bench/torch.js';
+import { flowReferenceMarkdown, measureFlowReference } from '../../src/bench/flow-reference.js';
+import { loadFlowPackage } from '../../src/model/flow-manifest.js';
 import { loadModelPackage } from '../../src/model/manifest.js';
 import { ROOT, testPipelineOptions, TINY_VLA } from '../helpers.js';
 
@@ -157,6 +159,31 @@ describe('pipeline overhead and the PyTorch reference', () => {
   }, 120_000);
 });
 
+describe('flow-matching package against PyTorch eager', () => {
+  it('computes the chunks PyTorch computes from the same noise, or says why it cannot compare', async () => {
+    const pkg = await loadFlowPackage(join(ROOT, 'models', 'tiny-vla-flow'));
+    const settings = { frames: 4, repeats: 1, seed: 3, threads: 1, steps: 5 };
+    const missing = await measureFlowReference(pkg, { ...settings, python: '/no/such/python' });
+    expect(missing.node.median.p50).toBeGreaterThan(0);
+    expect(missing.pytorch).toEqual({
+      available: false,
+      reason: 'Python not found at /no/such/python',
+    });
+    const why = await hasTorch();
+    if (why !== undefined) {
+      console.log(`skipping the flow PyTorch comparison: ${why}`);
+      return;
+    }
+    const r = await measureFlowReference(pkg, { ...settings, python: PYTHON });
+    expect(r.cameras).toEqual(['table', 'wrist']);
+    expect(r.steps).toBe(5);
+    if (!r.pytorch.available) throw new Error(r.pytorch.reason);
+    // The committed checkpoint is the one the four ONNX graphs were exported from.
+    expect(r.pytorch.max_abs_diff_vs_node).toBeLessThan(1e-4);
+    expect(flowReferenceMarkdown(r).join('\n')).toContain('## 8. Flow-matching family');
+  }, 120_000);
+});
+
 describe('start-up probe', () => {
   it('starts a fresh process, reports time to the first chunk and peak RSS', async () => {
     const r = await measureStartup(TINY_VLA, 'fp32', 3);
@@ -174,7 +201,7 @@ describe('start-up probe', () => {
 });
 
 describe('bench report', () => {
-  it('writes all six sections as JSON, Markdown and plots', async () => {
+  it('writes every section as JSON, Markdown and plots', async () => {
     const out = await mkdtemp(join(tmpdir(), 'vla-report-'));
     const { stdout } = await run(
       process.execPath,
@@ -202,7 +229,9 @@ describe('bench report', () => {
       matrix: { precision: string; keep_ratio: number; success_rate: number }[];
       matmul_peak: { peak_gflops: Record<string, number> };
       skipped: { what: string; reason: string }[];
+      flow: { model: string; steps: number } | null;
     };
+    expect(report.flow).toMatchObject({ model: 'tiny-vla-flow', steps: 10 });
     expect(report.machine.onnxruntime).toMatch(/^\d+\.\d+/);
     expect(report.models.map((m) => m.model)).toEqual(['tiny-vla']);
     expect(report.matrix.map((c) => `${c.precision}@${c.keep_ratio}`)).toEqual([
@@ -226,6 +255,7 @@ describe('bench report', () => {
       '## 5. Start-up and memory',
       '## 6. Realistic-scale model',
       '## 7. Camera-frame ingest',
+      '## 8. Flow-matching family',
     ])
       expect(md).toContain(section);
     for (const f of [
