@@ -66,6 +66,11 @@ export async function flowPolicyFromConfig(
     },
     caches: run.caches ?? DEFAULT_FLOW_CACHES,
     ...(run.copyKvPerStep === true ? { copyKvPerStep: true } : {}),
+    latencyBudget: {
+      budgetMs: config.runtime.latency_budget_ms,
+      minKeepRatio: config.pruning.min_keep_ratio,
+      minSteps: config.runtime.min_denoising_steps,
+    },
     limits,
     intraOpThreads: config.backend.intra_op_threads,
   });
@@ -193,7 +198,7 @@ export async function simulateFlow(
             mean_kept: mean(stats.keptTokens),
           }
         : null,
-      keep_ratio: policy ? config.pruning.keep_ratio : null,
+      keep_ratio: policy ? (policy.effort?.keepRatio ?? config.pruning.keep_ratio) : null,
       latency_at_final_ratio_ms: total ?? null,
       latency_budget_ms: config.runtime.latency_budget_ms,
       execute_steps: executeSteps,
@@ -213,6 +218,8 @@ export async function simulateFlow(
           : {
               cameras: m.cameras.map((c) => c.name),
               steps: policy.steps,
+              // Where the latency-budget controller ended (the configured values without a budget).
+              final_steps: policy.effort?.steps ?? policy.steps,
               caches: run.caches ?? DEFAULT_FLOW_CACHES,
               mean_reused_tokens: mean(stats.reusedTokens),
               guidance: run.guidance ?? null,

@@ -153,9 +153,13 @@ export interface RuntimeParameters {
    */
   margin_steps: number;
   /**
-   * p95 end-to-end (frame to chunk) latency to stay under by adapting the visual-token keep ratio between pruning.min_keep_ratio and pruning.keep_ratio; 0 = off. Has no effect with pruning.strategy none.
+   * p95 end-to-end (frame to chunk) latency to stay under by adapting the visual-token keep ratio between pruning.min_keep_ratio and pruning.keep_ratio; 0 = off. Has no effect with pruning.strategy none. With a flow-matching package it may also lower the denoising steps (runtime.min_denoising_steps).
    */
   latency_budget_ms: number;
+  /**
+   * Flow-matching packages: fewest denoising steps the latency-budget controller may choose once the keep ratio is at pruning.min_keep_ratio and the budget is still exceeded (it restores steps before tokens); 0 = never change the step count.
+   */
+  min_denoising_steps: number;
 }
 /**
  * Limits applied to every action before it is published.

@@ -8,6 +8,7 @@ import type { Precision } from '../model/manifest.js';
 import { createPruner } from '../pruning/strategies.js';
 import { tokenBudget, type Pruner, type PruningStrategy } from '../pruning/pruner.js';
 import { Rng } from '../util/rng.js';
+import { FlowBudgetController, type FlowEffort } from '../runtime/flow-budget.js';
 import { openFlowSessions, type FlowSessions } from './graphs.js';
 import { KvLayout, VisualKvCache } from './kv.js';
 import { guidedVelocity, type BatchVelocity, type RtcGuidance } from './rtc.js';
@@ -45,6 +46,16 @@ export interface FlowPolicyOptions {
   readonly intraOpThreads?: number;
   /** Copy the prefix keys/values into fresh tensors before every expert step (a baseline that measures what the runtime avoids). */
   readonly copyKvPerStep?: boolean;
+  /**
+   * Keep the p95 frame → chunk latency under `budgetMs` by lowering the keep ratio down to
+   * `minKeepRatio`, then the denoising steps down to `minSteps` (0: never change the steps); see
+   * {@link FlowBudgetController}. A request's own `steps` still wins.
+   */
+  readonly latencyBudget?: {
+    readonly budgetMs: number;
+    readonly minKeepRatio: number;
+    readonly minSteps: number;
+  };
 }
 
 /** One observation: an image per camera in the manifest's camera order. */
@@ -117,6 +128,8 @@ export class FlowPolicy {
   readonly #pixels: Float32Array;
   readonly #rgb: Uint8Array[];
   readonly #limits: { readonly min: readonly number[]; readonly max: readonly number[] };
+  readonly #controller: FlowBudgetController | undefined;
+  readonly #tokensPerCamera: number;
   #instruction: InstructionKv | undefined;
 
   private constructor(pkg: FlowPackage, sessions: FlowSessions, options: FlowPolicyOptions) {
@@ -130,6 +143,21 @@ export class FlowPolicy {
     const n = cam.patch_grid.width * cam.patch_grid.height;
     this.totalTokens = n * m.cameras.length;
     this.tokenBudget = tokenBudget(n, options.pruning.keepRatio, options.pruning.keepCount);
+    this.#tokensPerCamera = n;
+    const budget = options.latencyBudget;
+    this.#controller =
+      budget !== undefined && budget.budgetMs > 0
+        ? new FlowBudgetController({
+            budgetMs: budget.budgetMs,
+            keepRatio: options.pruning.keepRatio,
+            minKeepRatio:
+              options.pruning.strategy === 'none'
+                ? options.pruning.keepRatio
+                : Math.min(budget.minKeepRatio, options.pruning.keepRatio),
+            steps: this.steps,
+            minSteps: budget.minSteps === 0 ? this.steps : Math.min(budget.minSteps, this.steps),
+          })
+        : undefined;
     this.#ingest = m.cameras.map(
       (c) =>
         new FrameIngest({
@@ -155,6 +183,11 @@ export class FlowPolicy {
       intraOpThreads: options.intraOpThreads ?? 0,
     });
     return new FlowPolicy(pkg, sessions, options);
+  }
+
+  /** The keep ratio and steps the latency-budget controller chose (undefined: no budget). */
+  get effort(): FlowEffort | undefined {
+    return this.#controller?.effort;
   }
 
   /** Forget every cache (instruction keys/values, reused visual tokens, pruner state). */
@@ -210,7 +243,8 @@ export class FlowPolicy {
       }
       state[i] = (v - (m.state.mean[i] ?? 0)) / (m.state.std[i] ?? 1);
     }
-    const steps = checkSteps(request.steps ?? this.steps, 'steps');
+    const effort = this.#controller?.effort;
+    const steps = checkSteps(request.steps ?? effort?.steps ?? this.steps, 'steps');
 
     // Ingest every camera into one batch for the shared encoder.
     const plane = this.#pixels.length / cams.length;
@@ -236,7 +270,10 @@ export class FlowPolicy {
       tokens,
       saliency,
       rgb: this.#rgb,
-      budget: this.tokenBudget,
+      budget:
+        effort === undefined
+          ? this.tokenBudget
+          : tokenBudget(this.#tokensPerCamera, effort.keepRatio, 0),
       tokenDim: m.token_dim,
     });
     const t3 = performance.now();
@@ -268,6 +305,7 @@ export class FlowPolicy {
     const t6 = performance.now();
     timings.denoise = t6 - t5;
     timings.total = t6 - t0;
+    this.#controller?.observe(timings.total);
     return {
       actions: this.#denormalise(actions),
       timings,

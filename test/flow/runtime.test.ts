@@ -26,13 +26,13 @@ afterAll(async () => {
 });
 
 /** The observation the golden fixture was made from: step 0 of its dataset episode. */
-function goldenRequest(steps: number): FlowRequest {
+function goldenRequest(steps: number | undefined): FlowRequest {
   const { noise: _noise, ...rest } = goldenNoisyRequest(steps);
   return rest;
 }
 
 /** {@link goldenRequest} with PyTorch's initial noise. */
-function goldenNoisyRequest(steps: number): FlowRequest {
+function goldenNoisyRequest(steps: number | undefined): FlowRequest {
   const sim = new TabletopSim({ seed: episodeSeed(golden.dataset_seed, golden.episode) });
   const obs = sim.observe();
   return {
@@ -42,7 +42,7 @@ function goldenNoisyRequest(steps: number): FlowRequest {
     instruction: obs.instruction,
     state: obs.state,
     seed: 0,
-    steps,
+    ...(steps === undefined ? {} : { steps }),
     noise: Float32Array.from(golden.noise),
   };
 }
@@ -178,5 +178,27 @@ describe('bad requests', () => {
       policy.infer({ ...req, state: Float32Array.of(Number.NaN, 0.5) }),
     ).rejects.toBeInstanceOf(InputError);
     await expect(policy.infer({ ...req, steps: 0 })).rejects.toMatchObject({ field: 'steps' });
+  });
+});
+
+describe('latency budget', () => {
+  it("lowers the denoising steps once the tokens are at their minimum, and a request's own steps still win", async () => {
+    const base = flowOptions();
+    const policy = await open({
+      ...base,
+      // Unreachable: every window is over budget. The tokens are already at their minimum
+      // (min keep ratio = keep ratio), so the controller goes straight to the steps.
+      latencyBudget: { budgetMs: 0.001, minKeepRatio: base.pruning.keepRatio, minSteps: 3 },
+    });
+    expect(policy.effort).toEqual({ keepRatio: base.pruning.keepRatio, steps: policy.steps });
+    const used: number[] = [];
+    for (let i = 0; i < 45; i++) used.push((await policy.infer(goldenRequest(undefined))).steps);
+    expect(used[0]).toBe(policy.steps);
+    expect(used[used.length - 1]).toBeLessThan(policy.steps);
+    expect(used[used.length - 1]).toBeGreaterThanOrEqual(3);
+    expect(used[used.length - 1]).toBe(policy.effort?.steps);
+    expect((await policy.infer(goldenRequest(7))).steps).toBe(7);
+    const fixed = await open(base);
+    expect(fixed.effort).toBeUndefined();
   });
 });
