@@ -130,6 +130,8 @@ export class FlowPolicy {
   readonly #limits: { readonly min: readonly number[]; readonly max: readonly number[] };
   readonly #controller: FlowBudgetController | undefined;
   readonly #tokensPerCamera: number;
+  /** Whether every camera has the same image spec (one ingest call converts them all). */
+  readonly #sharedSpec: boolean;
   #instruction: InstructionKv | undefined;
 
   private constructor(pkg: FlowPackage, sessions: FlowSessions, options: FlowPolicyOptions) {
@@ -144,6 +146,8 @@ export class FlowPolicy {
     this.totalTokens = n * m.cameras.length;
     this.tokenBudget = tokenBudget(n, options.pruning.keepRatio, options.pruning.keepCount);
     this.#tokensPerCamera = n;
+    const spec = (c: (typeof m.cameras)[number]): string => JSON.stringify(c.image);
+    this.#sharedSpec = m.cameras.every((c) => spec(c) === spec(cam));
     const budget = options.latencyBudget;
     this.#controller =
       budget !== undefined && budget.budgetMs > 0
@@ -248,11 +252,14 @@ export class FlowPolicy {
 
     // Ingest every camera into one batch for the shared encoder.
     const plane = this.#pixels.length / cams.length;
+    const images = await this.#toRgb(request.images);
     for (let c = 0; c < cams.length; c++) {
-      const ingest = this.#ingest[c] as FrameIngest;
-      const rgb = await ingest.toRgb(request.images[c] as Frame);
+      const rgb = images[c] as Uint8Array;
       this.#rgb[c] = rgb;
-      ingest.normalise(rgb, this.#pixels.subarray(c * plane, (c + 1) * plane));
+      (this.#ingest[c] as FrameIngest).normalise(
+        rgb,
+        this.#pixels.subarray(c * plane, (c + 1) * plane),
+      );
     }
     const t1 = performance.now();
     timings.ingest = t1 - t0;
@@ -314,6 +321,37 @@ export class FlowPolicy {
       instructionCached: instruction.cached,
       steps,
     };
+  }
+
+  /**
+   * Every camera's frame to RGB at its model size. Raw frames of cameras with one image spec (the
+   * usual case) are converted together in one native call that splits their rows across threads;
+   * otherwise each camera's own ingest runs. A bad frame fails the request with its camera named.
+   */
+  async #toRgb(frames: readonly Frame[]): Promise<Uint8Array[]> {
+    const cams = this.pkg.manifest.cameras;
+    const named = (c: number, error: unknown): never => {
+      if (error instanceof InputError && error.field !== undefined) {
+        throw new InputError(`${cams[c]?.name ?? c} camera: ${error.message}`, {
+          field: `images[${c}].${error.field}`,
+          cause: error,
+        });
+      }
+      throw error;
+    };
+    if (this.#sharedSpec && frames.every((f) => f.kind === 'raw')) {
+      const results = (this.#ingest[0] as FrameIngest).rawToRgbMany(frames);
+      return results.map((r, c) => (r.status === 'fulfilled' ? r.value : named(c, r.reason)));
+    }
+    const out: Uint8Array[] = [];
+    for (let c = 0; c < frames.length; c++) {
+      try {
+        out.push(await (this.#ingest[c] as FrameIngest).toRgb(frames[c] as Frame));
+      } catch (error) {
+        named(c, error);
+      }
+    }
+    return out;
   }
 
   /** Euler integration of the expert's velocity from seeded noise (t = 0) to the chunk (t = 1). */
