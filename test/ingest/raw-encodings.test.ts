@@ -116,14 +116,18 @@ describe('geometry checks of the new encodings', () => {
 });
 
 describe('several cameras at once', () => {
-  it('toRgbMany gives what toRgb gives per frame, and a bad frame fails alone', async () => {
-    const frames: RawFrame[] = ['yuv422', 'nv12', 'bayer_rggb8'].map((encoding) => ({
+  /** The first photograph in each encoding, as a camera would send it. */
+  const photoFrames = (encodings: readonly string[]): RawFrame[] =>
+    encodings.map((encoding) => ({
       kind: 'raw',
       encoding,
       width: W,
       height: H,
       data: read(`${PHOTOS[0]}.${encoding === 'yuv422' ? 'uyvy422' : encoding}`),
     }));
+
+  it('toRgbMany gives what toRgb gives per frame, and a bad frame fails alone', async () => {
+    const frames = photoFrames(['yuv422', 'nv12', 'bayer_rggb8']);
     const want = await Promise.all(frames.map((f) => small.toRgb(f)));
     const got = await small.toRgbMany(frames);
     expect(got.map((r) => (r.status === 'fulfilled' ? r.value : undefined))).toEqual(want);
@@ -134,13 +138,7 @@ describe('several cameras at once', () => {
   });
 
   it('rawToRgbMany converts before it returns, one frame or several, a bad frame failing alone', async () => {
-    const frames: RawFrame[] = ['yuv422', 'nv12'].map((encoding) => ({
-      kind: 'raw',
-      encoding,
-      width: W,
-      height: H,
-      data: read(`${PHOTOS[0]}.${encoding === 'yuv422' ? 'uyvy422' : encoding}`),
-    }));
+    const frames = photoFrames(['yuv422', 'nv12']);
     const want = await Promise.all(frames.map((f) => small.toRgb(f)));
     // Synchronous: the results are there without awaiting anything.
     expect(small.rawToRgbMany([frames[0] as RawFrame])).toEqual([
