@@ -4,7 +4,7 @@ import { matchCameras } from '../../src/flow/cameras.js';
 import { FlowPipeline, stampSeed, type FlowPipelineOptions } from '../../src/flow/pipeline.js';
 import type { RawFrame } from '../../src/ingest/index.js';
 import { loadFlowPackage, type FlowPackage } from '../../src/model/flow-manifest.js';
-import type { Observation } from '../../src/pipeline/types.js';
+import type { CameraFrame, Observation } from '../../src/pipeline/types.js';
 import { TabletopSim } from '../../src/sim/tabletop.js';
 import { FLOW_DIR, NO_CACHES } from './package.js';
 
@@ -49,6 +49,13 @@ function observation(seed = 5, extra: Partial<Observation> = {}): Observation {
     stamp: 1_700_000_000_000,
     ...extra,
   };
+}
+
+/** The two named cameras of {@link observation}. */
+function twoCameras(obs: Observation): [CameraFrame, CameraFrame] {
+  const [table, wrist] = obs.cameras ?? [];
+  if (table === undefined || wrist === undefined) throw new Error('expected two cameras');
+  return [table, wrist];
 }
 
 function inputError(run: () => unknown): InputError {
@@ -158,12 +165,12 @@ describe('FlowPipeline', () => {
   it('refuses a missing or unknown camera, naming the field, and serves the next observation', async () => {
     const p = await open();
     const obs = observation(5, { seed: 3 });
-    const [table, wrist] = obs.cameras ?? [];
-    const missing = await rejection(p.infer({ ...obs, cameras: [table!] }));
+    const [table, wrist] = twoCameras(obs);
+    const missing = await rejection(p.infer({ ...obs, cameras: [table] }));
     expect(missing.field).toBe('images');
     expect(missing.message).toContain('"wrist"');
     const unknown = await rejection(
-      p.infer({ ...obs, cameras: [table!, wrist!, { camera: 'depth', frame: table!.frame }] }),
+      p.infer({ ...obs, cameras: [table, wrist, { camera: 'depth', frame: table.frame }] }),
     );
     expect(unknown.field).toBe('images[2].camera');
     const good = await p.infer(obs);
@@ -173,10 +180,10 @@ describe('FlowPipeline', () => {
   it("names the request's image when one camera's frame is bad", async () => {
     const p = await open();
     const obs = observation();
-    const [table, wrist] = obs.cameras ?? [];
-    const short = { ...(wrist!.frame as RawFrame), data: new Uint8Array(10) };
+    const [table, wrist] = twoCameras(obs);
+    const short = { ...(wrist.frame as RawFrame), data: new Uint8Array(10) };
     const error = await rejection(
-      p.infer({ ...obs, cameras: [{ camera: 'wrist', frame: short }, table!] }),
+      p.infer({ ...obs, cameras: [{ camera: 'wrist', frame: short }, table] }),
     );
     expect(error.field).toMatch(/^images\[0\]/);
   });
@@ -188,9 +195,7 @@ describe('FlowPipeline', () => {
     );
     expect((await rejection(p.infer(observation(5, { seed: -1 })))).field).toBe('seed');
     expect((await rejection(p.infer(observation(5, { seed: 2 ** 32 })))).field).toBe('seed');
-    expect((await rejection(p.infer(observation(5, { keepCount: 10 })))).field).toBe(
-      'keep_count',
-    );
+    expect((await rejection(p.infer(observation(5, { keepCount: 10 })))).field).toBe('keep_count');
   });
 
   it('clamps to configured limits and the per-step change limit, counting what it changed', async () => {

@@ -354,6 +354,7 @@ export class BridgeServer {
       request,
       this.#pipeline.model.manifest,
       this.#pipeline.totalTokens,
+      this.#pipeline.cameras,
     );
     if (problem !== undefined) {
       this.#error(route, request.id, 'invalid', problem[1], problem[0]);
