@@ -93,6 +93,7 @@ describe('vla-node serve with a flow package', () => {
     expect(welcome.model.chunk_length).toBe(manifest.chunk.horizon);
     expect(welcome.model.action_dim).toBe(manifest.chunk.action_dim);
     expect(stderr).toContain('cameras table + wrist');
+    expect(stderr).toContain('its pipeline runs no batches): serving one request at a time');
   });
 
   it('answers two cameras in one request with a horizon × action_dim chunk of finite values within the limits', async () => {
