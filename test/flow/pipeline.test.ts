@@ -198,6 +198,30 @@ describe('FlowPipeline', () => {
     expect((await rejection(p.infer(observation(5, { keepCount: 10 })))).field).toBe('keep_count');
   });
 
+  it("keeps one stream's cross-frame reuse from another's: a new stream starts afresh", async () => {
+    // Reuse every table token whose patch moved at all (a threshold no frame exceeds).
+    const caches = { instruction: true, visualThreshold: 255, visualCameras: ['table'] };
+    const p = await open({ caches });
+    const fresh = await open({ caches });
+    const first = observation(5, { seed: 1, stream: 'a' });
+    const second = observation(8, { seed: 1, stream: 'a' });
+    await p.infer(first);
+    const reused = await p.infer(second);
+    expect(reused.tokens.kept).toBe(p.totalTokens);
+    const alone = await fresh.infer(second);
+    // Same stream: the second frame reused the first's keys/values, so its chunk differs.
+    expect(Array.from(reused.actions)).not.toEqual(Array.from(alone.actions));
+    // Another stream between them: the second frame is computed afresh.
+    await p.infer(first);
+    await p.infer(observation(5, { seed: 1, stream: 'b' }));
+    const afterOther = await p.infer(second);
+    expect(Array.from(afterOther.actions)).toEqual(Array.from(alone.actions));
+    // And the bridge's reset of the stream does the same.
+    await p.infer(first);
+    p.pruner.reset('a');
+    expect(Array.from((await p.infer(second)).actions)).toEqual(Array.from(alone.actions));
+  });
+
   it('clamps to configured limits and the per-step change limit, counting what it changed', async () => {
     const m = pkg.manifest;
     const min = m.action.min.map((lo, d) => lo + 0.45 * ((m.action.max[d] as number) - lo));
