@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runServe } from '../../src/cli/serve.js';
 import type { RawFrame } from '../../src/ingest/index.js';
 import { loadFlowPackage, type FlowManifest } from '../../src/model/flow-manifest.js';
 import { TabletopSim } from '../../src/sim/tabletop.js';
@@ -161,6 +162,13 @@ describe('vla-node serve with a flow package', () => {
     expect(frame.code).toBe('invalid');
     expect(frame.field).toMatch(/^images\[1\]/);
     expect((await client.infer(full)).actions.length).toBeGreaterThan(0);
+  });
+
+  it('refuses the live view with a flow package before loading it', async () => {
+    const io = { json: true, progress: () => undefined, result: () => undefined };
+    await expect(
+      runServe({ model: FLOW_DIR, bind: 'tcp://127.0.0.1:*', foxglove: '0' }, io),
+    ).rejects.toMatchObject({ name: 'ConfigError', field: 'foxglove.enabled' });
   });
 
   it('stops on SIGTERM and reports what it served', async () => {

@@ -172,5 +172,9 @@ describe('replay with a flow package', () => {
         bag,
       ]),
     ).rejects.toMatchObject({ name: 'ConfigError', field: 'camera-topic' });
+    // The live view shows one camera: refused before the model loads, not half-shown.
+    await expect(
+      replayCommand.run({ model: FLOW_DIR, foxglove: '0', set: SET }, capture().io, [bag]),
+    ).rejects.toMatchObject({ name: 'ConfigError', field: 'foxglove.enabled' });
   });
 });
