@@ -187,7 +187,14 @@ export class FlowPipeline {
    * @throws {BackendError} when a graph fails or the expert returns non-finite actions.
    */
   infer(obs: Observation): Promise<ActionChunk> {
-    const run = this.#queue.then(() => this.#inferNow(obs));
+    // A bad observation fails at once, not after the observations queued before it.
+    let checked: CheckedObservation;
+    try {
+      checked = this.#check(obs);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    const run = this.#queue.then(() => this.#inferNow(obs, checked));
     this.#queue = run.catch(() => undefined);
     return run;
   }
@@ -198,10 +205,10 @@ export class FlowPipeline {
     await this.policy.release();
   }
 
-  async #inferNow(obs: Observation): Promise<ActionChunk> {
+  async #inferNow(obs: Observation, checked: CheckedObservation): Promise<ActionChunk> {
     const t0 = performance.now();
     const m = this.model.manifest;
-    const { images, order, named } = this.#check(obs);
+    const { images, order, named } = checked;
     if (obs.stream !== this.#stream) {
       this.policy.resetFrames();
       this.#stream = obs.stream;
@@ -254,11 +261,7 @@ export class FlowPipeline {
    * keep count. `order[c]` is the index in `images` of camera c; `named` whether the images came
    * as `cameras` (their errors then name `images[i]`).
    */
-  #check(obs: Observation): {
-    images: readonly Frame[];
-    order: readonly number[];
-    named: boolean;
-  } {
+  #check(obs: Observation): CheckedObservation {
     // Library callers write JavaScript too: nothing here trusts the types.
     if (typeof (obs as unknown) !== 'object' || (obs as unknown) === null) {
       throw new InputError(
@@ -320,13 +323,23 @@ export class FlowPipeline {
     }));
     const frame = (cameras[0] as (typeof cameras)[number]).frame;
     for (let i = 0; i < runs; i++) {
-      await this.#inferNow({ frame, cameras, instruction: '', state: m.state.mean, seed: i });
+      const obs = { frame, cameras, instruction: '', state: m.state.mean, seed: i };
+      await this.#inferNow(obs, this.#check(obs));
     }
     this.policy.reset();
     this.latency.reset();
     this.#sequence = 0;
     this.#stream = undefined;
   }
+}
+
+/** An observation after its checks: its frames, which is which camera, whether they were named. */
+interface CheckedObservation {
+  readonly images: readonly Frame[];
+  /** `order[c]`: the index in `images` of the manifest's camera c. */
+  readonly order: readonly number[];
+  /** Whether the images came as `cameras` (their errors then name `images[i]`). */
+  readonly named: boolean;
 }
 
 /** An observation's images as `{ camera, frame }`, checked: `cameras` when given, else `frame`. */

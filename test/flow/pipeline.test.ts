@@ -177,6 +177,17 @@ describe('FlowPipeline', () => {
     expect(good.actions.length).toBe(pkg.manifest.chunk.horizon * pkg.manifest.chunk.action_dim);
   });
 
+  it('refuses a bad observation at once, not after the observations queued before it', async () => {
+    const p = await open();
+    const order: string[] = [];
+    const good = p.infer(observation(5, { seed: 1 })).then(() => order.push('good'));
+    const bad = p
+      .infer(observation(5, { state: [NaN, 0] }))
+      .catch((e: unknown) => order.push(e instanceof InputError ? 'bad' : 'other'));
+    await Promise.all([good, bad]);
+    expect(order).toEqual(['bad', 'good']);
+  });
+
   it("names the request's image when one camera's frame is bad", async () => {
     const p = await open();
     const obs = observation();
