@@ -45,3 +45,16 @@ export { createPruner } from './pruning/strategies.js';
 export { ChunkExecutor, type ExecutorOptions, type MergeMode } from './runtime/executor.js';
 export { BudgetController, LatestFrameSlot } from './runtime/budget.js';
 export { UnsafeActionError } from './runtime/safety.js';
+// Flow-matching packages (format v2, docs/flow-models.md): the runtime, and the same
+// observation → safe chunk interface as VlaPipeline (what the bridge and replay serve).
+export {
+  isFlowPackage,
+  loadFlowPackage,
+  type FlowManifest,
+  type FlowPackage,
+} from './model/flow-manifest.js';
+export { FlowPolicy, type FlowPolicyOptions, type FlowRequest } from './flow/policy.js';
+export { FlowPipeline, stampSeed, type FlowPipelineOptions } from './flow/pipeline.js';
+export { DEFAULT_FLOW_CACHES, flowPipelineFromConfig } from './flow/from-config.js';
+export { matchCameras } from './flow/cameras.js';
+export type { CameraFrame } from './pipeline/types.js';

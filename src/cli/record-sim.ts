@@ -1,4 +1,6 @@
+import { resolvePackagePath } from '../config/index.js';
 import { ConfigError } from '../errors.js';
+import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
 import { bagOutput, recordSim } from '../transports/mcap/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
 import { checkOutputs, FORCE_OPTION } from './output.js';
@@ -19,15 +21,20 @@ export async function runRecordSim(values: OptionValues, io: CommandIo): Promise
     });
   }
   const config = await configFromArgs(values, FLAG_KEYS);
-  const model = await modelFromConfig(config);
+  // A flow package's cameras are all recorded (table on /camera/image_raw, wrist on
+  // /wrist_camera/image_raw), so that `replay` can feed it the bag.
+  const dir = resolvePackagePath(config.model.path);
+  const flow = (await isFlowPackage(dir)) ? await loadFlowPackage(dir) : undefined;
+  const model = flow ?? (await modelFromConfig(config));
   const m = model.manifest;
+  const cameras = flow?.manifest.cameras.map((c) => c.name) ?? ['table'];
   await checkOutputs(
     values,
     [bagOutput('out', out)],
     [{ what: 'the model package', path: model.dir, enclosing: true }],
   );
   io.progress(
-    `recording ${config.sim.episodes} expert episodes (seed ${config.sim.seed}) at ${m.control_rate_hz} Hz into ${out}...`,
+    `recording ${config.sim.episodes} expert episodes (seed ${config.sim.seed}, camera${cameras.length === 1 ? '' : 's'} ${cameras.join(' + ')}) at ${m.control_rate_hz} Hz into ${out}...`,
   );
   const result = await recordSim({
     out,
@@ -38,6 +45,7 @@ export async function runRecordSim(values: OptionValues, io: CommandIo): Promise
     cameraWidth: config.sim.camera_width,
     cameraHeight: config.sim.camera_height,
     maxSteps: config.sim.max_steps,
+    cameras,
   });
   io.result(
     { ...result, seed: config.sim.seed, control_rate_hz: m.control_rate_hz },
@@ -53,7 +61,7 @@ export async function runRecordSim(values: OptionValues, io: CommandIo): Promise
 export const recordSimCommand: CommandSpec = {
   name: 'record-sim',
   summary:
-    'record expert-driven episodes of the built-in simulator as a rosbag2 MCAP bag (camera, joint states, instruction, expert actions)',
+    'record expert-driven episodes of the built-in simulator as a rosbag2 MCAP bag (camera, joint states, instruction, expert actions; every camera of a flow package)',
   options: {
     out: {
       type: 'string',
@@ -64,7 +72,7 @@ export const recordSimCommand: CommandSpec = {
     seed: { type: 'string', help: 'seed of the episode sequence (sim.seed)' },
     model: {
       type: 'string',
-      help: 'model package whose control rate and horizon to use (model.path)',
+      help: 'model package whose control rate, horizon and cameras to use (model.path)',
     },
     ...CONFIG_OPTIONS,
   },

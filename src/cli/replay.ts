@@ -1,6 +1,15 @@
+import { resolvePackagePath } from '../config/index.js';
 import { ConfigError, printable } from '../errors.js';
+import { flowPipelineFromConfig } from '../flow/from-config.js';
+import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
-import { bagOutput, DEFAULT_TOPICS, replay, type ReplayMetrics } from '../transports/mcap/index.js';
+import {
+  bagOutput,
+  DEFAULT_TOPICS,
+  replay,
+  type ReplayMetrics,
+  type TopicMap,
+} from '../transports/mcap/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
 import { checkOutputs, FORCE_OPTION } from './output.js';
 import { observeInference } from '../pipeline/observer.js';
@@ -27,6 +36,25 @@ export function parseRate(value: unknown): number | 'max' {
   return rate;
 }
 
+/** `--camera-topic NAME=TOPIC` (repeatable) → { NAME: TOPIC }. */
+export function parseCameraTopics(value: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of Array.isArray(value) ? (value as unknown[]) : []) {
+    const text = String(item);
+    const at = text.indexOf('=');
+    const name = text.slice(0, at);
+    const topic = text.slice(at + 1);
+    if (at < 1 || !topic.startsWith('/') || Object.hasOwn(out, name)) {
+      throw new ConfigError(
+        `Expected --camera-topic NAME=/topic (each camera once), e.g. wrist=/wrist_camera/image_raw, but received ${JSON.stringify(text)}`,
+        { field: 'camera-topic' },
+      );
+    }
+    out[name] = topic;
+  }
+  return out;
+}
+
 function text(values: OptionValues, key: string): string | undefined {
   const v = values[key];
   return typeof v === 'string' ? v : undefined;
@@ -36,6 +64,13 @@ function text(values: OptionValues, key: string): string | undefined {
 export function formatReplay(r: ReplayMetrics): string {
   const lines = [
     `replayed ${printable(r.bag)}: ${r.frames} frames → ${r.chunks} chunks in ${r.wall_s.toFixed(2)} s (${r.frames_per_s} frames/s, rate ${String(r.rate)})`,
+    ...(r.camera_topics === undefined
+      ? []
+      : [
+          `  cameras: ${Object.entries(r.camera_topics)
+            .map(([c, t]) => `${printable(c)} ${printable(t)}`)
+            .join(', ')}`,
+        ]),
     `  messages: ${Object.entries(r.messages)
       .map(([t, n]) => `${printable(t)} ${n}`)
       .join(', ')}`,
@@ -84,7 +119,16 @@ export async function runReplay(
     );
   }
   const rate = parseRate(values.rate);
+  const cameraTopics = parseCameraTopics(values['camera-topic']);
   const config = await configFromArgs(withFoxgloveFlag(values), MODEL_FLAG_KEYS);
+  const dir = resolvePackagePath(config.model.path);
+  if (await isFlowPackage(dir)) return replayFlow(bag, values, io, config, cameraTopics);
+  if (Object.keys(cameraTopics).length > 0) {
+    throw new ConfigError(
+      'Expected no --camera-topic with a one-camera package (its camera reads --image-topic) but received one',
+      { field: 'camera-topic' },
+    );
+  }
   const model = await modelFromConfig(config);
   const out = text(values, 'out');
   if (out !== undefined) {
@@ -122,12 +166,7 @@ export async function runReplay(
     const { metrics } = await replay(bag, {
       pipeline: observed,
       rate,
-      topics: {
-        image: text(values, 'image-topic') ?? DEFAULT_TOPICS.image,
-        instruction: text(values, 'instruction-topic') ?? DEFAULT_TOPICS.instruction,
-        state: text(values, 'state-topic') ?? DEFAULT_TOPICS.state,
-        reference: text(values, 'reference-topic') ?? DEFAULT_TOPICS.reference,
-      },
+      topics: topicsOf(values),
       ...(out === undefined ? {} : { out }),
       ...(instruction === undefined ? {} : { instruction }),
     });
@@ -142,6 +181,71 @@ export async function runReplay(
     );
   } finally {
     await live?.close();
+    await pipeline.release();
+  }
+  return 0;
+}
+
+function topicsOf(values: OptionValues): TopicMap {
+  return {
+    image: text(values, 'image-topic') ?? DEFAULT_TOPICS.image,
+    instruction: text(values, 'instruction-topic') ?? DEFAULT_TOPICS.instruction,
+    state: text(values, 'state-topic') ?? DEFAULT_TOPICS.state,
+    reference: text(values, 'reference-topic') ?? DEFAULT_TOPICS.reference,
+  };
+}
+
+/**
+ * Replay through a flow package: one image topic per camera (`--camera-topic NAME=TOPIC`; the
+ * first camera defaults to --image-topic, the others to /NAME_camera/image_raw), inferring on each
+ * message of the first camera's topic with the latest of the others. The noise of each frame is
+ * seeded from its header stamp, so a replay is reproducible.
+ */
+async function replayFlow(
+  bag: string,
+  values: OptionValues,
+  io: CommandIo,
+  config: Awaited<ReturnType<typeof configFromArgs>>,
+  cameraTopics: Record<string, string>,
+): Promise<number> {
+  if (config.foxglove.enabled) {
+    throw new ConfigError(
+      'Expected foxglove.enabled false with a flow package: the live view shows one camera, and replaying flow packages with it is not supported yet',
+      { field: 'foxglove.enabled' },
+    );
+  }
+  const pkg = await loadFlowPackage(resolvePackagePath(config.model.path));
+  const out = text(values, 'out');
+  if (out !== undefined) {
+    await checkOutputs(
+      values,
+      [bagOutput('out', out)],
+      [
+        { what: 'BAG', path: bag, enclosing: true },
+        { what: 'the model package', path: pkg.dir, enclosing: true },
+      ],
+    );
+  }
+  const names = pkg.manifest.cameras.map((c) => c.name);
+  io.progress(
+    `loading ${pkg.manifest.name} (flow, ${names.join(' + ')}, ${config.model.precision}) and warming up...`,
+  );
+  const pipeline = await flowPipelineFromConfig(config, pkg);
+  try {
+    const instruction = text(values, 'instruction');
+    const { metrics } = await replay(bag, {
+      pipeline,
+      rate: parseRate(values.rate),
+      topics: topicsOf(values),
+      cameraTopics,
+      ...(out === undefined ? {} : { out }),
+      ...(instruction === undefined ? {} : { instruction }),
+    });
+    io.result(
+      { ...metrics, model: pkg.manifest.name, precision: pipeline.precision, provider: 'cpu' },
+      formatReplay(metrics),
+    );
+  } finally {
     await pipeline.release();
   }
   return 0;
@@ -165,7 +269,12 @@ export const replayCommand: CommandSpec = {
     'image-topic': {
       type: 'string',
       default: DEFAULT_TOPICS.image,
-      help: 'sensor_msgs/Image or CompressedImage topic',
+      help: 'sensor_msgs/Image or CompressedImage topic (of a flow package: its first camera)',
+    },
+    'camera-topic': {
+      type: 'string',
+      multiple: true,
+      help: 'flow packages: NAME=TOPIC, the image topic of camera NAME (default: the first camera --image-topic, the others /NAME_camera/image_raw)',
     },
     'instruction-topic': {
       type: 'string',

@@ -1,7 +1,11 @@
 import { performance } from 'node:perf_hooks';
 import { readFile } from 'node:fs/promises';
+import { resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { ConfigError } from '../errors.js';
+import { flowPipelineFromConfig } from '../flow/from-config.js';
+import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
+import type { LatencyBook } from '../runtime/latency.js';
 import {
   BRIDGE_DEFAULTS,
   BridgeServer,
@@ -162,6 +166,66 @@ function observed(pipeline: VlaPipeline, live: LiveView): BridgePipeline {
   };
 }
 
+/** The pipeline `serve` runs: the encoder + policy pipeline, or a flow package's. */
+interface Served {
+  readonly pipeline: BridgePipeline & { release(): Promise<void> };
+  /** The encoder + policy pipeline (the live view shows its one camera), when that is served. */
+  readonly vla?: VlaPipeline;
+  readonly provider: string;
+  readonly precision: string;
+  readonly latency: LatencyBook;
+  /** What the start line says of the cameras ('' for one). */
+  readonly cameras: string;
+}
+
+/** Load `model.path` as the pipeline of its family and warm it up. */
+async function servedPipeline(config: Readonly<VlaConfig>, io: CommandIo): Promise<Served> {
+  const dir = resolvePackagePath(config.model.path);
+  if (await isFlowPackage(dir)) {
+    if (config.foxglove.enabled) {
+      throw new ConfigError(
+        'Expected foxglove.enabled false with a flow package: the live view shows one camera, and serving flow packages with it is not supported yet',
+        { field: 'foxglove.enabled' },
+      );
+    }
+    const pkg = await loadFlowPackage(dir);
+    const names = pkg.manifest.cameras.map((c) => c.name);
+    io.progress(
+      `loading ${pkg.manifest.name} (flow, ${names.join(' + ')}, ${config.model.precision}) on cpu and warming up...`,
+    );
+    const flow = await flowPipelineFromConfig(config, pkg);
+    return {
+      pipeline: flow,
+      provider: 'cpu',
+      precision: flow.precision,
+      latency: flow.latency,
+      cameras: `cameras ${names.join(' + ')}, ${flow.policy.steps} denoising steps, noise seeded per request, `,
+    };
+  }
+  const model = await modelFromConfig(config);
+  io.progress(
+    `loading ${model.manifest.name} (${config.model.precision}) on ${config.backend.execution_providers.join(' → ')} and warming up...`,
+  );
+  const pipeline = await VlaPipeline.create(
+    model,
+    pipelineOptions(config, (line) => {
+      io.progress(line);
+    }),
+  );
+  return {
+    pipeline,
+    vla: pipeline,
+    get provider() {
+      return pipeline.provider;
+    },
+    get precision() {
+      return pipeline.precision;
+    },
+    latency: pipeline.latency,
+    cameras: '',
+  };
+}
+
 /** How long after the first stop signal a repeat counts as the same one, ms. */
 const REPEAT_MS = 500;
 
@@ -173,7 +237,7 @@ export interface ServeReport {
   /** Requests run together at most (1: one at a time). */
   readonly max_batch: number;
   readonly stats: BridgeStats;
-  readonly pipeline_latency_ms: ReturnType<VlaPipeline['latency']['total']['summary']>;
+  readonly pipeline_latency_ms: ReturnType<LatencyBook['total']['summary']>;
 }
 
 /**
@@ -215,21 +279,18 @@ export async function runServe(
   // once the server is up, and one during the shutdown is ignored (it must not cut the drain).
   const reload = clientKeysFile === '' ? undefined : new AllowListReload(clientKeysFile, io);
   try {
-    const model = await modelFromConfig(config);
-    io.progress(
-      `loading ${model.manifest.name} (${config.model.precision}) on ${config.backend.execution_providers.join(' → ')} and warming up...`,
-    );
-    const pipeline = await VlaPipeline.create(
-      model,
-      pipelineOptions(config, (line) => {
-        io.progress(line);
-      }),
-    );
+    const served = await servedPipeline(config, io);
+    const { pipeline } = served;
     let server: BridgeServer | undefined;
     let live: LiveView | undefined;
     try {
-      live = await startLiveView(config, io, model.manifest);
-      server = await BridgeServer.start(live === undefined ? pipeline : observed(pipeline, live), {
+      live =
+        served.vla === undefined
+          ? undefined
+          : await startLiveView(config, io, served.vla.model.manifest);
+      const bridged =
+        served.vla !== undefined && live !== undefined ? observed(served.vla, live) : pipeline;
+      server = await BridgeServer.start(bridged, {
         ...limits,
         ...batchOptions(config),
         bind,
@@ -239,7 +300,7 @@ export async function runServe(
           io.progress(line);
         },
       });
-      const m = model.manifest;
+      const m = pipeline.model.manifest;
       const curve =
         curveSecretKey === undefined
           ? ''
@@ -251,7 +312,7 @@ export async function runServe(
           ? `batches of up to ${server.maxBatch} (waiting up to ${server.options.maxWaitMs} ms, ${server.decodeConcurrency} image${server.decodeConcurrency === 1 ? '' : 's'} decoding ahead)`
           : 'one request at a time';
       io.progress(
-        `serving ${m.name} on ${server.endpoint} (bridge protocol v1${curve}): ${m.chunk.horizon}×${m.chunk.action_dim} chunks at ${m.control_rate_hz} Hz, ${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens, queue ${server.options.maxQueue}, ${batching}${process.execArgv.length > 0 ? `; node ${process.execArgv.join(' ')}` : ''}; Ctrl-C stops`,
+        `serving ${m.name} on ${server.endpoint} (bridge protocol v1${curve}): ${m.chunk.horizon}×${m.chunk.action_dim} chunks at ${m.control_rate_hz} Hz, ${served.cameras}${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens, queue ${server.options.maxQueue}, ${batching}${process.execArgv.length > 0 ? `; node ${process.execArgv.join(' ')}` : ''}; Ctrl-C stops`,
       );
       reload?.attach(server);
       let signal: unknown;
@@ -267,11 +328,11 @@ export async function runServe(
       const report: ServeReport = {
         endpoint: server.endpoint,
         model: m.name,
-        provider: pipeline.provider,
-        precision: pipeline.precision,
+        provider: served.provider,
+        precision: served.precision,
         max_batch: server.maxBatch,
         stats: server.stats(),
-        pipeline_latency_ms: pipeline.latency.total.summary(),
+        pipeline_latency_ms: served.latency.total.summary(),
       };
       const s = report.stats;
       io.result(

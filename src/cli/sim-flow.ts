@@ -1,4 +1,5 @@
 import { resolvePackagePath, type VlaConfig } from '../config/index.js';
+import { DEFAULT_FLOW_CACHES } from '../flow/from-config.js';
 import { FlowPolicy, type FlowCacheOptions, type FlowResult } from '../flow/policy.js';
 import { loadFlowPackage, type FlowPackage } from '../model/flow-manifest.js';
 import { LatencyHistogram } from '../runtime/latency.js';
@@ -31,12 +32,7 @@ export interface FlowRunOptions {
   readonly guidance?: GuidanceSettings;
 }
 
-/** The flow family's default caches: the exact instruction cache on, cross-frame reuse off. */
-export const DEFAULT_FLOW_CACHES: FlowCacheOptions = {
-  instruction: true,
-  visualThreshold: null,
-  visualCameras: [],
-};
+export { DEFAULT_FLOW_CACHES };
 
 /** Resolve the run's action limits from the parameters and the flow manifest. */
 export function flowLimits(config: VlaConfig, pkg: FlowPackage): ActionLimits {

@@ -61,6 +61,12 @@ export interface FlowPolicyOptions {
 /** One observation: an image per camera in the manifest's camera order. */
 export interface FlowRequest {
   readonly images: readonly Frame[];
+  /**
+   * The cameras' images already converted to packed RGB8 at each camera's size (by the caller's
+   * own {@link FrameIngest}, e.g. FlowPipeline's, which applies the ingest limits and names the
+   * request's fields in its errors); when given, used instead of `images` (which may be empty).
+   */
+  readonly rgb?: readonly Uint8Array[];
   readonly instruction: string;
   /** Robot state in manifest units. */
   readonly state: ArrayLike<number>;
@@ -229,10 +235,11 @@ export class FlowPolicy {
       total: 0,
     };
     const cams = m.cameras;
-    if (request.images.length !== cams.length) {
+    const given = request.rgb?.length ?? request.images.length;
+    if (given !== cams.length) {
       throw new InputError(
-        `Expected ${cams.length} images (${cams.map((c) => c.name).join(', ')}) but received ${request.images.length}`,
-        { field: 'images' },
+        `Expected ${cams.length} images (${cams.map((c) => c.name).join(', ')}) but received ${given}`,
+        { field: request.rgb === undefined ? 'images' : 'rgb' },
       );
     }
     const S = m.state.names.length;
@@ -252,7 +259,7 @@ export class FlowPolicy {
 
     // Ingest every camera into one batch for the shared encoder.
     const plane = this.#pixels.length / cams.length;
-    const images = await this.#toRgb(request.images);
+    const images = request.rgb ?? (await this.#toRgb(request.images));
     for (let c = 0; c < cams.length; c++) {
       const rgb = images[c] as Uint8Array;
       this.#rgb[c] = rgb;

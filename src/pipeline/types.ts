@@ -28,9 +28,28 @@ export interface PipelineOptions {
   readonly ingest?: IngestLimits;
 }
 
+/** One camera's frame of an observation, with the camera's name when the sender gave one. */
+export interface CameraFrame {
+  /** The camera's name (a flow package's `cameras[].name`); absent: matched by position. */
+  readonly camera?: string;
+  readonly frame: Frame;
+}
+
 /** One observation: a camera frame, the instruction and the robot state (manifest units). */
 export interface Observation {
+  /** The frame (of a model with several cameras: the first of `cameras`). */
   readonly frame: Frame;
+  /**
+   * Every camera's frame, for models that take several (flow packages); absent: `frame` is the one
+   * camera. Single-camera pipelines read `frame` only.
+   */
+  readonly cameras?: readonly CameraFrame[];
+  /**
+   * Seed of a flow-matching model's initial noise (an unsigned 32-bit integer): the same
+   * observation and seed give the same chunk. Absent: derived from `stamp` (FlowPipeline).
+   * Single-pass policies draw no noise and ignore it.
+   */
+  readonly seed?: number;
   readonly instruction: string;
   readonly state: ArrayLike<number>;
   /** Stamp of the source frame in ms (camera clock); carried into the chunk. */

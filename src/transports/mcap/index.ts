@@ -15,6 +15,7 @@ export {
 } from './reader.js';
 export { recordSim, type RecordSimOptions, type RecordSimResult } from './record.js';
 export {
+  defaultCameraTopic,
   DEFAULT_TOPICS,
   OUTPUT_TOPICS,
   replay,

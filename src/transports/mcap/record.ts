@@ -2,11 +2,12 @@
  * Recording simulated runs as rosbag2 bags: the built-in tabletop with the scripted expert driving.
  */
 
+import { InputError } from '../../errors.js';
 import { expertChunk } from '../../sim/expert.js';
 import { TabletopSim } from '../../sim/tabletop.js';
 import { episodeSeed } from '../../util/rng.js';
 import { multiArrayOf } from './codec.js';
-import { DEFAULT_TOPICS } from './replay.js';
+import { defaultCameraTopic, DEFAULT_TOPICS } from './replay.js';
 import { rosTime } from './schemas.js';
 import { BagWriter, OFFERED_QOS } from './writer.js';
 
@@ -25,6 +26,11 @@ export interface RecordSimOptions {
   readonly maxSteps?: number;
   /** Stamp of the first frame, ns since the epoch (default 1.7e18: fixed, so bags are reproducible). */
   readonly startTimeNs?: bigint;
+  /**
+   * The cameras to record, in a model's camera order (default `['table']`): `table` (the tabletop
+   * view) and `wrist` (rendered around the end effector), each on {@link defaultCameraTopic}.
+   */
+  readonly cameras?: readonly string[];
 }
 
 const DEFAULTS = {
@@ -46,10 +52,22 @@ export interface RecordSimResult {
 /**
  * Record `episodes` expert-driven episodes: per control step /joint_states (x, y), the expert's
  * chunk on /expert/actions and the camera frame on /camera/image_raw (rgb8), all stamped with the
- * step's time; /instruction once at the start of each episode. Log times are strictly increasing
- * (instruction, state, reference, image, a microsecond apart), so any reader orders them the same.
+ * step's time; /instruction once at the start of each episode. With several `cameras`, the others
+ * (e.g. the wrist camera on /wrist_camera/image_raw) come just before the first camera's frame of
+ * the same step, so a replay that infers on the first camera's frames has them all. Log times are
+ * strictly increasing (instruction, state, reference, other cameras, image, a microsecond apart),
+ * so any reader orders them the same.
  */
 export async function recordSim(options: RecordSimOptions): Promise<RecordSimResult> {
+  const cameras = options.cameras ?? ['table'];
+  cameras.forEach((name, i) => {
+    if (name !== 'table' && name !== 'wrist') {
+      throw new InputError(
+        `Expected the cameras to record to be table|wrist (what the simulator renders) but received ${JSON.stringify(name)}`,
+        { field: `cameras[${i}]` },
+      );
+    }
+  });
   const width = options.cameraWidth ?? DEFAULTS.cameraWidth;
   const height = options.cameraHeight ?? DEFAULTS.cameraHeight;
   const period = BigInt(Math.round(1e9 / options.controlRateHz));
@@ -102,20 +120,25 @@ export async function recordSim(options: RecordSimOptions): Promise<RecordSimRes
           multiArrayOf(chunk, options.horizon, 2),
           t + 2000n,
         );
-        await bag.write(
-          DEFAULT_TOPICS.image,
-          'sensor_msgs/msg/Image',
-          {
-            header,
-            height: obs.image.height,
-            width: obs.image.width,
-            encoding: 'rgb8',
-            is_bigendian: 0,
-            step: obs.image.width * 3,
-            data: obs.image.data,
-          },
-          t + 3000n,
-        );
+        // Every camera of the step, the first (the one a replay infers on) last.
+        for (let k = cameras.length - 1; k >= 0; k--) {
+          const name = cameras[k] as string;
+          const image = name === 'wrist' ? sim.wristImage() : obs.image;
+          await bag.write(
+            defaultCameraTopic(name, k, DEFAULT_TOPICS.image),
+            'sensor_msgs/msg/Image',
+            {
+              header: k === 0 ? header : { ...header, frame_id: `${name}_camera` },
+              height: image.height,
+              width: image.width,
+              encoding: 'rgb8',
+              is_bigendian: 0,
+              step: image.width * 3,
+              data: image.data,
+            },
+            t + 3000n - BigInt(k) * 100n,
+          );
+        }
         frames++;
         sim.step(chunk.subarray(0, 2));
         t += period;

@@ -10,7 +10,7 @@ import { MessageReader } from '@foxglove/rosmsg2-serialization';
 import { describe, InputError, printable } from '../../errors.js';
 import type { Frame } from '../../ingest/index.js';
 import type { Manifest } from '../../model/manifest.js';
-import type { ActionChunk, Observation } from '../../pipeline/pipeline.js';
+import type { ActionChunk, CameraFrame, Observation } from '../../pipeline/types.js';
 import { LatencyHistogram, type LatencySummary } from '../../runtime/latency.js';
 import {
   frameOfImage,
@@ -51,6 +51,15 @@ export const DEFAULT_TOPICS: TopicMap = Object.freeze({
   reference: '/expert/actions',
 });
 
+/**
+ * The default image topic of a model's camera `index` named `name`: the first camera reads
+ * {@link TopicMap.image} (`/camera/image_raw`, the one camera of a v1 package), each other camera
+ * `/<name>_camera/image_raw` (e.g. `/wrist_camera/image_raw`), as `record-sim` writes them.
+ */
+export function defaultCameraTopic(name: string, index: number, image: string): string {
+  return index === 0 ? image : `/${name}_camera/image_raw`;
+}
+
 /** The topics replay writes into its output. */
 export const OUTPUT_TOPICS = Object.freeze({
   chunk: '/vla_node/out/action_chunk',
@@ -58,8 +67,10 @@ export const OUTPUT_TOPICS = Object.freeze({
   diagnostics: '/diagnostics',
 });
 
-const ROLE_TYPES: Readonly<Record<keyof TopicMap, readonly string[]>> = {
-  image: ['sensor_msgs/Image', 'sensor_msgs/CompressedImage'],
+const IMAGE_TYPES = ['sensor_msgs/Image', 'sensor_msgs/CompressedImage'];
+const ROLE_TYPES: Readonly<Record<Role, readonly string[]>> = {
+  image: IMAGE_TYPES,
+  camera: IMAGE_TYPES,
   instruction: ['std_msgs/String'],
   state: ['sensor_msgs/JointState'],
   reference: ['std_msgs/Float32MultiArray'],
@@ -67,7 +78,12 @@ const ROLE_TYPES: Readonly<Record<keyof TopicMap, readonly string[]>> = {
 
 /** The part of VlaPipeline replay uses. */
 export interface ReplayPipeline {
-  readonly model: { readonly manifest: Manifest };
+  readonly model: { readonly manifest: Pick<Manifest, 'chunk' | 'state' | 'action'> };
+  /**
+   * The model's cameras when it takes several (a flow package): replay then reads one image topic
+   * per camera ({@link ReplayOptions.cameraTopics}); absent: one camera, the image topic.
+   */
+  readonly cameras?: readonly { readonly name: string }[];
   /** Reset before playback, so stateful (temporal) pruning starts afresh on every replay. */
   readonly pruner?: { reset(stream?: string): void };
   infer(obs: Observation): Promise<ActionChunk>;
@@ -77,6 +93,12 @@ export interface ReplayOptions {
   readonly pipeline: ReplayPipeline;
   /** Topic mapping; topics left out take {@link DEFAULT_TOPICS}. */
   readonly topics?: Partial<TopicMap>;
+  /**
+   * Image topic per camera name, for a pipeline with several cameras; cameras left out take
+   * {@link defaultCameraTopic}. The first camera's topic drives the inferences (one per message),
+   * with the latest message of each other camera's topic.
+   */
+  readonly cameraTopics?: Readonly<Record<string, string>>;
   /** `max` (default): as fast as possible; a number: paced at that multiple of the bag's clock. */
   readonly rate?: number | 'max';
   /**
@@ -116,6 +138,8 @@ export interface ReplayMetrics {
   readonly bag: string;
   readonly files: string[];
   readonly topics: TopicMap;
+  /** Image topic per camera (a pipeline with several cameras only; the first is `topics.image`). */
+  readonly camera_topics?: Record<string, string>;
   /** Messages read per topic (every topic of the bag). */
   readonly messages: Record<string, number>;
   readonly frames: number;
@@ -138,13 +162,16 @@ export interface ReplayResult {
   readonly metrics: ReplayMetrics;
 }
 
-type Role = keyof TopicMap;
+/** A mapped topic's input: a {@link TopicMap} role, or `camera` (a camera after the first). */
+type Role = keyof TopicMap | 'camera';
 
 interface ChannelState {
   readonly channel: BagChannel;
   readonly role: Role | undefined;
   readonly reader: MessageReader | undefined;
   readonly compressed: boolean;
+  /** Of a `camera` topic: the camera's index in the model's cameras. */
+  readonly camera: number | undefined;
 }
 
 /**
@@ -169,7 +196,11 @@ class Replay {
   readonly #bag: string;
   readonly #options: ReplayOptions;
   readonly #topics: TopicMap;
-  readonly #manifest: Manifest;
+  /** The model's camera names and topics, when it has several (else empty). */
+  readonly #cameras: readonly { readonly name: string; readonly topic: string }[];
+  /** The latest frame of each camera after the first (by index), with its stamp. */
+  readonly #latest = new Map<number, Frame>();
+  readonly #manifest: ReplayPipeline['model']['manifest'];
   readonly #rate: number | 'max';
   readonly #channels = new Map<string, ChannelState>();
   readonly #messages = new Map<string, number>();
@@ -192,7 +223,34 @@ class Replay {
   constructor(bag: string, options: ReplayOptions) {
     this.#bag = bag;
     this.#options = options;
-    this.#topics = { ...DEFAULT_TOPICS, ...options.topics };
+    const topics = { ...DEFAULT_TOPICS, ...options.topics };
+    const cameras = options.pipeline.cameras ?? [];
+    this.#cameras = cameras.map((c, i) => ({
+      name: c.name,
+      topic: options.cameraTopics?.[c.name] ?? defaultCameraTopic(c.name, i, topics.image),
+    }));
+    const unknown = Object.keys(options.cameraTopics ?? {}).find(
+      (name) => !cameras.some((c) => c.name === name),
+    );
+    if (unknown !== undefined) {
+      throw new InputError(
+        `Expected a camera of the model (${cameras.map((c) => c.name).join('|') || 'it takes one, on the image topic'}) in cameraTopics but received ${JSON.stringify(unknown)}`,
+        { field: `camera_topics.${unknown}` },
+      );
+    }
+    // The first camera's topic drives the inferences, as the image topic does for one camera.
+    this.#topics = { ...topics, image: this.#cameras[0]?.topic ?? topics.image };
+    this.#cameras.forEach((c, i) => {
+      const taken =
+        (['instruction', 'state', 'reference'] as const).find((r) => topics[r] === c.topic) ??
+        (this.#cameras.findIndex((o) => o.topic === c.topic) < i ? 'another camera' : undefined);
+      if (taken !== undefined) {
+        throw new InputError(
+          `Expected an image topic of camera ${c.name} of its own but ${printable(c.topic)} is already the ${taken}'s`,
+          { field: `camera_topics.${c.name}` },
+        );
+      }
+    });
     this.#manifest = options.pipeline.model.manifest;
     this.#rate = options.rate ?? DEFAULTS.rate;
     if (this.#rate !== 'max' && !(this.#rate > 0 && Number.isFinite(this.#rate))) {
@@ -247,7 +305,13 @@ class Replay {
     for (const role of ['image', 'instruction', 'state', 'reference'] as const) {
       if (this.#topics[role] === topic) return role;
     }
-    return undefined;
+    return this.#cameraOf(topic) === undefined ? undefined : 'camera';
+  }
+
+  /** The index of the camera (after the first) whose topic this is. */
+  #cameraOf(topic: string): number | undefined {
+    const i = this.#cameras.findIndex((c, k) => k > 0 && c.topic === topic);
+    return i < 0 ? undefined : i;
   }
 
   #addChannel(file: string, channel: BagChannel): void {
@@ -262,17 +326,19 @@ class Replay {
       role,
       reader,
       compressed: type === 'sensor_msgs/CompressedImage',
+      camera: this.#cameraOf(channel.topic),
     });
   }
 
   /** A CDR reader for a mapped topic, after checking its type, encodings and fields. */
   #readerFor(role: Role, channel: BagChannel): MessageReader {
-    const field = `topics.${role}`;
+    const camera = this.#cameras[this.#cameraOf(channel.topic) ?? -1]?.name;
+    const field = role === 'camera' ? `camera_topics.${camera ?? ''}` : `topics.${role}`;
     const topic = printable(channel.topic);
     const type = shortTypeName(channel.type);
     if (!ROLE_TYPES[role].includes(type)) {
       throw new BagError(
-        `Expected ${ROLE_TYPES[role].map((t) => t.replace('/', '/msg/')).join('|')} on ${topic} (the ${role} topic) but the bag records ${printable(channel.type) || 'no schema'}`,
+        `Expected ${ROLE_TYPES[role].map((t) => t.replace('/', '/msg/')).join('|')} on ${topic} (the ${role === 'camera' ? `${camera ?? ''} camera's` : role} topic) but the bag records ${printable(channel.type) || 'no schema'}`,
         { field },
       );
     }
@@ -331,6 +397,13 @@ class Replay {
       case 'reference':
         this.#reference = Float32Array.from((msg as Float32MultiArrayMsg).data);
         return;
+      case 'camera': {
+        const frame = frameOf(msg, state.compressed);
+        if (typeof frame === 'string') this.#warn('image_size_mismatch');
+        // A copy: the message's bytes may be a view of the chunk the reader reuses.
+        else this.#latest.set(state.camera ?? -1, { ...frame, data: frame.data.slice() });
+        return;
+      }
       case 'image':
         await this.#pace(logTime);
         await this.#frame(msg, state.compressed, logTime);
@@ -351,13 +424,25 @@ class Replay {
 
   async #frame(msg: unknown, compressed: boolean, logTime: bigint): Promise<void> {
     const m = this.#manifest;
-    let frame: Frame | string;
-    if (compressed) frame = frameFromCompressed(msg as CompressedImageMsg);
-    else frame = frameOfImage(msg as ImageMsg);
+    const frame = frameOf(msg, compressed);
     if (typeof frame === 'string') {
       this.#warn('image_size_mismatch');
       return;
     }
+    const others = this.#cameras.slice(1).map((c, k) => ({
+      camera: c.name,
+      frame: this.#latest.get(k + 1),
+    }));
+    const absent = others.find((c) => c.frame === undefined);
+    if (absent !== undefined) {
+      // No frame of that camera yet: nothing to infer from (counted, as a missing state is).
+      this.#warn(`no_image_${absent.camera}`);
+      return;
+    }
+    const cameras =
+      this.#cameras.length === 0
+        ? undefined
+        : [{ camera: (this.#cameras[0] as { name: string }).name, frame }, ...others];
     const header = (msg as ImageMsg).header;
     const stamp = msFromTime(header.stamp);
     if (this.#state === undefined) this.#warn('no_state');
@@ -373,6 +458,7 @@ class Replay {
         state: this.#state ?? m.state.mean,
         stamp,
         stream: this.#topics.image,
+        ...(cameras === undefined ? {} : { cameras: cameras as CameraFrame[] }),
       });
     } catch (error) {
       if (error instanceof InputError) {
@@ -470,13 +556,22 @@ class Replay {
       bag: this.#bag,
       files: this.#files,
       topics: this.#topics,
+      ...(this.#cameras.length === 0
+        ? {}
+        : { camera_topics: Object.fromEntries(this.#cameras.map((c) => [c.name, c.topic])) }),
       messages: Object.fromEntries(this.#messages),
       frames: this.#frames,
       chunks: this.#chunks.length,
       skipped_topics: skipped,
-      missing_topics: (['image', 'instruction', 'state', 'reference'] as const)
-        .filter((role) => !this.#messages.has(this.#topics[role]))
-        .map((role) => ({ role, topic: this.#topics[role] })),
+      missing_topics: [
+        ...(['image', 'instruction', 'state', 'reference'] as const)
+          .filter((role) => !this.#messages.has(this.#topics[role]))
+          .map((role) => ({ role, topic: this.#topics[role] })),
+        ...this.#cameras
+          .slice(1)
+          .filter((c) => !this.#messages.has(c.topic))
+          .map((c) => ({ role: `camera ${c.name}`, topic: c.topic })),
+      ],
       warnings: Object.fromEntries(this.#warnings),
       latency_ms: this.#latency.summary(),
       action_error:
@@ -495,4 +590,11 @@ class Replay {
       out: this.#options.out ?? null,
     };
   }
+}
+
+/** The frame of an Image or CompressedImage message, or why it has none. */
+function frameOf(msg: unknown, compressed: boolean): Frame | string {
+  return compressed
+    ? frameFromCompressed(msg as CompressedImageMsg)
+    : frameOfImage(msg as ImageMsg);
 }

@@ -34,9 +34,18 @@ export interface BridgeClientOptions {
   readonly curveKeyPair?: { readonly publicKey: string; readonly secretKey: string };
 }
 
-/** One observation as the client sends it. */
+/** One observation as the client sends it: `frame` (one camera) or `cameras` (several). */
 export interface ClientObservation {
-  readonly frame: Frame;
+  /** The image of a one-camera model (ignored when `cameras` is given). */
+  readonly frame?: Frame;
+  /**
+   * One image per camera of a model that takes several, each sent with its `camera` name (the
+   * welcome's `model.camera_names`; unnamed images are taken in the model's camera order), e.g.
+   * `[{ camera: 'table', frame: table }, { camera: 'wrist', frame: wrist }]`.
+   */
+  readonly cameras?: readonly { readonly camera?: string; readonly frame: Frame }[];
+  /** Seed of a flow-matching model's noise, an integer in [0, 2^32 - 1] (default: the server derives it from `stamp`). */
+  readonly seed?: number;
   readonly instruction: string;
   /** Robot state in manifest units (sent as float64). */
   readonly state: ArrayLike<number>;
@@ -138,6 +147,19 @@ export class BridgeClient {
    * @throws {BridgeError} with the server's code (`invalid`, `busy`, `stale`, ...), or `timeout`.
    */
   async infer(obs: ClientObservation): Promise<ChunkResult> {
+    const images =
+      obs.cameras !== undefined
+        ? obs.cameras.map((c) => frameToImage(c.frame, c.camera))
+        : obs.frame !== undefined
+          ? [frameToImage(obs.frame)]
+          : undefined;
+    if (images === undefined) {
+      throw new BridgeError(
+        'invalid',
+        'Expected frame or cameras in the observation but received neither',
+        { field: 'frame' },
+      );
+    }
     const state = Float64Array.from(obs.state);
     const wireState: WireArray = {
       dtype: 'float64',
@@ -148,9 +170,10 @@ export class BridgeClient {
       type: 'infer',
       instruction: obs.instruction,
       state: wireState,
-      images: [frameToImage(obs.frame)],
+      images,
       stamp: obs.stamp ?? Date.now(),
       ...(obs.keepCount === undefined ? {} : { keep_count: obs.keepCount }),
+      ...(obs.seed === undefined ? {} : { seed: obs.seed }),
     })) as ActionsReply;
     const c = reply.chunk;
     return {

@@ -4,11 +4,12 @@
  */
 
 import { InputError } from '../../errors.js';
-import type { Manifest } from '../../model/manifest.js';
+import { matchCameras } from '../../flow/cameras.js';
 import type { Observation, PreparedObservation } from '../../pipeline/pipeline.js';
 import type { ClientState } from './clients.js';
 import { imageToFrame } from './image.js';
 import { stateValues, type InferRequest } from './protocol.js';
+import type { ServedCamera, ServedManifest } from './served-pipeline.js';
 
 /** One infer request, queued or running. */
 export interface Job {
@@ -22,18 +23,30 @@ export interface Job {
   ready?: boolean;
 }
 
-/** The pipeline observation of a request (its one image, state and stream). */
+/**
+ * The pipeline observation of a request: its image (every image, with its camera name, when it
+ * carries several), state, stream and noise seed.
+ */
 export function observationOf(job: Job): Observation {
   const { request } = job;
   const image = request.images[0];
   if (image === undefined) throw new InputError('Expected 1 image', { field: 'images' });
+  const cameras =
+    request.images.length === 1
+      ? undefined
+      : request.images.map((img) => ({
+          ...(img.camera === undefined ? {} : { camera: img.camera }),
+          frame: imageToFrame(img),
+        }));
   return {
     frame: imageToFrame(image),
+    ...(cameras === undefined ? {} : { cameras }),
     instruction: request.instruction,
     state: stateValues(request.state),
     stamp: request.stamp,
     stream: job.client.id,
     ...(request.keep_count === undefined ? {} : { keepCount: request.keep_count }),
+    ...(request.seed === undefined ? {} : { seed: request.seed }),
   };
 }
 
@@ -46,21 +59,22 @@ export function isReady(job: Job): boolean {
  * Why the model cannot take an infer request, as `[field, message]`, or undefined when it can.
  *
  * @param totalTokens - the model's visual tokens per frame (the largest `keep_count`).
+ * @param cameras - the model's cameras when it takes several (their images are matched by name
+ *   or order, as the flow pipeline does); absent: one image.
  */
 export function admissionProblem(
   request: InferRequest,
-  manifest: Manifest,
+  manifest: ServedManifest,
   totalTokens: number,
+  cameras?: readonly ServedCamera[],
 ): [string, string] | undefined {
   const m = manifest;
   const stateLength = Array.isArray(request.state)
     ? request.state.length
     : stateValues(request.state).length;
-  if (request.images.length !== 1) {
-    return [
-      'images',
-      `Expected 1 image (model ${m.name} takes one camera) but received ${request.images.length}`,
-    ];
+  const cameraProblem = camerasProblem(request, m.name, cameras);
+  if (cameraProblem !== undefined) {
+    return cameraProblem;
   } else if (stateLength !== m.state.names.length) {
     return [
       'state',
@@ -73,6 +87,31 @@ export function admissionProblem(
     ];
   }
   return undefined;
+}
+
+/** Why the request's images do not fit the model's cameras, as `[field, message]`. */
+function camerasProblem(
+  request: InferRequest,
+  model: string,
+  cameras: readonly ServedCamera[] | undefined,
+): [string, string] | undefined {
+  if (cameras === undefined) {
+    if (request.images.length === 1) return undefined;
+    return [
+      'images',
+      `Expected 1 image (model ${model} takes one camera) but received ${request.images.length}`,
+    ];
+  }
+  try {
+    matchCameras(
+      cameras.map((c) => c.name),
+      request.images.map((img) => img.camera),
+    );
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof InputError)) throw error;
+    return [error.field ?? 'images', error.message];
+  }
 }
 
 /**

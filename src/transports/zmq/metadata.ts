@@ -2,10 +2,11 @@
 
 import { readFileSync } from 'node:fs';
 import { SUPPORTED_ENCODINGS } from '../../ingest/index.js';
-import type { Manifest } from '../../model/manifest.js';
+import { ConfigError } from '../../errors.js';
 import { COMPRESSED_ENCODINGS } from './image.js';
 import { PROTOCOL_VERSION, SUPPORTED_VERSIONS, type WelcomeReply } from './protocol.js';
 import type { BridgeServerOptions, OptionalOption } from './server-options.js';
+import type { BridgePipeline } from './served-pipeline.js';
 
 /** A `welcome` without its per-client fields. */
 export type BridgeMetadata = Omit<WelcomeReply, 'v' | 'type' | 'id' | 'client_id'>;
@@ -32,14 +33,19 @@ function serverVersion(): string {
  * @param o - the server's options (its limits).
  */
 export function bridgeMetadata(
-  pipeline: {
-    readonly model: { readonly manifest: Manifest };
-    readonly totalTokens: number;
-    readonly tokenBudget: number;
-  },
+  pipeline: Pick<BridgePipeline, 'model' | 'cameras' | 'totalTokens' | 'tokenBudget'>,
   o: Readonly<Required<Omit<BridgeServerOptions, OptionalOption>>>,
 ): BridgeMetadata {
   const m = pipeline.model.manifest;
+  const cameras = pipeline.cameras;
+  // Several cameras: the first one's input; flow packages give every camera the same today.
+  const image = cameras?.[0]?.image ?? m.image;
+  if (image === undefined) {
+    throw new ConfigError(
+      `Expected the served pipeline to describe its model's image input (manifest image or cameras) but ${m.name} has neither`,
+      { field: 'model.image' },
+    );
+  }
   return {
     protocol: PROTOCOL_VERSION,
     supported_versions: SUPPORTED_VERSIONS,
@@ -47,8 +53,9 @@ export function bridgeMetadata(
     server_version: serverVersion(),
     model: {
       name: m.name,
-      image: { width: m.image.width, height: m.image.height, resize: m.image.resize },
-      cameras: 1,
+      image: { width: image.width, height: image.height, resize: image.resize },
+      cameras: cameras?.length ?? 1,
+      ...(cameras === undefined ? {} : { camera_names: cameras.map((c) => c.name) }),
       action_dim: m.chunk.action_dim,
       chunk_length: m.chunk.horizon,
       control_rate_hz: m.control_rate_hz,

@@ -68,6 +68,11 @@ export interface InferRequest extends Envelope {
   readonly stamp: number;
   /** Visual tokens to keep for this request, in [1, model.visual_tokens]. */
   readonly keep_count?: number;
+  /**
+   * Seed of a flow-matching model's initial noise, an integer in [0, 2^32 - 1]: the same request
+   * and seed give the same chunk (absent: derived from `stamp`). Models without noise ignore it.
+   */
+  readonly seed?: number;
 }
 export interface ResetRequest extends Envelope {
   readonly type: 'reset';
@@ -89,6 +94,8 @@ export interface WelcomeReply extends Envelope {
     readonly name: string;
     readonly image: { readonly width: number; readonly height: number; readonly resize: string };
     readonly cameras: number;
+    /** The cameras' names in the model's order (an image's `camera` field), when it takes several. */
+    readonly camera_names?: readonly string[];
     readonly action_dim: number;
     readonly chunk_length: number;
     readonly control_rate_hz: number;
@@ -415,7 +422,7 @@ function validateInfer(
   raw: Record<string, unknown>,
   limits: RequestLimits,
 ): Omit<InferRequest, 'v' | 'id'> {
-  const { instruction, state, images, stamp, keep_count } = raw;
+  const { instruction, state, images, stamp, keep_count, seed } = raw;
   if (typeof instruction !== 'string' || instruction.length > limits.maxInstructionLength) {
     throw invalid(
       'instruction',
@@ -475,6 +482,15 @@ function validateInfer(
       `Expected a positive integer for keep_count but received ${describe(keep_count)}`,
     );
   }
+  if (
+    seed !== undefined &&
+    (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+  ) {
+    throw invalid(
+      'seed',
+      `Expected an integer in [0, 4294967295] for seed but received ${describe(seed)}`,
+    );
+  }
   return {
     type: 'infer',
     instruction,
@@ -482,6 +498,7 @@ function validateInfer(
     images: checked,
     stamp,
     ...(keep_count === undefined ? {} : { keep_count }),
+    ...(seed === undefined ? {} : { seed }),
   };
 }
 

@@ -3,12 +3,38 @@
 import type { Manifest } from '../../model/manifest.js';
 import type { ActionChunk, Observation, PreparedObservation } from '../../pipeline/pipeline.js';
 
-/** What the server needs of a pipeline ({@link VlaPipeline} is one; tests pass doubles). */
+/** A model input image as the `welcome` describes it. */
+export type ServedImage = Pick<Manifest['image'], 'width' | 'height' | 'resize'>;
+
+/** One camera of a model that takes several (a flow package's `cameras[]`). */
+export interface ServedCamera {
+  readonly name: string;
+  readonly image: ServedImage;
+}
+
+/**
+ * What the server reads of the served model's manifest: a v1 manifest has `image` (its one
+ * camera), a flow manifest (format v2) has none and its pipeline lists `cameras` instead.
+ */
+export type ServedManifest = Pick<
+  Manifest,
+  'name' | 'control_rate_hz' | 'chunk' | 'action' | 'state'
+> & { readonly image?: ServedImage };
+
+/**
+ * What the server needs of a pipeline ({@link VlaPipeline} is one, FlowPipeline another; tests
+ * pass doubles).
+ */
 export interface BridgePipeline {
-  readonly model: { readonly manifest: Manifest };
-  /** Visual tokens per frame before pruning. */
+  readonly model: { readonly manifest: ServedManifest };
+  /**
+   * The cameras the model takes, in its order, each request carrying one image per camera (named
+   * by the image's `camera` field, or in this order); absent: one camera, `model.manifest.image`.
+   */
+  readonly cameras?: readonly ServedCamera[];
+  /** Visual tokens per frame before pruning (all cameras). */
   readonly totalTokens: number;
-  /** Tokens kept per frame under the configured budget. */
+  /** Tokens kept per frame under the configured budget (all cameras). */
   readonly tokenBudget: number;
   readonly pruner: { reset(stream?: string): void };
   infer(obs: Observation): Promise<ActionChunk>;

@@ -172,7 +172,7 @@ export class BridgeServer {
     server.#endpoint = socket.lastEndpoint ?? o.bind;
     if (o.maxBatch > 1 && server.maxBatch === 1) {
       log(
-        `bridge: max_batch ${o.maxBatch} asked for, but ${pipeline.model.manifest.name} takes one observation per run (its manifest declares no batch dimension): serving one request at a time`,
+        `bridge: max_batch ${o.maxBatch} asked for, but ${pipeline.model.manifest.name} takes one observation per run (${pipeline.inferBatch === undefined || pipeline.prepare === undefined ? 'its pipeline runs no batches' : 'its manifest declares no batch dimension'}): serving one request at a time`,
       );
     }
     server.#receiver = server.#receive();
@@ -354,6 +354,7 @@ export class BridgeServer {
       request,
       this.#pipeline.model.manifest,
       this.#pipeline.totalTokens,
+      this.#pipeline.cameras,
     );
     if (problem !== undefined) {
       this.#error(route, request.id, 'invalid', problem[1], problem[0]);

@@ -1,0 +1,70 @@
+/**
+ * Which image of a request is which camera of a several-camera model. Shared by the flow pipeline
+ * (library callers) and the bridge's admission check, so a request is refused with the same field
+ * and message wherever it arrives.
+ */
+
+import { InputError } from '../errors.js';
+
+/**
+ * The request's index of each camera the model names, in the model's camera order.
+ *
+ * Images named by their `camera` are matched by name: every image must then be named, each name
+ * must be one of the model's, once, and every camera of the model must be present. Images named
+ * by none are taken in the model's camera order and must be exactly as many as its cameras.
+ *
+ * @param expected - the model's camera names, in its order.
+ * @param given - each image's camera name (undefined: unnamed), in the request's order.
+ * @throws {InputError} naming the field at fault: `images` (a camera missing, or the wrong number
+ *   of unnamed images) or `images[i].camera` (an unknown, repeated or missing name).
+ */
+export function matchCameras(
+  expected: readonly string[],
+  given: readonly (string | undefined)[],
+): number[] {
+  const list = expected.join(', ');
+  const named = given.findIndex((name) => name !== undefined);
+  if (named < 0) {
+    if (given.length !== expected.length) {
+      throw new InputError(
+        `Expected ${expected.length} image${expected.length === 1 ? '' : 's'}, one per camera of the model in this order: ${list} (or each named by its camera field) but received ${given.length}`,
+        { field: 'images' },
+      );
+    }
+    return expected.map((_, i) => i);
+  }
+  const at = new Map<string, number>();
+  given.forEach((name, i) => {
+    const field = `images[${i}].camera`;
+    if (name === undefined) {
+      throw new InputError(
+        `Expected a camera name (${expected.join('|')}) for ${field}, as images[${named}] is named, but received none`,
+        { field },
+      );
+    }
+    if (!expected.includes(name)) {
+      throw new InputError(
+        `Expected one of the model's cameras (${expected.join('|')}) for ${field} but received ${JSON.stringify(name)}`,
+        { field },
+      );
+    }
+    const first = at.get(name);
+    if (first !== undefined) {
+      throw new InputError(
+        `Expected each camera once but ${field} repeats ${JSON.stringify(name)} of images[${first}].camera`,
+        { field },
+      );
+    }
+    at.set(name, i);
+  });
+  return expected.map((name) => {
+    const i = at.get(name);
+    if (i === undefined) {
+      throw new InputError(
+        `Expected an image for camera ${JSON.stringify(name)} (the model takes ${list}) but received none (cameras given: ${given.join(', ')})`,
+        { field: 'images' },
+      );
+    }
+    return i;
+  });
+}
