@@ -53,14 +53,8 @@ export async function benchDecode(options: DecodeBenchOptions): Promise<{
 }> {
   const policy = await ArPolicy.load(options.model, { intraOpNumThreads: 1, interOpNumThreads: 1 });
   try {
-    const { image, grid } = policy.pkg;
-    const ingest = new FrameIngest({
-      width: image.width,
-      height: image.height,
-      resize: 'stretch',
-      mean: [0.5, 0.5, 0.5],
-      std: [0.25, 0.25, 0.25],
-    });
+    const { image, grid, normalisation } = policy.pkg;
+    const ingest = new FrameIngest({ width: image.width, height: image.height, ...normalisation });
     const pixels = new Float32Array(3 * image.width * image.height);
     const window = options.window ?? policy.pkg.tokenizer.maxTokens;
     const greedyChunks = new Map<string, Float32Array>();
