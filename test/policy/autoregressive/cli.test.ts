@@ -24,7 +24,7 @@ function capture(): { io: CommandIo; results: unknown[]; human: string[] } {
       progress: () => undefined,
       result: (v, text) => {
         results.push(v);
-        human.push(text);
+        human.push(text ?? '');
       },
     },
   };
@@ -125,6 +125,36 @@ describe('vla-node bench decode', () => {
       expect(r.mean_steps).toBe(greedy.mean_steps);
       expect(r.decoder_calls_per_chunk).toBeLessThanOrEqual(greedy.decoder_calls_per_chunk);
     }
+  });
+
+  it("prunes before the prefill with the node's pruning parameters", async () => {
+    const { stdout } = await run(process.execPath, [
+      CLI,
+      'bench',
+      'decode',
+      '--model',
+      await makeArPackage(),
+      '--episodes',
+      '1',
+      '--strategy',
+      'saliency',
+      '--keep-ratio',
+      '0.25',
+      '--json',
+    ]);
+    const report = JSON.parse(stdout) as DecodeReport;
+    for (const r of report.results) {
+      expect(r.mean_kept_tokens).toBe(36);
+      expect(r.final_keep_ratio).toBe(0.25);
+      expect(r.same_chunks_as_greedy).toBe(true);
+    }
+  });
+
+  it('refuses a pruning parameter out of its range, naming the parameter', async () => {
+    const { code, stderr } = await fails(['--model', await makeArPackage(), '--keep-ratio', '1.5']);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/INVALID_CONFIG/);
+    expect(stderr).toMatch(/pruning.keep_ratio but received 1.5/);
   });
 
   it('refuses a bad flag value with the flag named', async () => {
