@@ -6,6 +6,7 @@
  * may be pruned before the prefill, at a fixed budget or under the latency-budget controller.
  */
 import { FrameIngest } from '../ingest/ingest.js';
+import type { Precision } from '../model/manifest.js';
 import { ArPolicy, type ArActOptions } from '../policy/autoregressive/policy.js';
 import { PrunedArPolicy, type ArPruningOptions } from '../policy/autoregressive/pruned.js';
 import { runEpisodes, type Agent } from '../sim/runner.js';
@@ -42,6 +43,8 @@ export interface DecodeBenchOptions {
   readonly seed: number;
   readonly executeSteps: number;
   readonly window?: number;
+  /** The variant to run (default `auto`: fp32). */
+  readonly precision?: Precision | 'auto';
   /** Pruning before the prefill and the latency budget (default: every token, no budget). */
   readonly pruning?: ArPruningOptions;
   readonly progress?: (line: string) => void;
@@ -56,11 +59,16 @@ function percentile(sorted: readonly number[], p: number): number {
 /** Runs the closed loop once per strategy on the same seeds. */
 export async function benchDecode(options: DecodeBenchOptions): Promise<{
   readonly model: string;
+  readonly variant: string;
   readonly episodes: number;
   readonly seed: number;
   readonly results: DecodeStrategyResult[];
 }> {
-  const policy = await ArPolicy.load(options.model, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const policy = await ArPolicy.load(
+    options.model,
+    { intraOpNumThreads: 1, interOpNumThreads: 1 },
+    { precision: options.precision ?? 'auto' },
+  );
   try {
     const { image, normalisation } = policy.pkg;
     const pruning: ArPruningOptions = options.pruning ?? {
@@ -155,7 +163,13 @@ export async function benchDecode(options: DecodeBenchOptions): Promise<{
       });
       options.progress?.(`${strategy}: ${JSON.stringify(results[results.length - 1])}`);
     }
-    return { model: policy.pkg.name, episodes: options.episodes, seed: options.seed, results };
+    return {
+      model: policy.pkg.name,
+      variant: policy.pkg.variant.name,
+      episodes: options.episodes,
+      seed: options.seed,
+      results,
+    };
   } finally {
     await policy.close();
   }

@@ -35,6 +35,7 @@ export const benchDecodeCommand: CommandSpec = {
       default: '8',
       help: 'tokens fed per decoder call (jacobi, speculative)',
     },
+    precision: MODEL_OPTIONS.precision,
     strategy: MODEL_OPTIONS.strategy,
     'keep-ratio': MODEL_OPTIONS['keep-ratio'],
     'keep-count': MODEL_OPTIONS['keep-count'],
@@ -46,6 +47,7 @@ export const benchDecodeCommand: CommandSpec = {
     // from the parameter file, --set or these flags); the package is --model's, not model.path.
     const { strategy, 'keep-ratio': keepRatio, 'keep-count': keepCount } = MODEL_FLAG_KEYS;
     const config = await configFromArgs(values, {
+      precision: MODEL_FLAG_KEYS.precision,
       strategy,
       'keep-ratio': keepRatio,
       'keep-count': keepCount,
@@ -56,6 +58,7 @@ export const benchDecodeCommand: CommandSpec = {
       model: resolve(String(values.model)),
       episodes: integerOption(values, 'episodes', 1),
       seed,
+      precision: config.model.precision,
       pruning: {
         strategy: config.pruning.strategy,
         keepRatio: config.pruning.keep_ratio,
@@ -71,7 +74,7 @@ export const benchDecodeCommand: CommandSpec = {
       },
     });
     const table = [
-      `${report.model}: ${report.episodes} episodes from seed ${report.seed}; pruning ${config.pruning.strategy}${config.runtime.latency_budget_ms > 0 ? `, latency budget ${config.runtime.latency_budget_ms} ms` : ''}`,
+      `${report.model} (${report.variant}): ${report.episodes} episodes from seed ${report.seed}; pruning ${config.pruning.strategy}${config.runtime.latency_budget_ms > 0 ? `, latency budget ${config.runtime.latency_budget_ms} ms` : ''}`,
       '',
       '| strategy | window | success | steps | visual tokens | tokens/chunk | decoder calls/chunk | chunk p50 | chunk p95 | same chunks as greedy |',
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',

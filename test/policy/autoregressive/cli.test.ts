@@ -77,6 +77,7 @@ describe('info on an autoregressive package', () => {
 
 interface DecodeReport {
   model: string;
+  variant: string;
   episodes: number;
   seed: number;
   results: DecodeStrategyResult[];
@@ -107,7 +108,7 @@ describe('vla-node bench decode', () => {
       '--json',
     ]);
     const report = JSON.parse(stdout) as DecodeReport;
-    expect(report).toMatchObject({ model: 'ar-fixture', episodes: 1, seed: 1 });
+    expect(report).toMatchObject({ model: 'ar-fixture', variant: 'fp32', episodes: 1, seed: 1 });
     expect(report.results.map((r) => r.strategy)).toEqual(['greedy', 'jacobi', 'speculative']);
     const [greedy, ...fast] = report.results as [DecodeStrategyResult, ...DecodeStrategyResult[]];
     expect(greedy.window).toBe(1);
@@ -155,6 +156,13 @@ describe('vla-node bench decode', () => {
     expect(code).toBe(1);
     expect(stderr).toMatch(/INVALID_CONFIG/);
     expect(stderr).toMatch(/pruning.keep_ratio but received 1.5/);
+  });
+
+  it('refuses a precision the package has no variant of', async () => {
+    const { code, stderr } = await fails(['--model', await makeArPackage(), '--precision', 'int8']);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/INVALID_MANIFEST/);
+    expect(stderr).toMatch(/Expected a variant with precision int8 in ar-fixture but it has fp32/);
   });
 
   it('refuses a bad flag value with the flag named', async () => {
