@@ -14,6 +14,7 @@ import {
   loadTokenizer,
   readManifestJson,
   validateManifestJson,
+  variantGate,
   type Dim,
   type GraphSpec,
   type LoadOptions,
@@ -312,13 +313,29 @@ export async function loadArManifest(
   return { dir: root, manifest, words };
 }
 
-/** The variant of `precision` (auto: fp32) with absolute paths of its graphs. */
+/**
+ * The variant of `precision` with absolute paths of its graphs. `auto` picks, as for the other
+ * families, the fastest variant whose report says it passed its gate on the CPU and is faster than
+ * fp32; otherwise fp32.
+ */
 export function selectArVariant(
   pkg: ArModelPackage,
   precision: Precision | 'auto' = 'auto',
 ): ArVariant & { readonly paths: Readonly<Record<ArRole, string>> } {
-  const wanted: Precision = precision === 'auto' ? 'fp32' : precision;
-  const variant = pkg.manifest.variants.find((v) => v.precision === wanted);
+  let wanted: Precision = precision === 'auto' ? 'fp32' : precision;
+  let variant = pkg.manifest.variants.find((v) => v.precision === wanted);
+  if (precision === 'auto') {
+    let best = 1;
+    for (const v of pkg.manifest.variants) {
+      if (v.precision === 'fp32') continue;
+      const gate = variantGate(pkg, v);
+      if (gate?.passed === true && gate.latencyRatio < best) {
+        best = gate.latencyRatio;
+        variant = v;
+        wanted = v.precision;
+      }
+    }
+  }
   if (variant === undefined)
     throw new ModelError(
       'INVALID_MANIFEST',

@@ -484,8 +484,8 @@ async function verifyFile(path: string, file: ModelFile, field: string): Promise
  * no readable report.
  */
 export function variantGate(
-  pkg: ModelPackage,
-  variant: Variant,
+  pkg: { readonly dir: string },
+  variant: { readonly report?: string },
   provider = 'cpu',
 ): { readonly passed: boolean; readonly latencyRatio: number } | undefined {
   if (variant.report === undefined) return undefined;
