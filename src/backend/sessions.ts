@@ -72,8 +72,11 @@ export function providerAvailability(): {
     .concat([{ provider: 'cpu', available: true, reason: 'built into onnxruntime-node' }]);
 }
 
-/** Check a session's inputs/outputs against the manifest: names in order, dtypes, ranks, fixed dims. */
-export function checkGraph(role: GraphRole, session: ort.InferenceSession, spec: GraphSpec): void {
+/**
+ * Check a session's inputs/outputs against the manifest: names in order, dtypes, ranks, fixed dims.
+ * `role` is the graph's key under the manifest's `graphs` (any family's: `policy`, `decoder`, …).
+ */
+export function checkGraph(role: string, session: ort.InferenceSession, spec: GraphSpec): void {
   const compare = (
     kind: 'inputs' | 'outputs',
     actual: readonly ort.InferenceSession.ValueMetadata[],

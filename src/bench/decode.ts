@@ -2,15 +2,18 @@
  * The autoregressive family's decoding benchmark: the same closed-loop episodes on the simulator
  * decoded greedily, by Jacobi iteration and speculatively (draft = the previous chunk shifted by
  * the steps executed). Every strategy is exact, so success and steps must be the same; what
- * changes is the number of sequential decoder calls per chunk and the time per chunk.
+ * changes is the number of sequential decoder calls per chunk and the time per chunk. Visual tokens
+ * may be pruned before the prefill, at a fixed budget or under the latency-budget controller.
  */
-import { performance } from 'node:perf_hooks';
 import { FrameIngest } from '../ingest/ingest.js';
+import type { Precision } from '../model/manifest.js';
 import { ArPolicy, type ArActOptions } from '../policy/autoregressive/policy.js';
-import { createPruner } from '../pruning/strategies.js';
-import { tokenBudget, type PruningStrategy } from '../pruning/pruner.js';
+import { PrunedArPolicy, type ArPruningOptions } from '../policy/autoregressive/pruned.js';
 import { runEpisodes, type Agent } from '../sim/runner.js';
 import { median, round } from '../util/stats.js';
+
+/** Chunks each strategy decodes before timing starts. */
+const WARMUP_CHUNKS = 3;
 
 /** One strategy's closed-loop result. */
 export interface DecodeStrategyResult {
@@ -24,8 +27,14 @@ export interface DecodeStrategyResult {
   readonly chunk_p50_ms: number;
   readonly chunk_p95_ms: number;
   readonly accepted_guesses_per_call: number;
-  /** Every chunk equal to greedy's for the same observation (checked on the first episodes). */
+  /** Visual tokens the prefill saw per chunk, on average (all of them without pruning). */
+  readonly mean_kept_tokens: number;
+  /** The keep ratio at the end (the latency-budget controller's when it is on). */
+  readonly final_keep_ratio: number;
+  /** Every chunk equal to greedy's for the same observation and token budget. */
   readonly same_chunks_as_greedy: boolean;
+  /** How many chunks that comparison covered (greedy: its own count). */
+  readonly chunks_compared_with_greedy: number;
 }
 
 export interface DecodeBenchOptions {
@@ -34,7 +43,10 @@ export interface DecodeBenchOptions {
   readonly seed: number;
   readonly executeSteps: number;
   readonly window?: number;
-  readonly pruning?: { readonly strategy: PruningStrategy; readonly keepRatio: number };
+  /** The variant to run (default `auto`: fp32). */
+  readonly precision?: Precision | 'auto';
+  /** Pruning before the prefill and the latency budget (default: every token, no budget). */
+  readonly pruning?: ArPruningOptions;
   readonly progress?: (line: string) => void;
 }
 
@@ -47,65 +59,79 @@ function percentile(sorted: readonly number[], p: number): number {
 /** Runs the closed loop once per strategy on the same seeds. */
 export async function benchDecode(options: DecodeBenchOptions): Promise<{
   readonly model: string;
+  readonly variant: string;
   readonly episodes: number;
   readonly seed: number;
   readonly results: DecodeStrategyResult[];
 }> {
-  const policy = await ArPolicy.load(options.model, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const policy = await ArPolicy.load(
+    options.model,
+    { intraOpNumThreads: 1, interOpNumThreads: 1 },
+    { precision: options.precision ?? 'auto' },
+  );
   try {
-    const { image, grid } = policy.pkg;
-    const ingest = new FrameIngest({
-      width: image.width,
-      height: image.height,
-      resize: 'stretch',
-      mean: [0.5, 0.5, 0.5],
-      std: [0.25, 0.25, 0.25],
-    });
+    const { image, normalisation } = policy.pkg;
+    const pruning: ArPruningOptions = options.pruning ?? {
+      strategy: 'none',
+      keepRatio: 1,
+      keepCount: 0,
+      minKeepRatio: 1,
+      seed: options.seed,
+      latencyBudgetMs: 0,
+    };
+    const ingest = new FrameIngest({ width: image.width, height: image.height, ...normalisation });
     const pixels = new Float32Array(3 * image.width * image.height);
     const window = options.window ?? policy.pkg.tokenizer.maxTokens;
     const greedyChunks = new Map<string, Float32Array>();
     const results: DecodeStrategyResult[] = [];
+    // Every strategy decodes a few chunks before anything is timed: otherwise the first one
+    // measured (greedy) pays ONNX Runtime's first-run costs for all of them.
+    const grey = {
+      pixels: new Float32Array(3 * image.width * image.height),
+      rgb: new Uint8Array(3 * image.width * image.height).fill(128),
+      instruction: 'move to the red block',
+      state: Float32Array.from(policy.pkg.stateMean),
+    };
+    for (let i = 0; i < WARMUP_CHUNKS; i++)
+      for (const strategy of ['greedy', 'jacobi', 'speculative'] as const)
+        await policy.act(grey, { strategy, window });
     for (const strategy of ['greedy', 'jacobi', 'speculative'] as const) {
+      // Each strategy starts from the configured keep ratio with a fresh controller.
+      const runner = new PrunedArPolicy(policy, pruning);
       const times: number[] = [];
+      let kept = 0;
+      let compared = 0;
       let calls = 0;
       let tokens = 0;
       let accepted = 0;
       let same = true;
       let previous: { actions: Float32Array; stepsExecuted: number } | undefined;
-      const pruner =
-        options.pruning === undefined
-          ? undefined
-          : createPruner(options.pruning.strategy, { seed: options.seed });
-      const budget =
-        options.pruning === undefined
-          ? grid.width * grid.height
-          : tokenBudget(grid.width * grid.height, options.pruning.keepRatio, 0);
       const agent: Agent = {
         name: `tiny-vla-ar ${strategy}`,
         act: async (obs) => {
           if (obs.step === 0) previous = undefined;
           const rgb = await ingest.toRgb(obs.image);
           ingest.normalise(rgb, pixels);
-          const start = performance.now();
-          const r = await policy.act(
+          const r = await runner.act(
             { pixels, rgb, instruction: obs.instruction, state: obs.state },
-            {
-              strategy,
-              window,
-              ...(previous === undefined ? {} : { previous }),
-              ...(pruner === undefined ? {} : { pruner, budget }),
-            },
+            { strategy, window, ...(previous === undefined ? {} : { previous }) },
           );
-          times.push(performance.now() - start);
+          times.push(r.latencyMs);
+          kept += r.keptTokens;
           calls += r.decoderCalls;
           tokens += r.tokens.length;
           accepted += r.guessesAccepted;
           previous = { actions: r.actions, stepsExecuted: options.executeSteps };
-          const key = `${obs.instruction}|${Array.from(obs.state).join(',')}|${obs.step}`;
+          // The same observation at the same token budget: greedy's chunk is the reference (under a
+          // latency budget the budgets, and so the episodes, may part ways).
+          const key = `${obs.instruction}|${Array.from(obs.state).join(',')}|${obs.step}|${r.tokenBudget}`;
           if (strategy === 'greedy') greedyChunks.set(key, r.actions);
           else {
             const g = greedyChunks.get(key);
-            if (g !== undefined && !g.every((v, i) => v === r.actions[i])) same = false;
+            if (g !== undefined) {
+              compared++;
+              if (!g.every((v, i) => v === r.actions[i])) same = false;
+            }
           }
           return r.actions;
         },
@@ -130,11 +156,20 @@ export async function benchDecode(options: DecodeBenchOptions): Promise<{
         chunk_p50_ms: round(median(times), 3),
         chunk_p95_ms: round(percentile(sorted, 0.95), 3),
         accepted_guesses_per_call: round(accepted / Math.max(1, calls), 2),
+        mean_kept_tokens: round(kept / Math.max(1, times.length), 2),
+        final_keep_ratio: round(runner.keepRatio, 4),
+        chunks_compared_with_greedy: strategy === 'greedy' ? times.length : compared,
         same_chunks_as_greedy: same,
       });
       options.progress?.(`${strategy}: ${JSON.stringify(results[results.length - 1])}`);
     }
-    return { model: policy.pkg.name, episodes: options.episodes, seed: options.seed, results };
+    return {
+      model: policy.pkg.name,
+      variant: policy.pkg.variant.name,
+      episodes: options.episodes,
+      seed: options.seed,
+      results,
+    };
   } finally {
     await policy.close();
   }

@@ -11,7 +11,9 @@ import {
   type CompressionReport,
   type CompressMode,
 } from '../compression/compress.js';
+import { compressArPackage } from '../compression/autoregressive.js';
 import { DEFAULT_FP16_KEEP_OPS } from '../compression/fp16.js';
+import { isArPackage } from '../model/ar-manifest.js';
 import type { CalibrationMethod } from '../compression/runner.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
 import { checkOutputs, FORCE_OPTION } from './output.js';
@@ -61,7 +63,46 @@ function summary(r: CompressionReport): string {
   ].join('\n');
 }
 
+/** `compress` of an autoregressive package: dynamic INT8 of its three graphs, gated. */
+async function runCompressAr(model: string, values: OptionValues, io: CommandIo): Promise<number> {
+  choice(values, 'mode', ['dynamic'], 'dynamic');
+  const exclude = values.exclude;
+  const names = Array.isArray(exclude) ? exclude.flatMap((e) => e.split(',')) : undefined;
+  const report = await compressArPackage({
+    model,
+    evaluator: tabletopEvaluator(),
+    ...(names === undefined ? {} : { exclude: names.filter((n) => n !== 'none') }),
+    heldOut: Math.max(1, number(values, 'held-out', 100, true)),
+    episodes: Math.max(1, number(values, 'episodes', 100, true)),
+    seed: number(values, 'seed', 1, true),
+    chunkAgreement: Math.min(1, number(values, 'chunk-agreement', 0.9)),
+    errorThreshold: number(values, 'error-threshold', 0.02),
+    successTolerance: number(values, 'success-tolerance', 3),
+    latencyRounds: Math.max(2, number(values, 'latency-rounds', 400, true)),
+    progress: (line) => {
+      io.progress(line);
+    },
+  });
+  const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
+  io.result(
+    report,
+    [
+      `${report.variant}: gate (${report.gate.provider}) ${report.gate.passed ? 'passed' : `FAILED (${report.gate.reasons.join('; ')})`}`,
+      `  held out: ${pct(report.held_out.chunks_equal_to_fp32)} of chunks and ${pct(report.held_out.tokens_equal_to_fp32)} of tokens equal fp32's over ${report.held_out.observations} observations`,
+      `  success: fp32 ${pct(report.closed_loop.fp32_success_rate)}, int8 ${pct(report.closed_loop.int8_success_rate)} over ${report.closed_loop.episodes} episodes (seed ${report.closed_loop.seed})`,
+      `  action error (mean abs per dim): ${report.action_error.mean_abs.join(', ')}; max ${report.action_error.max_abs.join(', ')}`,
+      `  chunk p50 on the CPU (1 thread): fp32 ${report.latency.fp32_chunk_p50_ms} ms, int8 ${report.latency.int8_chunk_p50_ms} ms (ratio ${report.latency.ratio.total})`,
+      `  size int8/fp32: ${report.size_bytes.ratio} (${report.size_bytes.int8} / ${report.size_bytes.fp32} bytes)`,
+    ].join('\n'),
+  );
+  return 0;
+}
+
 export async function runCompress(values: OptionValues, io: CommandIo): Promise<number> {
+  if (values.record === undefined && typeof values.model === 'string') {
+    const model = resolvePackagePath(values.model);
+    if (await isArPackage(model)) return runCompressAr(model, values, io);
+  }
   const calibration = values.calibration;
   if (typeof calibration !== 'string' || calibration === '') {
     throw new ConfigError('Expected --calibration <folder> (a calibration set)', {
@@ -144,8 +185,7 @@ export const compressCommand: CommandSpec = {
     },
     mode: {
       type: 'string',
-      default: 'static',
-      help: 'static (INT8 QDQ weights + activations) | dynamic (int8 weights, activations quantized at run time: DynamicQuantizeLinear + MatMulInteger) | fp16 (float16 weights and compute for CUDA/TensorRT, float32 inputs and outputs; the calibration set checks the activation range)',
+      help: 'static (INT8 QDQ weights + activations; the default) | dynamic (int8 weights, activations quantized at run time: DynamicQuantizeLinear + MatMulInteger) | fp16 (float16 weights and compute for CUDA/TensorRT, float32 inputs and outputs; the calibration set checks the activation range). An autoregressive package: dynamic only, no calibration set',
     },
     exclude: {
       type: 'string',
@@ -174,6 +214,10 @@ export const compressCommand: CommandSpec = {
       help: 'gate: allowed success drop in points',
     },
     'latency-rounds': { type: 'string', default: '400', help: 'timed runs per variant' },
+    'chunk-agreement': {
+      type: 'string',
+      help: "gate of an autoregressive package: fraction of held-out chunks whose greedy tokens equal fp32's (default 0.9)",
+    },
     'ranges-out': {
       type: 'string',
       help: 'where the calibrated ranges (JSON) go (default: <calibration>/ranges.json, rewritten each run; a named file that exists needs --force)',

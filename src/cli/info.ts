@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { providerAvailability } from '../backend/onnx.js';
 import { resolvePackagePath, type VlaConfig } from '../config/index.js';
+import { isArPackage } from '../model/ar-manifest.js';
 import { isFlowPackage } from '../model/flow-manifest.js';
+import { arInfo } from './info-ar.js';
 import { flowInfo } from './info-flow.js';
 import { printable, VlaError } from '../errors.js';
 import type { ModelPackage, Variant } from '../model/manifest.js';
@@ -69,6 +71,8 @@ export const infoCommand: CommandSpec = {
     const config = await configFromArgs(values, { model: 'model.path' });
     // Flow-matching packages (format vla-node/model@2): their own roles and runtime.
     if (await isFlowPackage(resolvePackagePath(config.model.path))) return flowInfo(config, io);
+    // Autoregressive packages (format vla-node/model@2, family autoregressive): three roles, ArPolicy.
+    if (await isArPackage(resolvePackagePath(config.model.path))) return arInfo(config, io);
     const pkg = await modelFromConfig(config);
     const m = pkg.manifest;
     const checks: Record<string, VariantCheck> = {};

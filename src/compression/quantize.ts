@@ -62,6 +62,9 @@ const FLOAT_OPS = new Set([
   'Tile',
   'Less',
   'Greater',
+  // Causal masks of exported decoders (the autoregressive family's decoder graph).
+  'LessOrEqual',
+  'GreaterOrEqual',
   'Not',
   'And',
   'Or',

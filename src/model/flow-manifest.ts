@@ -86,13 +86,15 @@ export interface FlowPackage {
 }
 
 /**
- * Whether `dir` holds a flow package (its manifest says format `vla-node/model@2`); false for
- * anything else, including unreadable folders (the v1 loader then reports why).
+ * Whether `dir` holds a flow package (its manifest says format `vla-node/model@2` and is not of the
+ * autoregressive family); false for anything else, including unreadable folders (the v1 loader
+ * then reports why).
  */
 export async function isFlowPackage(dir: string): Promise<boolean> {
   try {
     const { raw } = await readManifestJson(dir);
-    return (raw as { format?: unknown } | null)?.format === FLOW_FORMAT;
+    const m = raw as { format?: unknown; family?: unknown } | null;
+    return m?.format === FLOW_FORMAT && m.family !== 'autoregressive';
   } catch {
     return false;
   }
@@ -299,6 +301,12 @@ export async function loadFlowPackage(
     fail(
       'format',
       `Expected ${FLOW_FORMAT} (a flow-matching package) but received ${describe((valid as { format?: unknown }).format)}: load it with loadModelPackage`,
+    );
+  }
+  if ((valid as { family?: unknown }).family !== 'flow') {
+    fail(
+      'family',
+      `Expected family flow (a flow-matching package) but received ${describe((valid as { family?: unknown }).family)}: an autoregressive package runs with ArPolicy; info and bench decode run it`,
     );
   }
   const manifest = valid as FlowManifest;

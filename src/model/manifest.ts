@@ -113,7 +113,7 @@ export async function validateManifestJson(raw: unknown): Promise<unknown> {
   return raw;
 }
 
-/** The format a package's parsed manifest declares: `vla-node/model@2` is the flow family. */
+/** Format `vla-node/model@2`: the flow-matching and autoregressive families (`family`). */
 export const FLOW_FORMAT = 'vla-node/model@2';
 
 async function validate(raw: unknown): Promise<Manifest> {
@@ -121,9 +121,12 @@ async function validate(raw: unknown): Promise<Manifest> {
   if ((valid as { format?: unknown }).format === FLOW_FORMAT) {
     // The encoder + policy runtime cannot run a flow package; the flow runtime loads it with
     // loadFlowPackage (src/model/flow-manifest.ts).
+    const family = (valid as { family?: unknown }).family;
     throw new ModelError(
       'INVALID_MANIFEST',
-      `Expected format vla-node/model@1 (encoder + policy) here but received ${FLOW_FORMAT} (a flow-matching package): load it with loadFlowPackage; sim, info and bench flow run it`,
+      family === 'autoregressive'
+        ? `Expected format vla-node/model@1 (encoder + policy) here but received ${FLOW_FORMAT}, family autoregressive: load it with ArPolicy; info and bench decode run it`
+        : `Expected format vla-node/model@1 (encoder + policy) here but received ${FLOW_FORMAT} (a flow-matching package): load it with loadFlowPackage; sim, info and bench flow run it`,
       { field: 'manifest.format' },
     );
   }
@@ -481,8 +484,8 @@ async function verifyFile(path: string, file: ModelFile, field: string): Promise
  * no readable report.
  */
 export function variantGate(
-  pkg: ModelPackage,
-  variant: Variant,
+  pkg: { readonly dir: string },
+  variant: { readonly report?: string },
   provider = 'cpu',
 ): { readonly passed: boolean; readonly latencyRatio: number } | undefined {
   if (variant.report === undefined) return undefined;

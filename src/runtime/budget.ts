@@ -14,6 +14,12 @@ export interface BudgetControllerOptions {
 }
 
 /**
+ * The controller's tuning the runtimes use: a 20-latency window, 15% hysteresis, steps of 15%.
+ * (src/pipeline/pipeline.ts still writes the same numbers inline.)
+ */
+export const BUDGET_TUNING = Object.freeze({ window: 20, hysteresis: 0.15, step: 0.85 });
+
+/**
  * Adapts the visual-token keep ratio so that the p95 of the recent end-to-end latencies stays
  * under a budget: shrink by `step` when over it, grow when comfortably under it (hysteresis), at
  * most one change per full window so each decision sees latencies measured at the current ratio.

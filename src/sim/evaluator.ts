@@ -3,7 +3,9 @@
  * closed-loop episodes of the simulator (what `vla-node compress` uses for the shipped models).
  */
 import { loadConfig } from '../config/index.js';
+import { isArPackage } from '../model/ar-manifest.js';
 import type { Precision } from '../model/manifest.js';
+import { arClosedLoop } from './ar-loop.js';
 import { simulate } from './experiment.js';
 import { simulatorSamples, type SimSample } from './samples.js';
 
@@ -19,12 +21,18 @@ export interface TabletopEvaluator {
 
 /**
  * Score a package on the tabletop: held-out frames one every 3 steps of expert-driven episodes,
- * and `sim` episodes on the CPU provider without pruning (the shipped parameters otherwise).
+ * and `sim` episodes on the CPU provider without pruning (the shipped parameters otherwise); an
+ * autoregressive package's episodes are decoded greedily by `ArPolicy` (src/sim/ar-loop.ts).
  */
 export function tabletopEvaluator(): TabletopEvaluator {
   return {
     heldOut: (count, seed) => simulatorSamples(count, seed, 3),
     async closedLoop(dir, precision, run) {
+      if (await isArPackage(dir)) {
+        // An autoregressive package: greedy decoding, the chunk's time as the policy stage.
+        const r = await arClosedLoop(dir, precision, run, await loadConfig());
+        return { rate: r.rate, stages: { encode: Number.NaN, policy: r.chunkMs } };
+      }
       const config = await loadConfig({
         overrides: {
           'model.path': dir,

@@ -1,16 +1,24 @@
 /**
- * What the autoregressive runtime needs from a model package: the manifest's `action_tokenizer`,
- * chunk, state and action fields, read with typed errors. The package format (`vla-node/model@2`,
- * family `autoregressive`) is described in schema/model-manifest.schema.json once the
- * flow-matching family's format lands; until then this reader checks exactly the fields it uses.
+ * What the autoregressive runtime needs from a model package. The manifest (format
+ * `vla-node/model@2`, family `autoregressive`) is validated by src/model/ar-manifest.ts against
+ * schema/model-manifest.schema.json, where every field's type, range and meaning is written once;
+ * this module maps the validated manifest to the runtime's view and builds the action tokenizer.
  */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { describe, ModelError } from '../../errors.js';
+import type { ResizeMode } from '../../ingest/frame.js';
+import {
+  AR_ROLES,
+  loadArManifest,
+  logitsVocab,
+  selectArVariant,
+  type ArManifest,
+  type ArRole,
+} from '../../model/ar-manifest.js';
+import { ModelError } from '../../errors.js';
+import type { LoadOptions, Precision } from '../../model/manifest.js';
+import type { WordTokenizer } from '../../model/tokenizer.js';
 import type { ActionTokenizer } from './action-tokenizer.js';
 import { FastTokenizer } from './fast.js';
 import { UniformBinTokenizer } from './uniform-bins.js';
-import type { BpeMerge } from './bpe.js';
 
 /** The autoregressive package's facts the runtime uses. */
 export interface ArPackage {
@@ -29,146 +37,119 @@ export interface ArPackage {
   /** The first action token's position id; undefined: the prefix's length (Optimum). */
   readonly firstActionPosition: number | undefined;
   readonly image: { readonly width: number; readonly height: number };
+  /** How a camera frame becomes the encoder's pixels (the manifest's camera). */
+  readonly normalisation: {
+    readonly resize: ResizeMode;
+    readonly mean: readonly [number, number, number];
+    readonly std: readonly [number, number, number];
+  };
   readonly grid: { readonly width: number; readonly height: number };
   readonly tokenDim: number;
   readonly maxWords: number;
-  readonly files: {
-    readonly encoder: string;
-    readonly prefill: string;
-    readonly decoder: string;
-    readonly words: string;
+  /** The encoder's tensor names (roles are positional: pixels -> visual tokens, saliency). */
+  readonly encoderNames: {
+    readonly pixels: string;
+    readonly tokens: string;
+    readonly saliency: string;
   };
+  /** The selected variant's graph files, relative to `dir`, and the word tokenizer's. */
+  readonly files: Readonly<Record<ArRole, string>> & { readonly words: string };
+  /** The selected variant's name and precision. */
+  readonly variant: { readonly name: string; readonly precision: Precision };
+  /** The validated manifest. */
+  readonly manifest: ArManifest;
+  /** The instruction's word tokenizer, checked against `tokenizer.max_length`. */
+  readonly words: WordTokenizer;
 }
 
-type Json = Record<string, unknown>;
-
-function at(value: unknown, path: string): unknown {
-  let v = value;
-  for (const key of path.split('.')) {
-    v =
-      typeof v === 'object' && v !== null
-        ? (v as Json)[/^\d+$/.test(key) ? Number(key) : key]
-        : undefined;
-  }
-  return v;
+/** Which variant to read and whether to hash its files. */
+export interface ArPackageOptions extends LoadOptions {
+  /** The variant's precision (default `auto`: fp32). */
+  readonly precision?: Precision | 'auto';
 }
 
-function fail(path: string, expected: string, received: unknown): never {
-  throw new ModelError(
-    'INVALID_MANIFEST',
-    `Expected ${expected} but received ${describe(received)}`,
-    { field: path },
-  );
-}
-
-function int(m: unknown, path: string, min = 1): number {
-  const v = at(m, path);
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
-    fail(path, `an integer >= ${min}`, v);
-  return v;
-}
-
-function numbers(m: unknown, path: string, length: number, positive = false): number[] {
-  const v = at(m, path);
-  if (
-    !Array.isArray(v) ||
-    v.length !== length ||
-    !v.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0))
-  )
-    fail(path, `${length} finite${positive ? ' positive' : ''} numbers`, v);
-  return v as number[];
-}
-
-function file(m: unknown, path: string): string {
-  const v = at(m, path);
-  if (typeof v !== 'string' || v.length === 0 || v.includes('..') || v.startsWith('/'))
-    fail(path, 'a file name inside the package', v);
-  return v;
-}
-
-/** Reads and checks `manifest.json` of an autoregressive package in `dir`. */
-export async function readArPackage(dir: string): Promise<ArPackage> {
-  let m: unknown;
+function actionTokenizer(m: ArManifest): ActionTokenizer {
+  const spec = m.action_tokenizer;
+  const { horizon, action_dim: actionDim } = m.chunk;
+  if (spec.kind === 'uniform_bins') return new UniformBinTokenizer(horizon, actionDim, spec.bins);
   try {
-    m = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
-  } catch (cause) {
-    throw new ModelError(
-      'INVALID_MANIFEST',
-      `Expected a JSON manifest at ${join(dir, 'manifest.json')}`,
-      {
-        field: 'manifest',
-        cause,
-      },
-    );
-  }
-  if (at(m, 'format') !== 'vla-node/model@2') fail('format', '"vla-node/model@2"', at(m, 'format'));
-  if (at(m, 'family') !== 'autoregressive') fail('family', '"autoregressive"', at(m, 'family'));
-  const horizon = int(m, 'chunk.horizon');
-  const actionDim = int(m, 'chunk.action_dim');
-  const stateDim = (at(m, 'state.mean') as unknown[] | undefined)?.length ?? 0;
-  const kind = at(m, 'action_tokenizer.kind');
-  let tokenizer: ActionTokenizer;
-  if (kind === 'uniform_bins') {
-    tokenizer = new UniformBinTokenizer(horizon, actionDim, int(m, 'action_tokenizer.bins', 2));
-  } else if (kind === 'fast') {
-    const merges = at(m, 'action_tokenizer.merges');
-    if (!Array.isArray(merges))
-      fail('action_tokenizer.merges', 'an array of [left, right] pairs', merges);
-    const scale = at(m, 'action_tokenizer.scale');
-    if (typeof scale !== 'number' || !(scale > 0))
-      fail('action_tokenizer.scale', 'a positive number', scale);
-    const minToken = at(m, 'action_tokenizer.min_token');
-    if (typeof minToken !== 'number' || !Number.isInteger(minToken))
-      fail('action_tokenizer.min_token', 'an integer', minToken);
-    tokenizer = new FastTokenizer({
+    return new FastTokenizer({
       horizon,
       actionDim,
-      scale,
-      minToken,
-      alphabet: int(m, 'action_tokenizer.alphabet'),
-      merges: merges as BpeMerge[],
+      scale: spec.scale,
+      minToken: spec.min_token,
+      alphabet: spec.alphabet,
+      merges: spec.merges,
     });
-  } else fail('action_tokenizer.kind', '"uniform_bins" or "fast"', kind);
-  if (at(m, 'action_tokenizer.relative_to') !== 'state')
-    fail(
-      'action_tokenizer.relative_to',
-      '"state" (tokens encode the motion from the current state)',
-      at(m, 'action_tokenizer.relative_to'),
+  } catch (error) {
+    // The byte-pair encoder names fields relative to action_tokenizer; errors here name the
+    // manifest path as every other manifest error does.
+    if (error instanceof ModelError)
+      throw new ModelError(error.code, error.message, {
+        field: `manifest.${error.field ?? 'action_tokenizer'}`,
+        cause: error,
+      });
+    throw error;
+  }
+}
+
+/**
+ * Reads, validates and checks the autoregressive package in `dir` (see {@link loadArManifest}) and
+ * returns the runtime's view of the variant of `options.precision`.
+ *
+ * @throws {ModelError} INVALID_MANIFEST / MODEL_FILE naming the field.
+ */
+export async function readArPackage(
+  dir: string,
+  options: ArPackageOptions = {},
+): Promise<ArPackage> {
+  const pkg = await loadArManifest(dir, options);
+  const m = pkg.manifest;
+  const variant = selectArVariant(pkg, options.precision ?? 'auto');
+  const tokenizer = actionTokenizer(m);
+  const spec = m.action_tokenizer;
+  const vocab = logitsVocab(m, 'decoder');
+  if (vocab !== undefined && spec.token_offset + tokenizer.vocabSize > vocab)
+    throw new ModelError(
+      'INVALID_MANIFEST',
+      `Expected token_offset + the action tokenizer's ${tokenizer.vocabSize} ids to fit the decoder's vocabulary of ${vocab} but received token_offset ${spec.token_offset}`,
+      { field: 'manifest.action_tokenizer.token_offset' },
     );
-  const first = at(m, 'decoder.first_action_position');
-  if (
-    first !== 'prefix_length' &&
-    !(typeof first === 'number' && Number.isInteger(first) && first >= 0)
-  )
-    fail('decoder.first_action_position', 'a position id (integer >= 0) or "prefix_length"', first);
-  const cameras = at(m, 'cameras');
-  if (!Array.isArray(cameras) || cameras.length !== 1)
-    fail('cameras', 'one camera (several: not yet for this family)', cameras);
+  const [cam] = m.cameras;
+  const first = m.decoder.first_action_position;
+  const enc = m.graphs.encoder;
   return {
-    dir,
-    name: String(at(m, 'name')),
-    horizon,
-    actionDim,
-    actionMin: numbers(m, 'action.min', actionDim),
-    actionMax: numbers(m, 'action.max', actionDim),
-    stateMean: numbers(m, 'state.mean', stateDim),
-    stateStd: numbers(m, 'state.std', stateDim, true),
-    range: numbers(m, 'action_tokenizer.range', actionDim, true),
+    dir: pkg.dir,
+    name: m.name,
+    horizon: m.chunk.horizon,
+    actionDim: m.chunk.action_dim,
+    actionMin: m.action.min,
+    actionMax: m.action.max,
+    stateMean: m.state.mean,
+    stateStd: m.state.std,
+    range: spec.range,
     tokenizer,
-    tokenOffset: int(m, 'action_tokenizer.token_offset', 0),
+    tokenOffset: spec.token_offset,
     firstActionPosition: first === 'prefix_length' ? undefined : first,
-    image: { width: int(m, 'cameras.0.image.width'), height: int(m, 'cameras.0.image.height') },
-    grid: {
-      width: int(m, 'cameras.0.patch_grid.width'),
-      height: int(m, 'cameras.0.patch_grid.height'),
+    image: { width: cam.image.width, height: cam.image.height },
+    normalisation: { resize: cam.image.resize, mean: cam.image.mean, std: cam.image.std },
+    grid: { width: cam.patch_grid.width, height: cam.patch_grid.height },
+    tokenDim: m.token_dim,
+    maxWords: m.tokenizer.max_length,
+    encoderNames: {
+      pixels: (enc.inputs[0] as { name: string }).name,
+      tokens: (enc.outputs[0] as { name: string }).name,
+      saliency: (enc.outputs[1] as { name: string }).name,
     },
-    tokenDim: int(m, 'token_dim'),
-    maxWords: int(m, 'tokenizer.max_length'),
     files: {
-      encoder: file(m, 'variants.0.files.encoder.path'),
-      prefill: file(m, 'variants.0.files.prefill.path'),
-      decoder: file(m, 'variants.0.files.decoder.path'),
-      words: file(m, 'tokenizer.file'),
+      ...(Object.fromEntries(AR_ROLES.map((r) => [r, variant.files[r].path])) as Record<
+        ArRole,
+        string
+      >),
+      words: m.tokenizer.file,
     },
+    variant: { name: variant.name, precision: variant.precision },
+    manifest: m,
+    words: pkg.words,
   };
 }

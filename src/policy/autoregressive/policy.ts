@@ -5,12 +5,14 @@
  */
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { BackendError, InputError } from '../../errors.js';
-import { WordTokenizer } from '../../model/tokenizer.js';
+import { checkGraph } from '../../backend/sessions.js';
+import { BackendError, InputError, ModelError, printable } from '../../errors.js';
+import type { ArRole } from '../../model/ar-manifest.js';
+import type { WordTokenizer } from '../../model/tokenizer.js';
 import type { Pruner } from '../../pruning/pruner.js';
 import { decodeChunk, type DecodeResult, type DecodeStrategy } from './decode.js';
 import { DecoderGraphs } from './decoder-graphs.js';
-import { readArPackage, type ArPackage } from './package.js';
+import { readArPackage, type ArPackage, type ArPackageOptions } from './package.js';
 
 /** One observation, the image already at the model's size. */
 export interface ArObservation {
@@ -52,20 +54,44 @@ export class ArPolicy {
     readonly words: WordTokenizer,
   ) {}
 
-  /** Loads the package in `dir` (manifest, word tokenizer, the three graphs). */
+  /**
+   * Loads the package in `dir`: the manifest validated (schema and graph roles), the variant of
+   * `precision` (default fp32) with its files confined and hashed, and its three graphs opened and
+   * checked against the manifest's roles. Errors are `ModelError`s naming the manifest field.
+   */
   static async load(
     dir: string,
     options: ort.InferenceSession.SessionOptions = {},
+    select: ArPackageOptions = {},
   ): Promise<ArPolicy> {
-    const pkg = await readArPackage(dir);
-    const words = await WordTokenizer.load(join(dir, pkg.files.words));
-    const encoder = await ort.InferenceSession.create(join(dir, pkg.files.encoder), options);
-    const graphs = await DecoderGraphs.load(
-      join(dir, pkg.files.prefill),
-      join(dir, pkg.files.decoder),
-      options,
-    );
-    return new ArPolicy(pkg, encoder, graphs, words);
+    const pkg = await readArPackage(dir, select);
+    const open = async (role: ArRole): Promise<ort.InferenceSession> => {
+      try {
+        return await ort.InferenceSession.create(join(pkg.dir, pkg.files[role]), options);
+      } catch (cause) {
+        throw new ModelError(
+          'MODEL_FILE',
+          `Expected a valid ONNX model for the ${role} graph at ${printable(pkg.files[role])} but ONNX Runtime could not load it`,
+          { field: `manifest.variants[].files.${role}.path`, cause },
+        );
+      }
+    };
+    const encoder = await open('encoder');
+    let graphs: DecoderGraphs | undefined;
+    try {
+      checkGraph('encoder', encoder, pkg.manifest.graphs.encoder);
+      graphs = await DecoderGraphs.load(
+        join(pkg.dir, pkg.files.prefill),
+        join(pkg.dir, pkg.files.decoder),
+        options,
+      );
+      checkGraph('prefill', graphs.prefillSession, pkg.manifest.graphs.prefill);
+      checkGraph('decoder', graphs.decoderSession, pkg.manifest.graphs.decoder);
+    } catch (error) {
+      await Promise.all([encoder.release(), graphs?.close()]);
+      throw error;
+    }
+    return new ArPolicy(pkg, encoder, graphs, pkg.words);
   }
 
   /** Encodes, prunes, decodes and de-normalises one observation. */
@@ -89,7 +115,7 @@ export class ArPolicy {
     let encoded: ort.InferenceSession.OnnxValueMapType;
     try {
       encoded = await this.encoder.run({
-        pixels: new ort.Tensor('float32', obs.pixels, [1, 3, height, width]),
+        [pkg.encoderNames.pixels]: new ort.Tensor('float32', obs.pixels, [1, 3, height, width]),
       });
     } catch (cause) {
       throw new BackendError('ONNX Runtime failed to run the encoder graph', {
@@ -97,8 +123,8 @@ export class ArPolicy {
         cause,
       });
     }
-    const tokens = encoded.visual_tokens?.data as Float32Array;
-    const saliency = encoded.saliency?.data as Float32Array;
+    const tokens = encoded[pkg.encoderNames.tokens]?.data as Float32Array;
+    const saliency = encoded[pkg.encoderNames.saliency]?.data as Float32Array;
     const n = pkg.grid.width * pkg.grid.height;
     let kept = n;
     let visual = tokens;

@@ -1,0 +1,127 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import * as ort from 'onnxruntime-node';
+import { resolvePackagePath, type VlaConfig } from '../config/index.js';
+import { printable, VlaError } from '../errors.js';
+import { AR_ROLES, loadArManifest } from '../model/ar-manifest.js';
+import { ArPolicy } from '../policy/autoregressive/policy.js';
+import type { CommandIo } from './command.js';
+
+/**
+ * `vla-node info` for an autoregressive package: the manifest validated against the schema (v2,
+ * family autoregressive), every file confined and hashed, then each variant's three graphs opened
+ * and checked against the manifest's roles (encoder; prefill; decoder with Optimum's
+ * decoder-with-past signature) and one greedy chunk decoded from a grey frame. Errors keep their
+ * class and code and name the variant and the field.
+ */
+export async function arInfo(config: Readonly<VlaConfig>, io: CommandIo): Promise<number> {
+  const pkg = await loadArManifest(resolvePackagePath(config.model.path));
+  const m = pkg.manifest;
+  const threads = config.backend.intra_op_threads;
+  const variants = [];
+  for (const v of m.variants) {
+    io.progress(`checking variant ${printable(v.name)} (${v.precision}): graphs, roles, warm-up`);
+    let policy: ArPolicy | undefined;
+    let warmup;
+    try {
+      policy = await ArPolicy.load(
+        pkg.dir,
+        { logSeverityLevel: 3, ...(threads > 0 ? { intraOpNumThreads: threads } : {}) },
+        { precision: v.precision },
+      );
+      const { width, height } = policy.pkg.image;
+      const { mean, std } = policy.pkg.normalisation;
+      const pixels = new Float32Array(3 * width * height);
+      for (let c = 0; c < 3; c++)
+        pixels.fill(
+          (128 / 255 - (mean[c] ?? 0)) / (std[c] ?? 1),
+          c * width * height,
+          (c + 1) * width * height,
+        );
+      const start = performance.now();
+      const r = await policy.act(
+        {
+          pixels,
+          rgb: new Uint8Array(width * height * 3).fill(128),
+          instruction: 'move to the red block',
+          state: Float32Array.from(m.state.mean),
+        },
+        { strategy: 'greedy' },
+      );
+      warmup = {
+        ms: Math.round((performance.now() - start) * 1000) / 1000,
+        tokens: r.tokens.length,
+        decoder_calls: r.decoderCalls,
+      };
+    } catch (error) {
+      if (error instanceof VlaError) {
+        Object.defineProperty(error, 'message', {
+          value: `variant ${printable(v.name)}: ${error.message}`,
+        });
+      }
+      throw error;
+    } finally {
+      await policy?.close();
+    }
+    const files = Object.fromEntries(
+      await Promise.all(
+        AR_ROLES.map(async (role) => [
+          role,
+          {
+            path: v.files[role].path,
+            sha256: v.files[role].sha256,
+            bytes: (await stat(join(pkg.dir, v.files[role].path))).size,
+          },
+        ]),
+      ),
+    ) as Record<string, { path: string; sha256: string; bytes: number }>;
+    variants.push({ name: v.name, precision: v.precision, warmup, files });
+  }
+  const [cam] = m.cameras;
+  const tok = m.action_tokenizer;
+  const tokDetail =
+    tok.kind === 'uniform_bins'
+      ? `${tok.bins} bins`
+      : `scale ${tok.scale}, ${tok.alphabet} symbols, ${tok.merges.length} merges`;
+  const info = {
+    model: {
+      name: m.name,
+      path: pkg.dir,
+      format: m.format,
+      family: m.family,
+      description: m.description ?? '',
+      cameras: m.cameras,
+      visual_tokens: cam.patch_grid.width * cam.patch_grid.height,
+      token_dim: m.token_dim,
+      chunk: m.chunk,
+      decoder: m.decoder,
+      action_tokenizer: { ...tok, ...(tok.kind === 'fast' ? { merges: tok.merges.length } : {}) },
+      control_rate_hz: m.control_rate_hz,
+      action_names: m.action.names,
+      state_names: m.state.names,
+    },
+    variants,
+    onnxruntime: ort.env.versions,
+    node: process.versions.node,
+  };
+  const human = [
+    `${printable(m.name)} (${m.format}, family ${m.family}): ${printable(m.description ?? '')}`,
+    `  ${printable(pkg.dir)}`,
+    `  camera ${printable(cam.name)} ${cam.image.width}×${cam.image.height} (${cam.patch_grid.width}×${cam.patch_grid.height} tokens); token dim ${m.token_dim}`,
+    `  decoder: ${m.decoder.layers} layers × ${m.decoder.heads} heads × ${m.decoder.head_dim} (prefix attention ${m.decoder.instruction_attention}, first action position ${m.decoder.first_action_position})`,
+    `  action tokens: ${tok.kind} (${tokDetail}, offset ${tok.token_offset}, relative to ${tok.relative_to})`,
+    `  chunk ${m.chunk.horizon} × ${m.chunk.action_dim} [${printable(m.action.names.join(', '))}] at ${m.control_rate_hz} Hz`,
+    'variants:',
+    ...variants.map(
+      (v) =>
+        `  ${printable(v.name)} (${v.precision}): ${Object.entries(v.files)
+          .map(([role, f]) => `${role} ${printable(f.path)} ${(f.bytes / 1024).toFixed(0)} KiB`)
+          .join(
+            ', ',
+          )}; warm-up passed (${v.warmup.tokens} tokens in ${v.warmup.decoder_calls} decoder calls, ${v.warmup.ms} ms)`,
+    ),
+  ].join('\n');
+  io.result(info, human);
+  return 0;
+}

@@ -1,0 +1,347 @@
+/**
+ * The manifest of an autoregressive package (format `vla-node/model@2`, family `autoregressive`):
+ * validated against schema/model-manifest.schema.json (definition `v2ar`, where every field's type,
+ * range and meaning is written once), then checked for what the schema cannot say: that the graph
+ * roles have the tensors the runtime feeds and reads (Hugging Face Optimum's decoder-with-past
+ * signature for the decoder) and that their shapes agree with the rest of the manifest.
+ */
+import { join } from 'node:path';
+import { describe, ModelError } from '../errors.js';
+import {
+  checkReport,
+  checkVariantFile,
+  FLOW_FORMAT,
+  loadTokenizer,
+  readManifestJson,
+  validateManifestJson,
+  variantGate,
+  type Dim,
+  type GraphSpec,
+  type LoadOptions,
+  type Manifest,
+  type ModelFile,
+  type Precision,
+  type TensorSpec,
+} from './manifest.js';
+import type { FlowCamera } from './flow-manifest.js';
+import type { WordTokenizer } from './tokenizer.js';
+
+/** The graph roles of an autoregressive package. */
+export const AR_ROLES = ['encoder', 'prefill', 'decoder'] as const;
+export type ArRole = (typeof AR_ROLES)[number];
+
+/** The family value that selects this definition of format `vla-node/model@2`. */
+export const AR_FAMILY = 'autoregressive';
+
+interface ArTokenizerCommon {
+  readonly token_offset: number;
+  readonly relative_to: 'state';
+  readonly range: readonly number[];
+}
+
+/** `action_tokenizer` of kind `uniform_bins` (OpenVLA). */
+export interface ArUniformBinsSpec extends ArTokenizerCommon {
+  readonly kind: 'uniform_bins';
+  readonly bins: number;
+}
+
+/** `action_tokenizer` of kind `fast` (pi0-FAST). */
+export interface ArFastSpec extends ArTokenizerCommon {
+  readonly kind: 'fast';
+  readonly scale: number;
+  readonly min_token: number;
+  readonly alphabet: number;
+  readonly merges: readonly (readonly [number, number])[];
+}
+
+export interface ArVariant {
+  readonly name: string;
+  readonly precision: Precision;
+  readonly files: Readonly<Record<ArRole, ModelFile>>;
+  readonly report?: string;
+  readonly providers?: readonly string[];
+}
+
+/** A validated autoregressive manifest (the schema's `v2ar`; field meanings are there). */
+export interface ArManifest {
+  readonly format: typeof FLOW_FORMAT;
+  readonly family: typeof AR_FAMILY;
+  readonly name: string;
+  readonly description?: string;
+  readonly control_rate_hz: number;
+  readonly cameras: readonly [FlowCamera];
+  readonly token_dim: number;
+  readonly chunk: Manifest['chunk'];
+  readonly action: {
+    readonly names: readonly string[];
+    readonly min: readonly number[];
+    readonly max: readonly number[];
+  };
+  readonly state: Manifest['state'];
+  readonly tokenizer: Manifest['tokenizer'];
+  readonly decoder: {
+    readonly layers: number;
+    readonly heads: number;
+    readonly head_dim: number;
+    readonly instruction_attention: 'block-causal' | 'causal';
+    readonly first_action_position: number | 'prefix_length';
+  };
+  readonly action_tokenizer: ArUniformBinsSpec | ArFastSpec;
+  readonly graphs: Readonly<Record<ArRole, GraphSpec>>;
+  readonly variants: readonly ArVariant[];
+  readonly training?: Readonly<Record<string, unknown>>;
+}
+
+/** A loaded, validated autoregressive package: manifest, word tokenizer, files confined. */
+export interface ArModelPackage {
+  readonly dir: string;
+  readonly manifest: ArManifest;
+  readonly words: WordTokenizer;
+}
+
+/** The family a parsed manifest declares, when it is format `vla-node/model@2`. */
+export function familyOf(raw: unknown): string | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const m = raw as { format?: unknown; family?: unknown };
+  return m.format === FLOW_FORMAT && typeof m.family === 'string' ? m.family : undefined;
+}
+
+/** Whether `dir` holds an autoregressive package; false for anything else or unreadable. */
+export async function isArPackage(dir: string): Promise<boolean> {
+  try {
+    return familyOf((await readManifestJson(dir)).raw) === AR_FAMILY;
+  } catch {
+    return false;
+  }
+}
+
+function fail(field: string, message: string): never {
+  throw new ModelError('INVALID_MANIFEST', message, { field: `manifest.${field}` });
+}
+
+function expectTensor(
+  field: string,
+  t: TensorSpec | undefined,
+  name: string,
+  dtypes: readonly string[],
+  shape: readonly (Dim | null)[],
+): void {
+  if (t === undefined)
+    fail(field, `Expected a tensor ${JSON.stringify(name)} here but it is missing`);
+  if (t.name !== name)
+    fail(`${field}.name`, `Expected ${JSON.stringify(name)} but received ${describe(t.name)}`);
+  if (!dtypes.includes(t.dtype))
+    fail(`${field}.dtype`, `Expected ${dtypes.join('|')} but received ${describe(t.dtype)}`);
+  if (t.shape.length !== shape.length)
+    fail(
+      `${field}.shape`,
+      `Expected rank ${shape.length} [${shape.map((d) => (d === null ? '?' : String(d))).join(', ')}] but received [${t.shape.join(', ')}]`,
+    );
+  shape.forEach((want, i) => {
+    if (want !== null && t.shape[i] !== want)
+      fail(`${field}.shape[${i}]`, `Expected ${String(want)} but received ${describe(t.shape[i])}`);
+  });
+}
+
+function expectCount(role: ArRole, g: GraphSpec, inputs: number, outputs: number, what: string) {
+  if (g.inputs.length !== inputs || g.outputs.length !== outputs)
+    fail(
+      `graphs.${role}`,
+      `Expected the ${role} graph to have ${inputs} inputs and ${outputs} outputs (${what}) but received ${g.inputs.length} and ${g.outputs.length}`,
+    );
+}
+
+const INT = ['int64', 'int32'];
+const F32 = ['float32'];
+
+/** The vocabulary a role's logits declare (their last dimension), or undefined when it is named. */
+export function logitsVocab(m: ArManifest, role: 'prefill' | 'decoder'): number | undefined {
+  const last = m.graphs[role].outputs[0]?.shape.at(-1);
+  return typeof last === 'number' ? last : undefined;
+}
+
+/** Cross-field checks the schema cannot express. */
+function checkArConsistency(m: ArManifest): void {
+  const [cam] = m.cameras;
+  const { layers, heads, head_dim: hd } = m.decoder;
+  const n = cam.patch_grid.width * cam.patch_grid.height;
+  const D = m.token_dim;
+  const S = m.state.names.length;
+  const A = m.chunk.action_dim;
+  const g = m.graphs;
+  const kv = (role: ArRole, kind: 'inputs' | 'outputs', from: number, prefix: string) => {
+    for (let j = 0; j < layers; j++)
+      (['key', 'value'] as const).forEach((part, k) => {
+        const i = from + 2 * j + k;
+        expectTensor(
+          `graphs.${role}.${kind}[${i}]`,
+          g[role][kind][i],
+          `${prefix}.${j}.${part}`,
+          F32,
+          [null, heads, null, hd],
+        );
+      });
+  };
+
+  expectCount('encoder', g.encoder, 1, 2, 'pixels -> visual tokens, saliency');
+  const [pixels] = g.encoder.inputs as [TensorSpec];
+  expectTensor('graphs.encoder.inputs[0]', pixels, pixels.name, F32, [
+    null,
+    3,
+    cam.image.height,
+    cam.image.width,
+  ]);
+  const [vis, sal] = g.encoder.outputs as [TensorSpec, TensorSpec];
+  expectTensor('graphs.encoder.outputs[0]', vis, vis.name, F32, [null, n, D]);
+  expectTensor('graphs.encoder.outputs[1]', sal, sal.name, F32, [null, n]);
+
+  expectCount(
+    'prefill',
+    g.prefill,
+    4,
+    1 + 2 * layers,
+    `visual tokens, token positions, instruction ids, state -> logits and ${layers} (decoder.layers) present key/value pairs`,
+  );
+  const [pv, pp] = g.prefill.inputs as [TensorSpec, TensorSpec];
+  expectTensor('graphs.prefill.inputs[0]', pv, 'visual_tokens', F32, [null, null, D]);
+  if (typeof pv.shape[1] !== 'string')
+    fail(
+      'graphs.prefill.inputs[0].shape[1]',
+      `Expected a named (dynamic) token count so pruned token sets fit, but received ${describe(pv.shape[1])}`,
+    );
+  expectTensor('graphs.prefill.inputs[1]', pp, 'token_positions', INT, [null, pv.shape[1]]);
+  expectTensor('graphs.prefill.inputs[2]', g.prefill.inputs[2], 'instruction_ids', INT, [
+    null,
+    m.tokenizer.max_length,
+  ]);
+  expectTensor('graphs.prefill.inputs[3]', g.prefill.inputs[3], 'state', F32, [null, S]);
+  expectTensor('graphs.prefill.outputs[0]', g.prefill.outputs[0], 'logits', F32, [
+    null,
+    null,
+    null,
+  ]);
+  kv('prefill', 'outputs', 1, 'present');
+
+  expectCount(
+    'decoder',
+    g.decoder,
+    3 + 2 * layers,
+    1 + 2 * layers,
+    `input_ids, attention_mask, position_ids and ${layers} (decoder.layers) past_key_values pairs -> logits and as many present pairs`,
+  );
+  ['input_ids', 'attention_mask', 'position_ids'].forEach((name, i) => {
+    expectTensor(`graphs.decoder.inputs[${i}]`, g.decoder.inputs[i], name, INT, [null, null]);
+  });
+  kv('decoder', 'inputs', 3, 'past_key_values');
+  expectTensor('graphs.decoder.outputs[0]', g.decoder.outputs[0], 'logits', F32, [
+    null,
+    null,
+    null,
+  ]);
+  kv('decoder', 'outputs', 1, 'present');
+  const vocab = logitsVocab(m, 'decoder');
+  const prefillVocab = logitsVocab(m, 'prefill');
+  if (vocab !== undefined && prefillVocab !== undefined && vocab !== prefillVocab)
+    fail(
+      'graphs.prefill.outputs[0].shape[2]',
+      `Expected the prefill's logits to have the decoder's vocabulary ${vocab} but received ${prefillVocab}`,
+    );
+
+  for (const key of ['names', 'min', 'max'] as const)
+    if (m.action[key].length !== A)
+      fail(
+        `action.${key}`,
+        `Expected ${A} values (chunk.action_dim) but received ${m.action[key].length}`,
+      );
+  m.action.min.forEach((lo, i) => {
+    const hi = m.action.max[i] ?? Number.NaN;
+    if (!(lo < hi))
+      fail(
+        `action.min[${i}]`,
+        `Expected action.min[${i}] < action.max[${i}] but received ${lo} and ${hi}`,
+      );
+  });
+  if (m.action_tokenizer.range.length !== A)
+    fail(
+      'action_tokenizer.range',
+      `Expected ${A} values (chunk.action_dim) but received ${m.action_tokenizer.range.length}`,
+    );
+  for (const key of ['mean', 'std'] as const)
+    if (m.state[key].length !== S)
+      fail(
+        `state.${key}`,
+        `Expected ${S} values (one per state name) but received ${m.state[key].length}`,
+      );
+  const names = new Set<string>();
+  m.variants.forEach((v, i) => {
+    if (names.has(v.name))
+      fail(
+        `variants[${i}].name`,
+        `Expected unique variant names but ${JSON.stringify(v.name)} repeats`,
+      );
+    names.add(v.name);
+  });
+}
+
+/**
+ * Load an autoregressive package: validate `manifest.json` against the schema and for consistency,
+ * load the word tokenizer, confine every variant's files and check their SHA-256.
+ *
+ * @throws {ModelError} INVALID_MANIFEST / MODEL_FILE naming the field (`manifest.<JSON path>`).
+ * @example
+ * const pkg = await loadArManifest('models/tiny-vla-ar');
+ */
+export async function loadArManifest(
+  dir: string,
+  options: LoadOptions = {},
+): Promise<ArModelPackage> {
+  const { root, raw } = await readManifestJson(dir);
+  const valid = await validateManifestJson(raw);
+  if (familyOf(valid) !== AR_FAMILY)
+    fail(
+      'family',
+      `Expected an autoregressive package (format ${FLOW_FORMAT}, family ${AR_FAMILY}) but received format ${describe((valid as { format?: unknown }).format)}, family ${describe((valid as { family?: unknown }).family)}`,
+    );
+  const manifest = valid as ArManifest;
+  checkArConsistency(manifest);
+  const words = await loadTokenizer(root, manifest.tokenizer);
+  for (const [i, v] of manifest.variants.entries()) {
+    for (const role of AR_ROLES)
+      await checkVariantFile(root, v.files[role], `variants[${i}].files.${role}`, options);
+    checkReport(root, v.report, i);
+  }
+  return { dir: root, manifest, words };
+}
+
+/**
+ * The variant of `precision` with absolute paths of its graphs. `auto` picks, as for the other
+ * families, the fastest variant whose report says it passed its gate on the CPU and is faster than
+ * fp32; otherwise fp32.
+ */
+export function selectArVariant(
+  pkg: ArModelPackage,
+  precision: Precision | 'auto' = 'auto',
+): ArVariant & { readonly paths: Readonly<Record<ArRole, string>> } {
+  let wanted: Precision = precision === 'auto' ? 'fp32' : precision;
+  let variant = pkg.manifest.variants.find((v) => v.precision === wanted);
+  if (precision === 'auto') {
+    let best = 1;
+    for (const v of pkg.manifest.variants) {
+      if (v.precision === 'fp32') continue;
+      const gate = variantGate(pkg, v);
+      if (gate?.passed === true && gate.latencyRatio < best) {
+        best = gate.latencyRatio;
+        variant = v;
+        wanted = v.precision;
+      }
+    }
+  }
+  if (variant === undefined)
+    throw new ModelError(
+      'INVALID_MANIFEST',
+      `Expected a variant with precision ${wanted} in ${pkg.manifest.name} but it has ${pkg.manifest.variants.map((v) => v.precision).join('|')}`,
+      { field: 'model.precision' },
+    );
+  const paths = Object.fromEntries(AR_ROLES.map((r) => [r, join(pkg.dir, variant.files[r].path)]));
+  return { ...variant, paths: paths as Record<ArRole, string> };
+}

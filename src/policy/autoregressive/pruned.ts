@@ -1,0 +1,91 @@
+/**
+ * An autoregressive policy behind visual-token pruning, the pruned set fed to the prefill, with the
+ * token budget fixed or adapted by the latency-budget controller (src/runtime/budget.ts) as the
+ * encoder + policy pipeline adapts it: the p95 of the recent chunks' end-to-end latencies is kept
+ * under `runtime.latency_budget_ms` by shrinking the keep ratio towards `pruning.min_keep_ratio`,
+ * and grown back towards `pruning.keep_ratio` when comfortably under it. A chunk is always whole
+ * whatever the budget (constrained decoding does not depend on how many tokens the prefill saw).
+ */
+import { performance } from 'node:perf_hooks';
+import { createPruner } from '../../pruning/strategies.js';
+import { tokenBudget, type Pruner, type PruningStrategy } from '../../pruning/pruner.js';
+import { BUDGET_TUNING, BudgetController } from '../../runtime/budget.js';
+import type { ArAction, ArActOptions, ArObservation, ArPolicy } from './policy.js';
+
+/** The pruning section of the configuration and the latency budget, as the pipeline takes them. */
+export interface ArPruningOptions {
+  readonly strategy: PruningStrategy;
+  /** Fraction of visual tokens kept (the controller's upper bound). */
+  readonly keepRatio: number;
+  /** Tokens kept; 0: use the ratio. A fixed count turns the controller off. */
+  readonly keepCount: number;
+  /** The controller's lower bound of the keep ratio. */
+  readonly minKeepRatio: number;
+  readonly seed: number;
+  /** p95 end-to-end latency per chunk to stay under, in ms; 0: a fixed token budget. */
+  readonly latencyBudgetMs: number;
+}
+
+/** A chunk with its end-to-end latency and the token budget it ran with. */
+export interface PrunedArAction extends ArAction {
+  readonly latencyMs: number;
+  readonly tokenBudget: number;
+}
+
+/** {@link ArPolicy} with pruning before the prefill and, optionally, the latency-budget controller. */
+export class PrunedArPolicy {
+  readonly #policy: ArPolicy;
+  readonly #pruner: Pruner | undefined;
+  readonly #controller: BudgetController | undefined;
+  readonly #total: number;
+  #budget: number;
+
+  constructor(policy: ArPolicy, options: ArPruningOptions) {
+    this.#policy = policy;
+    this.#total = policy.pkg.grid.width * policy.pkg.grid.height;
+    this.#budget = tokenBudget(this.#total, options.keepRatio, options.keepCount);
+    this.#pruner =
+      options.strategy === 'none' ? undefined : createPruner(options.strategy, options);
+    this.#controller =
+      this.#pruner !== undefined && options.latencyBudgetMs > 0 && options.keepCount === 0
+        ? new BudgetController({
+            budgetMs: options.latencyBudgetMs,
+            minRatio: Math.min(options.minKeepRatio, options.keepRatio),
+            maxRatio: options.keepRatio,
+            ...BUDGET_TUNING,
+          })
+        : undefined;
+  }
+
+  /** The policy it runs. */
+  get policy(): ArPolicy {
+    return this.#policy;
+  }
+
+  /** Visual tokens the prefill sees now. */
+  get tokenBudget(): number {
+    return this.#pruner === undefined ? this.#total : this.#budget;
+  }
+
+  /** The keep ratio now (the controller's when it is on). */
+  get keepRatio(): number {
+    return this.tokenBudget / this.#total;
+  }
+
+  /** Encodes, prunes to the current budget, decodes; then lets the controller see the latency. */
+  async act(
+    obs: ArObservation,
+    options: Omit<ArActOptions, 'pruner' | 'budget'>,
+  ): Promise<PrunedArAction> {
+    const budget = this.tokenBudget;
+    const start = performance.now();
+    const action = await this.#policy.act(obs, {
+      ...options,
+      ...(this.#pruner === undefined ? {} : { pruner: this.#pruner, budget }),
+    });
+    const latencyMs = performance.now() - start;
+    if (this.#controller !== undefined)
+      this.#budget = tokenBudget(this.#total, this.#controller.observe(latencyMs), 0);
+    return { ...action, latencyMs, tokenBudget: budget };
+  }
+}
