@@ -22,7 +22,7 @@ import {
   type Observation,
   type PipelineOptions,
 } from './types.js';
-import { BudgetController } from '../runtime/budget.js';
+import { BUDGET_TUNING, BudgetController } from '../runtime/budget.js';
 import { LatencyBook, LatencyHistogram, type StageTimings } from '../runtime/latency.js';
 import { resolveLimits, type ActionLimits } from '../runtime/safety.js';
 
@@ -94,9 +94,7 @@ export class VlaPipeline {
             budgetMs: options.latencyBudgetMs,
             minRatio: Math.min(options.pruning.minKeepRatio, options.pruning.keepRatio),
             maxRatio: options.pruning.keepRatio,
-            window: 20,
-            hysteresis: 0.15,
-            step: 0.85,
+            ...BUDGET_TUNING,
           })
         : undefined;
     this.#budget = tokenBudget(

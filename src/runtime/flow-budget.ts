@@ -1,4 +1,4 @@
-import { BudgetController } from './budget.js';
+import { BUDGET_TUNING, BudgetController } from './budget.js';
 
 /** Options of {@link FlowBudgetController}. */
 export interface FlowBudgetOptions {
@@ -12,7 +12,7 @@ export interface FlowBudgetOptions {
   readonly steps: number;
   /** The fewest steps it may choose (= steps: the step count never changes). */
   readonly minSteps: number;
-  /** Latencies per decision (default 20, as the encoder + policy pipeline's controller). */
+  /** Latencies per decision (default: BUDGET_TUNING's, as every other controller). */
   readonly window?: number;
 }
 
@@ -44,9 +44,8 @@ export class FlowBudgetController {
       budgetMs: options.budgetMs,
       minRatio: this.#minTokens * (minSteps / options.steps),
       maxRatio: 1,
-      window: options.window ?? 20,
-      hysteresis: 0.15,
-      step: 0.85,
+      ...BUDGET_TUNING,
+      window: options.window ?? BUDGET_TUNING.window,
     });
   }
 
