@@ -171,6 +171,8 @@ def main():
 
     enc.cpu().eval()
     model.cpu().eval()
+    # A fresh --out has no train/ folder yet: an hour of training must not end in a failed save.
+    os.makedirs(os.path.join(args.out, "train"), exist_ok=True)
     torch.save({"encoder": enc.state_dict(), "decoder": model.state_dict(), "config": CONFIG, "meta": meta,
                 "stats": dict(state_mean=s_mean.tolist(), state_std=s_std.tolist(), delta_range=delta_range.tolist()),
                 "training": dict(samples=int(meta["samples"]), episodes=int(meta["episodes"]),
