@@ -45,6 +45,15 @@ export interface FlowPolicyOptions {
   readonly intraOpThreads?: number;
   /** Copy the prefix keys/values into fresh tensors before every expert step (a baseline that measures what the runtime avoids). */
   readonly copyKvPerStep?: boolean;
+  /**
+   * Told the feeds of every graph call just before it runs (compression captures the calibration
+   * inputs of each graph this way). The tensors are the runtime's own and change afterwards (the
+   * noisy chunk is integrated in place): copy what you keep.
+   */
+  readonly onGraphRun?: (
+    role: keyof FlowSessions,
+    feeds: Readonly<Record<string, ort.Tensor>>,
+  ) => void;
 }
 
 /** One observation: an image per camera in the manifest's camera order. */
@@ -392,6 +401,7 @@ export class FlowPolicy {
     spec.inputs.forEach((t, i) => {
       feeds[t.name] = inputs[i] as ort.Tensor;
     });
+    this.#options.onGraphRun?.(role, feeds);
     let out: ort.InferenceSession.ReturnType;
     try {
       out = await this.#sessions[role].run(feeds);

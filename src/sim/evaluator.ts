@@ -2,14 +2,14 @@
  * The compression gate's evaluator for models of the built-in tabletop task: held-out frames and
  * closed-loop episodes of the simulator (what `vla-node compress` uses for the shipped models).
  */
-import { loadConfig } from '../config/index.js';
+import { loadConfig, type VlaConfig } from '../config/index.js';
 import type { Precision } from '../model/manifest.js';
 import { simulate } from './experiment.js';
 import { simulatorSamples, type SimSample } from './samples.js';
 
 /** The tabletop's held-out observations and closed loop (structurally a `CompressionEvaluator`). */
 export interface TabletopEvaluator {
-  heldOut(count: number, seed: number): SimSample[];
+  heldOut(count: number, seed: number, cameras?: readonly string[]): SimSample[];
   closedLoop(
     dir: string,
     precision: Precision,
@@ -18,23 +18,35 @@ export interface TabletopEvaluator {
 }
 
 /**
+ * The parameters of the gate's closed loop: the shipped ones, but the package in `dir` at
+ * `precision` on the CPU provider, every visual token kept, `run`'s episodes and seed.
+ */
+export function gateConfig(
+  dir: string,
+  precision: Precision,
+  run: { readonly episodes: number; readonly seed: number },
+): Promise<VlaConfig> {
+  return loadConfig({
+    overrides: {
+      'model.path': dir,
+      'model.precision': precision,
+      'sim.episodes': run.episodes,
+      'sim.seed': run.seed,
+      'pruning.strategy': 'none',
+      'backend.execution_providers': ['cpu'],
+    },
+  });
+}
+
+/**
  * Score a package on the tabletop: held-out frames one every 3 steps of expert-driven episodes,
  * and `sim` episodes on the CPU provider without pruning (the shipped parameters otherwise).
  */
 export function tabletopEvaluator(): TabletopEvaluator {
   return {
-    heldOut: (count, seed) => simulatorSamples(count, seed, 3),
+    heldOut: (count, seed, cameras) => simulatorSamples(count, seed, 3, cameras),
     async closedLoop(dir, precision, run) {
-      const config = await loadConfig({
-        overrides: {
-          'model.path': dir,
-          'model.precision': precision,
-          'sim.episodes': run.episodes,
-          'sim.seed': run.seed,
-          'pruning.strategy': 'none',
-          'backend.execution_providers': ['cpu'],
-        },
-      });
+      const config = await gateConfig(dir, precision, run);
       const report = await simulate(config, 'model', () => undefined);
       const p = report.stage_percentiles_ms ?? {};
       return {
