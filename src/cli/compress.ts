@@ -4,6 +4,13 @@ import { resolvePackagePath } from '../config/index.js';
 import { ConfigError, InputError } from '../errors.js';
 import { writeCalibrationSet } from '../compression/calibration.js';
 import { tabletopEvaluator } from '../sim/evaluator.js';
+import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
+import {
+  compressFlowPackage,
+  flowVariantFigures,
+  type FlowCompressionReport,
+} from '../compression/flow-compress.js';
+import { flowTabletopEvaluator } from './sim-flow.js';
 import { simulatorSamples } from '../sim/samples.js';
 import {
   compressPackage,
@@ -48,6 +55,19 @@ function number(values: OptionValues, key: string, fallback: number, integer = f
   return n;
 }
 
+function flowSummary(r: FlowCompressionReport): string {
+  const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
+  const p = r.precision;
+  const v = flowVariantFigures(r);
+  return [
+    `${r.variant} (flow): gate (${r.gate.provider}) ${r.gate.passed ? 'passed' : `FAILED (${r.gate.reasons.join('; ')})`}`,
+    `  success: fp32 ${pct(r.closed_loop.fp32_success_rate)}, ${p} ${pct(v.successRate)} over ${r.closed_loop.episodes} episodes (seed ${r.closed_loop.seed})`,
+    `  action error (mean abs per dim, ${r.action_error.steps} steps, same noise): ${r.action_error.mean_abs.join(', ')}; max ${r.action_error.max_abs.join(', ')}`,
+    `  latency ${p}/fp32 on the CPU (p50, 1 thread): encode ${r.latency.ratio.encode}, instruction ${r.latency.ratio.instruction}, prefix ${r.latency.ratio.prefix}, denoise ${r.latency.ratio.denoise}, total ${r.latency.ratio.total}${p === 'fp16' ? ' (fp16 is meant for CUDA/TensorRT)' : ''}`,
+    `  size ${p}/fp32: ${r.size_bytes.ratio} (${v.bytes} / ${r.size_bytes.fp32} bytes)`,
+  ].join('\n');
+}
+
 function summary(r: CompressionReport): string {
   const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
   const p = r.precision;
@@ -79,18 +99,29 @@ export async function runCompress(values: OptionValues, io: CommandIo): Promise<
       );
     }
     const seed = number(values, 'seed', 7, true);
+    // A flow package's set holds a frame of every camera it names (the simulator renders them).
+    const model = resolvePackagePath(
+      typeof values.model === 'string' ? values.model : 'models/tiny-vla',
+    );
+    const cameras = (await isFlowPackage(model))
+      ? (await loadFlowPackage(model)).manifest.cameras.map((c) => c.name)
+      : [];
     await writeCalibrationSet(
       calibration,
-      simulatorSamples(count, seed),
-      `vla-node compress --record ${count} --seed ${seed} (built-in tabletop simulator)`,
+      simulatorSamples(count, seed, 2, cameras),
+      `vla-node compress --record ${count} --seed ${seed}${cameras.length > 0 ? ` --model ${typeof values.model === 'string' ? values.model : model} (cameras ${cameras.join(', ')})` : ''} (built-in tabletop simulator)`,
     );
-    io.result({ calibration, frames: count, seed }, `wrote ${count} frames to ${calibration}`);
+    io.result(
+      { calibration, frames: count, seed, cameras: cameras.length > 0 ? cameras : ['table'] },
+      `wrote ${count} frames${cameras.length > 1 ? ` of ${cameras.length} cameras (${cameras.join(', ')})` : ''} to ${calibration}`,
+    );
     return 0;
   }
   const exclude = values.exclude;
   const model = resolvePackagePath(
     typeof values.model === 'string' ? values.model : 'models/tiny-vla',
   );
+  const flow = await isFlowPackage(model);
   const rangesOut = values['ranges-out'];
   if (typeof rangesOut === 'string') {
     // The default (<calibration>/ranges.json) is a cache of the calibration set and is rewritten
@@ -104,10 +135,10 @@ export async function runCompress(values: OptionValues, io: CommandIo): Promise<
       ],
     );
   }
-  const report = await compressPackage({
+  const options = {
     model,
     calibration,
-    evaluator: tabletopEvaluator(),
+    evaluator: flow ? flowTabletopEvaluator() : tabletopEvaluator(),
     method: choice<CalibrationMethod>(values, 'method', ['minmax', 'percentile'], 'minmax'),
     mode: choice<CompressMode>(values, 'mode', ['static', 'dynamic', 'fp16'], 'static'),
     ...(Array.isArray(exclude) ? { exclude: exclude.flatMap((e) => e.split(',')) } : {}),
@@ -119,10 +150,16 @@ export async function runCompress(values: OptionValues, io: CommandIo): Promise<
     successTolerance: number(values, 'success-tolerance', 3),
     latencyRounds: Math.max(2, number(values, 'latency-rounds', 400, true)),
     ...(typeof values['ranges-out'] === 'string' ? { rangesOut: values['ranges-out'] } : {}),
-    progress: (line) => {
+    progress: (line: string) => {
       io.progress(line);
     },
-  });
+  };
+  if (flow) {
+    const report = await compressFlowPackage(options);
+    io.result(report, flowSummary(report));
+    return 0;
+  }
+  const report = await compressPackage(options);
   io.result(report, summary(report));
   return 0;
 }

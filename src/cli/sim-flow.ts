@@ -14,6 +14,7 @@ import {
 } from '../sim/runner.js';
 import type { TaskKind } from '../sim/world.js';
 import { configuredTiming, type SimReport } from '../sim/experiment.js';
+import { gateConfig, tabletopEvaluator, type TabletopEvaluator } from '../sim/evaluator.js';
 
 /** Settings of a flow run beyond the parameter file (the flow family's own knobs). */
 export interface FlowRunOptions {
@@ -221,4 +222,32 @@ export async function simulateFlow(
   } finally {
     await policy?.release();
   }
+}
+
+/**
+ * The compression gate's evaluator for flow packages on the tabletop: held-out observations of
+ * every camera the package names, and the closed loop of `vla-node sim` (both cameras, no pruning,
+ * the CPU provider). The closed loop's `policy` stage is instruction + prefix + denoising (means).
+ */
+export function flowTabletopEvaluator(): TabletopEvaluator {
+  const tabletop = tabletopEvaluator();
+  return {
+    heldOut: (count, seed, cameras) => tabletop.heldOut(count, seed, cameras),
+    async closedLoop(dir, precision, run) {
+      const report = await simulateFlow(
+        await gateConfig(dir, precision, run),
+        'model',
+        () => undefined,
+      );
+      const s = report.stage_ms ?? {};
+      return {
+        rate: report.success_rate,
+        stages: {
+          encode: s.encode ?? Number.NaN,
+          policy:
+            (s.instruction ?? Number.NaN) + (s.prefix ?? Number.NaN) + (s.denoise ?? Number.NaN),
+        },
+      };
+    },
+  };
 }
