@@ -205,18 +205,40 @@ async function buildInt8(
   };
 }
 
+/**
+ * FP16: by default (no `--exclude`) the operator types of {@link DEFAULT_FP16_KEEP_OPS} and every
+ * node whose fp32 output left the float16 range on the calibration inputs stay float32 (a flow
+ * prefix builds its attention mask from float32's lowest value, which float16 cannot hold).
+ */
 async function buildFp16(
   pkg: FlowPackage,
   graphs: Readonly<PerRole<ModelProto>>,
   samples: readonly FlowSample[],
   options: CompressOptions,
 ): Promise<FlowBuilt> {
+  const names = perRole((r) => floatActivations(graphs[r], `graphs.${r}`));
+  const { peaks, stats } = await flowPeaks(
+    pkg,
+    graphs,
+    names,
+    samples,
+    CALIBRATION_NOISE_SEED,
+    options.progress,
+  );
+  const overRange = perRole((r) => {
+    const over = new Set([...peaks[r]].filter(([, v]) => v > FLOAT16_MAX).map(([name]) => name));
+    return graphOf(graphs[r])
+      .node.filter((n) => n.output.some((o) => over.has(o)))
+      .map((n) => n.name);
+  });
   let keepOps: string[] = [...DEFAULT_FP16_KEEP_OPS];
-  let keepNodes: PerRole<string[]> = perRole(() => []);
+  let keepNodes: PerRole<string[]> = overRange;
+  let forRange: PerRole<string[]> = overRange;
   if (options.exclude !== undefined) {
     const split = splitFlowExclusions(graphs, options.exclude, FP16_KNOWN_OPS);
     keepOps = split.ops;
     keepNodes = split.nodes;
+    forRange = perRole(() => []);
   }
   const converted = perRole((r) =>
     convertToFloat16(
@@ -228,15 +250,6 @@ async function buildFp16(
   const fp32Nodes = perRole((r) => converted[r].stats.fp32_nodes);
   options.progress(
     `converting to float16: ${FLOW_ROLES.map((r) => `${converted[r].stats.fp16_nodes} ${r}`).join(', ')} nodes; kept in float32: ${FLOW_ROLES.flatMap((r) => fp32Nodes[r].map((n) => `${r}:${n}`)).join(', ') || 'none'}`,
-  );
-  const names = perRole((r) => floatActivations(graphs[r], `graphs.${r}`));
-  const { peaks, stats } = await flowPeaks(
-    pkg,
-    graphs,
-    names,
-    samples,
-    CALIBRATION_NOISE_SEED,
-    options.progress,
   );
   const over = FLOW_ROLES.flatMap((r) => {
     const fp32Tensors = new Set(
@@ -262,7 +275,7 @@ async function buildFp16(
     bytes: perRole((r) => encodeOnnx(converted[r].model)),
     emulated: perRole((r) => encodeOnnx(emulateFloat16(converted[r].model, `graphs.${r}`))),
     details: {
-      kept_fp32: { ops: keepOps, nodes: fp32Nodes },
+      kept_fp32: { ops: keepOps, nodes: fp32Nodes, for_range: forRange },
       converted: perRole(stat),
       activations: { max_abs: perRole(largest), over_fp16_max: over },
     },

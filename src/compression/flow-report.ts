@@ -87,7 +87,10 @@ export type FlowFp16Report = FlowHead & {
   readonly intended_providers: readonly ['tensorrt', 'cuda'];
   readonly kept_fp32: {
     readonly ops: readonly string[];
+    /** Every node that computes in float32 (by operator type, by name, or for range). */
     readonly nodes: Readonly<Record<FlowRole, readonly string[]>>;
+    /** The nodes kept because their fp32 output left the float16 range on the calibration inputs (default only). */
+    readonly for_range: Readonly<Record<FlowRole, readonly string[]>>;
   };
   readonly converted: Readonly<Record<FlowRole, Omit<Fp16Stats, 'fp32_nodes'>>>;
   readonly activations: {
@@ -171,7 +174,7 @@ export function flowReportMarkdown(r: FlowCompressionReport): string {
             .map(([role, s]) => `${role} ${s.fp16_nodes}`)
             .join(
               ', ',
-            )}; kept in float32: ${roles(r.kept_fp32.nodes)} (operator types kept: ${r.kept_fp32.ops.join(', ') || 'none'})`,
+            )}; kept in float32: ${roles(r.kept_fp32.nodes)} (operator types kept: ${r.kept_fp32.ops.join(', ') || 'none'}; kept because their fp32 output leaves the float16 range on the calibration inputs: ${roles(r.kept_fp32.for_range)})`,
           `- Largest |activation| of the fp32 graphs on the calibration inputs: ${Object.entries(
             r.activations.max_abs,
           )
