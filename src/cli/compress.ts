@@ -167,12 +167,16 @@ export async function runCompress(values: OptionValues, io: CommandIo): Promise<
 export const compressCommand: CommandSpec = {
   name: 'compress',
   summary:
-    'quantize a model package to INT8 (QDQ static or dynamic) with a calibration set, or convert it to FP16 for GPU providers, validate it against fp32 and add the variant to the manifest',
+    'quantize a model package (encoder + policy, or a flow package: all four graphs) to INT8 (QDQ static or dynamic) with a calibration set, or convert it to FP16 for GPU providers, validate it against fp32 and add the variant to the manifest',
   options: {
-    model: { type: 'string', default: 'models/tiny-vla', help: 'model package folder' },
+    model: {
+      type: 'string',
+      default: 'models/tiny-vla',
+      help: 'model package folder (format v1, or v2 flow such as models/tiny-vla-flow)',
+    },
     calibration: {
       type: 'string',
-      help: 'calibration set folder (frames.json + PNG frames), e.g. calibration/tiny-vla',
+      help: 'calibration set folder (frames.json + PNG frames), e.g. calibration/tiny-vla; a flow package needs a frame of every camera it names (record one with --record --model)',
     },
     method: {
       type: 'string',
@@ -187,7 +191,7 @@ export const compressCommand: CommandSpec = {
     exclude: {
       type: 'string',
       multiple: true,
-      help: `what stays in float, comma-separated, replacing the defaults; "none" keeps nothing. static|dynamic: node names (default: patch embedding Conv, action head MatMul). fp16: operator types or node names kept in float32 (default: ${DEFAULT_FP16_KEEP_OPS.join(', ')})`,
+      help: `what stays in float, comma-separated, replacing the defaults; "none" keeps nothing. static|dynamic: node names (default: patch embedding Conv, action head MatMul; flow: patch embedding, the expert's noisy-chunk input and velocity head). fp16: operator types or node names kept in float32 (default: ${DEFAULT_FP16_KEEP_OPS.join(', ')}; flow: also the nodes whose activations leave the float16 range on the calibration set). Flow packages: role:node names a node of one graph (encoder, instruction, prefix, expert)`,
     },
     'batch-size': { type: 'string', default: '32', help: 'calibration frames per batch' },
     'held-out': {
@@ -218,7 +222,7 @@ export const compressCommand: CommandSpec = {
     ...FORCE_OPTION,
     record: {
       type: 'string',
-      help: 'instead of compressing, record this many simulator frames as a new calibration set in --calibration',
+      help: 'instead of compressing, record this many simulator frames as a new calibration set in --calibration (of every camera --model names: table and wrist for a flow package)',
     },
   },
   run: runCompress,

@@ -481,8 +481,8 @@ async function verifyFile(path: string, file: ModelFile, field: string): Promise
  * no readable report.
  */
 export function variantGate(
-  pkg: ModelPackage,
-  variant: Variant,
+  pkg: Pick<ModelPackage, 'dir'>,
+  variant: Pick<Variant, 'report'>,
   provider = 'cpu',
 ): { readonly passed: boolean; readonly latencyRatio: number } | undefined {
   if (variant.report === undefined) return undefined;

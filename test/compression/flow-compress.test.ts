@@ -134,7 +134,8 @@ describe('compress a flow package (temp copy of models/tiny-vla-flow)', () => {
     expect(report.closed_loop.fp32_success_rate).toBeGreaterThanOrEqual(0);
     expect(report.closed_loop.int8_success_rate).toBeLessThanOrEqual(1);
     const worst = Math.max(...report.action_error.mean_abs);
-    const drop = 100 * (report.closed_loop.fp32_success_rate - report.closed_loop.int8_success_rate);
+    const drop =
+      100 * (report.closed_loop.fp32_success_rate - report.closed_loop.int8_success_rate);
     expect(report.gate.passed).toBe(worst < 0.02 && drop <= 3);
     expect(report.gate.reasons.length === 0).toBe(report.gate.passed);
     expect(report.latency.ratio.total).toBeGreaterThan(0);
@@ -175,6 +176,21 @@ describe('compress a flow package (temp copy of models/tiny-vla-flow)', () => {
     } finally {
       await Promise.all([q.release(), f.release()]);
     }
+
+    // auto, as for v1: the fastest variant whose report passed its gate on the provider, else fp32.
+    const reportFile = join(pkgDir, 'reports/int8.json');
+    const write = (passed: boolean, total: number): Promise<void> =>
+      writeFile(
+        reportFile,
+        JSON.stringify({ gate: { passed, provider: 'cpu' }, latency: { ratio: { total } } }),
+      );
+    await write(true, 0.5);
+    expect(selectFlowVariant(pkg, 'auto').name).toBe('int8');
+    expect(selectFlowVariant(pkg, 'auto', 'cuda').name).toBe('fp32');
+    await write(false, 0.5);
+    expect(selectFlowVariant(pkg, 'auto').name).toBe('fp32');
+    await write(true, 1.2);
+    expect(selectFlowVariant(pkg, 'auto').name).toBe('fp32');
   }, 120_000);
 
   it('adds an FP16 variant via the command, keeping out-of-range nodes in float32', async () => {
@@ -247,9 +263,7 @@ describe('compress a flow package (temp copy of models/tiny-vla-flow)', () => {
     const one = join(work, 'one-camera');
     await writeCalibrationSet(one, simulatorSamples(4, 3), 'test');
     const before = await snapshot(pkgDir);
-    const error = await compressFlowPackage(options({ calibration: one })).catch(
-      (e: unknown) => e,
-    );
+    const error = await compressFlowPackage(options({ calibration: one })).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InputError);
     expect((error as VlaError).field).toBe('calibration.frames[0].images.wrist');
     expect((error as Error).message).toMatch(/camera "wrist"/);
