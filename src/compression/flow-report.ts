@@ -8,7 +8,11 @@ import type { CompressedPrecision } from './options.js';
 import type { QuantMode } from './quantize.js';
 import type { CalibrationMethod } from './runner.js';
 
-/** p50 per FlowPolicy stage of one inference (ms): `denoise` is every expert step together. */
+/**
+ * p50 per FlowPolicy stage of one inference (ms): `denoise` is every expert step together;
+ * `total` is the sum of the four stages' p50s (the graphs' time: ingest and pruning, the same
+ * for every variant, are left out).
+ */
 export type FlowStageMs = {
   readonly encode: number;
   readonly instruction: number;
@@ -212,7 +216,7 @@ export function flowReportMarkdown(r: FlowCompressionReport): string {
     '',
     '## Latency and size on this CPU',
     '',
-    `${r.latency.cpu}, one intra-op thread, FlowPolicy stages at ${r.latency.steps} steps (instruction cache off so that every inference runs it), p50 in ms, measured in one run:`,
+    `${r.latency.cpu}, one intra-op thread, FlowPolicy stages at ${r.latency.steps} steps (instruction cache off so that every inference runs it), p50 in ms, measured in one run; total = the four stages' p50s added (ingest and pruning, the same for every variant, left out):`,
     '',
     `| stage | fp32 | ${p} | ${p}/fp32 |`,
     '|---|---|---|---|',
