@@ -176,7 +176,7 @@ export async function simulateFlow(
       agent: agentName,
       seed: config.sim.seed,
       model: m.name,
-      precision: policy === undefined ? null : config.model.precision,
+      precision: policy?.variant.precision ?? null,
       provider: policy === undefined ? null : 'cpu',
       latency_ms: total
         ? { p50: total.p50, p95: total.p95, p99: total.p99, max: total.max, mean: total.mean }

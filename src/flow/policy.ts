@@ -114,6 +114,8 @@ interface InstructionKv {
  */
 export class FlowPolicy {
   readonly pkg: FlowPackage;
+  /** The variant running (what `precision: auto` resolved to). */
+  readonly variant: { readonly name: string; readonly precision: Precision };
   readonly steps: number;
   readonly totalTokens: number;
   readonly tokenBudget: number;
@@ -128,9 +130,15 @@ export class FlowPolicy {
   readonly #limits: { readonly min: readonly number[]; readonly max: readonly number[] };
   #instruction: InstructionKv | undefined;
 
-  private constructor(pkg: FlowPackage, sessions: FlowSessions, options: FlowPolicyOptions) {
+  private constructor(
+    pkg: FlowPackage,
+    variant: { readonly name: string; readonly precision: Precision },
+    sessions: FlowSessions,
+    options: FlowPolicyOptions,
+  ) {
     const m = pkg.manifest;
     this.pkg = pkg;
+    this.variant = { name: variant.name, precision: variant.precision };
     this.#sessions = sessions;
     this.#options = options;
     this.steps = checkSteps(options.steps ?? m.denoising.steps, 'flow.steps');
@@ -163,7 +171,7 @@ export class FlowPolicy {
     const sessions = await openFlowSessions(pkg, variant, {
       intraOpThreads: options.intraOpThreads ?? 0,
     });
-    return new FlowPolicy(pkg, sessions, options);
+    return new FlowPolicy(pkg, variant, sessions, options);
   }
 
   /** Forget every cache (instruction keys/values, reused visual tokens, pruner state). */

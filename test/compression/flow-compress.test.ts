@@ -187,6 +187,9 @@ describe('compress a flow package (temp copy of models/tiny-vla-flow)', () => {
     await write(true, 0.5);
     expect(selectFlowVariant(pkg, 'auto').name).toBe('int8');
     expect(selectFlowVariant(pkg, 'auto', 'cuda').name).toBe('fp32');
+    const auto = await FlowPolicy.create(pkg, { ...policyOptions('fp32'), precision: 'auto' });
+    expect(auto.variant).toEqual({ name: 'int8', precision: 'int8' });
+    await auto.release();
     await write(false, 0.5);
     expect(selectFlowVariant(pkg, 'auto').name).toBe('fp32');
     await write(true, 1.2);
