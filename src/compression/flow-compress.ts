@@ -184,6 +184,7 @@ async function buildInt8(
       samples,
       options.method,
       CALIBRATION_NOISE_SEED,
+      options.batchSize,
       options.progress,
     );
     ranges = result.ranges;
@@ -223,6 +224,7 @@ async function buildFp16(
     names,
     samples,
     CALIBRATION_NOISE_SEED,
+    options.batchSize,
     options.progress,
   );
   const overRange = perRole((r) => {

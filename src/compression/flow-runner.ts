@@ -143,6 +143,8 @@ export async function flowRanges(
   samples: readonly FlowSample[],
   method: CalibrationMethod,
   seed: number,
+  /** A progress line every this many frames. */
+  every: number,
   progress: (line: string) => void,
 ): Promise<{ ranges: Record<FlowRole, Map<string, Range>>; stats: CaptureStats }> {
   const collectors = Object.fromEntries(
@@ -160,7 +162,7 @@ export async function flowRanges(
       }
     },
     (done) => {
-      if (done % 32 === 0 || done === samples.length)
+      if (done % every === 0 || done === samples.length)
         progress(`calibrating (${method}): ${done}/${samples.length} frames`);
     },
   );
@@ -178,6 +180,8 @@ export async function flowPeaks(
   names: Readonly<Record<FlowRole, readonly string[]>>,
   samples: readonly FlowSample[],
   seed: number,
+  /** A progress line every this many frames. */
+  every: number,
   progress: (line: string) => void,
 ): Promise<{ peaks: Record<FlowRole, Map<string, number>>; stats: CaptureStats }> {
   const peaks = Object.fromEntries(FLOW_ROLES.map((r) => [r, new Map<string, number>()])) as Record<
@@ -200,7 +204,7 @@ export async function flowPeaks(
       }
     },
     (done) => {
-      if (done % 32 === 0 || done === samples.length)
+      if (done % every === 0 || done === samples.length)
         progress(`activation range: ${done}/${samples.length} frames`);
     },
   );
