@@ -4,6 +4,13 @@ import { resolvePackagePath } from '../config/index.js';
 import { ConfigError, InputError } from '../errors.js';
 import { writeCalibrationSet } from '../compression/calibration.js';
 import { tabletopEvaluator } from '../sim/evaluator.js';
+import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
+import {
+  compressFlowPackage,
+  flowVariantFigures,
+  type FlowCompressionReport,
+} from '../compression/flow-compress.js';
+import { flowTabletopEvaluator } from './sim-flow.js';
 import { simulatorSamples } from '../sim/samples.js';
 import {
   compressPackage,
@@ -48,6 +55,19 @@ function number(values: OptionValues, key: string, fallback: number, integer = f
     );
   }
   return n;
+}
+
+function flowSummary(r: FlowCompressionReport): string {
+  const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
+  const p = r.precision;
+  const v = flowVariantFigures(r);
+  return [
+    `${r.variant} (flow): gate (${r.gate.provider}) ${r.gate.passed ? 'passed' : `FAILED (${r.gate.reasons.join('; ')})`}`,
+    `  success: fp32 ${pct(r.closed_loop.fp32_success_rate)}, ${p} ${pct(v.successRate)} over ${r.closed_loop.episodes} episodes (seed ${r.closed_loop.seed})`,
+    `  action error (mean abs per dim, ${r.action_error.steps} steps, same noise): ${r.action_error.mean_abs.join(', ')}; max ${r.action_error.max_abs.join(', ')}`,
+    `  latency ${p}/fp32 on the CPU (p50, 1 thread): encode ${r.latency.ratio.encode}, instruction ${r.latency.ratio.instruction}, prefix ${r.latency.ratio.prefix}, denoise ${r.latency.ratio.denoise}, total ${r.latency.ratio.total}${p === 'fp16' ? ' (fp16 is meant for CUDA/TensorRT)' : ''}`,
+    `  size ${p}/fp32: ${r.size_bytes.ratio} (${v.bytes} / ${r.size_bytes.fp32} bytes)`,
+  ].join('\n');
 }
 
 function summary(r: CompressionReport): string {
@@ -120,18 +140,29 @@ export async function runCompress(values: OptionValues, io: CommandIo): Promise<
       );
     }
     const seed = number(values, 'seed', 7, true);
+    // A flow package's set holds a frame of every camera it names (the simulator renders them).
+    const model = resolvePackagePath(
+      typeof values.model === 'string' ? values.model : 'models/tiny-vla',
+    );
+    const cameras = (await isFlowPackage(model))
+      ? (await loadFlowPackage(model)).manifest.cameras.map((c) => c.name)
+      : [];
     await writeCalibrationSet(
       calibration,
-      simulatorSamples(count, seed),
-      `vla-node compress --record ${count} --seed ${seed} (built-in tabletop simulator)`,
+      simulatorSamples(count, seed, 2, cameras),
+      `vla-node compress --record ${count} --seed ${seed}${cameras.length > 0 ? ` --model ${typeof values.model === 'string' ? values.model : model} (cameras ${cameras.join(', ')})` : ''} (built-in tabletop simulator)`,
     );
-    io.result({ calibration, frames: count, seed }, `wrote ${count} frames to ${calibration}`);
+    io.result(
+      { calibration, frames: count, seed, cameras: cameras.length > 0 ? cameras : ['table'] },
+      `wrote ${count} frames${cameras.length > 1 ? ` of ${cameras.length} cameras (${cameras.join(', ')})` : ''} to ${calibration}`,
+    );
     return 0;
   }
   const exclude = values.exclude;
   const model = resolvePackagePath(
     typeof values.model === 'string' ? values.model : 'models/tiny-vla',
   );
+  const flow = await isFlowPackage(model);
   const rangesOut = values['ranges-out'];
   if (typeof rangesOut === 'string') {
     // The default (<calibration>/ranges.json) is a cache of the calibration set and is rewritten
@@ -145,10 +176,10 @@ export async function runCompress(values: OptionValues, io: CommandIo): Promise<
       ],
     );
   }
-  const report = await compressPackage({
+  const options = {
     model,
     calibration,
-    evaluator: tabletopEvaluator(),
+    evaluator: flow ? flowTabletopEvaluator() : tabletopEvaluator(),
     method: choice<CalibrationMethod>(values, 'method', ['minmax', 'percentile'], 'minmax'),
     mode: choice<CompressMode>(values, 'mode', ['static', 'dynamic', 'fp16'], 'static'),
     ...(Array.isArray(exclude) ? { exclude: exclude.flatMap((e) => e.split(',')) } : {}),
@@ -160,10 +191,16 @@ export async function runCompress(values: OptionValues, io: CommandIo): Promise<
     successTolerance: number(values, 'success-tolerance', 3),
     latencyRounds: Math.max(2, number(values, 'latency-rounds', 400, true)),
     ...(typeof values['ranges-out'] === 'string' ? { rangesOut: values['ranges-out'] } : {}),
-    progress: (line) => {
+    progress: (line: string) => {
       io.progress(line);
     },
-  });
+  };
+  if (flow) {
+    const report = await compressFlowPackage(options);
+    io.result(report, flowSummary(report));
+    return 0;
+  }
+  const report = await compressPackage(options);
   io.result(report, summary(report));
   return 0;
 }
@@ -171,12 +208,16 @@ export async function runCompress(values: OptionValues, io: CommandIo): Promise<
 export const compressCommand: CommandSpec = {
   name: 'compress',
   summary:
-    'quantize a model package to INT8 (QDQ static or dynamic) with a calibration set, or convert it to FP16 for GPU providers, validate it against fp32 and add the variant to the manifest',
+    'quantize a model package (encoder + policy, or a flow package: all four graphs) to INT8 (QDQ static or dynamic) with a calibration set, or convert it to FP16 for GPU providers, validate it against fp32 and add the variant to the manifest',
   options: {
-    model: { type: 'string', default: 'models/tiny-vla', help: 'model package folder' },
+    model: {
+      type: 'string',
+      default: 'models/tiny-vla',
+      help: 'model package folder (format v1, or v2 flow such as models/tiny-vla-flow)',
+    },
     calibration: {
       type: 'string',
-      help: 'calibration set folder (frames.json + PNG frames), e.g. calibration/tiny-vla',
+      help: 'calibration set folder (frames.json + PNG frames), e.g. calibration/tiny-vla; a flow package needs a frame of every camera it names (record one with --record --model)',
     },
     method: {
       type: 'string',
@@ -190,7 +231,7 @@ export const compressCommand: CommandSpec = {
     exclude: {
       type: 'string',
       multiple: true,
-      help: `what stays in float, comma-separated, replacing the defaults; "none" keeps nothing. static|dynamic: node names (default: patch embedding Conv, action head MatMul). fp16: operator types or node names kept in float32 (default: ${DEFAULT_FP16_KEEP_OPS.join(', ')})`,
+      help: `what stays in float, comma-separated, replacing the defaults; "none" keeps nothing. static|dynamic: node names (default: patch embedding Conv, action head MatMul; flow: patch embedding, the expert's noisy-chunk input and velocity head). fp16: operator types or node names kept in float32 (default: ${DEFAULT_FP16_KEEP_OPS.join(', ')}; flow: also the nodes whose activations leave the float16 range on the calibration set). Flow packages: role:node names a node of one graph (encoder, instruction, prefix, expert)`,
     },
     'batch-size': { type: 'string', default: '32', help: 'calibration frames per batch' },
     'held-out': {
@@ -225,7 +266,7 @@ export const compressCommand: CommandSpec = {
     ...FORCE_OPTION,
     record: {
       type: 'string',
-      help: 'instead of compressing, record this many simulator frames as a new calibration set in --calibration',
+      help: 'instead of compressing, record this many simulator frames as a new calibration set in --calibration (of every camera --model names: table and wrist for a flow package)',
     },
   },
   run: runCompress,

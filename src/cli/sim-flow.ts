@@ -15,6 +15,7 @@ import {
 } from '../sim/runner.js';
 import type { TaskKind } from '../sim/world.js';
 import { configuredTiming, type SimReport } from '../sim/experiment.js';
+import { gateConfig, tabletopEvaluator, type TabletopEvaluator } from '../sim/evaluator.js';
 
 /** Settings of a flow run beyond the parameter file (the flow family's own knobs). */
 export interface FlowRunOptions {
@@ -176,7 +177,7 @@ export async function simulateFlow(
       agent: agentName,
       seed: config.sim.seed,
       model: m.name,
-      precision: policy === undefined ? null : config.model.precision,
+      precision: policy?.variant.precision ?? null,
       provider: policy === undefined ? null : 'cpu',
       latency_ms: total
         ? { p50: total.p50, p95: total.p95, p99: total.p99, max: total.max, mean: total.mean }
@@ -224,4 +225,32 @@ export async function simulateFlow(
   } finally {
     await policy?.release();
   }
+}
+
+/**
+ * The compression gate's evaluator for flow packages on the tabletop: held-out observations of
+ * every camera the package names, and the closed loop of `vla-node sim` (both cameras, no pruning,
+ * the CPU provider). The closed loop's `policy` stage is instruction + prefix + denoising (means).
+ */
+export function flowTabletopEvaluator(): TabletopEvaluator {
+  const tabletop = tabletopEvaluator();
+  return {
+    heldOut: (count, seed, cameras) => tabletop.heldOut(count, seed, cameras),
+    async closedLoop(dir, precision, run) {
+      const report = await simulateFlow(
+        await gateConfig(dir, precision, run),
+        'model',
+        () => undefined,
+      );
+      const s = report.stage_ms ?? {};
+      return {
+        rate: report.success_rate,
+        stages: {
+          encode: s.encode ?? Number.NaN,
+          policy:
+            (s.instruction ?? Number.NaN) + (s.prefix ?? Number.NaN) + (s.denoise ?? Number.NaN),
+        },
+      };
+    },
+  };
 }

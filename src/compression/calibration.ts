@@ -5,38 +5,80 @@ import { describe, InputError, printable } from '../errors.js';
 import { FrameIngest, type Frame } from '../ingest/index.js';
 import { PACKAGE_LIMITS, packageFile } from '../model/files.js';
 import type { ModelPackage } from '../model/manifest.js';
+import type { FlowPackage } from '../model/flow-manifest.js';
 
 /** One calibration observation: a camera frame, the instruction and the robot state (manifest units). */
 export interface CalibrationSample {
+  /** The first camera's frame (the only one of a one-camera model). */
   readonly frame: Frame;
+  /**
+   * Frames of further cameras by camera name (a two-camera flow package's `wrist`); a name listed
+   * here takes precedence over `frame` for that camera.
+   */
+  readonly images?: Readonly<Record<string, Frame>>;
   readonly instruction: string;
   readonly state: readonly number[];
+}
+
+/** One entry of `frames.json`: `images` (camera name → path) only in sets with several cameras. */
+export interface CalibrationEntry {
+  image: string;
+  images?: Record<string, string>;
+  instruction: string;
+  state: number[];
 }
 
 /** `frames.json` of a calibration set (format `vla-node/calibration@1`). */
 export interface CalibrationIndex {
   readonly format: 'vla-node/calibration@1';
   readonly source: string;
-  readonly frames: readonly { image: string; instruction: string; state: number[] }[];
+  readonly frames: readonly CalibrationEntry[];
 }
 
-/** Write samples as a calibration set: `frames/NNNN.png` plus `frames.json`. */
+/** Camera names that may become folder names of a set (`frames/<camera>/NNNN.png`). */
+const CAMERA_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+async function writePng(frame: Frame, path: string): Promise<void> {
+  if (frame.kind !== 'raw') throw new InputError('Expected raw frames', { field: 'frame' });
+  await sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } })
+    .png()
+    .toFile(path);
+}
+
+/**
+ * Write samples as a calibration set: `frames/NNNN.png` (the first camera) plus `frames.json`;
+ * further cameras' frames go to `frames/<camera>/NNNN.png`, listed under the entry's `images`.
+ */
 export async function writeCalibrationSet(
   dir: string,
   samples: readonly CalibrationSample[],
   source: string,
 ): Promise<void> {
   await mkdir(join(dir, 'frames'), { recursive: true });
-  const frames: { image: string; instruction: string; state: number[] }[] = [];
+  const frames: CalibrationEntry[] = [];
   for (const [i, s] of samples.entries()) {
-    if (s.frame.kind !== 'raw') throw new InputError('Expected raw frames', { field: 'frame' });
-    const image = `frames/${String(i).padStart(4, '0')}.png`;
-    await sharp(s.frame.data, {
-      raw: { width: s.frame.width, height: s.frame.height, channels: 3 },
-    })
-      .png()
-      .toFile(join(dir, image));
-    frames.push({ image, instruction: s.instruction, state: [...s.state] });
+    const file = `${String(i).padStart(4, '0')}.png`;
+    const image = `frames/${file}`;
+    await writePng(s.frame, join(dir, image));
+    const images: Record<string, string> = {};
+    for (const [camera, frame] of Object.entries(s.images ?? {})) {
+      if (!CAMERA_NAME.test(camera)) {
+        throw new InputError(
+          `Expected a camera name of letters, digits, _ and - but received ${JSON.stringify(camera)}`,
+          { field: 'camera' },
+        );
+      }
+      await mkdir(join(dir, 'frames', camera), { recursive: true });
+      const path = `frames/${camera}/${file}`;
+      await writePng(frame, join(dir, path));
+      images[camera] = path;
+    }
+    frames.push({
+      image,
+      ...(Object.keys(images).length > 0 ? { images } : {}),
+      instruction: s.instruction,
+      state: [...s.state],
+    });
   }
   const index: CalibrationIndex = { format: 'vla-node/calibration@1', source, frames };
   const tmp = join(dir, `frames.json.${process.pid}.tmp`);
@@ -57,6 +99,16 @@ function inSet(dir: string, path: string, field: string): string {
       `Expected ${field} to name a file inside the calibration set ${printable(dir)} but ${why}`,
       { field, cause },
     );
+  }
+}
+
+/** An image of the set, confined like a model package's paths: inside the folder, a regular file, bounded. */
+async function readImage(dir: string, path: string, field: string): Promise<Frame> {
+  const imagePath = inSet(dir, path, field);
+  try {
+    return { kind: 'encoded', data: await readFile(imagePath) };
+  } catch (cause) {
+    throw new InputError(`Expected a readable image ${path} in ${dir}`, { field, cause });
   }
 }
 
@@ -82,7 +134,7 @@ export async function readCalibrationSet(dir: string): Promise<CalibrationSample
   const samples: CalibrationSample[] = [];
   for (const [i, f] of frames.entries()) {
     const field = `calibration.frames[${i}]`;
-    const entry = f as Partial<CalibrationIndex['frames'][number]>;
+    const entry = f as Partial<CalibrationEntry>;
     if (
       typeof entry.image !== 'string' ||
       typeof entry.instruction !== 'string' ||
@@ -94,19 +146,26 @@ export async function readCalibrationSet(dir: string): Promise<CalibrationSample
         { field },
       );
     }
-    // The same rule as a model package's paths: inside the set folder, a regular file, bounded.
-    const imagePath = inSet(dir, entry.image, `${field}.image`);
-    let data: Buffer;
-    try {
-      data = await readFile(imagePath);
-    } catch (cause) {
-      throw new InputError(`Expected a readable image ${entry.image} in ${dir}`, {
-        field: `${field}.image`,
-        cause,
-      });
+    // Parsed JSON: the declared type says nothing yet.
+    const images = entry.images as unknown;
+    if (
+      images !== undefined &&
+      (typeof images !== 'object' ||
+        images === null ||
+        Array.isArray(images) ||
+        !Object.values(images).every((v) => typeof v === 'string'))
+    ) {
+      throw new InputError(
+        `Expected ${field}.images to map camera names to image paths but received ${describe(images)}`,
+        { field: `${field}.images` },
+      );
     }
+    const more: Record<string, Frame> = {};
+    for (const [camera, path] of Object.entries((images ?? {}) as Record<string, string>))
+      more[camera] = await readImage(dir, path, `${field}.images.${camera}`);
     samples.push({
-      frame: { kind: 'encoded', data },
+      frame: await readImage(dir, entry.image, `${field}.image`),
+      ...(images === undefined ? {} : { images: more }),
       instruction: entry.instruction,
       state: entry.state,
     });
@@ -152,6 +211,66 @@ export async function prepareSamples(
       (v, j) => (v - (m.state.mean[j] as number)) / (m.state.std[j] as number),
     );
     out.push({ pixels, ids, state });
+  }
+  return out;
+}
+
+/** A calibration observation of a flow package: one decoded frame per camera, in manifest order. */
+export interface FlowSample {
+  readonly images: readonly Frame[];
+  readonly instruction: string;
+  /** Robot state in manifest units (FlowPolicy normalises it). */
+  readonly state: readonly number[];
+}
+
+/**
+ * Check and decode samples for a flow package: every camera the manifest names needs a frame
+ * (`images[name]`, or `frame` for the first camera), else an InputError naming
+ * `calibration.frames[i].images.<camera>`: a one-camera set cannot calibrate the wrist encoder.
+ */
+export async function prepareFlowSamples(
+  pkg: FlowPackage,
+  samples: readonly CalibrationSample[],
+): Promise<FlowSample[]> {
+  const m = pkg.manifest;
+  const ingest = m.cameras.map((c) => new FrameIngest(c.image));
+  const out: FlowSample[] = [];
+  for (const [i, s] of samples.entries()) {
+    const images: Frame[] = [];
+    for (const [k, c] of m.cameras.entries()) {
+      const field = `calibration.frames[${i}].images.${c.name}`;
+      const frame = s.images?.[c.name] ?? (k === 0 ? s.frame : undefined);
+      if (frame === undefined) {
+        throw new InputError(
+          `Expected an image of camera ${JSON.stringify(c.name)} for calibration frame ${i} (${m.name} has cameras ${m.cameras.map((x) => x.name).join(', ')}; frames.json lists further cameras under "images") but received ${describe(s.images === undefined ? undefined : Object.keys(s.images))}`,
+          { field },
+        );
+      }
+      let rgb: Uint8Array;
+      try {
+        rgb = await (ingest[k] as FrameIngest).toRgb(frame);
+      } catch (cause) {
+        throw new InputError(`Expected a decodable image for calibration frame ${i}`, {
+          field:
+            k === 0 && s.images?.[c.name] === undefined ? `calibration.frames[${i}].image` : field,
+          cause,
+        });
+      }
+      images.push({
+        kind: 'raw',
+        width: c.image.width,
+        height: c.image.height,
+        encoding: 'rgb8',
+        data: rgb,
+      });
+    }
+    if (s.state.length !== m.state.names.length) {
+      throw new InputError(
+        `Expected ${m.state.names.length} state values for calibration frame ${i} but received ${s.state.length}`,
+        { field: `calibration.frames[${i}].state` },
+      );
+    }
+    out.push({ images, instruction: s.instruction, state: s.state });
   }
   return out;
 }

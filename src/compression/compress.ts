@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import {
   loadModelPackage,
@@ -46,9 +46,11 @@ import {
 } from './report.js';
 
 import { measure, fp16Reasons, validationSections, ROLES } from './measure.js';
+import { commitVariant, type StagedFile } from './commit.js';
 
 export * from './options.js';
 export * from './report.js';
+export { withVariants } from './commit.js';
 
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
@@ -166,12 +168,6 @@ function checkExclusions(
       { field: 'exclude' },
     );
   }
-}
-
-async function writeAtomic(path: string, data: string | Uint8Array): Promise<string> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, data);
-  return tmp;
 }
 
 /** A compressed variant's graphs before validation, with what its report says about how. */
@@ -339,7 +335,7 @@ export async function compressPackage(options: CompressOptions): Promise<Compres
       : await buildInt8(pkg, graphs, samples, { ...options, mode });
   const bytes = built.bytes;
   const { name, suffix } = variantNames(options.mode);
-  const files = {
+  const fileNames = {
     encoder: fp32.files.encoder.path.replace(/\.onnx$/, `.${suffix}.onnx`),
     policy: fp32.files.policy.path.replace(/\.onnx$/, `.${suffix}.onnx`),
   };
@@ -348,8 +344,8 @@ export async function compressPackage(options: CompressOptions): Promise<Compres
     name,
     precision: built.precision,
     files: {
-      encoder: { path: files.encoder, sha256: sha256(bytes.encoder) },
-      policy: { path: files.policy, sha256: sha256(bytes.policy) },
+      encoder: { path: fileNames.encoder, sha256: sha256(bytes.encoder) },
+      policy: { path: fileNames.policy, sha256: sha256(bytes.policy) },
     },
     report: reportPath,
     providers: built.precision === 'fp16' ? ['tensorrt', 'cuda'] : ['cpu'],
@@ -400,86 +396,32 @@ export async function compressPackage(options: CompressOptions): Promise<Compres
             ...validationSections('int8', pkg, m, options, []),
           };
 
-    // Commit: every file goes to a temporary name next to its target, then all are renamed.
-    const staged: [string, string][] = [];
-    try {
-      await mkdir(join(pkg.dir, 'reports'), { recursive: true });
-      for (const role of ROLES) {
-        const target = join(pkg.dir, files[role]);
-        staged.push([await writeAtomic(target, bytes[role]), target]);
-      }
-      const jsonTarget = join(pkg.dir, reportPath);
-      staged.push([
-        await writeAtomic(jsonTarget, `${JSON.stringify(report, null, 2)}\n`),
-        jsonTarget,
-      ]);
-      const mdTarget = jsonTarget.replace(/\.json$/, '.md');
-      staged.push([await writeAtomic(mdTarget, reportMarkdown(report)), mdTarget]);
-      if (built.precision === 'int8' && options.mode === 'static') {
-        const rangesTarget = options.rangesOut ?? join(options.calibration, 'ranges.json');
-        await mkdir(dirname(rangesTarget), { recursive: true });
-        const json = {
-          format: 'vla-node/calibration-ranges@1',
-          model: pkg.manifest.name,
-          method: options.method,
-          frames: samples.length,
-          encoder: Object.fromEntries(built.ranges.encoder),
-          policy: Object.fromEntries(built.ranges.policy),
-        };
-        staged.push([
-          await writeAtomic(rangesTarget, `${JSON.stringify(json, null, 2)}\n`),
-          rangesTarget,
-        ]);
-      }
-      const manifestPath = join(pkg.dir, 'manifest.json');
-      const text = await readFile(manifestPath, 'utf8');
-      const variants = [...(JSON.parse(text) as { variants: Variant[] }).variants];
-      const at = variants.findIndex((v) => v.name === name);
-      if (at >= 0) variants[at] = variant;
-      else variants.push(variant);
-      staged.push([await writeAtomic(manifestPath, withVariants(text, variants)), manifestPath]);
-    } catch (error) {
-      await Promise.all(staged.map(([tmp]) => rm(tmp, { force: true })));
-      throw error;
+    const files: StagedFile[] = ROLES.map((role) => ({
+      path: join(pkg.dir, fileNames[role]),
+      data: bytes[role],
+    }));
+    const jsonTarget = join(pkg.dir, reportPath);
+    files.push(
+      { path: jsonTarget, data: `${JSON.stringify(report, null, 2)}\n` },
+      { path: jsonTarget.replace(/\.json$/, '.md'), data: reportMarkdown(report) },
+    );
+    if (built.precision === 'int8' && options.mode === 'static') {
+      const json = {
+        format: 'vla-node/calibration-ranges@1',
+        model: pkg.manifest.name,
+        method: options.method,
+        frames: samples.length,
+        encoder: Object.fromEntries(built.ranges.encoder),
+        policy: Object.fromEntries(built.ranges.policy),
+      };
+      files.push({
+        path: options.rangesOut ?? join(options.calibration, 'ranges.json'),
+        data: `${JSON.stringify(json, null, 2)}\n`,
+      });
     }
-    for (const [tmp, target] of staged) await rename(tmp, target);
+    await commitVariant(pkg.dir, files, variant);
     return report;
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-}
-
-/**
- * The manifest text with its top-level `variants` array replaced, leaving every other byte as it
- * was (numbers such as `0.0` keep their spelling).
- */
-export function withVariants(text: string, variants: readonly Variant[]): string {
-  const key = text.indexOf('"variants"');
-  const open = key < 0 ? -1 : text.indexOf('[', key);
-  let close = -1;
-  if (open >= 0) {
-    let depth = 0;
-    let inString = false;
-    for (let i = open; i < text.length; i++) {
-      const c = text[i];
-      if (inString) {
-        if (c === '\\') i++;
-        else if (c === '"') inString = false;
-      } else if (c === '"') inString = true;
-      else if (c === '[' || c === '{') depth++;
-      else if (c === ']' || c === '}') {
-        depth--;
-        if (depth === 0) {
-          close = i;
-          break;
-        }
-      }
-    }
-  }
-  if (close < 0) {
-    const raw = JSON.parse(text) as Record<string, unknown>;
-    return `${JSON.stringify({ ...raw, variants }, null, 2)}\n`;
-  }
-  const body = JSON.stringify(variants, null, 2).replace(/\n/g, '\n  ');
-  return `${text.slice(0, open)}${body}${text.slice(close + 1)}`;
 }

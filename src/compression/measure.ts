@@ -213,15 +213,12 @@ export function validationSections<P extends CompressedPrecision>(
   options: CompressOptions,
   extraReasons: readonly string[],
 ): ValidationSections<P> {
-  const reasons: string[] = [];
-  const worst = Math.max(...m.meanAbs);
-  if (!(worst < options.errorThreshold))
-    reasons.push(`mean action error ${worst} is not under ${options.errorThreshold}`);
-  const drop = 100 * (m.closed.fp32.rate - m.closed.variant.rate);
-  if (drop > options.successTolerance)
-    reasons.push(
-      `success dropped ${round(drop, 1)} points (fp32 ${100 * m.closed.fp32.rate}%, ${precision} ${100 * m.closed.variant.rate}%), more than ${options.successTolerance}`,
-    );
+  const reasons = gateReasons(
+    precision,
+    m.meanAbs,
+    { fp32: m.closed.fp32.rate, variant: m.closed.variant.rate },
+    options,
+  );
   reasons.push(...extraReasons);
   const lat = m.latency;
   const totalRatio =
@@ -270,11 +267,30 @@ export function validationSections<P extends CompressedPrecision>(
   return sections as unknown as ValidationSections<P>;
 }
 
+/** Why the common gate fails: the worst mean action error, the success drop (empty: passed). */
+export function gateReasons(
+  precision: CompressedPrecision,
+  meanAbs: readonly number[],
+  rates: { readonly fp32: number; readonly variant: number },
+  options: Pick<CompressOptions, 'errorThreshold' | 'successTolerance'>,
+): string[] {
+  const reasons: string[] = [];
+  const worst = Math.max(...meanAbs);
+  if (!(worst < options.errorThreshold))
+    reasons.push(`mean action error ${worst} is not under ${options.errorThreshold}`);
+  const drop = 100 * (rates.fp32 - rates.variant);
+  if (drop > options.successTolerance)
+    reasons.push(
+      `success dropped ${round(drop, 1)} points (fp32 ${round(100 * rates.fp32, 1)}%, ${precision} ${round(100 * rates.variant, 1)}%), more than ${options.successTolerance}`,
+    );
+  return reasons;
+}
+
 /** FP16's gate beyond the common one: no activation overflows, the emulated error is small. */
 export function fp16Reasons(
   overflowing: readonly string[],
   emulated: ActionError | undefined,
-  options: CompressOptions,
+  options: Pick<CompressOptions, 'errorThreshold'>,
 ): string[] {
   const reasons: string[] = [];
   if (overflowing.length > 0)
@@ -309,6 +325,7 @@ async function closedLoop(
   });
 }
 
-function cpuName(): string {
+/** The CPU the latency was measured on. */
+export function cpuName(): string {
   return cpus()[0]?.model.trim() ?? 'unknown';
 }

@@ -54,9 +54,16 @@ export interface ClosedLoopScore {
 
 /** What the compression gate needs of the model's task (see {@link CompressOptions.evaluator}). */
 export interface CompressionEvaluator {
-  /** `count` observations, seeded by `seed`, that calibration did not see: the action error's. */
-  heldOut(count: number, seed: number): readonly CalibrationSample[];
-  /** Run `episodes` closed-loop episodes (seeded by `seed`) of the package in `dir` at `precision`. */
+  /**
+   * `count` observations, seeded by `seed`, that calibration did not see: the action error's.
+   * `cameras` (a flow package's camera names, in order) asks for a frame of each camera per
+   * observation in `images`.
+   */
+  heldOut(count: number, seed: number, cameras?: readonly string[]): readonly CalibrationSample[];
+  /**
+   * Run `episodes` closed-loop episodes (seeded by `seed`) of the package in `dir` at
+   * `precision`; for a flow package, `stages.policy` is instruction + prefix + denoising.
+   */
   closedLoop(
     dir: string,
     precision: Precision,

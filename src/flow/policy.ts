@@ -56,6 +56,15 @@ export interface FlowPolicyOptions {
     readonly minKeepRatio: number;
     readonly minSteps: number;
   };
+  /**
+   * Told the feeds of every graph call just before it runs (compression captures the calibration
+   * inputs of each graph this way). The tensors are the runtime's own and change afterwards (the
+   * noisy chunk is integrated in place): copy what you keep.
+   */
+  readonly onGraphRun?: (
+    role: keyof FlowSessions,
+    feeds: Readonly<Record<string, ort.Tensor>>,
+  ) => void;
 }
 
 /** One observation: an image per camera in the manifest's camera order. */
@@ -122,6 +131,8 @@ interface InstructionKv {
  */
 export class FlowPolicy {
   readonly pkg: FlowPackage;
+  /** The variant running (what `precision: auto` resolved to). */
+  readonly variant: { readonly name: string; readonly precision: Precision };
   readonly steps: number;
   readonly totalTokens: number;
   readonly tokenBudget: number;
@@ -140,9 +151,15 @@ export class FlowPolicy {
   readonly #sharedSpec: boolean;
   #instruction: InstructionKv | undefined;
 
-  private constructor(pkg: FlowPackage, sessions: FlowSessions, options: FlowPolicyOptions) {
+  private constructor(
+    pkg: FlowPackage,
+    variant: { readonly name: string; readonly precision: Precision },
+    sessions: FlowSessions,
+    options: FlowPolicyOptions,
+  ) {
     const m = pkg.manifest;
     this.pkg = pkg;
+    this.variant = { name: variant.name, precision: variant.precision };
     this.#sessions = sessions;
     this.#options = options;
     this.steps = checkSteps(options.steps ?? m.denoising.steps, 'flow.steps');
@@ -192,7 +209,7 @@ export class FlowPolicy {
     const sessions = await openFlowSessions(pkg, variant, {
       intraOpThreads: options.intraOpThreads ?? 0,
     });
-    return new FlowPolicy(pkg, sessions, options);
+    return new FlowPolicy(pkg, variant, sessions, options);
   }
 
   /** The keep ratio and steps the latency-budget controller chose (undefined: no budget). */
@@ -475,6 +492,7 @@ export class FlowPolicy {
     spec.inputs.forEach((t, i) => {
       feeds[t.name] = inputs[i] as ort.Tensor;
     });
+    this.#options.onGraphRun?.(role, feeds);
     let out: ort.InferenceSession.ReturnType;
     try {
       out = await this.#sessions[role].run(feeds);

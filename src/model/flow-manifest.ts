@@ -7,6 +7,7 @@ import {
   loadTokenizer,
   readManifestJson,
   validateManifestJson,
+  variantGate,
   type Dim,
   type GraphSpec,
   type LoadOptions,
@@ -321,13 +322,30 @@ export async function loadFlowPackage(
   return { dir: root, manifest, tokenizer };
 }
 
-/** The variant of `precision` with absolute paths of its graphs. */
+/**
+ * The variant of `precision` with absolute paths of its graphs. `auto` picks, as for v1, the
+ * fastest variant whose compression report says it passed its gate on `provider` (CPU by default)
+ * and is faster than fp32; otherwise fp32.
+ */
 export function selectFlowVariant(
   pkg: FlowPackage,
   precision: Precision | 'auto',
+  provider = 'cpu',
 ): FlowVariant & { readonly paths: Readonly<Record<FlowRole, string>> } {
-  const wanted: Precision = precision === 'auto' ? 'fp32' : precision;
-  const variant = pkg.manifest.variants.find((v) => v.precision === wanted);
+  let wanted: Precision = precision === 'auto' ? 'fp32' : precision;
+  let variant = pkg.manifest.variants.find((v) => v.precision === wanted);
+  if (precision === 'auto') {
+    let best = 1;
+    for (const v of pkg.manifest.variants) {
+      if (v.precision === 'fp32') continue;
+      const gate = variantGate(pkg, v, provider);
+      if (gate?.passed === true && gate.latencyRatio < best) {
+        best = gate.latencyRatio;
+        variant = v;
+        wanted = v.precision;
+      }
+    }
+  }
   if (variant === undefined) {
     throw new ModelError(
       'INVALID_MANIFEST',

@@ -13,7 +13,7 @@ describe('readCalibrationSet confines the files frames.json names', () => {
   afterEach(() => {
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   });
-  const set = (image: string): string => {
+  const set = (image: string, images?: unknown): string => {
     const root = mkdtempSync(join(tmpdir(), 'vla-calib-'));
     dirs.push(root);
     const dir = join(root, 'set');
@@ -23,7 +23,7 @@ describe('readCalibrationSet confines the files frames.json names', () => {
       join(dir, 'frames.json'),
       JSON.stringify({
         format: 'vla-node/calibration@1',
-        frames: [{ image, instruction: 'move', state: [0.5, 0.5] }],
+        frames: [{ image, images, instruction: 'move', state: [0.5, 0.5] }],
       }),
     );
     return dir;
@@ -46,5 +46,22 @@ describe('readCalibrationSet confines the files frames.json names', () => {
     const error = await readCalibrationSet(dir).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InputError);
     expect((error as InputError).message).toContain('symbolic link that leads outside it');
+  });
+
+  it('confines the further cameras of a two-camera set alike, naming the camera', async () => {
+    const dir = set('outside-is-fine-here.png', { wrist: '../outside.png' });
+    writeFileSync(join(dir, 'outside-is-fine-here.png'), 'a file inside the set');
+    const error = await readCalibrationSet(dir).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).field).toBe('calibration.frames[0].images.wrist');
+    expect((error as InputError).message).toContain('leads outside it');
+  });
+
+  it('refuses images that is not a map of camera names to paths', async () => {
+    const dir = set('frame.png', ['frames/wrist/0000.png']);
+    writeFileSync(join(dir, 'frame.png'), 'a file inside the set');
+    const error = await readCalibrationSet(dir).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).field).toBe('calibration.frames[0].images');
   });
 });

@@ -1,0 +1,559 @@
+/**
+ * `compress` for flow-matching packages (format v2): the four graphs quantized to INT8 (static QDQ
+ * calibrated on the inputs FlowPolicy feeds each graph, or dynamic) or converted to FP16, the
+ * variant validated against fp32 through FlowPolicy (same observations, same noise) and in the
+ * closed loop, then added to the manifest with its report.
+ */
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InputError } from '../errors.js';
+import {
+  FLOW_ROLES,
+  loadFlowPackage,
+  selectFlowVariant,
+  type FlowManifest,
+  type FlowPackage,
+  type FlowRole,
+  type FlowVariant,
+} from '../model/flow-manifest.js';
+import type { ModelFile, Precision } from '../model/manifest.js';
+import { encodeOnnx, graphOf, loadOnnx, type ModelProto } from '../util/onnx-graph.js';
+import { round } from '../util/stats.js';
+import { prepareFlowSamples, readCalibrationSet, type FlowSample } from './calibration.js';
+import { commitVariant, type StagedFile } from './commit.js';
+import { variantNames } from './compress.js';
+import {
+  convertToFloat16,
+  DEFAULT_FP16_KEEP_OPS,
+  emulateFloat16,
+  floatActivations,
+  FLOAT16_MAX,
+  FP16_KNOWN_OPS,
+  type Fp16Stats,
+} from './fp16.js';
+import type {
+  FlowCalibration,
+  FlowCompressionReport,
+  FlowFp16Report,
+  FlowInt8Report,
+  FlowSimStageMs,
+  FlowStageMs,
+  FlowValidationSections,
+} from './flow-report.js';
+import { flowReportMarkdown } from './flow-report.js';
+import {
+  flowActionError,
+  flowLatency,
+  flowPeaks,
+  flowRanges,
+  type CaptureStats,
+} from './flow-runner.js';
+import { cpuName, fp16Reasons, gateReasons, type ActionError } from './measure.js';
+import type { CompressedPrecision, CompressOptions } from './options.js';
+import {
+  defaultExclusions,
+  planQuantization,
+  quantizeModel,
+  type QuantMode,
+  type QuantTarget,
+  type Range,
+} from './quantize.js';
+
+export * from './flow-report.js';
+
+type PerRole<T> = Record<FlowRole, T>;
+
+function perRole<T>(f: (role: FlowRole) => T): PerRole<T> {
+  return Object.fromEntries(FLOW_ROLES.map((r) => [r, f(r)])) as PerRole<T>;
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Seed base of the calibration noise (held-out observations use the gate's seed). */
+const CALIBRATION_NOISE_SEED = 0xca11;
+
+/**
+ * What stays in float by default, per graph:
+ * - encoder: the patch embedding Conv (as in v1: raw normalised pixels, 3 input channels);
+ * - instruction, prefix: nothing (their outputs are keys/values the expert reads, and each
+ *   quantized MatMul keeps a float output);
+ * - expert: its first weight node (the noisy chunk's input projection: its input runs from pure
+ *   noise at t = 0 to the actions at t = 1, so one per-tensor range over all times is coarse where
+ *   the last steps need precision) and its last (the velocity head: the Euler integration adds its
+ *   error into the chunk at every step).
+ */
+export function flowDefaultExclusions(graphs: Readonly<PerRole<ModelProto>>): PerRole<string[]> {
+  const expert = graphOf(graphs.expert);
+  const inits = new Set(expert.initializer.map((t) => t.name));
+  const weighted = expert.node.filter(
+    (n) => (n.opType === 'MatMul' || n.opType === 'Gemm') && inits.has(n.input[1] ?? ''),
+  );
+  const first = weighted[0]?.name;
+  const last = weighted[weighted.length - 1]?.name;
+  return {
+    encoder: defaultExclusions(graphs.encoder, 'encoder'),
+    instruction: [],
+    prefix: [],
+    expert: [...new Set([first, last].filter((n): n is string => n !== undefined))],
+  };
+}
+
+/**
+ * `--exclude` entries split by graph: `role:node` names a node of one graph, a bare `node` every
+ * graph that has it; a bare operator type (FP16 only, `opTypes`) applies to every graph.
+ * @throws {InputError} naming `exclude` for an entry that matches nothing.
+ */
+export function splitFlowExclusions(
+  graphs: Readonly<PerRole<ModelProto>>,
+  exclude: readonly string[],
+  opTypes: ReadonlySet<string> = new Set(),
+): { nodes: PerRole<string[]>; ops: string[] } {
+  const names = perRole((r) => new Set(graphOf(graphs[r]).node.map((n) => n.name)));
+  const nodes = perRole<string[]>(() => []);
+  const ops: string[] = [];
+  const missing: string[] = [];
+  for (const entry of exclude) {
+    if (entry === 'none') continue;
+    const colon = entry.indexOf(':');
+    const role = colon > 0 ? entry.slice(0, colon) : '';
+    if ((FLOW_ROLES as readonly string[]).includes(role)) {
+      const name = entry.slice(colon + 1);
+      if (names[role as FlowRole].has(name)) nodes[role as FlowRole].push(name);
+      else missing.push(entry);
+      continue;
+    }
+    const owners = FLOW_ROLES.filter((r) => names[r].has(entry));
+    for (const r of owners) nodes[r].push(entry);
+    if (owners.length > 0) continue;
+    if (opTypes.has(entry)) ops.push(entry);
+    else missing.push(entry);
+  }
+  if (missing.length > 0) {
+    throw new InputError(
+      `Expected --exclude to name nodes of the graphs (role:node for one graph, roles ${FLOW_ROLES.join(', ')})${opTypes.size > 0 ? ' or operator types the fp16 converter knows' : ''} but ${missing.map((m) => JSON.stringify(m)).join(', ')} ${missing.length === 1 ? 'is' : 'are'} neither`,
+      { field: 'exclude' },
+    );
+  }
+  return { nodes, ops };
+}
+
+type FlowBuilt =
+  | {
+      readonly precision: 'int8';
+      readonly bytes: PerRole<Uint8Array>;
+      readonly details: Pick<FlowInt8Report, 'mode' | 'method' | 'excluded' | 'quantized_nodes'>;
+      readonly ranges: PerRole<Map<string, Range>>;
+      readonly capture: CaptureStats | null;
+    }
+  | {
+      readonly precision: 'fp16';
+      readonly bytes: PerRole<Uint8Array>;
+      readonly emulated: PerRole<Uint8Array>;
+      readonly details: Pick<FlowFp16Report, 'kept_fp32' | 'converted' | 'activations'>;
+      readonly capture: CaptureStats;
+    };
+
+async function buildInt8(
+  pkg: FlowPackage,
+  graphs: Readonly<PerRole<ModelProto>>,
+  samples: readonly FlowSample[],
+  options: CompressOptions & { readonly mode: QuantMode },
+): Promise<FlowBuilt> {
+  const excluded =
+    options.exclude === undefined
+      ? flowDefaultExclusions(graphs)
+      : splitFlowExclusions(graphs, options.exclude).nodes;
+  const targets: PerRole<QuantTarget[]> = perRole((r) =>
+    planQuantization(graphs[r], new Set(excluded[r]), `graphs.${r}`),
+  );
+  options.progress(
+    `quantizing ${FLOW_ROLES.map((r) => `${targets[r].length} ${r}`).join(', ')} weight nodes (${options.mode}); kept in float: ${FLOW_ROLES.flatMap((r) => excluded[r].map((n) => `${r}:${n}`)).join(', ') || 'none'}`,
+  );
+  let ranges: PerRole<Map<string, Range>> = perRole(() => new Map());
+  let capture: CaptureStats | null = null;
+  if (options.mode === 'static') {
+    const names = perRole((r) => [...new Set(targets[r].map((t) => t.activation))]);
+    const result = await flowRanges(
+      pkg,
+      graphs,
+      names,
+      samples,
+      options.method,
+      CALIBRATION_NOISE_SEED,
+      options.batchSize,
+      options.progress,
+    );
+    ranges = result.ranges;
+    capture = result.stats;
+  }
+  return {
+    precision: 'int8',
+    bytes: perRole((r) =>
+      encodeOnnx(quantizeModel(graphs[r], targets[r], options.mode, ranges[r])),
+    ),
+    details: {
+      mode: options.mode,
+      method: options.mode === 'static' ? options.method : null,
+      excluded,
+      quantized_nodes: perRole((r) => targets[r].length),
+    },
+    ranges,
+    capture,
+  };
+}
+
+/**
+ * FP16: by default (no `--exclude`) the operator types of {@link DEFAULT_FP16_KEEP_OPS} and every
+ * node whose fp32 output left the float16 range on the calibration inputs stay float32 (a flow
+ * prefix builds its attention mask from float32's lowest value, which float16 cannot hold).
+ */
+async function buildFp16(
+  pkg: FlowPackage,
+  graphs: Readonly<PerRole<ModelProto>>,
+  samples: readonly FlowSample[],
+  options: CompressOptions,
+): Promise<FlowBuilt> {
+  const names = perRole((r) => floatActivations(graphs[r], `graphs.${r}`));
+  const { peaks, stats } = await flowPeaks(
+    pkg,
+    graphs,
+    names,
+    samples,
+    CALIBRATION_NOISE_SEED,
+    options.batchSize,
+    options.progress,
+  );
+  const overRange = perRole((r) => {
+    const over = new Set([...peaks[r]].filter(([, v]) => v > FLOAT16_MAX).map(([name]) => name));
+    return graphOf(graphs[r])
+      .node.filter((n) => n.output.some((o) => over.has(o)))
+      .map((n) => n.name);
+  });
+  let keepOps: string[] = [...DEFAULT_FP16_KEEP_OPS];
+  let keepNodes: PerRole<string[]> = overRange;
+  let forRange: PerRole<string[]> = overRange;
+  if (options.exclude !== undefined) {
+    const split = splitFlowExclusions(graphs, options.exclude, FP16_KNOWN_OPS);
+    keepOps = split.ops;
+    keepNodes = split.nodes;
+    forRange = perRole(() => []);
+  }
+  const converted = perRole((r) =>
+    convertToFloat16(
+      graphs[r],
+      { keepOps: new Set(keepOps), keepNodes: new Set(keepNodes[r]) },
+      `graphs.${r}`,
+    ),
+  );
+  const fp32Nodes = perRole((r) => converted[r].stats.fp32_nodes);
+  options.progress(
+    `converting to float16: ${FLOW_ROLES.map((r) => `${converted[r].stats.fp16_nodes} ${r}`).join(', ')} nodes; kept in float32: ${FLOW_ROLES.flatMap((r) => fp32Nodes[r].map((n) => `${r}:${n}`)).join(', ') || 'none'}`,
+  );
+  const over = FLOW_ROLES.flatMap((r) => {
+    const fp32Tensors = new Set(
+      graphOf(graphs[r])
+        .node.filter((n) => fp32Nodes[r].includes(n.name))
+        .flatMap((n) => n.output),
+    );
+    return [...peaks[r]]
+      .filter(([name, v]) => v > FLOAT16_MAX && !fp32Tensors.has(name))
+      .map(([name]) => `${r}:${name}`);
+  });
+  const largest = (r: FlowRole): { tensor: string; value: number } => {
+    let best = { tensor: '', value: 0 };
+    for (const [tensor, value] of peaks[r]) if (value > best.value) best = { tensor, value };
+    return { tensor: best.tensor, value: round(best.value, 3) };
+  };
+  const stat = (r: FlowRole): Omit<Fp16Stats, 'fp32_nodes'> => {
+    const { fp32_nodes: _, ...rest } = converted[r].stats;
+    return rest;
+  };
+  return {
+    precision: 'fp16',
+    bytes: perRole((r) => encodeOnnx(converted[r].model)),
+    emulated: perRole((r) => encodeOnnx(emulateFloat16(converted[r].model, `graphs.${r}`))),
+    details: {
+      kept_fp32: { ops: keepOps, nodes: fp32Nodes, for_range: forRange },
+      converted: perRole(stat),
+      activations: { max_abs: perRole(largest), over_fp16_max: over },
+    },
+    capture: stats,
+  };
+}
+
+/** A scratch package holding the fp32 variant and `variant` with `bytes` as its graphs. */
+async function scratchPackage(
+  pkg: FlowPackage,
+  dir: string,
+  variant: FlowVariant,
+  bytes: Readonly<PerRole<Uint8Array>>,
+): Promise<FlowPackage> {
+  const fp32 = selectFlowVariant(pkg, 'fp32');
+  const { paths: _, ...fp32Entry } = fp32;
+  const files = perRole((r): ModelFile => ({
+    path: variant.files[r].path,
+    sha256: sha256(bytes[r]),
+  }));
+  const manifest: FlowManifest = {
+    ...pkg.manifest,
+    variants: [fp32Entry, { ...variant, files }],
+  };
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
+  await copyFile(
+    join(pkg.dir, pkg.manifest.tokenizer.file),
+    join(dir, pkg.manifest.tokenizer.file),
+  );
+  for (const r of FLOW_ROLES) {
+    await copyFile(fp32.paths[r], join(dir, fp32.files[r].path));
+    await writeFile(join(dir, files[r].path), bytes[r]);
+  }
+  return loadFlowPackage(dir);
+}
+
+interface FlowMeasurement extends ActionError {
+  readonly frames: number;
+  readonly emulated?: ActionError;
+  readonly latency: { readonly fp32: FlowStageMs; readonly variant: FlowStageMs };
+  readonly closed: Readonly<
+    Record<'fp32' | 'variant', { readonly rate: number; readonly stages: FlowSimStageMs }>
+  >;
+  readonly size: { readonly fp32: number; readonly variant: number };
+}
+
+async function measureFlow(
+  pkg: FlowPackage,
+  variant: FlowVariant,
+  built: FlowBuilt,
+  options: CompressOptions,
+  work: string,
+): Promise<FlowMeasurement> {
+  const progress = options.progress;
+  const scratchDir = join(work, 'package');
+  const scratch = await scratchPackage(pkg, scratchDir, variant, built.bytes);
+  const seed = (options.seed + 0x5eed) >>> 0;
+  const heldOut = await prepareFlowSamples(
+    pkg,
+    options.evaluator.heldOut(
+      options.heldOut,
+      seed,
+      pkg.manifest.cameras.map((c) => c.name),
+    ),
+  );
+  const precision: Precision = variant.precision;
+  progress(`action error on ${heldOut.length} held-out observations (FlowPolicy, same noise)...`);
+  const error = await flowActionError(scratch, scratch, precision, heldOut, seed);
+  let emulated: ActionError | undefined;
+  if (built.precision === 'fp16') {
+    const emu = await scratchPackage(pkg, join(work, 'emulated'), variant, built.emulated);
+    emulated = await flowActionError(emu, emu, precision, heldOut, seed);
+  }
+  progress(`latency: ${options.latencyRounds} inferences per variant, one thread...`);
+  const latency = await flowLatency(scratch, precision, heldOut, options.latencyRounds);
+  const closed = {
+    fp32: await closedLoop(scratchDir, 'fp32', options),
+    variant: await closedLoop(scratchDir, precision, options),
+  };
+  const fp32 = selectFlowVariant(pkg, 'fp32');
+  let fp32Size = 0;
+  for (const r of FLOW_ROLES) fp32Size += (await readFile(fp32.paths[r])).length;
+  return {
+    frames: heldOut.length,
+    ...error,
+    ...(emulated === undefined ? {} : { emulated }),
+    latency,
+    closed,
+    size: {
+      fp32: fp32Size,
+      variant: FLOW_ROLES.reduce((n, r) => n + built.bytes[r].length, 0),
+    },
+  };
+}
+
+async function closedLoop(
+  dir: string,
+  precision: Precision,
+  options: CompressOptions,
+): Promise<{ rate: number; stages: FlowSimStageMs }> {
+  options.progress(`closed loop: ${options.episodes} episodes with ${precision}...`);
+  const score = await options.evaluator.closedLoop(dir, precision, {
+    episodes: options.episodes,
+    seed: options.seed,
+  });
+  return {
+    rate: score.rate,
+    stages: { encode: round(score.stages.encode, 4), policy: round(score.stages.policy, 4) },
+  };
+}
+
+function validation<P extends CompressedPrecision>(
+  precision: P,
+  pkg: FlowPackage,
+  m: FlowMeasurement,
+  options: CompressOptions,
+  extraReasons: readonly string[],
+): FlowValidationSections<P> {
+  const reasons = [
+    ...gateReasons(
+      precision,
+      m.meanAbs,
+      { fp32: m.closed.fp32.rate, variant: m.closed.variant.rate },
+      options,
+    ),
+    ...extraReasons,
+  ];
+  const ratio = Object.fromEntries(
+    (Object.keys(m.latency.fp32) as (keyof FlowStageMs)[]).map((k) => [
+      k,
+      round(m.latency.variant[k] / m.latency.fp32[k], 3),
+    ]),
+  ) as FlowStageMs;
+  const sections = {
+    action_error: {
+      frames: m.frames,
+      names: pkg.manifest.action.names,
+      steps: pkg.manifest.denoising.steps,
+      mean_abs: m.meanAbs,
+      max_abs: m.maxAbs,
+      threshold: options.errorThreshold,
+    },
+    closed_loop: {
+      episodes: options.episodes,
+      seed: options.seed,
+      fp32_success_rate: m.closed.fp32.rate,
+      [`${precision}_success_rate`]: m.closed.variant.rate,
+      tolerance_points: options.successTolerance,
+      sim_stage_mean_ms: { fp32: m.closed.fp32.stages, [precision]: m.closed.variant.stages },
+    },
+    latency: {
+      cpu: cpuName(),
+      threads: 1,
+      steps: pkg.manifest.denoising.steps,
+      fp32_p50_ms: m.latency.fp32,
+      [`${precision}_p50_ms`]: m.latency.variant,
+      ratio,
+    },
+    size_bytes: {
+      fp32: m.size.fp32,
+      [precision]: m.size.variant,
+      ratio: round(m.size.variant / m.size.fp32, 3),
+    },
+    gate: { passed: reasons.length === 0, provider: 'cpu', reasons },
+  };
+  // Computed keys (`${precision}_success_rate`) are typed by FlowValidationSections<P>.
+  return sections as unknown as FlowValidationSections<P>;
+}
+
+/**
+ * Compress a flow package (format v2) and add the variant to it; see {@link compressPackage} for
+ * the encoder + policy family. The calibration set needs a frame of every camera the package
+ * names. Nothing in the package changes unless every step succeeded.
+ *
+ * @throws {InputError} for a calibration set that lacks a camera (naming
+ *   `calibration.frames[i].images.<camera>`), or a bad `--exclude`.
+ */
+export async function compressFlowPackage(
+  options: CompressOptions,
+): Promise<FlowCompressionReport> {
+  const pkg = await loadFlowPackage(options.model);
+  const fp32 = selectFlowVariant(pkg, 'fp32');
+  const samples = await prepareFlowSamples(pkg, await readCalibrationSet(options.calibration));
+  const graphs = {} as PerRole<ModelProto>;
+  for (const r of FLOW_ROLES)
+    graphs[r] = await loadOnnx(fp32.paths[r], `manifest.variants.fp32.files.${r}`);
+  const mode = options.mode;
+  const built =
+    mode === 'fp16'
+      ? await buildFp16(pkg, graphs, samples, options)
+      : await buildInt8(pkg, graphs, samples, { ...options, mode });
+  const { name, suffix } = variantNames(mode);
+  const reportPath = `reports/${name}.json`;
+  const variant: FlowVariant = {
+    name,
+    precision: built.precision,
+    files: perRole((r) => ({
+      path: fp32.files[r].path.replace(/\.onnx$/, `.${suffix}.onnx`),
+      sha256: sha256(built.bytes[r]),
+    })),
+    report: reportPath,
+    providers: built.precision === 'fp16' ? ['tensorrt', 'cuda'] : ['cpu'],
+  };
+
+  const work = await mkdtemp(join(tmpdir(), 'vla-compress-flow-'));
+  try {
+    const m = await measureFlow(pkg, variant, built, options, work);
+    const capture = built.capture;
+    const calibration: FlowCalibration = {
+      dir: options.calibration,
+      frames: samples.length,
+      cameras: pkg.manifest.cameras.map((c) => c.name),
+      graph_runs: capture?.runs ?? perRole(() => 0),
+      expert_times: capture?.times ?? [],
+      steps: pkg.manifest.denoising.steps,
+    };
+    const head = {
+      format: 'vla-node/compression-report@1',
+      family: 'flow',
+      variant: name,
+      calibration,
+    } as const;
+    const report: FlowCompressionReport =
+      built.precision === 'fp16'
+        ? {
+            ...head,
+            precision: 'fp16',
+            mode: 'fp16',
+            method: null,
+            intended_providers: ['tensorrt', 'cuda'],
+            ...built.details,
+            emulated_action_error: {
+              mean_abs: m.emulated?.meanAbs ?? [],
+              max_abs: m.emulated?.maxAbs ?? [],
+            },
+            ...validation(
+              'fp16',
+              pkg,
+              m,
+              options,
+              fp16Reasons(built.details.activations.over_fp16_max, m.emulated, options),
+            ),
+          }
+        : {
+            ...head,
+            precision: 'int8',
+            ...built.details,
+            ...validation('int8', pkg, m, options, []),
+          };
+
+    const files: StagedFile[] = FLOW_ROLES.map((r) => ({
+      path: join(pkg.dir, variant.files[r].path),
+      data: built.bytes[r],
+    }));
+    const jsonTarget = join(pkg.dir, reportPath);
+    files.push(
+      { path: jsonTarget, data: `${JSON.stringify(report, null, 2)}\n` },
+      { path: jsonTarget.replace(/\.json$/, '.md'), data: flowReportMarkdown(report) },
+    );
+    if (built.precision === 'int8' && mode === 'static') {
+      const json = {
+        format: 'vla-node/calibration-ranges@1',
+        model: pkg.manifest.name,
+        method: options.method,
+        frames: samples.length,
+        ...perRole((r) => Object.fromEntries(built.ranges[r])),
+      };
+      files.push({
+        path: options.rangesOut ?? join(options.calibration, 'ranges.json'),
+        data: `${JSON.stringify(json, null, 2)}\n`,
+      });
+    }
+    await commitVariant(pkg.dir, files, variant);
+    return report;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
