@@ -1,6 +1,8 @@
 import type { VlaConfig } from '../config/index.js';
+import { ConfigError } from '../errors.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import {
+  flowNodePipeline,
   loadRos,
   RosUnavailableError,
   runRosNode,
@@ -11,12 +13,25 @@ import type { CommandIo, CommandSpec, OptionValues } from './command.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
 import { resolvePackagePath } from '../config/index.js';
 import { loadModelPackage } from '../model/manifest.js';
+import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
+import { flowPipelineFromConfig } from '../flow/from-config.js';
 import { FOXGLOVE_OPTIONS, startLiveView, withFoxgloveFlag } from './foxglove.js';
 import { formatReport, simulate } from '../sim/experiment.js';
 
-/** Loads the model package of the configuration and warms the pipeline up, logging progress. */
+/**
+ * Loads the model package of the configuration (an encoder + policy package, or a flow package
+ * through FlowPipeline) and warms the pipeline up, logging progress.
+ */
 export const createPipeline: PipelineFactory = async (config, log) => {
   log(`loading model package ${config.model.path}`);
+  const dir = resolvePackagePath(config.model.path);
+  if (await isFlowPackage(dir)) {
+    const pkg = await loadFlowPackage(dir);
+    log(
+      `flow package ${pkg.manifest.name}: cameras ${pkg.manifest.cameras.map((c) => c.name).join(' + ')}, ${pkg.manifest.denoising.steps} denoising steps, on cpu; warming up (${config.backend.warmup_runs} runs)`,
+    );
+    return flowNodePipeline(await flowPipelineFromConfig(config, pkg));
+  }
   const model = await modelFromConfig(config);
   log(
     `creating sessions (${config.backend.execution_providers.join(' → ')}) and warming up (${config.backend.warmup_runs} runs)`,
@@ -94,6 +109,12 @@ async function runNode(
   io: CommandIo,
   rosArgs: readonly string[],
 ): Promise<number> {
+  if (config.foxglove.enabled && (await isFlowPackage(resolvePackagePath(config.model.path)))) {
+    throw new ConfigError(
+      'Expected foxglove.enabled false with a flow package: the live view shows one camera, and running flow packages with it is not supported yet',
+      { field: 'foxglove.enabled' },
+    );
+  }
   // The live view needs only the manifest (action names, input geometry): the node loads the
   // model itself when it is configured.
   const live = config.foxglove.enabled
