@@ -48,7 +48,14 @@ const ROS_OPTIONS = {
     type: 'string',
     help: 'comma-separated camera names, subscribed on ~/in/<name> (ros.cameras)',
   },
-  'model-camera': { type: 'string', help: 'the camera the model sees (ros.model_camera)' },
+  'model-camera': {
+    type: 'string',
+    help: 'the camera whose frames trigger inferences (ros.model_camera; a one-camera model sees only it)',
+  },
+  'camera-topics': {
+    type: 'string',
+    help: 'comma-separated CAMERA=TOPIC pairs, each remapping ~/in/CAMERA (or ~/in/CAMERA/compressed) to TOPIC, e.g. table=/table_cam/image_raw,wrist=/wrist_cam/image_raw',
+  },
   'image-transport': {
     type: 'string',
     help: 'raw: sensor_msgs/Image on ~/in/<name>; compressed: sensor_msgs/CompressedImage on ~/in/<name>/compressed (ros.image_transport)',
@@ -94,6 +101,29 @@ function rosFlagOverrides(values: OptionValues, autoActivate: boolean): string[]
     sets.push(`model.precision=${values.precision}`);
   }
   return sets;
+}
+
+/**
+ * `--camera-topics table=/a,wrist=/b` as rcl remappings of the cameras' private topics (a
+ * `--ros-args` section of its own, which rcl merges with the others); empty: none.
+ *
+ * @throws {ConfigError} naming `--camera-topics` for an item that is not CAMERA=TOPIC.
+ */
+export function cameraTopicRemaps(value: unknown, transport: string): string[] {
+  if (typeof value !== 'string' || value.trim() === '') return [];
+  const args: string[] = [];
+  for (const item of value.split(',')) {
+    const match = /^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(\S+)\s*$/.exec(item);
+    if (match === null) {
+      throw new ConfigError(
+        `Expected CAMERA=TOPIC items (a camera name, then the topic it reads) for --camera-topics but received "${item}"`,
+        { field: '--camera-topics' },
+      );
+    }
+    const suffix = transport === 'compressed' ? '/compressed' : '';
+    args.push('-r', `~/in/${match[1] ?? ''}${suffix}:=${match[2] ?? ''}`);
+  }
+  return ['--ros-args', ...args, '--'];
 }
 
 /** Parameters with the ROS flags applied. */
@@ -157,6 +187,7 @@ export const rosCommand: CommandSpec = {
   options: { ...ROS_OPTIONS, ...FOXGLOVE_OPTIONS, ...CONFIG_OPTIONS },
   async run(values, io, positionals) {
     const config = await rosConfig(values, false);
+    const remaps = cameraTopicRemaps(values['camera-topics'], config.ros.image_transport);
     let ros: RosApi;
     try {
       ros = await loadRos();
@@ -167,7 +198,7 @@ export const rosCommand: CommandSpec = {
       }
       throw error;
     }
-    return runNode(ros, config, io, positionals);
+    return runNode(ros, config, io, [...positionals, ...remaps]);
   },
 };
 
