@@ -68,10 +68,12 @@ export function assess(c: NodeCondition): { level: DiagnosticLevel; text: string
   if (!c.ready) return { level: DIAGNOSTIC_LEVEL.warn, text: 'loading and warming up the model' };
   if (!c.active) return { level: DIAGNOSTIC_LEVEL.ok, text: 'inactive (holding)' };
   const s = c.stats;
+  // Why no chunk comes, when a camera holds the inferences: the operator sees which one.
+  const holding = c.hold === undefined ? '' : `; holding inference: ${c.hold.reason}`;
   if (s.consecutiveMisses >= c.errorConsecutiveMisses)
     return {
       level: DIAGNOSTIC_LEVEL.error,
-      text: `safe hold: ${s.consecutiveMisses} consecutive deadline misses (no chunk covers the control steps)`,
+      text: `safe hold: ${s.consecutiveMisses} consecutive deadline misses (no chunk covers the control steps${holding})`,
     };
   if (c.lastError !== undefined)
     return { level: DIAGNOSTIC_LEVEL.error, text: `inference failed: ${c.lastError}` };
@@ -92,7 +94,7 @@ export function assess(c: NodeCondition): { level: DiagnosticLevel; text: string
   if (s.consecutiveMisses > 0)
     return {
       level: DIAGNOSTIC_LEVEL.warn,
-      text: `${s.consecutiveMisses} deadline misses in a row${c.hold === undefined ? '' : ` (holding inference: ${c.hold.reason})`}`,
+      text: `${s.consecutiveMisses} deadline misses in a row${holding === '' ? '' : ` (${holding.slice(2)})`}`,
     };
   if (c.hold !== undefined)
     return { level: DIAGNOSTIC_LEVEL.warn, text: `holding inference: ${c.hold.reason}` };
