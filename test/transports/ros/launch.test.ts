@@ -199,9 +199,11 @@ print(json.dumps([m.command_line(value), m.command_line(every)]))`;
       }
       expect(every).toContain('--auto-activate');
       expect(every).toContain('~/in/image/compressed:=/camera/image_raw');
-      expect(
-        every.slice(every.indexOf('--camera-topics'), every.indexOf('--camera-topics') + 2),
-      ).toEqual(['--camera-topics', 'table=/table_cam/image_raw,wrist=/wrist_cam/image_raw']);
+      const flag = (every ?? []).indexOf('--camera-topics');
+      expect((every ?? []).slice(flag, flag + 2)).toEqual([
+        '--camera-topics',
+        'table=/table_cam/image_raw,wrist=/wrist_cam/image_raw',
+      ]);
     },
   );
 
@@ -221,6 +223,10 @@ print(json.dumps([m.command_line(value), m.command_line(every)]))`;
       expect(argv).toContain('--ros-args');
       expect(argv).toContain('__node:=vla_node');
       expect(argv).toContain('~/in/image:=/camera/image_raw');
+      // an empty camera_topics is one empty argv item after the flag, which the node ignores
+      expect(
+        argv.slice(argv.indexOf('--camera-topics'), argv.indexOf('--camera-topics') + 2),
+      ).toEqual(['--camera-topics', '']);
       const run = spawnSync('bash', argv, { env: unsourced(), cwd: root });
       expect(run.stderr.toString()).toContain('ROS 2 is not sourced');
       expect(run.status).toBe(1);
