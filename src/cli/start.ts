@@ -126,6 +126,20 @@ export function cameraTopicRemaps(value: unknown, transport: string): string[] {
   return ['--ros-args', ...args, '--'];
 }
 
+/**
+ * The live view shows one camera: refused with a flow package, before ROS 2 is loaded.
+ *
+ * @throws {ConfigError} naming `foxglove.enabled`.
+ */
+async function refuseFlowLiveView(config: Readonly<VlaConfig>): Promise<void> {
+  if (config.foxglove.enabled && (await isFlowPackage(resolvePackagePath(config.model.path)))) {
+    throw new ConfigError(
+      'Expected foxglove.enabled false with a flow package: the live view shows one camera, and running flow packages with it is not supported yet',
+      { field: 'foxglove.enabled' },
+    );
+  }
+}
+
 /** Parameters with the ROS flags applied. */
 function rosConfig(values: OptionValues, autoActivate: boolean): Promise<Readonly<VlaConfig>> {
   const v = withFoxgloveFlag(values);
@@ -139,12 +153,6 @@ async function runNode(
   io: CommandIo,
   rosArgs: readonly string[],
 ): Promise<number> {
-  if (config.foxglove.enabled && (await isFlowPackage(resolvePackagePath(config.model.path)))) {
-    throw new ConfigError(
-      'Expected foxglove.enabled false with a flow package: the live view shows one camera, and running flow packages with it is not supported yet',
-      { field: 'foxglove.enabled' },
-    );
-  }
   // The live view needs only the manifest (action names, input geometry): the node loads the
   // model itself when it is configured.
   const live = config.foxglove.enabled
@@ -188,6 +196,7 @@ export const rosCommand: CommandSpec = {
   async run(values, io, positionals) {
     const config = await rosConfig(values, false);
     const remaps = cameraTopicRemaps(values['camera-topics'], config.ros.image_transport);
+    await refuseFlowLiveView(config);
     let ros: RosApi;
     try {
       ros = await loadRos();
@@ -221,6 +230,7 @@ export const startCommand: CommandSpec = {
     }
     if (ros !== undefined) {
       const config = await rosConfig(values, true);
+      await refuseFlowLiveView(config);
       io.progress('ROS 2 and rclnodejs loaded: running the vla_node ROS 2 node (auto-activated)');
       return runNode(ros, config, io, []);
     }

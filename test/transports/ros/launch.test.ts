@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { configKeys, loadConfig } from '../../../src/config/index.js';
 import { VlaRosNode } from '../../../src/transports/ros/node.js';
-import { cameraTopicRemaps } from '../../../src/cli/start.js';
+import { cameraTopicRemaps, rosCommand } from '../../../src/cli/start.js';
 import { ConfigError } from '../../../src/errors.js';
 import { createRosDouble } from './double.js';
 import { FakePipeline } from './support.js';
@@ -268,5 +268,19 @@ describe('--camera-topics (launch argument camera_topics)', () => {
       expect((error as ConfigError).field).toBe('--camera-topics');
       expect((error as ConfigError).message).toContain('Expected CAMERA=TOPIC items');
     }
+  });
+});
+
+describe('vla-node ros with a flow package', () => {
+  const io = { json: true, progress: () => undefined, result: () => undefined };
+  it('refuses the live view before loading ROS 2 or the model', async () => {
+    await expect(
+      rosCommand.run({ model: 'models/tiny-vla-flow', foxglove: '0' }, io, []),
+    ).rejects.toMatchObject({ name: 'ConfigError', field: 'foxglove.enabled' });
+  });
+  it('refuses a malformed --camera-topics before loading ROS 2', async () => {
+    await expect(
+      rosCommand.run({ model: 'models/tiny-vla-flow', 'camera-topics': 'wrist' }, io, []),
+    ).rejects.toMatchObject({ name: 'ConfigError', field: '--camera-topics' });
   });
 });
