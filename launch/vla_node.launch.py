@@ -26,6 +26,12 @@ ARGUMENTS = [
         'vla-node parameter file (the schema is schema/vla_node.schema.json)',
     ),
     ('image_topic', '/camera/image_raw', 'Camera topic the model sees (remapped to ~/in/image)'),
+    (
+        'camera_topics',
+        '',
+        'Several-camera (flow) models: comma-separated CAMERA=TOPIC pairs remapped to ~/in/CAMERA,'
+        ' e.g. table=/table_cam/image_raw,wrist=/wrist_cam/image_raw',
+    ),
     ('image_transport', 'raw', 'raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage'),
     ('instruction_topic', '/vla/instruction', 'std_msgs/String instruction (transient local)'),
     ('joint_states_topic', '/joint_states', 'sensor_msgs/JointState of the robot'),
@@ -65,6 +71,8 @@ def command_line(value):
             cmd += [flag, value[name]]
     if value['joint_names']:
         cmd += ['--joint-names', value['joint_names']]
+    if value['camera_topics']:
+        cmd += ['--camera-topics', value['camera_topics']]
     if value['auto_activate'].lower() in ('true', '1', 'yes'):
         cmd.append('--auto-activate')
     return cmd + [

@@ -1,6 +1,8 @@
 import type { VlaConfig } from '../config/index.js';
+import { ConfigError } from '../errors.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import {
+  flowNodePipeline,
   loadRos,
   RosUnavailableError,
   runRosNode,
@@ -11,12 +13,25 @@ import type { CommandIo, CommandSpec, OptionValues } from './command.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
 import { resolvePackagePath } from '../config/index.js';
 import { loadModelPackage } from '../model/manifest.js';
+import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
+import { flowPipelineFromConfig } from '../flow/from-config.js';
 import { FOXGLOVE_OPTIONS, startLiveView, withFoxgloveFlag } from './foxglove.js';
 import { formatReport, simulate } from '../sim/experiment.js';
 
-/** Loads the model package of the configuration and warms the pipeline up, logging progress. */
+/**
+ * Loads the model package of the configuration (an encoder + policy package, or a flow package
+ * through FlowPipeline) and warms the pipeline up, logging progress.
+ */
 export const createPipeline: PipelineFactory = async (config, log) => {
   log(`loading model package ${config.model.path}`);
+  const dir = resolvePackagePath(config.model.path);
+  if (await isFlowPackage(dir)) {
+    const pkg = await loadFlowPackage(dir);
+    log(
+      `flow package ${pkg.manifest.name}: cameras ${pkg.manifest.cameras.map((c) => c.name).join(' + ')}, ${pkg.manifest.denoising.steps} denoising steps, on cpu; warming up (${config.backend.warmup_runs} runs)`,
+    );
+    return flowNodePipeline(await flowPipelineFromConfig(config, pkg));
+  }
   const model = await modelFromConfig(config);
   log(
     `creating sessions (${config.backend.execution_providers.join(' → ')}) and warming up (${config.backend.warmup_runs} runs)`,
@@ -33,7 +48,14 @@ const ROS_OPTIONS = {
     type: 'string',
     help: 'comma-separated camera names, subscribed on ~/in/<name> (ros.cameras)',
   },
-  'model-camera': { type: 'string', help: 'the camera the model sees (ros.model_camera)' },
+  'model-camera': {
+    type: 'string',
+    help: 'the camera whose frames trigger inferences (ros.model_camera; a one-camera model sees only it)',
+  },
+  'camera-topics': {
+    type: 'string',
+    help: 'comma-separated CAMERA=TOPIC pairs, each remapping ~/in/CAMERA (or ~/in/CAMERA/compressed) to TOPIC, e.g. table=/table_cam/image_raw,wrist=/wrist_cam/image_raw',
+  },
   'image-transport': {
     type: 'string',
     help: 'raw: sensor_msgs/Image on ~/in/<name>; compressed: sensor_msgs/CompressedImage on ~/in/<name>/compressed (ros.image_transport)',
@@ -79,6 +101,43 @@ function rosFlagOverrides(values: OptionValues, autoActivate: boolean): string[]
     sets.push(`model.precision=${values.precision}`);
   }
   return sets;
+}
+
+/**
+ * `--camera-topics table=/a,wrist=/b` as rcl remappings of the cameras' private topics (a
+ * `--ros-args` section of its own, which rcl merges with the others); empty: none.
+ *
+ * @throws {ConfigError} naming `--camera-topics` for an item that is not CAMERA=TOPIC.
+ */
+export function cameraTopicRemaps(value: unknown, transport: string): string[] {
+  if (typeof value !== 'string' || value.trim() === '') return [];
+  const args: string[] = [];
+  for (const item of value.split(',')) {
+    const match = /^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(\S+)\s*$/.exec(item);
+    if (match === null) {
+      throw new ConfigError(
+        `Expected CAMERA=TOPIC items (a camera name, then the topic it reads) for --camera-topics but received "${item}"`,
+        { field: '--camera-topics' },
+      );
+    }
+    const suffix = transport === 'compressed' ? '/compressed' : '';
+    args.push('-r', `~/in/${match[1] ?? ''}${suffix}:=${match[2] ?? ''}`);
+  }
+  return ['--ros-args', ...args, '--'];
+}
+
+/**
+ * The live view shows one camera: refused with a flow package, before ROS 2 is loaded.
+ *
+ * @throws {ConfigError} naming `foxglove.enabled`.
+ */
+async function refuseFlowLiveView(config: Readonly<VlaConfig>): Promise<void> {
+  if (config.foxglove.enabled && (await isFlowPackage(resolvePackagePath(config.model.path)))) {
+    throw new ConfigError(
+      'Expected foxglove.enabled false with a flow package: the live view shows one camera, and running flow packages with it is not supported yet',
+      { field: 'foxglove.enabled' },
+    );
+  }
 }
 
 /** Parameters with the ROS flags applied. */
@@ -136,6 +195,8 @@ export const rosCommand: CommandSpec = {
   options: { ...ROS_OPTIONS, ...FOXGLOVE_OPTIONS, ...CONFIG_OPTIONS },
   async run(values, io, positionals) {
     const config = await rosConfig(values, false);
+    const remaps = cameraTopicRemaps(values['camera-topics'], config.ros.image_transport);
+    await refuseFlowLiveView(config);
     let ros: RosApi;
     try {
       ros = await loadRos();
@@ -146,7 +207,7 @@ export const rosCommand: CommandSpec = {
       }
       throw error;
     }
-    return runNode(ros, config, io, positionals);
+    return runNode(ros, config, io, [...positionals, ...remaps]);
   },
 };
 
@@ -169,6 +230,7 @@ export const startCommand: CommandSpec = {
     }
     if (ros !== undefined) {
       const config = await rosConfig(values, true);
+      await refuseFlowLiveView(config);
       io.progress('ROS 2 and rclnodejs loaded: running the vla_node ROS 2 node (auto-activated)');
       return runNode(ros, config, io, []);
     }

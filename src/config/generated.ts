@@ -236,13 +236,13 @@ export interface SimParameters {
  */
 export interface RosParameters {
   /**
-   * Camera names; each is subscribed on ~/in/<name> (raw) or ~/in/<name>/compressed.
+   * Camera names; each is subscribed on ~/in/<name> (raw) or ~/in/<name>/compressed. With a several-camera (flow) model, a list naming none of its cameras (the default [image]) means the model's camera names, and one naming some must name them all.
    *
    * @minItems 1
    */
   cameras: string[];
   /**
-   * The camera the model sees; empty = the first of ros.cameras.
+   * The camera the model sees (a one-camera model), or whose frames trigger the inferences (a several-camera model, which sees all of its cameras); empty = the first of ros.cameras (of the model's cameras).
    */
   model_camera: string;
   /**

@@ -7,6 +7,7 @@
 import type { VlaConfig } from '../../config/index.js';
 import type { Frame } from '../../ingest/index.js';
 import type { ActionChunk, Observation } from '../../pipeline/pipeline.js';
+import type { CameraFrame } from '../../pipeline/types.js';
 import type { RunObserver } from '../../pipeline/observer.js';
 import { keptOverlay } from '../../pruning/overlay.js';
 import { ControlLoop, executorSettings } from '../../runtime/control-loop.js';
@@ -28,11 +29,16 @@ import type { NodePipeline } from './node.js';
 export interface SlotFrame {
   readonly frame: Frame;
   readonly header: RosHeader;
+  /** Every camera's frame of the inference, in the model's camera order (a model that sees several). */
+  readonly cameras?: readonly CameraFrame[];
 }
 
 /** What the control loop reads from the node's inputs. */
 export interface ControlInputs {
-  /** The latest frame of the model camera, if one is fresh enough (taken out of the slot). */
+  /**
+   * The latest frame of the model camera (the trigger camera of a several-camera model, with the
+   * other cameras' latest frames), if each is fresh enough (taken out of the slot).
+   */
   takeFrame(): SlotFrame | undefined;
   instruction(): string | undefined;
   /** The joint state in the manifest's order. */
@@ -174,6 +180,7 @@ export class RosControl {
     const camera = this.#inputs.camera();
     const observation: Observation = {
       frame: input.frame,
+      ...(input.cameras === undefined ? {} : { cameras: input.cameras }),
       instruction: this.#inputs.instruction() ?? '',
       state: Float64Array.from(this.#inputs.state()),
       stamp: msFromTime(input.header.stamp),

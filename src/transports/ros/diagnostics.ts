@@ -3,6 +3,7 @@
  * loading, holding, waiting for input, running, deadline misses, failures), and its key values.
  */
 import type { LatencySummary } from '../../runtime/latency.js';
+import type { CameraCounts, CameraHold } from './cameras.js';
 import { INPUT_PROBLEMS, type InputProblemKind } from './input.js';
 import {
   DIAGNOSTIC_LEVEL,
@@ -51,6 +52,12 @@ export interface NodeCondition {
   readonly haveJointStates: boolean;
   readonly processingWarnMs: number;
   readonly errorConsecutiveMisses: number;
+  /** Per subscribed camera, its counters (absent before the first configure). */
+  readonly cameras?: ReadonlyMap<string, Readonly<CameraCounts>>;
+  /** The camera whose frames trigger inferences. */
+  readonly triggerCamera?: string;
+  /** Why the last inference wanted was held (a camera of a several-camera model without a usable frame). */
+  readonly hold?: CameraHold | undefined;
 }
 
 /** The level and message of the node's status. */
@@ -61,10 +68,12 @@ export function assess(c: NodeCondition): { level: DiagnosticLevel; text: string
   if (!c.ready) return { level: DIAGNOSTIC_LEVEL.warn, text: 'loading and warming up the model' };
   if (!c.active) return { level: DIAGNOSTIC_LEVEL.ok, text: 'inactive (holding)' };
   const s = c.stats;
+  // Why no chunk comes, when a camera holds the inferences: the operator sees which one.
+  const holding = c.hold === undefined ? '' : `; holding inference: ${c.hold.reason}`;
   if (s.consecutiveMisses >= c.errorConsecutiveMisses)
     return {
       level: DIAGNOSTIC_LEVEL.error,
-      text: `safe hold: ${s.consecutiveMisses} consecutive deadline misses (no chunk covers the control steps)`,
+      text: `safe hold: ${s.consecutiveMisses} consecutive deadline misses (no chunk covers the control steps${holding})`,
     };
   if (c.lastError !== undefined)
     return { level: DIAGNOSTIC_LEVEL.error, text: `inference failed: ${c.lastError}` };
@@ -74,6 +83,8 @@ export function assess(c: NodeCondition): { level: DiagnosticLevel; text: string
       ...(c.haveJointStates ? [] : ['joint states']),
       ...(s.framesReceived === 0 ? ['camera frames'] : []),
     ];
+    if (waiting.length === 0 && c.hold !== undefined)
+      return { level: DIAGNOSTIC_LEVEL.warn, text: `holding inference: ${c.hold.reason}` };
     return {
       level: DIAGNOSTIC_LEVEL.warn,
       text:
@@ -83,8 +94,10 @@ export function assess(c: NodeCondition): { level: DiagnosticLevel; text: string
   if (s.consecutiveMisses > 0)
     return {
       level: DIAGNOSTIC_LEVEL.warn,
-      text: `${s.consecutiveMisses} deadline misses in a row`,
+      text: `${s.consecutiveMisses} deadline misses in a row${holding === '' ? '' : ` (${holding.slice(2)})`}`,
     };
+  if (c.hold !== undefined)
+    return { level: DIAGNOSTIC_LEVEL.warn, text: `holding inference: ${c.hold.reason}` };
   if (s.lastProcessingMs > c.processingWarnMs)
     return {
       level: DIAGNOSTIC_LEVEL.warn,
@@ -117,6 +130,7 @@ export function nodeDiagnostics(c: NodeCondition): RosDiagnosticArray {
     { key: 'chunks rejected', value: String(s.chunksRejected) },
     { key: 'inference errors', value: String(s.inferenceErrors) },
     ...INPUT_PROBLEMS.map((kind) => ({ key: `dropped ${kind}`, value: String(c.dropped(kind)) })),
+    ...cameraValues(c),
   ];
   return {
     // ROS time, so that with use_sim_time the status is stamped on the /clock timeline.
@@ -132,6 +146,27 @@ export function nodeDiagnostics(c: NodeCondition): RosDiagnosticArray {
       },
     ],
   };
+}
+
+/** One key per camera and counter, so a monitor can follow each camera on its own. */
+function cameraValues(c: NodeCondition): RosKeyValue[] {
+  if (c.cameras === undefined) return [];
+  const names = [...c.cameras.keys()];
+  const values: RosKeyValue[] = [
+    {
+      key: 'cameras',
+      value: names.map((n) => (n === c.triggerCamera ? `${n} (trigger)` : n)).join(', '),
+    },
+  ];
+  for (const [name, n] of c.cameras) {
+    values.push(
+      { key: `camera ${name} frames received`, value: String(n.received) },
+      { key: `camera ${name} frames dropped (bad)`, value: String(n.bad) },
+      { key: `camera ${name} inferences held (no frame)`, value: String(n.heldMissing) },
+      { key: `camera ${name} inferences held (stale)`, value: String(n.heldStale) },
+    );
+  }
+  return values;
 }
 
 function rosTimeOf(ns: bigint): { sec: number; nanosec: number } {

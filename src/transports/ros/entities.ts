@@ -18,6 +18,7 @@ import {
   type RosJointState,
   type RosString,
 } from './messages.js';
+import type { CameraPlan } from './cameras.js';
 import type { RosNodeOptions } from './options.js';
 
 /** The node's publishers. */
@@ -30,18 +31,13 @@ export interface NodePublishers {
   readonly prunedImage: RosPublisher | undefined;
 }
 
-/** What the node does with what arrives; `feeds` is true for the camera the model sees. */
+/** What the node does with what arrives; `feeds` is true for a camera the model sees. */
 export interface EntityHandlers {
   image(camera: string, feeds: boolean, message: RosImage): void;
   compressed(camera: string, feeds: boolean, message: RosCompressedImage): void;
   instruction(message: RosString): void;
   jointState(message: RosJointState): void;
   diagnosticsPeriod(): void;
-}
-
-/** The camera whose frames the model sees: `ros.model_camera`, or the first camera. */
-export function modelCamera(o: RosNodeOptions): string {
-  return o.modelCamera === '' ? (o.cameras[0] ?? 'image') : o.modelCamera;
 }
 
 /** Reliable, keep last `depth`, transient local or volatile. */
@@ -76,7 +72,13 @@ export class NodeEntities {
   readonly #subscriptions: RosSubscription[] = [];
   readonly #diagnosticsTimer: RosTimer;
 
-  constructor(ros: RosApi, node: RosLifecycleNode, o: RosNodeOptions, on: EntityHandlers) {
+  constructor(
+    ros: RosApi,
+    node: RosLifecycleNode,
+    o: RosNodeOptions,
+    cameras: CameraPlan,
+    on: EntityHandlers,
+  ) {
     this.#node = node;
     // rclnodejs fills in the options object it is given and writes QoS overrides into its QoS
     // object, so every entity gets options and a QoS of its own. History, depth and reliability
@@ -106,13 +108,12 @@ export class NodeEntities {
         ? pub(MESSAGE_TYPES.image, '~/debug/pruned_image', () => reliableQos(ros, 1, false))
         : undefined,
     };
-    const model = modelCamera(o);
     const imageQos = (): rcl.Options =>
       overridable(() =>
         o.qos.image === 'sensor_data' ? sensorDataQos(ros) : reliableQos(ros, 1, false),
       );
-    for (const camera of o.cameras) {
-      const feeds = camera === model;
+    for (const camera of cameras.subscribed) {
+      const feeds = cameras.inputs.includes(camera);
       this.#subscriptions.push(
         o.imageTransport === 'compressed'
           ? node.createSubscription(

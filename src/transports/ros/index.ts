@@ -1,4 +1,6 @@
 export * from './api.js';
+export * from './flow.js';
+export * from './cameras.js';
 export * from './input.js';
 export * from './load.js';
 export * from './messages.js';

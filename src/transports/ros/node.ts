@@ -27,12 +27,20 @@ import { LatestFrameSlot } from '../../runtime/budget.js';
 import type { LatencySummary } from '../../runtime/latency.js';
 import type { ActionLimits } from '../../runtime/safety.js';
 import { CALLBACK_RETURN, type RosApi, type RosLifecycleNode } from './api.js';
+import {
+  CameraFrames,
+  cameraPlan,
+  packageCameraNames,
+  type CameraCounts,
+  type CameraPlan,
+} from './cameras.js';
 import { RosControl, type SlotFrame } from './control.js';
 import { nodeDiagnostics, type RosNodeStats } from './diagnostics.js';
 import { NodeEntities } from './entities.js';
 import {
   compressedProblem,
   imageProblem,
+  type InputProblem,
   InputProblemLog,
   instructionProblem,
   jointStateProblem,
@@ -67,6 +75,8 @@ export interface NodePipeline {
     >;
   };
   readonly provider: string;
+  /** The cameras the model sees, when it sees several (a flow package); one camera when absent. */
+  readonly cameras?: readonly { readonly name: string }[];
   readonly actionLimits: ActionLimits;
   readonly lastSelection: VlaPipeline['lastSelection'];
   readonly latency: { readonly total: { summary(): LatencySummary } };
@@ -93,6 +103,11 @@ export interface VlaRosNodeOptions {
   readonly clock?: () => number;
   /** Told each frame inferred on, each chunk accepted and each action of the control loop (a live view). */
   readonly observer?: RunObserver;
+  /**
+   * The camera names of the configured package when it sees several, read at configure (before
+   * the model loads) to subscribe their topics; {@link packageCameraNames} by default.
+   */
+  readonly packageCameras?: (config: Readonly<VlaConfig>) => readonly string[] | undefined;
 }
 
 /** The managed vla-node ROS 2 node. */
@@ -105,6 +120,9 @@ export class VlaRosNode {
   #releasing: Promise<void> = Promise.resolve();
   readonly #ros: RosApi;
   readonly #createPipeline: PipelineFactory;
+  readonly #packageCameras: (config: Readonly<VlaConfig>) => readonly string[] | undefined;
+  /** The cameras of the current configure: topics, trigger camera, the others' latest frames. */
+  #cameras: CameraFrames | undefined;
   readonly #clock: () => number;
   readonly #control: RosControl;
   #config: Readonly<VlaConfig>;
@@ -140,6 +158,7 @@ export class VlaRosNode {
   constructor(o: VlaRosNodeOptions) {
     this.#ros = o.ros;
     this.#createPipeline = o.createPipeline;
+    this.#packageCameras = o.packageCameras ?? packageCameraNames;
     this.#clock = o.clock ?? Date.now;
     this.#fixedOptions = o.options ?? {};
     this.node = new o.ros.lifecycle.LifecycleNode(
@@ -152,14 +171,11 @@ export class VlaRosNode {
     this.#control = new RosControl(
       this.node,
       {
-        takeFrame: () => this.#slot.take(this.#clock())?.value,
+        takeFrame: () => this.#takeFrame(),
         instruction: () => this.#instruction,
         state: () => this.#state,
         stateComplete: () => this.#stateMissing === 0,
-        camera: () => {
-          const opts = this.options;
-          return (opts.modelCamera === '' ? opts.cameras[0] : opts.modelCamera) ?? 'camera';
-        },
+        camera: () => this.#cameras?.plan.trigger ?? 'camera',
       },
       () => this.#log(),
       o.observer,
@@ -245,6 +261,17 @@ export class VlaRosNode {
       consecutiveMisses: loop?.consecutiveMisses ?? 0,
       safeHoldSteps: loop?.safeHoldSteps ?? 0,
     };
+  }
+  /**
+   * Per subscribed camera (of the last configure): messages received, bad ones dropped, and
+   * inferences held for want of a fresh frame from it.
+   */
+  get cameraCounts(): ReadonlyMap<string, Readonly<CameraCounts>> {
+    return this.#cameras?.counts ?? new Map();
+  }
+  /** The cameras of the last configure: subscribed, trigger, and those the model sees. */
+  get cameraPlan(): CameraPlan | undefined {
+    return this.#cameras?.plan;
   }
   /** True while the executor holds the robot because no chunk covers the current step. */
   get inSafeHold(): boolean {
@@ -373,25 +400,25 @@ export class VlaRosNode {
 
   #createEntities(config: Readonly<VlaConfig>): void {
     const o = this.options;
+    const plan = cameraPlan(o, this.#packageCameras(config));
     this.#entityOptions = o;
-    this.#entities = new NodeEntities(this.#ros, this.node, o, {
+    this.#cameras = new CameraFrames(plan, config.runtime.max_frame_age_ms);
+    this.#entities = new NodeEntities(this.#ros, this.node, o, plan, {
       image: (camera, feeds, m: RosImage) => {
         const problem = imageProblem(m);
         if (problem !== undefined) {
-          this.#framesReceived++;
-          this.#inputProblems.drop(problem, `frame on ~/in/${camera}`);
+          this.#onBadFrame(camera, problem, `frame on ~/in/${camera}`);
           return;
         }
-        this.#onFrame(feeds, () => frameFromImage(m), m.header);
+        this.#onFrame(camera, feeds, () => frameFromImage(m), m.header);
       },
       compressed: (camera, feeds, m: RosCompressedImage) => {
         const problem = compressedProblem(m);
         if (problem !== undefined) {
-          this.#framesReceived++;
-          this.#inputProblems.drop(problem, `frame on ~/in/${camera}/compressed`);
+          this.#onBadFrame(camera, problem, `frame on ~/in/${camera}/compressed`);
           return;
         }
-        this.#onFrame(feeds, () => frameFromCompressed(m), m.header);
+        this.#onFrame(camera, feeds, () => frameFromCompressed(m), m.header);
       },
       instruction: (m: RosString) => {
         const problem = instructionProblem(m.data);
@@ -413,6 +440,14 @@ export class VlaRosNode {
   }
 
   #prepareModel(pipeline: NodePipeline): void {
+    // The topics were made from the manifest read at configure: the loaded model must agree.
+    const seen = pipeline.cameras?.map((c) => c.name) ?? [];
+    const inputs = this.#cameras?.plan.inputs ?? [];
+    if (seen.length > 0 && seen.join('\n') !== inputs.join('\n')) {
+      throw new Error(
+        `Expected the model's cameras to be the ones subscribed at configure (${inputs.join(', ')}) but received ${seen.join(', ')}; configure again`,
+      );
+    }
     const names = pipeline.model.manifest.state.names;
     this.#jointIndex = new Map(names.map((name, i) => [name, i]));
     this.#state = new Float64Array(names.length);
@@ -436,9 +471,40 @@ export class VlaRosNode {
     return r > 0 ? r : (this.#pipeline?.model.manifest.control_rate_hz ?? 10);
   }
 
-  #onFrame(feeds: boolean, frame: () => SlotFrame['frame'], header: RosHeader): void {
+  #onFrame(
+    camera: string,
+    feeds: boolean,
+    frame: () => SlotFrame['frame'],
+    header: RosHeader,
+  ): void {
     this.#framesReceived++;
-    if (feeds && this.#configured) this.#slot.put({ frame: frame(), header }, this.#clock());
+    const cameras = this.#cameras;
+    cameras?.received(camera, false);
+    if (!feeds || !this.#configured || cameras === undefined) return;
+    if (cameras.keeps(camera)) cameras.put(camera, { frame: frame(), header }, this.#clock());
+    else this.#slot.put({ frame: frame(), header }, this.#clock());
+  }
+
+  #onBadFrame(camera: string, problem: InputProblem, what: string): void {
+    this.#framesReceived++;
+    this.#cameras?.received(camera, true);
+    this.#inputProblems.drop(problem, what);
+  }
+
+  /**
+   * The trigger camera's waiting frame, if fresh, with every other camera's latest frame; when
+   * another camera has none fresh enough, the frame is dropped and the hold counted (an inference
+   * never mixes in a stale frame).
+   */
+  #takeFrame(): SlotFrame | undefined {
+    const now = this.#clock();
+    const taken = this.#slot.take(now)?.value;
+    const cameras = this.#cameras;
+    if (taken === undefined || cameras === undefined || cameras.plan.inputs.length < 2) {
+      return taken;
+    }
+    if (!cameras.ready(now)) return undefined;
+    return { ...taken, cameras: cameras.frames(taken) };
   }
 
   #onJointState(m: RosJointState): void {
@@ -502,6 +568,13 @@ export class VlaRosNode {
       haveJointStates: this.#stateMissing === 0,
       processingWarnMs: this.#processingWarnMs(),
       errorConsecutiveMisses: d.errorConsecutiveMisses,
+      ...(this.#cameras === undefined
+        ? {}
+        : {
+            cameras: this.#cameras.counts,
+            triggerCamera: this.#cameras.plan.trigger,
+            hold: this.#cameras.hold,
+          }),
     });
   }
 

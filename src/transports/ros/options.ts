@@ -12,9 +12,12 @@ import {
  */
 
 export interface RosNodeOptions {
-  /** Camera names: each is subscribed on `~/in/<name>` (raw) or `~/in/<name>/compressed`. */
+  /**
+   * Camera names: each is subscribed on `~/in/<name>` (raw) or `~/in/<name>/compressed`; for a
+   * several-camera model see `cameraPlan` in cameras.ts (a list naming none of its cameras means them).
+   */
   readonly cameras: readonly string[];
-  /** The camera the model sees; '' = the first of `cameras`. */
+  /** The camera the model sees, or a several-camera model's trigger camera; '' = the first. */
   readonly modelCamera: string;
   readonly imageTransport: ImageTransport;
   /** Joint names of the published trajectory, one per action dimension; empty = the manifest's action names. */

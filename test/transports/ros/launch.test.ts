@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { configKeys, loadConfig } from '../../../src/config/index.js';
 import { VlaRosNode } from '../../../src/transports/ros/node.js';
+import { cameraTopicRemaps, rosCommand } from '../../../src/cli/start.js';
+import { ConfigError } from '../../../src/errors.js';
 import { createRosDouble } from './double.js';
 import { FakePipeline } from './support.js';
 
@@ -34,6 +36,7 @@ const LAUNCH_ONLY = new Set([
   'namespace',
   'params_file',
   'image_topic',
+  'camera_topics',
   'instruction_topic',
   'joint_states_topic',
   'action_topic',
@@ -181,7 +184,8 @@ spec = importlib.util.spec_from_file_location('l', sys.argv[1])
 m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
 value = {name: default for name, default, _ in m.ARGUMENTS}
 every = dict(value, model='models/tiny-vla', precision='fp32', joint_names='x,y',
-             auto_activate='true', image_transport='compressed')
+             auto_activate='true', image_transport='compressed',
+             camera_topics='table=/table_cam/image_raw,wrist=/wrist_cam/image_raw')
 print(json.dumps([m.command_line(value), m.command_line(every)]))`;
       const [defaults, every] = JSON.parse(
         execFileSync(PYTHON, ['-c', script, PY]).toString(),
@@ -195,6 +199,11 @@ print(json.dumps([m.command_line(value), m.command_line(every)]))`;
       }
       expect(every).toContain('--auto-activate');
       expect(every).toContain('~/in/image/compressed:=/camera/image_raw');
+      const flag = (every ?? []).indexOf('--camera-topics');
+      expect((every ?? []).slice(flag, flag + 2)).toEqual([
+        '--camera-topics',
+        'table=/table_cam/image_raw,wrist=/wrist_cam/image_raw',
+      ]);
     },
   );
 
@@ -214,9 +223,64 @@ print(json.dumps([m.command_line(value), m.command_line(every)]))`;
       expect(argv).toContain('--ros-args');
       expect(argv).toContain('__node:=vla_node');
       expect(argv).toContain('~/in/image:=/camera/image_raw');
+      // an empty camera_topics is one empty argv item after the flag, which the node ignores
+      expect(
+        argv.slice(argv.indexOf('--camera-topics'), argv.indexOf('--camera-topics') + 2),
+      ).toEqual(['--camera-topics', '']);
       const run = spawnSync('bash', argv, { env: unsourced(), cwd: root });
       expect(run.stderr.toString()).toContain('ROS 2 is not sourced');
       expect(run.status).toBe(1);
     }
+  });
+});
+
+describe('--camera-topics (launch argument camera_topics)', () => {
+  it("remaps each camera's private topic, raw or compressed, in a --ros-args section of its own", () => {
+    expect(
+      cameraTopicRemaps('table=/table_cam/image_raw, wrist=/wrist_cam/image_raw', 'raw'),
+    ).toEqual([
+      '--ros-args',
+      '-r',
+      '~/in/table:=/table_cam/image_raw',
+      '-r',
+      '~/in/wrist:=/wrist_cam/image_raw',
+      '--',
+    ]);
+    expect(cameraTopicRemaps('wrist=/w/image_raw/compressed', 'compressed')).toEqual([
+      '--ros-args',
+      '-r',
+      '~/in/wrist/compressed:=/w/image_raw/compressed',
+      '--',
+    ]);
+    expect(cameraTopicRemaps('', 'raw')).toEqual([]);
+    expect(cameraTopicRemaps(undefined, 'raw')).toEqual([]);
+  });
+
+  it('refuses an item that is not CAMERA=TOPIC, naming the flag', () => {
+    for (const bad of ['table', 'table=', '=/t', 'table=/a b']) {
+      let error: unknown;
+      try {
+        cameraTopicRemaps(bad, 'raw');
+      } catch (e) {
+        error = e;
+      }
+      expect(error, bad).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).field).toBe('--camera-topics');
+      expect((error as ConfigError).message).toContain('Expected CAMERA=TOPIC items');
+    }
+  });
+});
+
+describe('vla-node ros with a flow package', () => {
+  const io = { json: true, progress: () => undefined, result: () => undefined };
+  it('refuses the live view before loading ROS 2 or the model', async () => {
+    await expect(
+      rosCommand.run({ model: 'models/tiny-vla-flow', foxglove: '0' }, io, []),
+    ).rejects.toMatchObject({ name: 'ConfigError', field: 'foxglove.enabled' });
+  });
+  it('refuses a malformed --camera-topics before loading ROS 2', async () => {
+    await expect(
+      rosCommand.run({ model: 'models/tiny-vla-flow', 'camera-topics': 'wrist' }, io, []),
+    ).rejects.toMatchObject({ name: 'ConfigError', field: '--camera-topics' });
   });
 });
