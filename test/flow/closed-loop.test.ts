@@ -39,5 +39,8 @@ describe('tiny-vla-flow in closed loop', () => {
     // (the language picks the goal: a policy ignoring it would go anywhere).
     expect(mean(final)).toBeLessThan(0.6 * mean(start));
     expect(final.filter((d, i) => d < (start[i] as number)).length).toBeGreaterThanOrEqual(5);
+    // The shipped model succeeds in 100 of 100 episodes (seed 1, models/tiny-vla-flow/README.md);
+    // one miss in 8 is left for another CPU's float rounding.
+    expect(summary.successes).toBeGreaterThanOrEqual(7);
   });
 });
