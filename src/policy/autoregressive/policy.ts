@@ -198,12 +198,23 @@ export class ArPolicy {
   }
 
   /** Normalised motion from `state` -> absolute actions clamped to the manifest's limits. */
-  toActions(chunk: Float32Array, state: Float32Array): Float32Array {
-    const { actionDim, range, actionMin, actionMax } = this.pkg;
+  toActions(chunk: Float32Array, state: ArrayLike<number>): Float32Array {
+    const { actionDim, actionMin, actionMax } = this.pkg;
+    return this.toAbsolute(chunk, state).map((a, i) => {
+      const j = i % actionDim;
+      return Math.min(actionMax[j] as number, Math.max(actionMin[j] as number, a));
+    });
+  }
+
+  /**
+   * Normalised motion from `state` -> absolute actions, not clamped (for a caller whose own safety
+   * clamp counts what it changes, as the pipeline's does).
+   */
+  toAbsolute(chunk: Float32Array, state: ArrayLike<number>): Float32Array {
+    const { actionDim, range } = this.pkg;
     return Float32Array.from(chunk, (v, i) => {
       const j = i % actionDim;
-      const a = (state[j] as number) + v * (range[j] as number);
-      return Math.min(actionMax[j] as number, Math.max(actionMin[j] as number, a));
+      return (state[j] as number) + v * (range[j] as number);
     });
   }
 
