@@ -64,6 +64,8 @@ export interface ArPipelineOptions {
 /** What decoding cost so far, summed over chunks (the serve and sim reports show it). */
 export interface ArDecodeTotals {
   chunks: number;
+  /** Visual tokens the prefill saw. */
+  keptTokens: number;
   tokens: number;
   decoderCalls: number;
   guessesFed: number;
@@ -112,6 +114,7 @@ export class ArPipeline {
   readonly maxBatch = 1;
   readonly decodeTotals: ArDecodeTotals = {
     chunks: 0,
+    keptTokens: 0,
     tokens: 0,
     decoderCalls: 0,
     guessesFed: 0,
@@ -266,6 +269,7 @@ export class ArPipeline {
     const t3 = performance.now();
     const totals = this.decodeTotals;
     totals.chunks++;
+    totals.keptTokens += result.keptTokens;
     totals.tokens += result.tokens.length;
     totals.decoderCalls += result.decoderCalls;
     totals.guessesFed += result.guessesFed;
