@@ -48,7 +48,7 @@ function capture(): { io: CommandIo; results: object[] } {
   const results: object[] = [];
   return {
     results,
-    io: { json: true, progress: () => undefined, result: (v) => results.push(v as object) },
+    io: { json: true, progress: () => undefined, result: (v) => results.push(v) },
   };
 }
 
