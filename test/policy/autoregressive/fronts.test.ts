@@ -129,6 +129,35 @@ describe('vla-node sim with an autoregressive package', () => {
     expect(speculative.by_task).toEqual(greedy.by_task);
   }, 240_000);
 
+  it('start runs the simulation demo with it when ROS 2 is not sourced', async () => {
+    const env = { ...process.env };
+    delete env.ROS_DISTRO;
+    delete env.AMENT_PREFIX_PATH;
+    const { stdout, stderr } = await run(
+      process.execPath,
+      [
+        CLI,
+        'start',
+        '--episodes',
+        '1',
+        '--json',
+        ...THREADS,
+        '--set',
+        `model.path=${JSON.stringify(pkg)}`,
+        '--set',
+        'sim.max_steps=12',
+        '--set',
+        'runtime.decoding=jacobi',
+      ],
+      { env, timeout: 120_000 },
+    );
+    expect(stderr).toMatch(/ROS 2 is not sourced/);
+    const report = JSON.parse(stdout) as Record<string, unknown>;
+    expect(report.episodes).toBe(1);
+    expect(report.model).toBe('ar-fixture');
+    expect(report.autoregressive).toMatchObject({ decoding: 'jacobi', tokens_per_chunk: 16 });
+  }, 120_000);
+
   it('refuses an unknown decoding naming the parameter', async () => {
     const error = await run(
       process.execPath,
