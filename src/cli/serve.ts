@@ -214,9 +214,9 @@ async function servedPipeline(config: Readonly<VlaConfig>, io: CommandIo): Promi
     io.progress(
       `loading the autoregressive package ${dir} (${config.model.precision}, decoding ${config.runtime.decoding}) on cpu and warming up...`,
     );
-    // One request at a time (maxBatch 1): the decoder graph could take several sequences padded
-    // together, but requests do not join a running decode yet.
-    const ar = await arPipelineFromConfig(config, dir);
+    // Up to serve.max_batch ready requests are decoded together (their sequences padded into one
+    // decoder call per step); a request does not join a batch already decoding yet.
+    const ar = await arPipelineFromConfig(config, dir, { maxBatch: config.serve.max_batch });
     return {
       pipeline: ar,
       provider: 'cpu',

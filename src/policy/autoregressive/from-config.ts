@@ -12,12 +12,17 @@ import { ArPipeline } from './pipeline.js';
 /**
  * The pipeline of the autoregressive package in `dir` with the parameters' precision, pruning
  * (before the prefill) and latency budget, safety limits, ingest limits, intra-op threads, warm-up
- * runs and decoding strategy, on the CPU provider (the family's graphs run there).
+ * runs and decoding strategy, on the CPU provider (the family's graphs run there); `maxBatch`
+ * observations decoded together at most by `inferBatch` (the bridge passes `serve.max_batch`).
  *
  * @throws {ConfigError} for limits that do not fit the package.
  * @throws {ModelError} for a package that does not load.
  */
-export async function arPipelineFromConfig(config: VlaConfig, dir: string): Promise<ArPipeline> {
+export async function arPipelineFromConfig(
+  config: VlaConfig,
+  dir: string,
+  options: { readonly maxBatch?: number } = {},
+): Promise<ArPipeline> {
   const o = pipelineOptions(config, () => undefined);
   return ArPipeline.create(dir, {
     precision: o.precision,
@@ -28,5 +33,6 @@ export async function arPipelineFromConfig(config: VlaConfig, dir: string): Prom
     intraOpThreads: config.backend.intra_op_threads,
     executeSteps: config.runtime.execute_steps,
     warmupRuns: o.warmupRuns,
+    ...(options.maxBatch === undefined ? {} : { maxBatch: options.maxBatch }),
   });
 }

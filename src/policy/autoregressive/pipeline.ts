@@ -19,7 +19,7 @@ import type { FlowCamera } from '../../model/flow-manifest.js';
 import type { ArManifest } from '../../model/ar-manifest.js';
 import type { Precision } from '../../model/manifest.js';
 import { checkObservation } from '../../pipeline/observation.js';
-import type { ActionChunk, Observation } from '../../pipeline/types.js';
+import { PreparedObservation, type ActionChunk, type Observation } from '../../pipeline/types.js';
 import { tokenBudget } from '../../pruning/pruner.js';
 import { LatencyBook, type StageTimings } from '../../runtime/latency.js';
 import {
@@ -28,7 +28,7 @@ import {
   type ActionLimits,
   type LimitsRequest,
 } from '../../runtime/safety.js';
-import { ArPolicy } from './policy.js';
+import { ArPolicy, type ArAction, type ArObservation } from './policy.js';
 import { PrunedArPolicy, type ArPruningOptions } from './pruned.js';
 
 /** The decoding strategies (`runtime.decoding`); every one gives greedy's tokens. */
@@ -59,6 +59,11 @@ export interface ArPipelineOptions {
   readonly executeSteps?: number;
   /** Inferences on a synthetic observation before the pipeline is handed out (default 0). */
   readonly warmupRuns?: number;
+  /**
+   * Most observations {@link ArPipeline.inferBatch} decodes together (the bridge's `max_batch`;
+   * default 1: one at a time).
+   */
+  readonly maxBatch?: number;
 }
 
 /** What decoding cost so far, summed over chunks (the serve and sim reports show it). */
@@ -90,8 +95,9 @@ const MAX_STREAMS = 256;
  * observations carry one, else `executeSteps`. The draft changes only how many decoder calls a
  * chunk takes, never its tokens.
  *
- * One observation runs at a time (calls may overlap; they queue), and there is no batching across
- * callers: {@link maxBatch} is 1.
+ * One call runs at a time (calls may overlap; they queue). {@link inferBatch} decodes up to
+ * {@link maxBatch} observations together, greedily in shared decoder calls (each chunk exactly its
+ * own greedy chunk, which every strategy gives); a request does not join a batch already decoding.
  *
  * @example
  * const pipeline = await ArPipeline.create('models/tiny-vla-ar', {
@@ -110,8 +116,8 @@ export class ArPipeline {
   readonly precision: Precision;
   readonly decoding: ArDecodingOptions;
   readonly latency = new LatencyBook();
-  /** One observation per run: autoregressive packages are served one request at a time. */
-  readonly maxBatch = 1;
+  /** Observations {@link inferBatch} takes at most (1: one at a time). */
+  readonly maxBatch: number;
   readonly decodeTotals: ArDecodeTotals = {
     chunks: 0,
     keptTokens: 0,
@@ -143,6 +149,7 @@ export class ArPipeline {
     this.cameras = pkg.manifest.cameras;
     this.precision = pkg.variant.precision;
     this.decoding = options.decoding;
+    this.maxBatch = Math.max(1, Math.floor(options.maxBatch ?? 1));
     this.#limits = limits;
     this.#maxStateDeviation = ingest.maxStateDeviation;
     this.#executeSteps =
@@ -227,35 +234,125 @@ export class ArPipeline {
     await this.policy.policy.close();
   }
 
+  /**
+   * Check an observation and decode its frame ahead of {@link inferBatch} (the bridge prepares
+   * the next batch's frames while one runs).
+   *
+   * @throws {InputError} as {@link infer}.
+   */
+  async prepare(obs: Observation): Promise<PreparedObservation> {
+    const t0 = performance.now();
+    const checked = this.#check(obs);
+    const rgb = await this.#ingest.toRgbAsync(checked.frame);
+    return new PreparedObservation(obs, rgb, checked.budget, performance.now() - t0);
+  }
+
+  /**
+   * Up to {@link maxBatch} observations decoded together, after the calls already queued; one
+   * result per observation, a bad one rejecting its own entry only.
+   */
+  inferBatch(
+    batch: readonly (Observation | PreparedObservation)[],
+  ): Promise<PromiseSettledResult<ActionChunk>[]> {
+    const run = this.#queue.then(() => this.#inferBatchNow(batch));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #inferBatchNow(
+    batch: readonly (Observation | PreparedObservation)[],
+  ): Promise<PromiseSettledResult<ActionChunk>[]> {
+    const t0 = performance.now();
+    const prepared = await Promise.allSettled(
+      batch.map((o) => (o instanceof PreparedObservation ? Promise.resolve(o) : this.prepare(o))),
+    );
+    const ready = prepared.flatMap((p, i) => (p.status === 'fulfilled' ? [{ p: p.value, i }] : []));
+    const settled: PromiseSettledResult<ActionChunk>[] = prepared.map((p) =>
+      p.status === 'rejected' ? p : { status: 'rejected', reason: new Error('not run') },
+    );
+    if (ready.length === 0) return settled;
+    const inputs = ready.map(({ p }) => this.#arObservation(p.observation, p.rgb));
+    const t1 = performance.now();
+    try {
+      const results = await this.policy.actGreedyMany(
+        ready.map(({ p }, k) => ({
+          obs: inputs[k] as ArObservation,
+          ...(p.budget === undefined ? {} : { budget: p.budget }),
+        })),
+      );
+      const t2 = performance.now();
+      ready.forEach(({ p, i }, k) => {
+        try {
+          settled[i] = {
+            status: 'fulfilled',
+            value: this.#finish(p.observation, inputs[k] as ArObservation, results[k] as ArAction, [
+              t0 - p.preprocessMs,
+              t1,
+              t2,
+            ]),
+          };
+        } catch (reason) {
+          settled[i] = { status: 'rejected', reason };
+        }
+      });
+    } catch (reason) {
+      for (const { i } of ready) settled[i] = { status: 'rejected', reason };
+    }
+    return settled;
+  }
+
   async #inferNow(obs: Observation, checked: CheckedObservation): Promise<ActionChunk> {
     const t0 = performance.now();
-    const pkg = this.policy.policy.pkg;
     const rgb = await this.#ingest.toRgbAsync(checked.frame);
-    const pixels = new Float32Array(3 * pkg.image.width * pkg.image.height);
-    this.#ingest.normalise(rgb, pixels);
-    const state = Float32Array.from(obs.state);
-    const stream = obs.stream ?? 'default';
+    const input = this.#arObservation(obs, rgb);
     const t1 = performance.now();
     const { strategy, window } = this.decoding;
-    const previous = strategy === 'speculative' ? this.#previous.get(stream) : undefined;
-    const result = await this.policy.act(
-      { pixels, rgb, instruction: obs.instruction, state, stream },
-      {
-        strategy,
-        ...(window > 0 ? { window } : {}),
-        ...(previous === undefined
-          ? {}
-          : {
-              previous: {
-                actions: previous.actions,
-                stepsExecuted: this.#stepsSince(previous.stamp, obs.stamp),
-              },
-            }),
-        ...(checked.budget === undefined ? {} : { budget: checked.budget }),
-      },
-    );
-    const t2 = performance.now();
-    if (strategy === 'speculative') {
+    const previous =
+      strategy === 'speculative' ? this.#previous.get(input.stream ?? '') : undefined;
+    const result = await this.policy.act(input, {
+      strategy,
+      ...(window > 0 ? { window } : {}),
+      ...(previous === undefined
+        ? {}
+        : {
+            previous: {
+              actions: previous.actions,
+              stepsExecuted: this.#stepsSince(previous.stamp, obs.stamp),
+            },
+          }),
+      ...(checked.budget === undefined ? {} : { budget: checked.budget }),
+    });
+    return this.#finish(obs, input, result, [t0, t1, performance.now()]);
+  }
+
+  /** The policy's view of an observation whose frame is RGB at the model's size. */
+  #arObservation(obs: Observation, rgb: Uint8Array): ArObservation {
+    const pkg = this.policy.policy.pkg;
+    const pixels = new Float32Array(3 * pkg.image.width * pkg.image.height);
+    this.#ingest.normalise(rgb, pixels);
+    return {
+      pixels,
+      rgb,
+      instruction: obs.instruction,
+      state: Float32Array.from(obs.state),
+      stream: obs.stream ?? 'default',
+    };
+  }
+
+  /**
+   * A decoded chunk made safe and recorded: kept as its stream's draft, the absolute actions
+   * through the runtime's clamp, the totals and latency counted. `times`: start, decoding start
+   * and end (performance.now()).
+   */
+  #finish(
+    obs: Observation,
+    input: ArObservation,
+    result: ArAction,
+    [t0, t1, t2]: readonly [number, number, number],
+  ): ActionChunk {
+    const pkg = this.policy.policy.pkg;
+    const stream = input.stream ?? 'default';
+    if (this.decoding.strategy === 'speculative') {
       this.#previous.delete(stream);
       if (this.#previous.size >= MAX_STREAMS) {
         const oldest = this.#previous.keys().next().value;
@@ -264,7 +361,7 @@ export class ArPipeline {
       this.#previous.set(stream, { actions: result.actions, stamp: obs.stamp });
     }
     // Not clamped by the policy: the runtime's clamp counts every value it changes.
-    const actions = this.policy.policy.toAbsolute(result.chunk, state);
+    const actions = this.policy.policy.toAbsolute(result.chunk, input.state);
     const clamped = enforceLimits(actions, pkg.actionDim, this.#limits);
     const t3 = performance.now();
     const totals = this.decodeTotals;

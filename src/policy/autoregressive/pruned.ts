@@ -102,4 +102,31 @@ export class PrunedArPolicy {
       this.#budget = tokenBudget(this.#total, this.#controller.observe(latencyMs), 0);
     return { ...action, latencyMs, tokenBudget: budget };
   }
+
+  /**
+   * Several observations decoded greedily together ({@link ArPolicy.actGreedyMany}), each pruned
+   * to the current budget or its own; the controller sees the batch's latency once.
+   */
+  async actGreedyMany(
+    batch: readonly { readonly obs: ArObservation; readonly budget?: number }[],
+  ): Promise<PrunedArAction[]> {
+    const current = this.tokenBudget;
+    const start = performance.now();
+    const actions = await this.#policy.actGreedyMany(
+      batch.map((b) => ({
+        obs: b.obs,
+        ...(this.#pruner === undefined
+          ? {}
+          : { pruner: this.#pruner, budget: b.budget ?? current }),
+      })),
+    );
+    const latencyMs = performance.now() - start;
+    if (this.#controller !== undefined && batch.some((b) => b.budget === undefined))
+      this.#budget = tokenBudget(this.#total, this.#controller.observe(latencyMs), 0);
+    return actions.map((a, i) => ({
+      ...a,
+      latencyMs,
+      tokenBudget: batch[i]?.budget ?? current,
+    }));
+  }
 }

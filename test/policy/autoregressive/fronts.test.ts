@@ -190,6 +190,9 @@ describe('vla-node serve with an autoregressive package', () => {
         ...THREADS,
         '--set',
         'runtime.decoding=speculative',
+        // Long enough for the overlapping clients' requests to fill one batch.
+        '--set',
+        'serve.max_wait_ms=150',
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -217,7 +220,7 @@ describe('vla-node serve with an autoregressive package', () => {
     return { frame, instruction: o.instruction, state: Array.from(o.state), ...extra };
   }
 
-  it('announces its one camera and serves one request at a time', async () => {
+  it('announces its one camera and decodes ready requests in batches', async () => {
     const welcome = await client.hello('ar-test');
     expect(welcome.model.name).toBe('ar-fixture');
     expect(welcome.model.cameras).toBe(1);
@@ -225,7 +228,7 @@ describe('vla-node serve with an autoregressive package', () => {
     expect(welcome.model.chunk_length).toBe(8);
     expect(welcome.model.action_dim).toBe(2);
     expect(stderr).toContain('decoding speculative');
-    expect(stderr).toContain('serving one request at a time');
+    expect(stderr).toContain('batches of up to 4');
   });
 
   it("answers with a chunk of finite values within the limits, greedy's chunk decoded speculatively", async () => {
@@ -244,15 +247,26 @@ describe('vla-node serve with an autoregressive package', () => {
     }
   });
 
-  it('serves overlapping clients each their own chunk', async () => {
-    const other = BridgeClient.connect(client.endpoint, { timeoutMs: 20_000 });
+  it('serves overlapping clients each their own greedy chunk, batched or not', async () => {
+    const others = [0, 1, 2].map(() =>
+      BridgeClient.connect(client.endpoint, { timeoutMs: 20_000 }),
+    );
     try {
-      const [a, b] = await Promise.all([client.infer(observation(7)), other.infer(observation(8))]);
-      expectSafe(a.actions);
-      expectSafe(b.actions);
-      expect(Array.from(a.actions)).not.toEqual(Array.from(b.actions));
+      const clients = [client, ...others];
+      const sent = clients.map((_, i) => observation(7 + i));
+      const got = await Promise.all(clients.map((c, i) => c.infer(sent[i] as ClientObservation)));
+      for (const [i, chunk] of got.entries()) {
+        expectSafe(chunk.actions);
+        const o = sent[i] as ClientObservation;
+        const mine = await local.infer({
+          frame: o.frame as RawFrame,
+          instruction: o.instruction,
+          state: o.state,
+        });
+        expect(Array.from(chunk.actions)).toEqual(Array.from(mine.actions));
+      }
     } finally {
-      await other.close();
+      await Promise.all(others.map((c) => c.close()));
     }
   });
 
@@ -287,6 +301,9 @@ describe('vla-node serve with an autoregressive package', () => {
     server.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(stdout).toMatch(/served \d+ requests \(\d+ chunks, [1-9]\d* errors: invalid [1-9]/);
+    // Four clients' requests at once: the server ran batches, counted in its report.
+    const mean = /\d+ batches, ([\d.]+) requests each on average/.exec(stdout)?.[1];
+    expect(Number(mean)).toBeGreaterThan(1);
   });
 });
 

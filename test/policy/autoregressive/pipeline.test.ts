@@ -189,6 +189,42 @@ describe('ArPipeline', () => {
     expect(chunk.clamped).toBeGreaterThan(0);
   });
 
+  it('decodes a batch together, each chunk its own greedy chunk; a bad entry fails alone', async () => {
+    const single = await pipeline('greedy');
+    const batched = await pipeline('speculative', { maxBatch: 4 });
+    expect(batched.maxBatch).toBe(4);
+    const good = [obs(0), obs(3, { keepCount: 30 }), obs(5)];
+    const expected = [];
+    for (const o of good) expected.push(Array.from((await single.infer(o)).actions));
+    const prepared = await batched.prepare(good[2] as Observation);
+    const settled = await batched.inferBatch([
+      good[0] as Observation,
+      obs(1, { state: [0.5, Number.POSITIVE_INFINITY] }),
+      good[1] as Observation,
+      prepared,
+    ]);
+    expect(settled.map((s) => s.status)).toEqual([
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+      'fulfilled',
+    ]);
+    const bad = settled[1] as PromiseRejectedResult;
+    expect(bad.reason).toBeInstanceOf(InputError);
+    expect((bad.reason as InputError).field).toBe('state[1]');
+    const chunks = [settled[0], settled[2], settled[3]].map(
+      (s) => (s as PromiseFulfilledResult<ActionChunk>).value,
+    );
+    expect(chunks.map((c) => Array.from(c.actions))).toEqual(expected);
+    // No pruner configured: keep_count is checked but every token is kept, as in VlaPipeline.
+    expect(chunks.map((c) => c.tokens.kept)).toEqual([144, 144, 144]);
+    chunks.forEach((c) => {
+      expectSafe(c, [0, 0], [1, 1]);
+    });
+    // Served on: a single request after the batch, with the speculative draft the batch left.
+    expectSafe(await batched.infer(obs(0)), [0, 0], [1, 1]);
+  });
+
   it('is built from the parameter file, decoding as runtime.decoding says', async () => {
     const config = await loadConfig({
       overrides: {
