@@ -58,3 +58,16 @@ export { FlowPipeline, stampSeed, type FlowPipelineOptions } from './flow/pipeli
 export { DEFAULT_FLOW_CACHES, flowPipelineFromConfig } from './flow/from-config.js';
 export { matchCameras } from './flow/cameras.js';
 export type { CameraFrame } from './pipeline/types.js';
+// Autoregressive packages (format v2, family autoregressive; docs/autoregressive-models.md): the
+// runtime, and the same observation → safe chunk interface (what sim, the bridge and replay run).
+export { isArPackage, type ArManifest } from './model/ar-manifest.js';
+export { ArPolicy, type ArAction, type ArActOptions } from './policy/autoregressive/policy.js';
+export { PrunedArPolicy, type ArPruningOptions } from './policy/autoregressive/pruned.js';
+export {
+  ArPipeline,
+  AR_DECODINGS,
+  type ArDecoding,
+  type ArDecodingOptions,
+  type ArPipelineOptions,
+} from './policy/autoregressive/pipeline.js';
+export { arPipelineFromConfig } from './policy/autoregressive/from-config.js';

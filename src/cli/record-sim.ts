@@ -1,5 +1,6 @@
 import { resolvePackagePath } from '../config/index.js';
 import { ConfigError } from '../errors.js';
+import { isArPackage, loadArManifest } from '../model/ar-manifest.js';
 import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
 import { bagOutput, recordSim } from '../transports/mcap/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
@@ -24,10 +25,15 @@ export async function runRecordSim(values: OptionValues, io: CommandIo): Promise
   // A flow package's cameras are all recorded (table on /camera/image_raw, wrist on
   // /wrist_camera/image_raw), so that `replay` can feed it the bag.
   const dir = resolvePackagePath(config.model.path);
-  const flow = (await isFlowPackage(dir)) ? await loadFlowPackage(dir) : undefined;
-  const model = flow ?? (await modelFromConfig(config));
+  // An autoregressive package's one camera likewise (format v2 names it).
+  const v2 = (await isFlowPackage(dir))
+    ? await loadFlowPackage(dir)
+    : (await isArPackage(dir))
+      ? await loadArManifest(dir)
+      : undefined;
+  const model = v2 ?? (await modelFromConfig(config));
   const m = model.manifest;
-  const cameras = flow?.manifest.cameras.map((c) => c.name) ?? ['table'];
+  const cameras = v2?.manifest.cameras.map((c) => c.name) ?? ['table'];
   await checkOutputs(
     values,
     [bagOutput('out', out)],

@@ -1,7 +1,9 @@
 import { resolvePackagePath } from '../config/index.js';
 import { ConfigError, printable } from '../errors.js';
 import { flowPipelineFromConfig } from '../flow/from-config.js';
+import { isArPackage } from '../model/ar-manifest.js';
 import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
+import { arPipelineFromConfig } from '../policy/autoregressive/from-config.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import {
   bagOutput,
@@ -123,6 +125,7 @@ export async function runReplay(
   const config = await configFromArgs(withFoxgloveFlag(values), MODEL_FLAG_KEYS);
   const dir = resolvePackagePath(config.model.path);
   if (await isFlowPackage(dir)) return replayFlow(bag, values, io, config, cameraTopics);
+  if (await isArPackage(dir)) return replayAr(bag, values, io, config, cameraTopics);
   if (Object.keys(cameraTopics).length > 0) {
     throw new ConfigError(
       'Expected no --camera-topic with a one-camera package (its camera reads --image-topic) but received one',
@@ -243,6 +246,66 @@ async function replayFlow(
     });
     io.result(
       { ...metrics, model: pkg.manifest.name, precision: pipeline.precision, provider: 'cpu' },
+      formatReplay(metrics),
+    );
+  } finally {
+    await pipeline.release();
+  }
+  return 0;
+}
+
+/**
+ * Replay through an autoregressive package (ArPipeline): its one camera reads --image-topic (or
+ * `--camera-topic NAME=TOPIC`), one chunk per image message, decoded as `runtime.decoding` says;
+ * decoding is deterministic, so a replay repeats.
+ */
+async function replayAr(
+  bag: string,
+  values: OptionValues,
+  io: CommandIo,
+  config: Awaited<ReturnType<typeof configFromArgs>>,
+  cameraTopics: Record<string, string>,
+): Promise<number> {
+  if (config.foxglove.enabled) {
+    throw new ConfigError(
+      'Expected foxglove.enabled false with an autoregressive package: the live view runs the encoder + policy pipeline only, and replaying autoregressive packages with it is not supported yet',
+      { field: 'foxglove.enabled' },
+    );
+  }
+  const dir = resolvePackagePath(config.model.path);
+  const out = text(values, 'out');
+  if (out !== undefined) {
+    await checkOutputs(
+      values,
+      [bagOutput('out', out)],
+      [
+        { what: 'BAG', path: bag, enclosing: true },
+        { what: 'the model package', path: dir, enclosing: true },
+      ],
+    );
+  }
+  io.progress(
+    `loading the autoregressive package ${printable(dir)} (${config.model.precision}, decoding ${config.runtime.decoding}) and warming up...`,
+  );
+  const pipeline = await arPipelineFromConfig(config, dir);
+  try {
+    const instruction = text(values, 'instruction');
+    const { metrics } = await replay(bag, {
+      pipeline,
+      rate: parseRate(values.rate),
+      topics: topicsOf(values),
+      cameraTopics,
+      ...(out === undefined ? {} : { out }),
+      ...(instruction === undefined ? {} : { instruction }),
+    });
+    io.result(
+      {
+        ...metrics,
+        model: pipeline.model.manifest.name,
+        precision: pipeline.precision,
+        provider: 'cpu',
+        decoding: pipeline.decoding.strategy,
+      },
       formatReplay(metrics),
     );
   } finally {

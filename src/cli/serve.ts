@@ -3,7 +3,9 @@ import { readFile } from 'node:fs/promises';
 import { resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { ConfigError } from '../errors.js';
 import { flowPipelineFromConfig } from '../flow/from-config.js';
+import { isArPackage } from '../model/ar-manifest.js';
 import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
+import { arPipelineFromConfig } from '../policy/autoregressive/from-config.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import type { LatencyBook } from '../runtime/latency.js';
 import {
@@ -166,7 +168,7 @@ function observed(pipeline: VlaPipeline, live: LiveView): BridgePipeline {
   };
 }
 
-/** The pipeline `serve` runs: the encoder + policy pipeline, or a flow package's. */
+/** The pipeline `serve` runs: the encoder + policy pipeline, or a flow or autoregressive package's. */
 interface Served {
   readonly pipeline: BridgePipeline & { release(): Promise<void> };
   /** The encoder + policy pipeline (the live view shows its one camera), when that is served. */
@@ -200,6 +202,27 @@ async function servedPipeline(config: Readonly<VlaConfig>, io: CommandIo): Promi
       precision: flow.precision,
       latency: flow.latency,
       cameras: `cameras ${names.join(' + ')}, ${flow.policy.steps} denoising steps, noise seeded per request, `,
+    };
+  }
+  if (await isArPackage(dir)) {
+    if (config.foxglove.enabled) {
+      throw new ConfigError(
+        'Expected foxglove.enabled false with an autoregressive package: the live view runs the encoder + policy pipeline only, and serving autoregressive packages with it is not supported yet',
+        { field: 'foxglove.enabled' },
+      );
+    }
+    io.progress(
+      `loading the autoregressive package ${dir} (${config.model.precision}, decoding ${config.runtime.decoding}) on cpu and warming up...`,
+    );
+    // Up to serve.max_batch ready requests are decoded together (their sequences padded into one
+    // decoder call per step); a request does not join a batch already decoding yet.
+    const ar = await arPipelineFromConfig(config, dir, { maxBatch: config.serve.max_batch });
+    return {
+      pipeline: ar,
+      provider: 'cpu',
+      precision: ar.precision,
+      latency: ar.latency,
+      cameras: `decoding ${ar.decoding.strategy}${ar.decoding.window > 0 ? ` (window ${ar.decoding.window})` : ''}, `,
     };
   }
   const model = await modelFromConfig(config);

@@ -1,9 +1,11 @@
 import { ConfigError } from '../errors.js';
 import { resolvePackagePath } from '../config/index.js';
+import { isArPackage } from '../model/ar-manifest.js';
 import { isFlowPackage } from '../model/flow-manifest.js';
 import { AGENTS, formatReport, simulate, type AgentName } from '../sim/experiment.js';
 import { TASK_KINDS, type TaskKind } from '../sim/world.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
+import { formatArReport, simulateAr } from './sim-ar.js';
 import { simulateFlow } from './sim-flow.js';
 import { FOXGLOVE_OPTIONS, startLiveView, withFoxgloveFlag } from './foxglove.js';
 import { CONFIG_OPTIONS, configFromArgs, MODEL_FLAG_KEYS, MODEL_OPTIONS } from './setup.js';
@@ -57,6 +59,25 @@ export async function runSim(values: OptionValues, io: CommandIo): Promise<numbe
       taskOf(values),
     );
     io.result(flow, formatReport(flow));
+    return 0;
+  }
+  // Autoregressive packages (format vla-node/model@2, family autoregressive) run through ArPipeline.
+  if (await isArPackage(resolvePackagePath(config.model.path))) {
+    if (config.foxglove.enabled) {
+      throw new ConfigError(
+        'Expected foxglove.enabled false with an autoregressive package: the live view runs the encoder + policy pipeline only',
+        { field: 'foxglove.enabled' },
+      );
+    }
+    const ar = await simulateAr(
+      config,
+      agentOf(values),
+      (line) => {
+        io.progress(line);
+      },
+      taskOf(values),
+    );
+    io.result(ar, formatArReport(ar));
     return 0;
   }
   const report = await simulate(

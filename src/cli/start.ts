@@ -17,6 +17,9 @@ import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
 import { flowPipelineFromConfig } from '../flow/from-config.js';
 import { FOXGLOVE_OPTIONS, startLiveView, withFoxgloveFlag } from './foxglove.js';
 import { formatReport, simulate } from '../sim/experiment.js';
+import { ConfigError } from '../errors.js';
+import { isArPackage } from '../model/ar-manifest.js';
+import { formatArReport, simulateAr } from './sim-ar.js';
 
 /**
  * Loads the model package of the configuration (an encoder + policy package, or a flow package
@@ -238,6 +241,19 @@ export const startCommand: CommandSpec = {
     io.progress(
       `simulation demo: ${config.sim.episodes} episodes of the tabletop (seed ${config.sim.seed}), model ${config.model.path}`,
     );
+    if (await isArPackage(resolvePackagePath(config.model.path))) {
+      if (config.foxglove.enabled) {
+        throw new ConfigError(
+          'Expected foxglove.enabled false with an autoregressive package: the live view runs the encoder + policy pipeline only',
+          { field: 'foxglove.enabled' },
+        );
+      }
+      const ar = await simulateAr(config, 'model', (line) => {
+        io.progress(line);
+      });
+      io.result(ar, formatArReport(ar));
+      return 0;
+    }
     const report = await simulate(
       config,
       'model',

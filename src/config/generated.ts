@@ -160,6 +160,14 @@ export interface RuntimeParameters {
    * Flow-matching packages: fewest denoising steps the latency-budget controller may choose once the keep ratio is at pruning.min_keep_ratio and the budget is still exceeded (it restores steps before tokens); 0 = never change the step count.
    */
   min_denoising_steps: number;
+  /**
+   * Autoregressive packages: how the action tokens of a chunk are decoded. greedy: one decoder call per token; jacobi: parallel fixed-point decoding (each call verifies the model's own previous guesses); speculative: the previous chunk of the same stream, shifted by the steps executed since, is verified as a draft. All three give exactly greedy's tokens; the others in fewer sequential decoder calls when their guesses are right.
+   */
+  decoding: 'greedy' | 'jacobi' | 'speculative';
+  /**
+   * Autoregressive packages, decoding jacobi or speculative: tokens fed per decoder call (the next token plus up to decoding_window - 1 guesses); 0 = the chunk's whole token count.
+   */
+  decoding_window: number;
 }
 /**
  * Limits applied to every action before it is published.

@@ -204,6 +204,84 @@ export class DecoderGraphs {
     };
   }
 
+  /**
+   * {@link step} for several sequences in one decoder call (continuous batching): their caches
+   * right-padded to the longest, their fed tokens to the most fed, the padding hidden by
+   * `attention_mask` (the decoder's contract: zeros hide entries anywhere in the cache). Each
+   * result is what {@link step} gives that sequence alone, its cache carrying the padding columns
+   * as hidden entries.
+   */
+  async stepMany(
+    states: readonly KvState[],
+    tokens: readonly (readonly number[])[],
+  ): Promise<StepResult[]> {
+    const b = states.length;
+    if (b === 1) return [await this.step(states[0] as KvState, tokens[0] as readonly number[])];
+    const pmax = Math.max(...states.map((s) => s.valid.length));
+    const tmax = Math.max(...tokens.map((t) => t.length));
+    const total = pmax + tmax;
+    const ids = new BigInt64Array(b * tmax);
+    const positions = new BigInt64Array(b * tmax);
+    const mask = new BigInt64Array(b * total);
+    states.forEach((s, r) => {
+      const fed = tokens[r] as readonly number[];
+      for (let j = 0; j < tmax; j++) {
+        // Padding repeats the last real token at its position: attended by nothing real.
+        const k = Math.min(j, fed.length - 1);
+        ids[r * tmax + j] = BigInt(fed[k] as number);
+        positions[r * tmax + j] = BigInt(s.nextPosition + k);
+      }
+      for (let i = 0; i < s.valid.length; i++) mask[r * total + i] = BigInt(s.valid[i] as number);
+      for (let j = 0; j < fed.length; j++) mask[r * total + pmax + j] = 1n;
+    });
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', ids, [b, tmax]),
+      attention_mask: new ort.Tensor('int64', mask, [b, total]),
+      position_ids: new ort.Tensor('int64', positions, [b, tmax]),
+    };
+    const first = (states[0] as KvState).past;
+    first.forEach((_, i) => {
+      const [, heads, , dim] = (first[i] as ort.Tensor).dims as [number, number, number, number];
+      const data = new Float32Array(b * heads * pmax * dim);
+      states.forEach((s, r) => {
+        const src = (s.past[i] as ort.Tensor).data as Float32Array;
+        const p = s.valid.length;
+        for (let h = 0; h < heads; h++)
+          data.set(src.subarray(h * p * dim, (h + 1) * p * dim), (r * heads + h) * pmax * dim);
+      });
+      feeds[`past_key_values.${i >> 1}.${i % 2 === 0 ? 'key' : 'value'}`] = new ort.Tensor(
+        'float32',
+        data,
+        [b, heads, pmax, dim],
+      );
+    });
+    const out = await this.#run(this.decoderSession, 'decoder', feeds);
+    const logits = out.logits?.data as Float32Array;
+    const presents = this.#presents(out);
+    return states.map((s, r) => {
+      const t = (tokens[r] as readonly number[]).length;
+      const length = pmax + t;
+      const past = presents.map((tensor) => {
+        const [, heads, , dim] = tensor.dims as [number, number, number, number];
+        const src = tensor.data as Float32Array;
+        const data = new Float32Array(heads * length * dim);
+        for (let h = 0; h < heads; h++)
+          data.set(
+            src.subarray((r * heads + h) * total * dim, ((r * heads + h) * total + length) * dim),
+            h * length * dim,
+          );
+        return new ort.Tensor('float32', data, [1, heads, length, dim]);
+      });
+      const valid = new Uint8Array(length);
+      valid.set(s.valid);
+      valid.fill(1, pmax);
+      return {
+        logits: logits.slice(r * tmax * this.vocab, (r * tmax + t) * this.vocab),
+        state: { past, valid, nextPosition: s.nextPosition + t },
+      };
+    });
+  }
+
   /** The state after a call of `fed` tokens of which only the first `kept` are real. */
   keepFirst(state: KvState, fed: number, kept: number): KvState {
     const valid = state.valid.slice();

@@ -11,7 +11,8 @@ import type { ArRole } from '../../model/ar-manifest.js';
 import type { WordTokenizer } from '../../model/tokenizer.js';
 import type { Pruner } from '../../pruning/pruner.js';
 import { decodeChunk, type DecodeResult, type DecodeStrategy } from './decode.js';
-import { DecoderGraphs } from './decoder-graphs.js';
+import { decodeChunksGreedy } from './batch-decode.js';
+import { DecoderGraphs, type PrefillInput } from './decoder-graphs.js';
 import { readArPackage, type ArPackage, type ArPackageOptions } from './package.js';
 
 /** One observation, the image already at the model's size. */
@@ -97,6 +98,63 @@ export class ArPolicy {
   /** Encodes, prunes, decodes and de-normalises one observation. */
   async act(obs: ArObservation, options: ArActOptions): Promise<ArAction> {
     const { pkg } = this;
+    const { input, kept } = await this.prefillInput(obs, options);
+    const window = options.window ?? pkg.tokenizer.maxTokens;
+    const strategy: DecodeStrategy =
+      options.strategy === 'greedy'
+        ? { kind: 'greedy' }
+        : options.strategy === 'jacobi' || options.previous === undefined
+          ? { kind: 'jacobi', window }
+          : { kind: 'speculative', window, draft: this.draft(options.previous, obs.state) };
+    const result = await decodeChunk(
+      this.graphs,
+      pkg.tokenizer,
+      input,
+      strategy,
+      pkg.tokenOffset,
+      pkg.firstActionPosition,
+    );
+    return { ...result, actions: this.toActions(result.chunk, obs.state), keptTokens: kept };
+  }
+
+  /**
+   * Several observations' chunks decoded greedily in shared decoder calls (each exactly its own
+   * greedy chunk, which every strategy gives): the encoder and prefill run per observation, the
+   * decoder once per step for all of them.
+   */
+  async actGreedyMany(
+    batch: readonly {
+      readonly obs: ArObservation;
+      readonly pruner?: Pruner;
+      readonly budget?: number;
+    }[],
+  ): Promise<ArAction[]> {
+    const { pkg } = this;
+    const prepared: { input: PrefillInput; kept: number }[] = [];
+    for (const b of batch) prepared.push(await this.prefillInput(b.obs, b));
+    const results = await decodeChunksGreedy(
+      this.graphs,
+      pkg.tokenizer,
+      prepared.map((p) => p.input),
+      pkg.tokenOffset,
+      pkg.firstActionPosition,
+    );
+    return results.map((result, i) => {
+      const { obs } = batch[i] as { obs: ArObservation };
+      return {
+        ...result,
+        actions: this.toActions(result.chunk, obs.state),
+        keptTokens: (prepared[i] as { kept: number }).kept,
+      };
+    });
+  }
+
+  /** Checks, encodes and prunes one observation: the prefill's input and the tokens kept. */
+  async prefillInput(
+    obs: ArObservation,
+    options: Pick<ArActOptions, 'pruner' | 'budget'>,
+  ): Promise<{ input: PrefillInput; kept: number }> {
+    const { pkg } = this;
     const { width, height } = pkg.image;
     if (obs.pixels.length !== 3 * width * height)
       throw new InputError(
@@ -154,27 +212,15 @@ export class ArPolicy {
       obs.state,
       (v, i) => (v - (pkg.stateMean[i] as number)) / (pkg.stateStd[i] as number),
     );
-    const window = options.window ?? pkg.tokenizer.maxTokens;
-    const strategy: DecodeStrategy =
-      options.strategy === 'greedy'
-        ? { kind: 'greedy' }
-        : options.strategy === 'jacobi' || options.previous === undefined
-          ? { kind: 'jacobi', window }
-          : { kind: 'speculative', window, draft: this.draft(options.previous, obs.state) };
-    const result = await decodeChunk(
-      this.graphs,
-      pkg.tokenizer,
-      {
+    return {
+      input: {
         visualTokens: visual,
         tokenPositions: BigInt64Array.from(positions, BigInt),
         instructionIds,
         state,
       },
-      strategy,
-      pkg.tokenOffset,
-      pkg.firstActionPosition,
-    );
-    return { ...result, actions: this.toActions(result.chunk, obs.state), keptTokens: kept };
+      kept,
+    };
   }
 
   /**
@@ -198,12 +244,23 @@ export class ArPolicy {
   }
 
   /** Normalised motion from `state` -> absolute actions clamped to the manifest's limits. */
-  toActions(chunk: Float32Array, state: Float32Array): Float32Array {
-    const { actionDim, range, actionMin, actionMax } = this.pkg;
+  toActions(chunk: Float32Array, state: ArrayLike<number>): Float32Array {
+    const { actionDim, actionMin, actionMax } = this.pkg;
+    return this.toAbsolute(chunk, state).map((a, i) => {
+      const j = i % actionDim;
+      return Math.min(actionMax[j] as number, Math.max(actionMin[j] as number, a));
+    });
+  }
+
+  /**
+   * Normalised motion from `state` -> absolute actions, not clamped (for a caller whose own safety
+   * clamp counts what it changes, as the pipeline's does).
+   */
+  toAbsolute(chunk: Float32Array, state: ArrayLike<number>): Float32Array {
+    const { actionDim, range } = this.pkg;
     return Float32Array.from(chunk, (v, i) => {
       const j = i % actionDim;
-      const a = (state[j] as number) + v * (range[j] as number);
-      return Math.min(actionMax[j] as number, Math.max(actionMin[j] as number, a));
+      return (state[j] as number) + v * (range[j] as number);
     });
   }
 

@@ -72,20 +72,61 @@ export class PrunedArPolicy {
     return this.tokenBudget / this.#total;
   }
 
-  /** Encodes, prunes to the current budget, decodes; then lets the controller see the latency. */
+  /** Visual tokens per frame before pruning. */
+  get totalTokens(): number {
+    return this.#total;
+  }
+
+  /** Forget the pruner's per-stream state (every stream's when none is named). */
+  reset(stream?: string): void {
+    this.#pruner?.reset(stream);
+  }
+
+  /**
+   * Encodes, prunes to the current budget (or `budget`, this inference's own, which the controller
+   * then does not learn from), decodes; then lets the controller see the latency.
+   */
   async act(
     obs: ArObservation,
-    options: Omit<ArActOptions, 'pruner' | 'budget'>,
+    options: Omit<ArActOptions, 'pruner' | 'budget'> & { readonly budget?: number },
   ): Promise<PrunedArAction> {
-    const budget = this.tokenBudget;
+    const { budget: own, ...rest } = options;
+    const budget = own ?? this.tokenBudget;
     const start = performance.now();
     const action = await this.#policy.act(obs, {
-      ...options,
+      ...rest,
       ...(this.#pruner === undefined ? {} : { pruner: this.#pruner, budget }),
     });
     const latencyMs = performance.now() - start;
-    if (this.#controller !== undefined)
+    if (this.#controller !== undefined && own === undefined)
       this.#budget = tokenBudget(this.#total, this.#controller.observe(latencyMs), 0);
     return { ...action, latencyMs, tokenBudget: budget };
+  }
+
+  /**
+   * Several observations decoded greedily together ({@link ArPolicy.actGreedyMany}), each pruned
+   * to the current budget or its own; the controller sees the batch's latency once.
+   */
+  async actGreedyMany(
+    batch: readonly { readonly obs: ArObservation; readonly budget?: number }[],
+  ): Promise<PrunedArAction[]> {
+    const current = this.tokenBudget;
+    const start = performance.now();
+    const actions = await this.#policy.actGreedyMany(
+      batch.map((b) => ({
+        obs: b.obs,
+        ...(this.#pruner === undefined
+          ? {}
+          : { pruner: this.#pruner, budget: b.budget ?? current }),
+      })),
+    );
+    const latencyMs = performance.now() - start;
+    if (this.#controller !== undefined && batch.some((b) => b.budget === undefined))
+      this.#budget = tokenBudget(this.#total, this.#controller.observe(latencyMs), 0);
+    return actions.map((a, i) => ({
+      ...a,
+      latencyMs,
+      tokenBudget: batch[i]?.budget ?? current,
+    }));
   }
 }

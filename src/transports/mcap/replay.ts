@@ -78,7 +78,12 @@ const ROLE_TYPES: Readonly<Record<Role, readonly string[]>> = {
 
 /** The part of VlaPipeline replay uses. */
 export interface ReplayPipeline {
-  readonly model: { readonly manifest: Pick<Manifest, 'chunk' | 'state' | 'action'> };
+  readonly model: {
+    readonly manifest: Pick<Manifest, 'chunk' | 'state'> & {
+      /** The action names and limits (an autoregressive manifest has no action statistics). */
+      readonly action: Pick<Manifest['action'], 'names' | 'min' | 'max'>;
+    };
+  };
   /**
    * The model's cameras when it takes several (a flow package): replay then reads one image topic
    * per camera ({@link ReplayOptions.cameraTopics}); absent: one camera, the image topic.

@@ -16,10 +16,11 @@ export interface ServedCamera {
  * What the server reads of the served model's manifest: a v1 manifest has `image` (its one
  * camera), a flow manifest (format v2) has none and its pipeline lists `cameras` instead.
  */
-export type ServedManifest = Pick<
-  Manifest,
-  'name' | 'control_rate_hz' | 'chunk' | 'action' | 'state'
-> & { readonly image?: ServedImage };
+export type ServedManifest = Pick<Manifest, 'name' | 'control_rate_hz' | 'chunk' | 'state'> & {
+  /** The action names and limits (an autoregressive manifest has no action statistics). */
+  readonly action: Pick<Manifest['action'], 'names' | 'min' | 'max'>;
+  readonly image?: ServedImage;
+};
 
 /**
  * What the server needs of a pipeline ({@link VlaPipeline} is one, FlowPipeline another; tests

@@ -1,0 +1,479 @@
+/**
+ * An autoregressive package behind the pipeline's interface (observation in, safe action chunk
+ * out), so that the fronts built for the encoder + policy family (the bridge server, replay, the
+ * simulator) serve it too: the frame ingested under the ingest limits, the state checked as the
+ * pipeline checks it, the visual tokens pruned before the prefill, the chunk decoded by the
+ * configured strategy and clamped by the runtime's safety limits.
+ */
+
+import { performance } from 'node:perf_hooks';
+import { describe, InputError } from '../../errors.js';
+import { matchCameras } from '../../flow/cameras.js';
+import {
+  defaultIngestLimits,
+  FrameIngest,
+  type Frame,
+  type IngestLimits,
+} from '../../ingest/index.js';
+import type { FlowCamera } from '../../model/flow-manifest.js';
+import type { ArManifest } from '../../model/ar-manifest.js';
+import type { Precision } from '../../model/manifest.js';
+import { checkObservation } from '../../pipeline/observation.js';
+import { PreparedObservation, type ActionChunk, type Observation } from '../../pipeline/types.js';
+import { tokenBudget } from '../../pruning/pruner.js';
+import { LatencyBook, type StageTimings } from '../../runtime/latency.js';
+import {
+  enforceLimits,
+  resolveLimits,
+  type ActionLimits,
+  type LimitsRequest,
+} from '../../runtime/safety.js';
+import { ArPolicy, type ArAction, type ArObservation } from './policy.js';
+import { PrunedArPolicy, type ArPruningOptions } from './pruned.js';
+
+/** The decoding strategies (`runtime.decoding`); every one gives greedy's tokens. */
+export const AR_DECODINGS = ['greedy', 'jacobi', 'speculative'] as const;
+export type ArDecoding = (typeof AR_DECODINGS)[number];
+
+/** How an {@link ArPipeline} decodes. */
+export interface ArDecodingOptions {
+  readonly strategy: ArDecoding;
+  /** Tokens fed per decoder call (jacobi, speculative); 0: the chunk's whole token count. */
+  readonly window: number;
+}
+
+/** How an {@link ArPipeline} is built. */
+export interface ArPipelineOptions {
+  readonly precision?: Precision | 'auto';
+  readonly pruning: ArPruningOptions;
+  readonly decoding: ArDecodingOptions;
+  /** Action limits (empty min/max = the manifest's, maxDeltaPerStep 0 = derived from it). */
+  readonly limits: LimitsRequest;
+  /** Pixel, byte and state bounds on every observation (`ingest.*`); the schema's defaults when absent. */
+  readonly ingest?: IngestLimits;
+  readonly intraOpThreads?: number;
+  /**
+   * Speculative decoding: the steps of the previous chunk taken to be executed when two
+   * observations of a stream carry no stamps to tell (0: half the horizon, as `runtime.execute_steps`).
+   */
+  readonly executeSteps?: number;
+  /** Inferences on a synthetic observation before the pipeline is handed out (default 0). */
+  readonly warmupRuns?: number;
+  /**
+   * Most observations {@link ArPipeline.inferBatch} decodes together (the bridge's `max_batch`;
+   * default 1: one at a time).
+   */
+  readonly maxBatch?: number;
+}
+
+/** What decoding cost so far, summed over chunks (the serve and sim reports show it). */
+export interface ArDecodeTotals {
+  chunks: number;
+  /** Visual tokens the prefill saw. */
+  keptTokens: number;
+  tokens: number;
+  decoderCalls: number;
+  guessesFed: number;
+  guessesAccepted: number;
+}
+
+/** Streams whose previous chunk is kept for speculative drafts, at most. */
+const MAX_STREAMS = 256;
+
+/**
+ * An autoregressive VLA as a pipeline: {@link PrunedArPolicy} (encoder, pruning before the prefill
+ * with the latency-budget controller, prefill and decoding) plus what the encoder + policy
+ * pipeline does around its model. A FrameIngest (the manifest camera's image spec, the configured
+ * ingest limits) turns the frame into RGB; the observation is checked as VlaPipeline checks it
+ * (state length, finiteness and distance from the manifest's mean, `keep_count` in
+ * [1, visual tokens]); the chunk is decoded by the configured strategy and the absolute actions go
+ * through the runtime's {@link enforceLimits} (non-finite values refused, each value clamped to
+ * the limits, the per-step change limited), so nothing outside the limits leaves.
+ *
+ * Speculative decoding drafts from the previous chunk of the same stream (`obs.stream`), shifted
+ * by the steps executed since: the stamps' difference times the control rate when both
+ * observations carry one, else `executeSteps`. The draft changes only how many decoder calls a
+ * chunk takes, never its tokens.
+ *
+ * One call runs at a time (calls may overlap; they queue). {@link inferBatch} decodes up to
+ * {@link maxBatch} observations together, greedily in shared decoder calls (each chunk exactly its
+ * own greedy chunk, which every strategy gives); a request does not join a batch already decoding.
+ *
+ * @example
+ * const pipeline = await ArPipeline.create('models/tiny-vla-ar', {
+ *   pruning: { strategy: 'none', keepRatio: 1, keepCount: 0, minKeepRatio: 0.1, seed: 0, latencyBudgetMs: 0 },
+ *   decoding: { strategy: 'speculative', window: 0 },
+ *   limits: { min: [], max: [], maxDeltaPerStep: 0 },
+ * });
+ * const chunk = await pipeline.infer({ frame, instruction: 'move to the red block', state: [0.5, 0.5] });
+ */
+export class ArPipeline {
+  readonly model: { readonly dir: string; readonly manifest: ArManifest };
+  readonly policy: PrunedArPolicy;
+  /** The manifest's one camera: a request carries its image (named by it, or unnamed). */
+  readonly cameras: readonly FlowCamera[];
+  /** The precision of the variant that runs. */
+  readonly precision: Precision;
+  readonly decoding: ArDecodingOptions;
+  readonly latency = new LatencyBook();
+  /** Observations {@link inferBatch} takes at most (1: one at a time). */
+  readonly maxBatch: number;
+  readonly decodeTotals: ArDecodeTotals = {
+    chunks: 0,
+    keptTokens: 0,
+    tokens: 0,
+    decoderCalls: 0,
+    guessesFed: 0,
+    guessesAccepted: 0,
+  };
+  /** What the bridge calls on a client's `reset`: forget that stream's frames and previous chunk. */
+  readonly pruner: { reset(stream?: string): void };
+  readonly #ingest: FrameIngest;
+  readonly #limits: ActionLimits;
+  readonly #maxStateDeviation: number;
+  readonly #executeSteps: number;
+  /** Per stream: the previous chunk (absolute actions) and its observation's stamp. */
+  readonly #previous = new Map<string, { actions: Float32Array; stamp: number | undefined }>();
+  #sequence = 0;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    policy: ArPolicy,
+    options: ArPipelineOptions,
+    limits: ActionLimits,
+    ingest: IngestLimits,
+  ) {
+    const pkg = policy.pkg;
+    this.model = { dir: pkg.dir, manifest: pkg.manifest };
+    this.policy = new PrunedArPolicy(policy, options.pruning);
+    this.cameras = pkg.manifest.cameras;
+    this.precision = pkg.variant.precision;
+    this.decoding = options.decoding;
+    this.maxBatch = Math.max(1, Math.floor(options.maxBatch ?? 1));
+    this.#limits = limits;
+    this.#maxStateDeviation = ingest.maxStateDeviation;
+    this.#executeSteps =
+      options.executeSteps !== undefined && options.executeSteps > 0
+        ? options.executeSteps
+        : Math.max(1, Math.floor(pkg.horizon / 2));
+    this.#ingest = new FrameIngest(
+      { width: pkg.image.width, height: pkg.image.height, ...pkg.normalisation },
+      ingest,
+    );
+    this.pruner = {
+      reset: (stream?: string) => {
+        this.policy.reset(stream);
+        if (stream === undefined) this.#previous.clear();
+        else this.#previous.delete(stream);
+      },
+    };
+  }
+
+  /**
+   * Check the limits against the manifest, open the package's variant of `precision` and warm up.
+   *
+   * @throws {ConfigError} for limits that do not fit the model (before any graph is opened).
+   * @throws {ModelError} for a package that does not load (naming the manifest field).
+   */
+  static async create(dir: string, options: ArPipelineOptions): Promise<ArPipeline> {
+    const threads = options.intraOpThreads ?? 0;
+    const policy = await ArPolicy.load(
+      dir,
+      { ...(threads > 0 ? { intraOpNumThreads: threads } : {}), interOpNumThreads: 1 },
+      { precision: options.precision ?? 'fp32' },
+    );
+    let pipeline: ArPipeline;
+    try {
+      const limits = resolveLimits(policy.pkg.manifest, options.limits);
+      pipeline = new ArPipeline(policy, options, limits, options.ingest ?? defaultIngestLimits());
+      await pipeline.#warmup(options.warmupRuns ?? 0);
+    } catch (error) {
+      await policy.close();
+      throw error;
+    }
+    return pipeline;
+  }
+
+  /** Visual tokens per observation before pruning. */
+  get totalTokens(): number {
+    return this.policy.totalTokens;
+  }
+  /** Visual tokens the prefill sees now (the controller's budget when it is on). */
+  get tokenBudget(): number {
+    return this.policy.tokenBudget;
+  }
+  /** The limits every action is clamped to (configured, else the manifest's; the derived step limit). */
+  get actionLimits(): ActionLimits {
+    return this.#limits;
+  }
+
+  /**
+   * One observation → one safe action chunk, after the observations already queued.
+   *
+   * @throws {InputError} naming the field: `observation`, `frame…`, `images[i].camera`,
+   *   `instruction`, `state[i]`, `stamp`, `stream`, `keep_count`, or the ingest's field for a frame
+   *   it refuses.
+   * @throws {BackendError} when a graph fails; {@link UnsafeActionError} for a non-finite action.
+   */
+  infer(obs: Observation): Promise<ActionChunk> {
+    // A bad observation fails at once, not after the observations queued before it.
+    let checked: CheckedObservation;
+    try {
+      checked = this.#check(obs);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    const run = this.#queue.then(() => this.#inferNow(obs, checked));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Release the graphs, after the observations already queued. */
+  async release(): Promise<void> {
+    await this.#queue.catch(() => undefined);
+    await this.policy.policy.close();
+  }
+
+  /**
+   * Check an observation and decode its frame ahead of {@link inferBatch} (the bridge prepares
+   * the next batch's frames while one runs).
+   *
+   * @throws {InputError} as {@link infer}.
+   */
+  async prepare(obs: Observation): Promise<PreparedObservation> {
+    const t0 = performance.now();
+    const checked = this.#check(obs);
+    const rgb = await this.#ingest.toRgbAsync(checked.frame);
+    return new PreparedObservation(obs, rgb, checked.budget, performance.now() - t0);
+  }
+
+  /**
+   * Up to {@link maxBatch} observations decoded together, after the calls already queued; one
+   * result per observation, a bad one rejecting its own entry only.
+   */
+  inferBatch(
+    batch: readonly (Observation | PreparedObservation)[],
+  ): Promise<PromiseSettledResult<ActionChunk>[]> {
+    const run = this.#queue.then(() => this.#inferBatchNow(batch));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #inferBatchNow(
+    batch: readonly (Observation | PreparedObservation)[],
+  ): Promise<PromiseSettledResult<ActionChunk>[]> {
+    const t0 = performance.now();
+    const prepared = await Promise.allSettled(
+      batch.map((o) => (o instanceof PreparedObservation ? Promise.resolve(o) : this.prepare(o))),
+    );
+    const ready = prepared.flatMap((p, i) => (p.status === 'fulfilled' ? [{ p: p.value, i }] : []));
+    const settled: PromiseSettledResult<ActionChunk>[] = prepared.map((p) =>
+      p.status === 'rejected' ? p : { status: 'rejected', reason: new Error('not run') },
+    );
+    if (ready.length === 0) return settled;
+    const inputs = ready.map(({ p }) => this.#arObservation(p.observation, p.rgb));
+    const t1 = performance.now();
+    try {
+      const results = await this.policy.actGreedyMany(
+        ready.map(({ p }, k) => ({
+          obs: inputs[k] as ArObservation,
+          ...(p.budget === undefined ? {} : { budget: p.budget }),
+        })),
+      );
+      const t2 = performance.now();
+      ready.forEach(({ p, i }, k) => {
+        try {
+          settled[i] = {
+            status: 'fulfilled',
+            value: this.#finish(p.observation, inputs[k] as ArObservation, results[k] as ArAction, [
+              t0 - p.preprocessMs,
+              t1,
+              t2,
+            ]),
+          };
+        } catch (reason) {
+          settled[i] = { status: 'rejected', reason };
+        }
+      });
+    } catch (reason) {
+      for (const { i } of ready) settled[i] = { status: 'rejected', reason };
+    }
+    return settled;
+  }
+
+  async #inferNow(obs: Observation, checked: CheckedObservation): Promise<ActionChunk> {
+    const t0 = performance.now();
+    const rgb = await this.#ingest.toRgbAsync(checked.frame);
+    const input = this.#arObservation(obs, rgb);
+    const t1 = performance.now();
+    const { strategy, window } = this.decoding;
+    const previous =
+      strategy === 'speculative' ? this.#previous.get(input.stream ?? '') : undefined;
+    const result = await this.policy.act(input, {
+      strategy,
+      ...(window > 0 ? { window } : {}),
+      ...(previous === undefined
+        ? {}
+        : {
+            previous: {
+              actions: previous.actions,
+              stepsExecuted: this.#stepsSince(previous.stamp, obs.stamp),
+            },
+          }),
+      ...(checked.budget === undefined ? {} : { budget: checked.budget }),
+    });
+    return this.#finish(obs, input, result, [t0, t1, performance.now()]);
+  }
+
+  /** The policy's view of an observation whose frame is RGB at the model's size. */
+  #arObservation(obs: Observation, rgb: Uint8Array): ArObservation {
+    const pkg = this.policy.policy.pkg;
+    const pixels = new Float32Array(3 * pkg.image.width * pkg.image.height);
+    this.#ingest.normalise(rgb, pixels);
+    return {
+      pixels,
+      rgb,
+      instruction: obs.instruction,
+      state: Float32Array.from(obs.state),
+      stream: obs.stream ?? 'default',
+    };
+  }
+
+  /**
+   * A decoded chunk made safe and recorded: kept as its stream's draft, the absolute actions
+   * through the runtime's clamp, the totals and latency counted. `times`: start, decoding start
+   * and end (performance.now()).
+   */
+  #finish(
+    obs: Observation,
+    input: ArObservation,
+    result: ArAction,
+    [t0, t1, t2]: readonly [number, number, number],
+  ): ActionChunk {
+    const pkg = this.policy.policy.pkg;
+    const stream = input.stream ?? 'default';
+    if (this.decoding.strategy === 'speculative') {
+      this.#previous.delete(stream);
+      if (this.#previous.size >= MAX_STREAMS) {
+        const oldest = this.#previous.keys().next().value;
+        if (oldest !== undefined) this.#previous.delete(oldest);
+      }
+      this.#previous.set(stream, { actions: result.actions, stamp: obs.stamp });
+    }
+    // Not clamped by the policy: the runtime's clamp counts every value it changes.
+    const actions = this.policy.policy.toAbsolute(result.chunk, input.state);
+    const clamped = enforceLimits(actions, pkg.actionDim, this.#limits);
+    const t3 = performance.now();
+    const totals = this.decodeTotals;
+    totals.chunks++;
+    totals.keptTokens += result.keptTokens;
+    totals.tokens += result.tokens.length;
+    totals.decoderCalls += result.decoderCalls;
+    totals.guessesFed += result.guessesFed;
+    totals.guessesAccepted += result.guessesAccepted;
+    // The policy stage is encoder, pruning, prefill and decoding together (ArPolicy runs them).
+    const stages: StageTimings = {
+      preprocess: t1 - t0,
+      encode: 0,
+      prune: 0,
+      policy: t2 - t1,
+      postprocess: t3 - t2,
+    };
+    const latencyMs = t3 - t0;
+    this.latency.record(stages, latencyMs);
+    return {
+      sequence: this.#sequence++,
+      actions,
+      horizon: pkg.horizon,
+      actionDim: pkg.actionDim,
+      dt: 1 / pkg.manifest.control_rate_hz,
+      sourceStamp: obs.stamp,
+      latencyMs,
+      stages,
+      tokens: { total: this.totalTokens, kept: result.keptTokens },
+      clamped,
+    };
+  }
+
+  /** Control steps executed since the previous chunk's observation, as far as the stamps tell. */
+  #stepsSince(before: number | undefined, now: number | undefined): number {
+    if (before === undefined || now === undefined || !(now > before)) return this.#executeSteps;
+    const rate = this.model.manifest.control_rate_hz;
+    return Math.max(0, Math.round(((now - before) * rate) / 1000));
+  }
+
+  /**
+   * The observation's checks (as VlaPipeline's: frame, instruction, state, stamp, stream,
+   * keep_count), its image matched to the camera, and its own token budget if any.
+   */
+  #check(obs: Observation): CheckedObservation {
+    checkObservation(obs, this.model.manifest, this.#maxStateDeviation);
+    let frame = obs.frame;
+    const cameras: unknown = obs.cameras;
+    if (cameras !== undefined) {
+      if (!Array.isArray(cameras)) {
+        throw new InputError(
+          `Expected an array of { camera, frame } for cameras but received ${describe(cameras)}`,
+          { field: 'cameras' },
+        );
+      }
+      const list = cameras as ({ camera?: unknown; frame?: unknown } | null)[];
+      list.forEach((c, i) => {
+        if (typeof c !== 'object' || c === null || typeof c.frame !== 'object' || !c.frame) {
+          throw new InputError(
+            `Expected { camera, frame } for cameras[${i}] but received ${describe(c)}`,
+            { field: `images[${i}]` },
+          );
+        }
+        if (c.camera !== undefined && typeof c.camera !== 'string') {
+          throw new InputError(
+            `Expected a string for images[${i}].camera but received ${describe(c.camera)}`,
+            { field: `images[${i}].camera` },
+          );
+        }
+      });
+      const [index] = matchCameras(
+        this.cameras.map((c) => c.name),
+        list.map((c) => c?.camera as string | undefined),
+      );
+      frame = (list[index as number] as { frame: Frame }).frame;
+    }
+    if (obs.keepCount === undefined) return { frame, budget: undefined };
+    const total = this.totalTokens;
+    const k = obs.keepCount;
+    if (!Number.isInteger(k) || k < 1 || k > total) {
+      throw new InputError(
+        `Expected keep_count in [1, ${total}] (the model has ${total} visual tokens) but received ${k}`,
+        { field: 'keep_count' },
+      );
+    }
+    return { frame, budget: tokenBudget(total, 1, k) };
+  }
+
+  async #warmup(runs: number): Promise<void> {
+    if (runs <= 0) return;
+    const pkg = this.policy.policy.pkg;
+    const frame: Frame = {
+      kind: 'raw',
+      encoding: 'rgb8',
+      width: pkg.image.width,
+      height: pkg.image.height,
+      data: new Uint8Array(pkg.image.width * pkg.image.height * 3).fill(128),
+    };
+    for (let i = 0; i < runs; i++) {
+      const obs: Observation = { frame, instruction: '', state: pkg.stateMean, stream: '' };
+      await this.#inferNow(obs, this.#check(obs));
+    }
+    this.pruner.reset();
+    this.latency.reset();
+    for (const k of Object.keys(this.decodeTotals) as (keyof ArDecodeTotals)[])
+      this.decodeTotals[k] = 0;
+    this.#sequence = 0;
+  }
+}
+
+/** An observation after its checks: the camera's frame and its own token budget, if any. */
+interface CheckedObservation {
+  readonly frame: Frame;
+  readonly budget: number | undefined;
+}
