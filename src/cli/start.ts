@@ -17,7 +17,6 @@ import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
 import { flowPipelineFromConfig } from '../flow/from-config.js';
 import { FOXGLOVE_OPTIONS, startLiveView, withFoxgloveFlag } from './foxglove.js';
 import { formatReport, simulate } from '../sim/experiment.js';
-import { ConfigError } from '../errors.js';
 import { isArPackage } from '../model/ar-manifest.js';
 import { formatArReport, simulateAr } from './sim-ar.js';
 
