@@ -14,7 +14,7 @@ import {
   loadTokenizer,
   readManifestJson,
   validateManifestJson,
-  variantGate,
+  pickVariant,
   type Dim,
   type GraphSpec,
   type LoadOptions,
@@ -321,27 +321,9 @@ export async function loadArManifest(
 export function selectArVariant(
   pkg: ArModelPackage,
   precision: Precision | 'auto' = 'auto',
+  provider = 'cpu',
 ): ArVariant & { readonly paths: Readonly<Record<ArRole, string>> } {
-  let wanted: Precision = precision === 'auto' ? 'fp32' : precision;
-  let variant = pkg.manifest.variants.find((v) => v.precision === wanted);
-  if (precision === 'auto') {
-    let best = 1;
-    for (const v of pkg.manifest.variants) {
-      if (v.precision === 'fp32') continue;
-      const gate = variantGate(pkg, v);
-      if (gate?.passed === true && gate.latencyRatio < best) {
-        best = gate.latencyRatio;
-        variant = v;
-        wanted = v.precision;
-      }
-    }
-  }
-  if (variant === undefined)
-    throw new ModelError(
-      'INVALID_MANIFEST',
-      `Expected a variant with precision ${wanted} in ${pkg.manifest.name} but it has ${pkg.manifest.variants.map((v) => v.precision).join('|')}`,
-      { field: 'model.precision' },
-    );
+  const variant = pickVariant(pkg, precision, provider);
   const paths = Object.fromEntries(AR_ROLES.map((r) => [r, join(pkg.dir, variant.files[r].path)]));
   return { ...variant, paths: paths as Record<ArRole, string> };
 }

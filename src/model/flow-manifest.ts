@@ -7,7 +7,7 @@ import {
   loadTokenizer,
   readManifestJson,
   validateManifestJson,
-  variantGate,
+  pickVariant,
   type Dim,
   type GraphSpec,
   type LoadOptions,
@@ -332,27 +332,7 @@ export function selectFlowVariant(
   precision: Precision | 'auto',
   provider = 'cpu',
 ): FlowVariant & { readonly paths: Readonly<Record<FlowRole, string>> } {
-  let wanted: Precision = precision === 'auto' ? 'fp32' : precision;
-  let variant = pkg.manifest.variants.find((v) => v.precision === wanted);
-  if (precision === 'auto') {
-    let best = 1;
-    for (const v of pkg.manifest.variants) {
-      if (v.precision === 'fp32') continue;
-      const gate = variantGate(pkg, v, provider);
-      if (gate?.passed === true && gate.latencyRatio < best) {
-        best = gate.latencyRatio;
-        variant = v;
-        wanted = v.precision;
-      }
-    }
-  }
-  if (variant === undefined) {
-    throw new ModelError(
-      'INVALID_MANIFEST',
-      `Expected a variant with precision ${wanted} in ${pkg.manifest.name} but it has ${pkg.manifest.variants.map((v) => v.precision).join('|')}`,
-      { field: 'model.precision' },
-    );
-  }
+  const variant = pickVariant(pkg, precision, provider);
   const paths = Object.fromEntries(
     FLOW_ROLES.map((r) => [r, join(pkg.dir, variant.files[r].path)]),
   ) as Record<FlowRole, string>;

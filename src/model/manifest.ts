@@ -508,14 +508,20 @@ export function variantGate(
 }
 
 /**
- * The variant to run for `precision`. `auto` picks the fastest variant whose report says it passed
- * its gate on `provider` (CPU by default) and is faster than fp32; otherwise fp32.
+ * The variant of `precision` among `pkg`'s variants; `auto` picks the fastest variant whose report
+ * says it passed its gate on `provider` and runs faster than fp32, else fp32. One rule for every
+ * package family.
+ *
+ * @throws {ModelError} INVALID_MANIFEST naming `model.precision` when there is no such variant.
  */
-export function selectVariant(
-  pkg: ModelPackage,
+export function pickVariant<V extends { readonly precision: Precision; readonly report?: string }>(
+  pkg: {
+    readonly dir: string;
+    readonly manifest: { readonly name: string; readonly variants: readonly V[] };
+  },
   precision: Precision | 'auto',
   provider = 'cpu',
-): Variant & { readonly paths: Readonly<Record<GraphRole, string>> } {
+): V {
   let wanted: Precision = precision === 'auto' ? 'fp32' : precision;
   let variant = pkg.manifest.variants.find((v) => v.precision === wanted);
   if (precision === 'auto') {
@@ -537,6 +543,19 @@ export function selectVariant(
       { field: 'model.precision' },
     );
   }
+  return variant;
+}
+
+/**
+ * The variant to run for `precision`. `auto` picks the fastest variant whose report says it passed
+ * its gate on `provider` (CPU by default) and is faster than fp32; otherwise fp32.
+ */
+export function selectVariant(
+  pkg: ModelPackage,
+  precision: Precision | 'auto',
+  provider = 'cpu',
+): Variant & { readonly paths: Readonly<Record<GraphRole, string>> } {
+  const variant = pickVariant(pkg, precision, provider);
   return {
     ...variant,
     paths: {
