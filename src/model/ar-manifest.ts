@@ -14,6 +14,7 @@ import {
   loadTokenizer,
   readManifestJson,
   validateManifestJson,
+  checkStateAndVariants,
   pickVariant,
   type Dim,
   type GraphSpec,
@@ -266,21 +267,7 @@ function checkArConsistency(m: ArManifest): void {
       'action_tokenizer.range',
       `Expected ${A} values (chunk.action_dim) but received ${m.action_tokenizer.range.length}`,
     );
-  for (const key of ['mean', 'std'] as const)
-    if (m.state[key].length !== S)
-      fail(
-        `state.${key}`,
-        `Expected ${S} values (one per state name) but received ${m.state[key].length}`,
-      );
-  const names = new Set<string>();
-  m.variants.forEach((v, i) => {
-    if (names.has(v.name))
-      fail(
-        `variants[${i}].name`,
-        `Expected unique variant names but ${JSON.stringify(v.name)} repeats`,
-      );
-    names.add(v.name);
-  });
+  checkStateAndVariants(m);
 }
 
 /**

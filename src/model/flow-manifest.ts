@@ -7,6 +7,7 @@ import {
   loadTokenizer,
   readManifestJson,
   validateManifestJson,
+  checkStateAndVariants,
   pickVariant,
   type Dim,
   type GraphSpec,
@@ -266,22 +267,7 @@ function checkFlowConsistency(m: FlowManifest): void {
         `Expected action.min[${i}] < action.max[${i}] but received ${lo} and ${hi}`,
       );
   });
-  for (const key of ['mean', 'std'] as const) {
-    if (m.state[key].length !== S)
-      fail(
-        `state.${key}`,
-        `Expected ${S} values (one per state name) but received ${m.state[key].length}`,
-      );
-  }
-  const variants = new Set<string>();
-  m.variants.forEach((v, i) => {
-    if (variants.has(v.name))
-      fail(
-        `variants[${i}].name`,
-        `Expected unique variant names but ${JSON.stringify(v.name)} repeats`,
-      );
-    variants.add(v.name);
-  });
+  checkStateAndVariants(m);
 }
 
 /**

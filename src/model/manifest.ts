@@ -318,6 +318,23 @@ function checkConsistency(m: Manifest): void {
         `Expected action.min[${i}] < action.max[${i}] but received ${lo} and ${hi}`,
       );
   });
+  checkStateAndVariants(m);
+}
+
+/**
+ * The checks every package family shares: the state's mean and std have one value per state name,
+ * and no two variants share a name.
+ *
+ * @throws {ModelError} INVALID_MANIFEST naming `manifest.state.mean|std` or `manifest.variants[i].name`.
+ */
+export function checkStateAndVariants(m: {
+  readonly state: {
+    readonly names: readonly string[];
+    readonly mean: readonly number[];
+    readonly std: readonly number[];
+  };
+  readonly variants: readonly { readonly name: string }[];
+}): void {
   const s = m.state.names.length;
   for (const key of ['mean', 'std'] as const) {
     if (m.state[key].length !== s)
