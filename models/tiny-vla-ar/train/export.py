@@ -1,8 +1,13 @@
 """Export TinyVLA-AR from train/checkpoint.pt to a vla-node model package: the vision encoder,
-the prefill and the decoder (Optimum's decoder-with-past signature), manifest.json and golden.json
-(PyTorch's greedy tokens for held-out observations, which the TypeScript tests reproduce).
+the instruction graph (the words' keys and values, made once per instruction), the prefill (the
+observation, with the words' cache as past_key_values), the decoder (Optimum's decoder-with-past
+signature), manifest.json and golden.json (PyTorch's greedy tokens for held-out observations,
+which the TypeScript tests reproduce).
 
     /usr/bin/python3 models/tiny-vla-ar/train/export.py --out models/tiny-vla-ar --data models/tiny-vla-ar/train/data
+
+--prefill full writes the earlier layout instead: no instruction graph, a prefill that takes
+instruction_ids and recomputes the words every frame (the runtime runs both).
 """
 import argparse
 import hashlib
@@ -45,7 +50,11 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
     p.add_argument("--data", required=True, help="the dataset (held-out observations for golden.json)")
+    p.add_argument("--prefill", choices=["cached", "full"], default="cached",
+                   help="cached: instruction.onnx + a prefill with the words' cache as past (default); "
+                        "full: one prefill that takes instruction_ids")
     args = p.parse_args()
+    cached = args.prefill == "cached"
     ck = torch.load(os.path.join(args.out, "train", "checkpoint.pt"))
     cfg, meta, stats = ck["config"], ck["meta"], ck["stats"]
     vocab_words = len(json.load(open(os.path.join(args.out, "tokenizer.json")))["vocab"])
@@ -62,7 +71,14 @@ def main():
                       os.path.join(args.out, "vision_encoder.onnx"), opset_version=OPSET,
                       input_names=["pixels"], output_names=["visual_tokens", "saliency"],
                       dynamic_axes={"pixels": {0: "batch"}, "visual_tokens": {0: "batch"}, "saliency": {0: "batch"}})
-    export_decoder(model, args.out, OPSET)
+    for stale in ["instruction.onnx"]:  # an earlier cached export must not linger in a full one
+        if not cached and os.path.exists(os.path.join(args.out, stale)):
+            os.remove(os.path.join(args.out, stale))
+    diff = export_decoder(model, args.out, OPSET, instruction_graph=cached)
+    # The two prefills are one computation split differently: they must agree to rounding.
+    print(f"instruction + prefill with past vs the full prefill: max |difference| {diff:.3g}")
+    if diff > 1e-4:
+        raise SystemExit(f"the instruction graph's split changes the prefill by {diff}")
 
     # Golden: PyTorch's greedy tokens for a few held-out observations, all tokens kept.
     _, d = load(args.data)
@@ -97,8 +113,28 @@ def main():
     L, K, D = meta["max_tokens"], gw * gh, cfg["enc_dim"]
     kv = lambda prefix, length: [tensor(f"{prefix}.{j}.{kind}", f32, ["batch", cfg["heads"], length, cfg["dim"] // cfg["heads"]])
                                  for j in range(cfg["depth"]) for kind in ("key", "value")]
-    files = {role: {"path": f, "sha256": sha256(os.path.join(args.out, f))}
-             for role, f in [("encoder", "vision_encoder.onnx"), ("prefill", "prefill.onnx"), ("decoder", "decoder.onnx")]}
+    roles = [("encoder", "vision_encoder.onnx"), *([("instruction", "instruction.onnx")] if cached else []),
+             ("prefill", "prefill.onnx"), ("decoder", "decoder.onnx")]
+    files = {role: {"path": f, "sha256": sha256(os.path.join(args.out, f))} for role, f in roles}
+    logits = tensor("logits", f32, ["batch", 1, cfg["bins"]])
+    if cached:
+        graphs = {
+            "instruction": {"inputs": [tensor("instruction_ids", i64, ["batch", L])], "outputs": kv("present", L)},
+            "prefill": {"inputs": [tensor("visual_tokens", f32, ["batch", "tokens", D]),
+                                   tensor("token_positions", i64, ["batch", "tokens"]),
+                                   tensor("state", f32, ["batch", meta["state_dim"]]),
+                                   tensor("attention_mask", i64, ["batch", "total_length"]),
+                                   *kv("past_key_values", L)],
+                        "outputs": [logits, *kv("present", "prefix_length")]},
+        }
+    else:
+        graphs = {
+            "prefill": {"inputs": [tensor("visual_tokens", f32, ["batch", "tokens", D]),
+                                   tensor("token_positions", i64, ["batch", "tokens"]),
+                                   tensor("instruction_ids", i64, ["batch", L]),
+                                   tensor("state", f32, ["batch", meta["state_dim"]])],
+                        "outputs": [logits, *kv("present", "prefix_length")]},
+        }
     manifest = {
         "format": "vla-node/model@2",
         "family": "autoregressive",
@@ -121,11 +157,7 @@ def main():
         "graphs": {
             "encoder": {"inputs": [tensor("pixels", f32, ["batch", 3, img["height"], img["width"]])],
                         "outputs": [tensor("visual_tokens", f32, ["batch", K, D]), tensor("saliency", f32, ["batch", K])]},
-            "prefill": {"inputs": [tensor("visual_tokens", f32, ["batch", "tokens", D]),
-                                   tensor("token_positions", i64, ["batch", "tokens"]),
-                                   tensor("instruction_ids", i64, ["batch", L]),
-                                   tensor("state", f32, ["batch", meta["state_dim"]])],
-                        "outputs": [tensor("logits", f32, ["batch", 1, cfg["bins"]]), *kv("present", "prefix_length")]},
+            **graphs,
             "decoder": {"inputs": [tensor("input_ids", i64, ["batch", "sequence_length"]),
                                    tensor("attention_mask", i64, ["batch", "total_length"]),
                                    tensor("position_ids", i64, ["batch", "sequence_length"]),

@@ -1,11 +1,17 @@
 """TinyVLA-AR: the autoregressive family's model, in plain PyTorch (exportable by torch 1.13).
 
-Two graphs, the way Hugging Face Optimum exports a decoder-only language model, plus a prefill that
+Graphs the way Hugging Face Optimum exports a decoder-only language model, plus a prefill that
 takes the robot's observation instead of text:
 
-- prefill: (visual_tokens [B,K,Dv], token_positions [B,K], instruction_ids [B,L], state [B,S])
-  -> logits [B,1,V] (the first action token), present.N.key / present.N.value [B,H,P,hd] with
-  P = L + K + 1 (instruction, visual tokens, state).
+- instruction: (instruction_ids [B,L]) -> present.N.key / present.N.value [B,H,L,hd]: the words'
+  keys and values, which depend on the instruction only (block-causal prefix), so the runtime
+  computes them once per instruction and keeps them across frames.
+- prefill (with past, the default export): (visual_tokens [B,K,Dv], token_positions [B,K],
+  state [B,S], attention_mask [B,L+K+1], past_key_values.N.key / .value [B,H,L,hd] = the
+  instruction graph's present) -> logits [B,1,V] (the first action token), present.N.key /
+  .value [B,H,P,hd] with P = L + K + 1 (instruction, visual tokens, state).
+- prefill (full, `export(..., instruction_graph=False)`): (visual_tokens, token_positions,
+  instruction_ids [B,L], state) -> the same logits and present: the words recomputed every frame.
 - decoder: (input_ids [B,T], attention_mask [B,P+T], position_ids [B,T],
   past_key_values.N.key / .value [B,H,P,hd]) -> logits [B,T,V], present.N.key / .value
   [B,H,P+T,hd]: Optimum's decoder-with-past signature. T > 1 verifies several tokens in one call
@@ -105,38 +111,64 @@ class TinyVlaAr(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab)
 
-    def run(self, x, positions, pasts, allowed):
+    def run(self, x, positions, pasts, allowed, head=True):
         cos, sin = self.rope(positions)
         presents = []
         for layer, (pk, pv) in zip(self.layers, pasts):
             x, k, v = layer(x, cos, sin, pk, pv, allowed)
             presents += [k, v]
-        return self.head(self.norm(x)), presents
+        return (self.head(self.norm(x)) if head else None), presents
 
     def empty_past(self, b, like):
         z = like.new_zeros((b, self.heads, 0, self.head_dim))
         return [(z, z) for _ in range(self.depth)]
 
-    def prefill(self, visual_tokens, token_positions, instruction_ids, state):
-        b, k = visual_tokens.shape[0], visual_tokens.shape[1]
-        l = instruction_ids.shape[1]
+    def observation(self, visual_tokens, token_positions, state, l):
+        """The observation's slots [B,K+1,dim] (visual tokens, state) and their position ids, after
+        an instruction of l words."""
+        b = visual_tokens.shape[0]
         col = torch.remainder(token_positions, self.grid_w).to(visual_tokens.dtype)
         row = torch.div(token_positions, self.grid_w, rounding_mode="floor").to(visual_tokens.dtype)
         xy = torch.stack([(col + 0.5) / self.grid_w, (row + 0.5) / self.grid_h], dim=-1)
-        words = self.text(instruction_ids) + self.type_embed[0]
         vis = self.visual_in(visual_tokens) + self.grid_pos(self.coords(xy)) + self.type_embed[1]
         s_xy = state * self.state_std + self.state_mean
         st = (self.state_in(state) + self.state_pos(self.coords(s_xy))).unsqueeze(1) + self.type_embed[2]
-        x = torch.cat([words, vis, st], dim=1)
+        positions = torch.cat([l + token_positions,
+                               torch.full((b, 1), self.first_action - 1, dtype=torch.long, device=state.device)], 1)
+        return torch.cat([vis, st], dim=1), positions
+
+    def prefill(self, visual_tokens, token_positions, instruction_ids, state):
+        b, k = visual_tokens.shape[0], visual_tokens.shape[1]
+        l = instruction_ids.shape[1]
+        words = self.text(instruction_ids) + self.type_embed[0]
+        obs, obs_positions = self.observation(visual_tokens, token_positions, state, l)
+        x = torch.cat([words, obs], dim=1)
         p = l + k + 1
-        positions = torch.cat([torch.arange(l, device=x.device).unsqueeze(0).expand(b, l), l + token_positions,
-                               torch.full((b, 1), self.first_action - 1, dtype=torch.long, device=x.device)], 1)
+        positions = torch.cat([torch.arange(l, device=x.device).unsqueeze(0).expand(b, l), obs_positions], 1)
         key_ok = torch.cat([instruction_ids != 0, torch.ones((b, k + 1), dtype=torch.bool, device=x.device)], 1)
         is_word = torch.arange(p, device=x.device) < l
         # Block-causal prefix: words see words only; the observation sees everything.
         block = ~(is_word.unsqueeze(1) & ~is_word.unsqueeze(0))  # [P,P] query i, key j
         allowed = (block.unsqueeze(0) & key_ok.unsqueeze(1)).unsqueeze(1)
         logits, presents = self.run(x, positions, self.empty_past(b, x), allowed)
+        return logits[:, -1:, :], presents
+
+    def instruction(self, instruction_ids):
+        """The words' keys and values (the first L entries of prefill's present), which depend on
+        the instruction only: words attend to words, never to the observation."""
+        b, l = instruction_ids.shape
+        words = self.text(instruction_ids) + self.type_embed[0]
+        positions = torch.arange(l, device=words.device).unsqueeze(0).expand(b, l)
+        allowed = (instruction_ids != 0).unsqueeze(1).unsqueeze(1)  # [B,1,1,L]: padding hidden
+        _, presents = self.run(words, positions, self.empty_past(b, words), allowed, head=False)
+        return presents
+
+    def prefill_with_past(self, visual_tokens, token_positions, state, attention_mask, pasts):
+        """prefill with the words' keys and values given (`pasts`, from instruction()) and
+        attention_mask [B,L+K+1] (0: an instruction padding word): the same logits and present."""
+        obs, positions = self.observation(visual_tokens, token_positions, state, pasts[0][0].shape[2])
+        allowed = (attention_mask != 0).unsqueeze(1).unsqueeze(1)  # the observation sees everything
+        logits, presents = self.run(obs, positions, pasts, allowed)
         return logits[:, -1:, :], presents
 
     def teacher_forced(self, visual_tokens, token_positions, instruction_ids, state, targets, inputs=None):
@@ -174,6 +206,26 @@ class PrefillGraph(nn.Module):
         return (logits, *presents)
 
 
+class InstructionGraph(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, instruction_ids):
+        return tuple(self.model.instruction(instruction_ids))
+
+
+class PrefillWithPastGraph(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, visual_tokens, token_positions, state, attention_mask, *past):
+        pasts = [(past[2 * i], past[2 * i + 1]) for i in range(self.model.depth)]
+        logits, presents = self.model.prefill_with_past(visual_tokens, token_positions, state, attention_mask, pasts)
+        return (logits, *presents)
+
+
 class DecoderGraph(nn.Module):
     def __init__(self, model):
         super().__init__()
@@ -189,26 +241,66 @@ def kv_names(depth, prefix):
     return [f"{prefix}.{i}.{kind}" for i in range(depth) for kind in ("key", "value")]
 
 
-def export(model, out_dir, opset=17):
-    """Writes prefill.onnx and decoder.onnx with Optimum's names and dynamic axes."""
+def check_instruction_graph(model, cases):
+    """Max |difference| between the full prefill and instruction() + prefill_with_past() over
+    `cases` [(visual_tokens, token_positions, instruction_ids, state)]: the logits and every cache
+    entry the decoder attends to (a padding word's own keys are hidden from every query, and with
+    no word at all its query attends to nothing real, so those entries may differ)."""
+    worst = 0.0
+    with torch.no_grad():
+        for vt, tp, ids, st in cases:
+            full_logits, full = model.prefill(vt, tp, ids, st)
+            words = model.instruction(ids)
+            b, k = vt.shape[0], vt.shape[1]
+            mask = torch.cat([ids != 0, torch.ones(b, k + 1, dtype=torch.bool)], 1)
+            pasts = [(words[2 * i], words[2 * i + 1]) for i in range(model.depth)]
+            logits, cached = model.prefill_with_past(vt, tp, st, mask.long(), pasts)
+            worst = max(worst, float((logits - full_logits).abs().max()))
+            real = mask.unsqueeze(1).unsqueeze(-1)  # [B,1,P,1]
+            for a, c in zip(full, cached):
+                worst = max(worst, float(((a - c).abs() * real).max()))
+    return worst
+
+
+def export(model, out_dir, opset=17, instruction_graph=True):
+    """Writes decoder.onnx (Optimum's decoder-with-past signature) and, with instruction_graph,
+    instruction.onnx + prefill.onnx with past (the words' cache made once per instruction), else
+    the full prefill.onnx (the words recomputed every frame), with Optimum's names and dynamic
+    axes. Returns the largest difference between the two prefills on the export's example inputs
+    (see check_instruction_graph)."""
     model.eval()
-    b, k, l = 1, model.grid_w * model.grid_h, 12
+    b, k, l = 1, model.grid_w * model.grid_h, model.max_len
     vt = torch.randn(b, k, model.visual_in.in_features)
     tp = torch.arange(k).unsqueeze(0)
     ids = torch.zeros(b, l, dtype=torch.long)
     ids[0, :3] = torch.tensor([1, 2, 3])
     st = torch.zeros(b, model.state_in.in_features)
     present = kv_names(model.depth, "present")
-    kv_axes = {n: {0: "batch", 2: "total_length"} for n in present}
-    torch.onnx.export(
-        PrefillGraph(model), (vt, tp, ids, st), f"{out_dir}/prefill.onnx", opset_version=opset,
-        input_names=["visual_tokens", "token_positions", "instruction_ids", "state"],
-        output_names=["logits", *present],
-        dynamic_axes={"visual_tokens": {0: "batch", 1: "tokens"}, "token_positions": {0: "batch", 1: "tokens"},
-                      "instruction_ids": {0: "batch"}, "state": {0: "batch"}, "logits": {0: "batch"}, **kv_axes})
-    with torch.no_grad():
-        _, presents = model.prefill(vt, tp, ids, st)
     past = kv_names(model.depth, "past_key_values")
+    kv_axes = {n: {0: "batch", 2: "total_length"} for n in present}
+    observation_axes = {"visual_tokens": {0: "batch", 1: "tokens"}, "token_positions": {0: "batch", 1: "tokens"},
+                        "state": {0: "batch"}, "logits": {0: "batch"}}
+    with torch.no_grad():
+        words = model.instruction(ids)
+        _, presents = model.prefill(vt, tp, ids, st)
+    if instruction_graph:
+        torch.onnx.export(
+            InstructionGraph(model), (ids,), f"{out_dir}/instruction.onnx", opset_version=opset,
+            input_names=["instruction_ids"], output_names=present,
+            dynamic_axes={"instruction_ids": {0: "batch"}, **{n: {0: "batch"} for n in present}})
+        mask = torch.cat([ids != 0, torch.ones(b, k + 1, dtype=torch.bool)], 1).long()
+        torch.onnx.export(
+            PrefillWithPastGraph(model), (vt, tp, st, mask, *words), f"{out_dir}/prefill.onnx", opset_version=opset,
+            input_names=["visual_tokens", "token_positions", "state", "attention_mask", *past],
+            output_names=["logits", *present],
+            dynamic_axes={**observation_axes, "attention_mask": {0: "batch", 1: "total_length"},
+                          **{n: {0: "batch"} for n in past}, **kv_axes})
+    else:
+        torch.onnx.export(
+            PrefillGraph(model), (vt, tp, ids, st), f"{out_dir}/prefill.onnx", opset_version=opset,
+            input_names=["visual_tokens", "token_positions", "instruction_ids", "state"],
+            output_names=["logits", *present],
+            dynamic_axes={**observation_axes, "instruction_ids": {0: "batch"}, **kv_axes})
     p = presents[0].shape[2]
     t = 3
     feeds = (torch.zeros(b, t, dtype=torch.long), torch.ones(b, p + t, dtype=torch.long),
@@ -222,3 +314,12 @@ def export(model, out_dir, opset=17):
                       "position_ids": {0: "batch", 1: "sequence_length"},
                       "logits": {0: "batch", 1: "sequence_length"},
                       **{n: {0: "batch", 2: "past_length"} for n in past}, **kv_axes})
+    g = torch.Generator().manual_seed(0)
+    cases = []
+    for kk, n_words in [(k, 3), (k // 3, l), (1, 1)]:
+        case_ids = torch.zeros(2, l, dtype=torch.long)
+        case_ids[:, :n_words] = torch.randint(1, model.text.num_embeddings, (2, n_words), generator=g)
+        cases.append((torch.randn(2, kk, model.visual_in.in_features, generator=g),
+                      torch.randperm(k, generator=g)[:kk].sort().values.unsqueeze(0).expand(2, kk),
+                      case_ids, torch.randn(2, model.state_in.in_features, generator=g)))
+    return check_instruction_graph(model, cases)
