@@ -4,21 +4,23 @@ import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { printable, VlaError } from '../errors.js';
-import { AR_ROLES, loadArManifest } from '../model/ar-manifest.js';
+import { arRoles, loadArManifest, type ArGraphRole } from '../model/ar-manifest.js';
+import { INSTRUCTION_CACHE_SIZE } from '../policy/autoregressive/instruction-cache.js';
 import { ArPolicy } from '../policy/autoregressive/policy.js';
 import type { CommandIo } from './command.js';
 
 /**
  * `vla-node info` for an autoregressive package: the manifest validated against the schema (v2,
- * family autoregressive), every file confined and hashed, then each variant's three graphs opened
- * and checked against the manifest's roles (encoder; prefill; decoder with Optimum's
- * decoder-with-past signature) and one greedy chunk decoded from a grey frame. Errors keep their
- * class and code and name the variant and the field.
+ * family autoregressive), every file confined and hashed, then each variant's graphs opened and
+ * checked against the manifest's roles (encoder; the optional instruction graph; prefill; decoder
+ * with Optimum's decoder-with-past signature) and one greedy chunk decoded from a grey frame.
+ * Errors keep their class and code and name the variant and the field.
  */
 export async function arInfo(config: Readonly<VlaConfig>, io: CommandIo): Promise<number> {
   const pkg = await loadArManifest(resolvePackagePath(config.model.path));
   const m = pkg.manifest;
   const threads = config.backend.intra_op_threads;
+  const roles = arRoles(m);
   const variants = [];
   for (const v of m.variants) {
     io.progress(`checking variant ${printable(v.name)} (${v.precision}): graphs, roles, warm-up`);
@@ -66,14 +68,17 @@ export async function arInfo(config: Readonly<VlaConfig>, io: CommandIo): Promis
     }
     const files = Object.fromEntries(
       await Promise.all(
-        AR_ROLES.map(async (role) => [
-          role,
-          {
-            path: v.files[role].path,
-            sha256: v.files[role].sha256,
-            bytes: (await stat(join(pkg.dir, v.files[role].path))).size,
-          },
-        ]),
+        roles.map(async (role: ArGraphRole) => {
+          const file = v.files[role] as { path: string; sha256: string };
+          return [
+            role,
+            {
+              path: file.path,
+              sha256: file.sha256,
+              bytes: (await stat(join(pkg.dir, file.path))).size,
+            },
+          ];
+        }),
       ),
     ) as Record<string, { path: string; sha256: string; bytes: number }>;
     variants.push({ name: v.name, precision: v.precision, warmup, files });
@@ -96,6 +101,8 @@ export async function arInfo(config: Readonly<VlaConfig>, io: CommandIo): Promis
       token_dim: m.token_dim,
       chunk: m.chunk,
       decoder: m.decoder,
+      // The words' keys and values made once per instruction and kept across frames.
+      instruction_graph: m.graphs.instruction !== undefined,
       action_tokenizer: { ...tok, ...(tok.kind === 'fast' ? { merges: tok.merges.length } : {}) },
       control_rate_hz: m.control_rate_hz,
       action_names: m.action.names,
@@ -110,6 +117,9 @@ export async function arInfo(config: Readonly<VlaConfig>, io: CommandIo): Promis
     `  ${printable(pkg.dir)}`,
     `  camera ${printable(cam.name)} ${cam.image.width}×${cam.image.height} (${cam.patch_grid.width}×${cam.patch_grid.height} tokens); token dim ${m.token_dim}`,
     `  decoder: ${m.decoder.layers} layers × ${m.decoder.heads} heads × ${m.decoder.head_dim} (prefix attention ${m.decoder.instruction_attention}, first action position ${m.decoder.first_action_position})`,
+    m.graphs.instruction === undefined
+      ? '  instruction: recomputed by the prefill every frame (no instruction graph)'
+      : `  instruction: its keys and values cached across frames (instruction graph, up to ${INSTRUCTION_CACHE_SIZE} instructions)`,
     `  action tokens: ${tok.kind} (${tokDetail}, offset ${tok.token_offset}, relative to ${tok.relative_to})`,
     `  chunk ${m.chunk.horizon} × ${m.chunk.action_dim} [${printable(m.action.names.join(', '))}] at ${m.control_rate_hz} Hz`,
     'variants:',

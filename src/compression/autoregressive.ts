@@ -1,7 +1,9 @@
 /**
  * INT8 of an autoregressive package (dynamic: int8 weights, activations quantized at run time) with
- * its gate: the encoder, prefill and decoder graphs quantized (the patch embedding and the logits
- * head kept in float by default), then scored against fp32 on held-out observations (greedy chunks
+ * its gate: the encoder, prefill and decoder graphs quantized, and the instruction graph where the
+ * package has one (like the others: its words' cache feeds every frame's prefill, so the gate
+ * below measures its error; the patch embedding and the logits head kept in float by default),
+ * then scored against fp32 on held-out observations (greedy chunks
  * equal to fp32's, action error), in closed loop (success drop) and in time per chunk. The variant,
  * its report and the manifest entry are written only after everything was measured; `passed` in
  * the report says whether the gate holds (a failed variant is written too, for inspection, as the
@@ -14,10 +16,10 @@ import { performance } from 'node:perf_hooks';
 import { InputError } from '../errors.js';
 import { FrameIngest } from '../ingest/ingest.js';
 import {
-  AR_ROLES,
+  arRoles,
   loadArManifest,
   selectArVariant,
-  type ArRole,
+  type ArGraphRole,
   type ArVariant,
 } from '../model/ar-manifest.js';
 import { ArPolicy } from '../policy/autoregressive/policy.js';
@@ -54,8 +56,8 @@ export interface ArCompressionReport {
   readonly variant: string;
   readonly precision: 'int8';
   readonly mode: 'dynamic';
-  readonly excluded: Readonly<Record<ArRole, readonly string[]>>;
-  readonly quantized_nodes: Readonly<Record<ArRole, number>>;
+  readonly excluded: Readonly<Partial<Record<ArGraphRole, readonly string[]>>>;
+  readonly quantized_nodes: Readonly<Partial<Record<ArGraphRole, number>>>;
   readonly held_out: {
     readonly observations: number;
     readonly seed: number;
@@ -113,13 +115,15 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
 export async function compressArPackage(options: ArCompressOptions): Promise<ArCompressionReport> {
   const pkg = await loadArManifest(options.model);
   const fp32 = selectArVariant(pkg, 'fp32');
-  const bytes = {} as Record<ArRole, Uint8Array>;
-  const excluded = {} as Record<ArRole, string[]>;
-  const quantized = {} as Record<ArRole, number>;
+  const roles = arRoles(pkg.manifest);
+  const fp32Path = (r: ArGraphRole): string => (fp32.files[r] as { path: string }).path;
+  const bytes = {} as Record<ArGraphRole, Uint8Array>;
+  const excluded = {} as Partial<Record<ArGraphRole, string[]>>;
+  const quantized = {} as Partial<Record<ArGraphRole, number>>;
   const known = new Set<string>();
-  for (const role of AR_ROLES) {
+  for (const role of roles) {
     const field = `manifest.variants.fp32.files.${role}`;
-    const model = await loadOnnx(fp32.paths[role], field);
+    const model = await loadOnnx(join(pkg.dir, fp32Path(role)), field);
     graphOf(model).node.forEach((n) => known.add(n.name));
     const exclude =
       options.exclude ?? defaultExclusions(model, role === 'encoder' ? 'encoder' : 'policy');
@@ -137,14 +141,14 @@ export async function compressArPackage(options: ArCompressOptions): Promise<ArC
     );
 
   const files = Object.fromEntries(
-    AR_ROLES.map((r) => [r, fp32.files[r].path.replace(/\.onnx$/, `.${VARIANT}.onnx`)]),
-  ) as Record<ArRole, string>;
+    roles.map((r) => [r, fp32Path(r).replace(/\.onnx$/, `.${VARIANT}.onnx`)]),
+  ) as Record<ArGraphRole, string>;
   const reportPath = `reports/${VARIANT}.json`;
   const variant: ArVariant = {
     name: VARIANT,
     precision: 'int8',
     files: Object.fromEntries(
-      AR_ROLES.map((r) => [r, { path: files[r], sha256: sha256(bytes[r]) }]),
+      roles.map((r) => [r, { path: files[r], sha256: sha256(bytes[r]) }]),
     ) as ArVariant['files'],
     report: reportPath,
     providers: ['cpu'],
@@ -165,13 +169,13 @@ export async function compressArPackage(options: ArCompressOptions): Promise<ArC
     const kept = new Set(
       pkg.manifest.variants
         .filter((v) => v.name !== VARIANT)
-        .flatMap((v) => AR_ROLES.map((r) => v.files[r].path)),
+        .flatMap((v) => roles.map((r) => (v.files[r] as { path: string }).path)),
     );
     for (const path of kept) {
       await mkdir(join(work, path, '..'), { recursive: true });
       await linkOrCopy(join(pkg.dir, path), join(work, path));
     }
-    for (const role of AR_ROLES) {
+    for (const role of roles) {
       await mkdir(join(work, files[role], '..'), { recursive: true });
       await writeFile(join(work, files[role]), bytes[role]);
     }
@@ -201,8 +205,8 @@ export async function compressArPackage(options: ArCompressOptions): Promise<ArC
       );
     const size = async (paths: readonly string[]): Promise<number> =>
       (await Promise.all(paths.map((p) => stat(join(work, p))))).reduce((a, s) => a + s.size, 0);
-    const fp32Bytes = await size(AR_ROLES.map((r) => fp32.files[r].path));
-    const int8Bytes = await size(AR_ROLES.map((r) => files[r]));
+    const fp32Bytes = await size(roles.map(fp32Path));
+    const int8Bytes = await size(roles.map((r) => files[r]));
     const report: ArCompressionReport = {
       format: 'vla-node/ar-compression-report@1',
       variant: VARIANT,
@@ -243,7 +247,7 @@ export async function compressArPackage(options: ArCompressOptions): Promise<ArC
     // Commit: graphs and report first, the manifest that names them last.
     await writeFile(join(work, reportPath), `${JSON.stringify(report, null, 2)}\n`);
     await mkdir(join(pkg.dir, 'reports'), { recursive: true });
-    for (const role of AR_ROLES) await rename(join(work, files[role]), join(pkg.dir, files[role]));
+    for (const role of roles) await rename(join(work, files[role]), join(pkg.dir, files[role]));
     await rename(join(work, reportPath), join(pkg.dir, reportPath));
     await rename(join(work, 'manifest.json'), join(pkg.dir, 'manifest.json'));
     return report;

@@ -27,9 +27,18 @@ import {
 import type { FlowCamera } from './flow-manifest.js';
 import type { WordTokenizer } from './tokenizer.js';
 
-/** The graph roles of an autoregressive package. */
+/** The graph roles every autoregressive package has. */
 export const AR_ROLES = ['encoder', 'prefill', 'decoder'] as const;
 export type ArRole = (typeof AR_ROLES)[number];
+/** Every graph role, the optional `instruction` (the words' keys and values) included. */
+export type ArGraphRole = ArRole | 'instruction';
+
+/** The roles `m` has, in the order the runtime runs them. */
+export function arRoles(m: ArManifest): ArGraphRole[] {
+  return m.graphs.instruction === undefined
+    ? [...AR_ROLES]
+    : ['encoder', 'instruction', 'prefill', 'decoder'];
+}
 
 /** The family value that selects this definition of format `vla-node/model@2`. */
 export const AR_FAMILY = 'autoregressive';
@@ -58,7 +67,7 @@ export interface ArFastSpec extends ArTokenizerCommon {
 export interface ArVariant {
   readonly name: string;
   readonly precision: Precision;
-  readonly files: Readonly<Record<ArRole, ModelFile>>;
+  readonly files: Readonly<Record<ArRole, ModelFile>> & { readonly instruction?: ModelFile };
   readonly report?: string;
   readonly providers?: readonly string[];
 }
@@ -88,7 +97,7 @@ export interface ArManifest {
     readonly first_action_position: number | 'prefix_length';
   };
   readonly action_tokenizer: ArUniformBinsSpec | ArFastSpec;
-  readonly graphs: Readonly<Record<ArRole, GraphSpec>>;
+  readonly graphs: Readonly<Record<ArRole, GraphSpec>> & { readonly instruction?: GraphSpec };
   readonly variants: readonly ArVariant[];
   readonly training?: Readonly<Record<string, unknown>>;
 }
@@ -144,7 +153,7 @@ function expectTensor(
   });
 }
 
-function expectCount(role: ArRole, g: GraphSpec, inputs: number, outputs: number, what: string) {
+function expectCount(role: ArGraphRole, g: GraphSpec, inputs: number, outputs: number, what: string) {
   if (g.inputs.length !== inputs || g.outputs.length !== outputs)
     fail(
       `graphs.${role}`,
@@ -170,16 +179,22 @@ function checkArConsistency(m: ArManifest): void {
   const S = m.state.names.length;
   const A = m.chunk.action_dim;
   const g = m.graphs;
-  const kv = (role: ArRole, kind: 'inputs' | 'outputs', from: number, prefix: string) => {
+  const kv = (
+    role: ArGraphRole,
+    kind: 'inputs' | 'outputs',
+    from: number,
+    prefix: string,
+    length: Dim | null = null,
+  ) => {
     for (let j = 0; j < layers; j++)
       (['key', 'value'] as const).forEach((part, k) => {
         const i = from + 2 * j + k;
         expectTensor(
           `graphs.${role}.${kind}[${i}]`,
-          g[role][kind][i],
+          g[role]?.[kind][i],
           `${prefix}.${j}.${part}`,
           F32,
-          [null, heads, null, hd],
+          [null, heads, length, hd],
         );
       });
   };
@@ -196,13 +211,37 @@ function checkArConsistency(m: ArManifest): void {
   expectTensor('graphs.encoder.outputs[0]', vis, vis.name, F32, [null, n, D]);
   expectTensor('graphs.encoder.outputs[1]', sal, sal.name, F32, [null, n]);
 
-  expectCount(
-    'prefill',
-    g.prefill,
-    4,
-    1 + 2 * layers,
-    `visual tokens, token positions, instruction ids, state -> logits and ${layers} (decoder.layers) present key/value pairs`,
-  );
+  const L = m.tokenizer.max_length;
+  if (g.instruction === undefined)
+    expectCount(
+      'prefill',
+      g.prefill,
+      4,
+      1 + 2 * layers,
+      `visual tokens, token positions, instruction ids, state -> logits and ${layers} (decoder.layers) present key/value pairs`,
+    );
+  else {
+    // The words' cache is made once per instruction and fed to every frame's prefill as its past.
+    expectCount(
+      'instruction',
+      g.instruction,
+      1,
+      2 * layers,
+      `instruction ids -> ${layers} (decoder.layers) present key/value pairs`,
+    );
+    expectTensor('graphs.instruction.inputs[0]', g.instruction.inputs[0], 'instruction_ids', INT, [
+      null,
+      L,
+    ]);
+    kv('instruction', 'outputs', 0, 'present', L);
+    expectCount(
+      'prefill',
+      g.prefill,
+      4 + 2 * layers,
+      1 + 2 * layers,
+      `visual tokens, token positions, state, attention mask and the instruction graph's ${layers} (decoder.layers) key/value pairs as past -> logits and as many present pairs`,
+    );
+  }
   const [pv, pp] = g.prefill.inputs as [TensorSpec, TensorSpec];
   expectTensor('graphs.prefill.inputs[0]', pv, 'visual_tokens', F32, [null, null, D]);
   if (typeof pv.shape[1] !== 'string')
@@ -211,11 +250,17 @@ function checkArConsistency(m: ArManifest): void {
       `Expected a named (dynamic) token count so pruned token sets fit, but received ${describe(pv.shape[1])}`,
     );
   expectTensor('graphs.prefill.inputs[1]', pp, 'token_positions', INT, [null, pv.shape[1]]);
-  expectTensor('graphs.prefill.inputs[2]', g.prefill.inputs[2], 'instruction_ids', INT, [
-    null,
-    m.tokenizer.max_length,
-  ]);
-  expectTensor('graphs.prefill.inputs[3]', g.prefill.inputs[3], 'state', F32, [null, S]);
+  if (g.instruction === undefined) {
+    expectTensor('graphs.prefill.inputs[2]', g.prefill.inputs[2], 'instruction_ids', INT, [null, L]);
+    expectTensor('graphs.prefill.inputs[3]', g.prefill.inputs[3], 'state', F32, [null, S]);
+  } else {
+    expectTensor('graphs.prefill.inputs[2]', g.prefill.inputs[2], 'state', F32, [null, S]);
+    expectTensor('graphs.prefill.inputs[3]', g.prefill.inputs[3], 'attention_mask', INT, [
+      null,
+      null,
+    ]);
+    kv('prefill', 'inputs', 4, 'past_key_values', L);
+  }
   expectTensor('graphs.prefill.outputs[0]', g.prefill.outputs[0], 'logits', F32, [
     null,
     null,
@@ -267,6 +312,18 @@ function checkArConsistency(m: ArManifest): void {
       'action_tokenizer.range',
       `Expected ${A} values (chunk.action_dim) but received ${m.action_tokenizer.range.length}`,
     );
+  m.variants.forEach((v, i) => {
+    if (g.instruction !== undefined && v.files.instruction === undefined)
+      fail(
+        `variants[${i}].files.instruction`,
+        'Expected the instruction graph\'s file (graphs.instruction is given) but received none',
+      );
+    if (g.instruction === undefined && v.files.instruction !== undefined)
+      fail(
+        `variants[${i}].files.instruction`,
+        'Expected no instruction file (graphs.instruction is not given, so the prefill takes instruction_ids) but received one',
+      );
+  });
   checkStateAndVariants(m);
 }
 
@@ -293,8 +350,13 @@ export async function loadArManifest(
   checkArConsistency(manifest);
   const words = await loadTokenizer(root, manifest.tokenizer);
   for (const [i, v] of manifest.variants.entries()) {
-    for (const role of AR_ROLES)
-      await checkVariantFile(root, v.files[role], `variants[${i}].files.${role}`, options);
+    for (const role of arRoles(manifest))
+      await checkVariantFile(
+        root,
+        v.files[role] as ModelFile,
+        `variants[${i}].files.${role}`,
+        options,
+      );
     checkReport(root, v.report, i);
   }
   return { dir: root, manifest, words };
@@ -309,8 +371,12 @@ export function selectArVariant(
   pkg: ArModelPackage,
   precision: Precision | 'auto' = 'auto',
   provider = 'cpu',
-): ArVariant & { readonly paths: Readonly<Record<ArRole, string>> } {
+): ArVariant & {
+  readonly paths: Readonly<Record<ArRole, string>> & { readonly instruction?: string };
+} {
   const variant = pickVariant(pkg, precision, provider);
-  const paths = Object.fromEntries(AR_ROLES.map((r) => [r, join(pkg.dir, variant.files[r].path)]));
+  const paths = Object.fromEntries(
+    arRoles(pkg.manifest).map((r) => [r, join(pkg.dir, (variant.files[r] as ModelFile).path)]),
+  );
   return { ...variant, paths: paths as Record<ArRole, string> };
 }

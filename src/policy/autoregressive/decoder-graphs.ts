@@ -1,8 +1,11 @@
 /**
- * The two graphs of an autoregressive VLA in ONNX Runtime: the prefill (observation -> the
- * prefix's keys and values and the first action token's logits) and the decoder with Hugging Face
- * Optimum's decoder-with-past signature (`input_ids`, `attention_mask`, `position_ids`,
- * `past_key_values.N.key/value` in; `logits`, `present.N.key/value` out).
+ * The graphs of an autoregressive VLA in ONNX Runtime: the prefill (observation -> the prefix's
+ * keys and values and the first action token's logits), the decoder with Hugging Face Optimum's
+ * decoder-with-past signature (`input_ids`, `attention_mask`, `position_ids`,
+ * `past_key_values.N.key/value` in; `logits`, `present.N.key/value` out) and, optionally, the
+ * instruction graph (`instruction_ids` -> the words' `present.N.key/value`), whose output is kept
+ * across frames ({@link InstructionCache}) and fed to the prefill as `past_key_values`: the prefill
+ * then runs over the observation only and returns the same cache (words + observation).
  *
  * The key-value cache stays in the tensors ONNX Runtime returned: each call's `present` tensors
  * are the next call's `past` as they are, never copied in JavaScript. Entries that must not be
@@ -11,6 +14,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { BackendError, ModelError } from '../../errors.js';
+import { InstructionCache, type InstructionCacheStats } from './instruction-cache.js';
 
 /** What the prefill needs from one observation (batch of one). */
 export interface PrefillInput {
@@ -40,38 +44,76 @@ export interface StepResult {
   readonly state: KvState;
 }
 
-/** A loaded prefill + decoder pair. */
+/** The optional instruction graph and how many instructions to keep. */
+export interface InstructionGraphOptions {
+  /** The instruction graph's file: with it, the prefill takes the words' cache as its past. */
+  readonly instruction?: string;
+  /** Instructions kept across frames (default 16; 0: run the instruction graph every frame). */
+  readonly instructionCacheSize?: number;
+}
+
+/** A loaded prefill + decoder pair, with the instruction graph when the package has one. */
 export class DecoderGraphs {
   readonly layers: number;
   readonly vocab: number;
   readonly tokenDim: number;
+  readonly #cache: InstructionCache;
   #closed = false;
 
   private constructor(
     readonly prefillSession: ort.InferenceSession,
     readonly decoderSession: ort.InferenceSession,
+    readonly instructionSession: ort.InferenceSession | undefined,
     layers: number,
     vocab: number,
     tokenDim: number,
+    cacheSize: number | undefined,
   ) {
     this.layers = layers;
     this.vocab = vocab;
     this.tokenDim = tokenDim;
+    this.#cache = new InstructionCache(cacheSize);
+  }
+
+  /** The instruction cache's counters; undefined without an instruction graph. */
+  get instructionCache(): InstructionCacheStats | undefined {
+    return this.instructionSession === undefined ? undefined : this.#cache.stats;
   }
 
   /**
-   * Loads both graphs and checks their signatures: the decoder's inputs and outputs are Optimum's
-   * names, the prefill returns as many `present` pairs as the decoder takes, and both agree on the
-   * vocabulary. A mismatch is a `ModelError` naming the graph and the tensor.
+   * Loads the graphs and checks their signatures: the decoder's inputs and outputs are Optimum's
+   * names, the prefill returns as many `present` pairs as the decoder takes (and, with the
+   * instruction graph, takes as many as `past_key_values`), and both agree on the vocabulary. A
+   * mismatch is a `ModelError` naming the graph and the tensor.
    */
   static async load(
     prefillPath: string,
     decoderPath: string,
     options: ort.InferenceSession.SessionOptions = {},
+    extra: InstructionGraphOptions = {},
+  ): Promise<DecoderGraphs> {
+    const opened: ort.InferenceSession[] = [];
+    try {
+      return await DecoderGraphs.#load(prefillPath, decoderPath, options, extra, opened);
+    } catch (error) {
+      // Nothing opened before the failure is left behind.
+      await Promise.all(opened.map((s) => s.release()));
+      throw error;
+    }
+  }
+
+  static async #load(
+    prefillPath: string,
+    decoderPath: string,
+    options: ort.InferenceSession.SessionOptions,
+    extra: InstructionGraphOptions,
+    opened: ort.InferenceSession[],
   ): Promise<DecoderGraphs> {
     const open = async (path: string, role: string): Promise<ort.InferenceSession> => {
       try {
-        return await ort.InferenceSession.create(path, options);
+        const session = await ort.InferenceSession.create(path, options);
+        opened.push(session);
+        return session;
       } catch (cause) {
         throw new ModelError(
           'MODEL_FILE',
@@ -85,6 +127,8 @@ export class DecoderGraphs {
     };
     const prefill = await open(prefillPath, 'prefill');
     const decoder = await open(decoderPath, 'decoder');
+    const instruction =
+      extra.instruction === undefined ? undefined : await open(extra.instruction, 'instruction');
     const layers = decoder.inputNames.filter((n) => /^past_key_values\.\d+\.key$/.test(n)).length;
     const need = (
       session: ort.InferenceSession,
@@ -121,12 +165,24 @@ export class DecoderGraphs {
       ...kv('past_key_values'),
     ]);
     need(decoder, 'decoder', 'output', ['logits', ...kv('present')]);
-    need(prefill, 'prefill', 'input', [
-      'visual_tokens',
-      'token_positions',
-      'instruction_ids',
-      'state',
-    ]);
+    if (instruction === undefined)
+      need(prefill, 'prefill', 'input', [
+        'visual_tokens',
+        'token_positions',
+        'instruction_ids',
+        'state',
+      ]);
+    else {
+      need(instruction, 'instruction', 'input', ['instruction_ids']);
+      need(instruction, 'instruction', 'output', kv('present'));
+      need(prefill, 'prefill', 'input', [
+        'visual_tokens',
+        'token_positions',
+        'state',
+        'attention_mask',
+        ...kv('past_key_values'),
+      ]);
+    }
     need(prefill, 'prefill', 'output', ['logits', ...kv('present')]);
     const vocab = lastDim(decoder, 'decoder', 'logits');
     const prefillVocab = lastDim(prefill, 'prefill', 'logits');
@@ -139,25 +195,59 @@ export class DecoderGraphs {
         },
       );
     const tokenDim = lastDim(prefill, 'prefill', 'visual_tokens', 'input');
-    return new DecoderGraphs(prefill, decoder, layers, vocab, tokenDim);
+    return new DecoderGraphs(
+      prefill,
+      decoder,
+      instruction,
+      layers,
+      vocab,
+      tokenDim,
+      extra.instructionCacheSize,
+    );
   }
 
   /**
    * Runs the prefill: the first token's logits `[vocab]` and the prefix's cache. The first action
    * token's position id is `firstActionPosition` where the model fixes it (a prefix whose slots
-   * keep their positions when visual tokens are pruned), else the prefix's length (Optimum).
+   * keep their positions when visual tokens are pruned), else the prefix's length (Optimum). With
+   * the instruction graph, the words' cache comes from the instruction cache (the graph runs on a
+   * miss, or every time with `useCache: false`) and the result is the same.
    */
-  async prefill(input: PrefillInput, firstActionPosition?: number): Promise<StepResult> {
+  async prefill(
+    input: PrefillInput,
+    firstActionPosition?: number,
+    options: { readonly useCache?: boolean } = {},
+  ): Promise<StepResult> {
     const k = input.tokenPositions.length;
-    const out = await this.#run(this.prefillSession, 'prefill', {
+    const l = input.instructionIds.length;
+    const observation = {
       visual_tokens: new ort.Tensor('float32', input.visualTokens, [1, k, this.tokenDim]),
       token_positions: new ort.Tensor('int64', input.tokenPositions, [1, k]),
-      instruction_ids: new ort.Tensor('int64', input.instructionIds, [
-        1,
-        input.instructionIds.length,
-      ]),
       state: new ort.Tensor('float32', input.state, [1, input.state.length]),
-    });
+    };
+    let feeds: Record<string, ort.Tensor>;
+    if (this.instructionSession === undefined)
+      feeds = {
+        ...observation,
+        instruction_ids: new ort.Tensor('int64', input.instructionIds, [1, l]),
+      };
+    else {
+      const words = () => this.#instruction(input.instructionIds);
+      const past =
+        options.useCache === false
+          ? await words()
+          : await this.#cache.get(input.instructionIds, words);
+      // The words' padding hidden, as in the full prefill; the observation sees everything.
+      const mask = new BigInt64Array(l + k + 1).fill(1n);
+      input.instructionIds.forEach((id, i) => {
+        if (id === 0n) mask[i] = 0n;
+      });
+      feeds = { ...observation, attention_mask: new ort.Tensor('int64', mask, [1, mask.length]) };
+      past.forEach((tensor, i) => {
+        feeds[`past_key_values.${i >> 1}.${i % 2 === 0 ? 'key' : 'value'}`] = tensor;
+      });
+    }
+    const out = await this.#run(this.prefillSession, 'prefill', feeds);
     const past = this.#presents(out);
     const total = (past[0] as ort.Tensor).dims[2] as number;
     const valid = new Uint8Array(total).fill(1);
@@ -289,11 +379,31 @@ export class DecoderGraphs {
     return { past: state.past, valid, nextPosition: state.nextPosition - fed + kept };
   }
 
-  /** Releases both sessions. */
+  /** Releases the sessions. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await Promise.all([this.prefillSession.release(), this.decoderSession.release()]);
+    this.#cache.clear();
+    await Promise.all([
+      this.prefillSession.release(),
+      this.decoderSession.release(),
+      this.instructionSession?.release(),
+    ]);
+  }
+
+  /** The instruction graph's `present` tensors for `ids`: the words' keys and values. */
+  async #instruction(ids: BigInt64Array): Promise<ort.Tensor[]> {
+    const out = await this.#run(this.instructionSession as ort.InferenceSession, 'instruction', {
+      instruction_ids: new ort.Tensor('int64', ids, [1, ids.length]),
+    });
+    const words = this.#presents(out);
+    const length = (words[0] as ort.Tensor).dims[2];
+    if (length !== ids.length)
+      throw new BackendError(
+        `Expected the instruction graph's cache to hold ${ids.length} entries (one per word) but it holds ${length}`,
+        { field: 'graphs.instruction.outputs.present.0.key' },
+      );
+    return words;
   }
 
   #presents(out: ort.InferenceSession.OnnxValueMapType): ort.Tensor[] {

@@ -6,7 +6,7 @@
  */
 import type { ResizeMode } from '../../ingest/frame.js';
 import {
-  AR_ROLES,
+  arRoles,
   loadArManifest,
   logitsVocab,
   selectArVariant,
@@ -52,8 +52,14 @@ export interface ArPackage {
     readonly tokens: string;
     readonly saliency: string;
   };
-  /** The selected variant's graph files, relative to `dir`, and the word tokenizer's. */
-  readonly files: Readonly<Record<ArRole, string>> & { readonly words: string };
+  /**
+   * The selected variant's graph files, relative to `dir`, and the word tokenizer's; `instruction`
+   * only when the package has the instruction graph (the prefill then takes its cache as past).
+   */
+  readonly files: Readonly<Record<ArRole, string>> & {
+    readonly instruction?: string;
+    readonly words: string;
+  };
   /** The selected variant's name and precision. */
   readonly variant: { readonly name: string; readonly precision: Precision };
   /** The validated manifest. */
@@ -142,10 +148,9 @@ export async function readArPackage(
       saliency: (enc.outputs[1] as { name: string }).name,
     },
     files: {
-      ...(Object.fromEntries(AR_ROLES.map((r) => [r, variant.files[r].path])) as Record<
-        ArRole,
-        string
-      >),
+      ...(Object.fromEntries(
+        arRoles(m).map((r) => [r, (variant.files[r] as { path: string }).path]),
+      ) as Record<ArRole, string>),
       words: m.tokenizer.file,
     },
     variant: { name: variant.name, precision: variant.precision },

@@ -58,7 +58,9 @@ export class ArPolicy {
   /**
    * Loads the package in `dir`: the manifest validated (schema and graph roles), the variant of
    * `precision` (default fp32) with its files confined and hashed, and its three graphs opened and
-   * checked against the manifest's roles. Errors are `ModelError`s naming the manifest field.
+   * checked against the manifest's roles (four with the instruction graph, whose cache is then
+   * kept across frames: {@link DecoderGraphs.instructionCache}). Errors are `ModelError`s naming
+   * the manifest field.
    */
   static async load(
     dir: string,
@@ -81,11 +83,15 @@ export class ArPolicy {
     let graphs: DecoderGraphs | undefined;
     try {
       checkGraph('encoder', encoder, pkg.manifest.graphs.encoder);
+      const { instruction } = pkg.files;
       graphs = await DecoderGraphs.load(
         join(pkg.dir, pkg.files.prefill),
         join(pkg.dir, pkg.files.decoder),
         options,
+        instruction === undefined ? {} : { instruction: join(pkg.dir, instruction) },
       );
+      if (graphs.instructionSession !== undefined && pkg.manifest.graphs.instruction !== undefined)
+        checkGraph('instruction', graphs.instructionSession, pkg.manifest.graphs.instruction);
       checkGraph('prefill', graphs.prefillSession, pkg.manifest.graphs.prefill);
       checkGraph('decoder', graphs.decoderSession, pkg.manifest.graphs.decoder);
     } catch (error) {

@@ -4,7 +4,9 @@
  * signatures), the shipped models/tiny-vla vision encoder and word tokenizer (the same 96×96 image,
  * 12×12 grid, 64-dim tokens and 12 words the pair was made for) and a manifest as
  * models/tiny-vla-ar/train/export.py writes it, with sizes read from reference.json and hashes
- * computed from the files.
+ * computed from the files. With `{ instruction: true }` the package has the instruction graph
+ * (instruction.onnx) and the prefill that takes the words' cache as past (the fixture's
+ * prefill-with-past.onnx, same weights), as export.py writes it by default.
  */
 import { createHash } from 'node:crypto';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -43,7 +45,11 @@ function tensor(name: string, dtype: string, shape: (number | string)[]): Json {
  * Builds the package in a fresh temporary folder, applies `mutate` to its manifest and returns the
  * folder. Remove every such folder with {@link removeArPackages}.
  */
-export async function makeArPackage(mutate?: (m: Json) => void): Promise<string> {
+export async function makeArPackage(
+  mutate?: (m: Json) => void,
+  options: { readonly instruction?: boolean } = {},
+): Promise<string> {
+  const cached = options.instruction === true;
   const dir = await mkdtemp(join(tmpdir(), 'vla-ar-pkg-'));
   temps.push(dir);
   const ref = JSON.parse(
@@ -56,7 +62,12 @@ export async function makeArPackage(mutate?: (m: Json) => void): Promise<string>
     tokenizer: { max_length: number };
     state: Json & { names: string[] };
   };
-  await copyFile(join(AR_FIXTURE_DIR, 'prefill.onnx'), join(dir, 'prefill.onnx'));
+  await copyFile(
+    join(AR_FIXTURE_DIR, cached ? 'prefill-with-past.onnx' : 'prefill.onnx'),
+    join(dir, 'prefill.onnx'),
+  );
+  if (cached)
+    await copyFile(join(AR_FIXTURE_DIR, 'instruction.onnx'), join(dir, 'instruction.onnx'));
   await copyFile(join(AR_FIXTURE_DIR, 'decoder.onnx'), join(dir, 'decoder.onnx'));
   await copyFile(join(TINY_VLA, 'vision_encoder.onnx'), join(dir, 'vision_encoder.onnx'));
   await copyFile(join(TINY_VLA, 'tokenizer.json'), join(dir, 'tokenizer.json'));
@@ -65,7 +76,7 @@ export async function makeArPackage(mutate?: (m: Json) => void): Promise<string>
   const L = tiny.tokenizer.max_length;
   const f32 = 'float32';
   const i64 = 'int64';
-  const kv = (prefix: string, length: string): Json[] =>
+  const kv = (prefix: string, length: string | number): Json[] =>
     Array.from({ length: ref.layers }, (_, j) =>
       ['key', 'value'].map((kind) =>
         tensor(`${prefix}.${j}.${kind}`, f32, ['batch', ref.heads, length, ref.head_dim]),
@@ -74,6 +85,7 @@ export async function makeArPackage(mutate?: (m: Json) => void): Promise<string>
   const files: Json = {};
   for (const [role, file] of [
     ['encoder', 'vision_encoder.onnx'],
+    ...(cached ? [['instruction', 'instruction.onnx'] as const] : []),
     ['prefill', 'prefill.onnx'],
     ['decoder', 'decoder.onnx'],
   ] as const)
@@ -114,18 +126,40 @@ export async function makeArPackage(mutate?: (m: Json) => void): Promise<string>
           tensor('saliency', f32, ['batch', gw * gh]),
         ],
       },
-      prefill: {
-        inputs: [
-          tensor('visual_tokens', f32, ['batch', 'tokens', D]),
-          tensor('token_positions', i64, ['batch', 'tokens']),
-          tensor('instruction_ids', i64, ['batch', L]),
-          tensor('state', f32, ['batch', tiny.state.names.length]),
-        ],
-        outputs: [
-          tensor('logits', f32, ['batch', 1, ref.vocab]),
-          ...kv('present', 'prefix_length'),
-        ],
-      },
+      ...(cached
+        ? {
+            instruction: {
+              inputs: [tensor('instruction_ids', i64, ['batch', L])],
+              outputs: kv('present', L),
+            },
+            prefill: {
+              inputs: [
+                tensor('visual_tokens', f32, ['batch', 'tokens', D]),
+                tensor('token_positions', i64, ['batch', 'tokens']),
+                tensor('state', f32, ['batch', tiny.state.names.length]),
+                tensor('attention_mask', i64, ['batch', 'total_length']),
+                ...kv('past_key_values', L),
+              ],
+              outputs: [
+                tensor('logits', f32, ['batch', 1, ref.vocab]),
+                ...kv('present', 'prefix_length'),
+              ],
+            },
+          }
+        : {
+            prefill: {
+              inputs: [
+                tensor('visual_tokens', f32, ['batch', 'tokens', D]),
+                tensor('token_positions', i64, ['batch', 'tokens']),
+                tensor('instruction_ids', i64, ['batch', L]),
+                tensor('state', f32, ['batch', tiny.state.names.length]),
+              ],
+              outputs: [
+                tensor('logits', f32, ['batch', 1, ref.vocab]),
+                ...kv('present', 'prefix_length'),
+              ],
+            },
+          }),
       decoder: {
         inputs: [
           tensor('input_ids', i64, ['batch', 'sequence_length']),
