@@ -4,9 +4,13 @@
  * the steps executed). Every strategy is exact, so success and steps must be the same; what
  * changes is the number of sequential decoder calls per chunk and the time per chunk. Visual tokens
  * may be pruned before the prefill, at a fixed budget or under the latency-budget controller.
+ * The prefill is also timed alone: as the runtime runs it each frame and with the instruction's
+ * keys and values recomputed, which is what the instruction graph's cache saves.
  */
+import { performance } from 'node:perf_hooks';
 import { FrameIngest } from '../ingest/ingest.js';
 import type { Precision } from '../model/manifest.js';
+import type { InstructionCacheStats } from '../policy/autoregressive/instruction-cache.js';
 import { ArPolicy, type ArActOptions } from '../policy/autoregressive/policy.js';
 import { PrunedArPolicy, type ArPruningOptions } from '../policy/autoregressive/pruned.js';
 import { runEpisodes, type Agent } from '../sim/runner.js';
@@ -14,6 +18,27 @@ import { median, round } from '../util/stats.js';
 
 /** Chunks each strategy decodes before timing starts. */
 const WARMUP_CHUNKS = 3;
+/** Timed prefills of each kind (cached and recomputed instruction, alternated). */
+const PREFILL_ROUNDS = 50;
+
+/** The prefill alone, per frame, with every visual token. */
+export interface PrefillTiming {
+  /** Whether the package has the instruction graph (the words' keys and values kept across frames). */
+  readonly instruction_graph: boolean;
+  readonly rounds: number;
+  readonly visual_tokens: number;
+  /** The prefill as the runtime runs it each frame (with the instruction graph: the words' cache reused). */
+  readonly p50_ms: number;
+  readonly p95_ms: number;
+  /**
+   * The words recomputed every frame: the instruction graph + the prefill, or, without the
+   * instruction graph, the full prefill (then the same as p50_ms).
+   */
+  readonly recompute_p50_ms: number;
+  readonly recompute_p95_ms: number;
+  /** The instruction cache's counters over the closed loops above; null without the graph. */
+  readonly instruction_cache: InstructionCacheStats | null;
+}
 
 /** One strategy's closed-loop result. */
 export interface DecodeStrategyResult {
@@ -63,6 +88,7 @@ export async function benchDecode(options: DecodeBenchOptions): Promise<{
   readonly episodes: number;
   readonly seed: number;
   readonly results: DecodeStrategyResult[];
+  readonly prefill: PrefillTiming;
 }> {
   const policy = await ArPolicy.load(
     options.model,
@@ -163,14 +189,60 @@ export async function benchDecode(options: DecodeBenchOptions): Promise<{
       });
       options.progress?.(`${strategy}: ${JSON.stringify(results[results.length - 1])}`);
     }
+    const cacheStats = policy.graphs.instructionCache ?? null;
     return {
       model: policy.pkg.name,
       variant: policy.pkg.variant.name,
       episodes: options.episodes,
       seed: options.seed,
       results,
+      prefill: { ...(await timePrefill(policy, grey)), instruction_cache: cacheStats },
     };
   } finally {
     await policy.close();
   }
+}
+
+/**
+ * The prefill alone on one observation with every visual token: as the runtime runs it (the
+ * instruction's cache reused) and with the words recomputed, alternated so that load on the
+ * machine falls on both alike.
+ */
+async function timePrefill(
+  policy: ArPolicy,
+  obs: Parameters<ArPolicy['prefillInput']>[0],
+): Promise<Omit<PrefillTiming, 'instruction_cache'>> {
+  const { input, kept } = await policy.prefillInput(obs, {});
+  const first = policy.pkg.firstActionPosition;
+  const graph = policy.graphs.instructionSession !== undefined;
+  const cached: number[] = [];
+  const recomputed: number[] = [];
+  for (let i = 0; i < PREFILL_ROUNDS + WARMUP_CHUNKS; i++) {
+    let start = performance.now();
+    await policy.graphs.prefill(input, first);
+    const a = performance.now() - start;
+    start = performance.now();
+    if (graph) await policy.graphs.prefill(input, first, { useCache: false });
+    const b = graph ? performance.now() - start : a;
+    if (i < WARMUP_CHUNKS) continue;
+    cached.push(a);
+    recomputed.push(b);
+  }
+  const p = (xs: number[], q: number): number =>
+    round(
+      percentile(
+        [...xs].sort((x, y) => x - y),
+        q,
+      ),
+      3,
+    );
+  return {
+    instruction_graph: graph,
+    rounds: PREFILL_ROUNDS,
+    visual_tokens: kept,
+    p50_ms: round(median(cached), 3),
+    p95_ms: p(cached, 0.95),
+    recompute_p50_ms: round(median(recomputed), 3),
+    recompute_p95_ms: p(recomputed, 0.95),
+  };
 }

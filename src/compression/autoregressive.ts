@@ -125,8 +125,12 @@ export async function compressArPackage(options: ArCompressOptions): Promise<ArC
     const field = `manifest.variants.fp32.files.${role}`;
     const model = await loadOnnx(join(pkg.dir, fp32Path(role)), field);
     graphOf(model).node.forEach((n) => known.add(n.name));
+    // The instruction graph ends at the words' keys and values: it has no logits head to keep.
     const exclude =
-      options.exclude ?? defaultExclusions(model, role === 'encoder' ? 'encoder' : 'policy');
+      options.exclude ??
+      (role === 'instruction'
+        ? []
+        : defaultExclusions(model, role === 'encoder' ? 'encoder' : 'policy'));
     const targets = planQuantization(model, new Set(exclude), `graphs.${role}`);
     excluded[role] = exclude.filter((e) => graphOf(model).node.some((n) => n.name === e));
     quantized[role] = targets.length;

@@ -7,6 +7,7 @@ import { compressArPackage, type ArCompressOptions } from '../../src/compression
 import { ConfigError, InputError } from '../../src/errors.js';
 import { loadArManifest, selectArVariant } from '../../src/model/ar-manifest.js';
 import { readArPackage } from '../../src/policy/autoregressive/package.js';
+import { ArPolicy } from '../../src/policy/autoregressive/policy.js';
 import { tabletopEvaluator } from '../../src/sim/evaluator.js';
 import { makeArPackage, removeArPackages } from '../policy/autoregressive/ar-package.js';
 
@@ -58,6 +59,26 @@ describe('compress of an autoregressive package (dynamic INT8)', () => {
     await compressArPackage(options(dir));
     const pkg = await loadArManifest(dir);
     expect(pkg.manifest.variants.map((v) => v.name)).toEqual(['fp32', 'int8-dynamic']);
+  });
+
+  it('quantizes the instruction graph too, where the package has one', async () => {
+    const dir = await makeArPackage(undefined, { instruction: true });
+    const report = await compressArPackage(options(dir));
+    for (const role of ['encoder', 'instruction', 'prefill', 'decoder'] as const)
+      expect(report.quantized_nodes[role]).toBeGreaterThan(0);
+    // No logits head to keep in float there.
+    expect(report.excluded.instruction).toEqual([]);
+    expect(report.held_out.chunks_equal_to_fp32).toBe(1);
+    expect(report.gate).toMatchObject({ passed: true, reasons: [] });
+    const int8 = await readArPackage(dir, { precision: 'int8' });
+    expect(int8.files.instruction).toBe('instruction.int8-dynamic.onnx');
+    expect(int8.files.prefill).toBe('prefill.int8-dynamic.onnx');
+    const policy = await ArPolicy.load(dir, {}, { precision: 'int8' });
+    try {
+      expect(policy.graphs.instructionSession).toBeDefined();
+    } finally {
+      await policy.close();
+    }
   });
 
   it('refuses --exclude naming no node, leaving the package as it was', async () => {

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { CommandIo } from '../../../src/cli/command.js';
 import { infoCommand } from '../../../src/cli/info.js';
-import type { DecodeStrategyResult } from '../../../src/bench/decode.js';
+import type { DecodeStrategyResult, PrefillTiming } from '../../../src/bench/decode.js';
 import { ModelError } from '../../../src/errors.js';
 import { ROOT } from '../../helpers.js';
 import { at, makeArPackage, removeArPackages } from './ar-package.js';
@@ -50,6 +50,24 @@ describe('info on an autoregressive package', () => {
     expect(human[0]).toMatch(/uniform_bins \(256 bins/);
   });
 
+  it('shows the instruction graph and its file when the package has one', async () => {
+    const { io, results, human } = capture();
+    const dir = await makeArPackage(undefined, { instruction: true });
+    expect(await infoCommand.run({ model: dir, set: THREADS }, io, [])).toBe(0);
+    expect(at(results[0], 'model').instruction_graph).toBe(true);
+    const variant = at(results[0], 'variants', 0);
+    expect(Object.keys(at(variant, 'files')).sort()).toEqual([
+      'decoder',
+      'encoder',
+      'instruction',
+      'prefill',
+    ]);
+    expect(at(variant, 'files', 'instruction').path).toBe('instruction.onnx');
+    expect(at(variant, 'warmup')).toMatchObject({ tokens: 16, decoder_calls: 15 });
+    expect(human[0]).toMatch(/instruction: its keys and values cached across frames/);
+    expect(human[0]).toMatch(/instruction instruction\.onnx/);
+  });
+
   it('fails with the typed error naming the variant and the field when a graph disagrees', async () => {
     const dir = await makeArPackage((m) => {
       at(m, 'graphs', 'encoder', 'outputs', 1).name = 'attention';
@@ -81,6 +99,7 @@ interface DecodeReport {
   episodes: number;
   seed: number;
   results: DecodeStrategyResult[];
+  prefill: PrefillTiming;
 }
 
 async function fails(args: string[]): Promise<{ code: number; stderr: string }> {
@@ -126,6 +145,54 @@ describe('vla-node bench decode', () => {
       expect(r.mean_steps).toBe(greedy.mean_steps);
       expect(r.decoder_calls_per_chunk).toBeLessThanOrEqual(greedy.decoder_calls_per_chunk);
     }
+  });
+
+  it('times the prefill with the instruction cached and recomputed', async () => {
+    const plain = JSON.parse(
+      (
+        await run(process.execPath, [
+          CLI,
+          'bench',
+          'decode',
+          '--model',
+          await makeArPackage(),
+          '--episodes',
+          '1',
+          '--json',
+        ])
+      ).stdout,
+    ) as DecodeReport;
+    expect(plain.prefill).toMatchObject({
+      instruction_graph: false,
+      visual_tokens: 144,
+      instruction_cache: null,
+    });
+    expect(plain.prefill.recompute_p50_ms).toBe(plain.prefill.p50_ms);
+    const cached = JSON.parse(
+      (
+        await run(process.execPath, [
+          CLI,
+          'bench',
+          'decode',
+          '--model',
+          await makeArPackage(undefined, { instruction: true }),
+          '--episodes',
+          '1',
+          '--json',
+        ])
+      ).stdout,
+    ) as DecodeReport;
+    // The same closed loop either way: the instruction graph changes where the words are made.
+    expect(cached.results.map((r) => [r.success_rate, r.mean_steps, r.tokens_per_chunk])).toEqual(
+      plain.results.map((r) => [r.success_rate, r.mean_steps, r.tokens_per_chunk]),
+    );
+    expect(cached.prefill.instruction_graph).toBe(true);
+    expect(cached.prefill.p50_ms).toBeGreaterThan(0);
+    expect(cached.prefill.recompute_p50_ms).toBeGreaterThan(0);
+    // One episode, one instruction (and the warm-up's): every other frame reuses the cache.
+    const stats = cached.prefill.instruction_cache;
+    expect(stats?.misses).toBeLessThanOrEqual(2);
+    expect(stats?.hits).toBeGreaterThan(stats?.misses ?? 0);
   });
 
   it("prunes before the prefill with the node's pruning parameters", async () => {
