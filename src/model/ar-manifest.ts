@@ -153,7 +153,13 @@ function expectTensor(
   });
 }
 
-function expectCount(role: ArGraphRole, g: GraphSpec, inputs: number, outputs: number, what: string) {
+function expectCount(
+  role: ArGraphRole,
+  g: GraphSpec,
+  inputs: number,
+  outputs: number,
+  what: string,
+) {
   if (g.inputs.length !== inputs || g.outputs.length !== outputs)
     fail(
       `graphs.${role}`,
@@ -251,7 +257,10 @@ function checkArConsistency(m: ArManifest): void {
     );
   expectTensor('graphs.prefill.inputs[1]', pp, 'token_positions', INT, [null, pv.shape[1]]);
   if (g.instruction === undefined) {
-    expectTensor('graphs.prefill.inputs[2]', g.prefill.inputs[2], 'instruction_ids', INT, [null, L]);
+    expectTensor('graphs.prefill.inputs[2]', g.prefill.inputs[2], 'instruction_ids', INT, [
+      null,
+      L,
+    ]);
     expectTensor('graphs.prefill.inputs[3]', g.prefill.inputs[3], 'state', F32, [null, S]);
   } else {
     expectTensor('graphs.prefill.inputs[2]', g.prefill.inputs[2], 'state', F32, [null, S]);
@@ -316,7 +325,7 @@ function checkArConsistency(m: ArManifest): void {
     if (g.instruction !== undefined && v.files.instruction === undefined)
       fail(
         `variants[${i}].files.instruction`,
-        'Expected the instruction graph\'s file (graphs.instruction is given) but received none',
+        "Expected the instruction graph's file (graphs.instruction is given) but received none",
       );
     if (g.instruction === undefined && v.files.instruction !== undefined)
       fail(

@@ -9,7 +9,6 @@ import { readFileSync } from 'node:fs';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelError } from '../../../src/errors.js';
@@ -71,7 +70,8 @@ afterAll(async () => {
 function maxDiff(a: Float32Array, b: Float32Array): number {
   expect(a.length).toBe(b.length);
   let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+  for (let i = 0; i < a.length; i++)
+    worst = Math.max(worst, Math.abs((a[i] as number) - (b[i] as number)));
   return worst;
 }
 
@@ -90,7 +90,7 @@ function cacheDiff(a: StepResult, b: StepResult): number {
         if (a.state.valid[p] === 0) continue;
         for (let d = 0; d < dim; d++) {
           const j = (h * length + p) * dim + d;
-          worst = Math.max(worst, Math.abs(xd[j]! - yd[j]!));
+          worst = Math.max(worst, Math.abs((xd[j] as number) - (yd[j] as number)));
         }
       }
   });
@@ -98,7 +98,7 @@ function cacheDiff(a: StepResult, b: StepResult): number {
 }
 
 describe('the instruction graph + prefill with past', () => {
-  it('gives the full prefill\'s logits and cache, and PyTorch\'s greedy tokens', async () => {
+  it("gives the full prefill's logits and cache, and PyTorch's greedy tokens", async () => {
     for (const [i, input] of inputs.entries()) {
       const a = await full.prefill(input, first);
       const b = await cached.prefill(input, first);
@@ -119,7 +119,7 @@ describe('the instruction graph + prefill with past', () => {
     }
   });
 
-  it('decodes batches (shared decoder calls) to each sequence\'s own greedy tokens', async () => {
+  it("decodes batches (shared decoder calls) to each sequence's own greedy tokens", async () => {
     const graphs = await loadCached();
     try {
       const batch = [inputs[0], inputs[1], inputs[0]] as PrefillInput[];
@@ -208,7 +208,7 @@ describe('a package with the instruction graph', () => {
     };
   };
 
-  it('reads the role and its file', async () => {
+  it('reads the role and its file', () => {
     expect(withCache.pkg.files.instruction).toBe('instruction.onnx');
     expect(plain.pkg.files.instruction).toBeUndefined();
     expect(plain.graphs.instructionCache).toBeUndefined();
@@ -269,7 +269,7 @@ describe('the instruction role refused', () => {
   it('names the manifest field of a misnamed instruction input', async () => {
     const dir = await makeArPackage(
       (m) => {
-        (at(m, 'graphs', 'instruction').inputs as Json[])[0]!.name = 'input_ids';
+        at(m, 'graphs', 'instruction', 'inputs', 0).name = 'input_ids';
       },
       { instruction: true },
     );
@@ -311,7 +311,7 @@ describe('the instruction role refused', () => {
     expect(extra.message).toMatch(/Expected no instruction file/);
   });
 
-  it('refuses an ONNX instruction graph whose signature is not the manifest\'s', async () => {
+  it("refuses an ONNX instruction graph whose signature is not the manifest's", async () => {
     // The full prefill has instruction_ids in and present pairs out, but three more inputs.
     const dir = await makeArPackage(undefined, { instruction: true });
     await copyFile(fixture('prefill.onnx'), join(dir, 'instruction.onnx'));
