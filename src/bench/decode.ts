@@ -19,7 +19,7 @@ import { median, round } from '../util/stats.js';
 /** Chunks each strategy decodes before timing starts. */
 const WARMUP_CHUNKS = 3;
 /** Timed prefills of each kind (cached and recomputed instruction, alternated). */
-const PREFILL_ROUNDS = 50;
+const PREFILL_ROUNDS = 200;
 
 /** The prefill alone, per frame, with every visual token. */
 export interface PrefillTiming {
