@@ -19,7 +19,9 @@ import {
   type PrefillInput,
   type StepResult,
 } from '../../../src/policy/autoregressive/decoder-graphs.js';
+import type { Observation } from '../../../src/pipeline/types.js';
 import { readArPackage } from '../../../src/policy/autoregressive/package.js';
+import { ArPipeline, type ArPipelineOptions } from '../../../src/policy/autoregressive/pipeline.js';
 import { ArPolicy, type ArObservation } from '../../../src/policy/autoregressive/policy.js';
 import { PrunedArPolicy } from '../../../src/policy/autoregressive/pruned.js';
 import { UniformBinTokenizer } from '../../../src/policy/autoregressive/uniform-bins.js';
@@ -246,6 +248,63 @@ describe('a package with the instruction graph', () => {
     const b = await new PrunedArPolicy(withCache, pruning).actGreedyMany(batch);
     expect(b.map((r) => r.tokens)).toEqual(a.map((r) => r.tokens));
     expect(b.map((r) => r.keptTokens)).toEqual(a.map((r) => r.keptTokens));
+  });
+});
+
+describe('ArPipeline on a package with the instruction graph', () => {
+  const SIZE = 96;
+  const observation = (shift: number, instruction: string): Observation => ({
+    frame: {
+      kind: 'raw',
+      encoding: 'rgb8',
+      width: SIZE,
+      height: SIZE,
+      data: Uint8Array.from({ length: SIZE * SIZE * 3 }, (_, i) => (i * 37 + shift * 11) % 256),
+    },
+    instruction,
+    state: [0.3 + 0.05 * shift, 0.7 - 0.05 * shift],
+  });
+
+  it('serves single requests and batches as the package without it', async () => {
+    const options: ArPipelineOptions = {
+      pruning: {
+        strategy: 'none',
+        keepRatio: 1,
+        keepCount: 0,
+        minKeepRatio: 0.1,
+        seed: 0,
+        latencyBudgetMs: 0,
+      },
+      decoding: { strategy: 'greedy', window: 0 },
+      limits: { min: [], max: [], maxDeltaPerStep: 0 },
+      intraOpThreads: 1,
+      maxBatch: 4,
+    };
+    const plain = await ArPipeline.create(await makeArPackage(), options);
+    const cached = await ArPipeline.create(
+      await makeArPackage(undefined, { instruction: true }),
+      options,
+    );
+    try {
+      const batch = [
+        observation(0, 'move to the red block'),
+        observation(2, 'move to the blue block'),
+        observation(4, 'move to the red block'),
+      ];
+      const chunks = async (p: ArPipeline) =>
+        (await p.inferBatch(batch)).map((s) =>
+          s.status === 'fulfilled' ? Array.from(s.value.actions) : s.reason,
+        );
+      expect(await chunks(cached)).toEqual(await chunks(plain));
+      const single = observation(6, 'move to the blue block');
+      expect(Array.from((await cached.infer(single)).actions)).toEqual(
+        Array.from((await plain.infer(single)).actions),
+      );
+      // The blue instruction came from the batch's cache.
+      expect(cached.policy.policy.graphs.instructionCache?.hits).toBeGreaterThanOrEqual(2);
+    } finally {
+      await Promise.all([plain.release(), cached.release()]);
+    }
   });
 });
 
