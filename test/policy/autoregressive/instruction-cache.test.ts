@@ -291,10 +291,11 @@ describe('ArPipeline on a package with the instruction graph', () => {
         observation(2, 'move to the blue block'),
         observation(4, 'move to the red block'),
       ];
-      const chunks = async (p: ArPipeline) =>
-        (await p.inferBatch(batch)).map((s) =>
-          s.status === 'fulfilled' ? Array.from(s.value.actions) : s.reason,
-        );
+      const chunks = async (p: ArPipeline): Promise<number[][]> =>
+        (await p.inferBatch(batch)).map((s) => {
+          expect(s.status).toBe('fulfilled');
+          return s.status === 'fulfilled' ? Array.from(s.value.actions) : [];
+        });
       expect(await chunks(cached)).toEqual(await chunks(plain));
       const single = observation(6, 'move to the blue block');
       expect(Array.from((await cached.infer(single)).actions)).toEqual(
