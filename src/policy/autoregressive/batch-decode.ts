@@ -23,6 +23,7 @@ export async function stepSequences(
 ): Promise<number> {
   const active = sequences.filter((s) => !s.done);
   if (active.length === 0) return 0;
+  for (const s of active) s.compact();
   const results = await graphs.stepMany(
     active.map((s) => s.state),
     active.map((s) => s.feed()),

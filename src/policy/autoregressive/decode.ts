@@ -18,6 +18,7 @@
  * Greedy choice is constrained to the tokens the action tokenizer admits after the tokens so far,
  * so every decode is a whole chunk within the action range.
  */
+import * as ort from 'onnxruntime-node';
 import { BackendError } from '../../errors.js';
 import type { ActionTokenizer } from './action-tokenizer.js';
 import type { DecoderGraphs, KvState, PrefillInput, StepResult } from './decoder-graphs.js';
@@ -145,6 +146,19 @@ export class DecodeSequence {
     return this.#decoderCalls;
   }
 
+  /**
+   * Drop the cache entries nothing attends to (instruction padding, rejected guesses, the padding
+   * of shared calls) once they are more than a quarter of the cache: in a continuous batch each
+   * sequence is padded to the longest, and a joining sequence would otherwise inherit that
+   * padding and pass it on, so that caches grew for as long as the batch never emptied.
+   */
+  compact(): void {
+    const valid = this.#state.valid;
+    let hidden = 0;
+    for (const v of valid) if (v === 0) hidden++;
+    if (hidden > Math.max(16, valid.length / 4)) this.#state = compactState(this.#state);
+  }
+
   /** The decoder's ids to feed in the next call (at least one); [] once {@link done}. */
   feed(): number[] {
     return (this.#fed ?? []).map((t) => t + this.#tokenOffset);
@@ -229,6 +243,32 @@ export class DecodeSequence {
       ? argmaxAllowed(logits, row * this.#graphs.vocab + this.#tokenOffset, this.#mask)
       : undefined;
   }
+}
+
+/**
+ * `state` without its hidden entries: the same attention (hidden entries weigh nothing, and the
+ * real ones keep the keys of their own positions), in a cache of the real entries only.
+ */
+export function compactState(state: KvState): KvState {
+  const keep: number[] = [];
+  state.valid.forEach((v, i) => {
+    if (v === 1) keep.push(i);
+  });
+  if (keep.length === state.valid.length) return state;
+  const past = state.past.map((tensor) => {
+    const [batch, heads, length, dim] = tensor.dims as [number, number, number, number];
+    const src = tensor.data as Float32Array;
+    const data = new Float32Array(batch * heads * keep.length * dim);
+    for (let h = 0; h < batch * heads; h++)
+      keep.forEach((from, to) => {
+        data.set(
+          src.subarray((h * length + from) * dim, (h * length + from + 1) * dim),
+          (h * keep.length + to) * dim,
+        );
+      });
+    return new ort.Tensor('float32', data, [batch, heads, keep.length, dim]);
+  });
+  return { past, valid: new Uint8Array(keep.length).fill(1), nextPosition: state.nextPosition };
 }
 
 /**

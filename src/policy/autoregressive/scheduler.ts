@@ -130,6 +130,7 @@ export class DecodeScheduler {
       this.#steps++;
       this.#activeSum += active.length;
       this.#activeMax = Math.max(this.#activeMax, active.length);
+      for (const a of active) a.admission.sequence.compact();
       let results: StepResult[];
       try {
         results = await this.#graphs.stepMany(

@@ -183,6 +183,34 @@ describe('DecodeScheduler: continuous batching', () => {
     expect(order.indexOf('c')).toBe(2);
   });
 
+  it('keeps caches bounded while the batch never empties: a joiner does not inherit the padding', async () => {
+    const scheduler = new DecodeScheduler(graphs, 2);
+    const prefix = (await graphs.prefill(B, FIRST)).state.valid.length;
+    const lengths: number[] = [];
+    const chained: Promise<DecodeResult>[] = [];
+    // Sixteen requests, each arriving half a chunk after the one before: always two decoding.
+    for (let i = 0; i < 16; i++) {
+      await until(() => scheduler.stats().steps >= i * 8);
+      chained.push(
+        scheduler.submit(async () => {
+          const sequence = await startSequence(graphs, tokenizer, B, { kind: 'greedy' }, 0, FIRST);
+          return {
+            sequence,
+            finish: (r: DecodeResult) => {
+              lengths.push(sequence.state.valid.length);
+              return r;
+            },
+          };
+        }),
+      );
+    }
+    const results = await Promise.all(chained);
+    expect(results.every((r) => r.tokens.join() === expected[1]?.join())).toBe(true);
+    expect(scheduler.stats().joined).toBe(15);
+    // Its own prefix and chunk, plus at most the padding it may hold before it is dropped.
+    for (const length of lengths) expect(length).toBeLessThanOrEqual(prefix + 3 * n + 32);
+  });
+
   it('fails a request whose admission fails alone, and goes on with the others', async () => {
     const scheduler = new DecodeScheduler(graphs, 4);
     const order: string[] = [];
