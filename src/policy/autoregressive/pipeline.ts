@@ -149,6 +149,8 @@ export class ArPipeline {
   #sequence = 0;
   #queue: Promise<unknown> = Promise.resolve();
   readonly #scheduler: DecodeScheduler | undefined;
+  /** Continuous calls not settled yet. */
+  readonly #inFlight = new Set<Promise<ActionChunk>>();
 
   private constructor(
     policy: ArPolicy,
@@ -252,9 +254,16 @@ export class ArPipeline {
     }
     if (this.#scheduler !== undefined) {
       const t0 = performance.now();
-      return this.#ingest
+      const run = this.#ingest
         .toRgbAsync(checked.frame)
         .then((rgb) => this.#decodeContinuous(obs, rgb, checked.budget, t0));
+      // Until it settles, release() waits for it (its frame may still be decoding).
+      this.#inFlight.add(run);
+      const forget = (): void => {
+        this.#inFlight.delete(run);
+      };
+      run.then(forget, forget);
+      return run;
     }
     const run = this.#queue.then(() => this.#inferNow(obs, checked));
     this.#queue = run.catch(() => undefined);
@@ -264,6 +273,7 @@ export class ArPipeline {
   /** Release the graphs, after the observations already queued. */
   async release(): Promise<void> {
     await this.#queue.catch(() => undefined);
+    await Promise.allSettled([...this.#inFlight]);
     await this.#scheduler?.idle();
     await this.policy.policy.close();
   }

@@ -309,6 +309,28 @@ describe('ArPipeline with continuous batching', () => {
     expect(p.batching?.admitted).toBe(0);
   });
 
+  it('answers the calls made before release, their frames still decoding', async () => {
+    const p = await ArPipeline.create(pkg, {
+      pruning: {
+        strategy: 'none',
+        keepRatio: 1,
+        keepCount: 0,
+        minKeepRatio: 0.1,
+        seed: 0,
+        latencyBudgetMs: 0,
+      },
+      decoding: { strategy: 'greedy', window: 0 },
+      limits: { min: [], max: [], maxDeltaPerStep: 0 },
+      intraOpThreads: 1,
+      maxBatch: 4,
+      continuous: true,
+    });
+    const calls = [p.infer(obs(0)), p.infer(obs(1))];
+    await p.release();
+    const chunks = await Promise.all(calls);
+    expect(chunks.map((c) => c.actions.length)).toEqual([16, 16]);
+  });
+
   it('is off unless asked for: batches then run to the end before the next start', async () => {
     const p = await pipeline('greedy', { maxBatch: 4 });
     expect(p.continuous).toBe(false);
