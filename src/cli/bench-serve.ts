@@ -1,4 +1,6 @@
+import { resolvePackagePath } from '../config/index.js';
 import { ConfigError, describe } from '../errors.js';
+import { isArPackage } from '../model/ar-manifest.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import type { LatencySummary } from '../runtime/latency.js';
 import { batchDimension } from '../model/manifest.js';
@@ -9,6 +11,7 @@ import {
   type BridgeServerOptions,
   type BridgeStats,
 } from '../transports/zmq/index.js';
+import { benchServeAr } from './bench-serve-ar.js';
 import { startFleet, type ClientFleet } from './bench-serve-clients.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
 import {
@@ -301,8 +304,7 @@ export const benchServeCommand: CommandSpec = {
   options: {
     clients: {
       type: 'string',
-      default: '4',
-      help: 'concurrent clients (one request in flight each)',
+      help: 'concurrent clients (one request in flight each); default 4, an autoregressive package 1,2,4 (a list: one run per count)',
     },
     requests: { type: 'string', default: '100', help: 'measured requests per client' },
     warmup: { type: 'string', default: '3', help: 'unmeasured requests per client first' },
@@ -315,7 +317,7 @@ export const benchServeCommand: CommandSpec = {
     modes: {
       type: 'string',
       default: 'both',
-      help: 'both: one at a time, then batched; single or batched: that mode only (e.g. a long soak of the batched server)',
+      help: 'both: one at a time, then batched; single or batched: that mode only (e.g. a long soak of the batched server). An autoregressive package: both = batched (batch at once) and continuous; all; or a list of single,batched,continuous',
     },
     'batch-calls': {
       type: 'string',
@@ -333,7 +335,10 @@ export const benchServeCommand: CommandSpec = {
     ...CONFIG_OPTIONS,
   },
   async run(values, io) {
-    const clients = count(values, 'clients');
+    const config = await configFromArgs(values, { ...MODEL_FLAG_KEYS, ...BATCH_FLAG_KEYS });
+    const dir = resolvePackagePath(config.model.path);
+    if (await isArPackage(dir)) return benchServeAr(values, io, config, dir);
+    const clients = count({ ...values, clients: values.clients ?? '4' }, 'clients');
     const requests = count(values, 'requests');
     const warmup = values.warmup === '0' ? 0 : count(values, 'warmup');
     const seed = count(values, 'seed');
@@ -354,7 +359,6 @@ export const benchServeCommand: CommandSpec = {
       );
     }
     const limits = bridgeLimits(values);
-    const config = await configFromArgs(values, { ...MODEL_FLAG_KEYS, ...BATCH_FLAG_KEYS });
     const model = await modelFromConfig(config);
     io.progress(`loading ${model.manifest.name} and warming up...`);
     const pipeline = await VlaPipeline.create(

@@ -7,6 +7,7 @@ import { isArPackage } from '../model/ar-manifest.js';
 import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
 import { arPipelineFromConfig } from '../policy/autoregressive/from-config.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
+import type { SchedulerStats } from '../policy/autoregressive/scheduler.js';
 import type { LatencyBook } from '../runtime/latency.js';
 import {
   BRIDGE_DEFAULTS,
@@ -178,6 +179,8 @@ interface Served {
   readonly latency: LatencyBook;
   /** What the start line says of the cameras ('' for one). */
   readonly cameras: string;
+  /** What continuous batching did (an autoregressive package batched continuously). */
+  readonly batching?: () => SchedulerStats | undefined;
 }
 
 /** Load `model.path` as the pipeline of its family and warm it up. */
@@ -214,14 +217,18 @@ async function servedPipeline(config: Readonly<VlaConfig>, io: CommandIo): Promi
     io.progress(
       `loading the autoregressive package ${dir} (${config.model.precision}, decoding ${config.runtime.decoding}) on cpu and warming up...`,
     );
-    // Up to serve.max_batch ready requests are decoded together (their sequences padded into one
-    // decoder call per step); a request does not join a batch already decoding yet.
-    const ar = await arPipelineFromConfig(config, dir, { maxBatch: config.serve.max_batch });
+    // Up to serve.max_batch requests decode together (their sequences padded into one decoder call
+    // per step); with serve.continuous_batching a request joins the batch already decoding.
+    const ar = await arPipelineFromConfig(config, dir, {
+      maxBatch: config.serve.max_batch,
+      continuous: config.serve.continuous_batching,
+    });
     return {
       pipeline: ar,
       provider: 'cpu',
       precision: ar.precision,
       latency: ar.latency,
+      batching: () => ar.batching,
       cameras: `decoding ${ar.decoding.strategy}${ar.decoding.window > 0 ? ` (window ${ar.decoding.window})` : ''}, `,
     };
   }
@@ -260,6 +267,11 @@ export interface ServeReport {
   /** Requests run together at most (1: one at a time). */
   readonly max_batch: number;
   readonly stats: BridgeStats;
+  /**
+   * Continuous batching (an autoregressive package with `serve.continuous_batching`): shared
+   * decoder calls, requests admitted and how many joined a batch already decoding.
+   */
+  readonly continuous_batching?: SchedulerStats;
   readonly pipeline_latency_ms: ReturnType<LatencyBook['total']['summary']>;
 }
 
@@ -330,8 +342,9 @@ export async function runServe(
           : curveClientKeys === undefined
             ? ', CURVE'
             : `, CURVE, ${curveClientKeys.length} client key${curveClientKeys.length === 1 ? '' : 's'} allowed`;
-      const batching =
-        server.maxBatch > 1
+      const batching = server.continuous
+        ? `continuous batches of up to ${server.maxBatch} (a request joins the batch decoding)`
+        : server.maxBatch > 1
           ? `batches of up to ${server.maxBatch} (waiting up to ${server.options.maxWaitMs} ms, ${server.decodeConcurrency} image${server.decodeConcurrency === 1 ? '' : 's'} decoding ahead)`
           : 'one request at a time';
       io.progress(
@@ -348,6 +361,7 @@ export async function runServe(
         `${typeof signal === 'string' ? `${signal}: ` : ''}shutting down, answering the requests in flight...`,
       );
       await server.close();
+      const continuous = server.continuous ? served.batching?.() : undefined;
       const report: ServeReport = {
         endpoint: server.endpoint,
         model: m.name,
@@ -355,6 +369,7 @@ export async function runServe(
         precision: served.precision,
         max_batch: server.maxBatch,
         stats: server.stats(),
+        ...(continuous === undefined ? {} : { continuous_batching: continuous }),
         pipeline_latency_ms: served.latency.total.summary(),
       };
       const s = report.stats;
@@ -366,7 +381,7 @@ export async function runServe(
           .map(([k, v]) => `${k} ${v}`)
           .join(
             ', ',
-          )}); round trip in the server p50 ${s.round_trip_ms.p50} ms, p99 ${s.round_trip_ms.p99} ms${s.batches.count === 0 ? '' : `; ${s.batches.count} batches, ${s.batches.mean_size} requests each on average`}`,
+          )}); round trip in the server p50 ${s.round_trip_ms.p50} ms, p99 ${s.round_trip_ms.p99} ms${s.batches.count === 0 ? '' : `; ${s.batches.count} batches, ${s.batches.mean_size} requests each on average`}${continuous === undefined ? '' : `; continuous batching: ${continuous.steps} decoder steps for ${continuous.admitted} requests, ${continuous.joined} joined a running batch, ${continuous.mean_active} sequences per step on average`}`,
       );
       return 0;
     } finally {

@@ -321,6 +321,10 @@ export interface ServeParameters {
    */
   decode_concurrency: number;
   /**
+   * Autoregressive packages: requests decode in a continuous batch of up to max_batch sequences, a request that arrives while others decode joining them between two decoder calls instead of waiting for their chunks (every chunk stays exactly its own). false = the ready requests are decoded together to the end before the next ones start. Other packages ignore it.
+   */
+  continuous_batching: boolean;
+  /**
    * File of the Z85 CURVE public keys of the only clients admitted, one per line (optionally followed by a label; blank lines and # comments ignored), enforced by a ZAP handler; needs a CURVE secret key. Empty = any client that knows the server's public key.
    */
   curve_client_keys_file: string;

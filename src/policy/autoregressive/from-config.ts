@@ -13,7 +13,8 @@ import { ArPipeline } from './pipeline.js';
  * The pipeline of the autoregressive package in `dir` with the parameters' precision, pruning
  * (before the prefill) and latency budget, safety limits, ingest limits, intra-op threads, warm-up
  * runs and decoding strategy, on the CPU provider (the family's graphs run there); `maxBatch`
- * observations decoded together at most by `inferBatch` (the bridge passes `serve.max_batch`).
+ * observations decoded together at most by `inferBatch` (the bridge passes `serve.max_batch`), and
+ * by a continuous batch when `continuous` (the bridge passes `serve.continuous_batching`).
  *
  * @throws {ConfigError} for limits that do not fit the package.
  * @throws {ModelError} for a package that does not load.
@@ -21,7 +22,7 @@ import { ArPipeline } from './pipeline.js';
 export async function arPipelineFromConfig(
   config: VlaConfig,
   dir: string,
-  options: { readonly maxBatch?: number } = {},
+  options: { readonly maxBatch?: number; readonly continuous?: boolean } = {},
 ): Promise<ArPipeline> {
   const o = pipelineOptions(config, () => undefined);
   return ArPipeline.create(dir, {
@@ -34,5 +35,6 @@ export async function arPipelineFromConfig(
     executeSteps: config.runtime.execute_steps,
     warmupRuns: o.warmupRuns,
     ...(options.maxBatch === undefined ? {} : { maxBatch: options.maxBatch }),
+    ...(options.continuous === undefined ? {} : { continuous: options.continuous }),
   });
 }

@@ -30,6 +30,7 @@ import {
 } from '../../runtime/safety.js';
 import { ArPolicy, type ArAction, type ArObservation } from './policy.js';
 import { PrunedArPolicy, type ArPruningOptions } from './pruned.js';
+import { DecodeScheduler, type SchedulerStats } from './scheduler.js';
 
 /** The decoding strategies (`runtime.decoding`); every one gives greedy's tokens. */
 export const AR_DECODINGS = ['greedy', 'jacobi', 'speculative'] as const;
@@ -64,6 +65,12 @@ export interface ArPipelineOptions {
    * default 1: one at a time).
    */
   readonly maxBatch?: number;
+  /**
+   * Continuous batching: {@link ArPipeline.infer} calls decode together in an active set of up to
+   * {@link maxBatch} sequences, a call that arrives while others decode joining them between two
+   * decoder calls (default false: one call at a time, {@link ArPipeline.inferBatch} for batches).
+   */
+  readonly continuous?: boolean;
 }
 
 /** What decoding cost so far, summed over chunks (the serve and sim reports show it). */
@@ -98,6 +105,9 @@ const MAX_STREAMS = 256;
  * One call runs at a time (calls may overlap; they queue). {@link inferBatch} decodes up to
  * {@link maxBatch} observations together, greedily in shared decoder calls (each chunk exactly its
  * own greedy chunk, which every strategy gives); a request does not join a batch already decoding.
+ * With `continuous` on, every call goes to a {@link DecodeScheduler} instead: up to
+ * {@link maxBatch} sequences decode together, each by the configured strategy, and a call that
+ * arrives meanwhile joins them between two decoder calls (its frame decoded while they run).
  *
  * @example
  * const pipeline = await ArPipeline.create('models/tiny-vla-ar', {
@@ -118,6 +128,8 @@ export class ArPipeline {
   readonly latency = new LatencyBook();
   /** Observations {@link inferBatch} takes at most (1: one at a time). */
   readonly maxBatch: number;
+  /** Whether calls are batched continuously (what the bridge hands over as soon as they arrive). */
+  readonly continuous: boolean;
   readonly decodeTotals: ArDecodeTotals = {
     chunks: 0,
     keptTokens: 0,
@@ -136,6 +148,9 @@ export class ArPipeline {
   readonly #previous = new Map<string, { actions: Float32Array; stamp: number | undefined }>();
   #sequence = 0;
   #queue: Promise<unknown> = Promise.resolve();
+  readonly #scheduler: DecodeScheduler | undefined;
+  /** Continuous calls not settled yet. */
+  readonly #inFlight = new Set<Promise<ActionChunk>>();
 
   private constructor(
     policy: ArPolicy,
@@ -150,6 +165,10 @@ export class ArPipeline {
     this.precision = pkg.variant.precision;
     this.decoding = options.decoding;
     this.maxBatch = Math.max(1, Math.floor(options.maxBatch ?? 1));
+    this.continuous = options.continuous === true;
+    this.#scheduler = this.continuous
+      ? new DecodeScheduler(policy.graphs, this.maxBatch)
+      : undefined;
     this.#limits = limits;
     this.#maxStateDeviation = ingest.maxStateDeviation;
     this.#executeSteps =
@@ -202,6 +221,16 @@ export class ArPipeline {
   get tokenBudget(): number {
     return this.policy.tokenBudget;
   }
+  /** What continuous batching did since the start (or the last reset); undefined when it is off. */
+  get batching(): SchedulerStats | undefined {
+    return this.#scheduler?.stats();
+  }
+
+  /** Zero the counters of {@link batching} (after a warm-up). */
+  resetBatching(): void {
+    this.#scheduler?.resetStats();
+  }
+
   /** The limits every action is clamped to (configured, else the manifest's; the derived step limit). */
   get actionLimits(): ActionLimits {
     return this.#limits;
@@ -223,6 +252,19 @@ export class ArPipeline {
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
+    if (this.#scheduler !== undefined) {
+      const t0 = performance.now();
+      const run = this.#ingest
+        .toRgbAsync(checked.frame)
+        .then((rgb) => this.#decodeContinuous(obs, rgb, checked.budget, t0));
+      // Until it settles, release() waits for it (its frame may still be decoding).
+      this.#inFlight.add(run);
+      const forget = (): void => {
+        this.#inFlight.delete(run);
+      };
+      run.then(forget, forget);
+      return run;
+    }
     const run = this.#queue.then(() => this.#inferNow(obs, checked));
     this.#queue = run.catch(() => undefined);
     return run;
@@ -231,6 +273,8 @@ export class ArPipeline {
   /** Release the graphs, after the observations already queued. */
   async release(): Promise<void> {
     await this.#queue.catch(() => undefined);
+    await Promise.allSettled([...this.#inFlight]);
+    await this.#scheduler?.idle();
     await this.policy.policy.close();
   }
 
@@ -254,6 +298,19 @@ export class ArPipeline {
   inferBatch(
     batch: readonly (Observation | PreparedObservation)[],
   ): Promise<PromiseSettledResult<ActionChunk>[]> {
+    if (this.#scheduler !== undefined)
+      return Promise.allSettled(
+        batch.map((o) =>
+          o instanceof PreparedObservation
+            ? this.#decodeContinuous(
+                o.observation,
+                o.rgb,
+                o.budget,
+                performance.now() - o.preprocessMs,
+              )
+            : this.infer(o),
+        ),
+      );
     const run = this.#queue.then(() => this.#inferBatchNow(batch));
     this.#queue = run.catch(() => undefined);
     return run;
@@ -325,6 +382,55 @@ export class ArPipeline {
     return this.#finish(obs, input, result, [t0, t1, performance.now()]);
   }
 
+  /**
+   * One observation (frame decoded) through the scheduler: admitted into the active set between
+   * two decoder calls, decoded with the others, made safe by {@link #finish}. The draft of
+   * speculative decoding is taken at admission, from the stream's latest chunk then.
+   */
+  #decodeContinuous(
+    obs: Observation,
+    rgb: Uint8Array,
+    budget: number | undefined,
+    t0: number,
+  ): Promise<ActionChunk> {
+    const scheduler = this.#scheduler as DecodeScheduler;
+    const input = this.#arObservation(obs, rgb);
+    const t1 = performance.now();
+    return scheduler.submit(async () => {
+      const started = performance.now();
+      const { strategy, window } = this.decoding;
+      const previous =
+        strategy === 'speculative' ? this.#previous.get(input.stream ?? '') : undefined;
+      const begun = await this.policy.begin(input, {
+        strategy,
+        ...(window > 0 ? { window } : {}),
+        ...(previous === undefined
+          ? {}
+          : {
+              previous: {
+                actions: previous.actions,
+                stepsExecuted: this.#stepsSince(previous.stamp, obs.stamp),
+              },
+            }),
+        ...(budget === undefined ? {} : { budget }),
+      });
+      return {
+        sequence: begun.sequence,
+        finish: (result) => {
+          const t2 = performance.now();
+          // As PrunedArPolicy.act: encoder to last token, under the controller's budget only.
+          if (budget === undefined) this.policy.learn(t2 - started);
+          const action: ArAction = {
+            ...result,
+            actions: this.policy.policy.toActions(result.chunk, input.state),
+            keptTokens: begun.kept,
+          };
+          return this.#finish(obs, input, action, [t0, t1, t2]);
+        },
+      };
+    });
+  }
+
   /** The policy's view of an observation whose frame is RGB at the model's size. */
   #arObservation(obs: Observation, rgb: Uint8Array): ArObservation {
     const pkg = this.policy.policy.pkg;
@@ -371,7 +477,8 @@ export class ArPipeline {
     totals.decoderCalls += result.decoderCalls;
     totals.guessesFed += result.guessesFed;
     totals.guessesAccepted += result.guessesAccepted;
-    // The policy stage is encoder, pruning, prefill and decoding together (ArPolicy runs them).
+    // The policy stage is encoder, pruning, prefill and decoding together (ArPolicy runs them);
+    // batched continuously, the wait for a place in the active set too.
     const stages: StageTimings = {
       preprocess: t1 - t0,
       encode: 0,

@@ -10,7 +10,13 @@ import { BackendError, InputError, ModelError, printable } from '../../errors.js
 import type { ArRole } from '../../model/ar-manifest.js';
 import type { WordTokenizer } from '../../model/tokenizer.js';
 import type { Pruner } from '../../pruning/pruner.js';
-import { decodeChunk, type DecodeResult, type DecodeStrategy } from './decode.js';
+import {
+  decodeChunk,
+  startSequence,
+  type DecodeResult,
+  type DecodeSequence,
+  type DecodeStrategy,
+} from './decode.js';
 import { decodeChunksGreedy } from './batch-decode.js';
 import { DecoderGraphs, type PrefillInput } from './decoder-graphs.js';
 import { readArPackage, type ArPackage, type ArPackageOptions } from './package.js';
@@ -105,22 +111,47 @@ export class ArPolicy {
   async act(obs: ArObservation, options: ArActOptions): Promise<ArAction> {
     const { pkg } = this;
     const { input, kept } = await this.prefillInput(obs, options);
-    const window = options.window ?? pkg.tokenizer.maxTokens;
-    const strategy: DecodeStrategy =
-      options.strategy === 'greedy'
-        ? { kind: 'greedy' }
-        : options.strategy === 'jacobi' || options.previous === undefined
-          ? { kind: 'jacobi', window }
-          : { kind: 'speculative', window, draft: this.draft(options.previous, obs.state) };
     const result = await decodeChunk(
       this.graphs,
       pkg.tokenizer,
       input,
-      strategy,
+      this.strategy(obs, options),
       pkg.tokenOffset,
       pkg.firstActionPosition,
     );
     return { ...result, actions: this.toActions(result.chunk, obs.state), keptTokens: kept };
+  }
+
+  /**
+   * {@link act} up to its first decoder call: encoded, pruned and prefilled, the sequence ready to
+   * be stepped (alone or with other observations' sequences in shared decoder calls, as continuous
+   * batching does).
+   */
+  async begin(
+    obs: ArObservation,
+    options: ArActOptions,
+  ): Promise<{ readonly sequence: DecodeSequence; readonly kept: number }> {
+    const { pkg } = this;
+    const { input, kept } = await this.prefillInput(obs, options);
+    const sequence = await startSequence(
+      this.graphs,
+      pkg.tokenizer,
+      input,
+      this.strategy(obs, options),
+      pkg.tokenOffset,
+      pkg.firstActionPosition,
+    );
+    return { sequence, kept };
+  }
+
+  /** The decode strategy of `options` for `obs` (speculative: its draft from the previous chunk). */
+  strategy(obs: ArObservation, options: ArActOptions): DecodeStrategy {
+    const window = options.window ?? this.pkg.tokenizer.maxTokens;
+    return options.strategy === 'greedy'
+      ? { kind: 'greedy' }
+      : options.strategy === 'jacobi' || options.previous === undefined
+        ? { kind: 'jacobi', window }
+        : { kind: 'speculative', window, draft: this.draft(options.previous, obs.state) };
   }
 
   /**

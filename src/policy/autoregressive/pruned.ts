@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { createPruner } from '../../pruning/strategies.js';
 import { tokenBudget, type Pruner, type PruningStrategy } from '../../pruning/pruner.js';
 import { BUDGET_TUNING, BudgetController } from '../../runtime/budget.js';
+import type { DecodeSequence } from './decode.js';
 import type { ArAction, ArActOptions, ArObservation, ArPolicy } from './policy.js';
 
 /** The pruning section of the configuration and the latency budget, as the pipeline takes them. */
@@ -101,6 +102,36 @@ export class PrunedArPolicy {
     if (this.#controller !== undefined && own === undefined)
       this.#budget = tokenBudget(this.#total, this.#controller.observe(latencyMs), 0);
     return { ...action, latencyMs, tokenBudget: budget };
+  }
+
+  /**
+   * {@link act} up to its first decoder call ({@link ArPolicy.begin}), pruned to the current budget
+   * or `budget`; call {@link learn} with the chunk's latency once it is decoded.
+   */
+  async begin(
+    obs: ArObservation,
+    options: Omit<ArActOptions, 'pruner' | 'budget'> & { readonly budget?: number },
+  ): Promise<{
+    readonly sequence: DecodeSequence;
+    readonly kept: number;
+    readonly tokenBudget: number;
+  }> {
+    const { budget: own, ...rest } = options;
+    const budget = own ?? this.tokenBudget;
+    const begun = await this.#policy.begin(obs, {
+      ...rest,
+      ...(this.#pruner === undefined ? {} : { pruner: this.#pruner, budget }),
+    });
+    return { ...begun, tokenBudget: budget };
+  }
+
+  /**
+   * Let the latency-budget controller see a chunk's end-to-end latency (one begun with
+   * {@link begin} under the current budget; a chunk with its own budget teaches it nothing).
+   */
+  learn(latencyMs: number): void {
+    if (this.#controller !== undefined)
+      this.#budget = tokenBudget(this.#total, this.#controller.observe(latencyMs), 0);
   }
 
   /**

@@ -43,6 +43,12 @@ export interface BridgePipeline {
   readonly maxBatch?: number;
   /** Check and decode an observation ahead of its batch (as `VlaPipeline.prepare`). */
   prepare?(obs: Observation): Promise<PreparedObservation>;
+  /**
+   * The pipeline batches its own `infer` calls continuously (as `ArPipeline` with
+   * `serve.continuous_batching`): the server hands it each request as soon as it is dequeued, up
+   * to {@link maxBatch} in flight, and a request joins the batch already running inside it.
+   */
+  readonly continuous?: boolean;
   /** Run a batch; one result per observation (as `VlaPipeline.inferBatch`). */
   inferBatch?(
     batch: readonly (Observation | PreparedObservation)[],

@@ -4,7 +4,9 @@
  * inference worker (the pipeline is not re-entrant), every other request is answered at once. With
  * `maxBatch` > 1 and a pipeline that takes batches, the worker runs up to `maxBatch` queued
  * requests (of any clients) in one batch, and their images are decoded as soon as they arrive,
- * while the previous batch runs.
+ * while the previous batch runs. A pipeline that batches continuously (`continuous`) is instead
+ * handed each request as soon as it is dequeued, up to `maxBatch` in flight, so that a request
+ * joins the batch already decoding inside it.
  */
 
 import { availableParallelism } from 'node:os';
@@ -100,7 +102,8 @@ export class BridgeServer {
     this.#zap = zap;
     this.#log = log;
     this.maxBatch =
-      pipeline.inferBatch === undefined || pipeline.prepare === undefined
+      pipeline.continuous !== true &&
+      (pipeline.inferBatch === undefined || pipeline.prepare === undefined)
         ? 1
         : Math.min(options.maxBatch, pipeline.maxBatch ?? 1);
     this.decodeConcurrency =
@@ -176,13 +179,22 @@ export class BridgeServer {
       );
     }
     server.#receiver = server.#receive();
-    server.#worker = server.maxBatch > 1 ? server.#workBatches() : server.#work();
+    server.#worker = server.continuous
+      ? server.#workContinuous()
+      : server.maxBatch > 1
+        ? server.#workBatches()
+        : server.#work();
     return server;
   }
 
   /** The bound endpoint, with the port the system chose for `:*`. */
   get endpoint(): string {
     return this.#endpoint;
+  }
+
+  /** Whether requests join a batch already running (a continuously batching pipeline). */
+  get continuous(): boolean {
+    return this.#pipeline.continuous === true && this.maxBatch > 1;
   }
 
   /** Infer requests waiting for the worker. */
@@ -283,6 +295,23 @@ export class BridgeServer {
     }
   }
 
+  /**
+   * The continuous worker: each request goes to the pipeline as soon as it is dequeued, with up to
+   * `maxBatch` in flight (the pipeline batches them, a new one joining those decoding); the queue
+   * holds the rest, so `busy` and `stale` work as with the other workers.
+   */
+  async #workContinuous(): Promise<void> {
+    const inFlight = new Set<Promise<void>>();
+    for (;;) {
+      while (inFlight.size >= this.maxBatch) await Promise.race(inFlight);
+      const [job] = await this.#queue.take(1);
+      if (job === undefined) break;
+      const run = this.#run(job).finally(() => inFlight.delete(run));
+      inFlight.add(run);
+    }
+    await Promise.all(inFlight);
+  }
+
   #handle(frames: Buffer[]): void {
     const receivedAt = performance.now();
     const [identity, ...rest] = frames;
@@ -371,7 +400,7 @@ export class BridgeServer {
       return;
     }
     job.client.pending++;
-    if (this.maxBatch > 1) this.#decoder.add(job);
+    if (this.maxBatch > 1 && !this.continuous) this.#decoder.add(job);
   }
 
   /** Answer `stale` and return true when the request is older than `maxRequestAgeMs`. */

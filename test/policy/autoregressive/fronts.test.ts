@@ -190,9 +190,6 @@ describe('vla-node serve with an autoregressive package', () => {
         ...THREADS,
         '--set',
         'runtime.decoding=speculative',
-        // Long enough for the overlapping clients' requests to fill one batch.
-        '--set',
-        'serve.max_wait_ms=150',
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -220,7 +217,7 @@ describe('vla-node serve with an autoregressive package', () => {
     return { frame, instruction: o.instruction, state: Array.from(o.state), ...extra };
   }
 
-  it('announces its one camera and decodes ready requests in batches', async () => {
+  it('announces its one camera and batches requests continuously', async () => {
     const welcome = await client.hello('ar-test');
     expect(welcome.model.name).toBe('ar-fixture');
     expect(welcome.model.cameras).toBe(1);
@@ -228,7 +225,7 @@ describe('vla-node serve with an autoregressive package', () => {
     expect(welcome.model.chunk_length).toBe(8);
     expect(welcome.model.action_dim).toBe(2);
     expect(stderr).toContain('decoding speculative');
-    expect(stderr).toContain('batches of up to 4');
+    expect(stderr).toContain('continuous batches of up to 4');
   });
 
   it("answers with a chunk of finite values within the limits, greedy's chunk decoded speculatively", async () => {
@@ -270,6 +267,52 @@ describe('vla-node serve with an autoregressive package', () => {
     }
   });
 
+  it('gives a request that joins a running batch exactly its own greedy chunk; a bad one among them fails alone', async () => {
+    const others = [0, 1, 2, 3, 4].map(() =>
+      BridgeClient.connect(client.endpoint, { timeoutMs: 20_000 }),
+    );
+    try {
+      const [r1, r2, r3, late, bad] = others as [
+        BridgeClient,
+        BridgeClient,
+        BridgeClient,
+        BridgeClient,
+        BridgeClient,
+      ];
+      const stamp = Date.now();
+      const repeat = observation(11, { stamp });
+      await client.infer(repeat);
+      // The same observation 1 ms later: its stream's previous chunk is a perfect draft, so it is
+      // verified in one decoder call while the three others it started with decode on; the late
+      // request is sent when its answer is back, and joins their batch.
+      const sent = [12, 13, 14, 15].map((seed) => observation(seed));
+      const quick = client.infer({ ...repeat, stamp: stamp + 1 });
+      const running = [r1, r2, r3].map((c, i) => c.infer(sent[i] as ClientObservation));
+      const refused = bad.infer({ ...(sent[0] as ClientObservation), state: [0.5, 1e9] }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const got = [await quick];
+      got.push(await late.infer(sent[3] as ClientObservation), ...(await Promise.all(running)));
+      const wanted = [repeat, sent[3], sent[0], sent[1], sent[2]] as ClientObservation[];
+      for (const [i, chunk] of got.entries()) {
+        expectSafe(chunk.actions);
+        const o = wanted[i] as ClientObservation;
+        const mine = await local.infer({
+          frame: o.frame as RawFrame,
+          instruction: o.instruction,
+          state: o.state,
+        });
+        expect(Array.from(chunk.actions)).toEqual(Array.from(mine.actions));
+      }
+      const error = await refused;
+      expect(error).toBeInstanceOf(BridgeError);
+      expect((error as BridgeError).field).toBe('state[1]');
+    } finally {
+      await Promise.all(others.map((c) => c.close()));
+    }
+  });
+
   it('refuses a bad state, camera, frame or keep_count with a typed error, then serves the next request', async () => {
     const good = observation(5);
     const cases: [ClientObservation, RegExp][] = [
@@ -301,9 +344,19 @@ describe('vla-node serve with an autoregressive package', () => {
     server.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(stdout).toMatch(/served \d+ requests \(\d+ chunks, [1-9]\d* errors: invalid [1-9]/);
-    // Four clients' requests at once: the server ran batches, counted in its report.
-    const mean = /\d+ batches, ([\d.]+) requests each on average/.exec(stdout)?.[1];
-    expect(Number(mean)).toBeGreaterThan(1);
+    // The report counts the requests that joined a running batch (the late one above at least),
+    // and the shared decoder calls.
+    const report =
+      /continuous batching: (\d+) decoder steps for (\d+) requests, (\d+) joined a running batch, ([\d.]+) sequences per step/.exec(
+        stdout,
+      );
+    expect(report).not.toBeNull();
+    const [, steps, admitted, joined, mean] = (report as RegExpExecArray).map(Number);
+    expect(joined).toBeGreaterThanOrEqual(1);
+    // Every chunk served went through the active set (the refused requests never reached it).
+    expect(admitted).toBe(Number(/\((\d+) chunks/.exec(stdout)?.[1]));
+    expect(steps).toBeGreaterThan(0);
+    expect(mean).toBeGreaterThan(1);
   });
 });
 
