@@ -73,8 +73,10 @@ async function harness(
   factory: PipelineFactory,
   overrides: Readonly<Record<string, unknown>> = {},
   options: RosNodeOptionsInput = {},
+  rosArgs: Readonly<Record<string, string>> = {},
 ): Promise<Harness> {
-  const { api, nodes } = createRosDouble();
+  // rosArgs: what `--ros-args -p name:=value` gives the node
+  const { api, nodes } = createRosDouble(rosArgs);
   const config = await loadConfig({
     overrides: { 'model.path': AR, 'backend.warmup_runs': 0, ...overrides },
   });
@@ -240,11 +242,12 @@ describe('arNodePipeline on the shipped autoregressive package', () => {
 describe('VlaRosNode with the shipped autoregressive package (real ArPipeline)', () => {
   it('loads it through createPipeline and publishes safe chunks of horizon x action_dim', async () => {
     const limits = await manifestLimits();
-    const h = await harness(createPipeline, {
-      'runtime.merge_mode': 'replace',
-      'runtime.decoding': 'jacobi',
-      'backend.warmup_runs': 1,
-    });
+    const h = await harness(
+      createPipeline,
+      { 'runtime.merge_mode': 'replace', 'backend.warmup_runs': 1 },
+      {},
+      { 'runtime.decoding': 'jacobi' },
+    );
     await activate(h, ['y', 'x']);
     expect(h.vla.ready).toBe(true);
     expect(h.node.logs.map((l) => l.text)).toEqual(
