@@ -2,6 +2,7 @@ import type { VlaConfig } from '../config/index.js';
 import { ConfigError } from '../errors.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import {
+  arNodePipeline,
   flowNodePipeline,
   loadRos,
   RosUnavailableError,
@@ -19,14 +20,32 @@ import { FOXGLOVE_OPTIONS, startLiveView, withFoxgloveFlag } from './foxglove.js
 import { formatReport, simulate } from '../sim/experiment.js';
 import { isArPackage } from '../model/ar-manifest.js';
 import { formatArReport, simulateAr } from './sim-ar.js';
+import { arPipelineFromConfig } from '../policy/autoregressive/from-config.js';
+import { loadArManifest } from '../model/ar-manifest.js';
 
 /**
- * Loads the model package of the configuration (an encoder + policy package, or a flow package
- * through FlowPipeline) and warms the pipeline up, logging progress.
+ * Loads the model package of the configuration (an encoder + policy package, a flow package
+ * through FlowPipeline, or an autoregressive package through ArPipeline) and warms the pipeline
+ * up, logging progress.
  */
 export const createPipeline: PipelineFactory = async (config, log) => {
   log(`loading model package ${config.model.path}`);
   const dir = resolvePackagePath(config.model.path);
+  if (await isArPackage(dir)) {
+    // The log line needs the manifest only; the pipeline's load verifies the files.
+    const { manifest: m } = await loadArManifest(dir, { verifyHashes: false });
+    const r = config.runtime;
+    const window = r.decoding_window === 0 ? 'the whole chunk' : `${r.decoding_window} tokens`;
+    log(
+      `autoregressive package ${m.name}: camera ${m.cameras.map((c) => c.name).join(' + ')}, decoding ${r.decoding} (window ${window}), ${m.action_tokenizer.kind} action tokens, on cpu; warming up (${config.backend.warmup_runs} runs)`,
+    );
+    if (config.ros.publish_pruned_image) {
+      log(
+        'ros.publish_pruned_image: ~/debug/pruned_image is not published for an autoregressive package (its pipeline keeps no token selection)',
+      );
+    }
+    return arNodePipeline(await arPipelineFromConfig(config, dir));
+  }
   if (await isFlowPackage(dir)) {
     const pkg = await loadFlowPackage(dir);
     log(
@@ -129,14 +148,23 @@ export function cameraTopicRemaps(value: unknown, transport: string): string[] {
 }
 
 /**
- * The live view shows one camera: refused with a flow package, before ROS 2 is loaded.
+ * The live view shows one camera of an encoder + policy package: refused with a flow or an
+ * autoregressive package, before ROS 2 is loaded.
  *
  * @throws {ConfigError} naming `foxglove.enabled`.
  */
-async function refuseFlowLiveView(config: Readonly<VlaConfig>): Promise<void> {
-  if (config.foxglove.enabled && (await isFlowPackage(resolvePackagePath(config.model.path)))) {
+async function refuseLiveView(config: Readonly<VlaConfig>): Promise<void> {
+  if (!config.foxglove.enabled) return;
+  const dir = resolvePackagePath(config.model.path);
+  if (await isFlowPackage(dir)) {
     throw new ConfigError(
       'Expected foxglove.enabled false with a flow package: the live view shows one camera, and running flow packages with it is not supported yet',
+      { field: 'foxglove.enabled' },
+    );
+  }
+  if (await isArPackage(dir)) {
+    throw new ConfigError(
+      'Expected foxglove.enabled false with an autoregressive package: the live view reads an encoder + policy manifest and shows its token selection, which this family does not keep',
       { field: 'foxglove.enabled' },
     );
   }
@@ -198,7 +226,7 @@ export const rosCommand: CommandSpec = {
   async run(values, io, positionals) {
     const config = await rosConfig(values, false);
     const remaps = cameraTopicRemaps(values['camera-topics'], config.ros.image_transport);
-    await refuseFlowLiveView(config);
+    await refuseLiveView(config);
     let ros: RosApi;
     try {
       ros = await loadRos();
@@ -232,7 +260,7 @@ export const startCommand: CommandSpec = {
     }
     if (ros !== undefined) {
       const config = await rosConfig(values, true);
-      await refuseFlowLiveView(config);
+      await refuseLiveView(config);
       io.progress('ROS 2 and rclnodejs loaded: running the vla_node ROS 2 node (auto-activated)');
       return runNode(ros, config, io, []);
     }

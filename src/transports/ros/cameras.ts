@@ -13,9 +13,10 @@ import type { RosNodeOptions } from './options.js';
 import type { SlotFrame } from './control.js';
 
 /**
- * The camera names a several-camera package declares (a flow package's manifest `cameras`), or
- * undefined for a one-camera package. Read synchronously at configure, so the camera topics exist
- * from configure on as for a one-camera package; the model load that follows checks the manifest
+ * The camera names a format-2 package declares (the manifest `cameras` of a flow package, or the
+ * one camera of an autoregressive package), or undefined for an encoder + policy package, whose
+ * camera is `ros.model_camera`. Read synchronously at configure, so the camera topics exist from
+ * configure on as for an encoder + policy package; the model load that follows checks the manifest
  * in full (a package it refuses fails the configure with its own error).
  */
 export function packageCameraNames(config: Readonly<VlaConfig>): readonly string[] | undefined {
@@ -43,9 +44,9 @@ export interface CameraPlan {
 }
 
 /**
- * The cameras of a configure. A one-camera package sees `ros.model_camera` (or the first of
- * `ros.cameras`); the other cameras are subscribed and counted only. A several-camera package
- * sees all of its cameras: `ros.cameras` naming none of them (the parameter file's `[image]`)
+ * The cameras of a configure. An encoder + policy package sees `ros.model_camera` (or the first of
+ * `ros.cameras`); the other cameras are subscribed and counted only. A package that names its
+ * cameras (flow: several, autoregressive: one) sees all of them: `ros.cameras` naming none of them (the parameter file's `[image]`)
  * means the package's camera names; one naming some must name all (extra names are subscribed and
  * counted only); `ros.model_camera` (default: the package's first camera) picks the camera whose
  * frames trigger the inferences.

@@ -12,6 +12,22 @@ import {
   type RosKeyValue,
 } from './messages.js';
 
+/** The decoding of an autoregressive package as the diagnostics show it. */
+export interface NodeDecoding {
+  /** `runtime.decoding`: greedy, jacobi or speculative. */
+  readonly strategy: string;
+  /** Tokens fed per decoder call (`runtime.decoding_window`; 0: the chunk's whole token count). */
+  readonly window: number;
+  /** Totals since the model was loaded (warm-up excluded). */
+  readonly totals: {
+    readonly chunks: number;
+    readonly tokens: number;
+    readonly decoderCalls: number;
+    readonly guessesFed: number;
+    readonly guessesAccepted: number;
+  };
+}
+
 /** Counters the node keeps, shown in diagnostics. */
 export interface RosNodeStats {
   readonly framesReceived: number;
@@ -58,6 +74,8 @@ export interface NodeCondition {
   readonly triggerCamera?: string;
   /** Why the last inference wanted was held (a camera of a several-camera model without a usable frame). */
   readonly hold?: CameraHold | undefined;
+  /** How the chunks are decoded (an autoregressive package), absent for the other families. */
+  readonly decoding?: NodeDecoding | undefined;
 }
 
 /** The level and message of the node's status. */
@@ -131,6 +149,7 @@ export function nodeDiagnostics(c: NodeCondition): RosDiagnosticArray {
     { key: 'inference errors', value: String(s.inferenceErrors) },
     ...INPUT_PROBLEMS.map((kind) => ({ key: `dropped ${kind}`, value: String(c.dropped(kind)) })),
     ...cameraValues(c),
+    ...decodingValues(c.decoding),
   ];
   return {
     // ROS time, so that with use_sim_time the status is stamped on the /clock timeline.
@@ -167,6 +186,27 @@ function cameraValues(c: NodeCondition): RosKeyValue[] {
     );
   }
   return values;
+}
+
+/**
+ * The decoding strategy and what a chunk costs with it (means since the model was loaded), so an
+ * operator sees whether Jacobi or speculative decoding saves sequential decoder calls on this robot.
+ */
+function decodingValues(d: NodeDecoding | undefined): RosKeyValue[] {
+  if (d === undefined) return [];
+  const t = d.totals;
+  const perChunk = (n: number): string => (t.chunks === 0 ? '0' : (n / t.chunks).toFixed(2));
+  return [
+    { key: 'decoding', value: d.strategy },
+    { key: 'decoding window', value: d.window === 0 ? 'whole chunk' : String(d.window) },
+    { key: 'chunks decoded', value: String(t.chunks) },
+    { key: 'decoder calls per chunk', value: perChunk(t.decoderCalls) },
+    { key: 'action tokens per chunk', value: perChunk(t.tokens) },
+    {
+      key: 'guesses accepted',
+      value: t.guessesFed === 0 ? '0' : (t.guessesAccepted / t.guessesFed).toFixed(3),
+    },
+  ];
 }
 
 function rosTimeOf(ns: bigint): { sec: number; nanosec: number } {

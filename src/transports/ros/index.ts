@@ -1,4 +1,5 @@
 export * from './api.js';
+export * from './ar.js';
 export * from './flow.js';
 export * from './cameras.js';
 export * from './input.js';

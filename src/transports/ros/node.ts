@@ -35,7 +35,7 @@ import {
   type CameraPlan,
 } from './cameras.js';
 import { RosControl, type SlotFrame } from './control.js';
-import { nodeDiagnostics, type RosNodeStats } from './diagnostics.js';
+import { nodeDiagnostics, type NodeDecoding, type RosNodeStats } from './diagnostics.js';
 import { NodeEntities } from './entities.js';
 import {
   compressedProblem,
@@ -64,21 +64,26 @@ import {
 import { declareParameters, validateChange } from './params.js';
 
 export { unpublishable } from './control.js';
-export type { RosNodeStats } from './diagnostics.js';
+export type { NodeDecoding, RosNodeStats } from './diagnostics.js';
 
 /** The part of {@link VlaPipeline} the node uses (a test double implements it). */
 export interface NodePipeline {
   readonly model: {
     readonly manifest: Pick<
       Manifest,
-      'control_rate_hz' | 'image' | 'patch_grid' | 'chunk' | 'action' | 'state'
-    >;
+      'control_rate_hz' | 'image' | 'patch_grid' | 'chunk' | 'state'
+    > & {
+      // The node reads the action names (an autoregressive manifest has no action statistics).
+      readonly action: Pick<Manifest['action'], 'names' | 'min' | 'max'>;
+    };
   };
   readonly provider: string;
   /** The cameras the model sees, when it sees several (a flow package); one camera when absent. */
   readonly cameras?: readonly { readonly name: string }[];
   readonly actionLimits: ActionLimits;
   readonly lastSelection: VlaPipeline['lastSelection'];
+  /** How chunks are decoded, shown in the diagnostics (an autoregressive package). */
+  readonly decoding?: NodeDecoding;
   readonly latency: { readonly total: { summary(): LatencySummary } };
   infer(observation: Observation): Promise<ActionChunk>;
   release(): Promise<void>;
@@ -568,6 +573,7 @@ export class VlaRosNode {
       haveJointStates: this.#stateMissing === 0,
       processingWarnMs: this.#processingWarnMs(),
       errorConsecutiveMisses: d.errorConsecutiveMisses,
+      decoding: this.#pipeline?.decoding,
       ...(this.#cameras === undefined
         ? {}
         : {

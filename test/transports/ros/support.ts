@@ -30,8 +30,6 @@ export class FakePipeline implements NodePipeline {
       chunk: { horizon: 4, action_dim: 2 },
       action: {
         names: ['shoulder', 'elbow'],
-        mean: [0, 0],
-        std: [1, 1],
         min: [-1, -1],
         max: [1, 1],
       },
