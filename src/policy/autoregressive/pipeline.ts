@@ -458,16 +458,17 @@ export class ArPipeline {
   ): ActionChunk {
     const pkg = this.policy.policy.pkg;
     const stream = input.stream ?? 'default';
+    // Not clamped by the policy: the runtime's clamp counts every value it changes.
+    const actions = this.policy.policy.toAbsolute(result.chunk, input.state);
     if (this.decoding.strategy === 'speculative') {
       this.#previous.delete(stream);
       if (this.#previous.size >= MAX_STREAMS) {
         const oldest = this.#previous.keys().next().value;
         if (oldest !== undefined) this.#previous.delete(oldest);
       }
-      this.#previous.set(stream, { actions: result.actions, stamp: obs.stamp });
+      // The draft is the model's own chunk: clamped values would not re-tokenise to its tokens.
+      this.#previous.set(stream, { actions: Float32Array.from(actions), stamp: obs.stamp });
     }
-    // Not clamped by the policy: the runtime's clamp counts every value it changes.
-    const actions = this.policy.policy.toAbsolute(result.chunk, input.state);
     const clamped = enforceLimits(actions, pkg.actionDim, this.#limits);
     const t3 = performance.now();
     const totals = this.decodeTotals;

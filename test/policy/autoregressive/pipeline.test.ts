@@ -173,6 +173,18 @@ describe('ArPipeline', () => {
     expect(p.tokenBudget).toBe(72);
   });
 
+  it('drafts from the model\'s own chunk, not the chunk clamped to the action limits', async () => {
+    // At the table's edge the decoded chunk leaves the manifest's limits; a draft made of the
+    // clamped values would no longer be the model's tokens and would be rejected.
+    const p = await pipeline('speculative');
+    const edge = (stamp: number) => obs(1, { stream: 'edge', stamp, state: [0.99, 0.01] });
+    const first = await p.infer(edge(7000));
+    expect(first.clamped).toBeGreaterThan(0);
+    const before = { ...p.decodeTotals };
+    await p.infer(edge(7001));
+    expect(p.decodeTotals.decoderCalls - before.decoderCalls).toBe(1);
+  });
+
   it('clamps to configured limits and limits the per-step change, counting what it changed', async () => {
     const p = await pipeline('greedy', {
       limits: { min: [0.45, 0.45], max: [0.55, 0.55], maxDeltaPerStep: 0.01 },
