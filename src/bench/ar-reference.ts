@@ -77,6 +77,11 @@ export interface ArReferenceReport {
   readonly execute_steps: number;
   /** Tokens fed per Jacobi or speculative decoder call. */
   readonly window: number;
+  /**
+   * The package has an instruction graph: the node computes the words' keys and values once per
+   * instruction and keeps them across frames (exact; PyTorch recomputes the whole prefix).
+   */
+  readonly instruction_cache: boolean;
   /** Intra-op threads of ONNX Runtime and of PyTorch. */
   readonly threads: number;
   /** Frame (RGB8 at the model's size) → clamped chunk, greedy, every visual token, per chunk. */
@@ -197,6 +202,7 @@ export async function measureArReference(
     interOpNumThreads: 1,
   });
   const pkg = policy.pkg;
+  const instructionCache = policy.graphs.instructionSession !== undefined;
   const executeSteps = settings.executeSteps ?? 4;
   const window = settings.window ?? 8;
   const ingest = new FrameIngest({
@@ -298,6 +304,7 @@ export async function measureArReference(
     tokens_per_chunk: pkg.tokenizer.maxTokens,
     execute_steps: executeSteps,
     window,
+    instruction_cache: instructionCache,
     threads: settings.threads,
     node,
     strategies,
@@ -389,7 +396,7 @@ export function arReferenceMarkdown(r: ArReferenceReport, section = 9): string[]
           `| node, ${s.strategy} decoding | ${s.chunk_p50_ms} ms | ${s.chunk_p95_ms} ms | | ${s.decoder_calls_per_chunk} | ${s.same_tokens_as_greedy ? 'all chunks' : '**no**'} |`,
       ),
     '',
-    `${r.frames} simulator observations from ${r.episodes} episodes (each greedy chunk executed for ${r.execute_steps} steps before the next observation), the camera frame rendered at the model's size, every visual token kept; ${r.threads} intra-op thread${r.threads === 1 ? '' : 's'} for ONNX Runtime and PyTorch alike; median of ${r.node.repeats.length} repeat${r.node.repeats.length === 1 ? '' : 's'} (PyTorch: one process per repeat). Both decode greedily, one decoder call per token after the prefill, each reusing the keys and values of everything before it; the last column counts PyTorch's tokens equal to the node's, and each faster decoder's chunks equal to greedy's. Jacobi and speculative decoding feed ${r.window} tokens per call (speculative drafts: the previous chunk shifted by the steps executed).` +
+    `${r.frames} simulator observations from ${r.episodes} episodes (each greedy chunk executed for ${r.execute_steps} steps before the next observation), the camera frame rendered at the model's size, every visual token kept${r.instruction_cache ? ", the instruction's keys and values computed once per instruction by the node (the package's instruction graph; exact) and for every observation by PyTorch (the recipe's full prefill)" : ', the whole prefix (instruction, visual tokens, state) computed for every observation by both'}; ${r.threads} intra-op thread${r.threads === 1 ? '' : 's'} for ONNX Runtime and PyTorch alike; median of ${r.node.repeats.length} repeat${r.node.repeats.length === 1 ? '' : 's'} (PyTorch: one process per repeat). Both decode greedily, one decoder call per token after the prefill, each reusing the keys and values of everything before it; the last column counts PyTorch's tokens equal to the node's, and each faster decoder's chunks equal to greedy's. Jacobi and speculative decoding feed ${r.window} tokens per call (speculative drafts: the previous chunk shifted by the steps executed).` +
       (t.available
         ? ` Largest action difference PyTorch − node: ${t.max_abs_diff_vs_node.toExponential(1)}; the node is ${t.node_speedup_p50}× faster at p50.` +
           (t.tokens.first_difference === null

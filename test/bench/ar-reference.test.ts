@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -90,6 +91,11 @@ describe('autoregressive package against PyTorch eager', () => {
     expect(r.tokens_per_chunk).toBe(32);
     expect(r.execute_steps).toBe(4);
     expect(r.window).toBe(8);
+    // The node keeps the words' keys and values across frames exactly when the package says how.
+    const manifest = JSON.parse(await readFile(join(TINY_VLA_AR, 'manifest.json'), 'utf8')) as {
+      graphs: Record<string, unknown>;
+    };
+    expect(r.instruction_cache).toBe('instruction' in manifest.graphs);
     expect(r.node.median.p50).toBeGreaterThan(0);
     expect(r.strategies.map((s) => s.strategy)).toEqual(['greedy', 'jacobi', 'speculative']);
     const [greedy, jacobi, speculative] = r.strategies;
@@ -141,6 +147,7 @@ describe('autoregressive package against PyTorch eager', () => {
       tokens_per_chunk: 2,
       execute_steps: 1,
       window: 8,
+      instruction_cache: false,
       threads: 1,
       node: {
         repeats: [],
