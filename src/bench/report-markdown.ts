@@ -1,5 +1,6 @@
 /** The text of `vla-node bench report`: report.md and the summary printed at the end. */
 
+import { arReferenceMarkdown } from './ar-reference.js';
 import { cameraIngestMarkdown } from './ingest.js';
 import { flowReferenceMarkdown } from './flow-reference.js';
 import type { Repeated } from './overhead.js';
@@ -142,6 +143,7 @@ export function reportMarkdown(r: PerformanceReport): string {
     ...cameraIngestMarkdown(r.ingest),
   );
   if (r.flow !== null) out.push('', ...flowReferenceMarkdown(r.flow));
+  if (r.ar !== null) out.push('', ...arReferenceMarkdown(r.ar));
   if (r.skipped.length > 0)
     out.push('', '## Skipped', '', ...r.skipped.map((s) => `- ${s.what}: ${s.reason}`));
   return `${out.join('\n')}\n`;
@@ -172,6 +174,15 @@ export function reportSummary(r: PerformanceReport): string {
           ? `; PyTorch eager ${r.flow.pytorch.latency.median.p50} ms; largest action difference ${r.flow.pytorch.max_abs_diff_vs_node.toExponential(1)}`
           : '; PyTorch skipped'),
     );
+  if (r.ar !== null) {
+    const t = r.ar.pytorch;
+    lines.push(
+      `${r.ar.model} (greedy, ${r.ar.tokens_per_chunk} tokens): node chunk p50 ${r.ar.node.median.p50} ms` +
+        (t.available
+          ? `; PyTorch eager ${t.latency.median.p50} ms; greedy tokens equal ${t.tokens.tokens_equal} / ${t.tokens.tokens}; largest action difference ${t.max_abs_diff_vs_node.toExponential(1)}`
+          : '; PyTorch skipped'),
+    );
+  }
   for (const c of r.matrix.filter((c) => c.keep_ratio === 1 || c.keep_ratio === 0.25))
     lines.push(
       `${c.precision} keep ${c.keep_ratio}: success ${(100 * c.success_rate).toFixed(0)}%, p50 ${c.end_to_end_ms.p50} ms`,

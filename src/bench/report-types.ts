@@ -1,5 +1,6 @@
 /** What `vla-node bench report` measures: the report's shape and the settings its sections share. */
 
+import type { ArReferenceReport } from './ar-reference.js';
 import type { FlopCount } from './flops.js';
 import type { CameraIngestReport } from './ingest.js';
 import type { FlowReferenceReport } from './flow-reference.js';
@@ -74,6 +75,8 @@ export interface PerformanceReport {
   readonly ingest: CameraIngestReport;
   /** The flow-matching package against PyTorch eager of its weights; null when skipped. */
   readonly flow: FlowReferenceReport | null;
+  /** The autoregressive package against PyTorch eager of its weights; null when skipped. */
+  readonly ar: ArReferenceReport | null;
   readonly skipped: readonly { readonly what: string; readonly reason: string }[];
   readonly files: Readonly<Record<string, string>>;
 }

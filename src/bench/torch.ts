@@ -58,16 +58,35 @@ export function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
+/** What a recipe's bench_torch.py prints (its last stdout line), beside what a family adds. */
+export interface TorchOutput {
+  readonly torch: string;
+  readonly threads: number;
+  readonly repeats: readonly {
+    readonly mean: number;
+    readonly p50: number;
+    readonly p95: number;
+    readonly p99: number;
+    readonly max: number;
+    readonly count: number;
+  }[];
+  readonly max_abs_diff_vs_node: number;
+  readonly [extra: string]: unknown;
+}
+
 /**
  * Run a recipe's bench_torch.py on the array files in `inputs` (written to a temporary folder),
- * once per repeat, with `args` after the common ones; the result, or why it is not available.
+ * once per repeat, with `args` after the common ones: each process's JSON, or why there is none.
  */
-export async function runTorchReference(
+export async function runTorchProcesses(
   model: ModelPackage | { readonly dir: string },
   inputs: Readonly<Record<string, ArrayBufferView>>,
   args: readonly string[],
   options: TorchOptions,
-): Promise<TorchResult> {
+): Promise<
+  | { readonly available: true; readonly outputs: readonly TorchOutput[] }
+  | { readonly available: false; readonly reason: string }
+> {
   const missing = await torchUnavailable(options);
   if (missing !== undefined) return { available: false, reason: missing };
   const dir = await mkdtemp(join(tmpdir(), 'vla-bench-torch-'));
@@ -75,22 +94,9 @@ export async function runTorchReference(
     for (const [name, array] of Object.entries(inputs)) {
       await writeFile(join(dir, name), bytesOf(array));
     }
-    type Parsed = {
-      torch: string;
-      threads: number;
-      repeats: {
-        mean: number;
-        p50: number;
-        p95: number;
-        p99: number;
-        max: number;
-        count: number;
-      }[];
-      max_abs_diff_vs_node: number;
-    };
     // One Python process per repeat: PyTorch's speed differs from process to process on this
     // kind of machine (up to 20%) while it is steady within one, so the spread must span processes.
-    const outputs: Parsed[] = [];
+    const outputs: TorchOutput[] = [];
     for (let r = 0; r < options.repeats; r++) {
       const { stdout } = await run(
         options.python,
@@ -121,34 +127,61 @@ export async function runTorchReference(
           },
         },
       );
-      outputs.push(JSON.parse(stdout.trim().split('\n').pop() ?? '') as Parsed);
+      const parsed = JSON.parse(stdout.trim().split('\n').pop() ?? '') as Partial<TorchOutput>;
+      if (!Array.isArray(parsed.repeats) || typeof parsed.max_abs_diff_vs_node !== 'number')
+        throw new Error(`${options.script} printed no repeats and max_abs_diff_vs_node`);
+      outputs.push(parsed as TorchOutput);
     }
-    const parsed = outputs[0];
-    if (parsed === undefined) throw new Error('no repeats');
-    const summaries: LatencySummary[] = outputs.flatMap((o) =>
-      o.repeats.map((r) => ({
-        count: r.count,
-        mean: round(r.mean),
-        p50: round(r.p50),
-        p95: round(r.p95),
-        p99: round(r.p99),
-        max: round(r.max),
-      })),
-    );
-    return {
-      available: true,
-      torch: parsed.torch,
-      threads: parsed.threads,
-      latency: repeated(summaries),
-      max_abs_diff_vs_node: Math.max(...outputs.map((o) => o.max_abs_diff_vs_node)),
-    };
+    if (outputs.length === 0) throw new Error('no repeats');
+    return { available: true, outputs };
   } catch (error) {
-    const reason =
-      error instanceof Error ? error.message.split('\n').slice(-3).join(' ') : String(error);
-    return { available: false, reason: `the PyTorch reference failed: ${reason}` };
+    return { available: false, reason: torchFailure(error) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+function torchFailure(error: unknown): string {
+  const reason =
+    error instanceof Error ? error.message.split('\n').slice(-3).join(' ') : String(error);
+  return `the PyTorch reference failed: ${reason}`;
+}
+
+/** The timing and the largest action difference over the processes' outputs. */
+export function torchResult(outputs: readonly TorchOutput[]): TorchResult {
+  const first = outputs[0];
+  if (first === undefined) return { available: false, reason: torchFailure('no output') };
+  const summaries: LatencySummary[] = outputs.flatMap((o) =>
+    o.repeats.map((r) => ({
+      count: r.count,
+      mean: round(r.mean),
+      p50: round(r.p50),
+      p95: round(r.p95),
+      p99: round(r.p99),
+      max: round(r.max),
+    })),
+  );
+  return {
+    available: true,
+    torch: first.torch,
+    threads: first.threads,
+    latency: repeated(summaries),
+    max_abs_diff_vs_node: Math.max(...outputs.map((o) => o.max_abs_diff_vs_node)),
+  };
+}
+
+/**
+ * Run a recipe's bench_torch.py on the array files in `inputs` (written to a temporary folder),
+ * once per repeat, with `args` after the common ones; the result, or why it is not available.
+ */
+export async function runTorchReference(
+  model: ModelPackage | { readonly dir: string },
+  inputs: Readonly<Record<string, ArrayBufferView>>,
+  args: readonly string[],
+  options: TorchOptions,
+): Promise<TorchResult> {
+  const r = await runTorchProcesses(model, inputs, args, options);
+  return r.available ? torchResult(r.outputs) : r;
 }
 
 /**

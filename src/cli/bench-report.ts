@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 // ONNX Runtime's telemetry off before this module's first session (see backend/telemetry.ts).
 import '../backend/telemetry.js';
 import sharp from 'sharp';
+import { measureArReference, type ArReferenceReport } from '../bench/ar-reference.js';
 import { measureFlowReference, type FlowReferenceReport } from '../bench/flow-reference.js';
 import { measureCameraIngest } from '../bench/ingest.js';
 import { loadFlowPackage } from '../model/flow-manifest.js';
@@ -72,6 +73,11 @@ export const benchReportCommand: CommandSpec = {
       type: 'string',
       default: 'models/tiny-vla-flow',
       help: 'flow-matching package compared with PyTorch eager ("" to skip)',
+    },
+    ar: {
+      type: 'string',
+      default: 'models/tiny-vla-ar',
+      help: 'autoregressive package compared with PyTorch eager ("" to skip)',
     },
     python: {
       type: 'string',
@@ -174,6 +180,22 @@ export const benchReportCommand: CommandSpec = {
       if (!flow.pytorch.available)
         skipped.push({ what: `PyTorch reference (${flow.model})`, reason: flow.pytorch.reason });
     }
+    let ar: ArReferenceReport | null = null;
+    const arDir = String(values.ar);
+    if (arDir === '')
+      skipped.push({ what: 'autoregressive package', reason: 'disabled (--ar "")' });
+    else {
+      io.progress(`autoregressive package ${arDir} against PyTorch eager`);
+      ar = await measureArReference(resolve(arDir), {
+        frames: Math.min(frames, 50),
+        repeats,
+        seed,
+        threads,
+        python,
+      });
+      if (!ar.pytorch.available)
+        skipped.push({ what: `PyTorch reference (${ar.model})`, reason: ar.pytorch.reason });
+    }
     io.progress(`compression × pruning matrix (${episodes} episodes per cell)`);
     const cells = await matrix(base, episodes, repeats, io);
     const out = resolve(String(values.out));
@@ -201,6 +223,7 @@ export const benchReportCommand: CommandSpec = {
       matrix: cells,
       ingest,
       flow,
+      ar,
       skipped,
       files,
     };

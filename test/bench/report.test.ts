@@ -230,8 +230,16 @@ describe('bench report', () => {
       matmul_peak: { peak_gflops: Record<string, number> };
       skipped: { what: string; reason: string }[];
       flow: { model: string; steps: number } | null;
+      ar: {
+        model: string;
+        frames: number;
+        strategies: { strategy: string; same_tokens_as_greedy: boolean }[];
+        pytorch: { available: boolean };
+      } | null;
     };
     expect(report.flow).toMatchObject({ model: 'tiny-vla-flow', steps: 10 });
+    expect(report.ar).toMatchObject({ model: 'tiny-vla-ar', frames: 8 });
+    expect(report.ar?.strategies.every((s) => s.same_tokens_as_greedy)).toBe(true);
     expect(report.machine.onnxruntime).toMatch(/^\d+\.\d+/);
     expect(report.models.map((m) => m.model)).toEqual(['tiny-vla']);
     expect(report.matrix.map((c) => `${c.precision}@${c.keep_ratio}`)).toEqual([
@@ -256,6 +264,7 @@ describe('bench report', () => {
       '## 6. Realistic-scale model',
       '## 7. Camera-frame ingest',
       '## 8. Flow-matching family',
+      '## 9. PyTorch eager, autoregressive (tiny-vla-ar',
     ])
       expect(md).toContain(section);
     for (const f of [
