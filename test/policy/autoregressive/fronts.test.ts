@@ -267,7 +267,7 @@ describe('vla-node serve with an autoregressive package', () => {
     }
   });
 
-  it('gives a request that joins a running batch exactly its own greedy chunk; a bad one among them fails alone', async () => {
+  it('gives overlapping requests, and one sent while they decode, exactly their own greedy chunks; a bad one among them fails alone', async () => {
     const others = [0, 1, 2, 3, 4].map(() =>
       BridgeClient.connect(client.endpoint, { timeoutMs: 20_000 }),
     );
@@ -344,19 +344,22 @@ describe('vla-node serve with an autoregressive package', () => {
     server.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(stdout).toMatch(/served \d+ requests \(\d+ chunks, [1-9]\d* errors: invalid [1-9]/);
-    // The report counts the requests that joined a running batch (the late one above at least),
-    // and the shared decoder calls.
+    // The report counts the shared decoder calls and the requests that joined a running batch.
+    // Whether the late request above found the others still decoding depends on the machine's
+    // load, so the count is checked for consistency here; that a request joins, and gets its own
+    // chunk, is forced by the scheduler's step counter in test/policy/autoregressive/continuous.test.ts.
     const report =
       /continuous batching: (\d+) decoder steps for (\d+) requests, (\d+) joined a running batch, ([\d.]+) sequences per step/.exec(
         stdout,
       );
     expect(report).not.toBeNull();
     const [, steps, admitted, joined, mean] = (report as RegExpExecArray).map(Number);
-    expect(joined).toBeGreaterThanOrEqual(1);
     // Every chunk served went through the active set (the refused requests never reached it).
     expect(admitted).toBe(Number(/\((\d+) chunks/.exec(stdout)?.[1]));
+    expect(joined).toBeLessThan(admitted);
     expect(steps).toBeGreaterThan(0);
-    expect(mean).toBeGreaterThan(1);
+    expect(mean).toBeGreaterThanOrEqual(1);
+    expect(mean).toBeLessThanOrEqual(4);
   });
 });
 
