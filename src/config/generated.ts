@@ -244,7 +244,7 @@ export interface SimParameters {
  */
 export interface RosParameters {
   /**
-   * Camera names; each is subscribed on ~/in/<name> (raw) or ~/in/<name>/compressed. With a several-camera (flow) model, a list naming none of its cameras (the default [image]) means the model's camera names, and one naming some must name them all.
+   * Camera names; each is subscribed on ~/in/<name> (raw) or ~/in/<name>/compressed. With a flow or autoregressive package (cameras named in its manifest), a list naming none of its cameras (the default [image]) means the model's camera names, and one naming some must name them all.
    *
    * @minItems 1
    */
