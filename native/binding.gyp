@@ -16,6 +16,8 @@
       "src/normalize.cc",
       "src/gather.cc",
       "src/ingest.cc",
+      "src/ingest_box.cc",
+      "src/ingest_taps.cc",
       "src/ingest_batch.cc"
     ]
   },

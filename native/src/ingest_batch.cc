@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -11,8 +12,15 @@
 
 #include "ingest.h"
 
+#ifndef VLA_BAND_SPIN_US
+#define VLA_BAND_SPIN_US 100
+#endif
+
 namespace vla {
 namespace {
+
+// How long a band thread keeps polling for the next batch after one ends (see BandPool::Work).
+constexpr std::chrono::microseconds kSpin{VLA_BAND_SPIN_US};
 
 // Persistent threads waiting for a batch. Created on first use and never destroyed (a blocked
 // thread does not keep the process alive; joining at exit would only add shutdown work).
@@ -33,7 +41,7 @@ class BandPool {
       count_ = count;
       next_.store(0, std::memory_order_relaxed);
       done_.store(0, std::memory_order_relaxed);
-      ++generation_;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     if (count > 1) wake_.notify_all();
     Drain(task, context, count);
@@ -61,10 +69,18 @@ class BandPool {
       void (*task)(void*, size_t);
       void* context;
       size_t count;
+      // A thread asleep on the condition variable starts tens of microseconds after the notify
+      // on this VM: poll for the next batch a little while first (yielding, so that any other
+      // runnable thread on this core goes first), and sleep only when none comes.
+      const auto until = std::chrono::steady_clock::now() + kSpin;
+      while (generation_.load(std::memory_order_acquire) == seen &&
+             std::chrono::steady_clock::now() < until) {
+        std::this_thread::yield();
+      }
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
+        wake_.wait(lock, [&] { return generation_.load(std::memory_order_relaxed) != seen; });
+        seen = generation_.load(std::memory_order_relaxed);
         task = task_;
         context = context_;
         count = count_;
@@ -78,7 +94,7 @@ class BandPool {
   std::mutex batch_mutex_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};
   void (*task_)(void*, size_t) = nullptr;
   void* context_ = nullptr;
   size_t count_ = 0;

@@ -5,69 +5,15 @@
  */
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import {
-  encodingLayout,
-  planFor,
-  SUPPORTED_ENCODINGS,
-  type RawFrame,
-  type ResizeMode,
-} from '../../src/ingest/index.js';
+import { SUPPORTED_ENCODINGS, type RawFrame, type ResizeMode } from '../../src/ingest/index.js';
 import { H } from '../../src/native/ingest-layout.js';
 import { nativeKernels, referenceKernels } from '../../src/native/index.js';
-import { Rng } from '../../src/util/rng.js';
 import { NATIVE_BUILDS, skipWithoutNative } from './builds.js';
+import { frameOf, LUT, noise, run } from './ingest-frames.js';
 
 skipWithoutNative('native ingestFrame against the reference');
 
-const LUT = Float32Array.from({ length: 768 }, (_, i) => ((i % 256) / 255 - 0.5) / 0.25);
 const MODES: readonly ResizeMode[] = ['stretch', 'crop', 'pad'];
-
-function noise(length: number, seed: number): Uint8Array {
-  const rng = new Rng(seed);
-  return Uint8Array.from({ length }, () => Math.floor(rng.next() * 256));
-}
-
-/** A random frame of `encoding` with `pad` bytes of row padding. */
-function frameOf(encoding: string, width: number, height: number, pad: number, seed: number) {
-  const layout = encodingLayout(encoding);
-  if (layout === undefined) throw new Error(encoding);
-  const step = width * layout.bytesPerPixel + pad;
-  const rows = layout.kind === 'semiplanar420' ? height + height / 2 : height;
-  const frame: RawFrame = {
-    kind: 'raw',
-    encoding,
-    width,
-    height,
-    step,
-    isBigEndian: seed % 2 === 0,
-    data: noise(step * rows, seed),
-  };
-  return { layout, frame, step };
-}
-
-function run(
-  impl: typeof referenceKernels,
-  frame: RawFrame,
-  step: number,
-  out: { width: number; height: number; resize: ResizeMode },
-) {
-  const layout = encodingLayout(frame.encoding);
-  if (layout === undefined) throw new Error(frame.encoding);
-  const plan = planFor(
-    layout,
-    {
-      width: frame.width,
-      height: frame.height,
-      step,
-      bigEndian: frame.isBigEndian === true,
-    },
-    out,
-  );
-  const rgb = new Uint8Array(out.width * out.height * 3);
-  const tensor = new Float32Array(out.width * out.height * 3);
-  impl.ingestFrame(frame.data, plan.header, plan.vTaps, plan.hTaps, rgb, LUT, tensor);
-  return { rgb, tensor, plan };
-}
 
 // Sizes that exercise: identity, upscaling, small reductions (taps only), the box shrink plus taps,
 // Bayer superpixels (frame >= 2x output) and bilinear demosaic (smaller reductions), odd sizes.

@@ -1,0 +1,40 @@
+// The ingest kernel's horizontal box mean of an interleaved row's column sums (step 1 of
+// src/native/ingest-layout.ts), vectorised for the AVX-512 (VBMI) build: the sums of kx pixels
+// come from kx shifted loads, one masked word permute per 64 source words picks each block's sum
+// in output order, and the rounded division is a float estimate corrected by one multiply, so
+// the bytes equal the scalar reference's floor((s + n / 2) / n).
+
+#ifndef VLA_NATIVE_INGEST_BOX_H_
+#define VLA_NATIVE_INGEST_BOX_H_
+
+#include <cstdint>
+#include <vector>
+
+namespace vla {
+
+// The vectorised box of one plan (built once per call, reused for every intermediate row).
+class BoxRowVector {
+ public:
+  // Pixels of `ch` 16-bit column sums; output bytes 3 * mx + c from channel offsets oa, ob, oc of
+  // pixels [kx * mx, kx * mx + kx) for mx < full (whole blocks only). Returns false (and the
+  // caller keeps its scalar loop) where this build has no vector path or the plan does not fit
+  // it (sums of a block over 16 bits, or blocks too wide for the permute windows).
+  bool Prepare(int ch, int oa, int ob, int oc, int kx, int ky, int full);
+
+  // Bytes [0, 3 * full) of an intermediate row from `acc` (the row's column sums, starting at the
+  // crop's first pixel, readable for `acc_length` words) summed over `ny` rows.
+  void Row(const uint16_t* acc, int acc_length, uint32_t ny, uint8_t* out);
+
+ private:
+  int ch_ = 0, kx_ = 0, full_ = 0, windows_ = 0;
+  std::vector<uint16_t> sums_;
+  // Per output vector of 32 bytes: its first source word, then per window 32 word indices and
+  // the lanes it fills.
+  std::vector<int32_t> first_;
+  std::vector<uint16_t> index_;
+  std::vector<uint32_t> lanes_;
+};
+
+}  // namespace vla
+
+#endif  // VLA_NATIVE_INGEST_BOX_H_
