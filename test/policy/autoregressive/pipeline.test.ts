@@ -173,7 +173,7 @@ describe('ArPipeline', () => {
     expect(p.tokenBudget).toBe(72);
   });
 
-  it('drafts from the model\'s own chunk, not the chunk clamped to the action limits', async () => {
+  it("drafts from the model's own chunk, not the chunk clamped to the action limits", async () => {
     // At the table's edge the decoded chunk leaves the manifest's limits; a draft made of the
     // clamped values would no longer be the model's tokens and would be rejected.
     const p = await pipeline('speculative');
