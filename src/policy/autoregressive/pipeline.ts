@@ -28,7 +28,7 @@ import {
   type ActionLimits,
   type LimitsRequest,
 } from '../../runtime/safety.js';
-import { ArPolicy, type ArAction, type ArObservation } from './policy.js';
+import { ArPolicy, type ArAction, type ArActOptions, type ArObservation } from './policy.js';
 import { PrunedArPolicy, type ArPruningOptions } from './pruned.js';
 import { DecodeScheduler, type SchedulerStats } from './scheduler.js';
 
@@ -363,10 +363,23 @@ export class ArPipeline {
     const rgb = await this.#ingest.toRgbAsync(checked.frame);
     const input = this.#arObservation(obs, rgb);
     const t1 = performance.now();
+    const result = await this.policy.act(input, this.#actOptions(obs, input, checked.budget));
+    return this.#finish(obs, input, result, [t0, t1, performance.now()]);
+  }
+
+  /**
+   * The decoding options of one observation: the configured strategy and window, the stream's
+   * previous chunk as the speculative draft (taken now), and the request's token budget.
+   */
+  #actOptions(
+    obs: Observation,
+    input: ArObservation,
+    budget: number | undefined,
+  ): Omit<ArActOptions, 'pruner'> {
     const { strategy, window } = this.decoding;
     const previous =
       strategy === 'speculative' ? this.#previous.get(input.stream ?? '') : undefined;
-    const result = await this.policy.act(input, {
+    return {
       strategy,
       ...(window > 0 ? { window } : {}),
       ...(previous === undefined
@@ -377,9 +390,8 @@ export class ArPipeline {
               stepsExecuted: this.#stepsSince(previous.stamp, obs.stamp),
             },
           }),
-      ...(checked.budget === undefined ? {} : { budget: checked.budget }),
-    });
-    return this.#finish(obs, input, result, [t0, t1, performance.now()]);
+      ...(budget === undefined ? {} : { budget }),
+    };
   }
 
   /**
@@ -398,22 +410,7 @@ export class ArPipeline {
     const t1 = performance.now();
     return scheduler.submit(async () => {
       const started = performance.now();
-      const { strategy, window } = this.decoding;
-      const previous =
-        strategy === 'speculative' ? this.#previous.get(input.stream ?? '') : undefined;
-      const begun = await this.policy.begin(input, {
-        strategy,
-        ...(window > 0 ? { window } : {}),
-        ...(previous === undefined
-          ? {}
-          : {
-              previous: {
-                actions: previous.actions,
-                stepsExecuted: this.#stepsSince(previous.stamp, obs.stamp),
-              },
-            }),
-        ...(budget === undefined ? {} : { budget }),
-      });
+      const begun = await this.policy.begin(input, this.#actOptions(obs, input, budget));
       return {
         sequence: begun.sequence,
         finish: (result) => {

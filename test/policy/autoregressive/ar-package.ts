@@ -13,6 +13,7 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ArDecoding, ArPipelineOptions } from '../../../src/policy/autoregressive/pipeline.js';
 
 export const AR_FIXTURE_DIR = fileURLToPath(new URL('../../fixtures/ar-decoder', import.meta.url));
 const TINY_VLA = fileURLToPath(new URL('../../../models/tiny-vla', import.meta.url));
@@ -193,4 +194,28 @@ export function at(value: unknown, ...path: (string | number)[]): Json {
   }
   if (typeof v !== 'object' || v === null) throw new Error(`${path.join('.')} is not an object`);
   return v as Json;
+}
+
+/**
+ * ArPipeline options for tests: every visual token kept, the manifest's limits only, one thread,
+ * the given strategy with the whole chunk as its window; `extra` overrides any of them.
+ */
+export function arPipelineOptions(
+  strategy: ArDecoding,
+  extra: Partial<ArPipelineOptions> = {},
+): ArPipelineOptions {
+  return {
+    pruning: {
+      strategy: 'none',
+      keepRatio: 1,
+      keepCount: 0,
+      minKeepRatio: 0.1,
+      seed: 0,
+      latencyBudgetMs: 0,
+    },
+    decoding: { strategy, window: 0 },
+    limits: { min: [], max: [], maxDeltaPerStep: 0 },
+    intraOpThreads: 1,
+    ...extra,
+  };
 }

@@ -3,7 +3,6 @@
  * visual tokens) decoded in shared decoder calls, their padding hidden by the attention mask, give
  * each sequence exactly the tokens it gets alone (PyTorch's greedy tokens of reference.json).
  */
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeChunksGreedy } from '../../../src/policy/autoregressive/batch-decode.js';
@@ -12,27 +11,11 @@ import {
   type PrefillInput,
 } from '../../../src/policy/autoregressive/decoder-graphs.js';
 import { UniformBinTokenizer } from '../../../src/policy/autoregressive/uniform-bins.js';
+import { AR_REFERENCE, AR_REFERENCE_INPUTS } from './ar-reference.js';
 
 const dir = new URL('../../fixtures/ar-decoder/', import.meta.url);
-interface Reference {
-  horizon: number;
-  action_dim: number;
-  first_action_position: number;
-  cases: {
-    visual_tokens: number[];
-    token_positions: number[];
-    instruction_ids: number[];
-    state: number[];
-    tokens: number[];
-  }[];
-}
-const reference = JSON.parse(readFileSync(new URL('reference.json', dir), 'utf8')) as Reference;
-const inputs: PrefillInput[] = reference.cases.map((c) => ({
-  visualTokens: Float32Array.from(c.visual_tokens),
-  tokenPositions: BigInt64Array.from(c.token_positions, BigInt),
-  instructionIds: BigInt64Array.from(c.instruction_ids, BigInt),
-  state: Float32Array.from(c.state),
-}));
+const reference = AR_REFERENCE;
+const inputs = AR_REFERENCE_INPUTS;
 const expected = reference.cases.map((c) => c.tokens);
 const tokenizer = new UniformBinTokenizer(reference.horizon, reference.action_dim);
 const n = reference.horizon * reference.action_dim;

@@ -4,7 +4,6 @@
  * (PyTorch's greedy tokens of reference.json), whatever its strategy and whenever it joined.
  * Joins are made to happen by waiting for the scheduler's own step counter, never for time.
  */
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendError, InputError } from '../../../src/errors.js';
@@ -27,28 +26,12 @@ import {
 import { ArPipeline, type ArDecoding } from '../../../src/policy/autoregressive/pipeline.js';
 import { DecodeScheduler } from '../../../src/policy/autoregressive/scheduler.js';
 import { UniformBinTokenizer } from '../../../src/policy/autoregressive/uniform-bins.js';
-import { makeArPackage, removeArPackages } from './ar-package.js';
+import { makeArPackage, removeArPackages, arPipelineOptions } from './ar-package.js';
+import { AR_REFERENCE, AR_REFERENCE_INPUTS } from './ar-reference.js';
 
 const fixture = new URL('../../fixtures/ar-decoder/', import.meta.url);
-interface Reference {
-  horizon: number;
-  action_dim: number;
-  first_action_position: number;
-  cases: {
-    visual_tokens: number[];
-    token_positions: number[];
-    instruction_ids: number[];
-    state: number[];
-    tokens: number[];
-  }[];
-}
-const reference = JSON.parse(readFileSync(new URL('reference.json', fixture), 'utf8')) as Reference;
-const inputs: PrefillInput[] = reference.cases.map((c) => ({
-  visualTokens: Float32Array.from(c.visual_tokens),
-  tokenPositions: BigInt64Array.from(c.token_positions, BigInt),
-  instructionIds: BigInt64Array.from(c.instruction_ids, BigInt),
-  state: Float32Array.from(c.state),
-}));
+const reference = AR_REFERENCE;
+const inputs = AR_REFERENCE_INPUTS;
 const expected = reference.cases.map((c) => c.tokens);
 const tokenizer = new UniformBinTokenizer(reference.horizon, reference.action_dim);
 const n = reference.horizon * reference.action_dim;
@@ -257,20 +240,7 @@ describe('ArPipeline with continuous batching', () => {
     strategy: ArDecoding,
     extra: { maxBatch?: number; continuous?: boolean } = {},
   ): Promise<ArPipeline> {
-    const p = await ArPipeline.create(pkg, {
-      pruning: {
-        strategy: 'none',
-        keepRatio: 1,
-        keepCount: 0,
-        minKeepRatio: 0.1,
-        seed: 0,
-        latencyBudgetMs: 0,
-      },
-      decoding: { strategy, window: 0 },
-      limits: { min: [], max: [], maxDeltaPerStep: 0 },
-      intraOpThreads: 1,
-      ...extra,
-    });
+    const p = await ArPipeline.create(pkg, arPipelineOptions(strategy, extra));
     open.push(p);
     return p;
   }
@@ -310,21 +280,10 @@ describe('ArPipeline with continuous batching', () => {
   });
 
   it('answers the calls made before release, their frames still decoding', async () => {
-    const p = await ArPipeline.create(pkg, {
-      pruning: {
-        strategy: 'none',
-        keepRatio: 1,
-        keepCount: 0,
-        minKeepRatio: 0.1,
-        seed: 0,
-        latencyBudgetMs: 0,
-      },
-      decoding: { strategy: 'greedy', window: 0 },
-      limits: { min: [], max: [], maxDeltaPerStep: 0 },
-      intraOpThreads: 1,
-      maxBatch: 4,
-      continuous: true,
-    });
+    const p = await ArPipeline.create(
+      pkg,
+      arPipelineOptions('greedy', { maxBatch: 4, continuous: true }),
+    );
     const calls = [p.infer(obs(0)), p.infer(obs(1))];
     await p.release();
     const chunks = await Promise.all(calls);

@@ -13,28 +13,12 @@ import {
 } from '../../../src/policy/autoregressive/decoder-graphs.js';
 import { FastTokenizer } from '../../../src/policy/autoregressive/fast.js';
 import { UniformBinTokenizer } from '../../../src/policy/autoregressive/uniform-bins.js';
+import { AR_REFERENCE, AR_REFERENCE_INPUTS } from './ar-reference.js';
 
 /** test/fixtures/ar-decoder/make.py: a random-weight decoder pair and PyTorch's greedy decode. */
 const dir = new URL('../../fixtures/ar-decoder/', import.meta.url);
-interface Reference {
-  horizon: number;
-  action_dim: number;
-  first_action_position: number;
-  cases: {
-    visual_tokens: number[];
-    token_positions: number[];
-    instruction_ids: number[];
-    state: number[];
-    tokens: number[];
-  }[];
-}
-const reference = JSON.parse(readFileSync(new URL('reference.json', dir), 'utf8')) as Reference;
-const inputs: PrefillInput[] = reference.cases.map((c) => ({
-  visualTokens: Float32Array.from(c.visual_tokens),
-  tokenPositions: BigInt64Array.from(c.token_positions, BigInt),
-  instructionIds: BigInt64Array.from(c.instruction_ids, BigInt),
-  state: Float32Array.from(c.state),
-}));
+const reference = AR_REFERENCE;
+const inputs = AR_REFERENCE_INPUTS;
 const tokenizer = new UniformBinTokenizer(reference.horizon, reference.action_dim);
 const n = reference.horizon * reference.action_dim;
 const first = reference.first_action_position;

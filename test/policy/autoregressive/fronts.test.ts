@@ -25,7 +25,7 @@ import {
 } from '../../../src/transports/zmq/index.js';
 import { ROOT } from '../../helpers.js';
 import { readBack } from '../../transports/mcap/support.js';
-import { makeArPackage, removeArPackages } from './ar-package.js';
+import { makeArPackage, removeArPackages, arPipelineOptions } from './ar-package.js';
 
 const run = promisify(execFile);
 const CLI = `${ROOT}bin/vla-node.js`;
@@ -53,19 +53,7 @@ function capture(): { io: CommandIo; results: object[] } {
 }
 
 function pipeline(strategy: ArDecoding): Promise<ArPipeline> {
-  return ArPipeline.create(pkg, {
-    pruning: {
-      strategy: 'none',
-      keepRatio: 1,
-      keepCount: 0,
-      minKeepRatio: 0.1,
-      seed: 0,
-      latencyBudgetMs: 0,
-    },
-    decoding: { strategy, window: 0 },
-    limits: { min: [], max: [], maxDeltaPerStep: 0 },
-    intraOpThreads: 1,
-  });
+  return ArPipeline.create(pkg, arPipelineOptions(strategy));
 }
 
 function expectSafe(actions: ArrayLike<number>): void {

@@ -5,7 +5,6 @@
  * logits, the same cache and PyTorch's greedy tokens (reference.json), alone and in batches; the
  * cache must be hit by a second frame with the same instruction and missed by a new one.
  */
-import { readFileSync } from 'node:fs';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -25,28 +24,19 @@ import { ArPipeline, type ArPipelineOptions } from '../../../src/policy/autoregr
 import { ArPolicy, type ArObservation } from '../../../src/policy/autoregressive/policy.js';
 import { PrunedArPolicy } from '../../../src/policy/autoregressive/pruned.js';
 import { UniformBinTokenizer } from '../../../src/policy/autoregressive/uniform-bins.js';
-import { AR_FIXTURE_DIR, at, makeArPackage, removeArPackages, type Json } from './ar-package.js';
+import {
+  AR_FIXTURE_DIR,
+  at,
+  makeArPackage,
+  removeArPackages,
+  type Json,
+  arPipelineOptions,
+} from './ar-package.js';
+import { AR_REFERENCE, AR_REFERENCE_INPUTS } from './ar-reference.js';
 
 const fixture = (name: string): string => join(AR_FIXTURE_DIR, name);
-interface Reference {
-  horizon: number;
-  action_dim: number;
-  first_action_position: number;
-  cases: {
-    visual_tokens: number[];
-    token_positions: number[];
-    instruction_ids: number[];
-    state: number[];
-    tokens: number[];
-  }[];
-}
-const reference = JSON.parse(readFileSync(fixture('reference.json'), 'utf8')) as Reference;
-const inputs: PrefillInput[] = reference.cases.map((c) => ({
-  visualTokens: Float32Array.from(c.visual_tokens),
-  tokenPositions: BigInt64Array.from(c.token_positions, BigInt),
-  instructionIds: BigInt64Array.from(c.instruction_ids, BigInt),
-  state: Float32Array.from(c.state),
-}));
+const reference = AR_REFERENCE;
+const inputs = AR_REFERENCE_INPUTS;
 const expected = reference.cases.map((c) => c.tokens);
 const tokenizer = new UniformBinTokenizer(reference.horizon, reference.action_dim);
 const first = reference.first_action_position;
@@ -266,20 +256,7 @@ describe('ArPipeline on a package with the instruction graph', () => {
   });
 
   it('serves single requests and batches as the package without it', async () => {
-    const options: ArPipelineOptions = {
-      pruning: {
-        strategy: 'none',
-        keepRatio: 1,
-        keepCount: 0,
-        minKeepRatio: 0.1,
-        seed: 0,
-        latencyBudgetMs: 0,
-      },
-      decoding: { strategy: 'greedy', window: 0 },
-      limits: { min: [], max: [], maxDeltaPerStep: 0 },
-      intraOpThreads: 1,
-      maxBatch: 4,
-    };
+    const options: ArPipelineOptions = arPipelineOptions('greedy', { maxBatch: 4 });
     const plain = await ArPipeline.create(await makeArPackage(), options);
     const cached = await ArPipeline.create(
       await makeArPackage(undefined, { instruction: true }),

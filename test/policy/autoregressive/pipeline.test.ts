@@ -10,7 +10,7 @@ import {
 } from '../../../src/policy/autoregressive/pipeline.js';
 import { arPipelineFromConfig } from '../../../src/policy/autoregressive/from-config.js';
 import { loadConfig } from '../../../src/config/index.js';
-import { makeArPackage, removeArPackages } from './ar-package.js';
+import { makeArPackage, removeArPackages, arPipelineOptions } from './ar-package.js';
 
 let dir: string;
 const open: ArPipeline[] = [];
@@ -33,25 +33,8 @@ const obs = (shift: number, extra: Partial<Observation> = {}): Observation => ({
   ...extra,
 });
 
-function options(strategy: ArDecoding, extra: Partial<ArPipelineOptions> = {}): ArPipelineOptions {
-  return {
-    pruning: {
-      strategy: 'none',
-      keepRatio: 1,
-      keepCount: 0,
-      minKeepRatio: 0.1,
-      seed: 0,
-      latencyBudgetMs: 0,
-    },
-    decoding: { strategy, window: 0 },
-    limits: { min: [], max: [], maxDeltaPerStep: 0 },
-    intraOpThreads: 1,
-    ...extra,
-  };
-}
-
 async function pipeline(strategy: ArDecoding, extra?: Partial<ArPipelineOptions>) {
-  const p = await ArPipeline.create(dir, options(strategy, extra));
+  const p = await ArPipeline.create(dir, arPipelineOptions(strategy, extra));
   open.push(p);
   return p;
 }
