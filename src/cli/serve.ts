@@ -347,13 +347,16 @@ export async function runServe(
         : server.maxBatch > 1
           ? `batches of up to ${server.maxBatch} (waiting up to ${server.options.maxWaitMs} ms, ${server.decodeConcurrency} image${server.decodeConcurrency === 1 ? '' : 's'} decoding ahead)`
           : 'one request at a time';
+      // Listening before "Ctrl-C stops" is printed: a signal sent on reading that line (a
+      // supervisor, a test) must find the handler, not Node's default action, which kills.
+      const stopped = until ?? untilSignal();
       io.progress(
         `serving ${m.name} on ${server.endpoint} (bridge protocol v1${curve}): ${m.chunk.horizon}×${m.chunk.action_dim} chunks at ${m.control_rate_hz} Hz, ${served.cameras}${pipeline.tokenBudget}/${pipeline.totalTokens} visual tokens, queue ${server.options.maxQueue}, ${batching}${process.execArgv.length > 0 ? `; node ${process.execArgv.join(' ')}` : ''}; Ctrl-C stops`,
       );
       reload?.attach(server);
       let signal: unknown;
       try {
-        signal = await (until ?? untilSignal());
+        signal = await stopped;
       } finally {
         reload?.detach();
       }
