@@ -21,6 +21,7 @@ import {
   Probe,
   type NodeStatus,
   type PhotoFiles,
+  launchPyArgs,
 } from './support.js';
 
 announce('ar.test.ts');
@@ -112,30 +113,21 @@ describe.skipIf(LIVE_REASON !== undefined)(
       await writeFile(paramsFile, params);
       launch = new LiveProcess(
         'ros2',
-        [
-          'launch',
-          './launch/vla_node.launch.py',
+        launchPyArgs(T, [
           `model:=${MODEL}`,
           `params_file:=${paramsFile}`,
           `camera_topics:=table=${T.table}`,
-          `instruction_topic:=${T.instruction}`,
-          `joint_states_topic:=${T.joints}`,
-          `action_topic:=${T.trajectory}`,
-          `command_topic:=${T.command}`,
-          `action_raw_topic:=${T.raw}`,
           'auto_activate:=true',
-        ],
+        ]),
         env,
       );
       cleanup.add(() => launch.kill());
       await probe.ready();
-      for (const [topic, type] of [
+      await probe.subscribe([
         [T.trajectory, 'trajectory'],
         [T.raw, 'raw'],
         [T.diagnostics, 'diagnostics'],
-      ] as const) {
-        await probe.send({ op: 'subscribe', topic, type });
-      }
+      ]);
     });
 
     afterAll(() => cleanup.run());

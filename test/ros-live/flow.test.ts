@@ -18,6 +18,7 @@ import {
   Probe,
   type NodeStatus,
   type PhotoFiles,
+  launchPyArgs,
 } from './support.js';
 
 announce('flow.test.ts');
@@ -68,29 +69,20 @@ describe.skipIf(LIVE_REASON !== undefined)(
       ({ env, photo, probe } = await liveSession(DOMAIN, cleanup));
       launch = new LiveProcess(
         'ros2',
-        [
-          'launch',
-          './launch/vla_node.launch.py',
+        launchPyArgs(T, [
           'model:=models/tiny-vla-flow',
           `camera_topics:=table=${T.table},wrist=${T.wrist}`,
-          `instruction_topic:=${T.instruction}`,
-          `joint_states_topic:=${T.joints}`,
-          `action_topic:=${T.trajectory}`,
-          `command_topic:=${T.command}`,
-          `action_raw_topic:=${T.raw}`,
           'auto_activate:=true',
-        ],
+        ]),
         env,
       );
       cleanup.add(() => launch.kill());
       await probe.ready();
-      for (const [topic, type] of [
+      await probe.subscribe([
         [T.trajectory, 'trajectory'],
         [T.raw, 'raw'],
         [T.diagnostics, 'diagnostics'],
-      ] as const) {
-        await probe.send({ op: 'subscribe', topic, type });
-      }
+      ]);
     });
 
     afterAll(() => cleanup.run());

@@ -20,6 +20,7 @@ import {
   type NodeStatus,
   type PhotoFiles,
   type ProbeMessage,
+  launchPyArgs,
 } from './support.js';
 
 announce('launch-py.test.ts');
@@ -80,30 +81,18 @@ describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: ros2 launch vla_node.lau
     ({ env, photo, probe } = await liveSession(DOMAIN, cleanup));
     launch = new LiveProcess(
       'ros2',
-      [
-        'launch',
-        './launch/vla_node.launch.py',
-        `image_topic:=${T.camera}`,
-        `instruction_topic:=${T.instruction}`,
-        `joint_states_topic:=${T.joints}`,
-        `action_topic:=${T.trajectory}`,
-        `command_topic:=${T.command}`,
-        `action_raw_topic:=${T.raw}`,
-        'joint_names:=arm_x,arm_y',
-      ],
+      launchPyArgs(T, [`image_topic:=${T.camera}`, 'joint_names:=arm_x,arm_y']),
       env,
     );
     cleanup.add(() => launch.kill());
     await probe.ready();
-    for (const [topic, type] of [
+    await probe.subscribe([
       [T.trajectory, 'trajectory'],
       [T.command, 'command'],
       [T.raw, 'raw'],
       [T.diagnostics, 'diagnostics'],
       [T.processing, 'float64'],
-    ] as const) {
-      await probe.send({ op: 'subscribe', topic, type });
-    }
+    ]);
   });
 
   afterAll(() => cleanup.run());

@@ -184,6 +184,32 @@ export async function ros2Node(
   );
 }
 
+/** The robot-side topics a launch test wires the node to. */
+export interface NodeTopics {
+  readonly instruction: string;
+  readonly joints: string;
+  readonly trajectory: string;
+  readonly command: string;
+  readonly raw: string;
+}
+
+/**
+ * `ros2 launch` arguments for the package's Python launch file with the node's instruction, joint
+ * state and action topics remapped to `topics`, then `extra` (model, cameras, parameters).
+ */
+export function launchPyArgs(topics: NodeTopics, extra: readonly string[]): string[] {
+  return [
+    'launch',
+    './launch/vla_node.launch.py',
+    ...extra,
+    `instruction_topic:=${topics.instruction}`,
+    `joint_states_topic:=${topics.joints}`,
+    `action_topic:=${topics.trajectory}`,
+    `command_topic:=${topics.command}`,
+    `action_raw_topic:=${topics.raw}`,
+  ];
+}
+
 /** A message the probe received from the node. */
 export interface ProbeMessage {
   readonly event: 'message';
@@ -231,6 +257,11 @@ export class Probe {
   }
 
   /** Send one command and wait for its acknowledgement. */
+  /** Records each of `subscriptions` ([topic, message type]), in order. */
+  async subscribe(subscriptions: readonly (readonly [string, string])[]): Promise<void> {
+    for (const [topic, type] of subscriptions) await this.send({ op: 'subscribe', topic, type });
+  }
+
   async send(cmd: Record<string, unknown>): Promise<void> {
     const want = this.#acks + 1;
     this.process.child.stdin?.write(`${JSON.stringify(cmd)}\n`);
