@@ -11,8 +11,11 @@ import type { PruneInput } from '../pruning/pruner.js';
 import { enforceLimits, type ActionLimits } from '../runtime/safety.js';
 import type { ActionChunk, PreparedObservation } from './types.js';
 
-/** Per-observation buffers of a batch: the pruner's output and the policy's other inputs. */
+/** Per-observation buffers of a batch: the frame at the model's size, the pruner's output and
+ * the policy's other inputs. */
 export interface Slot {
+  /** The slot's raw camera frame as RGB8 at the model's size (reused: see VlaPipeline.lastSelection). */
+  readonly rgb: Uint8Array;
   readonly positions: Int32Array;
   readonly tokens: Float32Array;
   readonly ids: BigInt64Array;
@@ -41,6 +44,7 @@ export class BatchSlots {
       const ids = new BigInt64Array(m.tokenizer.max_length);
       const state = new Float32Array(m.state.names.length);
       this.#slots.push({
+        rgb: new Uint8Array(m.image.width * m.image.height * 3),
         positions,
         tokens,
         ids,

@@ -149,7 +149,8 @@ export class VlaPipeline {
   }
   /**
    * The last frame as the encoder saw it (RGB8 at the model's size) and the grid positions of the
-   * tokens the pruner kept; views valid until the next `infer`.
+   * tokens the pruner kept; views valid until the next `infer` or `inferBatch` (the image is a batch
+   * slot's buffer, which the next raw frame is converted into).
    */
   get lastSelection(): { readonly rgb: Uint8Array; readonly positions: Int32Array } | undefined {
     if (this.#lastRgb === undefined) return undefined;
@@ -236,7 +237,12 @@ export class VlaPipeline {
     const encoded = todo.filter((t) => t.obs.frame.kind !== 'raw');
     // Encoded frames start decoding on libuv's pool first, and decode while the raw ones convert.
     const decoding = encoded.map((t) => this.#ingest.toRgb(t.obs.frame));
-    const converted = this.#ingest.rawToRgbMany(raw.map((t) => t.obs.frame as RawFrame));
+    // Into the slots' own buffers: the previous batch's images are done with (lastSelection's
+    // views are valid until the next inference).
+    const converted = this.#ingest.rawToRgbMany(
+      raw.map((t) => t.obs.frame as RawFrame),
+      raw.map((_, k) => this.#slots.slot(k).rgb),
+    );
     const decoded = encoded.length > 0 ? await Promise.allSettled(decoding) : [];
     const ms = performance.now() - t0;
     const place = (

@@ -152,4 +152,27 @@ describe('several cameras at once', () => {
     const failed = got[1] as PromiseRejectedResult;
     expect(failed.reason).toMatchObject({ name: 'InputError', field: 'image.data' });
   });
+
+  it('rawToRgbMany writes into the buffers it is given and refuses one of the wrong size', async () => {
+    const frames = photoFrames(['yuv422', 'nv12']);
+    const want = await Promise.all(frames.map((f) => small.toRgb(f)));
+    const bytes = small.spec.width * small.spec.height * 3;
+    const mine = new Uint8Array(bytes).fill(7);
+    // The first frame into the given buffer (every byte written), the second into a fresh one.
+    const got = small.rawToRgbMany(frames as RawFrame[], [mine]);
+    expect(got.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
+    const [first, second] = got as PromiseFulfilledResult<Uint8Array>[];
+    expect(first?.value).toBe(mine);
+    expect(mine).toEqual(want[0]);
+    expect(second?.value).not.toBe(mine);
+    expect(second?.value).toEqual(want[1]);
+    // Converting again into the same buffer leaves nothing of the frame before.
+    small.rawToRgbMany([frames[1] as RawFrame], [mine]);
+    expect(mine).toEqual(want[1]);
+    for (const wrong of [new Uint8Array(bytes - 1), new Float32Array(bytes)]) {
+      expect(() =>
+        small.rawToRgbMany(frames as RawFrame[], [mine, wrong as unknown as Uint8Array]),
+      ).toThrow(expect.objectContaining({ name: 'InputError', field: 'into[1]' }));
+    }
+  });
 });

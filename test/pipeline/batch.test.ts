@@ -210,6 +210,29 @@ describe('VlaPipeline.inferBatch', () => {
     });
   });
 
+  it('shows the last frame in lastSelection, and a prepared frame keeps its own image', async () => {
+    // Raw frames are converted into the batch slots' buffers, reused from one inference to the
+    // next: the selection must be the newest frame's image, and a PreparedObservation made by
+    // prepare() must not be overwritten by the inferences that run before it is used.
+    await withPipeline({}, async (p) => {
+      const [a, b, c] = [observation(11), observation(12), observation(13)];
+      const image = async (o: Observation): Promise<Uint8Array> => (await p.prepare(o)).rgb;
+      const [imageA, imageB, imageC] = [await image(a), await image(b), await image(c)];
+      expect(imageA).not.toEqual(imageB);
+      const preparedA = await p.prepare(a);
+      await p.infer(b);
+      expect(p.lastSelection?.rgb).toEqual(imageB);
+      await p.infer(c);
+      expect(p.lastSelection?.rgb).toEqual(imageC);
+      expect(preparedA.rgb).toEqual(imageA);
+      const [fromPrepared, fromRaw] = await p.inferBatch([preparedA, b]);
+      expect(fromPrepared?.status).toBe('fulfilled');
+      expect(fromRaw?.status).toBe('fulfilled');
+      expect(p.lastSelection?.rgb).toEqual(imageB);
+      expect(preparedA.rgb).toEqual(imageA);
+    });
+  });
+
   it('keeps the last selection and books the latency of every chunk', async () => {
     await withPipeline({ pruning: pruning('saliency') }, async (p) => {
       const before = p.latency.total.count;
