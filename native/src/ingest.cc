@@ -322,13 +322,17 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s, int m0, int m1
     const int y0 = crop_y + my * ky;
     const int y1 = std::min(y0 + ky, crop_y + crop_h);
     const uint32_t ny = static_cast<uint32_t>(y1 - y0);
-    // The next box's rows (of this band), prefetched while this one is summed.
+    // The next box's rows (of this band), prefetched while this one is summed, or, on the
+    // vector box's path, while its means are computed (see ingest_prefetch.h).
     const int next_rows = my + 1 < m1 ? std::min(y1 + ky, crop_y + crop_h) - y1 : 0;
     auto next = [&](size_t offset) { return next_rows > 0 ? src + offset : nullptr; };
+    const bool spread_next = vector_box && kind == kInterleaved8;
+    PrefetchCursor spread(spread_next ? next(y1 * st) : nullptr, st, next_rows,
+                          crop_x * channels, (crop_x + crop_w) * channels);
     if (kind == kInterleaved8) {
       // Only the crop's columns: a centre crop of a wide frame reads a quarter less.
       ColumnSums(src + y0 * st, st, y1 - y0, crop_x * channels, (crop_x + crop_w) * channels, A0,
-                 next(y1 * st), next_rows);
+                 spread_next ? nullptr : next(y1 * st), next_rows);
     } else if (kind == kPacked422) {
       ColumnSums(src + y0 * st, st, y1 - y0, 0, row_len, A0, next(y1 * st), next_rows);
     } else if (kind == kBayerSuper) {
@@ -366,7 +370,8 @@ void BoxConvert(const uint8_t* src, const int32_t* h, Scratch& s, int m0, int m1
       // or every block) through the scalar loop.
       int done = 0;
       if (vector_box) {
-        s.box.Row(A0 + static_cast<size_t>(crop_x) * ch, row_len - crop_x * ch, ny, o);
+        s.box.Row(A0 + static_cast<size_t>(crop_x) * ch, row_len - crop_x * ch, ny, o, &spread);
+        spread.Flush();
         done = full_blocks;
       }
       switch (kx) {

@@ -24,10 +24,11 @@ constexpr int kMaxWindows = 8;
 // (the loads unrolled, two independent chains of adds), 0 reads it.
 template <int K>
 void BlockSums(const uint16_t* __restrict acc, int ch, int kx_rt, int span,
-               uint16_t* __restrict sums) {
+               uint16_t* __restrict sums, PrefetchCursor* spread) {
   const int kx = K > 0 ? K : kx_rt;
   int j = 0;
   for (; j + kLanes <= span; j += kLanes) {
+    if (spread != nullptr) spread->Issue(1);
     __m512i s0 = _mm512_loadu_si512(acc + j);
     __m512i s1 = _mm512_setzero_si512();
     for (int i = 1; i < kx; ++i) {
@@ -97,7 +98,8 @@ bool BoxRowVector::Prepare(int ch, int oa, int ob, int oc, int kx, int ky, int f
 #endif
 }
 
-void BoxRowVector::Row(const uint16_t* acc, int acc_length, uint32_t ny, uint8_t* out) {
+void BoxRowVector::Row(const uint16_t* acc, int acc_length, uint32_t ny, uint8_t* out,
+                       PrefetchCursor* spread) {
 #ifdef VLA_BOX_AVX512
   const int count = 3 * full_;
   const int vectors = (count + kLanes - 1) / kLanes;
@@ -106,7 +108,7 @@ void BoxRowVector::Row(const uint16_t* acc, int acc_length, uint32_t ny, uint8_t
   uint16_t* sums = sums_.data();
   switch (kx_) {
 #define VLA_BLOCK_SUMS(K) \
-  case K: BlockSums<K>(acc, ch_, K, span, sums); break;
+  case K: BlockSums<K>(acc, ch_, K, span, sums, spread); break;
     VLA_BLOCK_SUMS(1)
     VLA_BLOCK_SUMS(2)
     VLA_BLOCK_SUMS(3)
@@ -124,7 +126,7 @@ void BoxRowVector::Row(const uint16_t* acc, int acc_length, uint32_t ny, uint8_t
     VLA_BLOCK_SUMS(15)
     VLA_BLOCK_SUMS(16)
 #undef VLA_BLOCK_SUMS
-    default: BlockSums<0>(acc, ch_, kx_, span, sums);
+    default: BlockSums<0>(acc, ch_, kx_, span, sums, spread);
   }
   (void)acc_length;
   const int32_t n = static_cast<int32_t>(static_cast<uint32_t>(kx_) * ny);
@@ -143,6 +145,7 @@ void BoxRowVector::Row(const uint16_t* acc, int acc_length, uint32_t ny, uint8_t
     return _mm512_cvtepi32_epi8(q);
   };
   for (int v = 0; v < vectors; ++v) {
+    if (spread != nullptr) spread->Share(vectors - v);
     const uint16_t* base = sums + first_[v];
     __m512i r = zero;
     for (int w = 0; w < windows_; ++w) {
@@ -162,7 +165,7 @@ void BoxRowVector::Row(const uint16_t* acc, int acc_length, uint32_t ny, uint8_t
     _mm256_mask_storeu_epi8(out + v * kLanes, m, bytes);
   }
 #else
-  (void)acc, (void)acc_length, (void)ny, (void)out;
+  (void)acc, (void)acc_length, (void)ny, (void)out, (void)spread;
 #endif
 }
 

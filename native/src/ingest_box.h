@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "ingest_prefetch.h"
+
 namespace vla {
 
 // The vectorised box of one plan (built once per call, reused for every intermediate row).
@@ -22,8 +24,11 @@ class BoxRowVector {
   bool Prepare(int ch, int oa, int ob, int oc, int kx, int ky, int full);
 
   // Bytes [0, 3 * full) of an intermediate row from `acc` (the row's column sums, starting at the
-  // crop's first pixel, readable for `acc_length` words) summed over `ny` rows.
-  void Row(const uint16_t* acc, int acc_length, uint32_t ny, uint8_t* out);
+  // crop's first pixel, readable for `acc_length` words) summed over `ny` rows. `spread`, when
+  // given, issues its prefetches a column per step of the block sums, the rest shared over the
+  // output vectors.
+  void Row(const uint16_t* acc, int acc_length, uint32_t ny, uint8_t* out,
+           PrefetchCursor* spread = nullptr);
 
  private:
   int ch_ = 0, kx_ = 0, full_ = 0, windows_ = 0;

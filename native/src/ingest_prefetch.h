@@ -1,0 +1,63 @@
+// The ingest kernel's prefetch of the next box's rows, spread over the work of this box's means.
+// A frame out of cache is read at the rate the core keeps lines in flight. Prefetches issued in
+// one burst while this box's rows are summed (the portable builds' way) compete with those loads,
+// stall once the miss buffers are full, and leave the memory idle while the box means compute;
+// issued a few at a time during the means, they keep it busy. Measured on the AVX-512 build,
+// 640x480 rgb8 to 96x96, frames out of cache between model runs: about 95 us a frame in a burst,
+// 72-75 us spread (frames in cache: 48-51 us, 52-55 us).
+
+#ifndef VLA_NATIVE_INGEST_PREFETCH_H_
+#define VLA_NATIVE_INGEST_PREFETCH_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace vla {
+
+class PrefetchCursor {
+ public:
+  PrefetchCursor() = default;
+  // The cache lines of bytes [from, to) of `rows` rows `step` apart from `base`, one 64-byte
+  // column of every row at a time (the order the column sums read them). None when base is null.
+  PrefetchCursor(const uint8_t* base, size_t step, int rows, int from, int to)
+      : p_(base == nullptr ? nullptr : base + from),
+        end_(base == nullptr ? nullptr : base + to),
+        step_(step),
+        rows_(rows) {}
+
+  // Issue the next n columns (n x rows lines).
+  void Issue(int n) {
+    for (; n > 0 && p_ < end_; --n, p_ += 64) {
+      const uint8_t* q = p_;
+      for (int r = 0; r < rows_; ++r, q += step_) Line(q);
+    }
+  }
+
+  // Issue about 1 / parts of the columns left (the caller has `parts` steps of work left).
+  void Share(int parts) {
+    const int left = Left();
+    Issue(parts <= 1 ? left : (left + parts - 1) / parts);
+  }
+
+  int Left() const { return p_ < end_ ? static_cast<int>((end_ - p_ + 63) / 64) : 0; }
+
+  void Flush() { Issue(Left()); }
+
+ private:
+  static void Line(const uint8_t* p) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p, 0, 0);
+#else
+    (void)p;
+#endif
+  }
+
+  const uint8_t* p_ = nullptr;
+  const uint8_t* end_ = nullptr;
+  size_t step_ = 0;
+  int rows_ = 0;
+};
+
+}  // namespace vla
+
+#endif  // VLA_NATIVE_INGEST_PREFETCH_H_
