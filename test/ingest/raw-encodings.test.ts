@@ -159,7 +159,7 @@ describe('several cameras at once', () => {
     const bytes = small.spec.width * small.spec.height * 3;
     const mine = new Uint8Array(bytes).fill(7);
     // The first frame into the given buffer (every byte written), the second into a fresh one.
-    const got = small.rawToRgbMany(frames as RawFrame[], [mine]);
+    const got = small.rawToRgbMany(frames, [mine]);
     expect(got.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
     const [first, second] = got as PromiseFulfilledResult<Uint8Array>[];
     expect(first?.value).toBe(mine);
@@ -170,9 +170,9 @@ describe('several cameras at once', () => {
     small.rawToRgbMany([frames[1] as RawFrame], [mine]);
     expect(mine).toEqual(want[1]);
     for (const wrong of [new Uint8Array(bytes - 1), new Float32Array(bytes)]) {
-      expect(() =>
-        small.rawToRgbMany(frames as RawFrame[], [mine, wrong as unknown as Uint8Array]),
-      ).toThrow(expect.objectContaining({ name: 'InputError', field: 'into[1]' }));
+      expect(() => small.rawToRgbMany(frames, [mine, wrong as unknown as Uint8Array])).toThrow(
+        expect.objectContaining({ name: 'InputError', field: 'into[1]' }),
+      );
     }
   });
 });
