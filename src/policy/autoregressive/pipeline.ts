@@ -7,8 +7,6 @@
  */
 
 import { performance } from 'node:perf_hooks';
-import { describe, InputError } from '../../errors.js';
-import { matchCameras } from '../../flow/cameras.js';
 import {
   defaultIngestLimits,
   FrameIngest,
@@ -18,9 +16,7 @@ import {
 import type { FlowCamera } from '../../model/flow-manifest.js';
 import type { ArManifest } from '../../model/ar-manifest.js';
 import type { Precision } from '../../model/manifest.js';
-import { checkObservation } from '../../pipeline/observation.js';
 import { PreparedObservation, type ActionChunk, type Observation } from '../../pipeline/types.js';
-import { tokenBudget } from '../../pruning/pruner.js';
 import { LatencyBook, type StageTimings } from '../../runtime/latency.js';
 import {
   enforceLimits,
@@ -30,6 +26,8 @@ import {
 } from '../../runtime/safety.js';
 import { ArPolicy, type ArAction, type ArActOptions, type ArObservation } from './policy.js';
 import { PrunedArPolicy, type ArPruningOptions } from './pruned.js';
+import { DraftBook } from './drafts.js';
+import { checkArObservation, type CheckedObservation } from './observation.js';
 import { DecodeScheduler, type SchedulerStats } from './scheduler.js';
 
 /** The decoding strategies (`runtime.decoding`); every one gives greedy's tokens. */
@@ -83,9 +81,6 @@ export interface ArDecodeTotals {
   guessesFed: number;
   guessesAccepted: number;
 }
-
-/** Streams whose previous chunk is kept for speculative drafts, at most. */
-const MAX_STREAMS = 256;
 
 /**
  * An autoregressive VLA as a pipeline: {@link PrunedArPolicy} (encoder, pruning before the prefill
@@ -143,9 +138,7 @@ export class ArPipeline {
   readonly #ingest: FrameIngest;
   readonly #limits: ActionLimits;
   readonly #maxStateDeviation: number;
-  readonly #executeSteps: number;
-  /** Per stream: the previous chunk (absolute actions) and its observation's stamp. */
-  readonly #previous = new Map<string, { actions: Float32Array; stamp: number | undefined }>();
+  readonly #drafts: DraftBook;
   #sequence = 0;
   #queue: Promise<unknown> = Promise.resolve();
   readonly #scheduler: DecodeScheduler | undefined;
@@ -171,10 +164,12 @@ export class ArPipeline {
       : undefined;
     this.#limits = limits;
     this.#maxStateDeviation = ingest.maxStateDeviation;
-    this.#executeSteps =
+    this.#drafts = new DraftBook(
       options.executeSteps !== undefined && options.executeSteps > 0
         ? options.executeSteps
-        : Math.max(1, Math.floor(pkg.horizon / 2));
+        : Math.max(1, Math.floor(pkg.horizon / 2)),
+      pkg.manifest.control_rate_hz,
+    );
     this.#ingest = new FrameIngest(
       { width: pkg.image.width, height: pkg.image.height, ...pkg.normalisation },
       ingest,
@@ -182,8 +177,7 @@ export class ArPipeline {
     this.pruner = {
       reset: (stream?: string) => {
         this.policy.reset(stream);
-        if (stream === undefined) this.#previous.clear();
-        else this.#previous.delete(stream);
+        this.#drafts.forget(stream);
       },
     };
   }
@@ -378,18 +372,13 @@ export class ArPipeline {
   ): Omit<ArActOptions, 'pruner'> {
     const { strategy, window } = this.decoding;
     const previous =
-      strategy === 'speculative' ? this.#previous.get(input.stream ?? '') : undefined;
+      strategy === 'speculative'
+        ? this.#drafts.draft(input.stream ?? 'default', obs.stamp)
+        : undefined;
     return {
       strategy,
       ...(window > 0 ? { window } : {}),
-      ...(previous === undefined
-        ? {}
-        : {
-            previous: {
-              actions: previous.actions,
-              stepsExecuted: this.#stepsSince(previous.stamp, obs.stamp),
-            },
-          }),
+      ...(previous === undefined ? {} : { previous }),
       ...(budget === undefined ? {} : { budget }),
     };
   }
@@ -457,15 +446,7 @@ export class ArPipeline {
     const stream = input.stream ?? 'default';
     // Not clamped by the policy: the runtime's clamp counts every value it changes.
     const actions = this.policy.policy.toAbsolute(result.chunk, input.state);
-    if (this.decoding.strategy === 'speculative') {
-      this.#previous.delete(stream);
-      if (this.#previous.size >= MAX_STREAMS) {
-        const oldest = this.#previous.keys().next().value;
-        if (oldest !== undefined) this.#previous.delete(oldest);
-      }
-      // The draft is the model's own chunk: clamped values would not re-tokenise to its tokens.
-      this.#previous.set(stream, { actions: Float32Array.from(actions), stamp: obs.stamp });
-    }
+    if (this.decoding.strategy === 'speculative') this.#drafts.keep(stream, actions, obs.stamp);
     const clamped = enforceLimits(actions, pkg.actionDim, this.#limits);
     const t3 = performance.now();
     const totals = this.decodeTotals;
@@ -500,59 +481,14 @@ export class ArPipeline {
     };
   }
 
-  /** Control steps executed since the previous chunk's observation, as far as the stamps tell. */
-  #stepsSince(before: number | undefined, now: number | undefined): number {
-    if (before === undefined || now === undefined || !(now > before)) return this.#executeSteps;
-    const rate = this.model.manifest.control_rate_hz;
-    return Math.max(0, Math.round(((now - before) * rate) / 1000));
-  }
-
-  /**
-   * The observation's checks (as VlaPipeline's: frame, instruction, state, stamp, stream,
-   * keep_count), its image matched to the camera, and its own token budget if any.
-   */
+  /** {@link checkArObservation} with this pipeline's model, cameras and bounds. */
   #check(obs: Observation): CheckedObservation {
-    checkObservation(obs, this.model.manifest, this.#maxStateDeviation);
-    let frame = obs.frame;
-    const cameras: unknown = obs.cameras;
-    if (cameras !== undefined) {
-      if (!Array.isArray(cameras)) {
-        throw new InputError(
-          `Expected an array of { camera, frame } for cameras but received ${describe(cameras)}`,
-          { field: 'cameras' },
-        );
-      }
-      const list = cameras as ({ camera?: unknown; frame?: unknown } | null)[];
-      list.forEach((c, i) => {
-        if (typeof c !== 'object' || c === null || typeof c.frame !== 'object' || !c.frame) {
-          throw new InputError(
-            `Expected { camera, frame } for cameras[${i}] but received ${describe(c)}`,
-            { field: `images[${i}]` },
-          );
-        }
-        if (c.camera !== undefined && typeof c.camera !== 'string') {
-          throw new InputError(
-            `Expected a string for images[${i}].camera but received ${describe(c.camera)}`,
-            { field: `images[${i}].camera` },
-          );
-        }
-      });
-      const [index] = matchCameras(
-        this.cameras.map((c) => c.name),
-        list.map((c) => c?.camera as string | undefined),
-      );
-      frame = (list[index as number] as { frame: Frame }).frame;
-    }
-    if (obs.keepCount === undefined) return { frame, budget: undefined };
-    const total = this.totalTokens;
-    const k = obs.keepCount;
-    if (!Number.isInteger(k) || k < 1 || k > total) {
-      throw new InputError(
-        `Expected keep_count in [1, ${total}] (the model has ${total} visual tokens) but received ${k}`,
-        { field: 'keep_count' },
-      );
-    }
-    return { frame, budget: tokenBudget(total, 1, k) };
+    return checkArObservation(obs, {
+      manifest: this.model.manifest,
+      cameras: this.cameras,
+      totalTokens: this.totalTokens,
+      maxStateDeviation: this.#maxStateDeviation,
+    });
   }
 
   async #warmup(runs: number): Promise<void> {
@@ -575,10 +511,4 @@ export class ArPipeline {
       this.decodeTotals[k] = 0;
     this.#sequence = 0;
   }
-}
-
-/** An observation after its checks: the camera's frame and its own token budget, if any. */
-interface CheckedObservation {
-  readonly frame: Frame;
-  readonly budget: number | undefined;
 }
