@@ -4,7 +4,9 @@
  * and message wherever it arrives.
  */
 
-import { InputError } from '../errors.js';
+import { describe, InputError } from '../errors.js';
+import type { Frame } from '../ingest/index.js';
+import type { CameraFrame } from '../pipeline/types.js';
 
 /**
  * The request's index of each camera the model names, in the model's camera order.
@@ -66,5 +68,37 @@ export function matchCameras(
       );
     }
     return i;
+  });
+}
+
+/**
+ * An observation's images as `{ camera, frame }`, checked: `cameras` when given, else `frame`.
+ *
+ * @throws {InputError} with field `cameras` (not an array), `images[i]` (an entry without a frame)
+ *   or `images[i].camera` (a name that is not a string).
+ */
+export function cameraList(cameras: unknown, frame: Frame): readonly CameraFrame[] {
+  if (cameras === undefined) return [{ frame }];
+  if (!Array.isArray(cameras)) {
+    throw new InputError(
+      `Expected an array of { camera, frame } for cameras but received ${describe(cameras)}`,
+      { field: 'cameras' },
+    );
+  }
+  return cameras.map((entry: unknown, i) => {
+    const e = entry as Partial<Record<'camera' | 'frame', unknown>> | null;
+    if (typeof e !== 'object' || e === null || typeof e.frame !== 'object' || e.frame === null) {
+      throw new InputError(
+        `Expected { camera, frame } for cameras[${i}] but received ${describe(entry)}`,
+        { field: `images[${i}]` },
+      );
+    }
+    if (e.camera !== undefined && typeof e.camera !== 'string') {
+      throw new InputError(
+        `Expected a string for images[${i}].camera but received ${describe(e.camera)}`,
+        { field: `images[${i}].camera` },
+      );
+    }
+    return e as CameraFrame;
   });
 }

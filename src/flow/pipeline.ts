@@ -17,7 +17,7 @@ import {
 import { selectFlowVariant, type FlowCamera, type FlowPackage } from '../model/flow-manifest.js';
 import type { Precision } from '../model/manifest.js';
 import { checkState } from '../pipeline/observation.js';
-import type { ActionChunk, CameraFrame, Observation } from '../pipeline/types.js';
+import type { ActionChunk, Observation } from '../pipeline/types.js';
 import { LatencyBook, type StageTimings } from '../runtime/latency.js';
 import {
   enforceLimits,
@@ -25,7 +25,7 @@ import {
   type ActionLimits,
   type LimitsRequest,
 } from '../runtime/safety.js';
-import { matchCameras } from './cameras.js';
+import { cameraList, matchCameras } from './cameras.js';
 import { FlowPolicy, type FlowCacheOptions, type FlowPolicyOptions } from './policy.js';
 
 /** How a {@link FlowPipeline} is built. */
@@ -340,33 +340,6 @@ interface CheckedObservation {
   readonly order: readonly number[];
   /** Whether the images came as `cameras` (their errors then name `images[i]`). */
   readonly named: boolean;
-}
-
-/** An observation's images as `{ camera, frame }`, checked: `cameras` when given, else `frame`. */
-function cameraList(cameras: unknown, frame: Frame): readonly CameraFrame[] {
-  if (cameras === undefined) return [{ frame }];
-  if (!Array.isArray(cameras)) {
-    throw new InputError(
-      `Expected an array of { camera, frame } for cameras but received ${describe(cameras)}`,
-      { field: 'cameras' },
-    );
-  }
-  return cameras.map((entry: unknown, i) => {
-    const e = entry as Partial<Record<'camera' | 'frame', unknown>> | null;
-    if (typeof e !== 'object' || e === null || typeof e.frame !== 'object' || e.frame === null) {
-      throw new InputError(
-        `Expected { camera, frame } for cameras[${i}] but received ${describe(entry)}`,
-        { field: `images[${i}]` },
-      );
-    }
-    if (e.camera !== undefined && typeof e.camera !== 'string') {
-      throw new InputError(
-        `Expected a string for images[${i}].camera but received ${describe(e.camera)}`,
-        { field: `images[${i}].camera` },
-      );
-    }
-    return e as CameraFrame;
-  });
 }
 
 /**

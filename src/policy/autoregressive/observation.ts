@@ -4,13 +4,13 @@
  * its own token budget.
  */
 
-import { describe, InputError } from '../../errors.js';
-import { matchCameras } from '../../flow/cameras.js';
+import { InputError } from '../../errors.js';
+import { cameraList, matchCameras } from '../../flow/cameras.js';
 import type { Frame } from '../../ingest/index.js';
 import type { ArManifest } from '../../model/ar-manifest.js';
 import type { FlowCamera } from '../../model/flow-manifest.js';
 import { checkObservation } from '../../pipeline/observation.js';
-import type { Observation } from '../../pipeline/types.js';
+import type { CameraFrame, Observation } from '../../pipeline/types.js';
 import { tokenBudget } from '../../pruning/pruner.js';
 
 /** An observation after its checks: the camera's frame and its own token budget, if any. */
@@ -43,34 +43,13 @@ export function checkArObservation(
 ): CheckedObservation {
   checkObservation(obs, bounds.manifest, bounds.maxStateDeviation);
   let frame = obs.frame;
-  const cameras: unknown = obs.cameras;
-  if (cameras !== undefined) {
-    if (!Array.isArray(cameras)) {
-      throw new InputError(
-        `Expected an array of { camera, frame } for cameras but received ${describe(cameras)}`,
-        { field: 'cameras' },
-      );
-    }
-    const list = cameras as ({ camera?: unknown; frame?: unknown } | null)[];
-    list.forEach((c, i) => {
-      if (typeof c !== 'object' || c === null || typeof c.frame !== 'object' || !c.frame) {
-        throw new InputError(
-          `Expected { camera, frame } for cameras[${i}] but received ${describe(c)}`,
-          { field: `images[${i}]` },
-        );
-      }
-      if (c.camera !== undefined && typeof c.camera !== 'string') {
-        throw new InputError(
-          `Expected a string for images[${i}].camera but received ${describe(c.camera)}`,
-          { field: `images[${i}].camera` },
-        );
-      }
-    });
+  if (obs.cameras !== undefined) {
+    const list = cameraList(obs.cameras, frame);
     const [index] = matchCameras(
       bounds.cameras.map((c) => c.name),
-      list.map((c) => c?.camera as string | undefined),
+      list.map((c) => c.camera),
     );
-    frame = (list[index as number] as { frame: Frame }).frame;
+    frame = (list[index as number] as CameraFrame).frame;
   }
   if (obs.keepCount === undefined) return { frame, budget: undefined };
   const total = bounds.totalTokens;
