@@ -134,6 +134,9 @@ export interface IngestTimings {
     readonly one_p50_ms: number;
     readonly three_p50_ms: number;
     readonly three_sequential_p50_ms: number;
+    /** Two cameras in one call (one frame per thread on two cores): how much the threads slow
+     * each other down (they share the memory bandwidth). */
+    readonly two_p50_ms: number;
     /** three / one: below 3 when the cameras run in parallel. */
     readonly ratio: number;
   };
@@ -218,6 +221,11 @@ export async function measureIngest(
     runs,
     repeats,
   );
+  const two = await repeatedP50(
+    () => Promise.resolve(ingest.rawToRgbMany(raw.slice(0, 2), rgbs)),
+    runs,
+    repeats,
+  );
   const sequential = await repeatedP50(
     () => Promise.resolve(raw.map((f, i) => ingest.rawToRgbMany([f], [rgbs[i]]))),
     runs,
@@ -231,6 +239,7 @@ export async function measureIngest(
       one_p50_ms: one.p50,
       three_p50_ms: three.p50,
       three_sequential_p50_ms: sequential.p50,
+      two_p50_ms: two.p50,
       ratio: round(three.p50 / one.p50, 2),
     },
     runs,
@@ -303,7 +312,7 @@ export function cameraIngestMarkdown(r: CameraIngestReport): string[] {
         `| ${size} | ${row.rgb8} ms | ${row.yuv422} ms | ${row.bayer_rggb8} ms | ${row.jpeg} ms | ${r.ingest.sharp_rgb8_p50_ms[size] ?? ''} ms |`,
     ),
     '',
-    `Three 640x480 rgb8 cameras in one call: ${c.three_p50_ms} ms, one camera: ${c.one_p50_ms} ms (**${c.ratio}x**; one after another: ${c.three_sequential_p50_ms} ms).`,
+    `Three 640x480 rgb8 cameras in one call: ${c.three_p50_ms} ms, one camera: ${c.one_p50_ms} ms (**${c.ratio}x**; one after another: ${c.three_sequential_p50_ms} ms; two in one call: ${c.two_p50_ms} ms).`,
     '',
     `End to end at 640x480 rgb8: node p50 ${e.node.median.p50} ms, bare sessions ${e.bare.median.p50} ms, **${e.ratio_p50.median}x** (preprocess stage p50 ${e.node_stages_p50.preprocess ?? ''} ms).`,
   ];

@@ -25,6 +25,7 @@ describe('bench ingest', () => {
       expect(r.sharp_rgb8_p50_ms[size]).toBeGreaterThan(0);
     }
     expect(r.cameras.one_p50_ms).toBeGreaterThan(0);
+    expect(r.cameras.two_p50_ms).toBeGreaterThan(0);
     expect(r.cameras.ratio).toBeCloseTo(r.cameras.three_p50_ms / r.cameras.one_p50_ms, 1);
   }, 120_000);
 
