@@ -1,15 +1,18 @@
 import { resolvePackagePath } from '../config/index.js';
 import { ConfigError, printable } from '../errors.js';
 import { flowPipelineFromConfig } from '../flow/from-config.js';
+import type { FlowPipeline } from '../flow/pipeline.js';
 import { isArPackage } from '../model/ar-manifest.js';
 import { isFlowPackage, loadFlowPackage } from '../model/flow-manifest.js';
 import { arPipelineFromConfig } from '../policy/autoregressive/from-config.js';
+import type { ArPipeline } from '../policy/autoregressive/pipeline.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import {
   bagOutput,
   DEFAULT_TOPICS,
   replay,
   type ReplayMetrics,
+  type ReplayPipeline,
   type TopicMap,
 } from '../transports/mcap/index.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
@@ -124,8 +127,10 @@ export async function runReplay(
   const cameraTopics = parseCameraTopics(values['camera-topic']);
   const config = await configFromArgs(withFoxgloveFlag(values), MODEL_FLAG_KEYS);
   const dir = resolvePackagePath(config.model.path);
-  if (await isFlowPackage(dir)) return replayFlow(bag, values, io, config, cameraTopics);
-  if (await isArPackage(dir)) return replayAr(bag, values, io, config, cameraTopics);
+  if (await isFlowPackage(dir))
+    return replayPackage(bag, values, io, config, cameraTopics, flowReplay(dir, config));
+  if (await isArPackage(dir))
+    return replayPackage(bag, values, io, config, cameraTopics, arReplay(dir, config));
   if (Object.keys(cameraTopics).length > 0) {
     throw new ConfigError(
       'Expected no --camera-topic with a one-camera package (its camera reads --image-topic) but received one',
@@ -198,26 +203,42 @@ function topicsOf(values: OptionValues): TopicMap {
   };
 }
 
+/** What replay needs of a pipeline it opened: run, report its precision, close. */
+type OpenedPipeline = ReplayPipeline & { readonly precision: string; release(): Promise<void> };
+
+/** A package of the v2 format (flow or autoregressive), as replay opens it. */
+interface PackageReplay<P extends OpenedPipeline> {
+  /** Why `--foxglove` is refused for the family (checked before anything loads). */
+  readonly noFoxglove: string;
+  /** Load what the package needs before its pipeline opens. */
+  load(): Promise<{
+    /** The package's folder (kept out of `--out`). */
+    readonly dir: string;
+    /** The progress line while the pipeline opens and warms up. */
+    readonly loading: string;
+    open(): Promise<P>;
+    /** The report's fields besides the replay's metrics. */
+    report(pipeline: P): Record<string, unknown>;
+  }>;
+}
+
 /**
- * Replay through a flow package: one image topic per camera (`--camera-topic NAME=TOPIC`; the
- * first camera defaults to --image-topic, the others to /NAME_camera/image_raw), inferring on each
- * message of the first camera's topic with the latest of the others. The noise of each frame is
- * seeded from its header stamp, so a replay is reproducible.
+ * Replay through a package of the v2 format: its cameras read `--camera-topic NAME=TOPIC` (the
+ * first defaults to --image-topic, the others to /NAME_camera/image_raw), one chunk per message
+ * of the first camera's topic with the latest of the others.
  */
-async function replayFlow(
+async function replayPackage<P extends OpenedPipeline>(
   bag: string,
   values: OptionValues,
   io: CommandIo,
   config: Awaited<ReturnType<typeof configFromArgs>>,
   cameraTopics: Record<string, string>,
+  family: PackageReplay<P>,
 ): Promise<number> {
   if (config.foxglove.enabled) {
-    throw new ConfigError(
-      'Expected foxglove.enabled false with a flow package: the live view shows one camera, and replaying flow packages with it is not supported yet',
-      { field: 'foxglove.enabled' },
-    );
+    throw new ConfigError(family.noFoxglove, { field: 'foxglove.enabled' });
   }
-  const pkg = await loadFlowPackage(resolvePackagePath(config.model.path));
+  const pkg = await family.load();
   const out = text(values, 'out');
   if (out !== undefined) {
     await checkOutputs(
@@ -229,11 +250,8 @@ async function replayFlow(
       ],
     );
   }
-  const names = pkg.manifest.cameras.map((c) => c.name);
-  io.progress(
-    `loading ${pkg.manifest.name} (flow, ${names.join(' + ')}, ${config.model.precision}) and warming up...`,
-  );
-  const pipeline = await flowPipelineFromConfig(config, pkg);
+  io.progress(pkg.loading);
+  const pipeline = await pkg.open();
   try {
     const instruction = text(values, 'instruction');
     const { metrics } = await replay(bag, {
@@ -244,10 +262,7 @@ async function replayFlow(
       ...(out === undefined ? {} : { out }),
       ...(instruction === undefined ? {} : { instruction }),
     });
-    io.result(
-      { ...metrics, model: pkg.manifest.name, precision: pipeline.precision, provider: 'cpu' },
-      formatReplay(metrics),
-    );
+    io.result({ ...metrics, ...pkg.report(pipeline) }, formatReplay(metrics));
   } finally {
     await pipeline.release();
   }
@@ -255,63 +270,54 @@ async function replayFlow(
 }
 
 /**
- * Replay through an autoregressive package (ArPipeline): its one camera reads --image-topic (or
- * `--camera-topic NAME=TOPIC`), one chunk per image message, decoded as `runtime.decoding` says;
- * decoding is deterministic, so a replay repeats.
+ * A flow package: one image topic per camera. The noise of each frame is seeded from its header
+ * stamp, so a replay is reproducible.
  */
-async function replayAr(
-  bag: string,
-  values: OptionValues,
-  io: CommandIo,
+function flowReplay(
+  dir: string,
   config: Awaited<ReturnType<typeof configFromArgs>>,
-  cameraTopics: Record<string, string>,
-): Promise<number> {
-  if (config.foxglove.enabled) {
-    throw new ConfigError(
+): PackageReplay<FlowPipeline> {
+  return {
+    noFoxglove:
+      'Expected foxglove.enabled false with a flow package: the live view shows one camera, and replaying flow packages with it is not supported yet',
+    async load() {
+      const pkg = await loadFlowPackage(dir);
+      const names = pkg.manifest.cameras.map((c) => c.name);
+      return {
+        dir: pkg.dir,
+        loading: `loading ${pkg.manifest.name} (flow, ${names.join(' + ')}, ${config.model.precision}) and warming up...`,
+        open: () => flowPipelineFromConfig(config, pkg),
+        report: (p) => ({ model: pkg.manifest.name, precision: p.precision, provider: 'cpu' }),
+      };
+    },
+  };
+}
+
+/**
+ * An autoregressive package (ArPipeline): one chunk per image message, decoded as
+ * `runtime.decoding` says; decoding is deterministic, so a replay repeats.
+ */
+function arReplay(
+  dir: string,
+  config: Awaited<ReturnType<typeof configFromArgs>>,
+): PackageReplay<ArPipeline> {
+  return {
+    noFoxglove:
       'Expected foxglove.enabled false with an autoregressive package: the live view runs the encoder + policy pipeline only, and replaying autoregressive packages with it is not supported yet',
-      { field: 'foxglove.enabled' },
-    );
-  }
-  const dir = resolvePackagePath(config.model.path);
-  const out = text(values, 'out');
-  if (out !== undefined) {
-    await checkOutputs(
-      values,
-      [bagOutput('out', out)],
-      [
-        { what: 'BAG', path: bag, enclosing: true },
-        { what: 'the model package', path: dir, enclosing: true },
-      ],
-    );
-  }
-  io.progress(
-    `loading the autoregressive package ${printable(dir)} (${config.model.precision}, decoding ${config.runtime.decoding}) and warming up...`,
-  );
-  const pipeline = await arPipelineFromConfig(config, dir);
-  try {
-    const instruction = text(values, 'instruction');
-    const { metrics } = await replay(bag, {
-      pipeline,
-      rate: parseRate(values.rate),
-      topics: topicsOf(values),
-      cameraTopics,
-      ...(out === undefined ? {} : { out }),
-      ...(instruction === undefined ? {} : { instruction }),
-    });
-    io.result(
-      {
-        ...metrics,
-        model: pipeline.model.manifest.name,
-        precision: pipeline.precision,
-        provider: 'cpu',
-        decoding: pipeline.decoding.strategy,
-      },
-      formatReplay(metrics),
-    );
-  } finally {
-    await pipeline.release();
-  }
-  return 0;
+    load() {
+      return Promise.resolve({
+        dir,
+        loading: `loading the autoregressive package ${printable(dir)} (${config.model.precision}, decoding ${config.runtime.decoding}) and warming up...`,
+        open: () => arPipelineFromConfig(config, dir),
+        report: (p: ArPipeline) => ({
+          model: p.model.manifest.name,
+          precision: p.precision,
+          provider: 'cpu',
+          decoding: p.decoding.strategy,
+        }),
+      });
+    },
+  };
 }
 
 export const replayCommand: CommandSpec = {

@@ -400,6 +400,15 @@ describe('vla-node replay with an autoregressive package', () => {
     expect(await replayed('jacobi')).toEqual(greedy);
   }, 120_000);
 
+  it('refuses the live view before loading the package, and an output inside it', async () => {
+    await expect(
+      replayCommand.run({ model: pkg, foxglove: '0', set: SET }, capture().io, [bag]),
+    ).rejects.toMatchObject({ name: 'ConfigError', field: 'foxglove.enabled' });
+    await expect(
+      replayCommand.run({ model: pkg, out: join(pkg, 'out.mcap'), set: SET }, capture().io, [bag]),
+    ).rejects.toMatchObject({ field: 'out' });
+  });
+
   it('replays from the CLI into an output bag', async () => {
     const out = join(work, 'out.mcap');
     const play = capture();
