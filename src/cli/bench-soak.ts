@@ -1,3 +1,4 @@
+import { syncExecuteSteps } from '../runtime/control-loop.js';
 import { memoryReport, MemorySampler, type MemoryReport } from '../bench/soak.js';
 import { ConfigError, describe } from '../errors.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
@@ -81,10 +82,7 @@ export async function runSoak(values: OptionValues, io: CommandIo): Promise<numb
       }
     },
   };
-  const executeSteps =
-    config.runtime.execute_steps > 0
-      ? config.runtime.execute_steps
-      : Math.max(1, Math.floor(m.chunk.horizon / 2));
+  const executeSteps = syncExecuteSteps(config.runtime.execute_steps, m.chunk.horizon);
   const sampler = new MemorySampler(1000);
   const t0 = performance.now();
   const deadline = t0 + minutes * 60_000;

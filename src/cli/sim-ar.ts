@@ -3,6 +3,7 @@
  * the same episodes, report and success criterion as for the other families, the model run
  * through ArPipeline (pruning before the prefill, `runtime.decoding`, the runtime's safety clamp).
  */
+import { syncExecuteSteps } from '../runtime/control-loop.js';
 import { resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { readArPackage } from '../policy/autoregressive/package.js';
 import { arPipelineFromConfig } from '../policy/autoregressive/from-config.js';
@@ -11,6 +12,7 @@ import { resolveLimits } from '../runtime/safety.js';
 import { streamAgent } from '../sim/ar-agent.js';
 import {
   configuredTiming,
+  episodeProgress,
   formatReport,
   type AgentName,
   type SimReport,
@@ -61,13 +63,8 @@ export async function simulateAr(
       maxDeltaPerStep: config.safety.max_delta_per_step,
       allowBeyondModel: config.safety.allow_limits_beyond_model,
     });
-  const executeSteps =
-    config.runtime.execute_steps > 0
-      ? config.runtime.execute_steps
-      : Math.max(1, Math.floor(m.chunk.horizon / 2));
+  const executeSteps = syncExecuteSteps(config.runtime.execute_steps, m.chunk.horizon);
   const timing = configuredTiming(config, m, limits);
-  let done = 0;
-  let ok = 0;
   try {
     const summary = await runEpisodes(agent, {
       episodes: config.sim.episodes,
@@ -79,13 +76,7 @@ export async function simulateAr(
       limits,
       ...(taskKind === undefined ? {} : { taskKind }),
       ...(timing === undefined ? {} : { timing }),
-      onEpisode: (r) => {
-        done++;
-        if (r.success) ok++;
-        progress(
-          `episode ${done}/${config.sim.episodes} ${r.success ? 'success' : 'FAIL   '} ${r.steps} steps  "${r.instruction}"  (success so far ${ok}/${done})`,
-        );
-      },
+      onEpisode: episodeProgress(config.sim.episodes, progress),
     });
     const total = pipeline?.latency.total.summary();
     const d = pipeline?.decodeTotals;

@@ -1,3 +1,4 @@
+import { syncExecuteSteps } from '../runtime/control-loop.js';
 import { resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { DEFAULT_FLOW_CACHES } from '../flow/from-config.js';
 import { FlowPolicy, type FlowCacheOptions, type FlowResult } from '../flow/policy.js';
@@ -14,7 +15,7 @@ import {
   type TimingOptions,
 } from '../sim/runner.js';
 import type { TaskKind } from '../sim/world.js';
-import { configuredTiming, type SimReport } from '../sim/experiment.js';
+import { configuredTiming, episodeProgress, type SimReport } from '../sim/experiment.js';
 import { gateConfig, tabletopEvaluator, type TabletopEvaluator } from '../sim/evaluator.js';
 
 /** Settings of a flow run beyond the parameter file (the flow family's own knobs). */
@@ -136,15 +137,10 @@ export async function simulateFlow(
   } else {
     agent = agentName === 'expert' ? expertAgent(m.chunk.horizon) : blindAgent(m.chunk.horizon);
   }
-  const executeSteps =
-    config.runtime.execute_steps > 0
-      ? config.runtime.execute_steps
-      : Math.max(1, Math.floor(m.chunk.horizon / 2));
+  const executeSteps = syncExecuteSteps(config.runtime.execute_steps, m.chunk.horizon);
   const clocked = flowTiming(config, pkg, limits);
   const timing =
     clocked === undefined || run.guidance === undefined ? clocked : { ...clocked, guided: true };
-  let done = 0;
-  let ok = 0;
   try {
     const summary: EpisodesSummary = await runEpisodes(agent, {
       episodes: config.sim.episodes,
@@ -156,13 +152,7 @@ export async function simulateFlow(
       limits,
       ...(taskKind === undefined ? {} : { taskKind }),
       ...(timing === undefined ? {} : { timing }),
-      onEpisode: (r) => {
-        done++;
-        if (r.success) ok++;
-        progress(
-          `episode ${done}/${config.sim.episodes} ${r.success ? 'success' : 'FAIL   '} ${r.steps} steps  "${r.instruction}"  (success so far ${ok}/${done})`,
-        );
-      },
+      onEpisode: episodeProgress(config.sim.episodes, progress),
     });
     const total = stats.inferences > 0 ? stats.latency.summary() : undefined;
     const mean = (v: number): number =>

@@ -2,6 +2,7 @@
  * Closed-loop episodes of an autoregressive package on the tabletop, decoded greedily (every exact
  * strategy gives the same chunks): what the compression gate scores a variant of this family by.
  */
+import { syncExecuteSteps } from '../runtime/control-loop.js';
 import { performance } from 'node:perf_hooks';
 import type { VlaConfig } from '../config/index.js';
 import { FrameIngest } from '../ingest/ingest.js';
@@ -53,10 +54,7 @@ export async function arClosedLoop(
     const summary = await runEpisodes(agent, {
       episodes: run.episodes,
       seed: run.seed,
-      executeSteps:
-        config.runtime.execute_steps > 0
-          ? config.runtime.execute_steps
-          : Math.max(1, Math.floor(horizon / 2)),
+      executeSteps: syncExecuteSteps(config.runtime.execute_steps, horizon),
       maxSteps: config.sim.max_steps,
       cameraWidth: config.sim.camera_width,
       cameraHeight: config.sim.camera_height,

@@ -7,7 +7,7 @@
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import { modelFromConfig, pipelineOptions } from '../pipeline/from-config.js';
 import { observeInference, type RunObserver } from '../pipeline/observer.js';
-import { executorSettings } from '../runtime/control-loop.js';
+import { executorSettings, syncExecuteSteps } from '../runtime/control-loop.js';
 import { STAGES, type LatencySummary } from '../runtime/latency.js';
 import { resolveLimits, type ActionLimits } from '../runtime/safety.js';
 import type { Manifest } from '../model/manifest.js';
@@ -18,6 +18,7 @@ import {
   pipelineAgent,
   runEpisodes,
   type Agent,
+  type EpisodeResult,
   type EpisodesSummary,
   type EpisodeTotals,
   type TimingOptions,
@@ -102,6 +103,25 @@ export function clockedTiming(
     stallSteps: 0,
     maxFrameAgeMs: r.max_frame_age_ms,
     executor: executorSettings(config, limits),
+  };
+}
+
+/**
+ * The progress line of each episode of a run of `episodes`: its outcome, steps and instruction,
+ * and the success so far.
+ */
+export function episodeProgress(
+  episodes: number,
+  progress: (line: string) => void,
+): (result: EpisodeResult) => void {
+  let done = 0;
+  let ok = 0;
+  return (r) => {
+    done++;
+    if (r.success) ok++;
+    progress(
+      `episode ${done}/${episodes} ${r.success ? 'success' : 'FAIL   '} ${r.steps} steps  "${r.instruction}"  (success so far ${ok}/${done})`,
+    );
   };
 }
 
@@ -249,12 +269,7 @@ async function simulateWith(
     agent = agentName === 'expert' ? expertAgent(m.chunk.horizon) : blindAgent(m.chunk.horizon);
     if (live !== undefined) agent = observedAgent(agent, live.view, m.chunk.horizon);
   }
-  const executeSteps =
-    config.runtime.execute_steps > 0
-      ? config.runtime.execute_steps
-      : Math.max(1, Math.floor(m.chunk.horizon / 2));
-  let done = 0;
-  let ok = 0;
+  const executeSteps = syncExecuteSteps(config.runtime.execute_steps, m.chunk.horizon);
   const timing = timingFromConfig(config, m, pipeline?.actionLimits);
   try {
     const summary = await runEpisodes(agent, {
@@ -280,13 +295,7 @@ async function simulateWith(
                 }
               : {}),
           }),
-      onEpisode: (r) => {
-        done++;
-        if (r.success) ok++;
-        progress(
-          `episode ${done}/${config.sim.episodes} ${r.success ? 'success' : 'FAIL   '} ${r.steps} steps  "${r.instruction}"  (success so far ${ok}/${done})`,
-        );
-      },
+      onEpisode: episodeProgress(config.sim.episodes, progress),
     });
     const total = pipeline?.latency.total.summary();
     return {

@@ -4,6 +4,7 @@ import { objectMask, renderScene } from '../../src/sim/render.js';
 import { episodeSeed, Rng } from '../../src/util/rng.js';
 import { blindAgent, expertAgent, runEpisodes, type EpisodeResult } from '../../src/sim/runner.js';
 import { TabletopSim } from '../../src/sim/tabletop.js';
+import { episodeProgress } from '../../src/sim/experiment.js';
 import { COLOURS, distance, instructionFor, sampleScene, WORLD } from '../../src/sim/world.js';
 
 const episodes = { executeSteps: 4, maxSteps: 60, cameraWidth: 128, cameraHeight: 128 } as const;
@@ -223,5 +224,22 @@ describe('closed loop with scripted agents', () => {
     const b = await runEpisodes(blindAgent(8), run);
     expect(a.results).toHaveLength(20);
     expect(b.results).toEqual(a.results);
+  });
+});
+
+describe('episodeProgress', () => {
+  it('writes one line per episode with the success so far', () => {
+    const lines: string[] = [];
+    const onEpisode = episodeProgress(3, (l) => lines.push(l));
+    const result = (success: boolean, steps: number): EpisodeResult =>
+      ({ success, steps, instruction: 'move to the red block' }) as EpisodeResult;
+    onEpisode(result(true, 9));
+    onEpisode(result(false, 40));
+    onEpisode(result(true, 11));
+    expect(lines).toEqual([
+      'episode 1/3 success 9 steps  "move to the red block"  (success so far 1/1)',
+      'episode 2/3 FAIL    40 steps  "move to the red block"  (success so far 1/2)',
+      'episode 3/3 success 11 steps  "move to the red block"  (success so far 2/3)',
+    ]);
   });
 });

@@ -26,6 +26,7 @@ import {
 } from '../../runtime/safety.js';
 import { ArPolicy, type ArAction, type ArActOptions, type ArObservation } from './policy.js';
 import { PrunedArPolicy, type ArPruningOptions } from './pruned.js';
+import { syncExecuteSteps } from '../../runtime/control-loop.js';
 import { DraftBook } from './drafts.js';
 import { checkArObservation, type CheckedObservation } from './observation.js';
 import { DecodeScheduler, type SchedulerStats } from './scheduler.js';
@@ -165,9 +166,7 @@ export class ArPipeline {
     this.#limits = limits;
     this.#maxStateDeviation = ingest.maxStateDeviation;
     this.#drafts = new DraftBook(
-      options.executeSteps !== undefined && options.executeSteps > 0
-        ? options.executeSteps
-        : Math.max(1, Math.floor(pkg.horizon / 2)),
+      syncExecuteSteps(options.executeSteps ?? 0, pkg.horizon),
       pkg.manifest.control_rate_hz,
     );
     this.#ingest = new FrameIngest(
