@@ -13,6 +13,7 @@
 #endif
 
 #include "ingest_box.h"
+#include "ingest_prefetch.h"
 #include "ingest_taps.h"
 #include "typed_array.h"
 
@@ -117,16 +118,7 @@ inline void AddRow(uint16_t* __restrict acc, const uint8_t* __restrict src, int 
 // acc[i] = the sum of src[r * step + i] over `rows` rows, for i in [from, to): the rows of a box
 // summed in registers per 64 columns (one store per column instead of one per row). The same
 // columns of the next box's first `next_rows` rows (at `next`; none when null) are prefetched
-// meanwhile, non-temporal: a frame read once should not push the model's weights out of the
-// caches, and the hardware prefetcher does not run far enough ahead on several row streams at
-// once (a 640x480 frame out of cache: about 95 us without, 57 us with, on the AVX-512 build).
-inline void Prefetch(const uint8_t* p) {
-#if defined(__GNUC__) || defined(__clang__)
-  __builtin_prefetch(p, 0, 0);
-#else
-  (void)p;
-#endif
-}
+// meanwhile (see PrefetchLine), where the AVX-512 box path does not spread them instead.
 
 inline void ColumnSums(const uint8_t* __restrict src, size_t step, int rows, int from, int to,
                        uint16_t* __restrict acc, const uint8_t* next, int next_rows) {
@@ -137,7 +129,7 @@ inline void ColumnSums(const uint8_t* __restrict src, size_t step, int rows, int
     __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
     const uint8_t* p = src + i;
     for (int r = 0; r < rows; ++r, p += step) {
-      if (r < next_rows) Prefetch(next + r * step + i);
+      if (r < next_rows) PrefetchLine(next + r * step + i);
       const __m512i v = _mm512_loadu_si512(p);
       lo = _mm512_add_epi16(lo, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(v)));
       hi = _mm512_add_epi16(hi, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(v, 1)));
@@ -161,7 +153,7 @@ inline void ColumnSums(const uint8_t* __restrict src, size_t step, int rows, int
     uint16_t t[32] = {};
     const uint8_t* p = src + i;
     for (int r = 0; r < rows; ++r, p += step) {
-      if (r < next_rows && (i & 63) == (from & 63)) Prefetch(next + r * step + i);
+      if (r < next_rows && (i & 63) == (from & 63)) PrefetchLine(next + r * step + i);
       for (int k = 0; k < 32; ++k) t[k] = static_cast<uint16_t>(t[k] + p[k]);
     }
     std::memcpy(acc + i, t, sizeof t);

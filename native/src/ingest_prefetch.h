@@ -14,6 +14,18 @@
 
 namespace vla {
 
+// One cache line of a frame, non-temporal: a frame read once should not push the model's weights
+// out of the caches, and the hardware prefetcher does not run far enough ahead on several row
+// streams at once (a 640x480 frame out of cache: about 95 us without, 57 us with a burst per box,
+// on the AVX-512 build).
+inline void PrefetchLine(const uint8_t* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0, 0);
+#else
+  (void)p;
+#endif
+}
+
 class PrefetchCursor {
  public:
   PrefetchCursor() = default;
@@ -29,7 +41,7 @@ class PrefetchCursor {
   void Issue(int n) {
     for (; n > 0 && p_ < end_; --n, p_ += 64) {
       const uint8_t* q = p_;
-      for (int r = 0; r < rows_; ++r, q += step_) Line(q);
+      for (int r = 0; r < rows_; ++r, q += step_) PrefetchLine(q);
     }
   }
 
@@ -44,14 +56,6 @@ class PrefetchCursor {
   void Flush() { Issue(Left()); }
 
  private:
-  static void Line(const uint8_t* p) {
-#if defined(__GNUC__) || defined(__clang__)
-    __builtin_prefetch(p, 0, 0);
-#else
-    (void)p;
-#endif
-  }
-
   const uint8_t* p_ = nullptr;
   const uint8_t* end_ = nullptr;
   size_t step_ = 0;
