@@ -33,6 +33,7 @@ export async function arPipelineFromConfig(
     ...(o.ingest === undefined ? {} : { ingest: o.ingest }),
     intraOpThreads: config.backend.intra_op_threads,
     executeSteps: config.runtime.execute_steps,
+    controlRateHz: config.runtime.control_rate_hz,
     warmupRuns: o.warmupRuns,
     ...(options.maxBatch === undefined ? {} : { maxBatch: options.maxBatch }),
     ...(options.continuous === undefined ? {} : { continuous: options.continuous }),

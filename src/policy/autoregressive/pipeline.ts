@@ -57,6 +57,12 @@ export interface ArPipelineOptions {
    * observations of a stream carry no stamps to tell (0: half the horizon, as `runtime.execute_steps`).
    */
   readonly executeSteps?: number;
+  /**
+   * The rate the robot executes a chunk's steps at, which turns two stamps' difference into the
+   * steps executed between them for speculative drafts (`runtime.control_rate_hz`; 0 or absent:
+   * the manifest's).
+   */
+  readonly controlRateHz?: number;
   /** Inferences on a synthetic observation before the pipeline is handed out (default 0). */
   readonly warmupRuns?: number;
   /**
@@ -94,9 +100,9 @@ export interface ArDecodeTotals {
  * the limits, the per-step change limited), so nothing outside the limits leaves.
  *
  * Speculative decoding drafts from the previous chunk of the same stream (`obs.stream`), shifted
- * by the steps executed since: the stamps' difference times the control rate when both
- * observations carry one, else `executeSteps`. The draft changes only how many decoder calls a
- * chunk takes, never its tokens.
+ * by the steps executed since: the stamps' difference times the control rate (`controlRateHz`,
+ * else the manifest's) when both observations carry one, else `executeSteps`. The draft changes
+ * only how many decoder calls a chunk takes, never its tokens.
  *
  * One call runs at a time (calls may overlap; they queue). {@link inferBatch} decodes up to
  * {@link maxBatch} observations together, greedily in shared decoder calls (each chunk exactly its
@@ -167,7 +173,9 @@ export class ArPipeline {
     this.#maxStateDeviation = ingest.maxStateDeviation;
     this.#drafts = new DraftBook(
       syncExecuteSteps(options.executeSteps ?? 0, pkg.horizon),
-      pkg.manifest.control_rate_hz,
+      options.controlRateHz !== undefined && options.controlRateHz > 0
+        ? options.controlRateHz
+        : pkg.manifest.control_rate_hz,
     );
     this.#ingest = new FrameIngest(
       { width: pkg.image.width, height: pkg.image.height, ...pkg.normalisation },

@@ -111,6 +111,23 @@ describe('ArPipeline', () => {
     expect(p.decodeTotals.decoderCalls - reset).toBe(jacobiCalls);
   });
 
+  it('counts the steps executed between two stamps at the configured control rate', async () => {
+    // The same observation 40 ms later: no step executed at the fixture's rate, so the draft is
+    // the chunk itself (one decoder call); at 100 Hz four steps were, so the draft is shifted by
+    // four steps and no longer matches the chunk, which takes more calls (the same tokens).
+    const calls = async (extra: Partial<ArPipelineOptions>): Promise<number> => {
+      const p = await pipeline('speculative', extra);
+      const first = await p.infer(obs(1, { stream: 'a', stamp: 5000 }));
+      const before = p.decodeTotals.decoderCalls;
+      const second = await p.infer(obs(1, { stream: 'a', stamp: 5040 }));
+      expect(second.actions).toEqual(first.actions);
+      return p.decodeTotals.decoderCalls - before;
+    };
+    expect(await calls({})).toBe(1);
+    expect(await calls({ controlRateHz: 0 })).toBe(1);
+    expect(await calls({ controlRateHz: 100 })).toBeGreaterThan(1);
+  });
+
   it('refuses a bad state, frame, camera or keep_count with a typed error naming the field, then serves the next request', async () => {
     const p = await pipeline('greedy');
     const cases: [Observation, string][] = [
