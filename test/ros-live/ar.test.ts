@@ -17,9 +17,7 @@ import {
   LIVE_REASON,
   liveSession,
   LiveProcess,
-  nodeStatus,
   Probe,
-  type NodeStatus,
   type PhotoFiles,
   launchPyArgs,
 } from './support.js';
@@ -79,13 +77,6 @@ describe.skipIf(LIVE_REASON !== undefined)(
     let model: Shipped;
     const cleanup = new Cleanup();
 
-    const diagnostics = async (test: (s: NodeStatus) => boolean): Promise<NodeStatus> =>
-      nodeStatus(
-        await probe.next(T.diagnostics, (m) => {
-          const s = nodeStatus(m);
-          return s !== undefined && test(s);
-        }),
-      ) as NodeStatus;
     const camera = (id: string, extra: Record<string, unknown> = {}) => ({
       op: 'image',
       id,
@@ -137,7 +128,7 @@ describe.skipIf(LIVE_REASON !== undefined)(
         /autoregressive package tiny-vla-ar: camera table, decoding speculative \(window the whole chunk\)/,
       );
       await launch.waitOutput(/ready: model warmed up on cpu/);
-      const s = await diagnostics((x) => x.values.decoding !== undefined);
+      const s = await probe.status((x) => x.values.decoding !== undefined);
       expect(s.values.decoding).toBe('speculative');
       expect(s.values.cameras).toBe('table (trigger)');
     });
@@ -174,7 +165,7 @@ describe.skipIf(LIVE_REASON !== undefined)(
       expectWithin(values, model, (i) => i % model.actionDim);
       // later chunks of the same stream are drafted from the previous one; the diagnostics say
       // how many sequential decoder calls a chunk took (a chunk has horizon x action_dim tokens)
-      const s = await diagnostics((x) => Number(x.values['chunks decoded']) >= 2);
+      const s = await probe.status((x) => Number(x.values['chunks decoded']) >= 2);
       expect(s.values.decoding).toBe('speculative');
       const calls = Number(s.values['decoder calls per chunk']);
       expect(calls).toBeGreaterThanOrEqual(1);
@@ -185,13 +176,15 @@ describe.skipIf(LIVE_REASON !== undefined)(
     it('drops bad frames, counts them for the camera, and keeps serving', async () => {
       // a second publisher on the camera topic whose frames claim one pixel more per row than they carry
       await probe.send(camera('table-bad', { width: photo.width + 1, step: photo.width * 3 + 3 }));
-      const s = await diagnostics((x) => Number(x.values['camera table frames dropped (bad)']) > 0);
+      const s = await probe.status(
+        (x) => Number(x.values['camera table frames dropped (bad)']) > 0,
+      );
       expect(Number(s.values['dropped image size'])).toBeGreaterThan(0);
       await probe.send({ op: 'stop', id: 'table-bad' });
       const chunks = Number(s.values['chunks published']);
       const before = probe.on(T.trajectory).length;
       await probe.next(T.trajectory, () => true, 90_000, before);
-      const after = await diagnostics((x) => Number(x.values['chunks published']) > chunks);
+      const after = await probe.status((x) => Number(x.values['chunks published']) > chunks);
       expect(after.values['lifecycle state']).toBe('active');
       expect(after.values['inference errors']).toBe('0');
       expect(launch.output).toMatch(/dropped frame on ~\/in\/table: image size/);

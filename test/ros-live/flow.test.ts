@@ -14,9 +14,7 @@ import {
   LIVE_REASON,
   liveSession,
   LiveProcess,
-  nodeStatus,
   Probe,
-  type NodeStatus,
   type PhotoFiles,
   launchPyArgs,
 } from './support.js';
@@ -45,13 +43,6 @@ describe.skipIf(LIVE_REASON !== undefined)(
     let launch: LiveProcess;
     const cleanup = new Cleanup();
 
-    const diagnostics = async (test: (s: NodeStatus) => boolean): Promise<NodeStatus> =>
-      nodeStatus(
-        await probe.next(T.diagnostics, (m) => {
-          const s = nodeStatus(m);
-          return s !== undefined && test(s);
-        }),
-      ) as NodeStatus;
     const camera = (id: string, topic: string, extra: Record<string, unknown> = {}) => ({
       op: 'image',
       id,
@@ -106,7 +97,7 @@ describe.skipIf(LIVE_REASON !== undefined)(
       });
       await probe.send(camera('table', T.table, { frame_id: 'table_cam' }));
       // a WARN at first, the safe-hold ERROR once no chunk has come for a while: both name the camera
-      const held = await diagnostics((s) =>
+      const held = await probe.status((s) =>
         s.message.includes('holding inference: camera wrist has sent no frame yet'),
       );
       expect(held.level).toBeGreaterThanOrEqual(1);
@@ -142,13 +133,15 @@ describe.skipIf(LIVE_REASON !== undefined)(
       await probe.send(
         camera('wrist-bad', T.wrist, { width: photo.width + 1, step: photo.width * 3 + 3 }),
       );
-      const s = await diagnostics((x) => Number(x.values['camera wrist frames dropped (bad)']) > 0);
+      const s = await probe.status(
+        (x) => Number(x.values['camera wrist frames dropped (bad)']) > 0,
+      );
       expect(Number(s.values['dropped image size'])).toBeGreaterThan(0);
       expect(s.values['camera table frames dropped (bad)']).toBe('0');
       await probe.send({ op: 'stop', id: 'wrist-bad' });
       const before = probe.on(T.trajectory).length;
       await probe.next(T.trajectory, () => true, 90_000, before);
-      const after = await diagnostics((x) => Number(x.values['chunks published']) > 1);
+      const after = await probe.status((x) => Number(x.values['chunks published']) > 1);
       expect(after.values['lifecycle state']).toBe('active');
       expect(after.message).not.toContain('holding');
       expect(launch.output).toMatch(/dropped frame on ~\/in\/wrist: image size/);

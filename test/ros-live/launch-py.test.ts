@@ -14,12 +14,10 @@ import {
   LIVE_REASON,
   liveSession,
   LiveProcess,
-  nodeStatus,
   Probe,
   ros2Node,
   type NodeStatus,
   type PhotoFiles,
-  type ProbeMessage,
   launchPyArgs,
 } from './support.js';
 
@@ -66,15 +64,6 @@ describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: ros2 launch vla_node.lau
   let launch: LiveProcess;
   const cleanup = new Cleanup();
 
-  const status = (m: ProbeMessage): NodeStatus | undefined => nodeStatus(m);
-  /** The next /diagnostics status of the node that passes `test`. */
-  const diagnostics = async (test: (s: NodeStatus) => boolean): Promise<NodeStatus> =>
-    status(
-      await probe.next(T.diagnostics, (m) => {
-        const s = status(m);
-        return s !== undefined && test(s);
-      }),
-    ) as NodeStatus;
   const count = (s: NodeStatus, key: string): number => Number(s.values[key]);
 
   beforeAll(async () => {
@@ -115,7 +104,7 @@ describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: ros2 launch vla_node.lau
     const r = await ros2Node(env, ['lifecycle', 'set', '/vla_node', 'configure']);
     expect(r.out).toMatch(/Transitioning successful/);
     await launch.waitOutput(/instruction: reach the red block/);
-    const s = await diagnostics((x) => x.message === 'inactive (holding)');
+    const s = await probe.status((x) => x.message === 'inactive (holding)');
     expect(s.level).toBe(0);
     expect(s.hardware_id).toBe('vla_node');
     expect(Object.keys(s.values)).toEqual(expect.arrayContaining(DIAGNOSTIC_KEYS));
@@ -160,7 +149,7 @@ describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: ros2 launch vla_node.lau
       'arm_2',
     ]);
     expect(hw.out).toMatch(/Set parameter successful/);
-    await diagnostics((x) => x.hardware_id === 'arm_2');
+    await probe.status((x) => x.hardware_id === 'arm_2');
   });
 
   it('activate: a best-effort rgb8 640x480 photograph and joint states give trajectory, command, raw chunk and diagnostics', async () => {
@@ -219,7 +208,9 @@ describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: ros2 launch vla_node.lau
     const processing = await probe.next(T.processing);
     expect(processing.data as number).toBeGreaterThan(0);
 
-    const s = await diagnostics((x) => x.message === 'running' && count(x, 'chunks published') > 0);
+    const s = await probe.status(
+      (x) => x.message === 'running' && count(x, 'chunks published') > 0,
+    );
     expect(s.level).toBe(0);
     expect(s.values['lifecycle state']).toBe('active');
     expect(count(s, 'frames received')).toBeGreaterThan(0);
@@ -229,7 +220,7 @@ describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: ros2 launch vla_node.lau
 
   it('a reliable camera is delivered as well as a best-effort one (bgr8)', async () => {
     await probe.send({ op: 'stop', id: 'camera' });
-    const before = await diagnostics(() => true);
+    const before = await probe.status(() => true);
     await probe.send({
       op: 'image',
       id: 'camera',
@@ -241,7 +232,7 @@ describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: ros2 launch vla_node.lau
       reliability: 'reliable',
       rate_hz: 10,
     });
-    await diagnostics((x) => count(x, 'frames received') >= count(before, 'frames received') + 5);
+    await probe.status((x) => count(x, 'frames received') >= count(before, 'frames received') + 5);
   });
 
   it('bad images (wrong size, unknown encoding) are counted and dropped while the node keeps serving', async () => {
@@ -267,21 +258,21 @@ describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: ros2 launch vla_node.lau
       reliability: 'best_effort',
       rate_hz: 5,
     });
-    const s = await diagnostics(
+    const s = await probe.status(
       (x) => count(x, 'dropped image size') > 0 && count(x, 'dropped image encoding') > 0,
     );
     await probe.send({ op: 'stop', id: 'bad-size' });
     await probe.send({ op: 'stop', id: 'bad-encoding' });
     await launch.waitOutput(/dropped|image size|encoding "hsv8"/);
     // Still serving: more chunks are published after the bad frames.
-    await diagnostics((x) => count(x, 'chunks published') > count(s, 'chunks published') + 2);
+    await probe.status((x) => count(x, 'chunks published') > count(s, 'chunks published') + 2);
     expect(launch.running).toBe(true);
   });
 
   it('deactivate holds (diagnostics say so) and Ctrl-C ends ros2 launch with exit 0 and no native crash', async () => {
     const r = await ros2Node(env, ['lifecycle', 'set', '/vla_node', 'deactivate']);
     expect(r.out).toMatch(/Transitioning successful/);
-    await diagnostics((x) => x.message === 'inactive (holding)');
+    await probe.status((x) => x.message === 'inactive (holding)');
     launch.signal('SIGINT');
     const exit = await launch.exited;
     expect(crashIn(launch.output)).toBeUndefined();

@@ -12,10 +12,8 @@ import {
   LIVE_REASON,
   liveSession,
   LiveProcess,
-  nodeStatus,
   Probe,
   ros2Node,
-  type NodeStatus,
   type PhotoFiles,
 } from './support.js';
 
@@ -107,11 +105,7 @@ describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: ros2 launch vla_node.lau
     expect(trajectory.joint_names).toEqual(['x', 'y']); // the manifest's action names
     const command = await probe.next(T.command);
     expect(command.data).toHaveLength(2);
-    const d = await probe.next('/diagnostics', (m) => {
-      const s = nodeStatus(m, 'arm_vla');
-      return s !== undefined && Number(s.values['chunks published']) > 0;
-    });
-    const s = nodeStatus(d, 'arm_vla') as NodeStatus;
+    const s = await probe.status((x) => Number(x.values['chunks published']) > 0, 'arm_vla');
     expect(s.values['dropped compressed image']).toBe('0');
     expect(Number(s.values['frames received'])).toBeGreaterThan(0);
   });

@@ -294,6 +294,15 @@ export class Probe {
     );
   }
 
+  /** Wait for a status of node `name` on /diagnostics that satisfies `test`. */
+  async status(test: (s: NodeStatus) => boolean, name = 'vla_node'): Promise<NodeStatus> {
+    const m = await this.next('/diagnostics', (x) => {
+      const s = nodeStatus(x, name);
+      return s !== undefined && test(s);
+    });
+    return nodeStatus(m, name) as NodeStatus;
+  }
+
   async close(): Promise<void> {
     this.process.child.stdin?.end();
     const ended = await Promise.race([
