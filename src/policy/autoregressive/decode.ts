@@ -55,14 +55,17 @@ export async function decodeChunk(
   tokenOffset = 0,
   firstActionPosition?: number,
 ): Promise<DecodeResult> {
-  const sequence = await startSequence(
+  return finishSequence(
     graphs,
-    tokenizer,
-    input,
-    strategy,
-    tokenOffset,
-    firstActionPosition,
+    await startSequence(graphs, tokenizer, input, strategy, tokenOffset, firstActionPosition),
   );
+}
+
+/** Steps `sequence` alone through the decoder until its chunk is whole. */
+export async function finishSequence(
+  graphs: Pick<DecoderGraphs, 'step'>,
+  sequence: DecodeSequence,
+): Promise<DecodeResult> {
   while (!sequence.done) sequence.take(await graphs.step(sequence.state, sequence.feed()));
   return sequence.result();
 }

@@ -11,7 +11,7 @@ import type { ArRole } from '../../model/ar-manifest.js';
 import type { WordTokenizer } from '../../model/tokenizer.js';
 import type { Pruner } from '../../pruning/pruner.js';
 import {
-  decodeChunk,
+  finishSequence,
   startSequence,
   type DecodeResult,
   type DecodeSequence,
@@ -109,16 +109,8 @@ export class ArPolicy {
 
   /** Encodes, prunes, decodes and de-normalises one observation. */
   async act(obs: ArObservation, options: ArActOptions): Promise<ArAction> {
-    const { pkg } = this;
-    const { input, kept } = await this.prefillInput(obs, options);
-    const result = await decodeChunk(
-      this.graphs,
-      pkg.tokenizer,
-      input,
-      this.strategy(obs, options),
-      pkg.tokenOffset,
-      pkg.firstActionPosition,
-    );
+    const { sequence, kept } = await this.begin(obs, options);
+    const result = await finishSequence(this.graphs, sequence);
     return { ...result, actions: this.toActions(result.chunk, obs.state), keptTokens: kept };
   }
 
