@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ArDecoding, ArPipelineOptions } from '../../../src/policy/autoregressive/pipeline.js';
+import type { Observation } from '../../../src/pipeline/types.js';
 
 export const AR_FIXTURE_DIR = fileURLToPath(new URL('../../fixtures/ar-decoder', import.meta.url));
 const TINY_VLA = fileURLToPath(new URL('../../../models/tiny-vla', import.meta.url));
@@ -216,6 +217,31 @@ export function arPipelineOptions(
     decoding: { strategy, window: 0 },
     limits: { min: [], max: [], maxDeltaPerStep: 0 },
     intraOpThreads: 1,
+    ...extra,
+  };
+}
+
+/** The fixture packages' camera size. */
+const FRAME_SIZE = 96;
+
+/**
+ * A test observation for the fixture packages: a 96x96 rgb8 frame of a pattern set by `shift`,
+ * the blue-block instruction and a state that moves with `shift`; `extra` overrides any field.
+ */
+export function arObservation(shift: number, extra: Partial<Observation> = {}): Observation {
+  return {
+    frame: {
+      kind: 'raw',
+      encoding: 'rgb8',
+      width: FRAME_SIZE,
+      height: FRAME_SIZE,
+      data: Uint8Array.from(
+        { length: FRAME_SIZE * FRAME_SIZE * 3 },
+        (_, i) => (i * 37 + shift * 11) % 256,
+      ),
+    },
+    instruction: 'move to the blue block',
+    state: [0.3 + 0.05 * shift, 0.7 - 0.05 * shift],
     ...extra,
   };
 }

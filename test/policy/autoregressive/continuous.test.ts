@@ -7,7 +7,6 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendError, InputError } from '../../../src/errors.js';
-import type { Frame } from '../../../src/ingest/index.js';
 import type { ActionChunk, Observation } from '../../../src/pipeline/types.js';
 import {
   decodeChunks,
@@ -26,7 +25,7 @@ import {
 import { ArPipeline, type ArDecoding } from '../../../src/policy/autoregressive/pipeline.js';
 import { DecodeScheduler } from '../../../src/policy/autoregressive/scheduler.js';
 import { UniformBinTokenizer } from '../../../src/policy/autoregressive/uniform-bins.js';
-import { makeArPackage, removeArPackages, arPipelineOptions } from './ar-package.js';
+import { arObservation, arPipelineOptions, makeArPackage, removeArPackages } from './ar-package.js';
 import { AR_REFERENCE, AR_REFERENCE_INPUTS } from './ar-reference.js';
 
 const fixture = new URL('../../fixtures/ar-decoder/', import.meta.url);
@@ -221,20 +220,7 @@ describe('DecodeScheduler: continuous batching', () => {
 });
 
 describe('ArPipeline with continuous batching', () => {
-  const SIZE = 96;
-  const frame = (shift: number): Frame => ({
-    kind: 'raw',
-    encoding: 'rgb8',
-    width: SIZE,
-    height: SIZE,
-    data: Uint8Array.from({ length: SIZE * SIZE * 3 }, (_, i) => (i * 37 + shift * 11) % 256),
-  });
-  const obs = (shift: number, extra: Partial<Observation> = {}): Observation => ({
-    frame: frame(shift),
-    instruction: 'move to the blue block',
-    state: [0.3 + 0.05 * shift, 0.7 - 0.05 * shift],
-    ...extra,
-  });
+  const obs = arObservation;
 
   async function pipeline(
     strategy: ArDecoding,

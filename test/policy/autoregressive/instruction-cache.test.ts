@@ -30,6 +30,7 @@ import {
   makeArPackage,
   removeArPackages,
   type Json,
+  arObservation,
   arPipelineOptions,
 } from './ar-package.js';
 import { AR_REFERENCE, AR_REFERENCE_INPUTS } from './ar-reference.js';
@@ -242,18 +243,8 @@ describe('a package with the instruction graph', () => {
 });
 
 describe('ArPipeline on a package with the instruction graph', () => {
-  const SIZE = 96;
-  const observation = (shift: number, instruction: string): Observation => ({
-    frame: {
-      kind: 'raw',
-      encoding: 'rgb8',
-      width: SIZE,
-      height: SIZE,
-      data: Uint8Array.from({ length: SIZE * SIZE * 3 }, (_, i) => (i * 37 + shift * 11) % 256),
-    },
-    instruction,
-    state: [0.3 + 0.05 * shift, 0.7 - 0.05 * shift],
-  });
+  const observation = (shift: number, instruction: string): Observation =>
+    arObservation(shift, { instruction });
 
   it('serves single requests and batches as the package without it', async () => {
     const options: ArPipelineOptions = arPipelineOptions('greedy', { maxBatch: 4 });

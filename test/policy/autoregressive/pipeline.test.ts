@@ -10,28 +10,13 @@ import {
 } from '../../../src/policy/autoregressive/pipeline.js';
 import { arPipelineFromConfig } from '../../../src/policy/autoregressive/from-config.js';
 import { loadConfig } from '../../../src/config/index.js';
-import { makeArPackage, removeArPackages, arPipelineOptions } from './ar-package.js';
+import { arObservation, arPipelineOptions, makeArPackage, removeArPackages } from './ar-package.js';
 
 let dir: string;
 const open: ArPipeline[] = [];
 
-const SIZE = 96;
-function frame(shift: number): Frame {
-  return {
-    kind: 'raw',
-    encoding: 'rgb8',
-    width: SIZE,
-    height: SIZE,
-    data: Uint8Array.from({ length: SIZE * SIZE * 3 }, (_, i) => (i * 37 + shift * 11) % 256),
-  };
-}
-
-const obs = (shift: number, extra: Partial<Observation> = {}): Observation => ({
-  frame: frame(shift),
-  instruction: 'move to the blue block',
-  state: [0.3 + 0.05 * shift, 0.7 - 0.05 * shift],
-  ...extra,
-});
+const obs = arObservation;
+const frame = (shift: number): Frame => arObservation(shift).frame;
 
 async function pipeline(strategy: ArDecoding, extra?: Partial<ArPipelineOptions>) {
   const p = await ArPipeline.create(dir, arPipelineOptions(strategy, extra));

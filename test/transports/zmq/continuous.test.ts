@@ -13,7 +13,11 @@ import {
   BridgeServer,
   type ClientObservation,
 } from '../../../src/transports/zmq/index.js';
-import { makeArPackage, removeArPackages } from '../../policy/autoregressive/ar-package.js';
+import {
+  arPipelineOptions,
+  makeArPackage,
+  removeArPackages,
+} from '../../policy/autoregressive/ar-package.js';
 
 const LOOPBACK = 'tcp://127.0.0.1:*';
 let pkg: string;
@@ -29,21 +33,7 @@ afterAll(async () => {
 });
 
 async function pipeline(continuous: boolean, maxBatch: number): Promise<ArPipeline> {
-  const p = await ArPipeline.create(pkg, {
-    pruning: {
-      strategy: 'none',
-      keepRatio: 1,
-      keepCount: 0,
-      minKeepRatio: 0.1,
-      seed: 0,
-      latencyBudgetMs: 0,
-    },
-    decoding: { strategy: 'greedy', window: 0 },
-    limits: { min: [], max: [], maxDeltaPerStep: 0 },
-    intraOpThreads: 1,
-    maxBatch,
-    continuous,
-  });
+  const p = await ArPipeline.create(pkg, arPipelineOptions('greedy', { maxBatch, continuous }));
   open.push(p);
   return p;
 }
