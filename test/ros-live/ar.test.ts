@@ -19,7 +19,7 @@ import {
   LiveProcess,
   Probe,
   type PhotoFiles,
-  launchPyArgs,
+  launchPy,
 } from './support.js';
 
 announce('ar.test.ts');
@@ -102,17 +102,17 @@ describe.skipIf(LIVE_REASON !== undefined)(
       expect(params).not.toBe(defaults);
       const paramsFile = join(logDir, 'ar.param.yaml');
       await writeFile(paramsFile, params);
-      launch = new LiveProcess(
-        'ros2',
-        launchPyArgs(T, [
+      launch = launchPy(
+        T,
+        [
           `model:=${MODEL}`,
           `params_file:=${paramsFile}`,
           `camera_topics:=table=${T.table}`,
           'auto_activate:=true',
-        ]),
+        ],
         env,
+        cleanup,
       );
-      cleanup.add(() => launch.kill());
       await probe.ready();
       await probe.subscribe([
         [T.trajectory, 'trajectory'],

@@ -16,7 +16,7 @@ import {
   LiveProcess,
   Probe,
   type PhotoFiles,
-  launchPyArgs,
+  launchPy,
 } from './support.js';
 
 announce('flow.test.ts');
@@ -58,16 +58,16 @@ describe.skipIf(LIVE_REASON !== undefined)(
 
     beforeAll(async () => {
       ({ env, photo, probe } = await liveSession(DOMAIN, cleanup));
-      launch = new LiveProcess(
-        'ros2',
-        launchPyArgs(T, [
+      launch = launchPy(
+        T,
+        [
           'model:=models/tiny-vla-flow',
           `camera_topics:=table=${T.table},wrist=${T.wrist}`,
           'auto_activate:=true',
-        ]),
+        ],
         env,
+        cleanup,
       );
-      cleanup.add(() => launch.kill());
       await probe.ready();
       await probe.subscribe([
         [T.trajectory, 'trajectory'],

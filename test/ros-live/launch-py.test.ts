@@ -18,7 +18,7 @@ import {
   ros2Node,
   type NodeStatus,
   type PhotoFiles,
-  launchPyArgs,
+  launchPy,
 } from './support.js';
 
 announce('launch-py.test.ts');
@@ -68,12 +68,7 @@ describe.skipIf(LIVE_REASON !== undefined)('live ROS 2: ros2 launch vla_node.lau
 
   beforeAll(async () => {
     ({ env, photo, probe } = await liveSession(DOMAIN, cleanup));
-    launch = new LiveProcess(
-      'ros2',
-      launchPyArgs(T, [`image_topic:=${T.camera}`, 'joint_names:=arm_x,arm_y']),
-      env,
-    );
-    cleanup.add(() => launch.kill());
+    launch = launchPy(T, [`image_topic:=${T.camera}`, 'joint_names:=arm_x,arm_y'], env, cleanup);
     await probe.ready();
     await probe.subscribe([
       [T.trajectory, 'trajectory'],

@@ -210,6 +210,20 @@ export function launchPyArgs(topics: NodeTopics, extra: readonly string[]): stri
   ];
 }
 
+/**
+ * `ros2 launch` of the package's Python launch file ({@link launchPyArgs}), killed by `cleanup`.
+ */
+export function launchPy(
+  topics: NodeTopics,
+  extra: readonly string[],
+  env: NodeJS.ProcessEnv,
+  cleanup: Cleanup,
+): LiveProcess {
+  const launch = new LiveProcess('ros2', launchPyArgs(topics, extra), env);
+  cleanup.add(() => launch.kill());
+  return launch;
+}
+
 /** A message the probe received from the node. */
 export interface ProbeMessage {
   readonly event: 'message';
