@@ -13,11 +13,7 @@ import { createPipeline, rosCommand } from '../../../src/cli/start.js';
 import { arPipelineFromConfig } from '../../../src/policy/autoregressive/from-config.js';
 import type { ArDecodeTotals, ArPipeline } from '../../../src/policy/autoregressive/pipeline.js';
 import { arNodePipeline } from '../../../src/transports/ros/ar.js';
-import type {
-  RosDiagnosticArray,
-  RosImage,
-  RosJointTrajectory,
-} from '../../../src/transports/ros/messages.js';
+import type { RosImage, RosJointTrajectory } from '../../../src/transports/ros/messages.js';
 import {
   VlaRosNode,
   type NodeDecoding,
@@ -25,7 +21,7 @@ import {
 } from '../../../src/transports/ros/node.js';
 import type { RosNodeOptionsInput } from '../../../src/transports/ros/options.js';
 import { createRosDouble, type DoubleLifecycleNode } from './double.js';
-import { FakePipeline, jointState } from './support.js';
+import { FakePipeline, jointState, lastStatus } from './support.js';
 
 const CONTROL = 100_000_000n; // 10 Hz
 const DIAGNOSTICS = 1_000_000_000n;
@@ -92,12 +88,7 @@ async function harness(
     },
     diagnostics() {
       node.fire(DIAGNOSTICS);
-      const status = (node.publisher('/diagnostics').messages.at(-1) as RosDiagnosticArray)
-        .status[0];
-      return {
-        message: status?.message ?? '',
-        values: Object.fromEntries((status?.values ?? []).map((v) => [v.key, v.value])),
-      };
+      return lastStatus(node.publisher('/diagnostics').messages);
     },
   };
 }

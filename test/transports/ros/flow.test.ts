@@ -7,11 +7,11 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/index.js';
 import type { Observation } from '../../../src/pipeline/pipeline.js';
-import type { RosDiagnosticArray, RosImage } from '../../../src/transports/ros/messages.js';
+import type { RosImage } from '../../../src/transports/ros/messages.js';
 import { VlaRosNode, type NodePipeline } from '../../../src/transports/ros/node.js';
 import type { RosNodeOptionsInput } from '../../../src/transports/ros/options.js';
 import { createRosDouble, type DoubleLifecycleNode } from './double.js';
-import { compressed, FakePipeline, jointState } from './support.js';
+import { compressed, FakePipeline, jointState, lastStatus } from './support.js';
 
 const CONTROL = 100_000_000n; // 10 Hz
 const DIAGNOSTICS = 1_000_000_000n;
@@ -81,12 +81,7 @@ async function harness(
     },
     diagnostics() {
       node.fire(DIAGNOSTICS);
-      const status = (node.publisher('/diagnostics').messages.at(-1) as RosDiagnosticArray)
-        .status[0];
-      return {
-        message: status?.message ?? '',
-        values: Object.fromEntries((status?.values ?? []).map((v) => [v.key, v.value])),
-      };
+      return lastStatus(node.publisher('/diagnostics').messages);
     },
   };
 }

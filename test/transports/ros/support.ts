@@ -3,6 +3,7 @@ import type { Observation, ActionChunk } from '../../../src/pipeline/pipeline.js
 import type { NodePipeline } from '../../../src/transports/ros/node.js';
 import type {
   RosCompressedImage,
+  RosDiagnosticArray,
   RosImage,
   RosJointState,
 } from '../../../src/transports/ros/messages.js';
@@ -109,5 +110,17 @@ export function jointState(names: string[], positions: number[]): RosJointState 
     position: Float64Array.from(positions),
     velocity: new Float64Array(0),
     effort: new Float64Array(0),
+  };
+}
+
+/** The first status of the last /diagnostics message the node published: message and values. */
+export function lastStatus(messages: readonly unknown[]): {
+  readonly message: string;
+  readonly values: Record<string, string>;
+} {
+  const status = (messages.at(-1) as RosDiagnosticArray | undefined)?.status[0];
+  return {
+    message: status?.message ?? '',
+    values: Object.fromEntries((status?.values ?? []).map((v) => [v.key, v.value])),
   };
 }
