@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import type { PipelineOptions } from '../src/pipeline/pipeline.js';
 
@@ -27,4 +29,18 @@ export function testPipelineOptions(overrides: Partial<PipelineOptions> = {}): P
     warmupRuns: 1,
     ...overrides,
   };
+}
+
+/** The Python the model recipes run with (tests that compare against PyTorch use it). */
+export const PYTHON = '/usr/bin/python3';
+
+/** Why PyTorch cannot run here (printed as the skip reason), or undefined when it can. */
+export async function torchMissing(): Promise<string | undefined> {
+  if (!existsSync(PYTHON)) return `${PYTHON} is absent`;
+  try {
+    await promisify(execFile)(PYTHON, ['-c', 'import torch, numpy']);
+    return undefined;
+  } catch {
+    return `PyTorch is not installed for ${PYTHON}`;
+  }
 }

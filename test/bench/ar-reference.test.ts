@@ -1,8 +1,5 @@
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import {
   arReferenceMarkdown,
@@ -10,21 +7,9 @@ import {
   measureArReference,
   type ArReferenceReport,
 } from '../../src/bench/ar-reference.js';
-import { ROOT } from '../helpers.js';
+import { PYTHON, ROOT, torchMissing } from '../helpers.js';
 
-const run = promisify(execFile);
-const PYTHON = '/usr/bin/python3';
 const TINY_VLA_AR = join(ROOT, 'models', 'tiny-vla-ar');
-
-async function hasTorch(): Promise<string | undefined> {
-  if (!existsSync(PYTHON)) return `${PYTHON} is absent`;
-  try {
-    await run(PYTHON, ['-c', 'import torch, numpy']);
-    return undefined;
-  } catch {
-    return 'PyTorch is not installed for /usr/bin/python3';
-  }
-}
 
 describe('greedy tokens, node against PyTorch', () => {
   it('counts equal tokens and chunks and names the first difference', () => {
@@ -113,7 +98,7 @@ describe('autoregressive package against PyTorch eager', () => {
   }, 120_000);
 
   it('decodes the tokens PyTorch decodes from the same weights and observations', async () => {
-    const why = await hasTorch();
+    const why = await torchMissing();
     if (why !== undefined) {
       console.log(`skipping the autoregressive PyTorch comparison: ${why}`);
       return;

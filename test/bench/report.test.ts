@@ -17,21 +17,10 @@ import { measureTorch } from '../../src/bench/torch.js';
 import { flowReferenceMarkdown, measureFlowReference } from '../../src/bench/flow-reference.js';
 import { loadFlowPackage } from '../../src/model/flow-manifest.js';
 import { loadModelPackage } from '../../src/model/manifest.js';
-import { ROOT, testPipelineOptions, TINY_VLA } from '../helpers.js';
+import { PYTHON, ROOT, testPipelineOptions, TINY_VLA, torchMissing } from '../helpers.js';
 
 const run = promisify(execFile);
 const CLI = join(ROOT, 'bin', 'vla-node.js');
-const PYTHON = '/usr/bin/python3';
-
-async function hasTorch(): Promise<string | undefined> {
-  if (!existsSync(PYTHON)) return `${PYTHON} is absent`;
-  try {
-    await run(PYTHON, ['-c', 'import torch, numpy']);
-    return undefined;
-  } catch {
-    return 'PyTorch is not installed for /usr/bin/python3';
-  }
-}
 
 describe('FLOP counting from ONNX graphs', () => {
   it('counts 2·n³ for an n×n matrix product', async () => {
@@ -140,7 +129,7 @@ describe('pipeline overhead and the PyTorch reference', () => {
       ) as string,
     });
 
-    const why = await hasTorch();
+    const why = await torchMissing();
     if (why !== undefined) {
       console.log(`skipping the PyTorch comparison: ${why}`);
       return;
@@ -169,7 +158,7 @@ describe('flow-matching package against PyTorch eager', () => {
       available: false,
       reason: 'Python not found at /no/such/python',
     });
-    const why = await hasTorch();
+    const why = await torchMissing();
     if (why !== undefined) {
       console.log(`skipping the flow PyTorch comparison: ${why}`);
       return;
