@@ -11,6 +11,16 @@ export interface TokenizerSpec {
   readonly vocab: readonly string[];
 }
 
+/** Instructions whose ids a tokenizer keeps (a few tasks' worth; each entry is a few dozen bytes). */
+const MEMO_ENTRIES = 64;
+
+/** One instruction's ids, padded, and how many are words. */
+interface Encoded {
+  readonly ids: Int32Array;
+  readonly count: number;
+  big: BigInt64Array | undefined;
+}
+
 /**
  * Word-level tokenizer: lower-cases, splits on anything that is not a letter or digit, maps words
  * to ids (unknown words to the unknown token) and pads or truncates to `maxLength`.
@@ -21,6 +31,7 @@ export class WordTokenizer {
   readonly unkId: number;
   readonly #ids: ReadonlyMap<string, number>;
   readonly #lowercase: boolean;
+  readonly #memo = new Map<string, Encoded>();
 
   constructor(spec: TokenizerSpec) {
     this.#ids = new Map(spec.vocab.map((w, i) => [w, i]));
@@ -51,16 +62,39 @@ export class WordTokenizer {
 
   /** Token ids of `text`, padded to maxLength, written into `out` (reused across calls). */
   encodeInto(text: string, out: BigInt64Array | Int32Array): number {
+    const e = this.#encoded(text);
+    if (out instanceof BigInt64Array) {
+      e.big ??= BigInt64Array.from(e.ids, (id) => BigInt(id));
+      out.set(e.big);
+    } else {
+      out.set(e.ids);
+    }
+    return e.count;
+  }
+
+  /**
+   * The ids of `text`, from the memo when it was seen lately: a node serving a few tasks sees the
+   * same instructions frame after frame, and splitting one again costs more than the copy.
+   */
+  #encoded(text: string): Encoded {
+    const memo = this.#memo;
+    const hit = memo.get(text);
+    if (hit !== undefined) {
+      // Most recently used last, so the oldest entry is the first one evicted.
+      memo.delete(text);
+      memo.set(text, hit);
+      return hit;
+    }
     const words = (this.#lowercase ? text.toLowerCase() : text)
       .split(/[^\p{L}\p{N}]+/u)
       .filter(Boolean);
-    const n = Math.min(words.length, this.maxLength);
-    for (let i = 0; i < this.maxLength; i++) {
-      const id = i < n ? (this.#ids.get(words[i] as string) ?? this.unkId) : this.padId;
-      if (out instanceof BigInt64Array) out[i] = BigInt(id);
-      else out[i] = id;
-    }
-    return n;
+    const count = Math.min(words.length, this.maxLength);
+    const ids = new Int32Array(this.maxLength).fill(this.padId);
+    for (let i = 0; i < count; i++) ids[i] = this.#ids.get(words[i] as string) ?? this.unkId;
+    const e: Encoded = { ids, count, big: undefined };
+    if (memo.size >= MEMO_ENTRIES) memo.delete(memo.keys().next().value as string);
+    memo.set(text, e);
+    return e;
   }
 
   /** Load and check a tokenizer file. */

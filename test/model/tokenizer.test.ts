@@ -99,6 +99,24 @@ describe('WordTokenizer on the shipped vocabulary', () => {
     expect(Array.from(ints)).toEqual(expected(text.split(' ')));
   });
 
+  it('gives the same ids for an instruction seen before, after others pushed it out of its memo', () => {
+    const colours = ['red', 'green', 'blue', 'yellow'];
+    const texts = Array.from(
+      { length: 200 },
+      (_, i) => `move to the ${colours[i % 4]} block ${i} times`,
+    );
+    const first = texts.map((t) => encode(tok, t));
+    // Each text again, oldest first (every one evicted by then), then the newest again (memo hits).
+    expect(texts.map((t) => encode(tok, t))).toEqual(first);
+    expect(texts.slice(-10).map((t) => encode(tok, t))).toEqual(first.slice(-10));
+    const bigs = new BigInt64Array(tok.maxLength);
+    for (const [i, t] of texts.slice(-3).entries()) {
+      tok.encodeInto(t, bigs);
+      expect(Array.from(bigs, Number)).toEqual(first[texts.length - 3 + i]?.ids);
+    }
+    expect(first[0]?.ids).toEqual(expected(texts[0]?.split(' ') ?? []));
+  });
+
   it('encodes the golden episode’s instruction to the ids the training data holds', async () => {
     const golden = await readGolden();
     const sim = new TabletopSim({ seed: episodeSeed(golden.dataset_seed, golden.episode) });
