@@ -45,6 +45,8 @@ interface BatchBuffers {
   readonly slots: readonly Float32Array[];
   readonly tokens: Float32Array;
   readonly positions: BigInt64Array;
+  /** `positions` as numbers (-1 where nothing was written yet), to skip unchanged conversions. */
+  readonly positionsHeld: Int32Array;
   readonly ids: BigInt64Array;
   readonly state: Float32Array;
   /** Outputs, written by ONNX Runtime in place: visual tokens, saliency, actions. */
@@ -369,34 +371,19 @@ export class OnnxBackend implements TokenPolicyBackend {
       );
     }
     inputs.forEach((input, i) => {
-      const lengths: [string, number, number][] = [
-        ['tokens', input.tokens.length, count * d],
-        ['positions', input.positions.length, count],
-      ];
-      for (const [name, actual, least] of lengths) {
-        if (actual < least) {
-          throw new InputError(
-            `Expected at least ${least} values for policy.inputs[${i}].${name} but received ${actual}`,
-            { field: `policy.inputs[${i}].${name}` },
-          );
-        }
-      }
-      const exact: [string, number, number][] = [
-        ['instruction_ids', input.instructionIds.length, l],
-        ['state', input.state.length, sl],
-      ];
-      for (const [name, actual, expected] of exact) {
-        if (actual !== expected) {
-          throw new InputError(
-            `Expected ${expected} values for policy.inputs[${i}].${name} but received ${actual}`,
-            { field: `policy.inputs[${i}].${name}` },
-          );
-        }
-      }
+      checkLength(i, 'tokens', input.tokens.length, count * d, 'at least');
+      checkLength(i, 'positions', input.positions.length, count, 'at least');
+      checkLength(i, 'instruction_ids', input.instructionIds.length, l, 'exactly');
+      checkLength(i, 'state', input.state.length, sl, 'exactly');
       b.tokens.set(input.tokens.subarray(0, count * d), i * count * d);
       const positions = input.positions;
-      for (let k = 0, o = i * count; k < count; k++) {
-        b.positions[o + k] = BigInt(positions[k] as number);
+      for (let k = 0, o = i * count; k < count; k++, o++) {
+        // BigInt() allocates: only the positions that changed since the last call are converted.
+        const p = positions[k] as number;
+        if (b.positionsHeld[o] !== p) {
+          b.positions[o] = BigInt(p);
+          b.positionsHeld[o] = p;
+        }
       }
       for (let k = 0, o = i * l; k < l; k++) b.ids[o + k] = input.instructionIds[k] as bigint;
       for (let k = 0, o = i * sl; k < sl; k++) b.state[o + k] = input.state[k] as number;
@@ -458,6 +445,7 @@ export class OnnxBackend implements TokenPolicyBackend {
       slots: Array.from({ length: size }, (_, i) => pixels.subarray(i * p, (i + 1) * p)),
       tokens: new Float32Array(size * n * m.token_dim),
       positions: new BigInt64Array(size * n),
+      positionsHeld: new Int32Array(size * n).fill(-1),
       ids: new BigInt64Array(size * this.#idData.length),
       state: new Float32Array(size * this.#stateData.length),
       visual: new Float32Array(size * n * m.token_dim),
@@ -480,4 +468,19 @@ export class OnnxBackend implements TokenPolicyBackend {
 /** Values of one CHW image of the model's size. */
 function plane(m: ModelPackage['manifest']): number {
   return 3 * m.image.height * m.image.width;
+}
+
+/** Refuse policy input `i` when its `name` holds too few values (`at least`) or not `exactly` `expected`. */
+function checkLength(
+  i: number,
+  name: string,
+  actual: number,
+  expected: number,
+  rule: 'at least' | 'exactly',
+): void {
+  if (rule === 'at least' ? actual >= expected : actual === expected) return;
+  throw new InputError(
+    `Expected ${rule === 'exactly' ? '' : 'at least '}${expected} values for policy.inputs[${i}].${name} but received ${actual}`,
+    { field: `policy.inputs[${i}].${name}` },
+  );
 }

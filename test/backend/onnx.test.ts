@@ -440,7 +440,7 @@ describe('batches', () => {
         });
         return { tokens, positions, instructionIds: ids, state };
       });
-      const actions = await backend.actBatch(count, policyInputs);
+      const actions = Float32Array.from(await backend.actBatch(count, policyInputs));
       expect(actions.length).toBe(inputs.length * per);
       single.forEach((s, i) => {
         expect(maxAbsDiff(actions.subarray(i * per, (i + 1) * per), s.actions)).toBeLessThan(1e-5);
@@ -450,6 +450,9 @@ describe('batches', () => {
       expect(
         maxAbsDiff(two.subarray(0, per), (single[1] as { actions: Float32Array }).actions),
       ).toBeLessThan(1e-5);
+      // And the first batch again: every slot's positions changed twice since it was first run.
+      const again = Float32Array.from(await backend.actBatch(count, policyInputs));
+      expect(maxAbsDiff(again, actions)).toBe(0);
       await expect(backend.actBatch(count, [])).rejects.toMatchObject({ field: 'batch' });
       await expect(
         backend.actBatch(count, [{ ...policyInputs[0], state: new Float32Array(1) } as never]),
