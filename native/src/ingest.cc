@@ -15,6 +15,7 @@
 #include "ingest_box.h"
 #include "ingest_prefetch.h"
 #include "ingest_taps.h"
+#include "normalize.h"
 #include "typed_array.h"
 
 namespace vla {
@@ -502,17 +503,10 @@ void IngestRows(const IngestJob& job, int r0, int r1) {
   }
   if (job.out_length == 0) return;
   const size_t plane = static_cast<size_t>(out_w) * out_h;
+  const size_t p0 = static_cast<size_t>(r0) * out_w;
   const size_t p1 = static_cast<size_t>(r1) * out_w;
-  float* out_r = job.out;
-  float* out_g = job.out + plane;
-  float* out_b = job.out + 2 * plane;
-  const float* lut = job.lut;
-  for (size_t p = static_cast<size_t>(r0) * out_w; p < p1; ++p) {
-    const uint8_t* px = rgb + 3 * p;
-    out_r[p] = lut[px[0]];
-    out_g[p] = lut[256 + px[1]];
-    out_b[p] = lut[512 + px[2]];
-  }
+  // The same (vectorised) lookup as normalizeRgb, on this band's pixels.
+  NormalizeRgbPlanes(rgb + 3 * p0, p1 - p0, job.lut, job.out + p0, plane);
 }
 
 void IngestFrame(const uint8_t* src, const int32_t* header, const int32_t* v_taps,

@@ -12,13 +12,14 @@ namespace {
 
 // Every output is a copy of a table entry, so any way of looking it up gives the same bits.
 
-void NormalizeScalar(const uint8_t* rgb, size_t from, size_t pixels, const float* lut, float* out) {
+void NormalizeScalar(const uint8_t* rgb, size_t from, size_t pixels, const float* lut, float* out,
+                     size_t stride) {
   const float* lut_r = lut;
   const float* lut_g = lut + 256;
   const float* lut_b = lut + 512;
   float* out_r = out;
-  float* out_g = out + pixels;
-  float* out_b = out + 2 * pixels;
+  float* out_g = out + stride;
+  float* out_b = out + 2 * stride;
   for (size_t p = from; p < pixels; ++p) {
     const uint8_t* px = rgb + p * 3;
     out_r[p] = lut_r[px[0]];
@@ -68,7 +69,7 @@ Deinterleave MakeDeinterleave() {
   return d;
 }
 
-void NormalizeVbmi(const uint8_t* rgb, size_t pixels, const float* lut, float* out) {
+void NormalizeVbmi(const uint8_t* rgb, size_t pixels, const float* lut, float* out, size_t stride) {
   static const Deinterleave deinterleave = MakeDeinterleave();
   const size_t whole = pixels / 64 * 64;
   for (int c = 0; c < 3; ++c) {
@@ -90,7 +91,7 @@ void NormalizeVbmi(const uint8_t* rgb, size_t pixels, const float* lut, float* o
     }
     const __m512i index = deinterleave.index[c];
     const __mmask64 third = deinterleave.third[c];
-    float* plane_out = out + c * pixels;
+    float* plane_out = out + c * stride;
     for (size_t p = 0; p < whole; p += 64) {
       const uint8_t* src = rgb + 3 * p;
       const __m512i v0 = _mm512_loadu_si512(src);
@@ -116,19 +117,24 @@ void NormalizeVbmi(const uint8_t* rgb, size_t pixels, const float* lut, float* o
       _mm512_storeu_si512(o + 48, _mm512_unpackhi_epi16(hi01, hi23));
     }
   }
-  NormalizeScalar(rgb, whole, pixels, lut, out);
+  NormalizeScalar(rgb, whole, pixels, lut, out, stride);
 }
 
 #endif  // VLA_NORMALIZE_VBMI
 
 }  // namespace
 
-void NormalizeRgb(const uint8_t* rgb, size_t pixels, const float* lut, float* out) {
+void NormalizeRgbPlanes(const uint8_t* rgb, size_t pixels, const float* lut, float* out,
+                        size_t stride) {
 #if defined(VLA_NORMALIZE_VBMI)
-  NormalizeVbmi(rgb, pixels, lut, out);
+  NormalizeVbmi(rgb, pixels, lut, out, stride);
 #else
-  NormalizeScalar(rgb, 0, pixels, lut, out);
+  NormalizeScalar(rgb, 0, pixels, lut, out, stride);
 #endif
+}
+
+void NormalizeRgb(const uint8_t* rgb, size_t pixels, const float* lut, float* out) {
+  NormalizeRgbPlanes(rgb, pixels, lut, out, pixels);
 }
 
 Napi::Value NormalizeRgbBinding(const Napi::CallbackInfo& info) {
