@@ -227,12 +227,17 @@ export class FrameIngest {
    * converts frames again and again passes the same buffers, because a fresh 27 KB buffer per
    * frame page-faults after each garbage collection and costs more than the kernel.
    *
-   * @throws {InputError} (field `into[i]`) for an output buffer that is not a Uint8Array of
-   * width × height × 3 bytes of the spec.
+   * `tensors[i]`, when given, receives frame i's normalised CHW tensor in the same pass (what
+   * {@link FrameIngest.normalise} would write from its RGB8), so the image is not read again.
+   *
+   * @throws {InputError} (field `into[i]` or `tensors[i]`) for an output buffer that is not a
+   * Uint8Array of width × height × 3 bytes, or a Float32Array of 3 × height × width values, of
+   * the spec.
    */
   rawToRgbMany(
     frames: readonly RawFrame[],
     into: readonly (Uint8Array | undefined)[] = [],
+    tensors: readonly (Float32Array | undefined)[] = [],
   ): PromiseSettledResult<Uint8Array>[] {
     const bytes = this.spec.width * this.spec.height * 3;
     into.forEach((buffer, i) => {
@@ -243,13 +248,22 @@ export class FrameIngest {
         );
       }
     });
+    tensors.forEach((tensor, i) => {
+      if (tensor !== undefined && !(tensor instanceof Float32Array && tensor.length === bytes)) {
+        throw new InputError(
+          `Expected a Float32Array of ${bytes} values (3x${this.spec.height}x${this.spec.width}) for tensors[${i}] but received ${describe(tensor)}`,
+          { field: `tensors[${i}]` },
+        );
+      }
+    });
     const jobs: IngestJob[] = [];
     const results = frames.map((frame, i): PromiseSettledResult<Uint8Array> => {
       try {
         this.#checkKind(frame);
         this.#checkRawPixels(frame.width, frame.height);
         const rgb = into[i] ?? new Uint8Array(bytes);
-        jobs.push(this.#raw.job(frame, rgb));
+        const tensor = tensors[i];
+        jobs.push(this.#raw.job(frame, rgb, tensor && this.#lut, tensor));
         return { status: 'fulfilled', value: rgb };
       } catch (error) {
         return { status: 'rejected', reason: error };

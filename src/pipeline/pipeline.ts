@@ -215,20 +215,29 @@ export class VlaPipeline {
    * on this thread and the kernel's few persistent threads (no hop to libuv's pool and back,
    * which costs more than the kernel itself at camera sizes), encoded frames decoded by sharp.
    * A bad observation rejects its own entry only.
+   *
+   * A raw frame's kernel pass also writes its normalised tensor into the encoder's input slot it
+   * will take (the slot of its index among the entries that passed the checks); `tensorSlot[i]`
+   * says which slot batch entry i's tensor is in, if any.
    */
-  async #prepareNow(
-    batch: readonly (Observation | PreparedObservation)[],
-  ): Promise<PromiseSettledResult<PreparedObservation>[]> {
+  async #prepareNow(batch: readonly (Observation | PreparedObservation)[]): Promise<{
+    settled: PromiseSettledResult<PreparedObservation>[];
+    tensorSlot: (number | undefined)[];
+  }> {
     const t0 = performance.now();
     const settled = new Array<PromiseSettledResult<PreparedObservation>>(batch.length);
-    const todo: { j: number; obs: Observation; budget: number | undefined }[] = [];
+    const tensorSlot = new Array<number | undefined>(batch.length);
+    const todo: { j: number; obs: Observation; budget: number | undefined; slot: number }[] = [];
+    let passed = 0;
     batch.forEach((o, j) => {
       if (o instanceof PreparedObservation) {
         settled[j] = { status: 'fulfilled', value: o };
+        passed++;
         return;
       }
       try {
-        todo.push({ j, obs: o, budget: this.#checkObservation(o) });
+        todo.push({ j, obs: o, budget: this.#checkObservation(o), slot: passed });
+        passed++;
       } catch (reason) {
         settled[j] = { status: 'rejected', reason };
       }
@@ -239,9 +248,11 @@ export class VlaPipeline {
     const decoding = encoded.map((t) => this.#ingest.toRgb(t.obs.frame));
     // Into the slots' own buffers: the previous batch's images are done with (lastSelection's
     // views are valid until the next inference).
+    const pixels = raw.length > 0 ? this.#backend.pixelSlots(passed) : [];
     const converted = this.#ingest.rawToRgbMany(
       raw.map((t) => t.obs.frame as RawFrame),
       raw.map((_, k) => this.#slots.slot(k).rgb),
+      raw.map((t) => pixels[t.slot]),
     );
     const decoded = encoded.length > 0 ? await Promise.allSettled(decoding) : [];
     const ms = performance.now() - t0;
@@ -255,12 +266,14 @@ export class VlaPipeline {
           : r;
     };
     raw.forEach((t, i) => {
-      place(t, converted[i] as PromiseSettledResult<Uint8Array>);
+      const r = converted[i] as PromiseSettledResult<Uint8Array>;
+      place(t, r);
+      if (r.status === 'fulfilled') tensorSlot[t.j] = t.slot;
     });
     encoded.forEach((t, i) => {
       place(t, decoded[i] as PromiseSettledResult<Uint8Array>);
     });
-    return settled;
+    return { settled, tensorSlot };
   }
 
   /**
@@ -299,7 +312,7 @@ export class VlaPipeline {
         { field: 'batch' },
       );
     }
-    const settled = await this.#prepareNow(batch);
+    const { settled, tensorSlot } = await this.#prepareNow(batch);
     const t0 = performance.now();
     const results = new BatchResults(settled);
     const items = results.items;
@@ -315,7 +328,7 @@ export class VlaPipeline {
     // Entries that fail here (a PreparedObservation built by hand with a wrong frame or budget)
     // fail alone; their slot still goes through the encoder, and its output is ignored.
     const failed = new Set<number>();
-    items.forEach(({ prepared }, j) => {
+    items.forEach(({ index, prepared }, j) => {
       const slot = this.#slots.slot(j);
       const obs = prepared.observation;
       try {
@@ -325,7 +338,10 @@ export class VlaPipeline {
             field: 'keep_count',
           });
         }
-        this.#ingest.normalise(prepared.rgb, pixels[j] as Float32Array);
+        // A raw frame's tensor is there already, unless an entry before it failed in the kernel's
+        // checks and shifted it to another slot.
+        if (tensorSlot[index] !== j)
+          this.#ingest.normalise(prepared.rgb, pixels[j] as Float32Array);
         this.#checkState(obs.state);
       } catch (error) {
         failed.add(j);

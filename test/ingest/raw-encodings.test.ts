@@ -175,4 +175,30 @@ describe('several cameras at once', () => {
       );
     }
   });
+
+  it('rawToRgbMany writes the normalised tensor in the same pass, alone or with other frames', async () => {
+    const frames = photoFrames(['yuv422', 'nv12', 'bayer_rggb8']);
+    const plane = small.spec.width * small.spec.height;
+    const normalised = (rgb: Uint8Array): Float32Array => {
+      const out = new Float32Array(plane * 3);
+      small.normalise(rgb, out);
+      return out;
+    };
+    const want = (await Promise.all(frames.map((f) => small.toRgb(f)))).map(normalised);
+    // One frame (the single-frame call), then three (the threaded call) with a gap in the list.
+    const one = new Float32Array(plane * 3).fill(Number.NaN);
+    small.rawToRgbMany([frames[2] as RawFrame], [], [one]);
+    expect(one).toEqual(want[2]);
+    const tensors = [0, 1, 2].map(() => new Float32Array(plane * 3).fill(Number.NaN));
+    const got = small.rawToRgbMany(frames, [], [tensors[0], undefined, tensors[2]]);
+    expect(got.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+    expect(tensors[0]).toEqual(want[0]);
+    expect(Number.isNaN(tensors[1]?.[0])).toBe(true);
+    expect(tensors[2]).toEqual(want[2]);
+    for (const wrong of [new Float32Array(plane * 3 - 1), new Uint8Array(plane * 3)]) {
+      expect(() => small.rawToRgbMany(frames, [], [wrong as unknown as Float32Array])).toThrow(
+        expect.objectContaining({ name: 'InputError', field: 'tensors[0]' }),
+      );
+    }
+  });
 });

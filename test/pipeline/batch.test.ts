@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../../src/errors.js';
+import type { RawFrame } from '../../src/ingest/index.js';
 import { loadModelPackage, type ModelPackage } from '../../src/model/manifest.js';
 import {
   PreparedObservation,
@@ -167,6 +168,44 @@ describe('VlaPipeline.inferBatch', () => {
         r.status === 'fulfilled' ? [r.value.sequence] : [],
       );
       expect(sequences).toEqual([sequences[0], (sequences[0] ?? 0) + 1]);
+    });
+  });
+
+  it('gives the frames after a raw frame the kernel refuses their own images', async () => {
+    // The kernel writes each raw frame's tensor into the encoder slot it expects to take; a frame
+    // refused in the kernel's own checks moves the later ones down a slot.
+    await withPipeline({}, async (p) => {
+      const good = [observation(3), observation(4), observation(5)];
+      const alone: ActionChunk[] = [];
+      for (const o of good) alone.push(await p.infer(o));
+      const base = good[0] as Observation;
+      const bad: Observation = {
+        ...base,
+        frame: { ...(base.frame as RawFrame), data: new Uint8Array(10) },
+      };
+      const results = await p.inferBatch([good[0], bad, good[1], good[2]] as Observation[]);
+      expect(results.map((r) => r.status)).toEqual([
+        'fulfilled',
+        'rejected',
+        'fulfilled',
+        'fulfilled',
+      ]);
+      expect(results[1]?.status === 'rejected' ? results[1].reason : undefined).toMatchObject({
+        name: 'InputError',
+        field: 'image.data',
+      });
+      [0, 2, 3].forEach((i, k) => {
+        const r = results[i];
+        if (r?.status === 'fulfilled') expectSameChunk(r.value, alone[k] as ActionChunk);
+      });
+      // And with a prepared observation first: every raw frame's slot counts it.
+      const prepared = await p.prepare(good[2] as Observation);
+      const mixed = await p.inferBatch([prepared, bad, good[0] as Observation]);
+      expect(mixed.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      if (mixed[0]?.status === 'fulfilled')
+        expectSameChunk(mixed[0].value, alone[2] as ActionChunk);
+      if (mixed[2]?.status === 'fulfilled')
+        expectSameChunk(mixed[2].value, alone[0] as ActionChunk);
     });
   });
 
