@@ -1,13 +1,12 @@
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { resolvePackagePath, type VlaConfig } from '../config/index.js';
-import { printable, VlaError } from '../errors.js';
+import { printable } from '../errors.js';
 import { arRoles, loadArManifest, type ArGraphRole } from '../model/ar-manifest.js';
 import { INSTRUCTION_CACHE_SIZE } from '../policy/autoregressive/instruction-cache.js';
 import { ArPolicy } from '../policy/autoregressive/policy.js';
 import type { CommandIo } from './command.js';
+import { checkingVariant, describeFiles, variantFiles } from './info-variant.js';
 
 /**
  * `vla-node info` for an autoregressive package: the manifest validated against the schema (v2,
@@ -24,63 +23,47 @@ export async function arInfo(config: Readonly<VlaConfig>, io: CommandIo): Promis
   const variants = [];
   for (const v of m.variants) {
     io.progress(`checking variant ${printable(v.name)} (${v.precision}): graphs, roles, warm-up`);
-    let policy: ArPolicy | undefined;
-    let warmup;
-    try {
-      policy = await ArPolicy.load(
-        pkg.dir,
-        { logSeverityLevel: 3, ...(threads > 0 ? { intraOpNumThreads: threads } : {}) },
-        { precision: v.precision },
-      );
-      const { width, height } = policy.pkg.image;
-      const { mean, std } = policy.pkg.normalisation;
-      const pixels = new Float32Array(3 * width * height);
-      for (let c = 0; c < 3; c++)
-        pixels.fill(
-          (128 / 255 - (mean[c] ?? 0)) / (std[c] ?? 1),
-          c * width * height,
-          (c + 1) * width * height,
+    const warmup = await checkingVariant(v.name, async () => {
+      let policy: ArPolicy | undefined;
+      try {
+        policy = await ArPolicy.load(
+          pkg.dir,
+          { logSeverityLevel: 3, ...(threads > 0 ? { intraOpNumThreads: threads } : {}) },
+          { precision: v.precision },
         );
-      const start = performance.now();
-      const r = await policy.act(
-        {
-          pixels,
-          rgb: new Uint8Array(width * height * 3).fill(128),
-          instruction: 'move to the red block',
-          state: Float32Array.from(m.state.mean),
-        },
-        { strategy: 'greedy' },
-      );
-      warmup = {
-        ms: Math.round((performance.now() - start) * 1000) / 1000,
-        tokens: r.tokens.length,
-        decoder_calls: r.decoderCalls,
-      };
-    } catch (error) {
-      if (error instanceof VlaError) {
-        Object.defineProperty(error, 'message', {
-          value: `variant ${printable(v.name)}: ${error.message}`,
-        });
+        const { width, height } = policy.pkg.image;
+        const { mean, std } = policy.pkg.normalisation;
+        const pixels = new Float32Array(3 * width * height);
+        for (let c = 0; c < 3; c++)
+          pixels.fill(
+            (128 / 255 - (mean[c] ?? 0)) / (std[c] ?? 1),
+            c * width * height,
+            (c + 1) * width * height,
+          );
+        const start = performance.now();
+        const r = await policy.act(
+          {
+            pixels,
+            rgb: new Uint8Array(width * height * 3).fill(128),
+            instruction: 'move to the red block',
+            state: Float32Array.from(m.state.mean),
+          },
+          { strategy: 'greedy' },
+        );
+        return {
+          ms: Math.round((performance.now() - start) * 1000) / 1000,
+          tokens: r.tokens.length,
+          decoder_calls: r.decoderCalls,
+        };
+      } finally {
+        await policy?.close();
       }
-      throw error;
-    } finally {
-      await policy?.close();
-    }
-    const files = Object.fromEntries(
-      await Promise.all(
-        roles.map(async (role: ArGraphRole) => {
-          const file = v.files[role] as { path: string; sha256: string };
-          return [
-            role,
-            {
-              path: file.path,
-              sha256: file.sha256,
-              bytes: (await stat(join(pkg.dir, file.path))).size,
-            },
-          ];
-        }),
-      ),
-    ) as Record<string, { path: string; sha256: string; bytes: number }>;
+    });
+    const files = await variantFiles(
+      pkg.dir,
+      v.files as Record<ArGraphRole, { path: string; sha256: string }>,
+      roles,
+    );
     variants.push({ name: v.name, precision: v.precision, warmup, files });
   }
   const [cam] = m.cameras;
@@ -125,11 +108,7 @@ export async function arInfo(config: Readonly<VlaConfig>, io: CommandIo): Promis
     'variants:',
     ...variants.map(
       (v) =>
-        `  ${printable(v.name)} (${v.precision}): ${Object.entries(v.files)
-          .map(([role, f]) => `${role} ${printable(f.path)} ${(f.bytes / 1024).toFixed(0)} KiB`)
-          .join(
-            ', ',
-          )}; warm-up passed (${v.warmup.tokens} tokens in ${v.warmup.decoder_calls} decoder calls, ${v.warmup.ms} ms)`,
+        `  ${printable(v.name)} (${v.precision}): ${describeFiles(v.files)}; warm-up passed (${v.warmup.tokens} tokens in ${v.warmup.decoder_calls} decoder calls, ${v.warmup.ms} ms)`,
     ),
   ].join('\n');
   io.result(info, human);

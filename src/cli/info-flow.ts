@@ -1,11 +1,10 @@
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { resolvePackagePath, type VlaConfig } from '../config/index.js';
-import { printable, VlaError } from '../errors.js';
+import { printable } from '../errors.js';
 import { FlowPolicy } from '../flow/policy.js';
 import { FLOW_ROLES, loadFlowPackage, type FlowPackage } from '../model/flow-manifest.js';
 import type { CommandIo } from './command.js';
+import { checkingVariant, describeFiles, variantFiles } from './info-variant.js';
 import { DEFAULT_FLOW_CACHES, flowLimits } from './sim-flow.js';
 
 /**
@@ -21,52 +20,35 @@ export async function flowInfo(config: Readonly<VlaConfig>, io: CommandIo): Prom
   for (const v of m.variants) {
     io.progress(`checking variant ${printable(v.name)} (${v.precision}): graphs, roles, warm-up`);
     const only: FlowPackage = { ...pkg, manifest: { ...m, variants: [v] } };
-    let policy: FlowPolicy | undefined;
-    let warmupMs = 0;
-    try {
-      policy = await FlowPolicy.create(only, {
-        precision: v.precision,
-        pruning: { strategy: 'none', keepRatio: 1, keepCount: 0, seed: 0 },
-        caches: DEFAULT_FLOW_CACHES,
-        limits: flowLimits(config, only),
-        intraOpThreads: config.backend.intra_op_threads,
-      });
-      const images = m.cameras.map((c) => ({
-        kind: 'raw' as const,
-        width: c.image.width,
-        height: c.image.height,
-        encoding: 'rgb8',
-        data: new Uint8Array(c.image.width * c.image.height * 3).fill(128),
-      }));
-      const r = await policy.infer({
-        images,
-        instruction: 'move to the red block',
-        state: m.state.mean,
-        seed: 0,
-      });
-      warmupMs = Math.round(r.timings.total * 1000) / 1000;
-    } catch (error) {
-      if (error instanceof VlaError) {
-        Object.defineProperty(error, 'message', {
-          value: `variant ${printable(v.name)}: ${error.message}`,
+    const warmupMs = await checkingVariant(v.name, async () => {
+      let policy: FlowPolicy | undefined;
+      try {
+        policy = await FlowPolicy.create(only, {
+          precision: v.precision,
+          pruning: { strategy: 'none', keepRatio: 1, keepCount: 0, seed: 0 },
+          caches: DEFAULT_FLOW_CACHES,
+          limits: flowLimits(config, only),
+          intraOpThreads: config.backend.intra_op_threads,
         });
+        const images = m.cameras.map((c) => ({
+          kind: 'raw' as const,
+          width: c.image.width,
+          height: c.image.height,
+          encoding: 'rgb8',
+          data: new Uint8Array(c.image.width * c.image.height * 3).fill(128),
+        }));
+        const r = await policy.infer({
+          images,
+          instruction: 'move to the red block',
+          state: m.state.mean,
+          seed: 0,
+        });
+        return Math.round(r.timings.total * 1000) / 1000;
+      } finally {
+        await policy?.release();
       }
-      throw error;
-    } finally {
-      await policy?.release();
-    }
-    const files = Object.fromEntries(
-      await Promise.all(
-        FLOW_ROLES.map(async (role) => [
-          role,
-          {
-            path: v.files[role].path,
-            sha256: v.files[role].sha256,
-            bytes: (await stat(join(pkg.dir, v.files[role].path))).size,
-          },
-        ]),
-      ),
-    ) as Record<string, { path: string; sha256: string; bytes: number }>;
+    });
+    const files = await variantFiles(pkg.dir, v.files, FLOW_ROLES);
     variants.push({ name: v.name, precision: v.precision, warmup_ms: warmupMs, files });
   }
   const info = {
@@ -99,9 +81,7 @@ export async function flowInfo(config: Readonly<VlaConfig>, io: CommandIo): Prom
     'variants:',
     ...variants.map(
       (v) =>
-        `  ${printable(v.name)} (${v.precision}): ${Object.entries(v.files)
-          .map(([role, f]) => `${role} ${printable(f.path)} ${(f.bytes / 1024).toFixed(0)} KiB`)
-          .join(', ')}; warm-up passed (${v.warmup_ms} ms)`,
+        `  ${printable(v.name)} (${v.precision}): ${describeFiles(v.files)}; warm-up passed (${v.warmup_ms} ms)`,
     ),
   ].join('\n');
   io.result(info, human);

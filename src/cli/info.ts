@@ -1,5 +1,3 @@
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { providerAvailability } from '../backend/onnx.js';
 import { resolvePackagePath, type VlaConfig } from '../config/index.js';
@@ -7,10 +5,11 @@ import { isArPackage } from '../model/ar-manifest.js';
 import { isFlowPackage } from '../model/flow-manifest.js';
 import { arInfo } from './info-ar.js';
 import { flowInfo } from './info-flow.js';
-import { printable, VlaError } from '../errors.js';
+import { printable } from '../errors.js';
 import type { ModelPackage, Variant } from '../model/manifest.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import type { CommandIo, CommandSpec } from './command.js';
+import { checkingVariant, variantFiles } from './info-variant.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
 
 /** What `info` found when it ran a variant as `sim` would. */
@@ -33,30 +32,25 @@ async function checkVariant(
   io: CommandIo,
 ): Promise<VariantCheck> {
   const only: ModelPackage = { ...pkg, manifest: { ...pkg.manifest, variants: [variant] } };
-  let pipeline: VlaPipeline | undefined;
-  try {
-    pipeline = await VlaPipeline.create(only, {
-      ...pipelineOptions(config, (line) => {
-        io.progress(line);
-      }),
-      precision: variant.precision,
-      warmupRuns: Math.max(1, config.backend.warmup_runs),
-    });
-    return {
-      provider: pipeline.provider,
-      kept_tokens: pipeline.tokenBudget,
-      total_tokens: pipeline.totalTokens,
-    };
-  } catch (error) {
-    if (error instanceof VlaError) {
-      Object.defineProperty(error, 'message', {
-        value: `variant ${printable(variant.name)}: ${error.message}`,
+  return checkingVariant(variant.name, async () => {
+    let pipeline: VlaPipeline | undefined;
+    try {
+      pipeline = await VlaPipeline.create(only, {
+        ...pipelineOptions(config, (line) => {
+          io.progress(line);
+        }),
+        precision: variant.precision,
+        warmupRuns: Math.max(1, config.backend.warmup_runs),
       });
+      return {
+        provider: pipeline.provider,
+        kept_tokens: pipeline.tokenBudget,
+        total_tokens: pipeline.totalTokens,
+      };
+    } finally {
+      await pipeline?.release();
     }
-    throw error;
-  } finally {
-    await pipeline?.release();
-  }
+  });
 }
 
 export const infoCommand: CommandSpec = {
@@ -87,18 +81,7 @@ export const infoCommand: CommandSpec = {
         name: v.name,
         precision: v.precision,
         check: checks[v.name],
-        files: Object.fromEntries(
-          await Promise.all(
-            (['encoder', 'policy'] as const).map(async (role) => [
-              role,
-              {
-                path: v.files[role].path,
-                sha256: v.files[role].sha256,
-                bytes: (await stat(join(pkg.dir, v.files[role].path))).size,
-              },
-            ]),
-          ),
-        ) as Record<'encoder' | 'policy', { path: string; sha256: string; bytes: number }>,
+        files: await variantFiles(pkg.dir, v.files, ['encoder', 'policy'] as const),
       })),
     );
     const providers = providerAvailability();
