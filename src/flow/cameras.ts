@@ -102,3 +102,12 @@ export function cameraList(cameras: unknown, frame: Frame): readonly CameraFrame
     return e as CameraFrame;
   });
 }
+
+/**
+ * Whether every camera takes the same image (size, resize mode, normalisation): their raw frames
+ * can then go through one ingest in one native call.
+ */
+export function sameImageSpec(cameras: readonly { readonly image: unknown }[]): boolean {
+  const first = JSON.stringify(cameras[0]?.image);
+  return cameras.every((c) => JSON.stringify(c.image) === first);
+}

@@ -25,7 +25,7 @@ import {
   type ActionLimits,
   type LimitsRequest,
 } from '../runtime/safety.js';
-import { cameraList, matchCameras } from './cameras.js';
+import { cameraList, matchCameras, sameImageSpec } from './cameras.js';
 import { FlowPolicy, type FlowCacheOptions, type FlowPolicyOptions } from './policy.js';
 
 /** How a {@link FlowPipeline} is built. */
@@ -92,6 +92,9 @@ export class FlowPipeline {
   /** What the bridge calls on a client's `reset`: forget the frames of that stream (see the class). */
   readonly pruner: { reset(stream?: string): void };
   readonly #ingest: readonly FrameIngest[];
+  /** Each camera's RGB8 at the model's size, reused frame after frame; undefined when the cameras'
+   * image specs differ (then each frame gets its own). */
+  readonly #rgb: Uint8Array[] | undefined;
   readonly #limits: ActionLimits;
   readonly #maxStateDeviation: number;
   #sequence = 0;
@@ -124,6 +127,9 @@ export class FlowPipeline {
           ingest,
         ),
     );
+    this.#rgb = sameImageSpec(this.cameras)
+      ? this.cameras.map((c) => new Uint8Array(c.image.width * c.image.height * 3))
+      : undefined;
     this.pruner = {
       reset: (stream?: string) => {
         if (stream === undefined || stream === this.#stream) {
@@ -213,9 +219,17 @@ export class FlowPipeline {
       this.policy.resetFrames();
       this.#stream = obs.stream;
     }
-    const decoded = await Promise.allSettled(
-      order.map((i, c) => (this.#ingest[c] as FrameIngest).toRgbAsync(images[i] as Frame)),
-    );
+    const frames = order.map((i) => images[i] as Frame);
+    // Raw frames of cameras with one image spec (the usual case): one native call that splits
+    // their rows across threads, into this pipeline's own buffers (the policy keeps nothing of a
+    // frame's RGB past its inference: the cross-frame cache and the temporal pruner copy what they
+    // keep). Otherwise each camera's frame on libuv's pool, decoded or converted in parallel.
+    const decoded =
+      this.#rgb !== undefined && frames.every((f) => f.kind === 'raw')
+        ? (this.#ingest[0] as FrameIngest).rawToRgbMany(frames, this.#rgb)
+        : await Promise.allSettled(
+            frames.map((f, c) => (this.#ingest[c] as FrameIngest).toRgbAsync(f)),
+          );
     const rgb = decoded.map((d, c) => {
       if (d.status === 'fulfilled') return d.value;
       throw named ? requestFieldError(d.reason, order[c] as number) : d.reason;

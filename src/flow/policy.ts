@@ -9,6 +9,7 @@ import { createPruner } from '../pruning/strategies.js';
 import { tokenBudget, type Pruner, type PruningStrategy } from '../pruning/pruner.js';
 import { Rng } from '../util/rng.js';
 import { FlowBudgetController, type FlowEffort } from '../runtime/flow-budget.js';
+import { sameImageSpec } from './cameras.js';
 import { openFlowSessions, type FlowSessions } from './graphs.js';
 import { KvLayout, VisualKvCache } from './kv.js';
 import { guidedVelocity, type BatchVelocity, type RtcGuidance } from './rtc.js';
@@ -169,8 +170,7 @@ export class FlowPolicy {
     this.totalTokens = n * m.cameras.length;
     this.tokenBudget = tokenBudget(n, options.pruning.keepRatio, options.pruning.keepCount);
     this.#tokensPerCamera = n;
-    const spec = (c: (typeof m.cameras)[number]): string => JSON.stringify(c.image);
-    this.#sharedSpec = m.cameras.every((c) => spec(c) === spec(cam));
+    this.#sharedSpec = sameImageSpec(m.cameras);
     const budget = options.latencyBudget;
     this.#controller =
       budget !== undefined && budget.budgetMs > 0

@@ -199,6 +199,33 @@ describe('FlowPipeline', () => {
     expect(error.field).toMatch(/^images\[0\]/);
   });
 
+  it('gives a sequence of raw frames (converted into reused buffers) what fresh images give', async () => {
+    // The pipeline converts both cameras' raw frames into buffers it reuses frame after frame;
+    // the policy called with the frames themselves gives each conversion a buffer of its own.
+    // With the cross-frame cache on, which compares each frame with what it kept of the one
+    // before, the two must still agree frame by frame.
+    const caches = { instruction: true, visualThreshold: 4, visualCameras: ['table'] };
+    const pipeline = await open({ caches });
+    const reference = (await open({ caches })).policy;
+    let reused = 0;
+    for (const seed of [5, 8, 8, 11, 5]) {
+      const obs = observation(seed, { seed: 1 });
+      const [table, wrist] = twoCameras(obs);
+      const chunk = await pipeline.infer(obs);
+      const alone = await reference.infer({
+        images: [table.frame, wrist.frame],
+        instruction: obs.instruction,
+        state: obs.state,
+        seed: 1,
+      });
+      expect(chunk.clamped).toBe(0);
+      expect(Array.from(chunk.actions)).toEqual(Array.from(alone.actions));
+      reused += alone.reusedTokens;
+    }
+    // The repeated frame reused the table camera's tokens: the cache was exercised.
+    expect(reused).toBeGreaterThan(0);
+  });
+
   it('refuses bad state, seed and keep_count with their fields', async () => {
     const p = await open();
     expect((await rejection(p.infer(observation(5, { state: [0.5, NaN] })))).field).toBe(
