@@ -361,7 +361,10 @@ export class ArPipeline {
 
   async #inferNow(obs: Observation, checked: CheckedObservation): Promise<ActionChunk> {
     const t0 = performance.now();
-    const rgb = await this.#ingest.toRgbAsync(checked.frame);
+    // One observation at a time: a raw frame is converted here, on this thread (no copy of the
+    // frame and no hop to libuv's pool, which cost more than the kernel at camera sizes); an
+    // encoded one is decoded by sharp on the pool.
+    const rgb = await this.#ingest.toRgb(checked.frame);
     const input = this.#arObservation(obs, rgb);
     const t1 = performance.now();
     const result = await this.policy.act(input, this.#actOptions(obs, input, checked.budget));
