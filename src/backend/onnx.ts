@@ -45,7 +45,7 @@ interface BatchBuffers {
   readonly slots: readonly Float32Array[];
   readonly tokens: Float32Array;
   readonly positions: BigInt64Array;
-  /** `positions` as numbers (-1 where nothing was written yet), to skip unchanged conversions. */
+  /** `positions` as numbers (both start at zero), to skip converting unchanged entries. */
   readonly positionsHeld: Int32Array;
   readonly ids: BigInt64Array;
   readonly state: Float32Array;
@@ -445,7 +445,7 @@ export class OnnxBackend implements TokenPolicyBackend {
       slots: Array.from({ length: size }, (_, i) => pixels.subarray(i * p, (i + 1) * p)),
       tokens: new Float32Array(size * n * m.token_dim),
       positions: new BigInt64Array(size * n),
-      positionsHeld: new Int32Array(size * n).fill(-1),
+      positionsHeld: new Int32Array(size * n),
       ids: new BigInt64Array(size * this.#idData.length),
       state: new Float32Array(size * this.#stateData.length),
       visual: new Float32Array(size * n * m.token_dim),

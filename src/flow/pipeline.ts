@@ -13,6 +13,7 @@ import {
   FrameIngest,
   type Frame,
   type IngestLimits,
+  type RawFrame,
 } from '../ingest/index.js';
 import { selectFlowVariant, type FlowCamera, type FlowPackage } from '../model/flow-manifest.js';
 import type { Precision } from '../model/manifest.js';
@@ -223,10 +224,11 @@ export class FlowPipeline {
     // Raw frames of cameras with one image spec (the usual case): one native call that splits
     // their rows across threads, into this pipeline's own buffers (the policy keeps nothing of a
     // frame's RGB past its inference: the cross-frame cache and the temporal pruner copy what they
-    // keep). Otherwise each camera's frame on libuv's pool, decoded or converted in parallel.
+    // keep). Otherwise each camera's frame on libuv's pool, decoded or converted in parallel;
+    // there a missing or malformed frame is refused by the ingest's checks, naming its field.
     const decoded =
-      this.#rgb !== undefined && frames.every((f) => f.kind === 'raw')
-        ? (this.#ingest[0] as FrameIngest).rawToRgbMany(frames, this.#rgb)
+      this.#rgb !== undefined && frames.every((f) => (f as Partial<Frame> | null)?.kind === 'raw')
+        ? (this.#ingest[0] as FrameIngest).rawToRgbMany(frames as RawFrame[], this.#rgb)
         : await Promise.allSettled(
             frames.map((f, c) => (this.#ingest[c] as FrameIngest).toRgbAsync(f)),
           );

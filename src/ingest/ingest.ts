@@ -249,12 +249,7 @@ export class FrameIngest {
       }
     });
     tensors.forEach((tensor, i) => {
-      if (tensor !== undefined && !(tensor instanceof Float32Array && tensor.length === bytes)) {
-        throw new InputError(
-          `Expected a Float32Array of ${bytes} values (3x${this.spec.height}x${this.spec.width}) for tensors[${i}] but received ${describe(tensor)}`,
-          { field: `tensors[${i}]` },
-        );
-      }
+      if (tensor !== undefined) this.#checkOut(tensor, `tensors[${i}]`);
     });
     const jobs: IngestJob[] = [];
     const results = frames.map((frame, i): PromiseSettledResult<Uint8Array> => {
@@ -278,12 +273,13 @@ export class FrameIngest {
     return results;
   }
 
-  #checkOut(out: Float32Array): void {
+  /** Refuse an output tensor (parameter `field`) that is not the spec's CHW float32 size. */
+  #checkOut(out: Float32Array, field = 'out'): void {
     const plane = this.spec.width * this.spec.height;
     if (!(out instanceof Float32Array) || out.length !== plane * 3) {
       throw new InputError(
-        `Expected a Float32Array of length ${plane * 3} (3x${this.spec.height}x${this.spec.width}) for out but received ${describe(out)}`,
-        { field: 'out' },
+        `Expected a Float32Array of length ${plane * 3} (3x${this.spec.height}x${this.spec.width}) for ${field} but received ${describe(out)}`,
+        { field },
       );
     }
   }

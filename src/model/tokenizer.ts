@@ -11,8 +11,12 @@ export interface TokenizerSpec {
   readonly vocab: readonly string[];
 }
 
-/** Instructions whose ids a tokenizer keeps (a few tasks' worth; each entry is a few dozen bytes). */
+/** Instructions whose ids a tokenizer keeps: a few tasks' worth, each entry its text and two
+ * arrays of max_length ids. */
 const MEMO_ENTRIES = 64;
+/** Longer texts are not kept: a client cycling through long instructions would otherwise hold
+ * 64 of them. */
+const MEMO_TEXT_LENGTH = 256;
 
 /** One instruction's ids, padded, and how many are words. */
 interface Encoded {
@@ -60,14 +64,18 @@ export class WordTokenizer {
     return this.#ids.size;
   }
 
-  /** Token ids of `text`, padded to maxLength, written into `out` (reused across calls). */
+  /**
+   * Token ids of `text`, padded to maxLength, written into `out` (reused across calls; a shorter
+   * `out` takes the first ids).
+   */
   encodeInto(text: string, out: BigInt64Array | Int32Array): number {
     const e = this.#encoded(text);
+    const n = Math.min(out.length, this.maxLength);
     if (out instanceof BigInt64Array) {
       e.big ??= BigInt64Array.from(e.ids, (id) => BigInt(id));
-      out.set(e.big);
+      out.set(e.big.subarray(0, n));
     } else {
-      out.set(e.ids);
+      out.set(e.ids.subarray(0, n));
     }
     return e.count;
   }
@@ -92,6 +100,7 @@ export class WordTokenizer {
     const ids = new Int32Array(this.maxLength).fill(this.padId);
     for (let i = 0; i < count; i++) ids[i] = this.#ids.get(words[i] as string) ?? this.unkId;
     const e: Encoded = { ids, count, big: undefined };
+    if (text.length > MEMO_TEXT_LENGTH) return e;
     if (memo.size >= MEMO_ENTRIES) memo.delete(memo.keys().next().value as string);
     memo.set(text, e);
     return e;

@@ -226,6 +226,24 @@ describe('FlowPipeline', () => {
     expect(reused).toBeGreaterThan(0);
   });
 
+  it('refuses a camera entry without a frame, naming the image, and serves the next one', async () => {
+    const p = await open();
+    const obs = observation();
+    const [table] = twoCameras(obs);
+    for (const frame of [null, undefined, 7]) {
+      const error = await rejection(
+        p.infer({
+          ...obs,
+          cameras: [table, { camera: 'wrist', frame: frame as unknown as RawFrame }],
+        }),
+      );
+      expect(error.field).toMatch(/^images\[1\]/);
+    }
+    expect((await p.infer(obs)).actions.length).toBe(
+      pkg.manifest.chunk.horizon * pkg.manifest.chunk.action_dim,
+    );
+  });
+
   it('refuses bad state, seed and keep_count with their fields', async () => {
     const p = await open();
     expect((await rejection(p.infer(observation(5, { state: [0.5, NaN] })))).field).toBe(

@@ -115,6 +115,13 @@ describe('WordTokenizer on the shipped vocabulary', () => {
       expect(Array.from(bigs, Number)).toEqual(first[texts.length - 3 + i]?.ids);
     }
     expect(first[0]?.ids).toEqual(expected(texts[0]?.split(' ') ?? []));
+    // A shorter output takes the first ids; a long text is encoded as any other.
+    const short = new Int32Array(3);
+    tok.encodeInto(texts[5] as string, short);
+    expect(Array.from(short)).toEqual(first[5]?.ids.slice(0, 3));
+    const long = `move to the red block ${'and then '.repeat(60)}`;
+    expect(encode(tok, long)).toEqual(encode(tok, long));
+    expect(encode(tok, long).ids).toEqual(expected(long.trim().split(' ')));
   });
 
   it('encodes the golden episode’s instruction to the ids the training data holds', async () => {

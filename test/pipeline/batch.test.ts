@@ -198,6 +198,17 @@ describe('VlaPipeline.inferBatch', () => {
         const r = results[i];
         if (r?.status === 'fulfilled') expectSameChunk(r.value, alone[k] as ActionChunk);
       });
+      // An encoded frame that fails to decode moves the raw frames after it down a slot too.
+      const garbled: Observation = {
+        ...base,
+        frame: { kind: 'encoded', format: 'jpeg', data: new Uint8Array([0xff, 0xd8, 0xff, 0, 1]) },
+      };
+      const afterGarbled = await p.inferBatch([garbled, good[1], good[2]] as Observation[]);
+      expect(afterGarbled.map((r) => r.status)).toEqual(['rejected', 'fulfilled', 'fulfilled']);
+      [1, 2].forEach((i) => {
+        const r = afterGarbled[i];
+        if (r?.status === 'fulfilled') expectSameChunk(r.value, alone[i] as ActionChunk);
+      });
       // And with a prepared observation first: every raw frame's slot counts it.
       const prepared = await p.prepare(good[2] as Observation);
       const mixed = await p.inferBatch([prepared, bad, good[0] as Observation]);
