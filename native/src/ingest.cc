@@ -505,7 +505,8 @@ void IngestRows(const IngestJob& job, int r0, int r1) {
   const size_t plane = static_cast<size_t>(out_w) * out_h;
   const size_t p0 = static_cast<size_t>(r0) * out_w;
   const size_t p1 = static_cast<size_t>(r1) * out_w;
-  // The same (vectorised) lookup as normalizeRgb, on this band's pixels.
+  // Each band normalises its own rows while they are still in cache, so the lookup writes into
+  // the whole image's planes (a stride of one plane) from the band's first pixel.
   NormalizeRgbPlanes(rgb + 3 * p0, p1 - p0, job.lut, job.out + p0, plane);
 }
 
