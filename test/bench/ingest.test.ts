@@ -19,14 +19,17 @@ import { testPipelineOptions, TINY_VLA } from '../helpers.js';
 describe('bench ingest', () => {
   it('reports preprocess figures for every size and encoding, and the camera ratio', async () => {
     const { manifest } = await loadModelPackage(TINY_VLA);
-    const r = await measureIngest(manifest, manifest.image, 2, 1);
+    const r = await measureIngest(manifest, manifest.image, 2, 3);
     for (const size of ['640x480', '1280x720']) {
       for (const e of INGEST_ENCODINGS) expect(r.preprocess_p50_ms[size]?.[e]).toBeGreaterThan(0);
       expect(r.sharp_rgb8_p50_ms[size]).toBeGreaterThan(0);
     }
     expect(r.cameras.one_p50_ms).toBeGreaterThan(0);
     expect(r.cameras.two_p50_ms).toBeGreaterThan(0);
-    expect(r.cameras.ratio).toBeCloseTo(r.cameras.three_p50_ms / r.cameras.one_p50_ms, 1);
+    // The ratio is the median of each repeat's own three / one (timed back to back).
+    expect(r.cameras.ratio_repeats).toHaveLength(3);
+    for (const x of r.cameras.ratio_repeats) expect(x).toBeGreaterThan(0);
+    expect(r.cameras.ratio).toBe([...r.cameras.ratio_repeats].sort((a, b) => a - b)[1]);
   }, 120_000);
 
   it('the report of bench ingest and npm run bench: end to end on camera frames, its Markdown', async () => {
