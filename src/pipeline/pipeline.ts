@@ -183,7 +183,7 @@ export class VlaPipeline {
   async infer(obs: Observation): Promise<ActionChunk> {
     // A bad observation fails at once, not after the inferences queued before it.
     checkObservation(obs, this.model.manifest, this.#maxStateDeviation);
-    return this.#exclusive(async () => one(await this.#inferBatchNow([obs])));
+    return this.#exclusive(async () => one(await this.#inferBatchNow([obs], true)));
   }
 
   /**
@@ -202,12 +202,13 @@ export class VlaPipeline {
     return new PreparedObservation(obs, rgb, budget, performance.now() - t0);
   }
 
-  /** The checks of {@link prepare}; the observation's own token budget, if any. */
-  #checkObservation(obs: Observation): number | undefined {
-    checkObservation(obs, this.model.manifest, this.#maxStateDeviation);
-    const budget = obs.keepCount === undefined ? undefined : this.#budgetFor(obs.keepCount);
-    this.#checkState(obs.state);
-    return budget;
+  /**
+   * The checks of {@link prepare} (those of `checkObservation`, state included, unless `checked`
+   * says {@link infer} made them already); the observation's own token budget, if any.
+   */
+  #checkObservation(obs: Observation, checked = false): number | undefined {
+    if (!checked) checkObservation(obs, this.model.manifest, this.#maxStateDeviation);
+    return obs.keepCount === undefined ? undefined : this.#budgetFor(obs.keepCount);
   }
 
   /**
@@ -220,7 +221,10 @@ export class VlaPipeline {
    * will take (the slot of its index among the entries that passed the checks); `tensorSlot[i]`
    * says which slot batch entry i's tensor is in, if any.
    */
-  async #prepareNow(batch: readonly (Observation | PreparedObservation)[]): Promise<{
+  async #prepareNow(
+    batch: readonly (Observation | PreparedObservation)[],
+    checked: boolean,
+  ): Promise<{
     settled: PromiseSettledResult<PreparedObservation>[];
     tensorSlot: (number | undefined)[];
   }> {
@@ -236,7 +240,7 @@ export class VlaPipeline {
         return;
       }
       try {
-        todo.push({ j, obs: o, budget: this.#checkObservation(o), slot: passed });
+        todo.push({ j, obs: o, budget: this.#checkObservation(o, checked), slot: passed });
         passed++;
       } catch (reason) {
         settled[j] = { status: 'rejected', reason };
@@ -301,8 +305,10 @@ export class VlaPipeline {
     return this.#exclusive(() => this.#inferBatchNow(batch));
   }
 
+  /** `checked`: {@link infer} has checked the observations already (see #checkObservation). */
   async #inferBatchNow(
     batch: readonly (Observation | PreparedObservation)[],
+    checked = false,
   ): Promise<PromiseSettledResult<ActionChunk>[]> {
     const m = this.model.manifest;
     const size = batch.length;
@@ -312,7 +318,7 @@ export class VlaPipeline {
         { field: 'batch' },
       );
     }
-    const { settled, tensorSlot } = await this.#prepareNow(batch);
+    const { settled, tensorSlot } = await this.#prepareNow(batch, checked);
     const t0 = performance.now();
     const results = new BatchResults(settled);
     const items = results.items;
@@ -342,7 +348,9 @@ export class VlaPipeline {
         // checks and shifted it to another slot.
         if (tensorSlot[index] !== j)
           this.#ingest.normalise(prepared.rgb, pixels[j] as Float32Array);
-        this.#checkState(obs.state);
+        // The state of an observation prepared here was checked with it; one that came prepared
+        // may have been built by hand.
+        if (batch[index] instanceof PreparedObservation) this.#checkState(obs.state);
       } catch (error) {
         failed.add(j);
         fail(error, [j]);

@@ -260,6 +260,24 @@ describe('VlaPipeline.inferBatch', () => {
     });
   });
 
+  it('fails a hand-built prepared observation with a bad state alone', async () => {
+    await withPipeline({}, async (p) => {
+      const good = await p.prepare(observation(3));
+      const badState = new PreparedObservation(
+        { ...good.observation, state: [0.5, Number.NaN] },
+        good.rgb,
+        undefined,
+        0,
+      );
+      const results = await p.inferBatch([badState, good]);
+      expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
+      expect(results[0]?.status === 'rejected' ? results[0].reason : undefined).toMatchObject({
+        name: 'InputError',
+        field: 'state[1]',
+      });
+    });
+  });
+
   it('shows the last frame in lastSelection, and a prepared frame keeps its own image', async () => {
     // Raw frames are converted into the batch slots' buffers, reused from one inference to the
     // next: the selection must be the newest frame's image, and a PreparedObservation made by
