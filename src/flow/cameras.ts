@@ -5,7 +5,7 @@
  */
 
 import { describe, InputError } from '../errors.js';
-import type { Frame } from '../ingest/index.js';
+import type { Frame, FrameIngest, RawFrame } from '../ingest/index.js';
 import type { CameraFrame } from '../pipeline/types.js';
 
 /**
@@ -110,4 +110,23 @@ export function cameraList(cameras: unknown, frame: Frame): readonly CameraFrame
 export function sameImageSpec(cameras: readonly { readonly image: unknown }[]): boolean {
   const first = JSON.stringify(cameras[0]?.image);
   return cameras.every((c) => JSON.stringify(c.image) === first);
+}
+
+/**
+ * Every camera's frame to RGB8 at its model size, one settled result per camera (`ingest[c]` is
+ * camera c's). When the cameras share one image spec (`sameSpec`, see {@link sameImageSpec}) and
+ * every frame is raw: one native call that splits their rows across threads, into `into[c]` when
+ * given. Otherwise each camera's own ingest on libuv's pool, in parallel; there a missing or
+ * malformed frame is refused by the ingest's checks, naming its field.
+ */
+export async function camerasToRgb(
+  ingest: readonly FrameIngest[],
+  sameSpec: boolean,
+  frames: readonly Frame[],
+  into?: readonly Uint8Array[],
+): Promise<PromiseSettledResult<Uint8Array>[]> {
+  if (sameSpec && frames.every((f) => (f as Partial<Frame> | null)?.kind === 'raw')) {
+    return (ingest[0] as FrameIngest).rawToRgbMany(frames as RawFrame[], into);
+  }
+  return Promise.allSettled(frames.map((f, c) => (ingest[c] as FrameIngest).toRgbAsync(f)));
 }

@@ -13,7 +13,6 @@ import {
   FrameIngest,
   type Frame,
   type IngestLimits,
-  type RawFrame,
 } from '../ingest/index.js';
 import { selectFlowVariant, type FlowCamera, type FlowPackage } from '../model/flow-manifest.js';
 import type { Precision } from '../model/manifest.js';
@@ -26,7 +25,7 @@ import {
   type ActionLimits,
   type LimitsRequest,
 } from '../runtime/safety.js';
-import { cameraList, matchCameras, sameImageSpec } from './cameras.js';
+import { camerasToRgb, cameraList, matchCameras, sameImageSpec } from './cameras.js';
 import { FlowPolicy, type FlowCacheOptions, type FlowPolicyOptions } from './policy.js';
 
 /** How a {@link FlowPipeline} is built. */
@@ -221,17 +220,9 @@ export class FlowPipeline {
       this.#stream = obs.stream;
     }
     const frames = order.map((i) => images[i] as Frame);
-    // Raw frames of cameras with one image spec (the usual case): one native call that splits
-    // their rows across threads, into this pipeline's own buffers (the policy keeps nothing of a
-    // frame's RGB past its inference: the cross-frame cache and the temporal pruner copy what they
-    // keep). Otherwise each camera's frame on libuv's pool, decoded or converted in parallel;
-    // there a missing or malformed frame is refused by the ingest's checks, naming its field.
-    const decoded =
-      this.#rgb !== undefined && frames.every((f) => (f as Partial<Frame> | null)?.kind === 'raw')
-        ? (this.#ingest[0] as FrameIngest).rawToRgbMany(frames as RawFrame[], this.#rgb)
-        : await Promise.allSettled(
-            frames.map((f, c) => (this.#ingest[c] as FrameIngest).toRgbAsync(f)),
-          );
+    // Into this pipeline's own buffers: the policy keeps nothing of a frame's RGB past its
+    // inference (the cross-frame cache and the temporal pruner copy what they keep).
+    const decoded = await camerasToRgb(this.#ingest, this.#rgb !== undefined, frames, this.#rgb);
     const rgb = decoded.map((d, c) => {
       if (d.status === 'fulfilled') return d.value;
       throw named ? requestFieldError(d.reason, order[c] as number) : d.reason;

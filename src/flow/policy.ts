@@ -9,7 +9,7 @@ import { createPruner } from '../pruning/strategies.js';
 import { tokenBudget, type Pruner, type PruningStrategy } from '../pruning/pruner.js';
 import { Rng } from '../util/rng.js';
 import { FlowBudgetController, type FlowEffort } from '../runtime/flow-budget.js';
-import { sameImageSpec } from './cameras.js';
+import { camerasToRgb, sameImageSpec } from './cameras.js';
 import { openFlowSessions, type FlowSessions } from './graphs.js';
 import { KvLayout, VisualKvCache } from './kv.js';
 import { guidedVelocity, type BatchVelocity, type RtcGuidance } from './rtc.js';
@@ -350,7 +350,8 @@ export class FlowPolicy {
   /**
    * Every camera's frame to RGB at its model size. Raw frames of cameras with one image spec (the
    * usual case) are converted together in one native call that splits their rows across threads;
-   * otherwise each camera's own ingest runs. A bad frame fails the request with its camera named.
+   * otherwise each camera's own ingest runs ({@link camerasToRgb}). A bad frame fails the request
+   * with its camera named.
    */
   async #toRgb(frames: readonly Frame[]): Promise<Uint8Array[]> {
     const cams = this.pkg.manifest.cameras;
@@ -363,19 +364,8 @@ export class FlowPolicy {
       }
       throw error;
     };
-    if (this.#sharedSpec && frames.every((f) => f.kind === 'raw')) {
-      const results = (this.#ingest[0] as FrameIngest).rawToRgbMany(frames);
-      return results.map((r, c) => (r.status === 'fulfilled' ? r.value : named(c, r.reason)));
-    }
-    const out: Uint8Array[] = [];
-    for (let c = 0; c < frames.length; c++) {
-      try {
-        out.push(await (this.#ingest[c] as FrameIngest).toRgb(frames[c] as Frame));
-      } catch (error) {
-        named(c, error);
-      }
-    }
-    return out;
+    const results = await camerasToRgb(this.#ingest, this.#sharedSpec, frames);
+    return results.map((r, c) => (r.status === 'fulfilled' ? r.value : named(c, r.reason)));
   }
 
   /** Euler integration of the expert's velocity from seeded noise (t = 0) to the chunk (t = 1). */
