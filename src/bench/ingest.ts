@@ -237,8 +237,8 @@ export async function measureIngest(
     threeRuns.push(round(t, 4));
     ratios.push(round(t / o, 2));
   }
-  const one = { p50: round(median(oneRuns), 4) };
-  const three = { p50: round(median(threeRuns), 4) };
+  const oneP50 = round(median(oneRuns), 4);
+  const threeP50 = round(median(threeRuns), 4);
   const two = await repeatedP50(
     () => Promise.resolve(ingest.rawToRgbMany(raw.slice(0, 2), rgbs)),
     runs,
@@ -249,13 +249,13 @@ export async function measureIngest(
     runs,
     repeats,
   );
-  progress(`three 640x480 cameras ${three.p50} ms, one ${one.p50} ms`);
+  progress(`three 640x480 cameras ${threeP50} ms, one ${oneP50} ms`);
   return {
     preprocess_p50_ms: table,
     sharp_rgb8_p50_ms: viaSharp,
     cameras: {
-      one_p50_ms: one.p50,
-      three_p50_ms: three.p50,
+      one_p50_ms: oneP50,
+      three_p50_ms: threeP50,
       three_sequential_p50_ms: sequential.p50,
       two_p50_ms: two.p50,
       ratio: round(median(ratios), 2),
