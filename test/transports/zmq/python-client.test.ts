@@ -139,12 +139,11 @@ describe.skipIf(reason !== undefined)('Python client (examples/python/client.py)
         const secretFile = join(dir, 'client.key');
         await writeFile(secretFile, `${listed.secretKey}\n`);
         const base = [CLIENT, '--endpoint', curve.endpoint, '--synthetic'];
+        // `--option=KEY`: a Z85 key may start with '-', which argparse would take for an option.
         const withKey = [
           ...base,
-          '--server-public-key',
-          serverKeys.publicKey,
-          '--client-public-key',
-          listed.publicKey,
+          `--server-public-key=${serverKeys.publicKey}`,
+          `--client-public-key=${listed.publicKey}`,
           '--client-secret-key-file',
           secretFile,
         ];
@@ -154,7 +153,7 @@ describe.skipIf(reason !== undefined)('Python client (examples/python/client.py)
         // A fresh key pair (not listed) gets no reply: the client times out and exits non-zero.
         const refused = promisify(execFile)(
           PYTHON,
-          [...base, '--server-public-key', serverKeys.publicKey, '--timeout-ms', '1500'],
+          [...base, `--server-public-key=${serverKeys.publicKey}`, '--timeout-ms', '1500'],
           { timeout: 30_000 },
         );
         await expect(refused).rejects.toMatchObject({
