@@ -74,29 +74,13 @@ export interface Kernels {
    *
    * @example kernels.ingestFrame(frame.data, plan.header, plan.vTaps, plan.hTaps, rgb, lut, out);
    */
-  ingestFrame(
-    src: Uint8Array,
-    header: Int32Array,
-    vTaps: Int32Array,
-    hTaps: Int32Array,
-    rgb: Uint8Array,
-    lut: Float32Array,
-    out: Float32Array,
-  ): void;
+  ingestFrame(...job: IngestJob): void;
   /**
    * {@link Kernels.ingestFrame} off the JavaScript thread (the addon runs it on libuv's thread
    * pool, so several cameras are prepared in parallel; the TypeScript reference runs it inline).
    * Every array must stay untouched until the promise settles.
    */
-  ingestFrameAsync(
-    src: Uint8Array,
-    header: Int32Array,
-    vTaps: Int32Array,
-    hTaps: Int32Array,
-    rgb: Uint8Array,
-    lut: Float32Array,
-    out: Float32Array,
-  ): Promise<void>;
+  ingestFrameAsync(...job: IngestJob): Promise<void>;
   /**
    * {@link Kernels.ingestFrame} for several frames (cameras) in one synchronous call: the addon
    * splits their output rows across the calling thread and a few persistent threads, so three

@@ -4,6 +4,7 @@
  * buffers live at module level and grow as needed.
  */
 import { H, SOURCE_KIND as K, TAP_SHIFT } from './ingest-layout.js';
+import type { Kernels } from './kernels.js';
 
 let acc0: Uint32Array = new Uint32Array(0);
 let acc1: Uint32Array = new Uint32Array(0);
@@ -246,15 +247,7 @@ function boxConvert(src: Uint8Array, h: Int32Array): void {
  * The `ingestFrame` kernel (see Kernels.ingestFrame): raw frame bytes to RGB8 at the output size
  * and, when `out` is not empty, the normalised CHW float32 tensor.
  */
-export function ingestFrame(
-  src: Uint8Array,
-  header: Int32Array,
-  vTaps: Int32Array,
-  hTaps: Int32Array,
-  rgb: Uint8Array,
-  lut: Float32Array,
-  out: Float32Array,
-): void {
+export const ingestFrame: Kernels['ingestFrame'] = (src, header, vTaps, hTaps, rgb, lut, out) => {
   const midW = header[H.midWidth] as number;
   const midH = header[H.midHeight] as number;
   const outW = header[H.outWidth] as number;
@@ -318,4 +311,4 @@ export function ingestFrame(
     out[plane + p] = lut[256 + (rgb[q + 1] as number)] as number;
     out[2 * plane + p] = lut[512 + (rgb[q + 2] as number)] as number;
   }
-}
+};

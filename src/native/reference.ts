@@ -41,7 +41,7 @@ function siftDown(scores: Float32Array, h: Int32Array, size: number, at: number)
   h[i] = item;
 }
 
-function topK(scores: Float32Array, k: number, out: Int32Array): void {
+const topK: Kernels['topK'] = (scores, k, out) => {
   const n = scores.length;
   if (kept.length < n) kept = new Uint8Array(n);
   if (heap.length < k) heap = new Int32Array(k);
@@ -58,7 +58,7 @@ function topK(scores: Float32Array, k: number, out: Int32Array): void {
   for (let i = 0; i < k; i++) kept[h[i] as number] = 1;
   let w = 0;
   for (let i = 0; i < n; i++) if (kept[i] === 1) out[w++] = i;
-}
+};
 
 /**
  * The dot product of rows `i` and `j` (offsets in floats) with four double accumulators (element
@@ -91,14 +91,7 @@ function distance(t: Float32Array, i: number, j: number, dim: number): number {
   return 1 - dot(t, i * dim, j * dim, dim) / (ni * nj);
 }
 
-function maxMinDiversity(
-  tokens: Float32Array,
-  n: number,
-  dim: number,
-  k: number,
-  first: number,
-  out: Int32Array,
-): void {
+const maxMinDiversity: Kernels['maxMinDiversity'] = (tokens, n, dim, k, first, out) => {
   if (norms.length < n) {
     norms = new Float64Array(n);
     minDist = new Float64Array(n);
@@ -134,17 +127,9 @@ function maxMinDiversity(
   }
   let w = 0;
   for (let i = 0; i < n; i++) if (selected[i] === 1) out[w++] = i;
-}
+};
 
-function patchDifference(
-  a: Uint8Array,
-  b: Uint8Array,
-  width: number,
-  height: number,
-  gridW: number,
-  gridH: number,
-  out: Float32Array,
-): void {
+const patchDifference: Kernels['patchDifference'] = (a, b, width, height, gridW, gridH, out) => {
   const patches = gridW * gridH;
   if (patchSums.length < patches) patchSums = new Float64Array(patches);
   const sums = patchSums;
@@ -167,9 +152,9 @@ function patchDifference(
   }
   const count = patchBytes * patchRows;
   for (let i = 0; i < patches; i++) out[i] = (sums[i] as number) / count;
-}
+};
 
-function normalizeRgb(rgb: Uint8Array, lut: Float32Array, out: Float32Array): void {
+const normalizeRgb: Kernels['normalizeRgb'] = (rgb, lut, out) => {
   const pixels = Math.floor(rgb.length / 3);
   const g = pixels;
   const b = 2 * pixels;
@@ -178,21 +163,15 @@ function normalizeRgb(rgb: Uint8Array, lut: Float32Array, out: Float32Array): vo
     out[g + p] = lut[256 + (rgb[q + 1] as number)] as number;
     out[b + p] = lut[512 + (rgb[q + 2] as number)] as number;
   }
-}
+};
 
-function gatherRows(
-  tokens: Float32Array,
-  dim: number,
-  idx: Int32Array,
-  count: number,
-  out: Float32Array,
-): void {
+const gatherRows: Kernels['gatherRows'] = (tokens, dim, idx, count, out) => {
   for (let i = 0; i < count; i++) {
     const from = (idx[i] as number) * dim;
     const to = i * dim;
     for (let d = 0; d < dim; d++) out[to + d] = tokens[from + d] as number;
   }
-}
+};
 
 /** The reference kernels, unchecked (see ./index.ts for the validating facade). */
 export const reference: Kernels = {

@@ -7,6 +7,9 @@ import { describe, InputError } from '../errors.js';
 import { H, HEADER_LENGTH, SOURCE_KIND } from './ingest-layout.js';
 import type { IngestJob, Kernels } from './kernels.js';
 
+/** A kernel's argument check: the kernel's own parameters (one declaration, in ./kernels.ts). */
+type Check<K extends keyof Kernels> = (...args: Parameters<Kernels[K]>) => void;
+
 type TypedArrayConstructor =
   Float32ArrayConstructor | Int32ArrayConstructor | Uint8ArrayConstructor;
 
@@ -79,22 +82,15 @@ function disjoint(
   }
 }
 
-function checkTopK(scores: Float32Array, k: number, out: Int32Array): void {
+const checkTopK: Check<'topK'> = (scores, k, out) => {
   typedArray(scores, Float32Array, 'scores');
   atLeast(scores, 1, 'scores');
   integer(k, 'k', 1, scores.length);
   typedArray(out, Int32Array, 'out');
   atLeast(out, k, 'out', 'k');
-}
+};
 
-function checkMaxMinDiversity(
-  tokens: Float32Array,
-  n: number,
-  dim: number,
-  k: number,
-  first: number,
-  out: Int32Array,
-): void {
+const checkMaxMinDiversity: Check<'maxMinDiversity'> = (tokens, n, dim, k, first, out) => {
   typedArray(tokens, Float32Array, 'tokens');
   integer(n, 'n', 1);
   integer(dim, 'dim', 1);
@@ -103,17 +99,9 @@ function checkMaxMinDiversity(
   integer(first, 'first', 0, n - 1);
   typedArray(out, Int32Array, 'out');
   atLeast(out, k, 'out', 'k');
-}
+};
 
-function checkPatchDifference(
-  a: Uint8Array,
-  b: Uint8Array,
-  width: number,
-  height: number,
-  gridW: number,
-  gridH: number,
-  out: Float32Array,
-): void {
+const checkPatchDifference: Check<'patchDifference'> = (a, b, width, height, gridW, gridH, out) => {
   integer(width, 'width', 1);
   integer(height, 'height', 1);
   const bytes = width * height * 3;
@@ -135,9 +123,9 @@ function checkPatchDifference(
   }
   typedArray(out, Float32Array, 'out');
   atLeast(out, gridW * gridH, 'out', 'gridW * gridH');
-}
+};
 
-function checkNormalizeRgb(rgb: Uint8Array, lut: Float32Array, out: Float32Array): void {
+const checkNormalizeRgb: Check<'normalizeRgb'> = (rgb, lut, out) => {
   typedArray(rgb, Uint8Array, 'rgb');
   if (rgb.length % 3 !== 0) {
     throw new InputError(
@@ -151,15 +139,9 @@ function checkNormalizeRgb(rgb: Uint8Array, lut: Float32Array, out: Float32Array
   atLeast(out, rgb.length, 'out', 'rgb.length');
   disjoint(out, rgb, 'out', 'rgb');
   disjoint(out, lut, 'out', 'lut');
-}
+};
 
-function checkGatherRows(
-  tokens: Float32Array,
-  dim: number,
-  idx: Int32Array,
-  count: number,
-  out: Float32Array,
-): void {
+const checkGatherRows: Check<'gatherRows'> = (tokens, dim, idx, count, out) => {
   typedArray(tokens, Float32Array, 'tokens');
   integer(dim, 'dim', 1);
   typedArray(idx, Int32Array, 'idx');
@@ -177,7 +159,7 @@ function checkGatherRows(
   typedArray(out, Float32Array, 'out');
   atLeast(out, count * dim, 'out', 'count * dim');
   disjoint(out, tokens, 'out', 'tokens');
-}
+};
 
 /** A header field in [min, max] (the header is built by src/ingest/raw-kernel.ts). */
 function field(header: Int32Array, name: keyof typeof H, min: number, max: number): number {
@@ -205,15 +187,7 @@ function checkTaps(taps: Int32Array, name: string, count: number, n: number, len
 }
 
 /** The plan must keep every read inside `src` and every write inside the outputs. */
-function checkIngestFrame(
-  src: Uint8Array,
-  header: Int32Array,
-  vTaps: Int32Array,
-  hTaps: Int32Array,
-  rgb: Uint8Array,
-  lut: Float32Array,
-  out: Float32Array,
-): void {
+const checkIngestFrame: Check<'ingestFrame'> = (src, header, vTaps, hTaps, rgb, lut, out) => {
   typedArray(src, Uint8Array, 'src');
   typedArray(header, Int32Array, 'header');
   exactly(header, HEADER_LENGTH, 'header');
@@ -304,7 +278,7 @@ function checkIngestFrame(
   disjoint(rgb, src, 'rgb', 'src');
   disjoint(out, rgb, 'out', 'rgb');
   disjoint(out, src, 'out', 'src');
-}
+};
 
 /**
  * Every job as {@link checkIngestFrame} (an error's field is prefixed `jobs[i].`), and no job
