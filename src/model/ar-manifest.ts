@@ -5,25 +5,27 @@
  * roles have the tensors the runtime feeds and reads (Hugging Face Optimum's decoder-with-past
  * signature for the decoder) and that their shapes agree with the rest of the manifest.
  */
-import { join } from 'node:path';
 import { describe, ModelError } from '../errors.js';
 import {
-  checkReport,
-  checkVariantFile,
   FLOW_FORMAT,
   loadTokenizer,
   readManifestJson,
   validateManifestJson,
   checkStateAndVariants,
-  pickVariant,
   type Dim,
   type GraphSpec,
-  type LoadOptions,
   type Manifest,
   type ModelFile,
   type Precision,
   type TensorSpec,
 } from './manifest.js';
+import {
+  checkVariantFiles,
+  pickVariant,
+  variantPaths,
+  type LoadOptions,
+  type PackageVariant,
+} from './variants.js';
 import type { FlowCamera } from './flow-manifest.js';
 import type { WordTokenizer } from './tokenizer.js';
 
@@ -64,13 +66,10 @@ export interface ArFastSpec extends ArTokenizerCommon {
   readonly merges: readonly (readonly [number, number])[];
 }
 
-export interface ArVariant {
-  readonly name: string;
-  readonly precision: Precision;
-  readonly files: Readonly<Record<ArRole, ModelFile>> & { readonly instruction?: ModelFile };
-  readonly report?: string;
-  readonly providers?: readonly string[];
-}
+/** A variant of an autoregressive package: the instruction graph's file is there when its graph is. */
+export type ArVariant = PackageVariant<ArRole> & {
+  readonly files: { readonly instruction?: ModelFile };
+};
 
 /** A validated autoregressive manifest (the schema's `v2ar`; field meanings are there). */
 export interface ArManifest {
@@ -358,16 +357,7 @@ export async function loadArManifest(
   const manifest = valid as ArManifest;
   checkArConsistency(manifest);
   const words = await loadTokenizer(root, manifest.tokenizer);
-  for (const [i, v] of manifest.variants.entries()) {
-    for (const role of arRoles(manifest))
-      await checkVariantFile(
-        root,
-        v.files[role] as ModelFile,
-        `variants[${i}].files.${role}`,
-        options,
-      );
-    checkReport(root, v.report, i);
-  }
+  await checkVariantFiles(root, manifest.variants, arRoles(manifest), options);
   return { dir: root, manifest, words };
 }
 
@@ -384,8 +374,5 @@ export function selectArVariant(
   readonly paths: Readonly<Record<ArRole, string>> & { readonly instruction?: string };
 } {
   const variant = pickVariant(pkg, precision, provider);
-  const paths = Object.fromEntries(
-    arRoles(pkg.manifest).map((r) => [r, join(pkg.dir, (variant.files[r] as ModelFile).path)]),
-  );
-  return { ...variant, paths: paths as Record<ArRole, string> };
+  return { ...variant, paths: variantPaths(pkg.dir, variant, arRoles(pkg.manifest)) };
 }

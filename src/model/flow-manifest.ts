@@ -1,22 +1,23 @@
-import { join } from 'node:path';
 import { describe, ModelError } from '../errors.js';
 import {
-  checkReport,
-  checkVariantFile,
   FLOW_FORMAT,
   loadTokenizer,
   readManifestJson,
   validateManifestJson,
   checkStateAndVariants,
-  pickVariant,
   type Dim,
   type GraphSpec,
-  type LoadOptions,
   type Manifest,
-  type ModelFile,
   type Precision,
   type TensorSpec,
 } from './manifest.js';
+import {
+  checkVariantFiles,
+  pickVariant,
+  variantPaths,
+  type LoadOptions,
+  type PackageVariant,
+} from './variants.js';
 import type { WordTokenizer } from './tokenizer.js';
 
 /** The graph roles of a flow-matching package (format `vla-node/model@2`, family `flow`). */
@@ -31,13 +32,8 @@ export interface FlowCamera {
   readonly patch_grid: Manifest['patch_grid'];
 }
 
-export interface FlowVariant {
-  readonly name: string;
-  readonly precision: Precision;
-  readonly files: Readonly<Record<FlowRole, ModelFile>>;
-  readonly report?: string;
-  readonly providers?: readonly string[];
-}
+/** A variant of a flow package. */
+export type FlowVariant = PackageVariant<FlowRole>;
 
 /**
  * The manifest of a flow-matching package (pi0 / SmolVLA shaped). Tensor roles are positional
@@ -299,12 +295,7 @@ export async function loadFlowPackage(
   const manifest = valid as FlowManifest;
   checkFlowConsistency(manifest);
   const tokenizer = await loadTokenizer(root, manifest.tokenizer);
-  for (const [i, v] of manifest.variants.entries()) {
-    for (const role of FLOW_ROLES) {
-      await checkVariantFile(root, v.files[role], `variants[${i}].files.${role}`, options);
-    }
-    checkReport(root, v.report, i);
-  }
+  await checkVariantFiles(root, manifest.variants, FLOW_ROLES, options);
   return { dir: root, manifest, tokenizer };
 }
 
@@ -319,8 +310,5 @@ export function selectFlowVariant(
   provider = 'cpu',
 ): FlowVariant & { readonly paths: Readonly<Record<FlowRole, string>> } {
   const variant = pickVariant(pkg, precision, provider);
-  const paths = Object.fromEntries(
-    FLOW_ROLES.map((r) => [r, join(pkg.dir, variant.files[r].path)]),
-  ) as Record<FlowRole, string>;
-  return { ...variant, paths };
+  return { ...variant, paths: variantPaths(pkg.dir, variant, FLOW_ROLES) };
 }

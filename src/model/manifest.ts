@@ -1,11 +1,27 @@
-import { readFileSync } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { describe, ModelError, printable } from '../errors.js';
 import type { ResizeMode } from '../ingest/frame.js';
-import { packageFile, PACKAGE_LIMITS, sha256File } from './files.js';
+import { packageFile, PACKAGE_LIMITS } from './files.js';
 import { WordTokenizer } from './tokenizer.js';
+import {
+  checkVariantFiles,
+  pickVariant,
+  variantPaths,
+  type LoadOptions,
+  type PackageVariant,
+} from './variants.js';
+
+// The variant checks and selection every family shares live in ./variants.ts; they stay importable
+// from here, where they were first written.
+export {
+  checkReport,
+  checkVariantFile,
+  pickVariant,
+  variantGate,
+  type LoadOptions,
+} from './variants.js';
 
 export type Dim = number | string;
 export type TensorDtype = 'float32' | 'float16' | 'int64' | 'int32' | 'uint8';
@@ -23,19 +39,15 @@ export interface GraphSpec {
 
 export type Precision = 'fp32' | 'fp16' | 'int8' | 'int4';
 export type GraphRole = 'encoder' | 'policy';
+const GRAPH_ROLES: readonly GraphRole[] = ['encoder', 'policy'];
 
 export interface ModelFile {
   readonly path: string;
   readonly sha256: string;
 }
 
-export interface Variant {
-  readonly name: string;
-  readonly precision: Precision;
-  readonly files: Readonly<Record<GraphRole, ModelFile>>;
-  readonly report?: string;
-  readonly providers?: readonly string[];
-}
+/** A variant of an encoder + policy package. */
+export type Variant = PackageVariant<GraphRole>;
 
 /**
  * The manifest of a model package (`models/NAME/manifest.json`, format `vla-node/model@1`).
@@ -362,11 +374,6 @@ export interface ModelPackage {
   readonly tokenizer: WordTokenizer;
 }
 
-export interface LoadOptions {
-  /** Check every variant file's SHA-256 (default true). */
-  readonly verifyHashes?: boolean;
-}
-
 /**
  * Load `dir/manifest.json`, validate it against the schema and for consistency, load the
  * tokenizer and check that every variant's files exist and match their SHA-256.
@@ -383,14 +390,7 @@ export async function loadModelPackage(
   const manifest = await validate(raw);
   checkConsistency(manifest);
   const tokenizer = await loadTokenizer(root, manifest.tokenizer);
-  // Every path is confined and sized before anything is hashed or opened by ONNX Runtime, with
-  // or without hash verification.
-  for (const [i, v] of manifest.variants.entries()) {
-    for (const role of ['encoder', 'policy'] as const) {
-      await checkVariantFile(root, v.files[role], `variants[${i}].files.${role}`, options);
-    }
-    checkReport(root, v.report, i);
-  }
+  await checkVariantFiles(root, manifest.variants, GRAPH_ROLES, options);
   return { dir: root, manifest, tokenizer };
 }
 
@@ -452,117 +452,6 @@ export async function loadTokenizer(
   return tokenizer;
 }
 
-/** Confine and size one graph file of a variant, and check its SHA-256 unless told not to. */
-export async function checkVariantFile(
-  root: string,
-  file: ModelFile,
-  field: string,
-  options: LoadOptions,
-): Promise<string> {
-  const path = packageFile(root, file.path, `manifest.${field}.path`, {
-    maxBytes: PACKAGE_LIMITS.graphBytes,
-  });
-  if (options.verifyHashes !== false) await verifyFile(path, file, field);
-  return path;
-}
-
-/** Confine a variant's report path (the report itself may not exist yet). */
-export function checkReport(root: string, report: string | undefined, index: number): void {
-  if (report === undefined) return;
-  packageFile(root, report, `manifest.variants[${index}].report`, {
-    maxBytes: PACKAGE_LIMITS.jsonBytes,
-    mustExist: false,
-  });
-}
-
-/** Check a confined, regular file (see {@link packageFile}) against its manifest SHA-256. */
-async function verifyFile(path: string, file: ModelFile, field: string): Promise<void> {
-  let digest: string;
-  try {
-    digest = await sha256File(path);
-  } catch (cause) {
-    throw new ModelError('MODEL_FILE', `Expected model file ${file.path} to be readable`, {
-      field: `manifest.${field}.path`,
-      cause,
-    });
-  }
-  if (digest !== file.sha256) {
-    throw new ModelError(
-      'MODEL_FILE',
-      `Expected ${file.path} to have SHA-256 ${file.sha256} but received ${digest}: the file is corrupted or was replaced without updating the manifest`,
-      { field: `manifest.${field}.sha256` },
-    );
-  }
-}
-
-/**
- * What a variant's validation report (written by `vla-node compress`) says about it: whether it
- * passed its gate on `provider`, and its latency relative to fp32; undefined when the variant has
- * no readable report.
- */
-export function variantGate(
-  pkg: { readonly dir: string },
-  variant: { readonly report?: string },
-  provider = 'cpu',
-): { readonly passed: boolean; readonly latencyRatio: number } | undefined {
-  if (variant.report === undefined) return undefined;
-  try {
-    const path = packageFile(pkg.dir, variant.report, 'manifest.variants[].report', {
-      maxBytes: PACKAGE_LIMITS.jsonBytes,
-    });
-    const report = JSON.parse(readFileSync(path, 'utf8')) as {
-      gate?: { passed?: unknown; provider?: unknown };
-      latency?: { ratio?: { total?: unknown } };
-    };
-    const ratio = report.latency?.ratio?.total;
-    return {
-      passed: report.gate?.passed === true && report.gate.provider === provider,
-      latencyRatio: typeof ratio === 'number' && Number.isFinite(ratio) ? ratio : Infinity,
-    };
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * The variant of `precision` among `pkg`'s variants; `auto` picks the fastest variant whose report
- * says it passed its gate on `provider` and runs faster than fp32, else fp32. One rule for every
- * package family.
- *
- * @throws {ModelError} INVALID_MANIFEST naming `model.precision` when there is no such variant.
- */
-export function pickVariant<V extends { readonly precision: Precision; readonly report?: string }>(
-  pkg: {
-    readonly dir: string;
-    readonly manifest: { readonly name: string; readonly variants: readonly V[] };
-  },
-  precision: Precision | 'auto',
-  provider = 'cpu',
-): V {
-  let wanted: Precision = precision === 'auto' ? 'fp32' : precision;
-  let variant = pkg.manifest.variants.find((v) => v.precision === wanted);
-  if (precision === 'auto') {
-    let best = 1;
-    for (const v of pkg.manifest.variants) {
-      if (v.precision === 'fp32') continue;
-      const gate = variantGate(pkg, v, provider);
-      if (gate?.passed === true && gate.latencyRatio < best) {
-        best = gate.latencyRatio;
-        variant = v;
-        wanted = v.precision;
-      }
-    }
-  }
-  if (variant === undefined) {
-    throw new ModelError(
-      'INVALID_MANIFEST',
-      `Expected a variant with precision ${wanted} in ${pkg.manifest.name} but it has ${pkg.manifest.variants.map((v) => v.precision).join('|')}`,
-      { field: 'model.precision' },
-    );
-  }
-  return variant;
-}
-
 /**
  * The variant to run for `precision`. `auto` picks the fastest variant whose report says it passed
  * its gate on `provider` (CPU by default) and is faster than fp32; otherwise fp32.
@@ -573,11 +462,5 @@ export function selectVariant(
   provider = 'cpu',
 ): Variant & { readonly paths: Readonly<Record<GraphRole, string>> } {
   const variant = pickVariant(pkg, precision, provider);
-  return {
-    ...variant,
-    paths: {
-      encoder: join(pkg.dir, variant.files.encoder.path),
-      policy: join(pkg.dir, variant.files.policy.path),
-    },
-  };
+  return { ...variant, paths: variantPaths(pkg.dir, variant, GRAPH_ROLES) };
 }
