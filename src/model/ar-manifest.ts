@@ -5,13 +5,11 @@
  * roles have the tensors the runtime feeds and reads (Hugging Face Optimum's decoder-with-past
  * signature for the decoder) and that their shapes agree with the rest of the manifest.
  */
-import { describe, ModelError } from '../errors.js';
+import { describe } from '../errors.js';
 import {
   FLOW_FORMAT,
-  loadTokenizer,
   readManifestJson,
   validateManifestJson,
-  checkStateAndVariants,
   type Dim,
   type GraphSpec,
   type Manifest,
@@ -19,6 +17,15 @@ import {
   type Precision,
   type TensorSpec,
 } from './manifest.js';
+import {
+  checkActionSection,
+  checkStateAndVariants,
+  expectDynamicTokenCount,
+  expectGraphCount,
+  expectShape,
+  failManifest,
+  loadTokenizer,
+} from './manifest-sections.js';
 import {
   checkVariantFiles,
   pickVariant,
@@ -124,10 +131,6 @@ export async function isArPackage(dir: string): Promise<boolean> {
   }
 }
 
-function fail(field: string, message: string): never {
-  throw new ModelError('INVALID_MANIFEST', message, { field: `manifest.${field}` });
-}
-
 function expectTensor(
   field: string,
   t: TensorSpec | undefined,
@@ -136,34 +139,18 @@ function expectTensor(
   shape: readonly (Dim | null)[],
 ): void {
   if (t === undefined)
-    fail(field, `Expected a tensor ${JSON.stringify(name)} here but it is missing`);
+    failManifest(field, `Expected a tensor ${JSON.stringify(name)} here but it is missing`);
   if (t.name !== name)
-    fail(`${field}.name`, `Expected ${JSON.stringify(name)} but received ${describe(t.name)}`);
+    failManifest(
+      `${field}.name`,
+      `Expected ${JSON.stringify(name)} but received ${describe(t.name)}`,
+    );
   if (!dtypes.includes(t.dtype))
-    fail(`${field}.dtype`, `Expected ${dtypes.join('|')} but received ${describe(t.dtype)}`);
-  if (t.shape.length !== shape.length)
-    fail(
-      `${field}.shape`,
-      `Expected rank ${shape.length} [${shape.map((d) => (d === null ? '?' : String(d))).join(', ')}] but received [${t.shape.join(', ')}]`,
+    failManifest(
+      `${field}.dtype`,
+      `Expected ${dtypes.join('|')} but received ${describe(t.dtype)}`,
     );
-  shape.forEach((want, i) => {
-    if (want !== null && t.shape[i] !== want)
-      fail(`${field}.shape[${i}]`, `Expected ${String(want)} but received ${describe(t.shape[i])}`);
-  });
-}
-
-function expectCount(
-  role: ArGraphRole,
-  g: GraphSpec,
-  inputs: number,
-  outputs: number,
-  what: string,
-) {
-  if (g.inputs.length !== inputs || g.outputs.length !== outputs)
-    fail(
-      `graphs.${role}`,
-      `Expected the ${role} graph to have ${inputs} inputs and ${outputs} outputs (${what}) but received ${g.inputs.length} and ${g.outputs.length}`,
-    );
+  expectShape(field, t, shape);
 }
 
 const INT = ['int64', 'int32'];
@@ -204,7 +191,7 @@ function checkArConsistency(m: ArManifest): void {
       });
   };
 
-  expectCount('encoder', g.encoder, 1, 2, 'pixels -> visual tokens, saliency');
+  expectGraphCount('encoder', g.encoder, 1, 2, 'pixels -> visual tokens, saliency');
   const [pixels] = g.encoder.inputs as [TensorSpec];
   expectTensor('graphs.encoder.inputs[0]', pixels, pixels.name, F32, [
     null,
@@ -218,7 +205,7 @@ function checkArConsistency(m: ArManifest): void {
 
   const L = m.tokenizer.max_length;
   if (g.instruction === undefined)
-    expectCount(
+    expectGraphCount(
       'prefill',
       g.prefill,
       4,
@@ -227,7 +214,7 @@ function checkArConsistency(m: ArManifest): void {
     );
   else {
     // The words' cache is made once per instruction and fed to every frame's prefill as its past.
-    expectCount(
+    expectGraphCount(
       'instruction',
       g.instruction,
       1,
@@ -239,7 +226,7 @@ function checkArConsistency(m: ArManifest): void {
       L,
     ]);
     kv('instruction', 'outputs', 0, 'present', L);
-    expectCount(
+    expectGraphCount(
       'prefill',
       g.prefill,
       4 + 2 * layers,
@@ -249,11 +236,7 @@ function checkArConsistency(m: ArManifest): void {
   }
   const [pv, pp] = g.prefill.inputs as [TensorSpec, TensorSpec];
   expectTensor('graphs.prefill.inputs[0]', pv, 'visual_tokens', F32, [null, null, D]);
-  if (typeof pv.shape[1] !== 'string')
-    fail(
-      'graphs.prefill.inputs[0].shape[1]',
-      `Expected a named (dynamic) token count so pruned token sets fit, but received ${describe(pv.shape[1])}`,
-    );
+  expectDynamicTokenCount('graphs.prefill.inputs[0].shape[1]', pv.shape[1]);
   expectTensor('graphs.prefill.inputs[1]', pp, 'token_positions', INT, [null, pv.shape[1]]);
   if (g.instruction === undefined) {
     expectTensor('graphs.prefill.inputs[2]', g.prefill.inputs[2], 'instruction_ids', INT, [
@@ -276,7 +259,7 @@ function checkArConsistency(m: ArManifest): void {
   ]);
   kv('prefill', 'outputs', 1, 'present');
 
-  expectCount(
+  expectGraphCount(
     'decoder',
     g.decoder,
     3 + 2 * layers,
@@ -296,38 +279,25 @@ function checkArConsistency(m: ArManifest): void {
   const vocab = logitsVocab(m, 'decoder');
   const prefillVocab = logitsVocab(m, 'prefill');
   if (vocab !== undefined && prefillVocab !== undefined && vocab !== prefillVocab)
-    fail(
+    failManifest(
       'graphs.prefill.outputs[0].shape[2]',
       `Expected the prefill's logits to have the decoder's vocabulary ${vocab} but received ${prefillVocab}`,
     );
 
-  for (const key of ['names', 'min', 'max'] as const)
-    if (m.action[key].length !== A)
-      fail(
-        `action.${key}`,
-        `Expected ${A} values (chunk.action_dim) but received ${m.action[key].length}`,
-      );
-  m.action.min.forEach((lo, i) => {
-    const hi = m.action.max[i] ?? Number.NaN;
-    if (!(lo < hi))
-      fail(
-        `action.min[${i}]`,
-        `Expected action.min[${i}] < action.max[${i}] but received ${lo} and ${hi}`,
-      );
-  });
+  checkActionSection(m.action, A, ['names', 'min', 'max']);
   if (m.action_tokenizer.range.length !== A)
-    fail(
+    failManifest(
       'action_tokenizer.range',
       `Expected ${A} values (chunk.action_dim) but received ${m.action_tokenizer.range.length}`,
     );
   m.variants.forEach((v, i) => {
     if (g.instruction !== undefined && v.files.instruction === undefined)
-      fail(
+      failManifest(
         `variants[${i}].files.instruction`,
         "Expected the instruction graph's file (graphs.instruction is given) but received none",
       );
     if (g.instruction === undefined && v.files.instruction !== undefined)
-      fail(
+      failManifest(
         `variants[${i}].files.instruction`,
         'Expected no instruction file (graphs.instruction is not given, so the prefill takes instruction_ids) but received one',
       );
@@ -350,7 +320,7 @@ export async function loadArManifest(
   const { root, raw } = await readManifestJson(dir);
   const valid = await validateManifestJson(raw);
   if (familyOf(valid) !== AR_FAMILY)
-    fail(
+    failManifest(
       'family',
       `Expected an autoregressive package (format ${FLOW_FORMAT}, family ${AR_FAMILY}) but received format ${describe((valid as { format?: unknown }).format)}, family ${describe((valid as { family?: unknown }).family)}`,
     );

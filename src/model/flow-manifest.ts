@@ -1,16 +1,23 @@
-import { describe, ModelError } from '../errors.js';
+import { describe } from '../errors.js';
 import {
   FLOW_FORMAT,
-  loadTokenizer,
   readManifestJson,
   validateManifestJson,
-  checkStateAndVariants,
-  type Dim,
   type GraphSpec,
   type Manifest,
   type Precision,
   type TensorSpec,
 } from './manifest.js';
+import {
+  checkActionSection,
+  checkStateAndVariants,
+  expectDynamicTokenCount,
+  expectGraphCount,
+  expectShape,
+  failManifest,
+  loadTokenizer,
+  type ShapeMessageOptions,
+} from './manifest-sections.js';
 import {
   checkVariantFiles,
   pickVariant,
@@ -98,52 +105,23 @@ export async function isFlowPackage(dir: string): Promise<boolean> {
   }
 }
 
-function fail(field: string, message: string): never {
-  throw new ModelError('INVALID_MANIFEST', message, { field: `manifest.${field}` });
-}
-
-function expectShape(field: string, tensor: TensorSpec, expected: readonly (Dim | null)[]): void {
-  if (tensor.shape.length !== expected.length) {
-    fail(
-      `${field}.shape`,
-      `Expected rank ${expected.length} [${expected.map((d) => (d === null ? '?' : String(d))).join(', ')}] but received [${tensor.shape.join(', ')}]`,
-    );
-  }
-  expected.forEach((want, i) => {
-    if (want === null) return;
-    const got = tensor.shape[i];
-    if (got !== want) {
-      fail(
-        `${field}.shape[${i}]`,
-        `Expected ${String(want)} but received ${describe(got)} in ${field}.shape`,
-      );
-    }
-  });
-}
-
-function expectCount(role: FlowRole, g: GraphSpec, inputs: number, outputs: number, what: string) {
-  if (g.inputs.length !== inputs || g.outputs.length !== outputs) {
-    fail(
-      `graphs.${role}`,
-      `Expected the ${role} graph to have ${inputs} inputs and ${outputs} outputs (${what}) but received ${g.inputs.length} and ${g.outputs.length}`,
-    );
-  }
-}
-
 function expectInteger(field: string, t: TensorSpec): void {
   if (t.dtype !== 'int64' && t.dtype !== 'int32') {
-    fail(`${field}.dtype`, `Expected int64|int32 but received ${t.dtype}`);
+    failManifest(`${field}.dtype`, `Expected int64|int32 but received ${t.dtype}`);
   }
 }
+
+// Flow's shape errors end with where the tensor is (users and tests read them that way).
+const SAY_WHERE: ShapeMessageOptions = { sayWhere: true };
 
 /** Cross-field checks the schema cannot express: every graph's shapes agree with the rest. */
 function checkFlowConsistency(m: FlowManifest): void {
   const [cam0] = m.cameras;
-  if (cam0 === undefined) fail('cameras', 'Expected at least one camera');
+  if (cam0 === undefined) failManifest('cameras', 'Expected at least one camera');
   const names = new Set<string>();
   m.cameras.forEach((c, i) => {
     if (names.has(c.name))
-      fail(
+      failManifest(
         `cameras[${i}].name`,
         `Expected unique camera names but ${JSON.stringify(c.name)} repeats`,
       );
@@ -155,7 +133,7 @@ function checkFlowConsistency(m: FlowManifest): void {
       c.patch_grid.width !== cam0.patch_grid.width ||
       c.patch_grid.height !== cam0.patch_grid.height
     ) {
-      fail(
+      failManifest(
         `cameras[${i}].image`,
         `Expected every camera to share the encoder's image size and patch grid (${cam0.image.width}x${cam0.image.height}, ${cam0.patch_grid.width}x${cam0.patch_grid.height}) but ${c.name} has ${c.image.width}x${c.image.height}, ${c.patch_grid.width}x${c.patch_grid.height}`,
       );
@@ -169,23 +147,28 @@ function checkFlowConsistency(m: FlowManifest): void {
   const { horizon: H, action_dim: A } = m.chunk;
   const g = m.graphs;
 
-  expectCount('encoder', g.encoder, 1, 2, 'pixels -> visual tokens, saliency');
+  expectGraphCount('encoder', g.encoder, 1, 2, 'pixels -> visual tokens, saliency');
   const [pixels] = g.encoder.inputs as [TensorSpec];
   const [vis, sal] = g.encoder.outputs as [TensorSpec, TensorSpec];
-  expectShape('graphs.encoder.inputs[0]', pixels, [null, 3, cam0.image.height, cam0.image.width]);
-  expectShape('graphs.encoder.outputs[0]', vis, [null, n, D]);
-  expectShape('graphs.encoder.outputs[1]', sal, [null, n]);
+  expectShape(
+    'graphs.encoder.inputs[0]',
+    pixels,
+    [null, 3, cam0.image.height, cam0.image.width],
+    SAY_WHERE,
+  );
+  expectShape('graphs.encoder.outputs[0]', vis, [null, n, D], SAY_WHERE);
+  expectShape('graphs.encoder.outputs[1]', sal, [null, n], SAY_WHERE);
 
   const kv = [null, layers, heads, null, hd];
-  expectCount('instruction', g.instruction, 1, 2, 'instruction ids -> keys, values');
+  expectGraphCount('instruction', g.instruction, 1, 2, 'instruction ids -> keys, values');
   const [ids] = g.instruction.inputs as [TensorSpec];
   expectInteger('graphs.instruction.inputs[0]', ids);
-  expectShape('graphs.instruction.inputs[0]', ids, [null, L]);
+  expectShape('graphs.instruction.inputs[0]', ids, [null, L], SAY_WHERE);
   g.instruction.outputs.forEach((t, i) => {
-    expectShape(`graphs.instruction.outputs[${i}]`, t, [null, layers, heads, L, hd]);
+    expectShape(`graphs.instruction.outputs[${i}]`, t, [null, layers, heads, L, hd], SAY_WHERE);
   });
 
-  expectCount(
+  expectGraphCount(
     'prefix',
     g.prefix,
     5,
@@ -199,23 +182,18 @@ function checkFlowConsistency(m: FlowManifest): void {
     TensorSpec,
     TensorSpec,
   ];
-  if (typeof pv.shape[1] !== 'string') {
-    fail(
-      'graphs.prefix.inputs[0].shape[1]',
-      `Expected a named (dynamic) token count so pruned token sets fit, but received ${describe(pv.shape[1])}`,
-    );
-  }
-  expectShape('graphs.prefix.inputs[0]', pv, [null, null, D]);
+  expectDynamicTokenCount('graphs.prefix.inputs[0].shape[1]', pv.shape[1]);
+  expectShape('graphs.prefix.inputs[0]', pv, [null, null, D], SAY_WHERE);
   expectInteger('graphs.prefix.inputs[1]', pp);
-  expectShape('graphs.prefix.inputs[1]', pp, [null, null]);
-  expectShape('graphs.prefix.inputs[2]', ps, [null, S]);
-  expectShape('graphs.prefix.inputs[3]', ck, kv);
-  expectShape('graphs.prefix.inputs[4]', cv, kv);
+  expectShape('graphs.prefix.inputs[1]', pp, [null, null], SAY_WHERE);
+  expectShape('graphs.prefix.inputs[2]', ps, [null, S], SAY_WHERE);
+  expectShape('graphs.prefix.inputs[3]', ck, kv, SAY_WHERE);
+  expectShape('graphs.prefix.inputs[4]', cv, kv, SAY_WHERE);
   g.prefix.outputs.forEach((t, i) => {
-    expectShape(`graphs.prefix.outputs[${i}]`, t, kv);
+    expectShape(`graphs.prefix.outputs[${i}]`, t, kv, SAY_WHERE);
   });
 
-  expectCount(
+  expectGraphCount(
     'expert',
     g.expert,
     7,
@@ -228,18 +206,23 @@ function checkFlowConsistency(m: FlowManifest): void {
     TensorSpec,
     ...TensorSpec[],
   ];
-  expectShape('graphs.expert.inputs[0]', xt, [null, H, A]);
-  expectShape('graphs.expert.inputs[1]', time, [null]);
-  expectShape('graphs.expert.inputs[2]', es, [null, S]);
+  expectShape('graphs.expert.inputs[0]', xt, [null, H, A], SAY_WHERE);
+  expectShape('graphs.expert.inputs[1]', time, [null], SAY_WHERE);
+  expectShape('graphs.expert.inputs[2]', es, [null, S], SAY_WHERE);
   ekv.forEach((t, i) => {
-    expectShape(`graphs.expert.inputs[${i + 3}]`, t, kv);
+    expectShape(`graphs.expert.inputs[${i + 3}]`, t, kv, SAY_WHERE);
   });
-  expectShape('graphs.expert.outputs[0]', g.expert.outputs[0] as TensorSpec, [null, H, A]);
+  expectShape(
+    'graphs.expert.outputs[0]',
+    g.expert.outputs[0] as TensorSpec,
+    [null, H, A],
+    SAY_WHERE,
+  );
   for (const role of FLOW_ROLES) {
     for (const kind of ['inputs', 'outputs'] as const) {
       g[role][kind].forEach((t, i) => {
         if (t.dtype === 'float16' || t.dtype === 'uint8') {
-          fail(
+          failManifest(
             `graphs.${role}.${kind}[${i}].dtype`,
             `Expected float32 or an integer type at the graph boundary but received ${t.dtype}`,
           );
@@ -248,21 +231,7 @@ function checkFlowConsistency(m: FlowManifest): void {
     }
   }
 
-  for (const key of ['names', 'mean', 'std', 'min', 'max'] as const) {
-    if (m.action[key].length !== A)
-      fail(
-        `action.${key}`,
-        `Expected ${A} values (chunk.action_dim) but received ${m.action[key].length}`,
-      );
-  }
-  m.action.min.forEach((lo, i) => {
-    const hi = m.action.max[i] ?? Number.NaN;
-    if (!(lo < hi))
-      fail(
-        `action.min[${i}]`,
-        `Expected action.min[${i}] < action.max[${i}] but received ${lo} and ${hi}`,
-      );
-  });
+  checkActionSection(m.action, A, ['names', 'mean', 'std', 'min', 'max']);
   checkStateAndVariants(m);
 }
 
@@ -281,13 +250,13 @@ export async function loadFlowPackage(
   const { root, raw } = await readManifestJson(dir);
   const valid = await validateManifestJson(raw);
   if ((valid as { format?: unknown }).format !== FLOW_FORMAT) {
-    fail(
+    failManifest(
       'format',
       `Expected ${FLOW_FORMAT} (a flow-matching package) but received ${describe((valid as { format?: unknown }).format)}: load it with loadModelPackage`,
     );
   }
   if ((valid as { family?: unknown }).family !== 'flow') {
-    fail(
+    failManifest(
       'family',
       `Expected family flow (a flow-matching package) but received ${describe((valid as { family?: unknown }).family)}: an autoregressive package runs with ArPolicy; info and bench decode run it`,
     );

@@ -4,7 +4,14 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { describe, ModelError, printable } from '../errors.js';
 import type { ResizeMode } from '../ingest/frame.js';
 import { packageFile, PACKAGE_LIMITS } from './files.js';
-import { WordTokenizer } from './tokenizer.js';
+import {
+  checkActionSection,
+  checkStateAndVariants,
+  expectDynamicTokenCount,
+  failManifest,
+  loadTokenizer,
+} from './manifest-sections.js';
+import type { WordTokenizer } from './tokenizer.js';
 import {
   checkVariantFiles,
   pickVariant,
@@ -12,9 +19,10 @@ import {
   type LoadOptions,
   type PackageVariant,
 } from './variants.js';
+export { checkStateAndVariants, loadTokenizer } from './manifest-sections.js';
 
-// The variant checks and selection every family shares live in ./variants.ts; they stay importable
-// from here, where they were first written.
+// The variant checks and selection (./variants.ts) and the section checks (./manifest-sections.ts)
+// every family shares stay importable from here, where they were first written.
 export {
   checkReport,
   checkVariantFile,
@@ -180,13 +188,12 @@ function explain(e: ErrorObject, raw: unknown): string {
   }
 }
 
-function fail(field: string, message: string): never {
-  throw new ModelError('INVALID_MANIFEST', message, { field: `manifest.${field}` });
-}
-
 function expectDim(field: string, actual: Dim | undefined, expected: Dim, what: string): void {
   if (actual !== expected) {
-    fail(field, `Expected ${what} = ${String(expected)} but the manifest says ${describe(actual)}`);
+    failManifest(
+      field,
+      `Expected ${what} = ${String(expected)} but the manifest says ${describe(actual)}`,
+    );
   }
 }
 
@@ -217,7 +224,7 @@ function checkBatchDimension(m: Manifest): void {
   if (head === undefined) return;
   const other = dims.find((d) => d.dim !== head.dim);
   if (other !== undefined) {
-    fail(
+    failManifest(
       other.field,
       `Expected the first dimension of every graph tensor to be 1 (one observation per run) or the same name (a batch dimension, e.g. "batch") but ${head.field} is ${describe(head.dim)} and ${other.field} is ${describe(other.dim)}`,
     );
@@ -231,13 +238,13 @@ function checkConsistency(m: Manifest): void {
   const [pixels] = m.graphs.encoder.inputs;
   const [vis, sal] = m.graphs.encoder.outputs;
   if (pixels === undefined || vis === undefined || sal === undefined) {
-    fail(
+    failManifest(
       'graphs.encoder',
       'Expected the encoder to have 1 input (pixels) and 2 outputs (visual tokens, saliency)',
     );
   }
   if (pixels.shape.length !== 4)
-    fail(
+    failManifest(
       'graphs.encoder.inputs[0].shape',
       `Expected rank 4 [B, 3, H, W] but received rank ${pixels.shape.length}`,
     );
@@ -267,25 +274,20 @@ function checkConsistency(m: Manifest): void {
     ps === undefined ||
     actions === undefined
   ) {
-    fail(
+    failManifest(
       'graphs.policy',
       'Expected the policy to have 4 inputs (visual tokens, token positions, instruction ids, state) and 1 output (actions)',
     );
   }
-  if (typeof pv.shape[1] !== 'string') {
-    fail(
-      'graphs.policy.inputs[0].shape[1]',
-      `Expected a named (dynamic) token count so pruned token sets fit, but received ${describe(pv.shape[1])}`,
-    );
-  }
+  expectDynamicTokenCount('graphs.policy.inputs[0].shape[1]', pv.shape[1]);
   expectDim('graphs.policy.inputs[0].shape[2]', pv.shape[2], m.token_dim, 'token_dim');
   if (pp.dtype !== 'int64' && pp.dtype !== 'int32')
-    fail(
+    failManifest(
       'graphs.policy.inputs[1].dtype',
       `Expected int64|int32 grid positions but received ${pp.dtype}`,
     );
   if (pt.dtype !== 'int64' && pt.dtype !== 'int32')
-    fail(
+    failManifest(
       'graphs.policy.inputs[2].dtype',
       `Expected int64|int32 token ids but received ${pt.dtype}`,
     );
@@ -314,56 +316,8 @@ function checkConsistency(m: Manifest): void {
     'chunk.action_dim',
   );
 
-  const a = m.chunk.action_dim;
-  for (const key of ['names', 'mean', 'std', 'min', 'max'] as const) {
-    if (m.action[key].length !== a)
-      fail(
-        `action.${key}`,
-        `Expected ${a} values (chunk.action_dim) but received ${m.action[key].length}`,
-      );
-  }
-  m.action.min.forEach((lo, i) => {
-    const hi = m.action.max[i] ?? Number.NaN;
-    if (!(lo < hi))
-      fail(
-        `action.min[${i}]`,
-        `Expected action.min[${i}] < action.max[${i}] but received ${lo} and ${hi}`,
-      );
-  });
+  checkActionSection(m.action, m.chunk.action_dim, ['names', 'mean', 'std', 'min', 'max']);
   checkStateAndVariants(m);
-}
-
-/**
- * The checks every package family shares: the state's mean and std have one value per state name,
- * and no two variants share a name.
- *
- * @throws {ModelError} INVALID_MANIFEST naming `manifest.state.mean|std` or `manifest.variants[i].name`.
- */
-export function checkStateAndVariants(m: {
-  readonly state: {
-    readonly names: readonly string[];
-    readonly mean: readonly number[];
-    readonly std: readonly number[];
-  };
-  readonly variants: readonly { readonly name: string }[];
-}): void {
-  const s = m.state.names.length;
-  for (const key of ['mean', 'std'] as const) {
-    if (m.state[key].length !== s)
-      fail(
-        `state.${key}`,
-        `Expected ${s} values (one per state name) but received ${m.state[key].length}`,
-      );
-  }
-  const names = new Set<string>();
-  m.variants.forEach((v, i) => {
-    if (names.has(v.name))
-      fail(
-        `variants[${i}].name`,
-        `Expected unique variant names but ${JSON.stringify(v.name)} repeats`,
-      );
-    names.add(v.name);
-  });
 }
 
 /** A loaded, validated model package. */
@@ -431,25 +385,6 @@ export async function readManifestJson(dir: string): Promise<{ root: string; raw
     );
   }
   return { root, raw };
-}
-
-/** Load the package's tokenizer and check it against the manifest's `tokenizer` entry. */
-export async function loadTokenizer(
-  root: string,
-  spec: Manifest['tokenizer'],
-): Promise<WordTokenizer> {
-  const tokenizer = await WordTokenizer.load(
-    packageFile(root, spec.file, 'manifest.tokenizer.file', {
-      maxBytes: PACKAGE_LIMITS.jsonBytes,
-    }),
-  );
-  if (tokenizer.maxLength !== spec.max_length) {
-    fail(
-      'tokenizer.max_length',
-      `Expected ${spec.max_length} to equal the tokenizer file's max_length ${tokenizer.maxLength}`,
-    );
-  }
-  return tokenizer;
 }
 
 /**
