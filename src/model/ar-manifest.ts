@@ -8,8 +8,6 @@
 import { describe } from '../errors.js';
 import {
   FLOW_FORMAT,
-  readManifestJson,
-  validateManifestJson,
   type Dim,
   type GraphSpec,
   type Manifest,
@@ -19,20 +17,13 @@ import {
 } from './manifest.js';
 import {
   checkActionSection,
-  checkStateAndVariants,
   expectDynamicTokenCount,
   expectGraphCount,
   expectShape,
   failManifest,
-  loadTokenizer,
 } from './manifest-sections.js';
-import {
-  checkVariantFiles,
-  pickVariant,
-  variantPaths,
-  type LoadOptions,
-  type PackageVariant,
-} from './variants.js';
+import { loadPackage, readManifestJson } from './package-loader.js';
+import { pickVariant, variantPaths, type LoadOptions, type PackageVariant } from './variants.js';
 import type { FlowCamera } from './flow-manifest.js';
 import type { WordTokenizer } from './tokenizer.js';
 
@@ -302,7 +293,16 @@ function checkArConsistency(m: ArManifest): void {
         'Expected no instruction file (graphs.instruction is not given, so the prefill takes instruction_ids) but received one',
       );
   });
-  checkStateAndVariants(m);
+}
+
+/** The schema-valid manifest as an autoregressive package, or what it is instead. */
+function acceptAr(valid: unknown): ArManifest {
+  if (familyOf(valid) !== AR_FAMILY)
+    failManifest(
+      'family',
+      `Expected an autoregressive package (format ${FLOW_FORMAT}, family ${AR_FAMILY}) but received format ${describe((valid as { format?: unknown }).format)}, family ${describe((valid as { family?: unknown }).family)}`,
+    );
+  return valid as ArManifest;
 }
 
 /**
@@ -317,18 +317,12 @@ export async function loadArManifest(
   dir: string,
   options: LoadOptions = {},
 ): Promise<ArModelPackage> {
-  const { root, raw } = await readManifestJson(dir);
-  const valid = await validateManifestJson(raw);
-  if (familyOf(valid) !== AR_FAMILY)
-    failManifest(
-      'family',
-      `Expected an autoregressive package (format ${FLOW_FORMAT}, family ${AR_FAMILY}) but received format ${describe((valid as { format?: unknown }).format)}, family ${describe((valid as { family?: unknown }).family)}`,
-    );
-  const manifest = valid as ArManifest;
-  checkArConsistency(manifest);
-  const words = await loadTokenizer(root, manifest.tokenizer);
-  await checkVariantFiles(root, manifest.variants, arRoles(manifest), options);
-  return { dir: root, manifest, words };
+  const { root, manifest, tokenizer } = await loadPackage(dir, options, {
+    accept: acceptAr,
+    check: checkArConsistency,
+    roles: arRoles,
+  });
+  return { dir: root, manifest, words: tokenizer };
 }
 
 /**

@@ -1,8 +1,6 @@
 import { describe } from '../errors.js';
 import {
   FLOW_FORMAT,
-  readManifestJson,
-  validateManifestJson,
   type GraphSpec,
   type Manifest,
   type Precision,
@@ -10,21 +8,14 @@ import {
 } from './manifest.js';
 import {
   checkActionSection,
-  checkStateAndVariants,
   expectDynamicTokenCount,
   expectGraphCount,
   expectShape,
   failManifest,
-  loadTokenizer,
   type ShapeMessageOptions,
 } from './manifest-sections.js';
-import {
-  checkVariantFiles,
-  pickVariant,
-  variantPaths,
-  type LoadOptions,
-  type PackageVariant,
-} from './variants.js';
+import { loadPackage, readManifestJson } from './package-loader.js';
+import { pickVariant, variantPaths, type LoadOptions, type PackageVariant } from './variants.js';
 import type { WordTokenizer } from './tokenizer.js';
 
 /** The graph roles of a flow-matching package (format `vla-node/model@2`, family `flow`). */
@@ -232,7 +223,23 @@ function checkFlowConsistency(m: FlowManifest): void {
   }
 
   checkActionSection(m.action, A, ['names', 'mean', 'std', 'min', 'max']);
-  checkStateAndVariants(m);
+}
+
+/** The schema-valid manifest as a flow package, or which loader runs what it is instead. */
+function acceptFlow(valid: unknown): FlowManifest {
+  if ((valid as { format?: unknown }).format !== FLOW_FORMAT) {
+    failManifest(
+      'format',
+      `Expected ${FLOW_FORMAT} (a flow-matching package) but received ${describe((valid as { format?: unknown }).format)}: load it with loadModelPackage`,
+    );
+  }
+  if ((valid as { family?: unknown }).family !== 'flow') {
+    failManifest(
+      'family',
+      `Expected family flow (a flow-matching package) but received ${describe((valid as { family?: unknown }).family)}: an autoregressive package runs with ArPolicy; info and bench decode run it`,
+    );
+  }
+  return valid as FlowManifest;
 }
 
 /**
@@ -247,24 +254,11 @@ export async function loadFlowPackage(
   dir: string,
   options: LoadOptions = {},
 ): Promise<FlowPackage> {
-  const { root, raw } = await readManifestJson(dir);
-  const valid = await validateManifestJson(raw);
-  if ((valid as { format?: unknown }).format !== FLOW_FORMAT) {
-    failManifest(
-      'format',
-      `Expected ${FLOW_FORMAT} (a flow-matching package) but received ${describe((valid as { format?: unknown }).format)}: load it with loadModelPackage`,
-    );
-  }
-  if ((valid as { family?: unknown }).family !== 'flow') {
-    failManifest(
-      'family',
-      `Expected family flow (a flow-matching package) but received ${describe((valid as { family?: unknown }).family)}: an autoregressive package runs with ArPolicy; info and bench decode run it`,
-    );
-  }
-  const manifest = valid as FlowManifest;
-  checkFlowConsistency(manifest);
-  const tokenizer = await loadTokenizer(root, manifest.tokenizer);
-  await checkVariantFiles(root, manifest.variants, FLOW_ROLES, options);
+  const { root, manifest, tokenizer } = await loadPackage(dir, options, {
+    accept: acceptFlow,
+    check: checkFlowConsistency,
+    roles: () => FLOW_ROLES,
+  });
   return { dir: root, manifest, tokenizer };
 }
 

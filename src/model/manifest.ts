@@ -1,28 +1,15 @@
-import { access, readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { describe, ModelError, printable } from '../errors.js';
+import { describe, ModelError } from '../errors.js';
 import type { ResizeMode } from '../ingest/frame.js';
-import { packageFile, PACKAGE_LIMITS } from './files.js';
-import {
-  checkActionSection,
-  checkStateAndVariants,
-  expectDynamicTokenCount,
-  failManifest,
-  loadTokenizer,
-} from './manifest-sections.js';
+import { checkActionSection, expectDynamicTokenCount, failManifest } from './manifest-sections.js';
+import { loadPackage } from './package-loader.js';
 import type { WordTokenizer } from './tokenizer.js';
-import {
-  checkVariantFiles,
-  pickVariant,
-  variantPaths,
-  type LoadOptions,
-  type PackageVariant,
-} from './variants.js';
-export { checkStateAndVariants, loadTokenizer } from './manifest-sections.js';
+import { pickVariant, variantPaths, type LoadOptions, type PackageVariant } from './variants.js';
 
-// The variant checks and selection (./variants.ts) and the section checks (./manifest-sections.ts)
-// every family shares stay importable from here, where they were first written.
+// What every family shares (reading and schema-checking manifest.json in ./package-loader.ts, the
+// section checks in ./manifest-sections.ts, the variants in ./variants.ts) stays importable from
+// here, where it was first written.
+export { checkStateAndVariants, loadTokenizer } from './manifest-sections.js';
+export { readManifestJson, validateManifestJson } from './package-loader.js';
 export {
   checkReport,
   checkVariantFile,
@@ -107,37 +94,11 @@ export interface Manifest {
   readonly training?: Readonly<Record<string, unknown>>;
 }
 
-const SCHEMA_URL = new URL('../../schema/model-manifest.schema.json', import.meta.url);
-let validator: ValidateFunction | undefined;
-
-/**
- * Validate parsed manifest JSON against the schema (either format).
- *
- * @throws {ModelError} INVALID_MANIFEST naming the first offending field.
- */
-export async function validateManifestJson(raw: unknown): Promise<unknown> {
-  if (validator === undefined) {
-    const schema = JSON.parse(await readFile(SCHEMA_URL, 'utf8')) as object;
-    validator = new Ajv({ allErrors: true, strict: false }).compile(schema);
-  }
-  if (!validator(raw)) {
-    const errors = (validator.errors ?? []).filter(
-      (e) => e.keyword !== 'oneOf' && e.keyword !== 'if',
-    );
-    const first = errors[0];
-    const lines = errors.slice(0, 8).map((e) => `${fieldOf(e)}: ${explain(e, raw)}`);
-    throw new ModelError('INVALID_MANIFEST', `Invalid model manifest:\n  ${lines.join('\n  ')}`, {
-      field: first ? fieldOf(first) : 'manifest',
-    });
-  }
-  return raw;
-}
-
 /** Format `vla-node/model@2`: the flow-matching and autoregressive families (`family`). */
 export const FLOW_FORMAT = 'vla-node/model@2';
 
-async function validate(raw: unknown): Promise<Manifest> {
-  const valid = await validateManifestJson(raw);
+/** The schema-valid manifest as format v1, or why this loader cannot load a v2 package. */
+function acceptV1(valid: unknown): Manifest {
   if ((valid as { format?: unknown }).format === FLOW_FORMAT) {
     // The encoder + policy runtime cannot run a flow package; the flow runtime loads it with
     // loadFlowPackage (src/model/flow-manifest.ts).
@@ -151,41 +112,6 @@ async function validate(raw: unknown): Promise<Manifest> {
     );
   }
   return valid as Manifest;
-}
-
-function fieldOf(e: ErrorObject): string {
-  const path = e.instancePath
-    .split('/')
-    .slice(1)
-    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
-    .join('');
-  const missing = e.keyword === 'required' ? `.${String(e.params.missingProperty)}` : '';
-  const extra =
-    e.keyword === 'additionalProperties' ? `.${String(e.params.additionalProperty)}` : '';
-  return `manifest${path}${missing}${extra}`;
-}
-
-function explain(e: ErrorObject, raw: unknown): string {
-  const received = e.instancePath
-    .split('/')
-    .slice(1)
-    .reduce<unknown>(
-      (o, k) =>
-        typeof o === 'object' && o !== null ? (o as Record<string, unknown>)[k] : undefined,
-      raw,
-    );
-  switch (e.keyword) {
-    case 'required':
-      return 'Expected this key but it is missing';
-    case 'additionalProperties':
-      return 'Expected no such key (unknown keys are rejected)';
-    case 'enum':
-      return `Expected one of ${(e.params.allowedValues as unknown[]).join('|')} but received ${describe(received)}`;
-    case 'const':
-      return `Expected ${JSON.stringify(e.params.allowedValue)} but received ${describe(received)}`;
-    default:
-      return `Expected a value that ${e.message ?? 'matches the schema'} but received ${describe(received)}`;
-  }
 }
 
 function expectDim(field: string, actual: Dim | undefined, expected: Dim, what: string): void {
@@ -317,7 +243,6 @@ function checkConsistency(m: Manifest): void {
   );
 
   checkActionSection(m.action, m.chunk.action_dim, ['names', 'mean', 'std', 'min', 'max']);
-  checkStateAndVariants(m);
 }
 
 /** A loaded, validated model package. */
@@ -340,51 +265,12 @@ export async function loadModelPackage(
   dir: string,
   options: LoadOptions = {},
 ): Promise<ModelPackage> {
-  const { root, raw } = await readManifestJson(dir);
-  const manifest = await validate(raw);
-  checkConsistency(manifest);
-  const tokenizer = await loadTokenizer(root, manifest.tokenizer);
-  await checkVariantFiles(root, manifest.variants, GRAPH_ROLES, options);
+  const { root, manifest, tokenizer } = await loadPackage(dir, options, {
+    accept: acceptV1,
+    check: checkConsistency,
+    roles: () => GRAPH_ROLES,
+  });
   return { dir: root, manifest, tokenizer };
-}
-
-/**
- * Read and parse `dir/manifest.json` (confined, size-limited), unvalidated: the first step of
- * loading a package of either format.
- *
- * @throws {ModelError} MODEL_FILE when it cannot be read, INVALID_MANIFEST when it is not JSON.
- */
-export async function readManifestJson(dir: string): Promise<{ root: string; raw: unknown }> {
-  const root = resolve(dir);
-  const manifestPath = join(root, 'manifest.json');
-  try {
-    await access(manifestPath);
-  } catch (cause) {
-    throw new ModelError(
-      'MODEL_FILE',
-      `Expected a model package with manifest.json at ${printable(root)} but could not read it`,
-      {
-        field: 'manifest',
-        cause,
-      },
-    );
-  }
-  const text = await readFile(
-    packageFile(root, 'manifest.json', 'manifest', { maxBytes: PACKAGE_LIMITS.manifestBytes }),
-    'utf8',
-  );
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (cause) {
-    const reason = cause instanceof Error ? cause.message : String(cause);
-    throw new ModelError(
-      'INVALID_MANIFEST',
-      `Expected valid JSON in ${printable(manifestPath)} but received text that does not parse: ${printable(reason)}`,
-      { field: 'manifest', cause },
-    );
-  }
-  return { root, raw };
 }
 
 /**
