@@ -23,7 +23,7 @@ import {
   failManifest,
 } from './manifest-sections.js';
 import { loadPackage, readManifestJson } from './package-loader.js';
-import { pickVariant, variantPaths, type LoadOptions, type PackageVariant } from './variants.js';
+import { selectPackageVariant, type LoadOptions, type PackageVariant } from './variants.js';
 import type { FlowCamera } from './flow-manifest.js';
 import type { WordTokenizer } from './tokenizer.js';
 
@@ -317,7 +317,12 @@ export async function loadArManifest(
   dir: string,
   options: LoadOptions = {},
 ): Promise<ArModelPackage> {
-  const { root, manifest, tokenizer } = await loadPackage(dir, options, {
+  // The autoregressive runtime calls the word tokenizer `words` (its action tokenizer is another).
+  const {
+    dir: root,
+    manifest,
+    tokenizer,
+  } = await loadPackage(dir, options, {
     accept: acceptAr,
     check: checkArConsistency,
     roles: arRoles,
@@ -337,6 +342,5 @@ export function selectArVariant(
 ): ArVariant & {
   readonly paths: Readonly<Record<ArRole, string>> & { readonly instruction?: string };
 } {
-  const variant = pickVariant(pkg, precision, provider);
-  return { ...variant, paths: variantPaths(pkg.dir, variant, arRoles(pkg.manifest)) };
+  return selectPackageVariant(pkg, precision, provider, arRoles(pkg.manifest));
 }

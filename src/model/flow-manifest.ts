@@ -15,7 +15,7 @@ import {
   type ShapeMessageOptions,
 } from './manifest-sections.js';
 import { loadPackage, readManifestJson } from './package-loader.js';
-import { pickVariant, variantPaths, type LoadOptions, type PackageVariant } from './variants.js';
+import { selectPackageVariant, type LoadOptions, type PackageVariant } from './variants.js';
 import type { WordTokenizer } from './tokenizer.js';
 
 /** The graph roles of a flow-matching package (format `vla-node/model@2`, family `flow`). */
@@ -250,16 +250,12 @@ function acceptFlow(valid: unknown): FlowManifest {
  * @example
  * const pkg = await loadFlowPackage('models/tiny-vla-flow');
  */
-export async function loadFlowPackage(
-  dir: string,
-  options: LoadOptions = {},
-): Promise<FlowPackage> {
-  const { root, manifest, tokenizer } = await loadPackage(dir, options, {
+export function loadFlowPackage(dir: string, options: LoadOptions = {}): Promise<FlowPackage> {
+  return loadPackage(dir, options, {
     accept: acceptFlow,
     check: checkFlowConsistency,
     roles: () => FLOW_ROLES,
   });
-  return { dir: root, manifest, tokenizer };
 }
 
 /**
@@ -272,6 +268,5 @@ export function selectFlowVariant(
   precision: Precision | 'auto',
   provider = 'cpu',
 ): FlowVariant & { readonly paths: Readonly<Record<FlowRole, string>> } {
-  const variant = pickVariant(pkg, precision, provider);
-  return { ...variant, paths: variantPaths(pkg.dir, variant, FLOW_ROLES) };
+  return selectPackageVariant(pkg, precision, provider, FLOW_ROLES);
 }

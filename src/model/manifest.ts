@@ -3,7 +3,7 @@ import type { ResizeMode } from '../ingest/frame.js';
 import { checkActionSection, expectDynamicTokenCount, failManifest } from './manifest-sections.js';
 import { loadPackage } from './package-loader.js';
 import type { WordTokenizer } from './tokenizer.js';
-import { pickVariant, variantPaths, type LoadOptions, type PackageVariant } from './variants.js';
+import { selectPackageVariant, type LoadOptions, type PackageVariant } from './variants.js';
 
 // What every family shares (reading and schema-checking manifest.json in ./package-loader.ts, the
 // section checks in ./manifest-sections.ts, the variants in ./variants.ts) stays importable from
@@ -261,16 +261,12 @@ export interface ModelPackage {
  * const pkg = await loadModelPackage('models/tiny-vla');
  * const fp32 = selectVariant(pkg, 'fp32');
  */
-export async function loadModelPackage(
-  dir: string,
-  options: LoadOptions = {},
-): Promise<ModelPackage> {
-  const { root, manifest, tokenizer } = await loadPackage(dir, options, {
+export function loadModelPackage(dir: string, options: LoadOptions = {}): Promise<ModelPackage> {
+  return loadPackage(dir, options, {
     accept: acceptV1,
     check: checkConsistency,
     roles: () => GRAPH_ROLES,
   });
-  return { dir: root, manifest, tokenizer };
 }
 
 /**
@@ -282,6 +278,5 @@ export function selectVariant(
   precision: Precision | 'auto',
   provider = 'cpu',
 ): Variant & { readonly paths: Readonly<Record<GraphRole, string>> } {
-  const variant = pickVariant(pkg, precision, provider);
-  return { ...variant, paths: variantPaths(pkg.dir, variant, GRAPH_ROLES) };
+  return selectPackageVariant(pkg, precision, provider, GRAPH_ROLES);
 }

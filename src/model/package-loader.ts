@@ -145,10 +145,10 @@ interface CommonSections {
  * checks, load the tokenizer, and confine, size and (unless told not to) hash every variant's
  * files. Every path is confined and sized before anything is hashed or opened by ONNX Runtime.
  *
- * @returns the package's absolute folder, its manifest and its word tokenizer.
+ * @returns the package's absolute folder (`dir`), its manifest and its word tokenizer.
  * @throws {ModelError} MODEL_FILE / INVALID_MANIFEST naming the field (`manifest.<JSON path>`).
  * @example
- * const { root, manifest } = await loadPackage(dir, options, {
+ * const { dir: root, manifest } = await loadPackage(dir, options, {
  *   accept: acceptFlow, // throws unless format v2, family flow
  *   check: checkFlowConsistency,
  *   roles: () => FLOW_ROLES,
@@ -158,12 +158,12 @@ export async function loadPackage<M extends CommonSections>(
   dir: string,
   options: LoadOptions,
   family: PackageFamily<M>,
-): Promise<{ root: string; manifest: M; tokenizer: WordTokenizer }> {
+): Promise<{ dir: string; manifest: M; tokenizer: WordTokenizer }> {
   const { root, raw } = await readManifestJson(dir);
   const manifest = family.accept(await validateManifestJson(raw));
   family.check(manifest);
   checkStateAndVariants(manifest);
   const tokenizer = await loadTokenizer(root, manifest.tokenizer);
   await checkVariantFiles(root, manifest.variants, family.roles(manifest), options);
-  return { root, manifest, tokenizer };
+  return { dir: root, manifest, tokenizer };
 }

@@ -170,14 +170,8 @@ export function pickVariant<V extends { readonly precision: Precision; readonly 
   return variant;
 }
 
-/**
- * The absolute path of each of `roles`' graph files of `variant` in the package folder `dir`: what
- * the runtime hands ONNX Runtime once {@link pickVariant} has chosen.
- *
- * @example
- * const paths = variantPaths(pkg.dir, pickVariant(pkg, 'auto'), FLOW_ROLES);
- */
-export function variantPaths<R extends string>(
+/** The absolute path of each of `roles`' graph files of `variant` in the package folder `dir`. */
+function variantPaths<R extends string>(
   dir: string,
   variant: { readonly files: Readonly<Partial<Record<R, ModelFile>>> },
   roles: readonly R[],
@@ -185,4 +179,28 @@ export function variantPaths<R extends string>(
   return Object.fromEntries(
     roles.map((r) => [r, join(dir, (variant.files[r] as ModelFile).path)]),
   ) as Record<R, string>;
+}
+
+/**
+ * The variant {@link pickVariant} picks for `precision`, with the absolute path of each of `roles`'
+ * graph files: what every family's `select…Variant` returns.
+ */
+export function selectPackageVariant<
+  R extends string,
+  V extends {
+    readonly precision: Precision;
+    readonly report?: string;
+    readonly files: Readonly<Partial<Record<R, ModelFile>>>;
+  },
+>(
+  pkg: {
+    readonly dir: string;
+    readonly manifest: { readonly name: string; readonly variants: readonly V[] };
+  },
+  precision: Precision | 'auto',
+  provider: string,
+  roles: readonly R[],
+): V & { readonly paths: Readonly<Record<R, string>> } {
+  const variant = pickVariant(pkg, precision, provider);
+  return { ...variant, paths: variantPaths(pkg.dir, variant, roles) };
 }
