@@ -10,6 +10,7 @@ import {
   checkActionSection,
   expectDynamicTokenCount,
   expectGraphCount,
+  expectNewName,
   expectShape,
   failManifest,
   type ShapeMessageOptions,
@@ -111,12 +112,7 @@ function checkFlowConsistency(m: FlowManifest): void {
   if (cam0 === undefined) failManifest('cameras', 'Expected at least one camera');
   const names = new Set<string>();
   m.cameras.forEach((c, i) => {
-    if (names.has(c.name))
-      failManifest(
-        `cameras[${i}].name`,
-        `Expected unique camera names but ${JSON.stringify(c.name)} repeats`,
-      );
-    names.add(c.name);
+    expectNewName(names, c.name, `cameras[${i}].name`, 'camera');
     // One encoder graph serves every camera: the same image size and grid.
     if (
       c.image.width !== cam0.image.width ||

@@ -78,13 +78,22 @@ export function checkStateAndVariants(m: {
   }
   const names = new Set<string>();
   m.variants.forEach((v, i) => {
-    if (names.has(v.name))
-      failManifest(
-        `variants[${i}].name`,
-        `Expected unique variant names but ${JSON.stringify(v.name)} repeats`,
-      );
-    names.add(v.name);
+    expectNewName(names, v.name, `variants[${i}].name`, 'variant');
   });
+}
+
+/**
+ * `name` is not among the `seen` names of a list's earlier items (a variant or camera name picks
+ * one item, so a repeat would hide the later one); adds it. One item at a time, so a caller that
+ * checks more of each item reports the first faulty item, whatever its fault.
+ *
+ * @param what the kind of item, for the message (e.g. "camera").
+ * @throws {ModelError} INVALID_MANIFEST naming `manifest.<field>`.
+ */
+export function expectNewName(seen: Set<string>, name: string, field: string, what: string): void {
+  if (seen.has(name))
+    failManifest(field, `Expected unique ${what} names but ${JSON.stringify(name)} repeats`);
+  seen.add(name);
 }
 
 /** Load the package's tokenizer and check it against the manifest's `tokenizer` entry. */
