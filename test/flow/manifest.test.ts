@@ -152,6 +152,8 @@ describe('package format v2 (flow)', () => {
         at(m, 'chunk').horizon = 8;
         (at(m, 'graphs', 'expert', 'inputs', 0).shape as unknown[])[1] = 8;
       },
+      // The flow loader's dimension messages say where the shape is (the AR loader's do not).
+      fragments: ['Expected 8 but received 16 in graphs.expert.outputs[0].shape'],
     },
     {
       name: 'a fixed visual token count (pruned sets would not fit)',

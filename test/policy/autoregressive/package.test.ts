@@ -194,6 +194,16 @@ describe('the autoregressive manifest, validated by the schema', () => {
       /Expected "past_key_values.1.key" but received "past.1.key"/,
     ],
     [
+      'saliency scores that are not one per visual token',
+      (m) => {
+        (at(m, 'graphs', 'encoder', 'outputs', 1).shape as unknown[])[1] = 7;
+      },
+      'INVALID_MANIFEST',
+      'manifest.graphs.encoder.outputs[1].shape[1]',
+      // The whole message: unlike the flow loader's, it does not repeat where the shape is.
+      /^Expected \d+ but received 7$/,
+    ],
+    [
       'more layers than the graphs have key/value pairs',
       (m) => {
         at(m, 'decoder').layers = 3;
