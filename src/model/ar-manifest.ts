@@ -10,7 +10,7 @@ import {
   FLOW_FORMAT,
   type Dim,
   type GraphSpec,
-  type Manifest,
+  type ManifestCommon,
   type ModelFile,
   type Precision,
   type TensorSpec,
@@ -70,22 +70,15 @@ export type ArVariant = PackageVariant<ArRole> & {
 };
 
 /** A validated autoregressive manifest (the schema's `v2ar`; field meanings are there). */
-export interface ArManifest {
+export interface ArManifest extends ManifestCommon {
   readonly format: typeof FLOW_FORMAT;
   readonly family: typeof AR_FAMILY;
-  readonly name: string;
-  readonly description?: string;
-  readonly control_rate_hz: number;
   readonly cameras: readonly [FlowCamera];
-  readonly token_dim: number;
-  readonly chunk: Manifest['chunk'];
   readonly action: {
     readonly names: readonly string[];
     readonly min: readonly number[];
     readonly max: readonly number[];
   };
-  readonly state: Manifest['state'];
-  readonly tokenizer: Manifest['tokenizer'];
   readonly decoder: {
     readonly layers: number;
     readonly heads: number;
@@ -96,7 +89,6 @@ export interface ArManifest {
   readonly action_tokenizer: ArUniformBinsSpec | ArFastSpec;
   readonly graphs: Readonly<Record<ArRole, GraphSpec>> & { readonly instruction?: GraphSpec };
   readonly variants: readonly ArVariant[];
-  readonly training?: Readonly<Record<string, unknown>>;
 }
 
 /** A loaded, validated autoregressive package: manifest, word tokenizer, files confined. */

@@ -3,6 +3,7 @@ import {
   FLOW_FORMAT,
   type GraphSpec,
   type Manifest,
+  type ManifestCommon,
   type Precision,
   type TensorSpec,
 } from './manifest.js';
@@ -46,18 +47,11 @@ export type FlowVariant = PackageVariant<FlowRole>;
  * - expert: noisy chunk [B,H,A], flow time [B], state [B,S], context keys, values, prefix keys,
  *   values -> velocity [B,H,A].
  */
-export interface FlowManifest {
+export interface FlowManifest extends ManifestCommon {
   readonly format: typeof FLOW_FORMAT;
   readonly family: 'flow';
-  readonly name: string;
-  readonly description?: string;
-  readonly control_rate_hz: number;
   readonly cameras: readonly FlowCamera[];
-  readonly token_dim: number;
-  readonly chunk: Manifest['chunk'];
   readonly action: Manifest['action'];
-  readonly state: Manifest['state'];
-  readonly tokenizer: Manifest['tokenizer'];
   readonly prefix: {
     readonly layers: number;
     readonly heads: number;
@@ -72,7 +66,6 @@ export interface FlowManifest {
   };
   readonly graphs: Readonly<Record<FlowRole, GraphSpec>>;
   readonly variants: readonly FlowVariant[];
-  readonly training?: Readonly<Record<string, unknown>>;
 }
 
 /** A loaded, validated flow package. */

@@ -8,7 +8,7 @@
  */
 import { describe, ModelError } from '../errors.js';
 import { packageFile, PACKAGE_LIMITS } from './files.js';
-import type { Dim, GraphSpec, Manifest, TensorSpec } from './manifest.js';
+import type { Dim, GraphSpec, ManifestCommon, TensorSpec } from './manifest.js';
 import { WordTokenizer } from './tokenizer.js';
 
 /**
@@ -60,14 +60,9 @@ export function checkActionSection<K extends string>(
  *
  * @throws {ModelError} INVALID_MANIFEST naming `manifest.state.mean|std` or `manifest.variants[i].name`.
  */
-export function checkStateAndVariants(m: {
-  readonly state: {
-    readonly names: readonly string[];
-    readonly mean: readonly number[];
-    readonly std: readonly number[];
-  };
-  readonly variants: readonly { readonly name: string }[];
-}): void {
+export function checkStateAndVariants(
+  m: Pick<ManifestCommon, 'state'> & { readonly variants: readonly { readonly name: string }[] },
+): void {
   const s = m.state.names.length;
   for (const key of ['mean', 'std'] as const) {
     if (m.state[key].length !== s)
@@ -99,7 +94,7 @@ export function expectNewName(seen: Set<string>, name: string, field: string, wh
 /** Load the package's tokenizer and check it against the manifest's `tokenizer` entry. */
 export async function loadTokenizer(
   root: string,
-  spec: Manifest['tokenizer'],
+  spec: ManifestCommon['tokenizer'],
 ): Promise<WordTokenizer> {
   const tokenizer = await WordTokenizer.load(
     packageFile(root, spec.file, 'manifest.tokenizer.file', {

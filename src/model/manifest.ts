@@ -45,6 +45,25 @@ export interface ModelFile {
 export type Variant = PackageVariant<GraphRole>;
 
 /**
+ * The fields every package family's manifest has, with the same meaning in each (the schema,
+ * schema/model-manifest.schema.json, describes them once for all formats).
+ */
+export interface ManifestCommon {
+  readonly name: string;
+  readonly description?: string;
+  readonly control_rate_hz: number;
+  readonly token_dim: number;
+  readonly chunk: { readonly horizon: number; readonly action_dim: number };
+  readonly state: {
+    readonly names: readonly string[];
+    readonly mean: readonly number[];
+    readonly std: readonly number[];
+  };
+  readonly tokenizer: { readonly file: string; readonly max_length: number };
+  readonly training?: Readonly<Record<string, unknown>>;
+}
+
+/**
  * The manifest of a model package (`models/NAME/manifest.json`, format `vla-node/model@1`).
  *
  * Tensor roles are positional: the encoder's input 0 is the image, its outputs are the visual
@@ -55,11 +74,8 @@ export type Variant = PackageVariant<GraphRole>;
  * or the same name in every tensor (e.g. "batch": the graphs accept a batch; see
  * {@link batchDimension}).
  */
-export interface Manifest {
+export interface Manifest extends ManifestCommon {
   readonly format: 'vla-node/model@1';
-  readonly name: string;
-  readonly description?: string;
-  readonly control_rate_hz: number;
   readonly image: {
     readonly width: number;
     readonly height: number;
@@ -74,8 +90,6 @@ export interface Manifest {
     readonly height: number;
     readonly patch_size: number;
   };
-  readonly token_dim: number;
-  readonly chunk: { readonly horizon: number; readonly action_dim: number };
   readonly action: {
     readonly names: readonly string[];
     readonly mean: readonly number[];
@@ -83,15 +97,8 @@ export interface Manifest {
     readonly min: readonly number[];
     readonly max: readonly number[];
   };
-  readonly state: {
-    readonly names: readonly string[];
-    readonly mean: readonly number[];
-    readonly std: readonly number[];
-  };
-  readonly tokenizer: { readonly file: string; readonly max_length: number };
   readonly graphs: Readonly<Record<GraphRole, GraphSpec>>;
   readonly variants: readonly Variant[];
-  readonly training?: Readonly<Record<string, unknown>>;
 }
 
 /** Format `vla-node/model@2`: the flow-matching and autoregressive families (`family`). */

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { describe, ModelError, printable } from '../errors.js';
 import { packageFile, PACKAGE_LIMITS } from './files.js';
-import type { Manifest, ModelFile } from './manifest.js';
+import type { ManifestCommon, ModelFile } from './manifest.js';
 import { checkStateAndVariants, loadTokenizer } from './manifest-sections.js';
 import type { WordTokenizer } from './tokenizer.js';
 import { checkVariantFiles, type LoadOptions } from './variants.js';
@@ -129,9 +129,7 @@ export interface PackageFamily<M> {
 }
 
 /** The sections every family's manifest has, as far as the shared loading steps read them. */
-interface CommonSections {
-  readonly tokenizer: Manifest['tokenizer'];
-  readonly state: Manifest['state'];
+interface CommonSections extends Pick<ManifestCommon, 'tokenizer' | 'state'> {
   readonly variants: readonly {
     readonly name: string;
     readonly files: Readonly<Partial<Record<string, ModelFile>>>;
