@@ -35,7 +35,15 @@ import {
   type QuantTarget,
   type Range,
 } from './quantize.js';
-import { GraphRunner, RangeCollector, type CalibrationMethod } from './runner.js';
+import {
+  collectOutputs,
+  frameProgress,
+  GraphRunner,
+  PeakCollector,
+  RangeCollector,
+  type ActivationCollector,
+  type CalibrationMethod,
+} from './runner.js';
 import { round } from '../util/stats.js';
 import type { CompressOptions, CompressMode } from './options.js';
 import {
@@ -45,7 +53,8 @@ import {
   type Int8Report,
 } from './report.js';
 
-import { measure, fp16Reasons, validationSections, ROLES } from './measure.js';
+import { measure, fp16Reasons, validationSections } from './measure.js';
+import { byRole, ROLES } from './roles.js';
 import { commitVariant, type StagedFile } from './commit.js';
 
 export * from './options.js';
@@ -54,6 +63,34 @@ export { withVariants } from './commit.js';
 
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Run the fp32 graphs with the activations `names` as extra outputs over `samples`, feeding each
+ * role's outputs to its collector and the count of samples done to `onFrame`.
+ */
+async function collectActivations(
+  pkg: ModelPackage,
+  graphs: Readonly<Record<GraphRole, ModelProto>>,
+  names: Readonly<Record<GraphRole, readonly string[]>>,
+  samples: readonly PreparedSample[],
+  collectors: Readonly<Record<GraphRole, ActivationCollector>>,
+  onFrame: (done: number) => void,
+): Promise<void> {
+  const runner = await GraphRunner.create(
+    pkg,
+    encodeOnnx(withExtraOutputs(graphs.encoder, names.encoder)),
+    encodeOnnx(withExtraOutputs(graphs.policy, names.policy)),
+  );
+  try {
+    for (const [i, s] of samples.entries()) {
+      const out = await runner.run(s);
+      for (const role of ROLES) collectOutputs(collectors[role], names[role], out[role]);
+      onFrame(i + 1);
+    }
+  } finally {
+    await runner.release();
+  }
 }
 
 /** Activation ranges of the targets, running the fp32 graphs with the activations as extra outputs. */
@@ -66,39 +103,17 @@ export async function calibrate(
   batchSize: number,
   progress: (line: string) => void,
 ): Promise<Record<GraphRole, Map<string, Range>>> {
-  const names = {
-    encoder: [...new Set(targets.encoder.map((t) => t.activation))],
-    policy: [...new Set(targets.policy.map((t) => t.activation))],
-  };
-  const runner = await GraphRunner.create(
+  const names = byRole(ROLES, (r) => [...new Set(targets[r].map((t) => t.activation))]);
+  const collectors = byRole(ROLES, () => new RangeCollector(method));
+  await collectActivations(
     pkg,
-    encodeOnnx(withExtraOutputs(graphs.encoder, names.encoder)),
-    encodeOnnx(withExtraOutputs(graphs.policy, names.policy)),
+    graphs,
+    names,
+    samples,
+    collectors,
+    frameProgress(`calibrating (${method})`, samples.length, batchSize, progress),
   );
-  const collectors = {
-    encoder: new RangeCollector(method),
-    policy: new RangeCollector(method),
-  };
-  try {
-    for (let start = 0; start < samples.length; start += batchSize) {
-      const batch = samples.slice(start, start + batchSize);
-      for (const s of batch) {
-        const out = await runner.run(s);
-        for (const role of ROLES) {
-          for (const name of names[role]) {
-            const data = out[role][name]?.data;
-            if (data instanceof Float32Array) collectors[role].add(name, data);
-          }
-        }
-      }
-      progress(
-        `calibrating (${method}): ${Math.min(start + batchSize, samples.length)}/${samples.length} frames`,
-      );
-    }
-  } finally {
-    await runner.release();
-  }
-  return { encoder: collectors.encoder.ranges(), policy: collectors.policy.ranges() };
+  return byRole(ROLES, (r) => collectors[r].ranges());
 }
 
 /**
@@ -112,39 +127,17 @@ export async function activationPeaks(
   batchSize: number,
   progress: (line: string) => void,
 ): Promise<Record<GraphRole, Map<string, number>>> {
-  const names = {
-    encoder: floatActivations(graphs.encoder, 'graphs.encoder'),
-    policy: floatActivations(graphs.policy, 'graphs.policy'),
-  };
-  const runner = await GraphRunner.create(
+  const names = byRole(ROLES, (r) => floatActivations(graphs[r], `graphs.${r}`));
+  const collectors = byRole(ROLES, () => new PeakCollector());
+  await collectActivations(
     pkg,
-    encodeOnnx(withExtraOutputs(graphs.encoder, names.encoder)),
-    encodeOnnx(withExtraOutputs(graphs.policy, names.policy)),
+    graphs,
+    names,
+    samples,
+    collectors,
+    frameProgress('activation range', samples.length, batchSize, progress),
   );
-  const peaks = { encoder: new Map<string, number>(), policy: new Map<string, number>() };
-  try {
-    for (let start = 0; start < samples.length; start += batchSize) {
-      for (const s of samples.slice(start, start + batchSize)) {
-        const out = await runner.run(s);
-        for (const role of ROLES) {
-          for (const name of names[role]) {
-            const data = out[role][name]?.data;
-            if (!(data instanceof Float32Array)) continue;
-            let peak = peaks[role].get(name) ?? 0;
-            // ±Infinity (a mask) is representable in float16: only finite values can overflow.
-            for (const x of data) if (Number.isFinite(x) && Math.abs(x) > peak) peak = Math.abs(x);
-            peaks[role].set(name, peak);
-          }
-        }
-      }
-      progress(
-        `activation range: ${Math.min(start + batchSize, samples.length)}/${samples.length} frames`,
-      );
-    }
-  } finally {
-    await runner.release();
-  }
-  return peaks;
+  return byRole(ROLES, (r) => collectors[r].peaks());
 }
 
 /** The variant's name and file names for a mode. */

@@ -50,7 +50,8 @@ import {
   flowRanges,
   type CaptureStats,
 } from './flow-runner.js';
-import { cpuName, fp16Reasons, gateReasons, type ActionError } from './measure.js';
+import type { ActionError } from './action-error.js';
+import { cpuName, fp16Reasons, gateReasons } from './measure.js';
 import type { CompressedPrecision, CompressOptions } from './options.js';
 import {
   defaultExclusions,

@@ -16,9 +16,17 @@ import { median, round } from '../util/stats.js';
 import { encodeOnnx, withExtraOutputs, type ModelProto } from '../util/onnx-graph.js';
 import type { FlowSample } from './calibration.js';
 import type { FlowStageMs } from './flow-report.js';
-import { RangeCollector, type CalibrationMethod } from './runner.js';
+import {
+  collectOutputs,
+  frameProgress,
+  PeakCollector,
+  RangeCollector,
+  type ActivationCollector,
+  type CalibrationMethod,
+} from './runner.js';
+import { byRole } from './roles.js';
 import type { Range } from './quantize.js';
-import type { ActionError } from './measure.js';
+import { ActionErrorSum, type ActionError } from './action-error.js';
 
 /** Seed of the noise of calibration observation `i` (held-out observations use another base). */
 export function flowNoiseSeed(base: number, i: number): number {
@@ -129,10 +137,29 @@ function instrument(
   graphs: Readonly<Record<FlowRole, ModelProto>>,
   names: Readonly<Record<FlowRole, readonly string[]>>,
 ): Record<FlowRole, Uint8Array> {
-  const out = {} as Record<FlowRole, Uint8Array>;
-  for (const role of FLOW_ROLES)
-    out[role] = encodeOnnx(withExtraOutputs(graphs[role], [...names[role]]));
-  return out;
+  return byRole(FLOW_ROLES, (r) => encodeOnnx(withExtraOutputs(graphs[r], names[r])));
+}
+
+/** Feed each role's collector the activations `names` of every graph call FlowPolicy makes. */
+async function collectActivations(
+  pkg: FlowPackage,
+  graphs: Readonly<Record<FlowRole, ModelProto>>,
+  names: Readonly<Record<FlowRole, readonly string[]>>,
+  samples: readonly FlowSample[],
+  seed: number,
+  collectors: Readonly<Record<FlowRole, ActivationCollector>>,
+  onFrame: (done: number) => void,
+): Promise<CaptureStats> {
+  return forEachGraphRun(
+    pkg,
+    instrument(graphs, names),
+    samples,
+    seed,
+    (role, out) => {
+      collectOutputs(collectors[role], names[role], out);
+    },
+    onFrame,
+  );
 }
 
 /** Activation ranges of `names` per graph over the calibration inputs FlowPolicy fed. */
@@ -147,30 +174,17 @@ export async function flowRanges(
   every: number,
   progress: (line: string) => void,
 ): Promise<{ ranges: Record<FlowRole, Map<string, Range>>; stats: CaptureStats }> {
-  const collectors = Object.fromEntries(
-    FLOW_ROLES.map((r) => [r, new RangeCollector(method)]),
-  ) as Record<FlowRole, RangeCollector>;
-  const stats = await forEachGraphRun(
+  const collectors = byRole(FLOW_ROLES, () => new RangeCollector(method));
+  const stats = await collectActivations(
     pkg,
-    instrument(graphs, names),
+    graphs,
+    names,
     samples,
     seed,
-    (role, out) => {
-      for (const name of names[role]) {
-        const data = out[name]?.data;
-        if (data instanceof Float32Array) collectors[role].add(name, data);
-      }
-    },
-    (done) => {
-      if (done % every === 0 || done === samples.length)
-        progress(`calibrating (${method}): ${done}/${samples.length} frames`);
-    },
+    collectors,
+    frameProgress(`calibrating (${method})`, samples.length, every, progress),
   );
-  const ranges = Object.fromEntries(FLOW_ROLES.map((r) => [r, collectors[r].ranges()])) as Record<
-    FlowRole,
-    Map<string, Range>
-  >;
-  return { ranges, stats };
+  return { ranges: byRole(FLOW_ROLES, (r) => collectors[r].ranges()), stats };
 }
 
 /** The largest finite |value| of each of `names` per graph over the calibration inputs. */
@@ -184,31 +198,17 @@ export async function flowPeaks(
   every: number,
   progress: (line: string) => void,
 ): Promise<{ peaks: Record<FlowRole, Map<string, number>>; stats: CaptureStats }> {
-  const peaks = Object.fromEntries(FLOW_ROLES.map((r) => [r, new Map<string, number>()])) as Record<
-    FlowRole,
-    Map<string, number>
-  >;
-  const stats = await forEachGraphRun(
+  const collectors = byRole(FLOW_ROLES, () => new PeakCollector());
+  const stats = await collectActivations(
     pkg,
-    instrument(graphs, names),
+    graphs,
+    names,
     samples,
     seed,
-    (role, out) => {
-      for (const name of names[role]) {
-        const data = out[name]?.data;
-        if (!(data instanceof Float32Array)) continue;
-        let peak = peaks[role].get(name) ?? 0;
-        // ±Infinity (a mask) is representable in float16: only finite values can overflow.
-        for (const x of data) if (Number.isFinite(x) && Math.abs(x) > peak) peak = Math.abs(x);
-        peaks[role].set(name, peak);
-      }
-    },
-    (done) => {
-      if (done % every === 0 || done === samples.length)
-        progress(`activation range: ${done}/${samples.length} frames`);
-    },
+    collectors,
+    frameProgress('activation range', samples.length, every, progress),
   );
-  return { peaks, stats };
+  return { peaks: byRole(FLOW_ROLES, (r) => collectors[r].peaks()), stats };
 }
 
 /**
@@ -231,28 +231,16 @@ export async function flowActionError(
       throw e;
     },
   );
-  const sum = new Float64Array(a);
-  const max = new Float64Array(a);
-  let count = 0;
+  const error = new ActionErrorSum(a);
   try {
     for (const [i, s] of samples.entries()) {
       const request = { ...s, seed: flowNoiseSeed(seed, i) };
-      const r = (await ref.infer(request)).actions;
-      const q = (await cand.infer(request)).actions;
-      for (let j = 0; j < r.length; j++) {
-        const e = Math.abs((r[j] as number) - (q[j] as number));
-        sum[j % a] = (sum[j % a] as number) + e;
-        max[j % a] = Math.max(max[j % a] as number, e);
-      }
-      count += r.length / a;
+      error.add((await ref.infer(request)).actions, (await cand.infer(request)).actions);
     }
   } finally {
     await Promise.all([ref.release(), cand.release()]);
   }
-  return {
-    meanAbs: [...sum].map((v) => round(v / Math.max(1, count), 5)),
-    maxAbs: [...max].map((v) => round(v, 5)),
-  };
+  return error.result();
 }
 
 const STAGES = ['encode', 'instruction', 'prefix', 'denoise'] as const;

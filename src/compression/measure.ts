@@ -16,12 +16,11 @@ import {
 } from '../model/manifest.js';
 import { prepareSamples, type PreparedSample } from './calibration.js';
 import { GraphRunner } from './runner.js';
+import { ROLES } from './roles.js';
+import { ActionErrorSum, type ActionError } from './action-error.js';
 import { round } from '../util/stats.js';
 import type { CompressOptions, ClosedLoopScore, CompressedPrecision } from './options.js';
 import { type SimStageMs, type StageMs, type ValidationSections } from './report.js';
-
-/** The graph roles of a package, in the order they are processed. */
-export const ROLES: readonly GraphRole[] = ['encoder', 'policy'];
 
 /** Kernel time per operator type (µs) over `runs` profiled passes, slowest first. */
 async function profileOps(
@@ -77,36 +76,16 @@ export interface Measurement extends ActionError {
   readonly size: { readonly fp32: number; readonly variant: number };
 }
 
-/** Mean and max absolute action error per dimension (table units), rounded for the report. */
-export interface ActionError {
-  readonly meanAbs: number[];
-  readonly maxAbs: number[];
-}
-
 async function actionError(
   pkg: ModelPackage,
   reference: GraphRunner,
   candidate: GraphRunner,
   samples: readonly PreparedSample[],
 ): Promise<ActionError> {
-  const a = pkg.manifest.chunk.action_dim;
-  const sum = new Float64Array(a);
-  const max = new Float64Array(a);
-  let count = 0;
-  for (const s of samples) {
-    const r = (await reference.run(s)).actions;
-    const q = (await candidate.run(s)).actions;
-    for (let j = 0; j < r.length; j++) {
-      const e = Math.abs((r[j] as number) - (q[j] as number));
-      sum[j % a] = (sum[j % a] as number) + e;
-      max[j % a] = Math.max(max[j % a] as number, e);
-    }
-    count += r.length / a;
-  }
-  return {
-    meanAbs: [...sum].map((v) => round(v / Math.max(1, count), 5)),
-    maxAbs: [...max].map((v) => round(v, 5)),
-  };
+  const error = new ActionErrorSum(pkg.manifest.chunk.action_dim);
+  for (const s of samples)
+    error.add((await reference.run(s)).actions, (await candidate.run(s)).actions);
+  return error.result();
 }
 
 /**

@@ -141,7 +141,7 @@ const PERCENTILE_SAMPLES_PER_FRAME = 2048;
  * subset of each large tensor), so tensors with few values per frame (the robot state) keep
  * their full spread.
  */
-export class RangeCollector {
+export class RangeCollector implements ActivationCollector {
   readonly #method: CalibrationMethod;
   readonly #percentile: number;
   readonly #stats = new Map<string, { min: number; max: number; pool: Float32Array[] }>();
@@ -188,4 +188,58 @@ export class RangeCollector {
       }),
     );
   }
+}
+
+/** An activation statistic fed one graph output at a time: {@link RangeCollector}, {@link PeakCollector}. */
+export interface ActivationCollector {
+  add(name: string, data: Float32Array): void;
+}
+
+/**
+ * The largest finite |value| of each activation over the calibration inputs: the FP16 gate fails
+ * when one computed in float16 exceeds 65504.
+ */
+export class PeakCollector implements ActivationCollector {
+  readonly #peaks = new Map<string, number>();
+
+  add(name: string, data: Float32Array): void {
+    let peak = this.#peaks.get(name) ?? 0;
+    // ±Infinity (a mask) is representable in float16: only finite values can overflow.
+    for (const x of data) if (Number.isFinite(x) && Math.abs(x) > peak) peak = Math.abs(x);
+    this.#peaks.set(name, peak);
+  }
+
+  peaks(): Map<string, number> {
+    return this.#peaks;
+  }
+}
+
+/**
+ * Feed `collector` the outputs `names` of one graph run; one the run did not give, or that is not
+ * float32, is skipped (only float activations have a range or a float16 peak).
+ */
+export function collectOutputs(
+  collector: ActivationCollector,
+  names: readonly string[],
+  outputs: ort.InferenceSession.OnnxValueMapType,
+): void {
+  for (const name of names) {
+    const data = outputs[name]?.data;
+    if (data instanceof Float32Array) collector.add(name, data);
+  }
+}
+
+/**
+ * A frame counter's callback that writes `<what>: done/total frames` every `every` frames and
+ * after the last, the cadence of `--batch-size` in both families.
+ */
+export function frameProgress(
+  what: string,
+  total: number,
+  every: number,
+  progress: (line: string) => void,
+): (done: number) => void {
+  return (done) => {
+    if (done % every === 0 || done === total) progress(`${what}: ${done}/${total} frames`);
+  };
 }
