@@ -16,9 +16,7 @@ import {
   DEFAULT_FP16_KEEP_OPS,
   emulateFloat16,
   floatActivations,
-  FLOAT16_MAX,
   FP16_KNOWN_OPS,
-  type Fp16Stats,
 } from './fp16.js';
 import {
   encodeOnnx,
@@ -44,7 +42,6 @@ import {
   type ActivationCollector,
   type CalibrationMethod,
 } from './runner.js';
-import { round } from '../util/stats.js';
 import type { CompressOptions, CompressMode } from './options.js';
 import {
   reportMarkdown,
@@ -55,6 +52,7 @@ import {
 
 import { measure, fp16Reasons, validationSections } from './measure.js';
 import { byRole, ROLES } from './roles.js';
+import { convertedStats, largestPeak, nodeOutputs, overFp16Max } from './fp16-details.js';
 import { commitVariant, type StagedFile } from './commit.js';
 
 export * from './options.js';
@@ -264,27 +262,10 @@ async function buildFp16(
     `converting to float16: ${converted.encoder.stats.fp16_nodes} encoder and ${converted.policy.stats.fp16_nodes} policy nodes; kept in float32: ${[...fp32Nodes.encoder, ...fp32Nodes.policy].join(', ') || 'none'}`,
   );
   const peaks = await activationPeaks(pkg, graphs, samples, options.batchSize, progress);
-  const fp32Tensors = new Set(
-    ROLES.flatMap((r) =>
-      graphOf(graphs[r])
-        .node.filter((n) => fp32Nodes[r].includes(n.name))
-        .flatMap((n) => n.output),
-    ),
-  );
-  const over = ROLES.flatMap((r) =>
-    [...peaks[r]]
-      .filter(([name, v]) => v > FLOAT16_MAX && !fp32Tensors.has(name))
-      .map(([name]) => name),
-  );
-  const largest = (r: GraphRole): { tensor: string; value: number } => {
-    let best = { tensor: '', value: 0 };
-    for (const [tensor, value] of peaks[r]) if (value > best.value) best = { tensor, value };
-    return { tensor: best.tensor, value: round(best.value, 3) };
-  };
-  const stats = (r: GraphRole): Omit<Fp16Stats, 'fp32_nodes'> => {
-    const { fp32_nodes: _, ...rest } = converted[r].stats;
-    return rest;
-  };
+  // One set over both graphs (not per graph as in the flow family): a tensor name that a float32
+  // node computes in either graph is not reported as overflowing.
+  const fp32Tensors = new Set(ROLES.flatMap((r) => nodeOutputs(graphs[r], fp32Nodes[r])));
+  const over = ROLES.flatMap((r) => overFp16Max(peaks[r], fp32Tensors));
   return {
     precision: 'fp16',
     bytes: {
@@ -297,9 +278,9 @@ async function buildFp16(
     },
     details: {
       kept_fp32: { ops: keepOps, nodes: fp32Nodes },
-      converted: { encoder: stats('encoder'), policy: stats('policy') },
+      converted: byRole(ROLES, (r) => convertedStats(converted[r].stats)),
       activations: {
-        max_abs: { encoder: largest('encoder'), policy: largest('policy') },
+        max_abs: byRole(ROLES, (r) => largestPeak(peaks[r])),
         over_fp16_max: over,
       },
     },

@@ -23,15 +23,15 @@ import { encodeOnnx, graphOf, loadOnnx, type ModelProto } from '../util/onnx-gra
 import { round } from '../util/stats.js';
 import { prepareFlowSamples, readCalibrationSet, type FlowSample } from './calibration.js';
 import { commitVariant, type StagedFile } from './commit.js';
+import { convertedStats, largestPeak, nodeOutputs, overFp16Max } from './fp16-details.js';
+import { byRole } from './roles.js';
 import { variantNames } from './compress.js';
 import {
   convertToFloat16,
   DEFAULT_FP16_KEEP_OPS,
   emulateFloat16,
   floatActivations,
-  FLOAT16_MAX,
   FP16_KNOWN_OPS,
-  type Fp16Stats,
 } from './fp16.js';
 import type {
   FlowCalibration,
@@ -67,7 +67,7 @@ export * from './flow-report.js';
 type PerRole<T> = Record<FlowRole, T>;
 
 function perRole<T>(f: (role: FlowRole) => T): PerRole<T> {
-  return Object.fromEntries(FLOW_ROLES.map((r) => [r, f(r)])) as PerRole<T>;
+  return byRole(FLOW_ROLES, f);
 }
 
 function sha256(bytes: Uint8Array): string {
@@ -229,7 +229,7 @@ async function buildFp16(
     options.progress,
   );
   const overRange = perRole((r) => {
-    const over = new Set([...peaks[r]].filter(([, v]) => v > FLOAT16_MAX).map(([name]) => name));
+    const over = new Set(overFp16Max(peaks[r], new Set()));
     return graphOf(graphs[r])
       .node.filter((n) => n.output.some((o) => over.has(o)))
       .map((n) => n.name);
@@ -254,33 +254,17 @@ async function buildFp16(
   options.progress(
     `converting to float16: ${FLOW_ROLES.map((r) => `${converted[r].stats.fp16_nodes} ${r}`).join(', ')} nodes; kept in float32: ${FLOW_ROLES.flatMap((r) => fp32Nodes[r].map((n) => `${r}:${n}`)).join(', ') || 'none'}`,
   );
-  const over = FLOW_ROLES.flatMap((r) => {
-    const fp32Tensors = new Set(
-      graphOf(graphs[r])
-        .node.filter((n) => fp32Nodes[r].includes(n.name))
-        .flatMap((n) => n.output),
-    );
-    return [...peaks[r]]
-      .filter(([name, v]) => v > FLOAT16_MAX && !fp32Tensors.has(name))
-      .map(([name]) => `${r}:${name}`);
-  });
-  const largest = (r: FlowRole): { tensor: string; value: number } => {
-    let best = { tensor: '', value: 0 };
-    for (const [tensor, value] of peaks[r]) if (value > best.value) best = { tensor, value };
-    return { tensor: best.tensor, value: round(best.value, 3) };
-  };
-  const stat = (r: FlowRole): Omit<Fp16Stats, 'fp32_nodes'> => {
-    const { fp32_nodes: _, ...rest } = converted[r].stats;
-    return rest;
-  };
+  const over = FLOW_ROLES.flatMap((r) =>
+    overFp16Max(peaks[r], new Set(nodeOutputs(graphs[r], fp32Nodes[r]))).map((n) => `${r}:${n}`),
+  );
   return {
     precision: 'fp16',
     bytes: perRole((r) => encodeOnnx(converted[r].model)),
     emulated: perRole((r) => encodeOnnx(emulateFloat16(converted[r].model, `graphs.${r}`))),
     details: {
       kept_fp32: { ops: keepOps, nodes: fp32Nodes, for_range: forRange },
-      converted: perRole(stat),
-      activations: { max_abs: perRole(largest), over_fp16_max: over },
+      converted: perRole((r) => convertedStats(converted[r].stats)),
+      activations: { max_abs: perRole((r) => largestPeak(peaks[r])), over_fp16_max: over },
     },
     capture: stats,
   };
