@@ -1,11 +1,100 @@
-/** Writing a compressed variant into its package: all files staged first, then renamed. */
+/**
+ * Writing a compressed variant into its package: its name, files and hashes, the report and
+ * ranges beside it, all staged first and then renamed.
+ */
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import type { ModelFile } from '../model/manifest.js';
+import type { CompressedPrecision, CompressMode, CompressOptions } from './options.js';
+import type { Range } from './quantize.js';
+import { byRole } from './roles.js';
 
 /** A file to write: an absolute path and its contents. */
 export interface StagedFile {
   readonly path: string;
   readonly data: string | Uint8Array;
+}
+
+/** The variant's name and file names for a mode. */
+export function variantNames(mode: CompressMode): { name: string; suffix: string } {
+  if (mode === 'fp16') return { name: 'fp16', suffix: 'fp16' };
+  return mode === 'static'
+    ? { name: 'int8', suffix: 'int8' }
+    : { name: 'int8-dynamic', suffix: 'int8-dynamic' };
+}
+
+/** The providers a variant is made for: FP16 for the GPU ones, INT8 for the CPU. */
+export function variantProviders(precision: CompressedPrecision): string[] {
+  return precision === 'fp16' ? ['tensorrt', 'cuda'] : ['cpu'];
+}
+
+/** Hex SHA-256 of a graph's bytes, as the manifest records it. */
+export function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** The manifest entries of a variant's graphs: each fp32 file's name with `.<suffix>`, hashed. */
+export function variantFiles<R extends string>(
+  roles: readonly R[],
+  fp32: Readonly<Record<R, ModelFile>>,
+  suffix: string,
+  bytes: Readonly<Record<R, Uint8Array>>,
+): Record<R, ModelFile> {
+  return byRole(roles, (r) => ({
+    path: fp32[r].path.replace(/\.onnx$/, `.${suffix}.onnx`),
+    sha256: sha256(bytes[r]),
+  }));
+}
+
+/** What a static INT8 run calibrated, for the ranges file (`vla-node/calibration-ranges@1`). */
+export interface CalibratedRanges<R extends string> {
+  readonly model: string;
+  readonly frames: number;
+  readonly ranges: Readonly<Record<R, ReadonlyMap<string, Range>>>;
+}
+
+/**
+ * The files a compressed variant adds, for {@link commitVariant}: its graphs, its report as JSON
+ * and Markdown at `reportPath` (relative to `dir`), and, when `calibrated` is given, the ranges
+ * JSON (at `--ranges-out`, by default in the calibration set).
+ */
+export function variantStagedFiles<R extends string>(
+  dir: string,
+  roles: readonly R[],
+  variant: {
+    readonly files: Readonly<Record<R, ModelFile>>;
+    readonly bytes: Readonly<Record<R, Uint8Array>>;
+    readonly reportPath: string;
+    readonly report: object;
+    readonly markdown: string;
+  },
+  options: Pick<CompressOptions, 'calibration' | 'method' | 'rangesOut'>,
+  calibrated?: CalibratedRanges<R>,
+): StagedFile[] {
+  const files: StagedFile[] = roles.map((r) => ({
+    path: join(dir, variant.files[r].path),
+    data: variant.bytes[r],
+  }));
+  const jsonTarget = join(dir, variant.reportPath);
+  files.push(
+    { path: jsonTarget, data: `${JSON.stringify(variant.report, null, 2)}\n` },
+    { path: jsonTarget.replace(/\.json$/, '.md'), data: variant.markdown },
+  );
+  if (calibrated !== undefined) {
+    const json = {
+      format: 'vla-node/calibration-ranges@1',
+      model: calibrated.model,
+      method: options.method,
+      frames: calibrated.frames,
+      ...byRole(roles, (r) => Object.fromEntries(calibrated.ranges[r])),
+    };
+    files.push({
+      path: options.rangesOut ?? join(options.calibration, 'ranges.json'),
+      data: `${JSON.stringify(json, null, 2)}\n`,
+    });
+  }
+  return files;
 }
 
 /**

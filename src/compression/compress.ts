@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,7 +41,7 @@ import {
   type ActivationCollector,
   type CalibrationMethod,
 } from './runner.js';
-import type { CompressOptions, CompressMode } from './options.js';
+import type { CompressOptions } from './options.js';
 import {
   reportMarkdown,
   type CompressionReport,
@@ -53,15 +52,17 @@ import {
 import { measure, fp16Reasons, validationSections } from './measure.js';
 import { byRole, ROLES } from './roles.js';
 import { convertedStats, largestPeak, nodeOutputs, overFp16Max } from './fp16-details.js';
-import { commitVariant, type StagedFile } from './commit.js';
+import {
+  commitVariant,
+  variantFiles,
+  variantNames,
+  variantProviders,
+  variantStagedFiles,
+} from './commit.js';
 
 export * from './options.js';
 export * from './report.js';
-export { withVariants } from './commit.js';
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
+export { variantNames, withVariants } from './commit.js';
 
 /**
  * Run the fp32 graphs with the activations `names` as extra outputs over `samples`, feeding each
@@ -136,14 +137,6 @@ export async function activationPeaks(
     frameProgress('activation range', samples.length, batchSize, progress),
   );
   return byRole(ROLES, (r) => collectors[r].peaks());
-}
-
-/** The variant's name and file names for a mode. */
-export function variantNames(mode: CompressMode): { name: string; suffix: string } {
-  if (mode === 'fp16') return { name: 'fp16', suffix: 'fp16' };
-  return mode === 'static'
-    ? { name: 'int8', suffix: 'int8' }
-    : { name: 'int8-dynamic', suffix: 'int8-dynamic' };
 }
 
 function checkExclusions(
@@ -309,20 +302,13 @@ export async function compressPackage(options: CompressOptions): Promise<Compres
       : await buildInt8(pkg, graphs, samples, { ...options, mode });
   const bytes = built.bytes;
   const { name, suffix } = variantNames(options.mode);
-  const fileNames = {
-    encoder: fp32.files.encoder.path.replace(/\.onnx$/, `.${suffix}.onnx`),
-    policy: fp32.files.policy.path.replace(/\.onnx$/, `.${suffix}.onnx`),
-  };
   const reportPath = `reports/${name}.json`;
   const variant: Variant = {
     name,
     precision: built.precision,
-    files: {
-      encoder: { path: fileNames.encoder, sha256: sha256(bytes.encoder) },
-      policy: { path: fileNames.policy, sha256: sha256(bytes.policy) },
-    },
+    files: variantFiles(ROLES, fp32.files, suffix, bytes),
     report: reportPath,
-    providers: built.precision === 'fp16' ? ['tensorrt', 'cuda'] : ['cpu'],
+    providers: variantProviders(built.precision),
   };
 
   const work = await mkdtemp(join(tmpdir(), 'vla-compress-'));
@@ -370,29 +356,21 @@ export async function compressPackage(options: CompressOptions): Promise<Compres
             ...validationSections('int8', pkg, m, options, []),
           };
 
-    const files: StagedFile[] = ROLES.map((role) => ({
-      path: join(pkg.dir, fileNames[role]),
-      data: bytes[role],
-    }));
-    const jsonTarget = join(pkg.dir, reportPath);
-    files.push(
-      { path: jsonTarget, data: `${JSON.stringify(report, null, 2)}\n` },
-      { path: jsonTarget.replace(/\.json$/, '.md'), data: reportMarkdown(report) },
+    const files = variantStagedFiles(
+      pkg.dir,
+      ROLES,
+      {
+        files: variant.files,
+        bytes,
+        reportPath,
+        report,
+        markdown: reportMarkdown(report),
+      },
+      options,
+      built.precision === 'int8' && options.mode === 'static'
+        ? { model: pkg.manifest.name, frames: samples.length, ranges: built.ranges }
+        : undefined,
     );
-    if (built.precision === 'int8' && options.mode === 'static') {
-      const json = {
-        format: 'vla-node/calibration-ranges@1',
-        model: pkg.manifest.name,
-        method: options.method,
-        frames: samples.length,
-        encoder: Object.fromEntries(built.ranges.encoder),
-        policy: Object.fromEntries(built.ranges.policy),
-      };
-      files.push({
-        path: options.rangesOut ?? join(options.calibration, 'ranges.json'),
-        data: `${JSON.stringify(json, null, 2)}\n`,
-      });
-    }
     await commitVariant(pkg.dir, files, variant);
     return report;
   } finally {

@@ -4,7 +4,6 @@
  * variant validated against fp32 through FlowPolicy (same observations, same noise) and in the
  * closed loop, then added to the manifest with its report.
  */
-import { createHash } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,10 +21,16 @@ import type { ModelFile, Precision } from '../model/manifest.js';
 import { encodeOnnx, graphOf, loadOnnx, type ModelProto } from '../util/onnx-graph.js';
 import { round } from '../util/stats.js';
 import { prepareFlowSamples, readCalibrationSet, type FlowSample } from './calibration.js';
-import { commitVariant, type StagedFile } from './commit.js';
+import {
+  commitVariant,
+  sha256,
+  variantFiles,
+  variantNames,
+  variantProviders,
+  variantStagedFiles,
+} from './commit.js';
 import { convertedStats, largestPeak, nodeOutputs, overFp16Max } from './fp16-details.js';
 import { byRole } from './roles.js';
-import { variantNames } from './compress.js';
 import {
   convertToFloat16,
   DEFAULT_FP16_KEEP_OPS,
@@ -68,10 +73,6 @@ type PerRole<T> = Record<FlowRole, T>;
 
 function perRole<T>(f: (role: FlowRole) => T): PerRole<T> {
   return byRole(FLOW_ROLES, f);
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }
 
 /** Seed base of the calibration noise (held-out observations use the gate's seed). */
@@ -460,12 +461,9 @@ export async function compressFlowPackage(
   const variant: FlowVariant = {
     name,
     precision: built.precision,
-    files: perRole((r) => ({
-      path: fp32.files[r].path.replace(/\.onnx$/, `.${suffix}.onnx`),
-      sha256: sha256(built.bytes[r]),
-    })),
+    files: variantFiles(FLOW_ROLES, fp32.files, suffix, built.bytes),
     report: reportPath,
-    providers: built.precision === 'fp16' ? ['tensorrt', 'cuda'] : ['cpu'],
+    providers: variantProviders(built.precision),
   };
 
   const work = await mkdtemp(join(tmpdir(), 'vla-compress-flow-'));
@@ -514,28 +512,21 @@ export async function compressFlowPackage(
             ...validation('int8', pkg, m, options, []),
           };
 
-    const files: StagedFile[] = FLOW_ROLES.map((r) => ({
-      path: join(pkg.dir, variant.files[r].path),
-      data: built.bytes[r],
-    }));
-    const jsonTarget = join(pkg.dir, reportPath);
-    files.push(
-      { path: jsonTarget, data: `${JSON.stringify(report, null, 2)}\n` },
-      { path: jsonTarget.replace(/\.json$/, '.md'), data: flowReportMarkdown(report) },
+    const files = variantStagedFiles(
+      pkg.dir,
+      FLOW_ROLES,
+      {
+        files: variant.files,
+        bytes: built.bytes,
+        reportPath,
+        report,
+        markdown: flowReportMarkdown(report),
+      },
+      options,
+      built.precision === 'int8' && mode === 'static'
+        ? { model: pkg.manifest.name, frames: samples.length, ranges: built.ranges }
+        : undefined,
     );
-    if (built.precision === 'int8' && mode === 'static') {
-      const json = {
-        format: 'vla-node/calibration-ranges@1',
-        model: pkg.manifest.name,
-        method: options.method,
-        frames: samples.length,
-        ...perRole((r) => Object.fromEntries(built.ranges[r])),
-      };
-      files.push({
-        path: options.rangesOut ?? join(options.calibration, 'ranges.json'),
-        data: `${JSON.stringify(json, null, 2)}\n`,
-      });
-    }
     await commitVariant(pkg.dir, files, variant);
     return report;
   } finally {
