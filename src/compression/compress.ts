@@ -49,7 +49,8 @@ import {
   type Int8Report,
 } from './report.js';
 
-import { measure, fp16Reasons, validationSections } from './measure.js';
+import { measure, validationSections } from './measure.js';
+import { emulatedActionError, fp16Reasons } from './validation.js';
 import { byRole, ROLES } from './roles.js';
 import { convertedStats, largestPeak, nodeOutputs, overFp16Max } from './fp16-details.js';
 import {
@@ -333,10 +334,7 @@ export async function compressPackage(options: CompressOptions): Promise<Compres
             intended_providers: ['tensorrt', 'cuda'],
             calibration,
             ...built.details,
-            emulated_action_error: {
-              mean_abs: m.emulated?.meanAbs ?? [],
-              max_abs: m.emulated?.maxAbs ?? [],
-            },
+            emulated_action_error: emulatedActionError(m.emulated),
             ...validationSections(
               'fp16',
               pkg,

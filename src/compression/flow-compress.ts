@@ -56,7 +56,13 @@ import {
   type CaptureStats,
 } from './flow-runner.js';
 import type { ActionError } from './action-error.js';
-import { cpuName, fp16Reasons, gateReasons } from './measure.js';
+import {
+  cpuName,
+  emulatedActionError,
+  fp16Reasons,
+  reportSections,
+  runClosedLoop,
+} from './validation.js';
 import type { CompressedPrecision, CompressOptions } from './options.js';
 import {
   defaultExclusions,
@@ -360,16 +366,13 @@ async function measureFlow(
   };
 }
 
+/** The closed-loop score with the stage means rounded for the report. */
 async function closedLoop(
   dir: string,
   precision: Precision,
   options: CompressOptions,
 ): Promise<{ rate: number; stages: FlowSimStageMs }> {
-  options.progress(`closed loop: ${options.episodes} episodes with ${precision}...`);
-  const score = await options.evaluator.closedLoop(dir, precision, {
-    episodes: options.episodes,
-    seed: options.seed,
-  });
+  const score = await runClosedLoop(dir, precision, options);
   return {
     rate: score.rate,
     stages: { encode: round(score.stages.encode, 4), policy: round(score.stages.policy, 4) },
@@ -383,38 +386,16 @@ function validation<P extends CompressedPrecision>(
   options: CompressOptions,
   extraReasons: readonly string[],
 ): FlowValidationSections<P> {
-  const reasons = [
-    ...gateReasons(
-      precision,
-      m.meanAbs,
-      { fp32: m.closed.fp32.rate, variant: m.closed.variant.rate },
-      options,
-    ),
-    ...extraReasons,
-  ];
   const ratio = Object.fromEntries(
     (Object.keys(m.latency.fp32) as (keyof FlowStageMs)[]).map((k) => [
       k,
       round(m.latency.variant[k] / m.latency.fp32[k], 3),
     ]),
   ) as FlowStageMs;
-  const sections = {
-    action_error: {
-      frames: m.frames,
-      names: pkg.manifest.action.names,
-      steps: pkg.manifest.denoising.steps,
-      mean_abs: m.meanAbs,
-      max_abs: m.maxAbs,
-      threshold: options.errorThreshold,
-    },
-    closed_loop: {
-      episodes: options.episodes,
-      seed: options.seed,
-      fp32_success_rate: m.closed.fp32.rate,
-      [`${precision}_success_rate`]: m.closed.variant.rate,
-      tolerance_points: options.successTolerance,
-      sim_stage_mean_ms: { fp32: m.closed.fp32.stages, [precision]: m.closed.variant.stages },
-    },
+  const sections = reportSections(precision, m, options, extraReasons, {
+    names: pkg.manifest.action.names,
+    steps: pkg.manifest.denoising.steps,
+    stageKey: 'sim_stage_mean_ms',
     latency: {
       cpu: cpuName(),
       threads: 1,
@@ -423,13 +404,7 @@ function validation<P extends CompressedPrecision>(
       [`${precision}_p50_ms`]: m.latency.variant,
       ratio,
     },
-    size_bytes: {
-      fp32: m.size.fp32,
-      [precision]: m.size.variant,
-      ratio: round(m.size.variant / m.size.fp32, 3),
-    },
-    gate: { passed: reasons.length === 0, provider: 'cpu', reasons },
-  };
+  });
   // Computed keys (`${precision}_success_rate`) are typed by FlowValidationSections<P>.
   return sections as unknown as FlowValidationSections<P>;
 }
@@ -493,10 +468,7 @@ export async function compressFlowPackage(
             method: null,
             intended_providers: ['tensorrt', 'cuda'],
             ...built.details,
-            emulated_action_error: {
-              mean_abs: m.emulated?.meanAbs ?? [],
-              max_abs: m.emulated?.maxAbs ?? [],
-            },
+            emulated_action_error: emulatedActionError(m.emulated),
             ...validation(
               'fp16',
               pkg,

@@ -3,7 +3,6 @@
  * profiled operators, the closed loop (by the evaluator given), and the report sections they fill.
  */
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import {
@@ -11,7 +10,6 @@ import {
   type GraphRole,
   type Manifest,
   type ModelPackage,
-  type Precision,
   type Variant,
 } from '../model/manifest.js';
 import { prepareSamples, type PreparedSample } from './calibration.js';
@@ -19,7 +17,8 @@ import { GraphRunner } from './runner.js';
 import { ROLES } from './roles.js';
 import { ActionErrorSum, type ActionError } from './action-error.js';
 import { round } from '../util/stats.js';
-import type { CompressOptions, ClosedLoopScore, CompressedPrecision } from './options.js';
+import type { CompressOptions, CompressedPrecision } from './options.js';
+import { cpuName, reportSections, runClosedLoop } from './validation.js';
 import { type SimStageMs, type StageMs, type ValidationSections } from './report.js';
 
 /** Kernel time per operator type (µs) over `runs` profiled passes, slowest first. */
@@ -166,8 +165,8 @@ export async function measure(
     variant: await profileOps(pkg, paths.encoder, paths.policy, heldOut, 50, work),
   };
   const closed = {
-    fp32: await closedLoop(scratch, 'fp32', options, progress),
-    variant: await closedLoop(scratch, variant.precision, options, progress),
+    fp32: await runClosedLoop(scratch, 'fp32', options),
+    variant: await runClosedLoop(scratch, variant.precision, options),
   };
   return {
     frames: heldOut.length,
@@ -192,13 +191,6 @@ export function validationSections<P extends CompressedPrecision>(
   options: CompressOptions,
   extraReasons: readonly string[],
 ): ValidationSections<P> {
-  const reasons = gateReasons(
-    precision,
-    m.meanAbs,
-    { fp32: m.closed.fp32.rate, variant: m.closed.variant.rate },
-    options,
-  );
-  reasons.push(...extraReasons);
   const lat = m.latency;
   const totalRatio =
     (lat.variant.encoder + lat.variant.policy) / (lat.fp32.encoder + lat.fp32.policy);
@@ -206,23 +198,9 @@ export function validationSections<P extends CompressedPrecision>(
     encoder: round(s.encoder, 4),
     policy: round(s.policy, 4),
   });
-  // Computed keys (`${precision}_success_rate`) are typed by ValidationSections<P>.
-  const sections = {
-    action_error: {
-      frames: m.frames,
-      names: pkg.manifest.action.names,
-      mean_abs: m.meanAbs,
-      max_abs: m.maxAbs,
-      threshold: options.errorThreshold,
-    },
-    closed_loop: {
-      episodes: options.episodes,
-      seed: options.seed,
-      fp32_success_rate: m.closed.fp32.rate,
-      [`${precision}_success_rate`]: m.closed.variant.rate,
-      tolerance_points: options.successTolerance,
-      sim_stage_p50_ms: { fp32: m.closed.fp32.stages, [precision]: m.closed.variant.stages },
-    },
+  const sections = reportSections(precision, m, options, extraReasons, {
+    names: pkg.manifest.action.names,
+    stageKey: 'sim_stage_p50_ms',
     latency: {
       cpu: cpuName(),
       threads: 1,
@@ -236,52 +214,9 @@ export function validationSections<P extends CompressedPrecision>(
       [`${precision}_top_ops_us`]: m.profiles.variant,
       fp32_top_ops_us: m.profiles.fp32,
     },
-    size_bytes: {
-      fp32: m.size.fp32,
-      [precision]: m.size.variant,
-      ratio: round(m.size.variant / m.size.fp32, 3),
-    },
-    gate: { passed: reasons.length === 0, provider: 'cpu', reasons },
-  };
+  });
+  // Computed keys (`${precision}_success_rate`) are typed by ValidationSections<P>.
   return sections as unknown as ValidationSections<P>;
-}
-
-/** Why the common gate fails: the worst mean action error, the success drop (empty: passed). */
-export function gateReasons(
-  precision: CompressedPrecision,
-  meanAbs: readonly number[],
-  rates: { readonly fp32: number; readonly variant: number },
-  options: Pick<CompressOptions, 'errorThreshold' | 'successTolerance'>,
-): string[] {
-  const reasons: string[] = [];
-  const worst = Math.max(...meanAbs);
-  if (!(worst < options.errorThreshold))
-    reasons.push(`mean action error ${worst} is not under ${options.errorThreshold}`);
-  const drop = 100 * (rates.fp32 - rates.variant);
-  if (drop > options.successTolerance)
-    reasons.push(
-      `success dropped ${round(drop, 1)} points (fp32 ${round(100 * rates.fp32, 1)}%, ${precision} ${round(100 * rates.variant, 1)}%), more than ${options.successTolerance}`,
-    );
-  return reasons;
-}
-
-/** FP16's gate beyond the common one: no activation overflows, the emulated error is small. */
-export function fp16Reasons(
-  overflowing: readonly string[],
-  emulated: ActionError | undefined,
-  options: Pick<CompressOptions, 'errorThreshold'>,
-): string[] {
-  const reasons: string[] = [];
-  if (overflowing.length > 0)
-    reasons.push(
-      `activations beyond the float16 range (65504): ${overflowing.join(', ')}; keep their nodes in float32 with --exclude`,
-    );
-  const worst = Math.max(...(emulated?.meanAbs ?? [Number.NaN]));
-  if (!(worst < options.errorThreshold))
-    reasons.push(
-      `mean action error of the float16 emulation ${worst} is not under ${options.errorThreshold}`,
-    );
-  return reasons;
 }
 
 function fp32Variant(pkg: ModelPackage): Variant {
@@ -289,22 +224,4 @@ function fp32Variant(pkg: ModelPackage): Variant {
   if (v === undefined)
     throw new InputError('Expected an fp32 variant', { field: 'manifest.variants' });
   return v;
-}
-
-async function closedLoop(
-  dir: string,
-  precision: Precision,
-  options: CompressOptions,
-  progress: (line: string) => void,
-): Promise<ClosedLoopScore> {
-  progress(`closed loop: ${options.episodes} episodes with ${precision}...`);
-  return options.evaluator.closedLoop(dir, precision, {
-    episodes: options.episodes,
-    seed: options.seed,
-  });
-}
-
-/** The CPU the latency was measured on. */
-export function cpuName(): string {
-  return cpus()[0]?.model.trim() ?? 'unknown';
 }
