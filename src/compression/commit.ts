@@ -3,11 +3,13 @@
  * ranges beside it, all staged first and then renamed.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { ModelFile } from '../model/manifest.js';
 import type { CompressedPrecision, CompressMode, CompressOptions } from './options.js';
 import type { Range } from './quantize.js';
+import { FP16_KIND } from './report.js';
 import { byRole } from './roles.js';
 
 /** A file to write: an absolute path and its contents. */
@@ -25,8 +27,8 @@ export function variantNames(mode: CompressMode): { name: string; suffix: string
 }
 
 /** The providers a variant is made for: FP16 for the GPU ones, INT8 for the CPU. */
-export function variantProviders(precision: CompressedPrecision): string[] {
-  return precision === 'fp16' ? ['tensorrt', 'cuda'] : ['cpu'];
+function variantProviders(precision: CompressedPrecision): string[] {
+  return precision === 'fp16' ? [...FP16_KIND.intended_providers] : ['cpu'];
 }
 
 /** Hex SHA-256 of a graph's bytes, as the manifest records it. */
@@ -35,7 +37,7 @@ export function sha256(bytes: Uint8Array): string {
 }
 
 /** The manifest entries of a variant's graphs: each fp32 file's name with `.<suffix>`, hashed. */
-export function variantFiles<R extends string>(
+function variantFiles<R extends string>(
   roles: readonly R[],
   fp32: Readonly<Record<R, ModelFile>>,
   suffix: string,
@@ -59,7 +61,7 @@ export interface CalibratedRanges<R extends string> {
  * and Markdown at `reportPath` (relative to `dir`), and, when `calibrated` is given, the ranges
  * JSON (at `--ranges-out`, by default in the calibration set).
  */
-export function variantStagedFiles<R extends string>(
+function variantStagedFiles<R extends string>(
   dir: string,
   roles: readonly R[],
   variant: {
@@ -95,6 +97,66 @@ export function variantStagedFiles<R extends string>(
     });
   }
   return files;
+}
+
+/** A compressed variant's manifest entry (either family; `R` is the family's graph roles). */
+export interface CompressedVariant<R extends string> {
+  readonly name: string;
+  readonly precision: CompressedPrecision;
+  readonly files: Record<R, ModelFile>;
+  readonly report: string;
+  readonly providers: string[];
+}
+
+/**
+ * Add a compressed variant to the package in `dir`: name and hash its graphs, let `validate`
+ * measure it in a scratch folder (removed afterwards) and return its report, then stage and
+ * commit graphs, report and (with `calibrated`) the ranges file. Nothing in the package changes
+ * unless every step succeeded.
+ */
+export async function addCompressedVariant<R extends string, T extends object>(args: {
+  readonly dir: string;
+  readonly roles: readonly R[];
+  readonly fp32Files: Readonly<Record<R, ModelFile>>;
+  readonly precision: CompressedPrecision;
+  readonly bytes: Readonly<Record<R, Uint8Array>>;
+  readonly options: CompressOptions;
+  /** Name prefix of the scratch folder in the system's temporary directory. */
+  readonly scratchPrefix: string;
+  readonly calibrated: CalibratedRanges<R> | undefined;
+  readonly validate: (variant: CompressedVariant<R>, scratch: string) => Promise<T>;
+  readonly markdown: (report: T) => string;
+}): Promise<T> {
+  const { name, suffix } = variantNames(args.options.mode);
+  const reportPath = `reports/${name}.json`;
+  const variant: CompressedVariant<R> = {
+    name,
+    precision: args.precision,
+    files: variantFiles(args.roles, args.fp32Files, suffix, args.bytes),
+    report: reportPath,
+    providers: variantProviders(args.precision),
+  };
+  const scratch = await mkdtemp(join(tmpdir(), args.scratchPrefix));
+  try {
+    const report = await args.validate(variant, scratch);
+    const files = variantStagedFiles(
+      args.dir,
+      args.roles,
+      {
+        files: variant.files,
+        bytes: args.bytes,
+        reportPath,
+        report,
+        markdown: args.markdown(report),
+      },
+      args.options,
+      args.calibrated,
+    );
+    await commitVariant(args.dir, files, variant);
+    return report;
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
 }
 
 /**

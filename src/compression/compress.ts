@@ -1,13 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import {
   loadModelPackage,
   selectVariant,
   type GraphRole,
   type ModelPackage,
-  type Variant,
 } from '../model/manifest.js';
 import { prepareSamples, readCalibrationSet, type PreparedSample } from './calibration.js';
 import {
@@ -43,6 +39,7 @@ import {
 } from './runner.js';
 import type { CompressOptions } from './options.js';
 import {
+  FP16_KIND,
   reportMarkdown,
   type CompressionReport,
   type Fp16Report,
@@ -53,13 +50,7 @@ import { measure, validationSections } from './measure.js';
 import { emulatedActionError, fp16Reasons } from './validation.js';
 import { byRole, ROLES } from './roles.js';
 import { convertedStats, largestPeak, nodeOutputs, overFp16Max } from './fp16-details.js';
-import {
-  commitVariant,
-  variantFiles,
-  variantNames,
-  variantProviders,
-  variantStagedFiles,
-} from './commit.js';
+import { addCompressedVariant } from './commit.js';
 
 export * from './options.js';
 export * from './report.js';
@@ -301,37 +292,34 @@ export async function compressPackage(options: CompressOptions): Promise<Compres
     mode === 'fp16'
       ? await buildFp16(pkg, graphs, samples, options)
       : await buildInt8(pkg, graphs, samples, { ...options, mode });
-  const bytes = built.bytes;
-  const { name, suffix } = variantNames(options.mode);
-  const reportPath = `reports/${name}.json`;
-  const variant: Variant = {
-    name,
+  return addCompressedVariant({
+    dir: pkg.dir,
+    roles: ROLES,
+    fp32Files: fp32.files,
     precision: built.precision,
-    files: variantFiles(ROLES, fp32.files, suffix, bytes),
-    report: reportPath,
-    providers: variantProviders(built.precision),
-  };
-
-  const work = await mkdtemp(join(tmpdir(), 'vla-compress-'));
-  try {
-    const m = await measure(
-      pkg,
-      variant,
-      bytes,
-      options,
-      work,
-      built.precision === 'fp16' ? built.emulated : undefined,
-    );
-    const calibration = { dir: options.calibration, frames: samples.length };
-    const head = { format: 'vla-node/compression-report@1', variant: name } as const;
-    const report: CompressionReport =
-      built.precision === 'fp16'
+    bytes: built.bytes,
+    options,
+    scratchPrefix: 'vla-compress-',
+    calibrated:
+      built.precision === 'int8' && options.mode === 'static'
+        ? { model: pkg.manifest.name, frames: samples.length, ranges: built.ranges }
+        : undefined,
+    markdown: reportMarkdown,
+    validate: async (variant, work): Promise<CompressionReport> => {
+      const m = await measure(
+        pkg,
+        variant,
+        built.bytes,
+        options,
+        work,
+        built.precision === 'fp16' ? built.emulated : undefined,
+      );
+      const calibration = { dir: options.calibration, frames: samples.length };
+      const head = { format: 'vla-node/compression-report@1', variant: variant.name } as const;
+      return built.precision === 'fp16'
         ? {
             ...head,
-            precision: 'fp16',
-            mode: 'fp16',
-            method: null,
-            intended_providers: ['tensorrt', 'cuda'],
+            ...FP16_KIND,
             calibration,
             ...built.details,
             emulated_action_error: emulatedActionError(m.emulated),
@@ -353,25 +341,6 @@ export async function compressPackage(options: CompressOptions): Promise<Compres
             quantized_nodes: built.details.quantized_nodes,
             ...validationSections('int8', pkg, m, options, []),
           };
-
-    const files = variantStagedFiles(
-      pkg.dir,
-      ROLES,
-      {
-        files: variant.files,
-        bytes,
-        reportPath,
-        report,
-        markdown: reportMarkdown(report),
-      },
-      options,
-      built.precision === 'int8' && options.mode === 'static'
-        ? { model: pkg.manifest.name, frames: samples.length, ranges: built.ranges }
-        : undefined,
-    );
-    await commitVariant(pkg.dir, files, variant);
-    return report;
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+    },
+  });
 }

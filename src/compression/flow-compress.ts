@@ -4,8 +4,7 @@
  * variant validated against fp32 through FlowPolicy (same observations, same noise) and in the
  * closed loop, then added to the manifest with its report.
  */
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import {
@@ -21,14 +20,7 @@ import type { ModelFile, Precision } from '../model/manifest.js';
 import { encodeOnnx, graphOf, loadOnnx, type ModelProto } from '../util/onnx-graph.js';
 import { round } from '../util/stats.js';
 import { prepareFlowSamples, readCalibrationSet, type FlowSample } from './calibration.js';
-import {
-  commitVariant,
-  sha256,
-  variantFiles,
-  variantNames,
-  variantProviders,
-  variantStagedFiles,
-} from './commit.js';
+import { addCompressedVariant, sha256 } from './commit.js';
 import { convertedStats, largestPeak, nodeOutputs, overFp16Max } from './fp16-details.js';
 import { byRole } from './roles.js';
 import {
@@ -48,6 +40,7 @@ import type {
   FlowValidationSections,
 } from './flow-report.js';
 import { flowReportMarkdown } from './flow-report.js';
+import { FP16_KIND } from './report.js';
 import {
   flowActionError,
   flowLatency,
@@ -431,42 +424,40 @@ export async function compressFlowPackage(
     mode === 'fp16'
       ? await buildFp16(pkg, graphs, samples, options)
       : await buildInt8(pkg, graphs, samples, { ...options, mode });
-  const { name, suffix } = variantNames(mode);
-  const reportPath = `reports/${name}.json`;
-  const variant: FlowVariant = {
-    name,
+  return addCompressedVariant({
+    dir: pkg.dir,
+    roles: FLOW_ROLES,
+    fp32Files: fp32.files,
     precision: built.precision,
-    files: variantFiles(FLOW_ROLES, fp32.files, suffix, built.bytes),
-    report: reportPath,
-    providers: variantProviders(built.precision),
-  };
-
-  const work = await mkdtemp(join(tmpdir(), 'vla-compress-flow-'));
-  try {
-    const m = await measureFlow(pkg, variant, built, options, work);
-    const capture = built.capture;
-    const calibration: FlowCalibration = {
-      dir: options.calibration,
-      frames: samples.length,
-      cameras: pkg.manifest.cameras.map((c) => c.name),
-      graph_runs: capture?.runs ?? perRole(() => 0),
-      expert_times: capture?.times ?? [],
-      steps: pkg.manifest.denoising.steps,
-    };
-    const head = {
-      format: 'vla-node/compression-report@1',
-      family: 'flow',
-      variant: name,
-      calibration,
-    } as const;
-    const report: FlowCompressionReport =
-      built.precision === 'fp16'
+    bytes: built.bytes,
+    options,
+    scratchPrefix: 'vla-compress-flow-',
+    calibrated:
+      built.precision === 'int8' && mode === 'static'
+        ? { model: pkg.manifest.name, frames: samples.length, ranges: built.ranges }
+        : undefined,
+    markdown: flowReportMarkdown,
+    validate: async (variant, work): Promise<FlowCompressionReport> => {
+      const m = await measureFlow(pkg, variant, built, options, work);
+      const capture = built.capture;
+      const calibration: FlowCalibration = {
+        dir: options.calibration,
+        frames: samples.length,
+        cameras: pkg.manifest.cameras.map((c) => c.name),
+        graph_runs: capture?.runs ?? perRole(() => 0),
+        expert_times: capture?.times ?? [],
+        steps: pkg.manifest.denoising.steps,
+      };
+      const head = {
+        format: 'vla-node/compression-report@1',
+        family: 'flow',
+        variant: variant.name,
+        calibration,
+      } as const;
+      return built.precision === 'fp16'
         ? {
             ...head,
-            precision: 'fp16',
-            mode: 'fp16',
-            method: null,
-            intended_providers: ['tensorrt', 'cuda'],
+            ...FP16_KIND,
             ...built.details,
             emulated_action_error: emulatedActionError(m.emulated),
             ...validation(
@@ -483,25 +474,6 @@ export async function compressFlowPackage(
             ...built.details,
             ...validation('int8', pkg, m, options, []),
           };
-
-    const files = variantStagedFiles(
-      pkg.dir,
-      FLOW_ROLES,
-      {
-        files: variant.files,
-        bytes: built.bytes,
-        reportPath,
-        report,
-        markdown: flowReportMarkdown(report),
-      },
-      options,
-      built.precision === 'int8' && mode === 'static'
-        ? { model: pkg.manifest.name, frames: samples.length, ranges: built.ranges }
-        : undefined,
-    );
-    await commitVariant(pkg.dir, files, variant);
-    return report;
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+    },
+  });
 }

@@ -93,6 +93,14 @@ export type Fp16Report = {
 
 export type CompressionReport = Int8Report | Fp16Report;
 
+/** The fields that say what an FP16 report's variant is, in report order (both families). */
+export const FP16_KIND = {
+  precision: 'fp16',
+  mode: 'fp16',
+  method: null,
+  intended_providers: ['tensorrt', 'cuda'],
+} as const;
+
 /** The compressed variant's own figures of a report, whatever its precision. */
 export function variantFigures(r: CompressionReport): {
   readonly successRate: number;
