@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import type { ModelFile } from '../model/manifest.js';
 import type { CompressedPrecision, CompressMode, CompressOptions } from './options.js';
 import type { Range } from './quantize.js';
-import { FP16_KIND } from './report.js';
+import { FP16_KIND } from './report-common.js';
 import { byRole } from './roles.js';
 
 /** A file to write: an absolute path and its contents. */

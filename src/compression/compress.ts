@@ -38,8 +38,8 @@ import {
   type CalibrationMethod,
 } from './runner.js';
 import type { CompressOptions } from './options.js';
+import { FP16_KIND } from './report-common.js';
 import {
-  FP16_KIND,
   reportMarkdown,
   type CompressionReport,
   type Fp16Report,

@@ -40,7 +40,7 @@ import type {
   FlowValidationSections,
 } from './flow-report.js';
 import { flowReportMarkdown } from './flow-report.js';
-import { FP16_KIND } from './report.js';
+import { FP16_KIND } from './report-common.js';
 import {
   flowActionError,
   flowLatency,

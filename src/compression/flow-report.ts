@@ -3,10 +3,18 @@
  * the encoder + policy report (report.ts), with the figures per graph role and per runtime stage.
  */
 import type { FlowRole } from '../model/flow-manifest.js';
-import type { Fp16Stats } from './fp16.js';
 import type { CompressedPrecision } from './options.js';
-import type { QuantMode } from './quantize.js';
-import type { CalibrationMethod } from './runner.js';
+import {
+  actionErrorTable,
+  gateLine,
+  pct,
+  type ActionErrorSection,
+  type ClosedLoopSection,
+  type Fp16Fields,
+  type GateSection,
+  type Int8Fields,
+  type SizeSection,
+} from './report-common.js';
 
 /**
  * p50 per FlowPolicy stage of one inference (ms): `denoise` is every expert step together;
@@ -36,23 +44,13 @@ export type FlowCalibration = {
   readonly steps: number;
 };
 
+/** The validation sections of a flow report (see report.ts's ValidationSections). */
 export type FlowValidationSections<P extends CompressedPrecision> = {
   /** FlowPolicy fp32 against FlowPolicy at the variant, the same observation and noise seed each. */
-  readonly action_error: {
-    readonly frames: number;
-    readonly names: readonly string[];
-    readonly steps: number;
-    readonly mean_abs: readonly number[];
-    readonly max_abs: readonly number[];
-    readonly threshold: number;
-  };
-  readonly closed_loop: {
-    readonly episodes: number;
-    readonly seed: number;
-    readonly fp32_success_rate: number;
-    readonly tolerance_points: number;
+  readonly action_error: ActionErrorSection & { readonly steps: number };
+  readonly closed_loop: ClosedLoopSection<P> & {
     readonly sim_stage_mean_ms: Readonly<Record<'fp32' | P, FlowSimStageMs>>;
-  } & { readonly [K in `${P}_success_rate`]: number };
+  };
   readonly latency: {
     readonly cpu: string;
     readonly threads: 1;
@@ -61,10 +59,8 @@ export type FlowValidationSections<P extends CompressedPrecision> = {
     /** variant / fp32 per stage; `total` is the whole inference (what `precision: auto` compares). */
     readonly ratio: FlowStageMs;
   } & { readonly [K in `${P}_p50_ms`]: FlowStageMs };
-  readonly size_bytes: { readonly fp32: number; readonly ratio: number } & {
-    readonly [K in P]: number;
-  };
-  readonly gate: { readonly passed: boolean; readonly provider: 'cpu'; readonly reasons: string[] };
+  readonly size_bytes: SizeSection<P>;
+  readonly gate: GateSection;
 };
 
 type FlowHead = {
@@ -75,39 +71,16 @@ type FlowHead = {
 };
 
 /** The report of a flow package's INT8 variant. */
-export type FlowInt8Report = FlowHead & {
-  readonly precision: 'int8';
-  readonly mode: QuantMode;
-  readonly method: CalibrationMethod | null;
-  readonly excluded: Readonly<Record<FlowRole, readonly string[]>>;
-  readonly quantized_nodes: Readonly<Record<FlowRole, number>>;
-} & FlowValidationSections<'int8'>;
+export type FlowInt8Report = FlowHead & Int8Fields<FlowRole> & FlowValidationSections<'int8'>;
 
 /** The report of a flow package's FP16 variant (measured on the CPU provider, like v1's). */
-export type FlowFp16Report = FlowHead & {
-  readonly precision: 'fp16';
-  readonly mode: 'fp16';
-  readonly method: null;
-  readonly intended_providers: readonly ['tensorrt', 'cuda'];
-  readonly kept_fp32: {
-    readonly ops: readonly string[];
-    /** Every node that computes in float32 (by operator type, by name, or for range). */
-    readonly nodes: Readonly<Record<FlowRole, readonly string[]>>;
-    /** The nodes kept because their fp32 output left the float16 range on the calibration inputs (default only). */
-    readonly for_range: Readonly<Record<FlowRole, readonly string[]>>;
-  };
-  readonly converted: Readonly<Record<FlowRole, Omit<Fp16Stats, 'fp32_nodes'>>>;
-  readonly activations: {
-    readonly max_abs: Readonly<
-      Record<FlowRole, { readonly tensor: string; readonly value: number }>
-    >;
-    readonly over_fp16_max: readonly string[];
-  };
-  readonly emulated_action_error: {
-    readonly mean_abs: readonly number[];
-    readonly max_abs: readonly number[];
-  };
-} & FlowValidationSections<'fp16'>;
+export type FlowFp16Report = FlowHead &
+  Fp16Fields<FlowRole> & {
+    readonly kept_fp32: {
+      /** The nodes kept because their fp32 output left the float16 range on the calibration inputs (default only). */
+      readonly for_range: Readonly<Record<FlowRole, readonly string[]>>;
+    };
+  } & FlowValidationSections<'fp16'>;
 
 export type FlowCompressionReport = FlowInt8Report | FlowFp16Report;
 
@@ -137,14 +110,13 @@ const STAGES = ['encode', 'instruction', 'prefix', 'denoise', 'total'] as const;
 
 /** The report as Markdown (`reports/<variant>.md`). */
 export function flowReportMarkdown(r: FlowCompressionReport): string {
-  const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
   const p = r.precision;
   const v = flowVariantFigures(r);
   const roles = (rec: Readonly<Record<FlowRole, readonly string[]>>): string =>
     Object.entries(rec)
       .map(([role, names]) => `${role}: ${names.join(', ') || 'none'}`)
       .join('; ');
-  const gate = `Gate (${r.gate.provider}): **${r.gate.passed ? 'passed' : 'failed'}**${r.gate.reasons.length > 0 ? ` — ${r.gate.reasons.join('; ')}` : ''}`;
+  const gate = gateLine(r.gate);
   const c = r.calibration;
   const calibration = `- Calibration: ${c.frames} frames (cameras ${c.cameras.join(', ')}) from \`${c.dir}\`, run through FlowPolicy fp32 with all visual tokens: ${Object.entries(
     c.graph_runs,
@@ -193,20 +165,7 @@ export function flowReportMarkdown(r: FlowCompressionReport): string {
     '',
     `${e.frames} held-out simulator observations (every camera, all visual tokens kept), each denoised in ${e.steps} steps from the same seeded noise by FlowPolicy at fp32 and at ${p}; clamped actions in table units:`,
     '',
-    ...(r.precision === 'fp16'
-      ? [
-          '| dimension | mean abs | max abs | mean abs, float16 emulated | max abs, float16 emulated |',
-          '|---|---|---|---|---|',
-          ...e.names.map(
-            (n, i) =>
-              `| ${n} | ${String(e.mean_abs[i])} | ${String(e.max_abs[i])} | ${String(r.emulated_action_error.mean_abs[i])} | ${String(r.emulated_action_error.max_abs[i])} |`,
-          ),
-        ]
-      : [
-          '| dimension | mean abs | max abs |',
-          '|---|---|---|',
-          ...e.names.map((n, i) => `| ${n} | ${String(e.mean_abs[i])} | ${String(e.max_abs[i])} |`),
-        ]),
+    ...actionErrorTable(e, r.precision === 'fp16' ? r.emulated_action_error : undefined),
     '',
     `Threshold on the mean: ${e.threshold}.`,
     '',

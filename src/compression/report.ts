@@ -1,9 +1,17 @@
 /** The compression report: its JSON shape, per-precision figures and its Markdown rendering. */
 import type { GraphRole } from '../model/manifest.js';
-import type { Fp16Stats } from './fp16.js';
 import type { CompressedPrecision } from './options.js';
-import type { QuantMode } from './quantize.js';
-import type { CalibrationMethod } from './runner.js';
+import {
+  actionErrorTable,
+  gateLine,
+  pct,
+  type ActionErrorSection,
+  type ClosedLoopSection,
+  type Fp16Fields,
+  type GateSection,
+  type Int8Fields,
+  type SizeSection,
+} from './report-common.js';
 
 export type StageMs = { readonly encoder: number; readonly policy: number };
 export type SimStageMs = { readonly encode: number; readonly policy: number };
@@ -13,20 +21,10 @@ export type SimStageMs = { readonly encode: number; readonly policy: number };
  * precision (`int8_success_rate`, `fp16_p50_ms`, ...).
  */
 export type ValidationSections<P extends CompressedPrecision> = {
-  readonly action_error: {
-    readonly frames: number;
-    readonly names: readonly string[];
-    readonly mean_abs: readonly number[];
-    readonly max_abs: readonly number[];
-    readonly threshold: number;
-  };
-  readonly closed_loop: {
-    readonly episodes: number;
-    readonly seed: number;
-    readonly fp32_success_rate: number;
-    readonly tolerance_points: number;
+  readonly action_error: ActionErrorSection;
+  readonly closed_loop: ClosedLoopSection<P> & {
     readonly sim_stage_p50_ms: Readonly<Record<'fp32' | P, SimStageMs>>;
-  } & { readonly [K in `${P}_success_rate`]: number };
+  };
   readonly latency: {
     readonly cpu: string;
     readonly threads: 1;
@@ -37,69 +35,23 @@ export type ValidationSections<P extends CompressedPrecision> = {
     /** Kernel time per operator type over the profiled runs (µs), slowest first. */
     readonly [K in `${P}_top_ops_us`]: Readonly<Record<string, number>>;
   };
-  readonly size_bytes: { readonly fp32: number; readonly ratio: number } & {
-    readonly [K in P]: number;
-  };
-  /** Measured on the CPU provider (the only one `compress` runs). */
-  readonly gate: { readonly passed: boolean; readonly provider: 'cpu'; readonly reasons: string[] };
+  readonly size_bytes: SizeSection<P>;
+  readonly gate: GateSection;
+};
+
+type Head = {
+  readonly format: 'vla-node/compression-report@1';
+  readonly variant: string;
+  readonly calibration: { readonly dir: string; readonly frames: number };
 };
 
 /** The report of an INT8 variant (`reports/int8.json`, `reports/int8-dynamic.json`). */
-export type Int8Report = {
-  readonly format: 'vla-node/compression-report@1';
-  readonly variant: string;
-  readonly precision: 'int8';
-  readonly mode: QuantMode;
-  readonly method: CalibrationMethod | null;
-  readonly calibration: { readonly dir: string; readonly frames: number };
-  readonly excluded: Readonly<Record<GraphRole, readonly string[]>>;
-  readonly quantized_nodes: Readonly<Record<GraphRole, number>>;
-} & ValidationSections<'int8'>;
+export type Int8Report = Head & Int8Fields<GraphRole> & ValidationSections<'int8'>;
 
 /** The report of the FP16 variant (`reports/fp16.json`). */
-export type Fp16Report = {
-  readonly format: 'vla-node/compression-report@1';
-  readonly variant: string;
-  readonly precision: 'fp16';
-  readonly mode: 'fp16';
-  readonly method: null;
-  /** The providers FP16 is made for; the figures below were measured on the CPU provider. */
-  readonly intended_providers: readonly ['tensorrt', 'cuda'];
-  readonly calibration: { readonly dir: string; readonly frames: number };
-  /** Operator types kept in float32, and the nodes that stayed float32 because of them or by name. */
-  readonly kept_fp32: {
-    readonly ops: readonly string[];
-    readonly nodes: Readonly<Record<GraphRole, readonly string[]>>;
-  };
-  readonly converted: Readonly<Record<GraphRole, Omit<Fp16Stats, 'fp32_nodes'>>>;
-  /** The largest |value| of the fp32 graphs' float activations over the calibration frames. */
-  readonly activations: {
-    readonly max_abs: Readonly<
-      Record<GraphRole, { readonly tensor: string; readonly value: number }>
-    >;
-    /** Activations computed in float16 whose magnitude exceeds 65504 (they would overflow). */
-    readonly over_fp16_max: readonly string[];
-  };
-  /**
-   * The action error of {@link emulateFloat16} (every float16 result rounded as a GPU stores it)
-   * on the same frames: ONNX Runtime's CPU provider computes most activations of the float16
-   * graph in float32, so `action_error` alone understates what a GPU gives. Gated too.
-   */
-  readonly emulated_action_error: {
-    readonly mean_abs: readonly number[];
-    readonly max_abs: readonly number[];
-  };
-} & ValidationSections<'fp16'>;
+export type Fp16Report = Head & Fp16Fields<GraphRole> & ValidationSections<'fp16'>;
 
 export type CompressionReport = Int8Report | Fp16Report;
-
-/** The fields that say what an FP16 report's variant is, in report order (both families). */
-export const FP16_KIND = {
-  precision: 'fp16',
-  mode: 'fp16',
-  method: null,
-  intended_providers: ['tensorrt', 'cuda'],
-} as const;
 
 /** The compressed variant's own figures of a report, whatever its precision. */
 export function variantFigures(r: CompressionReport): {
@@ -128,7 +80,6 @@ export function variantFigures(r: CompressionReport): {
 
 /** The report as Markdown (`reports/<variant>.md`). */
 export function reportMarkdown(r: CompressionReport): string {
-  const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
   const p = r.precision;
   const v = variantFigures(r);
   const head =
@@ -136,7 +87,7 @@ export function reportMarkdown(r: CompressionReport): string {
       ? [
           `# ${r.variant}: INT8 ${r.mode} quantization report`,
           '',
-          `Gate (${r.gate.provider}): **${r.gate.passed ? 'passed' : 'failed'}**${r.gate.reasons.length > 0 ? ` — ${r.gate.reasons.join('; ')}` : ''}`,
+          gateLine(r.gate),
           '',
           `- Calibration: ${r.calibration.frames} frames from \`${r.calibration.dir}\`, method ${r.method ?? 'n/a (dynamic: activations quantized at run time by DynamicQuantizeLinear, MatMulInteger)'}`,
           `- Quantized weight nodes: encoder ${r.quantized_nodes.encoder}, policy ${r.quantized_nodes.policy}; kept in float: ${[...r.excluded.encoder, ...r.excluded.policy].join(', ') || 'none'} (plus LayerNormalization, Softmax and activation×activation MatMuls)`,
@@ -146,7 +97,7 @@ export function reportMarkdown(r: CompressionReport): string {
           '',
           `FP16 is meant for the GPU providers (${r.intended_providers.join(', ')}). Everything below was measured on the **CPU** provider, the only one here. ONNX Runtime's CPU provider runs the float16 graph by inserting Casts around the operators that lack float16 kernels, so the latency below says nothing about a GPU, and the action error is also given for a float16 emulation (see below). \`precision: auto\` picks a variant only from a report measured on the provider in use, so it does not pick this one on a GPU until it is measured there.`,
           '',
-          `Gate (${r.gate.provider}): **${r.gate.passed ? 'passed' : 'failed'}**${r.gate.reasons.length > 0 ? ` — ${r.gate.reasons.join('; ')}` : ''}`,
+          gateLine(r.gate),
           '',
           `- Conversion: float32 initializers and constants to float16 (round to nearest even; ${r.converted.encoder.values_clamped + r.converted.policy.values_clamped} values clamped to ±65504, ${r.converted.encoder.values_flushed + r.converted.policy.values_flushed} flushed to zero); graph inputs and outputs stay float32 behind Casts (encoder ${r.converted.encoder.casts_added}, policy ${r.converted.policy.casts_added} Casts added)`,
           `- Nodes in float16: encoder ${r.converted.encoder.fp16_nodes}, policy ${r.converted.policy.fp16_nodes}; kept in float32: ${[...r.kept_fp32.nodes.encoder, ...r.kept_fp32.nodes.policy].join(', ') || 'none'} (operator types kept: ${r.kept_fp32.ops.join(', ') || 'none'})`,
@@ -161,23 +112,11 @@ export function reportMarkdown(r: CompressionReport): string {
     '',
     ...(r.precision === 'fp16'
       ? [
-          '| dimension | mean abs | max abs | mean abs, float16 emulated | max abs, float16 emulated |',
-          '|---|---|---|---|---|',
-          ...r.action_error.names.map(
-            (n, i) =>
-              `| ${n} | ${String(r.action_error.mean_abs[i])} | ${String(r.action_error.max_abs[i])} | ${String(r.emulated_action_error.mean_abs[i])} | ${String(r.emulated_action_error.max_abs[i])} |`,
-          ),
+          ...actionErrorTable(r.action_error, r.emulated_action_error),
           '',
           'The first two columns run the float16 files on the CPU provider, which removes float32→float16→float32 Cast pairs (onnxruntime#8787) and so computes most activations in float32: they mostly measure the float16 weights. The emulated columns run a float32 copy of the graph that rounds every float16 result to float16 (11 significant bits), as a GPU stores it; both are gated.',
         ]
-      : [
-          '| dimension | mean abs | max abs |',
-          '|---|---|---|',
-          ...r.action_error.names.map(
-            (n, i) =>
-              `| ${n} | ${String(r.action_error.mean_abs[i])} | ${String(r.action_error.max_abs[i])} |`,
-          ),
-        ]),
+      : actionErrorTable(r.action_error)),
     '',
     `Threshold on the mean: ${r.action_error.threshold}.`,
     '',
