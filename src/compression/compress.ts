@@ -29,13 +29,11 @@ import {
   type Range,
 } from './quantize.js';
 import {
-  collectOutputs,
-  frameProgress,
+  collectPeaks,
+  collectRanges,
   GraphRunner,
-  PeakCollector,
-  RangeCollector,
-  type ActivationCollector,
   type CalibrationMethod,
+  type InstrumentedRun,
 } from './runner.js';
 import type { CompressOptions } from './options.js';
 import { FP16_KIND } from './report-common.js';
@@ -56,32 +54,28 @@ export * from './options.js';
 export * from './report.js';
 export { variantNames, withVariants } from './commit.js';
 
-/**
- * Run the fp32 graphs with the activations `names` as extra outputs over `samples`, feeding each
- * role's outputs to its collector and the count of samples done to `onFrame`.
- */
-async function collectActivations(
+/** The fp32 graphs, instrumented, run on each prepared sample in turn. */
+function runGraphs(
   pkg: ModelPackage,
   graphs: Readonly<Record<GraphRole, ModelProto>>,
-  names: Readonly<Record<GraphRole, readonly string[]>>,
   samples: readonly PreparedSample[],
-  collectors: Readonly<Record<GraphRole, ActivationCollector>>,
-  onFrame: (done: number) => void,
-): Promise<void> {
-  const runner = await GraphRunner.create(
-    pkg,
-    encodeOnnx(withExtraOutputs(graphs.encoder, names.encoder)),
-    encodeOnnx(withExtraOutputs(graphs.policy, names.policy)),
-  );
-  try {
-    for (const [i, s] of samples.entries()) {
-      const out = await runner.run(s);
-      for (const role of ROLES) collectOutputs(collectors[role], names[role], out[role]);
-      onFrame(i + 1);
+): InstrumentedRun<GraphRole, void> {
+  return async (names, consume, onFrame) => {
+    const runner = await GraphRunner.create(
+      pkg,
+      encodeOnnx(withExtraOutputs(graphs.encoder, names.encoder)),
+      encodeOnnx(withExtraOutputs(graphs.policy, names.policy)),
+    );
+    try {
+      for (const [i, s] of samples.entries()) {
+        const out = await runner.run(s);
+        for (const role of ROLES) consume(role, out[role]);
+        onFrame(i + 1);
+      }
+    } finally {
+      await runner.release();
     }
-  } finally {
-    await runner.release();
-  }
+  };
 }
 
 /** Activation ranges of the targets, running the fp32 graphs with the activations as extra outputs. */
@@ -95,16 +89,9 @@ export async function calibrate(
   progress: (line: string) => void,
 ): Promise<Record<GraphRole, Map<string, Range>>> {
   const names = byRole(ROLES, (r) => [...new Set(targets[r].map((t) => t.activation))]);
-  const collectors = byRole(ROLES, () => new RangeCollector(method));
-  await collectActivations(
-    pkg,
-    graphs,
-    names,
-    samples,
-    collectors,
-    frameProgress(`calibrating (${method})`, samples.length, batchSize, progress),
-  );
-  return byRole(ROLES, (r) => collectors[r].ranges());
+  const frames = { total: samples.length, every: batchSize, progress };
+  const run = runGraphs(pkg, graphs, samples);
+  return (await collectRanges(ROLES, names, run, method, frames)).ranges;
 }
 
 /**
@@ -119,16 +106,8 @@ export async function activationPeaks(
   progress: (line: string) => void,
 ): Promise<Record<GraphRole, Map<string, number>>> {
   const names = byRole(ROLES, (r) => floatActivations(graphs[r], `graphs.${r}`));
-  const collectors = byRole(ROLES, () => new PeakCollector());
-  await collectActivations(
-    pkg,
-    graphs,
-    names,
-    samples,
-    collectors,
-    frameProgress('activation range', samples.length, batchSize, progress),
-  );
-  return byRole(ROLES, (r) => collectors[r].peaks());
+  const frames = { total: samples.length, every: batchSize, progress };
+  return (await collectPeaks(ROLES, names, runGraphs(pkg, graphs, samples), frames)).peaks;
 }
 
 function checkExclusions(

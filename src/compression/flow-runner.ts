@@ -17,12 +17,10 @@ import { encodeOnnx, withExtraOutputs, type ModelProto } from '../util/onnx-grap
 import type { FlowSample } from './calibration.js';
 import type { FlowStageMs } from './flow-report.js';
 import {
-  collectOutputs,
-  frameProgress,
-  PeakCollector,
-  RangeCollector,
-  type ActivationCollector,
+  collectPeaks,
+  collectRanges,
   type CalibrationMethod,
+  type InstrumentedRun,
 } from './runner.js';
 import { byRole } from './roles.js';
 import type { Range } from './quantize.js';
@@ -140,26 +138,15 @@ function instrument(
   return byRole(FLOW_ROLES, (r) => encodeOnnx(withExtraOutputs(graphs[r], names[r])));
 }
 
-/** Feed each role's collector the activations `names` of every graph call FlowPolicy makes. */
-async function collectActivations(
+/** FlowPolicy fp32 over `samples`, each graph call repeated on the instrumented graphs. */
+function runGraphs(
   pkg: FlowPackage,
   graphs: Readonly<Record<FlowRole, ModelProto>>,
-  names: Readonly<Record<FlowRole, readonly string[]>>,
   samples: readonly FlowSample[],
   seed: number,
-  collectors: Readonly<Record<FlowRole, ActivationCollector>>,
-  onFrame: (done: number) => void,
-): Promise<CaptureStats> {
-  return forEachGraphRun(
-    pkg,
-    instrument(graphs, names),
-    samples,
-    seed,
-    (role, out) => {
-      collectOutputs(collectors[role], names[role], out);
-    },
-    onFrame,
-  );
+): InstrumentedRun<FlowRole, CaptureStats> {
+  return (names, consume, onFrame) =>
+    forEachGraphRun(pkg, instrument(graphs, names), samples, seed, consume, onFrame);
 }
 
 /** Activation ranges of `names` per graph over the calibration inputs FlowPolicy fed. */
@@ -174,17 +161,10 @@ export async function flowRanges(
   every: number,
   progress: (line: string) => void,
 ): Promise<{ ranges: Record<FlowRole, Map<string, Range>>; stats: CaptureStats }> {
-  const collectors = byRole(FLOW_ROLES, () => new RangeCollector(method));
-  const stats = await collectActivations(
-    pkg,
-    graphs,
-    names,
-    samples,
-    seed,
-    collectors,
-    frameProgress(`calibrating (${method})`, samples.length, every, progress),
-  );
-  return { ranges: byRole(FLOW_ROLES, (r) => collectors[r].ranges()), stats };
+  const run = runGraphs(pkg, graphs, samples, seed);
+  const frames = { total: samples.length, every, progress };
+  const { ranges, result } = await collectRanges(FLOW_ROLES, names, run, method, frames);
+  return { ranges, stats: result };
 }
 
 /** The largest finite |value| of each of `names` per graph over the calibration inputs. */
@@ -198,17 +178,10 @@ export async function flowPeaks(
   every: number,
   progress: (line: string) => void,
 ): Promise<{ peaks: Record<FlowRole, Map<string, number>>; stats: CaptureStats }> {
-  const collectors = byRole(FLOW_ROLES, () => new PeakCollector());
-  const stats = await collectActivations(
-    pkg,
-    graphs,
-    names,
-    samples,
-    seed,
-    collectors,
-    frameProgress('activation range', samples.length, every, progress),
-  );
-  return { peaks: byRole(FLOW_ROLES, (r) => collectors[r].peaks()), stats };
+  const run = runGraphs(pkg, graphs, samples, seed);
+  const frames = { total: samples.length, every, progress };
+  const { peaks, result } = await collectPeaks(FLOW_ROLES, names, run, frames);
+  return { peaks, stats: result };
 }
 
 /**

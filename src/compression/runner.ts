@@ -7,6 +7,7 @@ import type { ModelPackage } from '../model/manifest.js';
 import type { PreparedSample } from './calibration.js';
 import type { Range } from './quantize.js';
 import { median } from '../util/stats.js';
+import { byRole } from './roles.js';
 
 export type CalibrationMethod = 'minmax' | 'percentile';
 
@@ -215,31 +216,69 @@ export class PeakCollector implements ActivationCollector {
 }
 
 /**
- * Feed `collector` the outputs `names` of one graph run; one the run did not give, or that is not
- * float32, is skipped (only float activations have a range or a float16 peak).
+ * Runs a family's graphs, with the activations `names` added as outputs, over its calibration
+ * inputs: each graph run's outputs go to `consume` by role, the count of frames done to `onFrame`.
+ * `T` is what the family learns on the way (the flow family: the graph calls it captured).
  */
-export function collectOutputs(
-  collector: ActivationCollector,
-  names: readonly string[],
-  outputs: ort.InferenceSession.OnnxValueMapType,
-): void {
-  for (const name of names) {
-    const data = outputs[name]?.data;
-    if (data instanceof Float32Array) collector.add(name, data);
-  }
+export type InstrumentedRun<R extends string, T> = (
+  names: Readonly<Record<R, readonly string[]>>,
+  consume: (role: R, outputs: ort.InferenceSession.OnnxValueMapType) => void,
+  onFrame: (done: number) => void,
+) => Promise<T>;
+
+/** How often to write a progress line: every `every` frames of `total`, and after the last. */
+export interface FrameProgress {
+  readonly total: number;
+  readonly every: number;
+  readonly progress: (line: string) => void;
+}
+
+/** Activation ranges of `names` per graph (`run`'s result beside them), by `method`. */
+export async function collectRanges<R extends string, T>(
+  roles: readonly R[],
+  names: Readonly<Record<R, readonly string[]>>,
+  run: InstrumentedRun<R, T>,
+  method: CalibrationMethod,
+  frames: FrameProgress,
+): Promise<{ ranges: Record<R, Map<string, Range>>; result: T }> {
+  const collectors = byRole(roles, () => new RangeCollector(method));
+  const result = await collect(names, run, collectors, `calibrating (${method})`, frames);
+  return { ranges: byRole(roles, (r) => collectors[r].ranges()), result };
+}
+
+/** The largest finite |value| of each of `names` per graph (`run`'s result beside them). */
+export async function collectPeaks<R extends string, T>(
+  roles: readonly R[],
+  names: Readonly<Record<R, readonly string[]>>,
+  run: InstrumentedRun<R, T>,
+  frames: FrameProgress,
+): Promise<{ peaks: Record<R, Map<string, number>>; result: T }> {
+  const collectors = byRole(roles, () => new PeakCollector());
+  const result = await collect(names, run, collectors, 'activation range', frames);
+  return { peaks: byRole(roles, (r) => collectors[r].peaks()), result };
 }
 
 /**
- * A frame counter's callback that writes `<what>: done/total frames` every `every` frames and
- * after the last, the cadence of `--batch-size` in both families.
+ * Feed each role's collector its float32 outputs among `names` (one the run did not give, or that
+ * is not float32, has no range or float16 peak), writing `<what>: done/total frames` as it goes.
  */
-export function frameProgress(
+async function collect<R extends string, T>(
+  names: Readonly<Record<R, readonly string[]>>,
+  run: InstrumentedRun<R, T>,
+  collectors: Readonly<Record<R, ActivationCollector>>,
   what: string,
-  total: number,
-  every: number,
-  progress: (line: string) => void,
-): (done: number) => void {
-  return (done) => {
-    if (done % every === 0 || done === total) progress(`${what}: ${done}/${total} frames`);
-  };
+  { total, every, progress }: FrameProgress,
+): Promise<T> {
+  return run(
+    names,
+    (role, outputs) => {
+      for (const name of names[role]) {
+        const data = outputs[name]?.data;
+        if (data instanceof Float32Array) collectors[role].add(name, data);
+      }
+    },
+    (done) => {
+      if (done % every === 0 || done === total) progress(`${what}: ${done}/${total} frames`);
+    },
+  );
 }
