@@ -4,7 +4,7 @@
  * variant validated against fp32 through FlowPolicy (same observations, same noise) and in the
  * closed loop, then added to the manifest with its report.
  */
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import {
@@ -55,6 +55,7 @@ import {
   fp16Reasons,
   reportSections,
   runClosedLoop,
+  writeScratchPackage,
 } from './validation.js';
 import type { CompressedPrecision, CompressOptions } from './options.js';
 import {
@@ -287,16 +288,13 @@ async function scratchPackage(
     ...pkg.manifest,
     variants: [fp32Entry, { ...variant, files }],
   };
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
-  await copyFile(
-    join(pkg.dir, pkg.manifest.tokenizer.file),
-    join(dir, pkg.manifest.tokenizer.file),
-  );
-  for (const r of FLOW_ROLES) {
-    await copyFile(fp32.paths[r], join(dir, fp32.files[r].path));
-    await writeFile(join(dir, files[r].path), bytes[r]);
-  }
+  await writeScratchPackage(dir, FLOW_ROLES, {
+    source: { dir: pkg.dir, tokenizer: pkg.manifest.tokenizer.file },
+    manifest,
+    fp32,
+    files,
+    bytes,
+  });
   return loadFlowPackage(dir);
 }
 

@@ -2,7 +2,7 @@
  * Measuring a compressed variant against fp32: action error on held-out frames, latency and
  * profiled operators, the closed loop (by the evaluator given), and the report sections they fill.
  */
-import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import {
@@ -14,11 +14,11 @@ import {
 } from '../model/manifest.js';
 import { prepareSamples, type PreparedSample } from './calibration.js';
 import { GraphRunner } from './runner.js';
-import { ROLES } from './roles.js';
+import { byRole, ROLES } from './roles.js';
 import { ActionErrorSum, type ActionError } from './action-error.js';
 import { round } from '../util/stats.js';
 import type { CompressOptions, CompressedPrecision } from './options.js';
-import { cpuName, reportSections, runClosedLoop } from './validation.js';
+import { cpuName, reportSections, runClosedLoop, writeScratchPackage } from './validation.js';
 import { type SimStageMs, type StageMs, type ValidationSections } from './report.js';
 
 /** Kernel time per operator type (µs) over `runs` profiled passes, slowest first. */
@@ -103,21 +103,15 @@ export async function measure(
   const progress = options.progress;
   const fp32 = selectVariant(pkg, 'fp32');
   const scratch = join(work, 'package');
-  await mkdir(scratch);
   const manifest: Manifest = { ...pkg.manifest, variants: [fp32Variant(pkg), variant] };
-  await writeFile(join(scratch, 'manifest.json'), JSON.stringify(manifest, null, 2));
-  await copyFile(
-    join(pkg.dir, pkg.manifest.tokenizer.file),
-    join(scratch, pkg.manifest.tokenizer.file),
-  );
-  const paths = {
-    encoder: join(scratch, variant.files.encoder.path),
-    policy: join(scratch, variant.files.policy.path),
-  };
-  for (const role of ROLES) {
-    await copyFile(fp32.paths[role], join(scratch, fp32.files[role].path));
-    await writeFile(paths[role], bytes[role]);
-  }
+  await writeScratchPackage(scratch, ROLES, {
+    source: { dir: pkg.dir, tokenizer: pkg.manifest.tokenizer.file },
+    manifest,
+    fp32,
+    files: variant.files,
+    bytes,
+  });
+  const paths = byRole(ROLES, (r) => join(scratch, variant.files[r].path));
 
   const heldOut = await prepareSamples(
     pkg,

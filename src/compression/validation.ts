@@ -1,9 +1,12 @@
 /**
  * Validating a compressed variant against fp32, the same for both families (encoder + policy,
- * flow): the closed-loop run, the gate's reasons, and the report sections that hold the figures.
+ * flow): the scratch package it runs in, the closed-loop run, the gate's reasons, and the report
+ * sections that hold the figures.
  */
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
-import type { Precision } from '../model/manifest.js';
+import { join } from 'node:path';
+import type { ModelFile, Precision } from '../model/manifest.js';
 import { round } from '../util/stats.js';
 import type { ActionError } from './action-error.js';
 import type { ClosedLoopScore, CompressedPrecision, CompressOptions } from './options.js';
@@ -11,6 +14,35 @@ import type { ClosedLoopScore, CompressedPrecision, CompressOptions } from './op
 /** The CPU the latency was measured on. */
 export function cpuName(): string {
   return cpus()[0]?.model.trim() ?? 'unknown';
+}
+
+/**
+ * Write a scratch package in `dir` that the real loaders and the closed loop can run: `manifest`
+ * (listing fp32 and the variant), the source package's tokenizer, the fp32 graphs, and the
+ * variant's `bytes` at `files` (so the package itself is untouched until the variant passes).
+ */
+export async function writeScratchPackage<R extends string>(
+  dir: string,
+  roles: readonly R[],
+  scratch: {
+    readonly source: { readonly dir: string; readonly tokenizer: string };
+    readonly manifest: object;
+    readonly fp32: {
+      readonly paths: Readonly<Record<R, string>>;
+      readonly files: Readonly<Record<R, ModelFile>>;
+    };
+    readonly files: Readonly<Record<R, ModelFile>>;
+    readonly bytes: Readonly<Record<R, Uint8Array>>;
+  },
+): Promise<void> {
+  const { source, fp32 } = scratch;
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify(scratch.manifest, null, 2));
+  await copyFile(join(source.dir, source.tokenizer), join(dir, source.tokenizer));
+  for (const r of roles) {
+    await copyFile(fp32.paths[r], join(dir, fp32.files[r].path));
+    await writeFile(join(dir, scratch.files[r].path), scratch.bytes[r]);
+  }
 }
 
 /** Score the package in `dir` at `precision` in the closed loop, by the evaluator of `options`. */
