@@ -4,17 +4,8 @@
  */
 import type { FlowRole } from '../model/flow-manifest.js';
 import type { CompressedPrecision } from './options.js';
-import {
-  actionErrorTable,
-  gateLine,
-  pct,
-  type ActionErrorSection,
-  type ClosedLoopSection,
-  type Fp16Fields,
-  type GateSection,
-  type Int8Fields,
-  type SizeSection,
-} from './report-common.js';
+import { actionErrorTable, gateLine, pct } from './report-common.js';
+import type { CommonSections, Fp16Fields, Int8Fields } from './report-common.js';
 
 /**
  * p50 per FlowPolicy stage of one inference (ms): `denoise` is every expert step together;
@@ -45,10 +36,10 @@ export type FlowCalibration = {
 };
 
 /** The validation sections of a flow report (see report.ts's ValidationSections). */
-export type FlowValidationSections<P extends CompressedPrecision> = {
+export type FlowValidationSections<P extends CompressedPrecision> = CommonSections<P> & {
   /** FlowPolicy fp32 against FlowPolicy at the variant, the same observation and noise seed each. */
-  readonly action_error: ActionErrorSection & { readonly steps: number };
-  readonly closed_loop: ClosedLoopSection<P> & {
+  readonly action_error: { readonly steps: number };
+  readonly closed_loop: {
     readonly sim_stage_mean_ms: Readonly<Record<'fp32' | P, FlowSimStageMs>>;
   };
   readonly latency: {
@@ -59,8 +50,6 @@ export type FlowValidationSections<P extends CompressedPrecision> = {
     /** variant / fp32 per stage; `total` is the whole inference (what `precision: auto` compares). */
     readonly ratio: FlowStageMs;
   } & { readonly [K in `${P}_p50_ms`]: FlowStageMs };
-  readonly size_bytes: SizeSection<P>;
-  readonly gate: GateSection;
 };
 
 type FlowHead = {

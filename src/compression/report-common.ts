@@ -38,6 +38,17 @@ export type GateSection = {
   readonly reasons: string[];
 };
 
+/**
+ * The validation sections every report has, as far as both families agree; each family adds its
+ * closed-loop stage times, its `latency` section and (flow) the denoising steps.
+ */
+export type CommonSections<P extends CompressedPrecision> = {
+  readonly action_error: ActionErrorSection;
+  readonly closed_loop: ClosedLoopSection<P>;
+  readonly size_bytes: SizeSection<P>;
+  readonly gate: GateSection;
+};
+
 /** An INT8 report's own fields, per graph role `R`. */
 export type Int8Fields<R extends string> = {
   readonly precision: 'int8';

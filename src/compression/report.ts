@@ -1,17 +1,8 @@
 /** The compression report: its JSON shape, per-precision figures and its Markdown rendering. */
 import type { GraphRole } from '../model/manifest.js';
 import type { CompressedPrecision } from './options.js';
-import {
-  actionErrorTable,
-  gateLine,
-  pct,
-  type ActionErrorSection,
-  type ClosedLoopSection,
-  type Fp16Fields,
-  type GateSection,
-  type Int8Fields,
-  type SizeSection,
-} from './report-common.js';
+import { actionErrorTable, gateLine, pct } from './report-common.js';
+import type { CommonSections, Fp16Fields, Int8Fields } from './report-common.js';
 
 export type StageMs = { readonly encoder: number; readonly policy: number };
 export type SimStageMs = { readonly encode: number; readonly policy: number };
@@ -20,9 +11,8 @@ export type SimStageMs = { readonly encode: number; readonly policy: number };
  * The validation sections every report has; the compressed variant's figures are keyed by its
  * precision (`int8_success_rate`, `fp16_p50_ms`, ...).
  */
-export type ValidationSections<P extends CompressedPrecision> = {
-  readonly action_error: ActionErrorSection;
-  readonly closed_loop: ClosedLoopSection<P> & {
+export type ValidationSections<P extends CompressedPrecision> = CommonSections<P> & {
+  readonly closed_loop: {
     readonly sim_stage_p50_ms: Readonly<Record<'fp32' | P, SimStageMs>>;
   };
   readonly latency: {
@@ -35,8 +25,6 @@ export type ValidationSections<P extends CompressedPrecision> = {
     /** Kernel time per operator type over the profiled runs (µs), slowest first. */
     readonly [K in `${P}_top_ops_us`]: Readonly<Record<string, number>>;
   };
-  readonly size_bytes: SizeSection<P>;
-  readonly gate: GateSection;
 };
 
 type Head = {
