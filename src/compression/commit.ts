@@ -1,6 +1,6 @@
 /**
- * Writing a compressed variant into its package: its name, files and hashes, the report and
- * ranges beside it, all staged first and then renamed.
+ * Adding a compressed variant to its package: its name, files and hashes, the scratch folder its
+ * validation runs in, then the graphs, report and ranges, all staged first and then renamed.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
