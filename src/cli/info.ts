@@ -6,7 +6,7 @@ import { isFlowPackage } from '../model/flow-manifest.js';
 import { arInfo } from './info-ar.js';
 import { flowInfo } from './info-flow.js';
 import { printable } from '../errors.js';
-import type { ModelPackage, Variant } from '../model/manifest.js';
+import { GRAPH_ROLES, type ModelPackage, type Variant } from '../model/manifest.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import type { CommandIo, CommandSpec } from './command.js';
 import { checkingVariant, variantFiles } from './info-variant.js';
@@ -81,7 +81,7 @@ export const infoCommand: CommandSpec = {
         name: v.name,
         precision: v.precision,
         check: checks[v.name],
-        files: await variantFiles(pkg.dir, v.files, ['encoder', 'policy'] as const),
+        files: await variantFiles(pkg.dir, v.files, GRAPH_ROLES),
       })),
     );
     const providers = providerAvailability();

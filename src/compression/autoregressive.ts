@@ -9,7 +9,6 @@
  * the report says whether the gate holds (a failed variant is written too, for inspection, as the
  * encoder + policy compress does).
  */
-import { createHash } from 'node:crypto';
 import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -25,6 +24,7 @@ import {
 import { ArPolicy } from '../policy/autoregressive/policy.js';
 import { encodeOnnx, graphOf, loadOnnx } from '../util/onnx-graph.js';
 import { median, round } from '../util/stats.js';
+import { sha256 } from './commit.js';
 import type { CompressionEvaluator } from './options.js';
 import { defaultExclusions, planQuantization, quantizeModel } from './quantize.js';
 
@@ -91,10 +91,6 @@ export interface ArCompressionReport {
 
 const VARIANT = 'int8-dynamic';
 const THREADS = { intraOpNumThreads: 1, interOpNumThreads: 1 };
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
 
 /** A hard link where the file system allows one (large graphs), a copy otherwise. */
 async function linkOrCopy(from: string, to: string): Promise<void> {

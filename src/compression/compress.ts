@@ -46,7 +46,8 @@ import {
 
 import { measure, validationSections } from './measure.js';
 import { emulatedActionError, fp16Reasons } from './validation.js';
-import { byRole, ROLES } from './roles.js';
+import { GRAPH_ROLES as ROLES } from '../model/manifest.js';
+import { byRole } from './roles.js';
 import { convertedStats, largestPeak, nodeOutputs, overFp16Max } from './fp16-details.js';
 import { addCompressedVariant } from './commit.js';
 

@@ -230,7 +230,7 @@ async function buildFp16(
     options.progress,
   );
   const overRange = perRole((r) => {
-    const over = new Set(overFp16Max(peaks[r], new Set()));
+    const over = new Set(overFp16Max(peaks[r]));
     return graphOf(graphs[r])
       .node.filter((n) => n.output.some((o) => over.has(o)))
       .map((n) => n.name);

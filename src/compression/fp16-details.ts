@@ -22,11 +22,11 @@ export function nodeOutputs(graph: ModelProto, names: readonly string[]): string
 
 /**
  * The activations whose peak exceeds float16's range (65504), in `peaks` order, except those in
- * `float32`: a node kept in float32 computes them, so they cannot overflow.
+ * `float32` (none when omitted): a node kept in float32 computes them, so they cannot overflow.
  */
 export function overFp16Max(
   peaks: ReadonlyMap<string, number>,
-  float32: ReadonlySet<string>,
+  float32: ReadonlySet<string> = new Set(),
 ): string[] {
   return [...peaks].filter(([name, v]) => v > FLOAT16_MAX && !float32.has(name)).map(([n]) => n);
 }

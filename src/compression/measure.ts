@@ -14,7 +14,8 @@ import {
 } from '../model/manifest.js';
 import { prepareSamples, type PreparedSample } from './calibration.js';
 import { GraphRunner } from './runner.js';
-import { byRole, ROLES } from './roles.js';
+import { GRAPH_ROLES as ROLES } from '../model/manifest.js';
+import { byRole } from './roles.js';
 import { ActionErrorSum, type ActionError } from './action-error.js';
 import { round } from '../util/stats.js';
 import type { CompressOptions, CompressedPrecision } from './options.js';

@@ -59,12 +59,13 @@ export type Int8Fields<R extends string> = {
 };
 
 /** The fields that say what an FP16 report's variant is, in report order (both families). */
-export const FP16_KIND = {
+export const FP16_KIND = Object.freeze({
   precision: 'fp16',
   mode: 'fp16',
   method: null,
-  intended_providers: ['tensorrt', 'cuda'],
-} as const;
+  // Frozen: every report spreads this object, so they all share this one array.
+  intended_providers: Object.freeze(['tensorrt', 'cuda'] as const),
+} as const);
 
 /** An FP16 report's own fields, per graph role `R`. */
 export type Fp16Fields<R extends string> = {
@@ -73,7 +74,10 @@ export type Fp16Fields<R extends string> = {
   readonly method: null;
   /** The providers FP16 is made for; the figures below were measured on the CPU provider. */
   readonly intended_providers: (typeof FP16_KIND)['intended_providers'];
-  /** Operator types kept in float32, and the nodes that stayed float32 because of them or by name. */
+  /**
+   * Operator types kept in float32, and the nodes that stayed float32 because of them or by name
+   * (the flow family's: every node that computes in float32, `for_range` ones included).
+   */
   readonly kept_fp32: {
     readonly ops: readonly string[];
     readonly nodes: Readonly<Record<R, readonly string[]>>;

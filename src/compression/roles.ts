@@ -1,9 +1,3 @@
-/** Per-graph records: the encoder + policy family's roles, and one record over any role list. */
-import type { GraphRole } from '../model/manifest.js';
-
-/** The graph roles of an encoder + policy package, in the order they are processed. */
-export const ROLES: readonly GraphRole[] = ['encoder', 'policy'];
-
 /**
  * `f` of every role in `roles`, keyed by role in that order: JSON reports list the graphs in the
  * order of the family's role list, so both families build their per-graph records here.

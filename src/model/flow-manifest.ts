@@ -239,7 +239,10 @@ function acceptFlow(valid: unknown): FlowManifest {
  * @example
  * const pkg = await loadFlowPackage('models/tiny-vla-flow');
  */
-export function loadFlowPackage(dir: string, options: LoadOptions = {}): Promise<FlowPackage> {
+export async function loadFlowPackage(
+  dir: string,
+  options: LoadOptions = {},
+): Promise<FlowPackage> {
   return loadPackage(dir, options, {
     accept: acceptFlow,
     check: checkFlowConsistency,

@@ -3,8 +3,9 @@
  * autoregressive) shares and that the schema cannot express: the action and state vectors agree
  * with their dimensions, variant names are unique, the tokenizer file agrees with the manifest, and
  * graph tensors have the counts and shapes the runtime feeds. Each family's loader adds the checks
- * of its own graphs; the errors (code, message, `manifest.<JSON path>` field) are the same whichever
- * loader finds the fault.
+ * of its own graphs. The errors' code and `manifest.<JSON path>` field are the same whichever loader
+ * finds the fault; the wording of a shape's dimension message is the loader's (see
+ * ShapeMessageOptions), as each loader had it.
  */
 import { describe, ModelError } from '../errors.js';
 import { packageFile, PACKAGE_LIMITS } from './files.js';

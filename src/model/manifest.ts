@@ -5,19 +5,6 @@ import { loadPackage } from './package-loader.js';
 import type { WordTokenizer } from './tokenizer.js';
 import { selectPackageVariant, type LoadOptions, type PackageVariant } from './variants.js';
 
-// What every family shares (reading and schema-checking manifest.json in ./package-loader.ts, the
-// section checks in ./manifest-sections.ts, the variants in ./variants.ts) stays importable from
-// here, where it was first written.
-export { checkStateAndVariants, loadTokenizer } from './manifest-sections.js';
-export { readManifestJson, validateManifestJson } from './package-loader.js';
-export {
-  checkReport,
-  checkVariantFile,
-  pickVariant,
-  variantGate,
-  type LoadOptions,
-} from './variants.js';
-
 export type Dim = number | string;
 export type TensorDtype = 'float32' | 'float16' | 'int64' | 'int32' | 'uint8';
 
@@ -34,7 +21,8 @@ export interface GraphSpec {
 
 export type Precision = 'fp32' | 'fp16' | 'int8' | 'int4';
 export type GraphRole = 'encoder' | 'policy';
-const GRAPH_ROLES: readonly GraphRole[] = ['encoder', 'policy'];
+/** The graph roles of an encoder + policy package, in the order they are processed. */
+export const GRAPH_ROLES: readonly GraphRole[] = Object.freeze(['encoder', 'policy'] as const);
 
 export interface ModelFile {
   readonly path: string;
@@ -146,7 +134,7 @@ export function batchDimension(m: Manifest): string | undefined {
 /** Every graph tensor's first dimension is 1, or every one is the same name. */
 function checkBatchDimension(m: Manifest): void {
   const dims: { field: string; dim: Dim | undefined }[] = [];
-  for (const role of ['encoder', 'policy'] as const) {
+  for (const role of GRAPH_ROLES) {
     for (const kind of ['inputs', 'outputs'] as const) {
       m.graphs[role][kind].forEach((t, i) => {
         dims.push({ field: `graphs.${role}.${kind}[${i}].shape[0]`, dim: t.shape[0] });
@@ -268,7 +256,10 @@ export interface ModelPackage {
  * const pkg = await loadModelPackage('models/tiny-vla');
  * const fp32 = selectVariant(pkg, 'fp32');
  */
-export function loadModelPackage(dir: string, options: LoadOptions = {}): Promise<ModelPackage> {
+export async function loadModelPackage(
+  dir: string,
+  options: LoadOptions = {},
+): Promise<ModelPackage> {
   return loadPackage(dir, options, {
     accept: acceptV1,
     check: checkConsistency,

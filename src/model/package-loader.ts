@@ -129,7 +129,7 @@ export interface PackageFamily<M> {
 }
 
 /** The sections every family's manifest has, as far as the shared loading steps read them. */
-interface CommonSections extends Pick<ManifestCommon, 'tokenizer' | 'state'> {
+interface SharedManifestSections extends Pick<ManifestCommon, 'tokenizer' | 'state'> {
   readonly variants: readonly {
     readonly name: string;
     readonly files: Readonly<Partial<Record<string, ModelFile>>>;
@@ -152,7 +152,7 @@ interface CommonSections extends Pick<ManifestCommon, 'tokenizer' | 'state'> {
  *   roles: () => FLOW_ROLES,
  * });
  */
-export async function loadPackage<M extends CommonSections>(
+export async function loadPackage<M extends SharedManifestSections>(
   dir: string,
   options: LoadOptions,
   family: PackageFamily<M>,

@@ -52,11 +52,12 @@ export function checkReport(root: string, report: string | undefined, index: num
 }
 
 /**
- * Check every variant's graph files of the roles `rolesOf` names and its report path, in the
+ * Check every variant's graph files of the roles `roles` names and its report path, in the
  * variants' order, so that every path is confined and sized before anything is hashed or opened by
  * ONNX Runtime, with or without hash verification.
  *
- * @param rolesOf the roles whose files a variant must have (a family may make one optional).
+ * @param roles the roles whose files every variant has: the family's own check has made sure of
+ * that (a family may leave a role out, as AR's instruction graph is optional).
  * @throws {ModelError} MODEL_FILE naming `manifest.variants[i].files.<role>.path|sha256` or
  * `manifest.variants[i].report`.
  */
@@ -66,11 +67,11 @@ export async function checkVariantFiles(
     readonly files: Readonly<Partial<Record<string, ModelFile>>>;
     readonly report?: string;
   }[],
-  rolesOf: readonly string[],
+  roles: readonly string[],
   options: LoadOptions,
 ): Promise<void> {
   for (const [i, v] of variants.entries()) {
-    for (const role of rolesOf) {
+    for (const role of roles) {
       await checkVariantFile(
         root,
         v.files[role] as ModelFile,

@@ -3,12 +3,8 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ModelError, type VlaErrorCode } from '../../src/errors.js';
-import {
-  batchDimension,
-  loadModelPackage,
-  selectVariant,
-  variantGate,
-} from '../../src/model/manifest.js';
+import { batchDimension, loadModelPackage, selectVariant } from '../../src/model/manifest.js';
+import { variantGate } from '../../src/model/variants.js';
 import {
   at,
   copyPackage,

@@ -14,7 +14,8 @@ import {
   type ArRole,
 } from '../../model/ar-manifest.js';
 import { ModelError } from '../../errors.js';
-import type { LoadOptions, Precision } from '../../model/manifest.js';
+import type { Precision } from '../../model/manifest.js';
+import type { LoadOptions } from '../../model/variants.js';
 import type { WordTokenizer } from '../../model/tokenizer.js';
 import type { ActionTokenizer } from './action-tokenizer.js';
 import { FastTokenizer } from './fast.js';
