@@ -1,7 +1,8 @@
 /** The compression × pruning matrix of `vla-node bench report`: closed loop on the shipped model. */
 
 import { applyOverrides, validateConfig, type VlaConfig } from '../config/index.js';
-import { simulate, type SimReport } from '../sim/experiment.js';
+import { simulate } from '../sim/experiment.js';
+import type { SimReport } from '../sim/report.js';
 import { median, round } from '../util/stats.js';
 import type { ReportProgress } from './report-model.js';
 import { MATRIX_PRECISIONS, RATIOS, STRATEGY, type MatrixCell } from './report-types.js';

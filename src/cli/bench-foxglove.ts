@@ -25,7 +25,7 @@ import { median, round } from '../util/stats.js';
 import { ConfigError, describe } from '../errors.js';
 import type { CommandSpec, OptionValues } from './command.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
-import { clockedTiming } from '../sim/experiment.js';
+import { clockedTiming } from '../sim/configured-run.js';
 
 export const SCENARIOS = ['off', 'no_viewer', 'fast_viewer', 'stalled_viewer'] as const;
 export type Scenario = (typeof SCENARIOS)[number];

@@ -19,7 +19,7 @@ import {
 } from '../transports/foxglove/index.js';
 import type { CommandSpec } from './command.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
-import { clockedTiming } from '../sim/experiment.js';
+import { clockedTiming } from '../sim/configured-run.js';
 
 const { FoxgloveClient } = wsProtocol;
 

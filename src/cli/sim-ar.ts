@@ -10,13 +10,8 @@ import { arPipelineFromConfig } from '../policy/autoregressive/from-config.js';
 import type { ArPipeline } from '../policy/autoregressive/pipeline.js';
 import { resolveLimits } from '../runtime/safety.js';
 import { streamAgent } from '../sim/ar-agent.js';
-import {
-  configuredTiming,
-  episodeProgress,
-  formatReport,
-  type AgentName,
-  type SimReport,
-} from '../sim/experiment.js';
+import { configuredTiming, episodeProgress, type AgentName } from '../sim/configured-run.js';
+import { formatReport, type SimReport } from '../sim/report.js';
 import { blindAgent, expertAgent, runEpisodes, type Agent } from '../sim/runner.js';
 import type { TaskKind } from '../sim/world.js';
 

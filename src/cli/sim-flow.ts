@@ -15,7 +15,8 @@ import {
   type TimingOptions,
 } from '../sim/runner.js';
 import type { TaskKind } from '../sim/world.js';
-import { configuredTiming, episodeProgress, type SimReport } from '../sim/experiment.js';
+import { configuredTiming, episodeProgress } from '../sim/configured-run.js';
+import type { SimReport } from '../sim/report.js';
 import { gateConfig, tabletopEvaluator, type TabletopEvaluator } from '../sim/evaluator.js';
 
 /** Settings of a flow run beyond the parameter file (the flow family's own knobs). */

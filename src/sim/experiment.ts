@@ -5,29 +5,21 @@
  * them; a live view is passed in, not started here.
  */
 import { VlaPipeline } from '../pipeline/pipeline.js';
-import { modelFromConfig, pipelineOptions } from '../pipeline/from-config.js';
+import { configuredLimits, modelFromConfig, pipelineOptions } from '../pipeline/from-config.js';
 import { observeInference, type RunObserver } from '../pipeline/observer.js';
-import { executorSettings, syncExecuteSteps } from '../runtime/control-loop.js';
-import { STAGES, type LatencySummary } from '../runtime/latency.js';
-import { resolveLimits, type ActionLimits } from '../runtime/safety.js';
+import { STAGES } from '../runtime/latency.js';
+import { round } from '../util/stats.js';
 import type { Manifest } from '../model/manifest.js';
 import type { VlaConfig } from '../config/index.js';
 import {
-  blindAgent,
-  expertAgent,
-  pipelineAgent,
-  runEpisodes,
-  type Agent,
-  type EpisodeResult,
-  type EpisodesSummary,
-  type EpisodeTotals,
-  type TimingOptions,
-} from './runner.js';
+  configuredTiming,
+  runConfiguredEpisodes,
+  scriptedAgent,
+  type AgentName,
+} from './configured-run.js';
+import { simReport, type ModelFigures, type SimReport } from './report.js';
+import { pipelineAgent, type Agent } from './runner.js';
 import type { TaskKind } from './world.js';
-
-/** The agents an experiment can run: the model, the scripted expert, or the blind baseline. */
-export const AGENTS = ['model', 'expert', 'blind'] as const;
-export type AgentName = (typeof AGENTS)[number];
 
 /** A live view watching an experiment (the CLI's Foxglove view is one). */
 export interface LiveRun {
@@ -36,160 +28,6 @@ export interface LiveRun {
   /** Where progress lines go while the view is open. */
   readonly io: { progress(line: string): void };
   close(): Promise<void>;
-}
-
-export interface SimReport {
-  readonly episodes: number;
-  readonly successes: number;
-  readonly success_rate: number;
-  readonly by_task: EpisodesSummary['by_task'];
-  readonly mean_steps: number;
-  readonly agent: AgentName;
-  readonly seed: number;
-  readonly model: string;
-  readonly precision: string | null;
-  readonly provider: string | null;
-  readonly latency_ms: { p50: number; p95: number; p99: number; max: number; mean: number } | null;
-  readonly stage_ms: Record<string, number> | null;
-  /** Percentiles per stage (ms). */
-  readonly stage_percentiles_ms: Record<string, { p50: number; p95: number; p99: number }> | null;
-  readonly strategy: string;
-  readonly visual_tokens: { total: number; kept: number; mean_kept: number } | null;
-  /** The keep ratio at the end of the run (the budget controller's when latency_budget_ms > 0). */
-  readonly keep_ratio: number | null;
-  /** Frame → chunk latency since the keep ratio last changed: what the budget controller settled on. */
-  readonly latency_at_final_ratio_ms: LatencySummary | null;
-  readonly latency_budget_ms: number;
-  readonly execute_steps: number;
-  readonly merge_mode: string;
-  /** Whether episodes ran on the control-step clock (asynchronous modes, injected delays or stalls). */
-  readonly timed: boolean;
-  readonly injected_delay_ms: { mean: number; jitter: number };
-  /**
-   * Control periods, over all episodes, not covered by a fresh chunk whatever the reason (late,
-   * failed or never-arriving inference, stale camera), less the one period each inference is
-   * planned to take (see ChunkExecutor).
-   */
-  readonly deadline_misses: number;
-  /** Steps on which the watchdog emitted the safe action. */
-  readonly safe_hold_steps: number;
-  /** Steps the robot stood still: waiting for a chunk (sync) or in safe hold. */
-  readonly idle_steps: number;
-  readonly stale_frames: number;
-  readonly inference_errors: number;
-  /** Mean absolute change of the action between consecutive control steps (table units). */
-  readonly smoothness: number | null;
-}
-
-/**
- * Clocked execution in `mode` at the parameters' control rate (the manifest's when 0), with none of
- * the simulator's injected faults: the base of {@link timingFromConfig}, and what the live-view
- * benchmark and picture run.
- */
-export function clockedTiming(
-  config: VlaConfig,
-  manifest: Pick<Manifest, 'control_rate_hz' | 'chunk'>,
-  limits: ActionLimits,
-  mode: TimingOptions['mode'],
-): TimingOptions {
-  const r = config.runtime;
-  return {
-    mode,
-    controlRateHz: r.control_rate_hz > 0 ? r.control_rate_hz : manifest.control_rate_hz,
-    horizon: manifest.chunk.horizon,
-    injectDelayMs: 0,
-    injectJitterMs: 0,
-    stallProbability: 0,
-    stallSteps: 0,
-    maxFrameAgeMs: r.max_frame_age_ms,
-    executor: executorSettings(config, limits),
-  };
-}
-
-/**
- * The progress line of each episode of a run of `episodes`: its outcome, steps and instruction,
- * and the success so far.
- */
-export function episodeProgress(
-  episodes: number,
-  progress: (line: string) => void,
-): (result: EpisodeResult) => void {
-  let done = 0;
-  let ok = 0;
-  return (r) => {
-    done++;
-    if (r.success) ok++;
-    progress(
-      `episode ${done}/${episodes} ${r.success ? 'success' : 'FAIL   '} ${r.steps} steps  "${r.instruction}"  (success so far ${ok}/${done})`,
-    );
-  };
-}
-
-/**
- * The clocked execution settings of the parameters (merge mode, injected delay, jitter and camera
- * stalls) for a model of `manifest`'s rate and horizon, or undefined for the plain synchronous
- * loop. Both model families' experiments run on it.
- */
-export function configuredTiming(
-  config: VlaConfig,
-  manifest: Pick<Manifest, 'control_rate_hz' | 'chunk'>,
-  limits: ActionLimits,
-): TimingOptions | undefined {
-  const r = config.runtime;
-  const s = config.sim;
-  if (
-    r.merge_mode === 'sync' &&
-    s.inject_delay_ms === 0 &&
-    s.inject_jitter_ms === 0 &&
-    s.camera_stall_probability === 0
-  )
-    return undefined;
-  return {
-    ...clockedTiming(config, manifest, limits, r.merge_mode),
-    injectDelayMs: s.inject_delay_ms,
-    injectJitterMs: s.inject_jitter_ms,
-    stallProbability: s.camera_stall_probability,
-    stallSteps: s.camera_stall_steps,
-  };
-}
-
-/** {@link configuredTiming} with the pipeline's limits, or for the scripted agents the same
- * resolved from the parameters. */
-function timingFromConfig(
-  config: VlaConfig,
-  manifest: Manifest,
-  limits: ActionLimits | undefined,
-): TimingOptions | undefined {
-  const resolved =
-    limits ??
-    resolveLimits(manifest, {
-      min: config.safety.action_min,
-      max: config.safety.action_max,
-      maxDeltaPerStep: config.safety.max_delta_per_step,
-      allowBeyondModel: config.safety.allow_limits_beyond_model,
-    });
-  return configuredTiming(config, manifest, resolved);
-}
-
-function timingTotals(
-  totals: EpisodeTotals,
-): Pick<
-  SimReport,
-  | 'deadline_misses'
-  | 'safe_hold_steps'
-  | 'idle_steps'
-  | 'stale_frames'
-  | 'inference_errors'
-  | 'smoothness'
-> {
-  return {
-    deadline_misses: totals.deadlineMisses,
-    safe_hold_steps: totals.safeHoldSteps,
-    idle_steps: totals.idleSteps,
-    stale_frames: totals.staleFrames,
-    inference_errors: totals.inferenceErrors,
-    smoothness: totals.smoothness === undefined ? null : Math.round(totals.smoothness * 1e5) / 1e5,
-  };
 }
 
 /** A scripted agent that shows its frames and chunks to `observer`. */
@@ -266,74 +104,54 @@ async function simulateWith(
       live === undefined ? pipeline : { infer: observeInference(pipeline, live.view).infer },
     );
   } else {
-    agent = agentName === 'expert' ? expertAgent(m.chunk.horizon) : blindAgent(m.chunk.horizon);
+    agent = scriptedAgent(agentName, m.chunk.horizon);
     if (live !== undefined) agent = observedAgent(agent, live.view, m.chunk.horizon);
   }
-  const executeSteps = syncExecuteSteps(config.runtime.execute_steps, m.chunk.horizon);
-  const timing = timingFromConfig(config, m, pipeline?.actionLimits);
+  // The scripted agents have no pipeline: their clocked executor clamps to the same limits resolved
+  // from the parameters.
+  const timing = configuredTiming(config, m, pipeline?.actionLimits ?? configuredLimits(config, m));
   try {
-    const summary = await runEpisodes(agent, {
-      episodes: config.sim.episodes,
-      seed: config.sim.seed,
-      executeSteps,
-      maxSteps: config.sim.max_steps,
-      cameraWidth: config.sim.camera_width,
-      cameraHeight: config.sim.camera_height,
-      ...(taskKind === undefined ? {} : { taskKind }),
-      ...(timing === undefined ? {} : { timing }),
-      ...(live === undefined
-        ? {}
-        : {
-            observer: live.view,
-            ...(config.foxglove.pace_sim
-              ? {
-                  paceHz:
-                    timing?.controlRateHz ??
-                    (config.runtime.control_rate_hz > 0
-                      ? config.runtime.control_rate_hz
-                      : m.control_rate_hz),
-                }
-              : {}),
-          }),
-      onEpisode: episodeProgress(config.sim.episodes, progress),
+    const run = await runConfiguredEpisodes(agent, config, m.chunk.horizon, progress, {
+      taskKind,
+      timing,
+      observer: live?.view,
+      // A watched run goes at the control rate, so that it can be followed.
+      paceHz:
+        live !== undefined && config.foxglove.pace_sim
+          ? (timing?.controlRateHz ??
+            (config.runtime.control_rate_hz > 0
+              ? config.runtime.control_rate_hz
+              : m.control_rate_hz))
+          : undefined,
     });
-    const total = pipeline?.latency.total.summary();
-    return {
-      episodes: summary.episodes,
-      successes: summary.successes,
-      success_rate: summary.success_rate,
-      by_task: summary.by_task,
-      mean_steps: Math.round(summary.mean_steps * 100) / 100,
-      agent: agentName,
-      seed: config.sim.seed,
-      model: m.name,
-      precision: pipeline?.precision ?? null,
-      provider: pipeline?.provider ?? null,
-      latency_ms: total
-        ? { p50: total.p50, p95: total.p95, p99: total.p99, max: total.max, mean: total.mean }
-        : null,
-      stage_ms: pipeline?.latency.stageMeans() ?? null,
-      stage_percentiles_ms: pipeline ? stagePercentiles(pipeline) : null,
-      strategy: config.pruning.strategy,
-      visual_tokens: pipeline
-        ? {
-            total: pipeline.totalTokens,
-            kept: pipeline.tokenBudget,
-            mean_kept: Math.round(pipeline.meanKeptTokens * 100) / 100,
-          }
-        : null,
-      keep_ratio: pipeline ? Math.round(pipeline.keepRatio * 1e4) / 1e4 : null,
-      latency_at_final_ratio_ms: pipeline ? pipeline.latencyAtCurrentRatio.summary() : null,
-      latency_budget_ms: config.runtime.latency_budget_ms,
-      execute_steps: executeSteps,
-      merge_mode: config.runtime.merge_mode,
-      timed: timing !== undefined,
-      injected_delay_ms: { mean: config.sim.inject_delay_ms, jitter: config.sim.inject_jitter_ms },
-      ...timingTotals(summary.totals),
-    };
+    return simReport(
+      config,
+      agentName,
+      m.name,
+      run,
+      pipeline === undefined ? undefined : pipelineFigures(pipeline),
+    );
   } finally {
     await pipeline?.release();
   }
+}
+
+/** What the encoder + policy pipeline measured over the run. */
+function pipelineFigures(pipeline: VlaPipeline): ModelFigures {
+  return {
+    precision: pipeline.precision,
+    provider: pipeline.provider,
+    latency: pipeline.latency.total.summary(),
+    stage_ms: pipeline.latency.stageMeans(),
+    stage_percentiles_ms: stagePercentiles(pipeline),
+    visual_tokens: {
+      total: pipeline.totalTokens,
+      kept: pipeline.tokenBudget,
+      mean_kept: round(pipeline.meanKeptTokens, 2),
+    },
+    keep_ratio: round(pipeline.keepRatio, 4),
+    latency_at_final_ratio_ms: pipeline.latencyAtCurrentRatio.summary(),
+  };
 }
 
 function stagePercentiles(
@@ -345,29 +163,4 @@ function stagePercentiles(
       return [stage, { p50, p95, p99 }];
     }),
   );
-}
-
-/** A readable summary of a report. */
-export function formatReport(r: SimReport): string {
-  const lines = [
-    `${r.agent} on ${r.model}: ${r.successes}/${r.episodes} episodes succeeded (${(100 * r.success_rate).toFixed(1)}%), seed ${r.seed}`,
-    `  by task: ${Object.entries(r.by_task)
-      .map(([k, v]) => `${k} ${(100 * v.success_rate).toFixed(1)}% of ${v.episodes}`)
-      .join(', ')}`,
-  ];
-  if (r.latency_ms && r.stage_ms && r.visual_tokens) {
-    lines.push(
-      `  frame → chunk latency: p50 ${r.latency_ms.p50} ms, p95 ${r.latency_ms.p95} ms, p99 ${r.latency_ms.p99} ms on ${r.provider ?? '?'} (${r.precision ?? '?'})`,
-      `  mean per stage (ms): ${Object.entries(r.stage_ms)
-        .map(([k, v]) => `${k} ${v.toFixed(3)}`)
-        .join(', ')}`,
-      `  visual tokens: ${r.visual_tokens.kept} of ${r.visual_tokens.total} kept`,
-    );
-  }
-  if (r.timed) {
-    lines.push(
-      `  execution ${r.merge_mode} with ${r.injected_delay_ms.mean} ± ${r.injected_delay_ms.jitter} ms injected delay: ${r.idle_steps} idle steps, ${r.deadline_misses} deadline misses, ${r.safe_hold_steps} safe-hold steps, ${r.stale_frames} stale frames, smoothness ${String(r.smoothness)}`,
-    );
-  }
-  return lines.join('\n');
 }

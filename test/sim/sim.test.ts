@@ -4,7 +4,7 @@ import { objectMask, renderScene } from '../../src/sim/render.js';
 import { episodeSeed, Rng } from '../../src/util/rng.js';
 import { blindAgent, expertAgent, runEpisodes, type EpisodeResult } from '../../src/sim/runner.js';
 import { TabletopSim } from '../../src/sim/tabletop.js';
-import { episodeProgress } from '../../src/sim/experiment.js';
+import { episodeProgress } from '../../src/sim/configured-run.js';
 import { COLOURS, distance, instructionFor, sampleScene, WORLD } from '../../src/sim/world.js';
 
 const episodes = { executeSteps: 4, maxSteps: 60, cameraWidth: 128, cameraHeight: 128 } as const;
