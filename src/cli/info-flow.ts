@@ -5,7 +5,8 @@ import { FlowPolicy } from '../flow/policy.js';
 import { FLOW_ROLES, loadFlowPackage, type FlowPackage } from '../model/flow-manifest.js';
 import type { CommandIo } from './command.js';
 import { checkingVariant, describeFiles, variantFiles } from './info-variant.js';
-import { DEFAULT_FLOW_CACHES, flowLimits } from './sim-flow.js';
+import { configuredLimits } from '../pipeline/from-config.js';
+import { DEFAULT_FLOW_CACHES } from './sim-flow.js';
 
 /**
  * `vla-node info` for a flow package: the manifest (v2) and every file checked as the runtime
@@ -27,7 +28,7 @@ export async function flowInfo(config: Readonly<VlaConfig>, io: CommandIo): Prom
           precision: v.precision,
           pruning: { strategy: 'none', keepRatio: 1, keepCount: 0, seed: 0 },
           caches: DEFAULT_FLOW_CACHES,
-          limits: flowLimits(config, only),
+          limits: configuredLimits(config, m),
           intraOpThreads: config.backend.intra_op_threads,
         });
         const images = m.cameras.map((c) => ({

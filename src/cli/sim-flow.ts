@@ -1,23 +1,27 @@
-import { syncExecuteSteps } from '../runtime/control-loop.js';
+/**
+ * Closed-loop episodes of a flow-matching package (`vla-node sim --model models/tiny-vla-flow`) and
+ * the compression gate's tabletop evaluator for such packages: the same episodes, report and
+ * success criterion as for the other families, the model run through FlowPolicy (both cameras,
+ * the family's caches, denoising steps and real-time chunking guidance).
+ */
 import { resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { DEFAULT_FLOW_CACHES } from '../flow/from-config.js';
 import { FlowPolicy, type FlowCacheOptions, type FlowResult } from '../flow/policy.js';
 import { loadFlowPackage, type FlowPackage } from '../model/flow-manifest.js';
+import { configuredLimits } from '../pipeline/from-config.js';
 import { LatencyHistogram } from '../runtime/latency.js';
-import { resolveLimits, type ActionLimits } from '../runtime/safety.js';
 import { flowAgent, type GuidanceSettings } from '../sim/flow-agent.js';
-import {
-  blindAgent,
-  expertAgent,
-  runEpisodes,
-  type Agent,
-  type EpisodesSummary,
-  type TimingOptions,
-} from '../sim/runner.js';
+import type { Agent } from '../sim/runner.js';
 import type { TaskKind } from '../sim/world.js';
-import { configuredTiming, episodeProgress } from '../sim/configured-run.js';
-import type { SimReport } from '../sim/report.js';
+import {
+  configuredTiming,
+  runConfiguredEpisodes,
+  scriptedAgent,
+  type AgentName,
+} from '../sim/configured-run.js';
+import { simReport, type SimReport } from '../sim/report.js';
 import { gateConfig, tabletopEvaluator, type TabletopEvaluator } from '../sim/evaluator.js';
+import { round } from '../util/stats.js';
 
 /** Settings of a flow run beyond the parameter file (the flow family's own knobs). */
 export interface FlowRunOptions {
@@ -37,23 +41,13 @@ export interface FlowRunOptions {
 
 export { DEFAULT_FLOW_CACHES };
 
-/** Resolve the run's action limits from the parameters and the flow manifest. */
-export function flowLimits(config: VlaConfig, pkg: FlowPackage): ActionLimits {
-  return resolveLimits(pkg.manifest, {
-    min: config.safety.action_min,
-    max: config.safety.action_max,
-    maxDeltaPerStep: config.safety.max_delta_per_step,
-    allowBeyondModel: config.safety.allow_limits_beyond_model,
-  });
-}
-
 /** Open a flow policy with the parameters' pruning and thread settings. */
 export async function flowPolicyFromConfig(
   config: VlaConfig,
   pkg: FlowPackage,
   run: FlowRunOptions = {},
 ): Promise<FlowPolicy> {
-  const limits = flowLimits(config, pkg);
+  const limits = configuredLimits(config, pkg.manifest);
   return FlowPolicy.create(pkg, {
     precision: config.model.precision,
     ...(run.steps === undefined ? {} : { steps: run.steps }),
@@ -75,15 +69,6 @@ export async function flowPolicyFromConfig(
   });
 }
 
-/** The clocked execution settings of the parameters, or undefined for the synchronous loop. */
-export function flowTiming(
-  config: VlaConfig,
-  pkg: FlowPackage,
-  limits: ActionLimits,
-): TimingOptions | undefined {
-  return configuredTiming(config, pkg.manifest, limits);
-}
-
 /** What a flow run measured besides success. */
 export interface FlowRunStats {
   readonly latency: LatencyHistogram;
@@ -99,7 +84,7 @@ export interface FlowRunStats {
  */
 export async function simulateFlow(
   config: VlaConfig,
-  agentName: 'model' | 'expert' | 'blind',
+  agentName: AgentName,
   progress: (line: string) => void,
   taskKind?: TaskKind,
   run: FlowRunOptions = {},
@@ -108,7 +93,7 @@ export async function simulateFlow(
 > {
   const pkg = await loadFlowPackage(resolvePackagePath(config.model.path));
   const m = pkg.manifest;
-  const limits = flowLimits(config, pkg);
+  const limits = configuredLimits(config, m);
   let policy: FlowPolicy | undefined;
   const stats: FlowRunStats = {
     latency: new LatencyHistogram(),
@@ -136,70 +121,45 @@ export async function simulateFlow(
       },
     });
   } else {
-    agent = agentName === 'expert' ? expertAgent(m.chunk.horizon) : blindAgent(m.chunk.horizon);
+    agent = scriptedAgent(agentName, m.chunk.horizon);
   }
-  const executeSteps = syncExecuteSteps(config.runtime.execute_steps, m.chunk.horizon);
-  const clocked = flowTiming(config, pkg, limits);
+  const clocked = configuredTiming(config, m, limits);
   const timing =
     clocked === undefined || run.guidance === undefined ? clocked : { ...clocked, guided: true };
   try {
-    const summary: EpisodesSummary = await runEpisodes(agent, {
-      episodes: config.sim.episodes,
-      seed: config.sim.seed,
-      executeSteps,
-      maxSteps: config.sim.max_steps,
-      cameraWidth: config.sim.camera_width,
-      cameraHeight: config.sim.camera_height,
+    const episodes = await runConfiguredEpisodes(agent, config, m.chunk.horizon, progress, {
       limits,
-      ...(taskKind === undefined ? {} : { taskKind }),
-      ...(timing === undefined ? {} : { timing }),
-      onEpisode: episodeProgress(config.sim.episodes, progress),
+      taskKind,
+      timing,
     });
     const total = stats.inferences > 0 ? stats.latency.summary() : undefined;
-    const mean = (v: number): number =>
-      Math.round((v / Math.max(1, stats.inferences)) * 1000) / 1000;
-    const t = summary.totals;
+    const mean = (v: number): number => round(v / Math.max(1, stats.inferences));
     return {
-      episodes: summary.episodes,
-      successes: summary.successes,
-      success_rate: summary.success_rate,
-      by_task: summary.by_task,
-      mean_steps: Math.round(summary.mean_steps * 100) / 100,
-      agent: agentName,
-      seed: config.sim.seed,
-      model: m.name,
-      precision: policy?.variant.precision ?? null,
-      provider: policy === undefined ? null : 'cpu',
-      latency_ms: total
-        ? { p50: total.p50, p95: total.p95, p99: total.p99, max: total.max, mean: total.mean }
-        : null,
-      stage_ms:
+      ...simReport(
+        config,
+        agentName,
+        m.name,
+        episodes,
         policy === undefined
-          ? null
-          : Object.fromEntries(Object.entries(stats.stages).map(([k, v]) => [k, mean(v)])),
-      stage_percentiles_ms: null,
-      strategy: config.pruning.strategy,
-      visual_tokens: policy
-        ? {
-            total: policy.totalTokens,
-            kept: policy.tokenBudget * m.cameras.length,
-            mean_kept: mean(stats.keptTokens),
-          }
-        : null,
-      keep_ratio: policy ? (policy.effort?.keepRatio ?? config.pruning.keep_ratio) : null,
-      latency_at_final_ratio_ms: total ?? null,
-      latency_budget_ms: config.runtime.latency_budget_ms,
-      execute_steps: executeSteps,
-      merge_mode: config.runtime.merge_mode,
-      timed: timing !== undefined,
-      injected_delay_ms: { mean: config.sim.inject_delay_ms, jitter: config.sim.inject_jitter_ms },
-      deadline_misses: t.deadlineMisses,
-      safe_hold_steps: t.safeHoldSteps,
-      idle_steps: t.idleSteps,
-      stale_frames: t.staleFrames,
-      inference_errors: t.inferenceErrors,
-      smoothness: t.smoothness === undefined ? null : Math.round(t.smoothness * 1e5) / 1e5,
-      boundary_jump: Math.round(t.boundaryJump * 1e5) / 1e5,
+          ? undefined
+          : {
+              precision: policy.variant.precision,
+              provider: 'cpu',
+              latency: total,
+              stage_ms: Object.fromEntries(
+                Object.entries(stats.stages).map(([k, v]) => [k, mean(v)]),
+              ),
+              stage_percentiles_ms: null,
+              visual_tokens: {
+                total: policy.totalTokens,
+                kept: policy.tokenBudget * m.cameras.length,
+                mean_kept: mean(stats.keptTokens),
+              },
+              keep_ratio: policy.effort?.keepRatio ?? config.pruning.keep_ratio,
+              latency_at_final_ratio_ms: total ?? null,
+            },
+      ),
+      boundary_jump: round(episodes.summary.totals.boundaryJump, 5),
       flow:
         policy === undefined
           ? null
