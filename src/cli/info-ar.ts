@@ -1,12 +1,12 @@
 import { performance } from 'node:perf_hooks';
-import * as ort from 'onnxruntime-node';
 import { resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { printable } from '../errors.js';
 import { arRoles, loadArManifest, type ArGraphRole } from '../model/ar-manifest.js';
 import { INSTRUCTION_CACHE_SIZE } from '../policy/autoregressive/instruction-cache.js';
 import { ArPolicy } from '../policy/autoregressive/policy.js';
 import type { CommandIo } from './command.js';
-import { checkingVariant, describeFiles, variantFiles } from './info-variant.js';
+import { checkEachVariant, describeFiles } from './info-variant.js';
+import * as ort from 'onnxruntime-node';
 
 /**
  * `vla-node info` for an autoregressive package: the manifest validated against the schema (v2,
@@ -20,10 +20,16 @@ export async function arInfo(config: Readonly<VlaConfig>, io: CommandIo): Promis
   const m = pkg.manifest;
   const threads = config.backend.intra_op_threads;
   const roles = arRoles(m);
-  const variants = [];
-  for (const v of m.variants) {
-    io.progress(`checking variant ${printable(v.name)} (${v.precision}): graphs, roles, warm-up`);
-    const warmup = await checkingVariant(v.name, async () => {
+  const variants = await checkEachVariant(
+    pkg.dir,
+    // The optional instruction graph's file is among `roles` only when the manifest has one.
+    m.variants.map((v) => ({
+      ...v,
+      files: v.files as Record<ArGraphRole, { path: string; sha256: string }>,
+    })),
+    roles,
+    io,
+    async (v) => {
       let policy: ArPolicy | undefined;
       try {
         policy = await ArPolicy.load(
@@ -58,14 +64,8 @@ export async function arInfo(config: Readonly<VlaConfig>, io: CommandIo): Promis
       } finally {
         await policy?.close();
       }
-    });
-    const files = await variantFiles(
-      pkg.dir,
-      v.files as Record<ArGraphRole, { path: string; sha256: string }>,
-      roles,
-    );
-    variants.push({ name: v.name, precision: v.precision, warmup, files });
-  }
+    },
+  );
   const [cam] = m.cameras;
   const tok = m.action_tokenizer;
   const tokDetail =

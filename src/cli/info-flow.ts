@@ -3,9 +3,9 @@ import { resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { printable } from '../errors.js';
 import { FlowPolicy } from '../flow/policy.js';
 import { FLOW_ROLES, loadFlowPackage, type FlowPackage } from '../model/flow-manifest.js';
-import type { CommandIo } from './command.js';
-import { checkingVariant, describeFiles, variantFiles } from './info-variant.js';
 import { configuredLimits } from '../pipeline/from-config.js';
+import type { CommandIo } from './command.js';
+import { checkEachVariant, describeFiles } from './info-variant.js';
 import { DEFAULT_FLOW_CACHES } from './sim-flow.js';
 
 /**
@@ -17,41 +17,36 @@ import { DEFAULT_FLOW_CACHES } from './sim-flow.js';
 export async function flowInfo(config: Readonly<VlaConfig>, io: CommandIo): Promise<number> {
   const pkg: FlowPackage = await loadFlowPackage(resolvePackagePath(config.model.path));
   const m = pkg.manifest;
-  const variants = [];
-  for (const v of m.variants) {
-    io.progress(`checking variant ${printable(v.name)} (${v.precision}): graphs, roles, warm-up`);
+  const checked = await checkEachVariant(pkg.dir, m.variants, FLOW_ROLES, io, async (v) => {
     const only: FlowPackage = { ...pkg, manifest: { ...m, variants: [v] } };
-    const warmupMs = await checkingVariant(v.name, async () => {
-      let policy: FlowPolicy | undefined;
-      try {
-        policy = await FlowPolicy.create(only, {
-          precision: v.precision,
-          pruning: { strategy: 'none', keepRatio: 1, keepCount: 0, seed: 0 },
-          caches: DEFAULT_FLOW_CACHES,
-          limits: configuredLimits(config, m),
-          intraOpThreads: config.backend.intra_op_threads,
-        });
-        const images = m.cameras.map((c) => ({
-          kind: 'raw' as const,
-          width: c.image.width,
-          height: c.image.height,
-          encoding: 'rgb8',
-          data: new Uint8Array(c.image.width * c.image.height * 3).fill(128),
-        }));
-        const r = await policy.infer({
-          images,
-          instruction: 'move to the red block',
-          state: m.state.mean,
-          seed: 0,
-        });
-        return Math.round(r.timings.total * 1000) / 1000;
-      } finally {
-        await policy?.release();
-      }
-    });
-    const files = await variantFiles(pkg.dir, v.files, FLOW_ROLES);
-    variants.push({ name: v.name, precision: v.precision, warmup_ms: warmupMs, files });
-  }
+    let policy: FlowPolicy | undefined;
+    try {
+      policy = await FlowPolicy.create(only, {
+        precision: v.precision,
+        pruning: { strategy: 'none', keepRatio: 1, keepCount: 0, seed: 0 },
+        caches: DEFAULT_FLOW_CACHES,
+        limits: configuredLimits(config, m),
+        intraOpThreads: config.backend.intra_op_threads,
+      });
+      const images = m.cameras.map((c) => ({
+        kind: 'raw' as const,
+        width: c.image.width,
+        height: c.image.height,
+        encoding: 'rgb8',
+        data: new Uint8Array(c.image.width * c.image.height * 3).fill(128),
+      }));
+      const r = await policy.infer({
+        images,
+        instruction: 'move to the red block',
+        state: m.state.mean,
+        seed: 0,
+      });
+      return Math.round(r.timings.total * 1000) / 1000;
+    } finally {
+      await policy?.release();
+    }
+  });
+  const variants = checked.map(({ warmup, files, ...v }) => ({ ...v, warmup_ms: warmup, files }));
   const info = {
     model: {
       name: m.name,

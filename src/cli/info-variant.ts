@@ -5,6 +5,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { printable, VlaError } from '../errors.js';
+import type { CommandIo } from './command.js';
 
 /** One graph file of a variant: as the manifest names and hashes it, and its size on disk. */
 export interface VariantFile {
@@ -52,4 +53,41 @@ export function describeFiles(files: Readonly<Record<string, VariantFile>>): str
   return Object.entries(files)
     .map(([role, f]) => `${role} ${printable(f.path)} ${(f.bytes / 1024).toFixed(0)} KiB`)
     .join(', ');
+}
+
+/** A variant as `info` checked it: its warm-up's result and its files. */
+export interface CheckedVariant<W, R extends string> {
+  readonly name: string;
+  readonly precision: string;
+  readonly warmup: W;
+  readonly files: Record<R, VariantFile>;
+}
+
+/**
+ * Check every variant of a v2 package in `dir`, one after the other (each warm-up loads its own
+ * sessions): a progress line, `warmUp` under {@link checkingVariant}, then the files of `roles`.
+ */
+export async function checkEachVariant<
+  V extends {
+    readonly name: string;
+    readonly precision: string;
+    readonly files: Readonly<Record<R, { readonly path: string; readonly sha256: string }>>;
+  },
+  R extends string,
+  W,
+>(
+  dir: string,
+  variants: readonly V[],
+  roles: readonly R[],
+  io: CommandIo,
+  warmUp: (variant: V) => Promise<W>,
+): Promise<CheckedVariant<W, R>[]> {
+  const checked: CheckedVariant<W, R>[] = [];
+  for (const v of variants) {
+    io.progress(`checking variant ${printable(v.name)} (${v.precision}): graphs, roles, warm-up`);
+    const warmup = await checkingVariant(v.name, () => warmUp(v));
+    const files = await variantFiles(dir, v.files, roles);
+    checked.push({ name: v.name, precision: v.precision, warmup, files });
+  }
+  return checked;
 }
