@@ -5,8 +5,8 @@ import { arRoles, loadArManifest, type ArGraphRole } from '../model/ar-manifest.
 import { INSTRUCTION_CACHE_SIZE } from '../policy/autoregressive/instruction-cache.js';
 import { ArPolicy } from '../policy/autoregressive/policy.js';
 import type { CommandIo } from './command.js';
-import { checkEachVariant, describeFiles } from './info-variant.js';
-import * as ort from 'onnxruntime-node';
+import { checkEachVariant } from './info-variant.js';
+import { v2Human, v2Info } from './info-v2.js';
 
 /**
  * `vla-node info` for an autoregressive package: the manifest validated against the schema (v2,
@@ -72,45 +72,31 @@ export async function arInfo(config: Readonly<VlaConfig>, io: CommandIo): Promis
     tok.kind === 'uniform_bins'
       ? `${tok.bins} bins`
       : `scale ${tok.scale}, ${tok.alphabet} symbols, ${tok.merges.length} merges`;
-  const info = {
-    model: {
-      name: m.name,
-      path: pkg.dir,
-      format: m.format,
-      family: m.family,
-      description: m.description ?? '',
-      cameras: m.cameras,
-      visual_tokens: cam.patch_grid.width * cam.patch_grid.height,
-      token_dim: m.token_dim,
-      chunk: m.chunk,
+  const info = v2Info(
+    pkg.dir,
+    m,
+    {
       decoder: m.decoder,
       // The words' keys and values made once per instruction and kept across frames.
       instruction_graph: m.graphs.instruction !== undefined,
       action_tokenizer: { ...tok, ...(tok.kind === 'fast' ? { merges: tok.merges.length } : {}) },
-      control_rate_hz: m.control_rate_hz,
-      action_names: m.action.names,
-      state_names: m.state.names,
     },
     variants,
-    onnxruntime: ort.env.versions,
-    node: process.versions.node,
-  };
-  const human = [
-    `${printable(m.name)} (${m.format}, family ${m.family}): ${printable(m.description ?? '')}`,
-    `  ${printable(pkg.dir)}`,
-    `  camera ${printable(cam.name)} ${cam.image.width}×${cam.image.height} (${cam.patch_grid.width}×${cam.patch_grid.height} tokens); token dim ${m.token_dim}`,
-    `  decoder: ${m.decoder.layers} layers × ${m.decoder.heads} heads × ${m.decoder.head_dim} (prefix attention ${m.decoder.instruction_attention}, first action position ${m.decoder.first_action_position})`,
-    m.graphs.instruction === undefined
-      ? '  instruction: recomputed by the prefill every frame (no instruction graph)'
-      : `  instruction: its keys and values cached across frames (instruction graph, up to ${INSTRUCTION_CACHE_SIZE} instructions)`,
-    `  action tokens: ${tok.kind} (${tokDetail}, offset ${tok.token_offset}, relative to ${tok.relative_to})`,
-    `  chunk ${m.chunk.horizon} × ${m.chunk.action_dim} [${printable(m.action.names.join(', '))}] at ${m.control_rate_hz} Hz`,
-    'variants:',
-    ...variants.map(
-      (v) =>
-        `  ${printable(v.name)} (${v.precision}): ${describeFiles(v.files)}; warm-up passed (${v.warmup.tokens} tokens in ${v.warmup.decoder_calls} decoder calls, ${v.warmup.ms} ms)`,
-    ),
-  ].join('\n');
+  );
+  const human = v2Human(
+    pkg.dir,
+    m,
+    [
+      `  camera ${printable(cam.name)} ${cam.image.width}×${cam.image.height} (${cam.patch_grid.width}×${cam.patch_grid.height} tokens); token dim ${m.token_dim}`,
+      `  decoder: ${m.decoder.layers} layers × ${m.decoder.heads} heads × ${m.decoder.head_dim} (prefix attention ${m.decoder.instruction_attention}, first action position ${m.decoder.first_action_position})`,
+      m.graphs.instruction === undefined
+        ? '  instruction: recomputed by the prefill every frame (no instruction graph)'
+        : `  instruction: its keys and values cached across frames (instruction graph, up to ${INSTRUCTION_CACHE_SIZE} instructions)`,
+      `  action tokens: ${tok.kind} (${tokDetail}, offset ${tok.token_offset}, relative to ${tok.relative_to})`,
+    ],
+    variants,
+    (w) => `${w.tokens} tokens in ${w.decoder_calls} decoder calls, ${w.ms} ms`,
+  );
   io.result(info, human);
   return 0;
 }

@@ -1,11 +1,11 @@
-import * as ort from 'onnxruntime-node';
 import { resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { printable } from '../errors.js';
 import { FlowPolicy } from '../flow/policy.js';
 import { FLOW_ROLES, loadFlowPackage, type FlowPackage } from '../model/flow-manifest.js';
 import { configuredLimits } from '../pipeline/from-config.js';
 import type { CommandIo } from './command.js';
-import { checkEachVariant, describeFiles } from './info-variant.js';
+import { checkEachVariant } from './info-variant.js';
+import { v2Human, v2Info } from './info-v2.js';
 import { DEFAULT_FLOW_CACHES } from './sim-flow.js';
 
 /**
@@ -46,40 +46,22 @@ export async function flowInfo(config: Readonly<VlaConfig>, io: CommandIo): Prom
       await policy?.release();
     }
   });
-  const variants = checked.map(({ warmup, files, ...v }) => ({ ...v, warmup_ms: warmup, files }));
-  const info = {
-    model: {
-      name: m.name,
-      path: pkg.dir,
-      format: m.format,
-      family: m.family,
-      description: m.description ?? '',
-      cameras: m.cameras,
-      visual_tokens: m.cameras.reduce((n, c) => n + c.patch_grid.width * c.patch_grid.height, 0),
-      token_dim: m.token_dim,
-      chunk: m.chunk,
-      prefix: m.prefix,
-      denoising: m.denoising,
-      control_rate_hz: m.control_rate_hz,
-      action_names: m.action.names,
-      state_names: m.state.names,
-    },
-    variants,
-    onnxruntime: ort.env.versions,
-    node: process.versions.node,
-  };
-  const human = [
-    `${printable(m.name)} (${m.format}, family ${m.family}): ${printable(m.description ?? '')}`,
-    `  ${printable(pkg.dir)}`,
-    `  cameras: ${m.cameras.map((c) => `${printable(c.name)} ${c.image.width}×${c.image.height} (${c.patch_grid.width}×${c.patch_grid.height} tokens)`).join(', ')}; token dim ${m.token_dim}`,
-    `  prefix: ${m.prefix.layers} layers × ${m.prefix.heads} heads × ${m.prefix.head_dim} (instruction attention ${m.prefix.instruction_attention}); denoising ${m.denoising.method} × ${m.denoising.steps} steps`,
-    `  chunk ${m.chunk.horizon} × ${m.chunk.action_dim} [${printable(m.action.names.join(', '))}] at ${m.control_rate_hz} Hz`,
-    'variants:',
-    ...variants.map(
-      (v) =>
-        `  ${printable(v.name)} (${v.precision}): ${describeFiles(v.files)}; warm-up passed (${v.warmup_ms} ms)`,
-    ),
-  ].join('\n');
+  const info = v2Info(
+    pkg.dir,
+    m,
+    { prefix: m.prefix, denoising: m.denoising },
+    checked.map(({ warmup, files, ...v }) => ({ ...v, warmup_ms: warmup, files })),
+  );
+  const human = v2Human(
+    pkg.dir,
+    m,
+    [
+      `  cameras: ${m.cameras.map((c) => `${printable(c.name)} ${c.image.width}×${c.image.height} (${c.patch_grid.width}×${c.patch_grid.height} tokens)`).join(', ')}; token dim ${m.token_dim}`,
+      `  prefix: ${m.prefix.layers} layers × ${m.prefix.heads} heads × ${m.prefix.head_dim} (instruction attention ${m.prefix.instruction_attention}); denoising ${m.denoising.method} × ${m.denoising.steps} steps`,
+    ],
+    checked,
+    (ms) => `${ms} ms`,
+  );
   io.result(info, human);
   return 0;
 }
