@@ -24,7 +24,7 @@ import {
 import { ArPolicy } from '../policy/autoregressive/policy.js';
 import { encodeOnnx, graphOf, loadOnnx } from '../util/onnx-graph.js';
 import { median, round } from '../util/stats.js';
-import { sha256 } from './commit.js';
+import { sha256 } from './add-variant.js';
 import type { CompressionEvaluator } from './options.js';
 import { defaultExclusions, planQuantization, quantizeModel } from './quantize.js';
 

@@ -20,7 +20,7 @@ import type { ModelFile, Precision } from '../model/manifest.js';
 import { encodeOnnx, graphOf, loadOnnx, type ModelProto } from '../util/onnx-graph.js';
 import { round } from '../util/stats.js';
 import { prepareFlowSamples, readCalibrationSet, type FlowSample } from './calibration.js';
-import { addCompressedVariant, sha256 } from './commit.js';
+import { addCompressedVariant, sha256 } from './add-variant.js';
 import { convertedStats, largestPeak, nodeOutputs, overFp16Max } from './fp16-details.js';
 import { byRole } from './roles.js';
 import {
@@ -56,6 +56,7 @@ import {
   reportSections,
   runClosedLoop,
   writeScratchPackage,
+  type CommonMeasurement,
 } from './validation.js';
 import type { CompressedPrecision, CompressOptions } from './options.js';
 import {
@@ -298,14 +299,9 @@ async function scratchPackage(
   return loadFlowPackage(dir);
 }
 
-interface FlowMeasurement extends ActionError {
-  readonly frames: number;
+interface FlowMeasurement extends CommonMeasurement<FlowSimStageMs> {
   readonly emulated?: ActionError;
   readonly latency: { readonly fp32: FlowStageMs; readonly variant: FlowStageMs };
-  readonly closed: Readonly<
-    Record<'fp32' | 'variant', { readonly rate: number; readonly stages: FlowSimStageMs }>
-  >;
-  readonly size: { readonly fp32: number; readonly variant: number };
 }
 
 async function measureFlow(

@@ -19,7 +19,13 @@ import { byRole } from './roles.js';
 import { ActionErrorSum, type ActionError } from './action-error.js';
 import { round } from '../util/stats.js';
 import type { CompressOptions, CompressedPrecision } from './options.js';
-import { cpuName, reportSections, runClosedLoop, writeScratchPackage } from './validation.js';
+import {
+  cpuName,
+  reportSections,
+  runClosedLoop,
+  writeScratchPackage,
+  type CommonMeasurement,
+} from './validation.js';
 import { type SimStageMs, type StageMs, type ValidationSections } from './report.js';
 
 /** Kernel time per operator type (µs) over `runs` profiled passes, slowest first. */
@@ -66,14 +72,11 @@ async function profileOps(
 }
 
 /** Figures of the new variant against fp32, measured on the CPU provider. */
-export interface Measurement extends ActionError {
-  readonly frames: number;
+export interface Measurement extends CommonMeasurement<SimStageMs> {
   /** The action error of the float16 emulation (FP16 only). */
   readonly emulated?: ActionError;
   readonly latency: Readonly<Record<'fp32' | 'variant', StageMs>>;
   readonly profiles: Readonly<Record<'fp32' | 'variant', Record<string, number>>>;
-  readonly closed: Readonly<Record<'fp32' | 'variant', { rate: number; stages: SimStageMs }>>;
-  readonly size: { readonly fp32: number; readonly variant: number };
 }
 
 async function actionError(
