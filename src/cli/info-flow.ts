@@ -1,12 +1,11 @@
-import { resolvePackagePath, type VlaConfig } from '../config/index.js';
+import { configuredLimits, resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { printable } from '../errors.js';
 import { FlowPolicy } from '../flow/policy.js';
 import { FLOW_ROLES, loadFlowPackage, type FlowPackage } from '../model/flow-manifest.js';
-import { configuredLimits } from '../pipeline/from-config.js';
 import type { CommandIo } from './command.js';
 import { checkEachVariant } from './info-variant.js';
 import { v2Human, v2Info } from './info-v2.js';
-import { DEFAULT_FLOW_CACHES } from './sim-flow.js';
+import { DEFAULT_FLOW_CACHES } from '../flow/from-config.js';
 
 /**
  * `vla-node info` for a flow package: the manifest (v2) and every file checked as the runtime

@@ -3,8 +3,7 @@
  * the same episodes, report and success criterion as for the other families, the model run
  * through ArPipeline (pruning before the prefill, `runtime.decoding`, the runtime's safety clamp).
  */
-import { resolvePackagePath, type VlaConfig } from '../config/index.js';
-import { configuredLimits } from '../pipeline/from-config.js';
+import { configuredLimits, resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { readArPackage } from '../policy/autoregressive/package.js';
 import { arPipelineFromConfig } from '../policy/autoregressive/from-config.js';
 import type { ArPipeline } from '../policy/autoregressive/pipeline.js';

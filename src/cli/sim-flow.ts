@@ -4,11 +4,10 @@
  * success criterion as for the other families, the model run through FlowPolicy (both cameras,
  * the family's caches, denoising steps and real-time chunking guidance).
  */
-import { resolvePackagePath, type VlaConfig } from '../config/index.js';
+import { configuredLimits, resolvePackagePath, type VlaConfig } from '../config/index.js';
 import { DEFAULT_FLOW_CACHES } from '../flow/from-config.js';
 import { FlowPolicy, type FlowCacheOptions, type FlowResult } from '../flow/policy.js';
 import { loadFlowPackage, type FlowPackage } from '../model/flow-manifest.js';
-import { configuredLimits } from '../pipeline/from-config.js';
 import { LatencyHistogram } from '../runtime/latency.js';
 import { flowAgent, type GuidanceSettings } from '../sim/flow-agent.js';
 import type { Agent } from '../sim/runner.js';
@@ -38,8 +37,6 @@ export interface FlowRunOptions {
    */
   readonly guidance?: GuidanceSettings;
 }
-
-export { DEFAULT_FLOW_CACHES };
 
 /** Open a flow policy with the parameters' pruning and thread settings. */
 export async function flowPolicyFromConfig(
@@ -127,7 +124,7 @@ export async function simulateFlow(
   const timing =
     clocked === undefined || run.guidance === undefined ? clocked : { ...clocked, guided: true };
   try {
-    const episodes = await runConfiguredEpisodes(agent, config, m.chunk.horizon, progress, {
+    const outcome = await runConfiguredEpisodes(agent, config, m.chunk.horizon, progress, {
       limits,
       taskKind,
       timing,
@@ -139,7 +136,7 @@ export async function simulateFlow(
         config,
         agentName,
         m.name,
-        episodes,
+        outcome,
         policy === undefined
           ? undefined
           : {
@@ -159,7 +156,7 @@ export async function simulateFlow(
               latency_at_final_ratio_ms: total ?? null,
             },
       ),
-      boundary_jump: round(episodes.summary.totals.boundaryJump, 5),
+      boundary_jump: round(outcome.summary.totals.boundaryJump, 5),
       flow:
         policy === undefined
           ? null

@@ -1,2 +1,8 @@
 export * from './config.js';
-export { checkConfigForModel, crossKeyProblems, type RuleProblem } from './rules.js';
+export {
+  checkConfigForModel,
+  configuredLimits,
+  crossKeyProblems,
+  limitsRequest,
+  type RuleProblem,
+} from './rules.js';

@@ -5,7 +5,12 @@
  */
 import { ConfigError } from '../errors.js';
 import type { Manifest } from '../model/manifest.js';
-import { resolveLimits } from '../runtime/safety.js';
+import {
+  resolveLimits,
+  type ActionLimits,
+  type ActionSpace,
+  type LimitsRequest,
+} from '../runtime/safety.js';
 import type { VlaConfig } from './config.js';
 
 /** One broken rule: the key it is about and the sentence that says what was expected. */
@@ -64,12 +69,7 @@ export function crossKeyProblems(config: VlaConfig): RuleProblem[] {
  */
 export function checkConfigForModel(config: VlaConfig, manifest: Manifest): void {
   const s = config.safety;
-  const limits = resolveLimits(manifest, {
-    min: s.action_min,
-    max: s.action_max,
-    maxDeltaPerStep: s.max_delta_per_step,
-    allowBeyondModel: s.allow_limits_beyond_model,
-  });
+  const limits = configuredLimits(config, manifest);
   const horizon = manifest.chunk.horizon;
   if (config.runtime.execute_steps > horizon) {
     throw new ConfigError(
@@ -96,4 +96,24 @@ export function checkConfigForModel(config: VlaConfig, manifest: Manifest): void
       );
     }
   }
+}
+
+/** The `safety.*` limits as every family's runtime takes them, before they meet a manifest. */
+export function limitsRequest(config: VlaConfig): LimitsRequest {
+  return {
+    min: config.safety.action_min,
+    max: config.safety.action_max,
+    maxDeltaPerStep: config.safety.max_delta_per_step,
+    allowBeyondModel: config.safety.allow_limits_beyond_model,
+  };
+}
+
+/**
+ * The action limits the parameters give for a model of `space`, as every runtime built from them
+ * enforces them.
+ *
+ * @throws {ConfigError} (from resolveLimits) naming the `safety.*` key that does not fit the model.
+ */
+export function configuredLimits(config: VlaConfig, space: ActionSpace): ActionLimits {
+  return resolveLimits(space, limitsRequest(config));
 }

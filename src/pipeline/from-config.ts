@@ -3,15 +3,14 @@
  * parameters) and the pipeline's options. Shared by every front end (CLI commands, the ROS node,
  * the simulator's experiments, library users).
  */
-import { checkConfigForModel, resolvePackagePath, type VlaConfig } from '../config/index.js';
+import {
+  checkConfigForModel,
+  limitsRequest,
+  resolvePackagePath,
+  type VlaConfig,
+} from '../config/index.js';
 import { ingestLimits } from '../ingest/index.js';
 import { loadModelPackage, type ModelPackage } from '../model/manifest.js';
-import {
-  resolveLimits,
-  type ActionLimits,
-  type ActionSpace,
-  type LimitsRequest,
-} from '../runtime/safety.js';
 import type { PipelineOptions } from './pipeline.js';
 
 /**
@@ -51,24 +50,4 @@ export function pipelineOptions(config: VlaConfig, log: (m: string) => void): Pi
     ingest: ingestLimits(config),
     latencyBudgetMs: config.runtime.latency_budget_ms,
   };
-}
-
-/** The `safety.*` limits as every family's runtime takes them, before they meet a manifest. */
-export function limitsRequest(config: VlaConfig): LimitsRequest {
-  return {
-    min: config.safety.action_min,
-    max: config.safety.action_max,
-    maxDeltaPerStep: config.safety.max_delta_per_step,
-    allowBeyondModel: config.safety.allow_limits_beyond_model,
-  };
-}
-
-/**
- * The action limits the parameters give for a model of `space`: what a runtime built from them
- * enforces, for callers that hold none (the simulator's scripted agents, a flow run's executor).
- *
- * @throws {ConfigError} (from resolveLimits) naming the `safety.*` key that does not fit the model.
- */
-export function configuredLimits(config: VlaConfig, space: ActionSpace): ActionLimits {
-  return resolveLimits(space, limitsRequest(config));
 }

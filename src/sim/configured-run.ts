@@ -8,8 +8,15 @@ import { executorSettings, syncExecuteSteps } from '../runtime/control-loop.js';
 import type { ActionLimits } from '../runtime/safety.js';
 import type { Manifest } from '../model/manifest.js';
 import type { VlaConfig } from '../config/index.js';
-import { blindAgent, expertAgent, runEpisodes, type Agent } from './runner.js';
-import type { EpisodeOptions, EpisodeResult, TimingOptions } from './runner.js';
+import {
+  blindAgent,
+  expertAgent,
+  runEpisodes,
+  type Agent,
+  type EpisodeOptions,
+  type EpisodeResult,
+  type TimingOptions,
+} from './runner.js';
 import type { EpisodesSummary } from './tally.js';
 import type { TaskKind } from './world.js';
 

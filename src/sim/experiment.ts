@@ -5,12 +5,12 @@
  * them; a live view is passed in, not started here.
  */
 import { VlaPipeline } from '../pipeline/pipeline.js';
-import { configuredLimits, modelFromConfig, pipelineOptions } from '../pipeline/from-config.js';
+import { configuredLimits, type VlaConfig } from '../config/index.js';
+import { modelFromConfig, pipelineOptions } from '../pipeline/from-config.js';
 import { observeInference, type RunObserver } from '../pipeline/observer.js';
 import { STAGES } from '../runtime/latency.js';
 import { round } from '../util/stats.js';
 import type { Manifest } from '../model/manifest.js';
-import type { VlaConfig } from '../config/index.js';
 import {
   configuredTiming,
   runConfiguredEpisodes,

@@ -54,8 +54,9 @@ export interface SimReport {
 }
 
 /**
- * What the model measured over a run, each family in its own way: the report's model fields
- * (all null for the scripted agents, which have no model to measure).
+ * What the model measured over a run, each family in its own way: the report's model fields.
+ * Undefined for the scripted agents, which have no model to measure; the report's model fields
+ * are then null.
  */
 export interface ModelFigures {
   readonly precision: string;

@@ -30,6 +30,38 @@ describe('the sim report', () => {
       const base = all['encoder + policy'];
       if (base === undefined) throw new Error('no encoder + policy report');
       const common = Object.keys(base);
+      // The public order of the common fields, as every release has written them (users and
+      // `npm run bench` read these reports).
+      expect(common).toEqual([
+        'episodes',
+        'successes',
+        'success_rate',
+        'by_task',
+        'mean_steps',
+        'agent',
+        'seed',
+        'model',
+        'precision',
+        'provider',
+        'latency_ms',
+        'stage_ms',
+        'stage_percentiles_ms',
+        'strategy',
+        'visual_tokens',
+        'keep_ratio',
+        'latency_at_final_ratio_ms',
+        'latency_budget_ms',
+        'execute_steps',
+        'merge_mode',
+        'timed',
+        'injected_delay_ms',
+        'deadline_misses',
+        'safe_hold_steps',
+        'idle_steps',
+        'stale_frames',
+        'inference_errors',
+        'smoothness',
+      ]);
       for (const [family, report] of Object.entries(all)) {
         expect(Object.keys(report).slice(0, common.length), family).toEqual(common);
         expect(report.agent, family).toBe(agent);
