@@ -1,6 +1,7 @@
 export * from './config.js';
 export {
   checkConfigForModel,
+  configuredControlRate,
   configuredLimits,
   crossKeyProblems,
   limitsRequest,

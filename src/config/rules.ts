@@ -117,3 +117,12 @@ export function limitsRequest(config: VlaConfig): LimitsRequest {
 export function configuredLimits(config: VlaConfig, space: ActionSpace): ActionLimits {
   return resolveLimits(space, limitsRequest(config));
 }
+
+/** The control rate the parameters give for a model: `runtime.control_rate_hz`, the model's when 0. */
+export function configuredControlRate(
+  config: VlaConfig,
+  manifest: { readonly control_rate_hz: number },
+): number {
+  const r = config.runtime.control_rate_hz;
+  return r > 0 ? r : manifest.control_rate_hz;
+}

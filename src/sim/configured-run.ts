@@ -7,7 +7,7 @@
 import { executorSettings, syncExecuteSteps } from '../runtime/control-loop.js';
 import type { ActionLimits } from '../runtime/safety.js';
 import type { Manifest } from '../model/manifest.js';
-import type { VlaConfig } from '../config/index.js';
+import { configuredControlRate, type VlaConfig } from '../config/index.js';
 import {
   blindAgent,
   expertAgent,
@@ -43,7 +43,7 @@ export function clockedTiming(
   const r = config.runtime;
   return {
     mode,
-    controlRateHz: r.control_rate_hz > 0 ? r.control_rate_hz : manifest.control_rate_hz,
+    controlRateHz: configuredControlRate(config, manifest),
     horizon: manifest.chunk.horizon,
     injectDelayMs: 0,
     injectJitterMs: 0,

@@ -5,7 +5,7 @@
  * them; a live view is passed in, not started here.
  */
 import { VlaPipeline } from '../pipeline/pipeline.js';
-import { configuredLimits, type VlaConfig } from '../config/index.js';
+import { configuredControlRate, configuredLimits, type VlaConfig } from '../config/index.js';
 import { modelFromConfig, pipelineOptions } from '../pipeline/from-config.js';
 import { observeInference, type RunObserver } from '../pipeline/observer.js';
 import { STAGES } from '../runtime/latency.js';
@@ -118,10 +118,7 @@ async function simulateWith(
       // A watched run goes at the control rate, so that it can be followed.
       paceHz:
         live !== undefined && config.foxglove.pace_sim
-          ? (timing?.controlRateHz ??
-            (config.runtime.control_rate_hz > 0
-              ? config.runtime.control_rate_hz
-              : m.control_rate_hz))
+          ? (timing?.controlRateHz ?? configuredControlRate(config, m))
           : undefined,
     });
     return simReport(

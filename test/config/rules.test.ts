@@ -1,5 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { checkConfigForModel, loadConfig, type VlaConfig } from '../../src/config/index.js';
+import {
+  checkConfigForModel,
+  configuredControlRate,
+  loadConfig,
+  type VlaConfig,
+} from '../../src/config/index.js';
 import { ConfigError } from '../../src/errors.js';
 import { loadModelPackage, type Manifest } from '../../src/model/manifest.js';
 import { modelFromConfig } from '../../src/cli/setup.js';
@@ -167,5 +172,15 @@ describe('parameters against the model', () => {
     const error = await rejection(modelFromConfig(c));
     expect(error.field).toBe('runtime.execute_steps');
     await expect(modelFromConfig(base)).resolves.toBeDefined();
+  });
+});
+
+describe('the configured control rate', () => {
+  it("is runtime.control_rate_hz, or the model's when that is 0", async () => {
+    const model = { control_rate_hz: 12.5 };
+    const own = await loadConfig({ overrides: { 'runtime.control_rate_hz': 20 } });
+    const unset = await loadConfig({ overrides: { 'runtime.control_rate_hz': 0 } });
+    expect(configuredControlRate(own, model)).toBe(20);
+    expect(configuredControlRate(unset, model)).toBe(12.5);
   });
 });

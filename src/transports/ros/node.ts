@@ -19,7 +19,7 @@
  * each period is the executor's merged, limited, watchdog-checked action in every merge mode.
  */
 import type * as rcl from 'rclnodejs';
-import type { VlaConfig } from '../../config/index.js';
+import { configuredControlRate, type VlaConfig } from '../../config/index.js';
 import type { Manifest } from '../../model/manifest.js';
 import type { ActionChunk, Observation, VlaPipeline } from '../../pipeline/pipeline.js';
 import type { RunObserver } from '../../pipeline/observer.js';
@@ -472,8 +472,8 @@ export class VlaRosNode {
   }
 
   #rate(config: Readonly<VlaConfig>): number {
-    const r = config.runtime.control_rate_hz;
-    return r > 0 ? r : (this.#pipeline?.model.manifest.control_rate_hz ?? 10);
+    // Before a model is loaded, 10 Hz stands in for the model's rate.
+    return configuredControlRate(config, this.#pipeline?.model.manifest ?? { control_rate_hz: 10 });
   }
 
   #onFrame(
