@@ -19,6 +19,7 @@ import type { Precision } from '../model/manifest.js';
 import { checkState } from '../pipeline/observation.js';
 import type { ActionChunk, Observation } from '../pipeline/types.js';
 import { LatencyBook, type StageTimings } from '../runtime/latency.js';
+import { SerialQueue } from '../runtime/serial-queue.js';
 import {
   enforceLimits,
   resolveLimits,
@@ -99,7 +100,7 @@ export class FlowPipeline {
   readonly #maxStateDeviation: number;
   #sequence = 0;
   #stream: string | undefined;
-  #queue: Promise<unknown> = Promise.resolve();
+  readonly #queue = new SerialQueue();
 
   private constructor(
     pkg: FlowPackage,
@@ -200,14 +201,12 @@ export class FlowPipeline {
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    const run = this.#queue.then(() => this.#inferNow(obs, checked));
-    this.#queue = run.catch(() => undefined);
-    return run;
+    return this.#queue.run(() => this.#inferNow(obs, checked));
   }
 
   /** Release the graphs, after the observations already queued. */
   async release(): Promise<void> {
-    await this.#queue;
+    await this.#queue.idle();
     await this.policy.release();
   }
 

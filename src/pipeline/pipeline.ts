@@ -25,6 +25,7 @@ import {
 import { BUDGET_TUNING, BudgetController } from '../runtime/budget.js';
 import { LatencyBook, LatencyHistogram, type StageTimings } from '../runtime/latency.js';
 import { resolveLimits, type ActionLimits } from '../runtime/safety.js';
+import { SerialQueue } from '../runtime/serial-queue.js';
 
 export {
   PreparedObservation,
@@ -66,8 +67,8 @@ export class VlaPipeline {
   #sequence = 0;
   #ready = false;
   readonly #slots: BatchSlots;
-  /** The last queued inference (see the class description: one runs at a time). */
-  #queue: Promise<unknown> = Promise.resolve();
+  /** Inferences one at a time, in call order (see the class description). */
+  readonly #queue = new SerialQueue();
 
   private constructor(model: ModelPackage, backend: TokenPolicyBackend, options: PipelineOptions) {
     this.model = model;
@@ -183,7 +184,7 @@ export class VlaPipeline {
   async infer(obs: Observation): Promise<ActionChunk> {
     // A bad observation fails at once, not after the inferences queued before it.
     checkObservation(obs, this.model.manifest, this.#maxStateDeviation);
-    return this.#exclusive(async () => one(await this.#inferBatchNow([obs], true)));
+    return this.#queue.run(async () => one(await this.#inferBatchNow([obs], true)));
   }
 
   /**
@@ -302,7 +303,7 @@ export class VlaPipeline {
   async inferBatch(
     batch: readonly (Observation | PreparedObservation)[],
   ): Promise<PromiseSettledResult<ActionChunk>[]> {
-    return this.#exclusive(() => this.#inferBatchNow(batch));
+    return this.#queue.run(() => this.#inferBatchNow(batch));
   }
 
   /** `checked`: {@link infer} has checked the observations already (see #checkObservation). */
@@ -466,13 +467,6 @@ export class VlaPipeline {
     return results.complete();
   }
 
-  /** Run `task` after every task queued before it, whether they succeeded or failed. */
-  #exclusive<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(task, task);
-    this.#queue = run.catch(() => undefined);
-    return run;
-  }
-
   /** Check the state's length and values as {@link infer} does. */
   #checkState(state: ArrayLike<number>): void {
     checkState(state, this.model.manifest.state, this.#maxStateDeviation);
@@ -524,7 +518,7 @@ export class VlaPipeline {
 
   /** Release the sessions, after the inferences already queued. */
   async release(): Promise<void> {
-    await this.#queue;
+    await this.#queue.idle();
     this.#ready = false;
     await this.#backend.release();
   }

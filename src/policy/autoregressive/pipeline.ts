@@ -18,6 +18,7 @@ import type { ArManifest } from '../../model/ar-manifest.js';
 import type { Precision } from '../../model/manifest.js';
 import { PreparedObservation, type ActionChunk, type Observation } from '../../pipeline/types.js';
 import { LatencyBook, type StageTimings } from '../../runtime/latency.js';
+import { SerialQueue } from '../../runtime/serial-queue.js';
 import {
   enforceLimits,
   resolveLimits,
@@ -147,7 +148,7 @@ export class ArPipeline {
   readonly #maxStateDeviation: number;
   readonly #drafts: DraftBook;
   #sequence = 0;
-  #queue: Promise<unknown> = Promise.resolve();
+  readonly #queue = new SerialQueue();
   readonly #scheduler: DecodeScheduler | undefined;
   /** Continuous calls not settled yet. */
   readonly #inFlight = new Set<Promise<ActionChunk>>();
@@ -266,14 +267,12 @@ export class ArPipeline {
       run.then(forget, forget);
       return run;
     }
-    const run = this.#queue.then(() => this.#inferNow(obs, checked));
-    this.#queue = run.catch(() => undefined);
-    return run;
+    return this.#queue.run(() => this.#inferNow(obs, checked));
   }
 
   /** Release the graphs, after the observations already queued. */
   async release(): Promise<void> {
-    await this.#queue.catch(() => undefined);
+    await this.#queue.idle();
     await Promise.allSettled([...this.#inFlight]);
     await this.#scheduler?.idle();
     await this.policy.policy.close();
@@ -312,9 +311,7 @@ export class ArPipeline {
             : this.infer(o),
         ),
       );
-    const run = this.#queue.then(() => this.#inferBatchNow(batch));
-    this.#queue = run.catch(() => undefined);
-    return run;
+    return this.#queue.run(() => this.#inferBatchNow(batch));
   }
 
   async #inferBatchNow(
