@@ -196,7 +196,7 @@ export const benchFoxgloveCommand: CommandSpec = {
             cameraWidth: config.sim.camera_width,
             cameraHeight: config.sim.camera_height,
             timing,
-            ...(view === undefined ? {} : { observer: view }),
+            observer: view,
             onAction: () => {
               const now = performance.now();
               if (last !== undefined) steps.push(now - last);

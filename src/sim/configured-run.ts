@@ -18,7 +18,6 @@ import {
   type TimingOptions,
 } from './runner.js';
 import type { EpisodesSummary } from './tally.js';
-import type { TaskKind } from './world.js';
 
 /** The agents an experiment can run: the model, the scripted expert, or the blind baseline. */
 export const AGENTS = ['model', 'expert', 'blind'] as const;
@@ -101,19 +100,11 @@ export function episodeProgress(
   };
 }
 
-/** What a family's experiment sets of a run beyond the parameters (each left out when undefined). */
-export interface RunSettings {
-  /** Only this task form (default: every form). */
-  readonly taskKind?: TaskKind | undefined;
-  /** Clocked execution ({@link configuredTiming}); undefined for the synchronous loop. */
-  readonly timing?: TimingOptions | undefined;
-  /** The clamp of the synchronous loop's actions ({@link EpisodeOptions.limits}). */
-  readonly limits?: ActionLimits | undefined;
-  /** A live view's observer. */
-  readonly observer?: EpisodeOptions['observer'];
-  /** Pace of a watched run (steps per second of wall time). */
-  readonly paceHz?: number | undefined;
-}
+/** What a family's experiment sets of a run beyond the parameters (see {@link EpisodeOptions}). */
+export type RunSettings = Pick<
+  EpisodeOptions,
+  'taskKind' | 'timing' | 'limits' | 'observer' | 'paceHz'
+>;
 
 /** A finished run: what the episodes gave and how they were executed, for the report. */
 export interface ConfiguredRun {
@@ -137,7 +128,6 @@ export async function runConfiguredEpisodes(
 ): Promise<ConfiguredRun> {
   const s = config.sim;
   const executeSteps = syncExecuteSteps(config.runtime.execute_steps, horizon);
-  const { taskKind, timing, limits, observer, paceHz } = settings;
   const summary = await runEpisodes(agent, {
     episodes: s.episodes,
     seed: s.seed,
@@ -145,12 +135,8 @@ export async function runConfiguredEpisodes(
     maxSteps: s.max_steps,
     cameraWidth: s.camera_width,
     cameraHeight: s.camera_height,
-    ...(limits === undefined ? {} : { limits }),
-    ...(taskKind === undefined ? {} : { taskKind }),
-    ...(timing === undefined ? {} : { timing }),
-    ...(observer === undefined ? {} : { observer }),
-    ...(paceHz === undefined ? {} : { paceHz }),
+    ...settings,
     onEpisode: episodeProgress(s.episodes, progress),
   });
-  return { summary, executeSteps, timed: timing !== undefined };
+  return { summary, executeSteps, timed: settings.timing !== undefined };
 }

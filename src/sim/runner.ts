@@ -39,11 +39,11 @@ export interface EpisodeOptions {
   readonly maxSteps: number;
   readonly cameraWidth: number;
   readonly cameraHeight: number;
-  readonly taskKind?: TaskKind;
+  readonly taskKind?: TaskKind | undefined;
   /** Run on a control-step clock with inference delays (absent: synchronous, no delay). */
-  readonly timing?: TimingOptions;
+  readonly timing?: TimingOptions | undefined;
   /** Limits of the actions sent without `timing` (with it: `timing.executor.limits`); none if absent. */
-  readonly limits?: ActionLimits;
+  readonly limits?: ActionLimits | undefined;
   readonly onEpisode?: (result: EpisodeResult, index: number) => void;
   /** Keep every result in the summary (default false: a long run stays in constant memory). */
   readonly keepResults?: boolean;
@@ -53,9 +53,9 @@ export interface EpisodeOptions {
    * Told every action sent (in sync mode a hold while waiting for a chunk counts as `safe`) and
    * the scene after it: a live view.
    */
-  readonly observer?: Pick<RunObserver, 'onCommand' | 'onScene'>;
+  readonly observer?: Pick<RunObserver, 'onCommand' | 'onScene'> | undefined;
   /** Run each control step in wall-clock time at this rate, to be watched; absent: at once. */
-  readonly paceHz?: number;
+  readonly paceHz?: number | undefined;
 }
 
 /**
