@@ -19,6 +19,7 @@ import {
   type CompressMode,
 } from '../compression/compress.js';
 import { compressArPackage } from '../compression/autoregressive.js';
+import { pct } from '../compression/report-common.js';
 import { DEFAULT_FP16_KEEP_OPS } from '../compression/fp16.js';
 import { isArPackage } from '../model/ar-manifest.js';
 import type { CalibrationMethod } from '../compression/runner.js';
@@ -58,7 +59,6 @@ function number(values: OptionValues, key: string, fallback: number, integer = f
 }
 
 function flowSummary(r: FlowCompressionReport): string {
-  const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
   const p = r.precision;
   const v = flowVariantFigures(r);
   return [
@@ -71,7 +71,6 @@ function flowSummary(r: FlowCompressionReport): string {
 }
 
 function summary(r: CompressionReport): string {
-  const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
   const p = r.precision;
   const v = variantFigures(r);
   return [
@@ -103,7 +102,6 @@ async function runCompressAr(model: string, values: OptionValues, io: CommandIo)
       io.progress(line);
     },
   });
-  const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
   io.result(
     report,
     [

@@ -10,7 +10,7 @@ import type { FlowManifest } from '../model/flow-manifest.js';
 import { describeFiles, type CheckedVariant } from './info-variant.js';
 
 /** The part of a v2 manifest that `info` shows for every family. */
-export type V2Manifest = Pick<
+type V2Manifest = Pick<
   FlowManifest | ArManifest,
   | 'name'
   | 'format'

@@ -2,16 +2,16 @@
  * Adding a compressed variant to its package (both families): its name, files and hashes, the
  * scratch folder its validation runs in, then the staged write of ./commit.ts.
  */
-import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sha256Bytes } from '../model/files.js';
 import type { ModelFile } from '../model/manifest.js';
 import { commitVariant, type StagedFile } from './commit.js';
 import type { CompressedPrecision, CompressMode, CompressOptions } from './options.js';
 import type { Range } from './quantize.js';
 import { FP16_KIND } from './report-common.js';
-import { byRole } from './roles.js';
+import { byRole } from '../util/roles.js';
 
 /** The variant's name and file names for a mode. */
 export function variantNames(mode: CompressMode): { name: string; suffix: string } {
@@ -26,11 +26,6 @@ function variantProviders(precision: CompressedPrecision): string[] {
   return precision === 'fp16' ? [...FP16_KIND.intended_providers] : ['cpu'];
 }
 
-/** Hex SHA-256 of a graph's bytes, as the manifest records it. */
-export function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
 /** The manifest entries of a variant's graphs: each fp32 file's name with `.<suffix>`, hashed. */
 function variantFiles<R extends string>(
   roles: readonly R[],
@@ -40,7 +35,7 @@ function variantFiles<R extends string>(
 ): Record<R, ModelFile> {
   return byRole(roles, (r) => ({
     path: fp32[r].path.replace(/\.onnx$/, `.${suffix}.onnx`),
-    sha256: sha256(bytes[r]),
+    sha256: sha256Bytes(bytes[r]),
   }));
 }
 

@@ -24,7 +24,7 @@ import {
 import { ArPolicy } from '../policy/autoregressive/policy.js';
 import { encodeOnnx, graphOf, loadOnnx } from '../util/onnx-graph.js';
 import { median, round } from '../util/stats.js';
-import { sha256 } from './add-variant.js';
+import { sha256Bytes } from '../model/files.js';
 import type { CompressionEvaluator } from './options.js';
 import { defaultExclusions, planQuantization, quantizeModel } from './quantize.js';
 
@@ -148,7 +148,7 @@ export async function compressArPackage(options: ArCompressOptions): Promise<ArC
     name: VARIANT,
     precision: 'int8',
     files: Object.fromEntries(
-      roles.map((r) => [r, { path: files[r], sha256: sha256(bytes[r]) }]),
+      roles.map((r) => [r, { path: files[r], sha256: sha256Bytes(bytes[r]) }]),
     ) as ArVariant['files'],
     report: reportPath,
     providers: ['cpu'],

@@ -47,13 +47,12 @@ import {
 import { measure, validationSections } from './measure.js';
 import { emulatedActionError, fp16Reasons } from './validation.js';
 import { GRAPH_ROLES as ROLES } from '../model/manifest.js';
-import { byRole } from './roles.js';
+import { byRole } from '../util/roles.js';
 import { convertedStats, largestPeak, nodeOutputs, overFp16Max } from './fp16-details.js';
 import { addCompressedVariant } from './add-variant.js';
 
 export * from './options.js';
 export * from './report.js';
-export { variantNames } from './add-variant.js';
 export { withVariants } from './commit.js';
 
 /** The fp32 graphs, instrumented, run on each prepared sample in turn. */

@@ -20,9 +20,10 @@ import type { ModelFile, Precision } from '../model/manifest.js';
 import { encodeOnnx, graphOf, loadOnnx, type ModelProto } from '../util/onnx-graph.js';
 import { round } from '../util/stats.js';
 import { prepareFlowSamples, readCalibrationSet, type FlowSample } from './calibration.js';
-import { addCompressedVariant, sha256 } from './add-variant.js';
+import { addCompressedVariant } from './add-variant.js';
+import { sha256Bytes } from '../model/files.js';
 import { convertedStats, largestPeak, nodeOutputs, overFp16Max } from './fp16-details.js';
-import { byRole } from './roles.js';
+import { byRole } from '../util/roles.js';
 import {
   convertToFloat16,
   DEFAULT_FP16_KEEP_OPS,
@@ -281,19 +282,12 @@ async function scratchPackage(
 ): Promise<FlowPackage> {
   const fp32 = selectFlowVariant(pkg, 'fp32');
   const { paths: _, ...fp32Entry } = fp32;
-  const files = perRole((r): ModelFile => ({
-    path: variant.files[r].path,
-    sha256: sha256(bytes[r]),
-  }));
-  const manifest: FlowManifest = {
-    ...pkg.manifest,
-    variants: [fp32Entry, { ...variant, files }],
-  };
+  const manifest: FlowManifest = { ...pkg.manifest, variants: [fp32Entry, variant] };
   await writeScratchPackage(dir, FLOW_ROLES, {
     source: { dir: pkg.dir, tokenizer: pkg.manifest.tokenizer.file },
     manifest,
     fp32,
-    files,
+    files: variant.files,
     bytes,
   });
   return loadFlowPackage(dir);
@@ -328,7 +322,16 @@ async function measureFlow(
   const error = await flowActionError(scratch, scratch, precision, heldOut, seed);
   let emulated: ActionError | undefined;
   if (built.precision === 'fp16') {
-    const emu = await scratchPackage(pkg, join(work, 'emulated'), variant, built.emulated);
+    // The same file names holding the emulated graphs, hashed as they are.
+    const emuBytes = built.emulated;
+    const emuVariant: FlowVariant = {
+      ...variant,
+      files: perRole((r): ModelFile => ({
+        path: variant.files[r].path,
+        sha256: sha256Bytes(emuBytes[r]),
+      })),
+    };
+    const emu = await scratchPackage(pkg, join(work, 'emulated'), emuVariant, emuBytes);
     emulated = await flowActionError(emu, emu, precision, heldOut, seed);
   }
   progress(`latency: ${options.latencyRounds} inferences per variant, one thread...`);

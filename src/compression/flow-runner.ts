@@ -22,7 +22,7 @@ import {
   type CalibrationMethod,
   type InstrumentedRun,
 } from './runner.js';
-import { byRole } from './roles.js';
+import { byRole } from '../util/roles.js';
 import type { Range } from './quantize.js';
 import { ActionErrorSum, type ActionError } from './action-error.js';
 

@@ -4,7 +4,6 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InputError } from '../errors.js';
 import {
   selectVariant,
   type GraphRole,
@@ -15,7 +14,7 @@ import {
 import { prepareSamples, type PreparedSample } from './calibration.js';
 import { GraphRunner } from './runner.js';
 import { GRAPH_ROLES as ROLES } from '../model/manifest.js';
-import { byRole } from './roles.js';
+import { byRole } from '../util/roles.js';
 import { ActionErrorSum, type ActionError } from './action-error.js';
 import { round } from '../util/stats.js';
 import type { CompressOptions, CompressedPrecision } from './options.js';
@@ -107,7 +106,8 @@ export async function measure(
   const progress = options.progress;
   const fp32 = selectVariant(pkg, 'fp32');
   const scratch = join(work, 'package');
-  const manifest: Manifest = { ...pkg.manifest, variants: [fp32Variant(pkg), variant] };
+  const { paths: _, ...fp32Entry } = fp32;
+  const manifest: Manifest = { ...pkg.manifest, variants: [fp32Entry, variant] };
   await writeScratchPackage(scratch, ROLES, {
     source: { dir: pkg.dir, tokenizer: pkg.manifest.tokenizer.file },
     manifest,
@@ -215,11 +215,4 @@ export function validationSections<P extends CompressedPrecision>(
   });
   // Computed keys (`${precision}_success_rate`) are typed by ValidationSections<P>.
   return sections as unknown as ValidationSections<P>;
-}
-
-function fp32Variant(pkg: ModelPackage): Variant {
-  const v = pkg.manifest.variants.find((x) => x.precision === 'fp32');
-  if (v === undefined)
-    throw new InputError('Expected an fp32 variant', { field: 'manifest.variants' });
-  return v;
 }

@@ -7,7 +7,7 @@ import type { ModelPackage } from '../model/manifest.js';
 import type { PreparedSample } from './calibration.js';
 import type { Range } from './quantize.js';
 import { median } from '../util/stats.js';
-import { byRole } from './roles.js';
+import { byRole } from '../util/roles.js';
 
 export type CalibrationMethod = 'minmax' | 'percentile';
 

@@ -59,7 +59,7 @@ export async function runClosedLoop(
 }
 
 /** Why the common gate fails: the worst mean action error, the success drop (empty: passed). */
-export function gateReasons(
+function gateReasons(
   precision: CompressedPrecision,
   meanAbs: readonly number[],
   rates: { readonly fp32: number; readonly variant: number },

@@ -94,6 +94,11 @@ export function packageFile(
   return real;
 }
 
+/** The hex SHA-256 of bytes in memory (a graph just written), as a manifest records it. */
+export function sha256Bytes(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
 /** The SHA-256 of a file, read in blocks (graphs can be up to {@link PACKAGE_LIMITS.graphBytes}). */
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');

@@ -23,7 +23,7 @@ let validator: ValidateFunction | undefined;
  *
  * @throws {ModelError} INVALID_MANIFEST naming the first offending field.
  */
-export async function validateManifestJson(raw: unknown): Promise<unknown> {
+async function validateManifestJson(raw: unknown): Promise<unknown> {
   if (validator === undefined) {
     const schema = JSON.parse(await readFile(SCHEMA_URL, 'utf8')) as object;
     validator = new Ajv({ allErrors: true, strict: false }).compile(schema);

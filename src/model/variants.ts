@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ModelError } from '../errors.js';
+import { byRole } from '../util/roles.js';
 import { packageFile, PACKAGE_LIMITS, sha256File } from './files.js';
 import type { ModelFile, Precision } from './manifest.js';
 
@@ -29,7 +30,7 @@ export interface LoadOptions {
 }
 
 /** Confine and size one graph file of a variant, and check its SHA-256 unless told not to. */
-export async function checkVariantFile(
+async function checkVariantFile(
   root: string,
   file: ModelFile,
   field: string,
@@ -43,7 +44,7 @@ export async function checkVariantFile(
 }
 
 /** Confine a variant's report path (the report itself may not exist yet). */
-export function checkReport(root: string, report: string | undefined, index: number): void {
+function checkReport(root: string, report: string | undefined, index: number): void {
   if (report === undefined) return;
   packageFile(root, report, `manifest.variants[${index}].report`, {
     maxBytes: PACKAGE_LIMITS.jsonBytes,
@@ -139,7 +140,7 @@ export function variantGate(
  *
  * @throws {ModelError} INVALID_MANIFEST naming `model.precision` when there is no such variant.
  */
-export function pickVariant<V extends { readonly precision: Precision; readonly report?: string }>(
+function pickVariant<V extends { readonly precision: Precision; readonly report?: string }>(
   pkg: {
     readonly dir: string;
     readonly manifest: { readonly name: string; readonly variants: readonly V[] };
@@ -177,9 +178,7 @@ function variantPaths<R extends string>(
   variant: { readonly files: Readonly<Partial<Record<R, ModelFile>>> },
   roles: readonly R[],
 ): Record<R, string> {
-  return Object.fromEntries(
-    roles.map((r) => [r, join(dir, (variant.files[r] as ModelFile).path)]),
-  ) as Record<R, string>;
+  return byRole(roles, (r) => join(dir, (variant.files[r] as ModelFile).path));
 }
 
 /**
