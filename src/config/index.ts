@@ -1,6 +1,7 @@
 export * from './config.js';
 export {
   checkConfigForModel,
+  controlRate,
   configuredControlRate,
   configuredLimits,
   crossKeyProblems,

@@ -118,11 +118,18 @@ export function configuredLimits(config: VlaConfig, space: ActionSpace): ActionL
   return resolveLimits(space, limitsRequest(config));
 }
 
-/** The control rate the parameters give for a model: `runtime.control_rate_hz`, the model's when 0. */
+/**
+ * The control rate a configured rate gives for a model: `configured` when positive, else the
+ * model's own (`runtime.control_rate_hz` = 0 or absent).
+ */
+export function controlRate(configured: number | undefined, modelRateHz: number): number {
+  return configured !== undefined && configured > 0 ? configured : modelRateHz;
+}
+
+/** The control rate the parameters give for a model (see {@link controlRate}). */
 export function configuredControlRate(
   config: VlaConfig,
   manifest: { readonly control_rate_hz: number },
 ): number {
-  const r = config.runtime.control_rate_hz;
-  return r > 0 ? r : manifest.control_rate_hz;
+  return controlRate(config.runtime.control_rate_hz, manifest.control_rate_hz);
 }

@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   checkConfigForModel,
   configuredControlRate,
+  controlRate,
   loadConfig,
   type VlaConfig,
 } from '../../src/config/index.js';
@@ -182,5 +183,8 @@ describe('the configured control rate', () => {
     const unset = await loadConfig({ overrides: { 'runtime.control_rate_hz': 0 } });
     expect(configuredControlRate(own, model)).toBe(20);
     expect(configuredControlRate(unset, model)).toBe(12.5);
+    // A library caller's option may be absent altogether.
+    expect(controlRate(undefined, 12.5)).toBe(12.5);
+    expect(controlRate(20, 12.5)).toBe(20);
   });
 });

@@ -19,6 +19,7 @@ import type { Precision } from '../../model/manifest.js';
 import { PreparedObservation, type ActionChunk, type Observation } from '../../pipeline/types.js';
 import { LatencyBook, type StageTimings } from '../../runtime/latency.js';
 import { SerialQueue } from '../../runtime/serial-queue.js';
+import { controlRate } from '../../config/rules.js';
 import {
   enforceLimits,
   resolveLimits,
@@ -174,9 +175,7 @@ export class ArPipeline {
     this.#maxStateDeviation = ingest.maxStateDeviation;
     this.#drafts = new DraftBook(
       syncExecuteSteps(options.executeSteps ?? 0, pkg.horizon),
-      options.controlRateHz !== undefined && options.controlRateHz > 0
-        ? options.controlRateHz
-        : pkg.manifest.control_rate_hz,
+      controlRate(options.controlRateHz, pkg.manifest.control_rate_hz),
     );
     this.#ingest = new FrameIngest(
       { width: pkg.image.width, height: pkg.image.height, ...pkg.normalisation },
