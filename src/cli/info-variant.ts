@@ -19,7 +19,7 @@ export interface VariantFile {
  * message starts with the variant's name, so that a package of several variants says which one
  * failed.
  */
-export async function checkingVariant<T>(name: string, check: () => Promise<T>): Promise<T> {
+async function checkingVariant<T>(name: string, check: () => Promise<T>): Promise<T> {
   try {
     return await check();
   } catch (error) {
@@ -33,7 +33,7 @@ export async function checkingVariant<T>(name: string, check: () => Promise<T>):
 }
 
 /** The files of `roles` in a variant's `files` (paths relative to the package `dir`). */
-export async function variantFiles<R extends string>(
+async function variantFiles<R extends string>(
   dir: string,
   files: Readonly<Record<R, { readonly path: string; readonly sha256: string }>>,
   roles: readonly R[],
@@ -64,8 +64,9 @@ export interface CheckedVariant<W, R extends string> {
 }
 
 /**
- * Check every variant of a v2 package in `dir`, one after the other (each warm-up loads its own
- * sessions): a progress line, `warmUp` under {@link checkingVariant}, then the files of `roles`.
+ * Check every variant of the package in `dir`, one after the other (each warm-up loads its own
+ * sessions): a progress line naming `steps`, `warmUp` under {@link checkingVariant}, then the
+ * files of `roles`.
  */
 export async function checkEachVariant<
   V extends {
@@ -81,10 +82,11 @@ export async function checkEachVariant<
   roles: readonly R[],
   io: CommandIo,
   warmUp: (variant: V) => Promise<W>,
+  steps = 'graphs, roles, warm-up',
 ): Promise<CheckedVariant<W, R>[]> {
   const checked: CheckedVariant<W, R>[] = [];
   for (const v of variants) {
-    io.progress(`checking variant ${printable(v.name)} (${v.precision}): graphs, roles, warm-up`);
+    io.progress(`checking variant ${printable(v.name)} (${v.precision}): ${steps}`);
     const warmup = await checkingVariant(v.name, () => warmUp(v));
     const files = await variantFiles(dir, v.files, roles);
     checked.push({ name: v.name, precision: v.precision, warmup, files });

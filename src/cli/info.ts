@@ -9,7 +9,7 @@ import { printable } from '../errors.js';
 import { GRAPH_ROLES, type ModelPackage, type Variant } from '../model/manifest.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import type { CommandIo, CommandSpec } from './command.js';
-import { checkingVariant, variantFiles } from './info-variant.js';
+import { checkEachVariant } from './info-variant.js';
 import { CONFIG_OPTIONS, configFromArgs, modelFromConfig, pipelineOptions } from './setup.js';
 
 /** What `info` found when it ran a variant as `sim` would. */
@@ -22,8 +22,8 @@ interface VariantCheck {
 /**
  * Load one variant exactly as `sim`/`start` do (sessions on the configured providers, graph checks
  * against the manifest, the pruner and safety set up) and run a warm-up inference on a grey frame,
- * so that `info` exits 0 only for packages the node can run. Errors keep their class and code and
- * name the variant.
+ * so that `info` exits 0 only for packages the node can run. Errors keep their class and code
+ * ({@link checkEachVariant} names the variant in them).
  */
 async function checkVariant(
   pkg: ModelPackage,
@@ -32,25 +32,23 @@ async function checkVariant(
   io: CommandIo,
 ): Promise<VariantCheck> {
   const only: ModelPackage = { ...pkg, manifest: { ...pkg.manifest, variants: [variant] } };
-  return checkingVariant(variant.name, async () => {
-    let pipeline: VlaPipeline | undefined;
-    try {
-      pipeline = await VlaPipeline.create(only, {
-        ...pipelineOptions(config, (line) => {
-          io.progress(line);
-        }),
-        precision: variant.precision,
-        warmupRuns: Math.max(1, config.backend.warmup_runs),
-      });
-      return {
-        provider: pipeline.provider,
-        kept_tokens: pipeline.tokenBudget,
-        total_tokens: pipeline.totalTokens,
-      };
-    } finally {
-      await pipeline?.release();
-    }
-  });
+  let pipeline: VlaPipeline | undefined;
+  try {
+    pipeline = await VlaPipeline.create(only, {
+      ...pipelineOptions(config, (line) => {
+        io.progress(line);
+      }),
+      precision: variant.precision,
+      warmupRuns: Math.max(1, config.backend.warmup_runs),
+    });
+    return {
+      provider: pipeline.provider,
+      kept_tokens: pipeline.tokenBudget,
+      total_tokens: pipeline.totalTokens,
+    };
+  } finally {
+    await pipeline?.release();
+  }
 }
 
 export const infoCommand: CommandSpec = {
@@ -69,21 +67,16 @@ export const infoCommand: CommandSpec = {
     if (await isArPackage(resolvePackagePath(config.model.path))) return arInfo(config, io);
     const pkg = await modelFromConfig(config);
     const m = pkg.manifest;
-    const checks: Record<string, VariantCheck> = {};
-    for (const v of m.variants) {
-      io.progress(
-        `checking variant ${printable(v.name)} (${v.precision}): sessions, graphs, warm-up`,
-      );
-      checks[v.name] = await checkVariant(pkg, v, config, io);
-    }
-    const variants = await Promise.all(
-      m.variants.map(async (v) => ({
-        name: v.name,
-        precision: v.precision,
-        check: checks[v.name],
-        files: await variantFiles(pkg.dir, v.files, GRAPH_ROLES),
-      })),
+    const checked = await checkEachVariant(
+      pkg.dir,
+      m.variants,
+      GRAPH_ROLES,
+      io,
+      (v) => checkVariant(pkg, v, config, io),
+      'sessions, graphs, warm-up',
     );
+    // `check` is this family's name for the warm-up's result (before `files`, as always).
+    const variants = checked.map(({ warmup, files, ...v }) => ({ ...v, check: warmup, files }));
     const providers = providerAvailability();
     const info = {
       model: {
@@ -113,7 +106,7 @@ export const infoCommand: CommandSpec = {
       'variants:',
       ...variants.map(
         (v) =>
-          `  ${printable(v.name)} (${v.precision}): ${printable(v.files.encoder.path)} ${(v.files.encoder.bytes / 1024).toFixed(0)} KiB, ${printable(v.files.policy.path)} ${(v.files.policy.bytes / 1024).toFixed(0)} KiB; ran on ${v.check?.provider ?? '?'} (warm-up passed, ${v.check?.kept_tokens ?? 0}/${v.check?.total_tokens ?? 0} tokens)`,
+          `  ${printable(v.name)} (${v.precision}): ${printable(v.files.encoder.path)} ${(v.files.encoder.bytes / 1024).toFixed(0)} KiB, ${printable(v.files.policy.path)} ${(v.files.policy.bytes / 1024).toFixed(0)} KiB; ran on ${v.check.provider} (warm-up passed, ${v.check.kept_tokens}/${v.check.total_tokens} tokens)`,
       ),
       `execution providers (configured: ${config.backend.execution_providers.join(' → ')}):`,
       ...providers.map(
