@@ -11,7 +11,6 @@ import {
   FLOW_ROLES,
   loadFlowPackage,
   selectFlowVariant,
-  type FlowManifest,
   type FlowPackage,
   type FlowRole,
   type FlowVariant,
@@ -281,15 +280,7 @@ async function scratchPackage(
   bytes: Readonly<PerRole<Uint8Array>>,
 ): Promise<FlowPackage> {
   const fp32 = selectFlowVariant(pkg, 'fp32');
-  const { paths: _, ...fp32Entry } = fp32;
-  const manifest: FlowManifest = { ...pkg.manifest, variants: [fp32Entry, variant] };
-  await writeScratchPackage(dir, FLOW_ROLES, {
-    source: { dir: pkg.dir, tokenizer: pkg.manifest.tokenizer.file },
-    manifest,
-    fp32,
-    files: variant.files,
-    bytes,
-  });
+  await writeScratchPackage(dir, FLOW_ROLES, { source: pkg, fp32, variant, bytes });
   return loadFlowPackage(dir);
 }
 

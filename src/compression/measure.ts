@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import {
   selectVariant,
   type GraphRole,
-  type Manifest,
   type ModelPackage,
   type Variant,
 } from '../model/manifest.js';
@@ -106,15 +105,7 @@ export async function measure(
   const progress = options.progress;
   const fp32 = selectVariant(pkg, 'fp32');
   const scratch = join(work, 'package');
-  const { paths: _, ...fp32Entry } = fp32;
-  const manifest: Manifest = { ...pkg.manifest, variants: [fp32Entry, variant] };
-  await writeScratchPackage(scratch, ROLES, {
-    source: { dir: pkg.dir, tokenizer: pkg.manifest.tokenizer.file },
-    manifest,
-    fp32,
-    files: variant.files,
-    bytes,
-  });
+  await writeScratchPackage(scratch, ROLES, { source: pkg, fp32, variant, bytes });
   const paths = byRole(ROLES, (r) => join(scratch, variant.files[r].path));
 
   const heldOut = await prepareSamples(

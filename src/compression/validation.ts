@@ -17,31 +17,37 @@ export function cpuName(): string {
 }
 
 /**
- * Write a scratch package in `dir` that the real loaders and the closed loop can run: `manifest`
- * (listing fp32 and the variant), the source package's tokenizer, the fp32 graphs, and the
- * variant's `bytes` at `files` (so the package itself is untouched until the variant passes).
+ * Write a scratch package in `dir` that the real loaders and the closed loop can run: the source
+ * package's manifest listing its fp32 variant and `variant`, its tokenizer, the fp32 graphs, and
+ * the variant's `bytes` at its files (so the package itself is untouched until the variant passes).
  */
 export async function writeScratchPackage<R extends string>(
   dir: string,
   roles: readonly R[],
   scratch: {
-    readonly source: { readonly dir: string; readonly tokenizer: string };
-    readonly manifest: object;
+    readonly source: {
+      readonly dir: string;
+      readonly manifest: { readonly tokenizer: { readonly file: string } };
+    };
+    /** The source's fp32 variant as its family's `select…Variant` gives it (with `paths`). */
     readonly fp32: {
       readonly paths: Readonly<Record<R, string>>;
       readonly files: Readonly<Record<R, ModelFile>>;
     };
-    readonly files: Readonly<Record<R, ModelFile>>;
+    readonly variant: { readonly files: Readonly<Record<R, ModelFile>> };
     readonly bytes: Readonly<Record<R, Uint8Array>>;
   },
 ): Promise<void> {
-  const { source, fp32 } = scratch;
+  const { source, fp32, variant } = scratch;
+  const { paths: _, ...fp32Entry } = fp32;
+  const manifest = { ...source.manifest, variants: [fp32Entry, variant] };
+  const tokenizer = source.manifest.tokenizer.file;
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'manifest.json'), JSON.stringify(scratch.manifest, null, 2));
-  await copyFile(join(source.dir, source.tokenizer), join(dir, source.tokenizer));
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
+  await copyFile(join(source.dir, tokenizer), join(dir, tokenizer));
   for (const r of roles) {
     await copyFile(fp32.paths[r], join(dir, fp32.files[r].path));
-    await writeFile(join(dir, scratch.files[r].path), scratch.bytes[r]);
+    await writeFile(join(dir, variant.files[r].path), scratch.bytes[r]);
   }
 }
 
