@@ -48,7 +48,7 @@ export async function simulateAr(
       `loading ${m.name} (autoregressive, ${config.model.precision}, decoding ${config.runtime.decoding}) on cpu and warming up...`,
     );
     pipeline = await arPipelineFromConfig(config, dir);
-    agent = streamAgent(pipeline, m.control_rate_hz);
+    agent = streamAgent(pipeline);
   } else {
     agent = scriptedAgent(agentName, m.chunk.horizon);
   }

@@ -15,13 +15,17 @@ export interface StreamChunkSource {
     },
   ): Promise<{ readonly actions: Float32Array }>;
   readonly pruner: { reset(stream?: string): void };
+  /** The control rate the source counts the steps between two stamps in. */
+  readonly controlRateHz: number;
 }
 
 /**
  * An agent feeding `source` the camera frame, instruction and state, stamped `step / rate` seconds
- * (in ms) into the episode, on stream `episode-N`; the stream of an episode that ended is reset.
+ * (in ms) into the episode at the rate the source counts stamps in (so the steps it counts between
+ * two frames are the steps the simulator took), on stream `episode-N`; the stream of an episode
+ * that ended is reset.
  */
-export function streamAgent(source: StreamChunkSource, controlRateHz: number): Agent {
+export function streamAgent(source: StreamChunkSource): Agent {
   let episode = -1;
   let requests = 0;
   return {
@@ -37,7 +41,7 @@ export function streamAgent(source: StreamChunkSource, controlRateHz: number): A
         frame: obs.image,
         instruction: obs.instruction,
         state: obs.state,
-        stamp: (obs.step * 1000) / controlRateHz,
+        stamp: (obs.step * 1000) / source.controlRateHz,
         stream: `episode-${episode}`,
       });
       return chunk.actions;

@@ -134,6 +134,8 @@ export class ArPipeline {
   readonly maxBatch: number;
   /** Whether calls are batched continuously (what the bridge hands over as soon as they arrive). */
   readonly continuous: boolean;
+  /** The control rate a stream's stamps are counted in (configured, else the model's). */
+  readonly controlRateHz: number;
   readonly decodeTotals: ArDecodeTotals = {
     chunks: 0,
     keptTokens: 0,
@@ -173,9 +175,10 @@ export class ArPipeline {
       : undefined;
     this.#limits = limits;
     this.#maxStateDeviation = ingest.maxStateDeviation;
+    this.controlRateHz = controlRate(options.controlRateHz, pkg.manifest.control_rate_hz);
     this.#drafts = new DraftBook(
       syncExecuteSteps(options.executeSteps ?? 0, pkg.horizon),
-      controlRate(options.controlRateHz, pkg.manifest.control_rate_hz),
+      this.controlRateHz,
     );
     this.#ingest = new FrameIngest(
       { width: pkg.image.width, height: pkg.image.height, ...pkg.normalisation },

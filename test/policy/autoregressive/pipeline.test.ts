@@ -111,6 +111,10 @@ describe('ArPipeline', () => {
     expect(await calls({})).toBe(1);
     expect(await calls({ controlRateHz: 0 })).toBe(1);
     expect(await calls({ controlRateHz: 100 })).toBeGreaterThan(1);
+    // The rate it counts in is the one it says (what the simulator's agent stamps frames at).
+    expect((await pipeline('speculative', { controlRateHz: 100 })).controlRateHz).toBe(100);
+    const p = await pipeline('speculative', { controlRateHz: 0 });
+    expect(p.controlRateHz).toBe(p.model.manifest.control_rate_hz);
   });
 
   it('refuses a bad state, frame, camera or keep_count with a typed error naming the field, then serves the next request', async () => {
