@@ -9,6 +9,7 @@ import { arPipelineFromConfig } from '../policy/autoregressive/from-config.js';
 import { VlaPipeline } from '../pipeline/pipeline.js';
 import type { SchedulerStats } from '../policy/autoregressive/scheduler.js';
 import type { LatencyBook } from '../runtime/latency.js';
+import { SerialQueue } from '../runtime/serial-queue.js';
 import {
   BRIDGE_DEFAULTS,
   BridgeServer,
@@ -97,7 +98,8 @@ class AllowListReload {
   #server: BridgeServer | undefined;
   #pending = false;
   #detached = false;
-  #reads: Promise<void> = Promise.resolve();
+  /** Reloads one at a time, so the last SIGHUP's read is the list that stays. */
+  readonly #reads = new SerialQueue();
   readonly #on = (): void => {
     this.#request();
   };
@@ -133,7 +135,7 @@ class AllowListReload {
     } else if (server === undefined) {
       this.#pending = true;
     } else {
-      this.#reads = this.#reads.then(() => this.#reload(server));
+      void this.#reads.run(() => this.#reload(server));
     }
   }
 

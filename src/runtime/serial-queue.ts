@@ -1,7 +1,7 @@
 /**
- * Tasks run one at a time, in the order they were given. A pipeline's inferences share its
- * sessions and buffers, so each runs after every one queued before it has settled, whether that
- * one resolved or rejected; a failure reaches only its own caller.
+ * Tasks run one at a time, in the order they were given: each after every one given before it has
+ * settled, whether that one resolved or rejected; a failure reaches only its own caller. A
+ * pipeline's inferences share its sessions and buffers; a socket takes one send at a time.
  */
 export class SerialQueue {
   #tail: Promise<unknown> = Promise.resolve();

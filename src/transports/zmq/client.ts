@@ -5,6 +5,7 @@
 
 import { curveKeyPair, Dealer } from 'zeromq';
 import type { Frame } from '../../ingest/index.js';
+import { SerialQueue } from '../../runtime/serial-queue.js';
 import { BridgeError } from './errors.js';
 import { frameToImage } from './image.js';
 import {
@@ -94,7 +95,8 @@ export class BridgeClient {
   readonly #timeoutMs: number;
   readonly #pending = new Map<RequestId, Pending>();
   #nextId = 1;
-  #sending: Promise<void> = Promise.resolve();
+  /** Requests one at a time on the socket, in the order they were made. */
+  readonly #sends = new SerialQueue();
   #receiver: Promise<void> = Promise.resolve();
   #closed = false;
 
@@ -210,8 +212,8 @@ export class BridgeClient {
         );
       }, this.#timeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
-      this.#sending = this.#sending
-        .then(() => this.#socket.send(frame))
+      this.#sends
+        .run(() => this.#socket.send(frame))
         .catch((cause: unknown) => {
           this.#settle(
             id,

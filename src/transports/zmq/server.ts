@@ -38,6 +38,7 @@ import {
   type RequestId,
   type RequestLimits,
 } from './protocol.js';
+import { SerialQueue } from '../../runtime/serial-queue.js';
 import { RequestQueue } from './queue.js';
 import {
   BRIDGE_DEFAULTS,
@@ -83,7 +84,8 @@ export class BridgeServer {
   readonly #clients: ClientTable;
   readonly #log: (line: string) => void;
   readonly #stats = new BridgeStatsBook();
-  #sending: Promise<void> = Promise.resolve();
+  /** Replies one at a time on the socket, in the order they were made. */
+  readonly #sends = new SerialQueue();
   #receiver: Promise<void> = Promise.resolve();
   #worker: Promise<void> = Promise.resolve();
   #closing: Promise<void> | undefined;
@@ -255,7 +257,7 @@ export class BridgeServer {
     }
     this.#queue.close();
     await this.#worker;
-    await this.#sending;
+    await this.#sends.idle();
     this.#socket.close();
     await this.#receiver;
     await this.#zap?.close();
@@ -511,8 +513,8 @@ export class BridgeServer {
     this.#stats.reply(reply.type);
     const frames = [...route, encodeMessage(reply)];
     // One send at a time on a socket; a ROUTER never blocks (unroutable replies are dropped).
-    this.#sending = this.#sending
-      .then(() => this.#socket.send(frames))
+    this.#sends
+      .run(() => this.#socket.send(frames))
       .catch((error: unknown) => {
         if (!this.#socket.closed) this.#log(`bridge: send failed: ${printable(String(error))}`);
       });
