@@ -167,6 +167,7 @@ function observed(pipeline: VlaPipeline, live: LiveView): BridgePipeline {
     pruner: pipeline.pruner,
     maxBatch: pipeline.maxBatch,
     prepare: (obs) => pipeline.prepare(obs),
+    benefitsFromPrepare: (obs) => pipeline.benefitsFromPrepare(obs),
     ...observeInference(pipeline, live.view),
   };
 }

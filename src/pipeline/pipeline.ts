@@ -204,6 +204,16 @@ export class VlaPipeline {
   }
 
   /**
+   * Whether {@link prepare} ahead of {@link inferBatch} saves the batch time for `obs`: yes for
+   * an encoded frame (JPEG/PNG, decoded on libuv's pool meanwhile); no for a raw frame, which
+   * `inferBatch` converts itself, with the batch's other raw frames, in one native call that
+   * writes the encoder's input directly: faster than a hop to the pool and back for each.
+   */
+  benefitsFromPrepare(obs: Observation): boolean {
+    return obs.frame.kind !== 'raw';
+  }
+
+  /**
    * The checks of {@link prepare} (those of `checkObservation`, state included, unless `checked`
    * says {@link infer} made them already); the observation's own token budget, if any.
    */

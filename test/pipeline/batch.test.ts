@@ -236,6 +236,14 @@ describe('VlaPipeline.inferBatch', () => {
           expectSameChunk(r.value, e.value);
       });
       await expect(p.prepare(observation(3, { state: [1] }))).rejects.toBeInstanceOf(InputError);
+      // Worth it for an encoded frame (decoded on the pool meanwhile), not for a raw one (the
+      // batch converts its raw frames in one native call).
+      expect(p.benefitsFromPrepare(observation(3))).toBe(false);
+      const jpeg: Observation = {
+        ...observation(3),
+        frame: { kind: 'encoded', format: 'jpeg', data: new Uint8Array([0xff, 0xd8, 0xff]) },
+      };
+      expect(p.benefitsFromPrepare(jpeg)).toBe(true);
     });
   });
 

@@ -14,7 +14,7 @@ export interface BatchPipeline {
 }
 
 /**
- * Wait for the requests' decodes, run those that decoded in one `inferBatch`, and record each
+ * Wait for the requests' decodes, run those that decoded (or came as they are) in one `inferBatch`, and record each
  * request's outcome in `outcomes` (filled as it goes, so a caller still holds what was settled if
  * this throws). A request with no entry got no result.
  */
@@ -23,7 +23,7 @@ export async function runBatch(
   live: readonly Job[],
   outcomes: Map<Job, BatchOutcome>,
 ): Promise<void> {
-  const ready: { job: Job; prepared: PreparedObservation }[] = [];
+  const ready: { job: Job; prepared: Observation | PreparedObservation }[] = [];
   const decoded = await Promise.allSettled(
     live.map((job) => job.prepared ?? Promise.reject(new Error('request was not prepared'))),
   );

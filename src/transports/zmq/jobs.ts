@@ -9,7 +9,7 @@ import type { Observation, PreparedObservation } from '../../pipeline/pipeline.j
 import type { ClientState } from './clients.js';
 import { imageToFrame } from './image.js';
 import { stateValues, type InferRequest } from './protocol.js';
-import type { ServedCamera, ServedManifest } from './served-pipeline.js';
+import type { BridgePipeline, ServedCamera, ServedManifest } from './served-pipeline.js';
 
 /** One infer request, queued or running. */
 export interface Job {
@@ -17,8 +17,11 @@ export interface Job {
   readonly route: readonly Buffer[];
   readonly request: InferRequest;
   readonly receivedAt: number;
-  /** The observation checked and decoded on arrival (batching worker only). */
-  prepared?: Promise<PreparedObservation>;
+  /**
+   * The observation checked and decoded on arrival, or as it came when the pipeline's batch
+   * converts its frames faster itself (batching worker only).
+   */
+  prepared?: Promise<Observation | PreparedObservation>;
   /** Whether `prepared` has settled. */
   ready?: boolean;
 }
@@ -127,14 +130,16 @@ export function staleMessage(job: Job, maxAgeMs: number): string | undefined {
 
 /**
  * Decodes queued requests ahead of their batch (libuv's thread pool), overlapping with the batch
- * that runs, at most `concurrency` at once.
+ * that runs, at most `concurrency` at once. A request the pipeline gains nothing from preparing
+ * (`benefitsFromPrepare` false: raw frames, which its batch converts in one native call) is ready
+ * at once, as it came.
  */
 export class DecodeAhead {
   /** Queued requests whose decode has not started. */
   #waiting: Job[] = [];
   #decoding = 0;
   readonly #concurrency: number;
-  readonly #pipeline: { prepare?(obs: Observation): Promise<PreparedObservation> };
+  readonly #pipeline: Pick<BridgePipeline, 'prepare' | 'benefitsFromPrepare'>;
   readonly #settled: () => void;
 
   /**
@@ -143,7 +148,7 @@ export class DecodeAhead {
    */
   constructor(
     concurrency: number,
-    pipeline: { prepare?(obs: Observation): Promise<PreparedObservation> },
+    pipeline: Pick<BridgePipeline, 'prepare' | 'benefitsFromPrepare'>,
     settled: () => void,
   ) {
     this.#concurrency = concurrency;
@@ -151,10 +156,30 @@ export class DecodeAhead {
     this.#settled = settled;
   }
 
-  /** Decode a queued request as soon as a slot is free. */
+  /** Decode a queued request as soon as a slot is free, or mark it ready as it came. */
   add(job: Job): void {
+    const asItCame = this.#asItCame(job);
+    if (asItCame !== undefined) {
+      job.prepared = Promise.resolve(asItCame);
+      job.ready = true;
+      this.#settled();
+      return;
+    }
     this.#waiting.push(job);
     this.#next();
+  }
+
+  /** The request's observation when the pipeline would gain nothing from preparing it. */
+  #asItCame(job: Job): Observation | undefined {
+    const { benefitsFromPrepare } = this.#pipeline;
+    if (benefitsFromPrepare === undefined) return undefined;
+    let obs: Observation;
+    try {
+      obs = observationOf(job);
+    } catch {
+      return undefined; // prepared like any other, which rejects it with the reason
+    }
+    return benefitsFromPrepare.call(this.#pipeline, obs) ? undefined : obs;
   }
 
   /** Drop the requests whose decode has not started (on shutdown). */
@@ -169,7 +194,7 @@ export class DecodeAhead {
       const job = this.#waiting.shift();
       if (job === undefined) return;
       this.#decoding++;
-      let prepared: Promise<PreparedObservation>;
+      let prepared: Promise<Observation | PreparedObservation>;
       try {
         prepared = pipeline.prepare(observationOf(job));
       } catch (error) {

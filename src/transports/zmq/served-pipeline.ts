@@ -44,6 +44,11 @@ export interface BridgePipeline {
   /** Check and decode an observation ahead of its batch (as `VlaPipeline.prepare`). */
   prepare?(obs: Observation): Promise<PreparedObservation>;
   /**
+   * Whether {@link prepare} ahead of the batch saves the batch time for `obs` (as
+   * `VlaPipeline.benefitsFromPrepare`); absent: every observation is prepared ahead.
+   */
+  benefitsFromPrepare?(obs: Observation): boolean;
+  /**
    * The pipeline batches its own `infer` calls continuously (as `ArPipeline` with
    * `serve.continuous_batching`): the server hands it each request as soon as it is dequeued, up
    * to {@link maxBatch} in flight, and a request joins the batch already running inside it.

@@ -1,7 +1,11 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelPackage, type ModelPackage } from '../../../src/model/manifest.js';
-import { VlaPipeline, type ActionChunk } from '../../../src/pipeline/pipeline.js';
+import {
+  PreparedObservation,
+  VlaPipeline,
+  type ActionChunk,
+} from '../../../src/pipeline/pipeline.js';
 import {
   BridgeClient,
   BridgeServer,
@@ -175,6 +179,60 @@ describe('batching across clients', () => {
         ['last', 'actions'],
       ]);
       expect(server.stats().batches.sizes).toEqual({ '3': 1 });
+    } finally {
+      peer.close();
+      await server.close();
+    }
+  });
+
+  it('prepares only the frames the pipeline gains from preparing: raw frames go to the batch as they came', async () => {
+    const prepared: string[] = [];
+    const batches: string[][] = [];
+    const double: BridgePipeline = {
+      model: pipeline.model,
+      totalTokens: pipeline.totalTokens,
+      tokenBudget: pipeline.tokenBudget,
+      pruner: pipeline.pruner,
+      maxBatch: pipeline.maxBatch,
+      infer: (obs) => pipeline.infer(obs),
+      prepare: (obs) => {
+        prepared.push(obs.frame.kind);
+        return pipeline.prepare(obs);
+      },
+      benefitsFromPrepare: (obs) => pipeline.benefitsFromPrepare(obs),
+      inferBatch: (batch) => {
+        batches.push(batch.map((o) => (o instanceof PreparedObservation ? 'prepared' : 'raw')));
+        return pipeline.inferBatch(batch);
+      },
+    };
+    const server = await BridgeServer.start(double, {
+      bind: LOOPBACK,
+      maxBatch: 3,
+      maxWaitMs: 2000,
+    });
+    const peer = new RawPeer(server.endpoint);
+    try {
+      const jpegRequest = inferRequest(5, 'jpeg');
+      const image = jpegRequest.images[0] as { data: Uint8Array };
+      const jpeg = await sharp(image.data, { raw: { width: 128, height: 128, channels: 3 } })
+        .jpeg()
+        .toBuffer();
+      const messages = [
+        inferRequest(3, 'raw-1'),
+        { ...jpegRequest, images: [{ encoding: 'jpeg', data: jpeg }] },
+        inferRequest(4, 'raw-2'),
+      ];
+      for (const message of messages) await peer.send(encodeMessage(message as InferRequest));
+      const replies: Reply[] = [];
+      for (let i = 0; i < 3; i++) replies.push(await peer.receive());
+      expect(replies.map((r) => [r.id, r.type])).toEqual([
+        ['raw-1', 'actions'],
+        ['jpeg', 'actions'],
+        ['raw-2', 'actions'],
+      ]);
+      // The JPEG was decoded ahead; the raw frames were converted by the batch itself.
+      expect(prepared).toEqual(['encoded']);
+      expect(batches).toEqual([['raw', 'prepared', 'raw']]);
     } finally {
       peer.close();
       await server.close();
