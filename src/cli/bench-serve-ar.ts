@@ -18,7 +18,12 @@ import {
   type BridgeStats,
 } from '../transports/zmq/index.js';
 import { median, round } from '../util/stats.js';
-import { startFleet, type ClientFleet } from './bench-serve-clients.js';
+import {
+  fleetFlags,
+  startFleet,
+  type ClientFleet,
+  type FleetOptions,
+} from './bench-serve-clients.js';
 import type { CommandIo, OptionValues } from './command.js';
 import { batchOptions, bridgeLimits } from './serve-options.js';
 
@@ -124,7 +129,7 @@ interface ArRunSetup {
   readonly requests: number;
   readonly warmup: number;
   readonly seed: number;
-  readonly camera: { readonly width: number; readonly height: number };
+  readonly camera: FleetOptions['camera'];
   readonly thread: ClientFleet['thread'];
   readonly io: CommandIo;
 }
@@ -227,12 +232,10 @@ export async function benchServeAr(
   const warmup = positive(values, 'warmup', true);
   const seed = positive(values, 'seed');
   const rounds = positive(values, 'rounds');
-  const thread = values['client-thread'] ?? 'worker';
-  if (thread !== 'worker' && thread !== 'main')
-    throw new ConfigError(
-      `Expected worker|main for --client-thread but received ${describe(thread)}`,
-      { field: 'client-thread' },
-    );
+  const { thread, camera } = fleetFlags(values, {
+    width: config.sim.camera_width,
+    height: config.sim.camera_height,
+  });
   const setup: ArRunSetup = {
     config,
     dir,
@@ -240,7 +243,7 @@ export async function benchServeAr(
     requests,
     warmup,
     seed,
-    camera: { width: config.sim.camera_width, height: config.sim.camera_height },
+    camera,
     thread,
     io,
   };
@@ -284,7 +287,7 @@ export async function benchServeAr(
     clients,
     requests_per_client: requests,
     rounds,
-    frame: { ...setup.camera, encoding: 'rgb8' },
+    frame: setup.camera,
     node_flags: process.execArgv,
     runs,
     summary,
@@ -292,7 +295,7 @@ export async function benchServeAr(
   io.result(
     report,
     [
-      `${model} (autoregressive, decoding ${config.runtime.decoding}, up to ${tokens} tokens per chunk) over loopback TCP, ${setup.camera.width}×${setup.camera.height} rgb8 frames, ${requests} requests per robot:`,
+      `${model} (autoregressive, decoding ${config.runtime.decoding}, up to ${tokens} tokens per chunk) over loopback TCP, ${setup.camera.width}×${setup.camera.height} ${setup.camera.encoding} frames, ${requests} requests per robot:`,
       ...runs.map((r) => `${rounds > 1 ? `round ${r.round} ` : ''}${runLine(r)}`),
     ].join('\n'),
   );

@@ -7,6 +7,9 @@
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
+import sharp from 'sharp';
+import { ConfigError, describe } from '../errors.js';
+import type { Frame, RawFrame } from '../ingest/index.js';
 import { LatencyHistogram, type LatencySummary } from '../runtime/latency.js';
 import { TabletopSim } from '../sim/tabletop.js';
 import { BridgeClient, BridgeError, type BridgeErrorCode } from '../transports/zmq/index.js';
@@ -16,7 +19,53 @@ export interface FleetOptions {
   readonly clients: number;
   /** Seed of the first client's scenes (client i uses seed + i). */
   readonly seed: number;
-  readonly camera: { readonly width: number; readonly height: number };
+  readonly camera: {
+    readonly width: number;
+    readonly height: number;
+    /** rgb8: the simulator's raw frame; jpeg: encoded by the client before the request's clock starts. */
+    readonly encoding: 'rgb8' | 'jpeg';
+  };
+}
+
+/**
+ * The fleet's flags, checked: `--client-thread` (worker|main) and `--encoding` (rgb8|jpeg) of the
+ * frames, at the simulator camera's `size`.
+ */
+export function fleetFlags(
+  values: Readonly<Record<string, unknown>>,
+  size: { readonly width: number; readonly height: number },
+): { readonly thread: ClientFleet['thread']; readonly camera: FleetOptions['camera'] } {
+  const thread = values['client-thread'] ?? 'worker';
+  if (thread !== 'worker' && thread !== 'main') {
+    throw new ConfigError(
+      `Expected worker|main for --client-thread but received ${describe(thread)}`,
+      { field: 'client-thread' },
+    );
+  }
+  const encoding = values.encoding ?? 'rgb8';
+  if (encoding !== 'rgb8' && encoding !== 'jpeg') {
+    throw new ConfigError(`Expected rgb8|jpeg for --encoding but received ${describe(encoding)}`, {
+      field: 'encoding',
+    });
+  }
+  return { thread, camera: { width: size.width, height: size.height, encoding } };
+}
+
+/** JPEG quality of the frames `encoding: jpeg` sends (a usual camera driver setting). */
+const JPEG_QUALITY = 90;
+
+/** The simulator's frame as `camera.encoding` says the client sends it. */
+async function cameraFrame(
+  image: RawFrame,
+  encoding: FleetOptions['camera']['encoding'],
+): Promise<Frame> {
+  if (encoding === 'rgb8') return image;
+  const data = await sharp(image.data, {
+    raw: { width: image.width, height: image.height, channels: 3 },
+  })
+    .jpeg({ quality: JPEG_QUALITY })
+    .toBuffer();
+  return { kind: 'encoded', format: 'jpeg', data };
 }
 
 /** What a measured run of the clients gave. */
@@ -54,10 +103,11 @@ async function clientLoop(
   let ok = 0;
   for (let r = 0; r < requests; r++) {
     const obs = sim.observe();
+    const frame = await cameraFrame(obs.image, camera.encoding);
     const t0 = performance.now();
     try {
       const chunk = await client.infer({
-        frame: obs.image,
+        frame,
         instruction: obs.instruction,
         state: obs.state,
       });

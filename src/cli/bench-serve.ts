@@ -12,7 +12,12 @@ import {
   type BridgeStats,
 } from '../transports/zmq/index.js';
 import { benchServeAr } from './bench-serve-ar.js';
-import { startFleet, type ClientFleet } from './bench-serve-clients.js';
+import {
+  fleetFlags,
+  startFleet,
+  type ClientFleet,
+  type FleetOptions,
+} from './bench-serve-clients.js';
 import type { CommandIo, CommandSpec, OptionValues } from './command.js';
 import {
   BATCH_FLAG_KEYS,
@@ -217,7 +222,7 @@ interface RunSetup {
   readonly requests: number;
   readonly warmup: number;
   readonly seed: number;
-  readonly camera: { width: number; height: number };
+  readonly camera: FleetOptions['camera'];
   readonly thread: ClientFleet['thread'];
   readonly io: CommandIo;
 }
@@ -324,6 +329,11 @@ export const benchServeCommand: CommandSpec = {
       default: '300',
       help: 'inferBatch calls timed per batch size for model_batch_ms (0: skip; a large model takes long)',
     },
+    encoding: {
+      type: 'string',
+      default: 'rgb8',
+      help: 'camera frames the clients send: rgb8 (raw) or jpeg (quality 90, encoded by each client before the request is timed)',
+    },
     'client-thread': {
       type: 'string',
       default: 'worker',
@@ -344,13 +354,10 @@ export const benchServeCommand: CommandSpec = {
     const seed = count(values, 'seed');
     const rounds = count(values, 'rounds');
     const batchCalls = values['batch-calls'] === '0' ? 0 : count(values, 'batch-calls');
-    const thread = values['client-thread'] ?? 'worker';
-    if (thread !== 'worker' && thread !== 'main') {
-      throw new ConfigError(
-        `Expected worker|main for --client-thread but received ${describe(thread)}`,
-        { field: 'client-thread' },
-      );
-    }
+    const { thread, camera } = fleetFlags(values, {
+      width: config.sim.camera_width,
+      height: config.sim.camera_height,
+    });
     const modes = values.modes ?? 'both';
     if (modes !== 'both' && modes !== 'single' && modes !== 'batched') {
       throw new ConfigError(
@@ -375,7 +382,6 @@ export const benchServeCommand: CommandSpec = {
           `${model.manifest.name} takes one observation per run (its manifest declares no batch dimension): measuring one request at a time only`,
         );
       }
-      const camera = { width: config.sim.camera_width, height: config.sim.camera_height };
       const setup: RunSetup = {
         pipeline,
         limits,
@@ -421,7 +427,7 @@ export const benchServeCommand: CommandSpec = {
         provider: pipeline.provider,
         precision: pipeline.precision,
         max_queue: limits.maxQueue ?? BRIDGE_DEFAULTS.maxQueue,
-        frame: { ...camera, encoding: 'rgb8' },
+        frame: camera,
         node_flags: process.execArgv,
         node_options: process.env.NODE_OPTIONS ?? null,
         model_batch_ms: modelBatch,
@@ -438,7 +444,7 @@ export const benchServeCommand: CommandSpec = {
       io.result(
         report,
         [
-          `${clients} concurrent clients × ${requests} requests, ${model.manifest.name} on ${pipeline.provider}, ${camera.width}×${camera.height} rgb8 frames over loopback TCP${process.execArgv.length > 0 ? `, node ${process.execArgv.join(' ')}` : ''}:`,
+          `${clients} concurrent clients × ${requests} requests, ${model.manifest.name} on ${pipeline.provider}, ${camera.width}×${camera.height} ${camera.encoding} frames over loopback TCP${process.execArgv.length > 0 ? `, node ${process.execArgv.join(' ')}` : ''}:`,
           ...runs.map((r) => `${rounds > 1 ? `round ${r.round} ` : ''}${runLine(r)}`),
           speedup === null
             ? modes === 'both'

@@ -78,7 +78,7 @@ describe('vla-node bench serve', () => {
     expect(report.model_batch_ms).toEqual([]); // nothing to batch
   });
 
-  it('runs one mode only with --modes, and rejects an unknown mode by name', async () => {
+  it('runs one mode only with --modes, sends JPEG frames with --encoding jpeg, and rejects an unknown mode or encoding by name', async () => {
     const report = await bench([
       '--modes',
       'batched',
@@ -86,13 +86,23 @@ describe('vla-node bench serve', () => {
       'main',
       '--batch-calls',
       '0',
+      '--encoding',
+      'jpeg',
     ]);
     expect(report.runs.map((r) => r.mode)).toEqual(['batched']);
     expect(report.summary.speedup).toBeNull();
     expect(report.model_batch_ms).toEqual([]); // skipped with --batch-calls 0
+    expect(report.frame).toEqual({ width: 128, height: 128, encoding: 'jpeg' });
+    expect(report.runs[0]?.errors).toEqual({});
+    expect(report.runs[0]?.requests).toBe(60);
     await expect(bench(['--modes', 'fast'])).rejects.toMatchObject({
       stderr: expect.stringMatching(
         /Expected both\|single\|batched for --modes but received "fast"/,
+      ) as string,
+    });
+    await expect(bench(['--encoding', 'png'])).rejects.toMatchObject({
+      stderr: expect.stringMatching(
+        /Expected rgb8\|jpeg for --encoding but received "png"/,
       ) as string,
     });
   });
