@@ -38,6 +38,42 @@ function expectClose(actual: Float32Array, expected: Float32Array): void {
   });
 }
 
+/** `request` with its simulator frame sent as JPEG bytes (`edit` may spoil them). */
+async function asJpeg(
+  request: InferRequest,
+  edit: (jpeg: Buffer) => Uint8Array = (jpeg) => jpeg,
+): Promise<InferRequest> {
+  const image = request.images[0] as { data: Uint8Array };
+  const jpeg = await sharp(image.data, { raw: { width: 128, height: 128, channels: 3 } })
+    .jpeg()
+    .toBuffer();
+  return { ...request, images: [{ encoding: 'jpeg', data: edit(jpeg) }] };
+}
+
+/** A pipeline double that forwards everything to `pipeline` but what `own` replaces. */
+function forwardingTo(pipeline: VlaPipeline, own: Partial<BridgePipeline>): BridgePipeline {
+  return {
+    model: pipeline.model,
+    totalTokens: pipeline.totalTokens,
+    tokenBudget: pipeline.tokenBudget,
+    pruner: pipeline.pruner,
+    maxBatch: pipeline.maxBatch,
+    infer: (obs) => pipeline.infer(obs),
+    prepare: (obs) => pipeline.prepare(obs),
+    benefitsFromPrepare: (obs) => pipeline.benefitsFromPrepare(obs),
+    inferBatch: (batch) => pipeline.inferBatch(batch),
+    ...own,
+  };
+}
+
+/** Send `requests` one after the other and receive as many replies. */
+async function exchange(peer: RawPeer, requests: readonly InferRequest[]): Promise<Reply[]> {
+  for (const request of requests) await peer.send(encodeMessage(request));
+  const replies: Reply[] = [];
+  for (let i = 0; i < requests.length; i++) replies.push(await peer.receive());
+  return replies;
+}
+
 describe('batching across clients', () => {
   let pipeline: VlaPipeline;
   beforeAll(async () => {
@@ -161,18 +197,13 @@ describe('batching across clients', () => {
     });
     const peer = new RawPeer(server.endpoint);
     try {
-      const broken = inferRequest(6, 'broken');
-      const image = broken.images[0] as { data: Uint8Array };
-      const jpeg = await sharp(image.data, { raw: { width: 128, height: 128, channels: 3 } })
-        .jpeg()
-        .toBuffer();
-      const truncated = { ...broken, images: [{ encoding: 'jpeg', data: jpeg.subarray(0, 400) }] };
+      const truncated = await asJpeg(inferRequest(6, 'broken'), (jpeg) => jpeg.subarray(0, 400));
       // One client, three requests in one batch; the middle one's decode fails before inference.
-      for (const message of [inferRequest(3, 'first'), truncated, inferRequest(4, 'last')]) {
-        await peer.send(encodeMessage(message as InferRequest));
-      }
-      const replies: Reply[] = [];
-      for (let i = 0; i < 3; i++) replies.push(await peer.receive());
+      const replies = await exchange(peer, [
+        inferRequest(3, 'first'),
+        truncated,
+        inferRequest(4, 'last'),
+      ]);
       expect(replies.map((r) => [r.id, r.type === 'error' ? r.code : r.type])).toEqual([
         ['first', 'actions'],
         ['broken', 'invalid'],
@@ -188,23 +219,16 @@ describe('batching across clients', () => {
   it('prepares only the frames the pipeline gains from preparing: raw frames go to the batch as they came', async () => {
     const prepared: string[] = [];
     const batches: string[][] = [];
-    const double: BridgePipeline = {
-      model: pipeline.model,
-      totalTokens: pipeline.totalTokens,
-      tokenBudget: pipeline.tokenBudget,
-      pruner: pipeline.pruner,
-      maxBatch: pipeline.maxBatch,
-      infer: (obs) => pipeline.infer(obs),
+    const double = forwardingTo(pipeline, {
       prepare: (obs) => {
         prepared.push(obs.frame.kind);
         return pipeline.prepare(obs);
       },
-      benefitsFromPrepare: (obs) => pipeline.benefitsFromPrepare(obs),
       inferBatch: (batch) => {
         batches.push(batch.map((o) => (o instanceof PreparedObservation ? 'prepared' : 'raw')));
         return pipeline.inferBatch(batch);
       },
-    };
+    });
     const server = await BridgeServer.start(double, {
       bind: LOOPBACK,
       maxBatch: 3,
@@ -212,19 +236,11 @@ describe('batching across clients', () => {
     });
     const peer = new RawPeer(server.endpoint);
     try {
-      const jpegRequest = inferRequest(5, 'jpeg');
-      const image = jpegRequest.images[0] as { data: Uint8Array };
-      const jpeg = await sharp(image.data, { raw: { width: 128, height: 128, channels: 3 } })
-        .jpeg()
-        .toBuffer();
-      const messages = [
+      const replies = await exchange(peer, [
         inferRequest(3, 'raw-1'),
-        { ...jpegRequest, images: [{ encoding: 'jpeg', data: jpeg }] },
+        await asJpeg(inferRequest(5, 'jpeg')),
         inferRequest(4, 'raw-2'),
-      ];
-      for (const message of messages) await peer.send(encodeMessage(message as InferRequest));
-      const replies: Reply[] = [];
-      for (let i = 0; i < 3; i++) replies.push(await peer.receive());
+      ]);
       expect(replies.map((r) => [r.id, r.type])).toEqual([
         ['raw-1', 'actions'],
         ['jpeg', 'actions'],
@@ -243,19 +259,12 @@ describe('batching across clients', () => {
     ['one result too few', -1],
     ['one result too many', 1],
   ])('answers every request and keeps serving when inferBatch returns %s', async (_, extra) => {
-    const double: BridgePipeline = {
-      model: pipeline.model,
-      totalTokens: pipeline.totalTokens,
-      tokenBudget: pipeline.tokenBudget,
-      pruner: pipeline.pruner,
-      maxBatch: pipeline.maxBatch,
-      infer: (obs) => pipeline.infer(obs),
-      prepare: (obs) => pipeline.prepare(obs),
+    const double = forwardingTo(pipeline, {
       inferBatch: async (batch) => {
         const results = await pipeline.inferBatch(batch);
         return extra < 0 ? results.slice(0, extra) : [...results, ...results.slice(0, extra)];
       },
-    };
+    });
     const lines: string[] = [];
     const server = await BridgeServer.start(double, {
       bind: LOOPBACK,
