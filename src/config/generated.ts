@@ -317,7 +317,7 @@ export interface ServeParameters {
    */
   max_wait_ms: number;
   /**
-   * Encoded images (JPEG, PNG) the batching worker decodes and resizes at once at most (libuv's thread pool, while a batch runs; raw frames need no decoding ahead, the batch converts them); 0 = one less than the CPU cores, at least 1, which leaves a core to the event loop that runs ONNX Runtime.
+   * Images the batching worker decodes and resizes at once at most (libuv's thread pool, while a batch runs; an encoder + policy package's raw frames need no decoding ahead, its batch converts them); 0 = one less than the CPU cores, at least 1, which leaves a core to the event loop that runs ONNX Runtime.
    */
   decode_concurrency: number;
   /**

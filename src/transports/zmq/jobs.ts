@@ -173,13 +173,12 @@ export class DecodeAhead {
   #asItCame(job: Job): Observation | undefined {
     const { benefitsFromPrepare } = this.#pipeline;
     if (benefitsFromPrepare === undefined) return undefined;
-    let obs: Observation;
     try {
-      obs = observationOf(job);
+      const obs = observationOf(job);
+      return benefitsFromPrepare.call(this.#pipeline, obs) ? undefined : obs;
     } catch {
       return undefined; // prepared like any other, which rejects it with the reason
     }
-    return benefitsFromPrepare.call(this.#pipeline, obs) ? undefined : obs;
   }
 
   /** Drop the requests whose decode has not started (on shutdown). */

@@ -29,9 +29,9 @@ export interface BridgeServerOptions {
   /** How long the worker waits, after the first queued request, for a batch to fill, ms. */
   readonly maxWaitMs: number;
   /**
-   * Encoded images the batching worker decodes at once at most (while a batch runs; raw frames
-   * need none); 0 = one less than the CPU cores, at least 1, which leaves a core to the event loop
-   * that runs ONNX Runtime.
+   * Images the batching worker decodes at once at most (while a batch runs; an encoder + policy
+   * package's raw frames need none); 0 = one less than the CPU cores, at least 1, which leaves a
+   * core to the event loop that runs ONNX Runtime.
    */
   readonly decodeConcurrency: number;
   /** Z85 CURVE secret key; required to bind an address other machines can reach. */

@@ -15,6 +15,7 @@ import { Context, Router } from 'zeromq';
 import { ConfigError, InputError, VlaError } from '../../errors.js';
 import type { ActionChunk } from '../../pipeline/pipeline.js';
 import { printable } from '../../util/printable.js';
+import { SerialQueue } from '../../runtime/serial-queue.js';
 import { runBatch, type BatchOutcome } from './batch.js';
 import { ClientTable } from './clients.js';
 import { bindError, checkBind } from './endpoint.js';
@@ -38,7 +39,6 @@ import {
   type RequestId,
   type RequestLimits,
 } from './protocol.js';
-import { SerialQueue } from '../../runtime/serial-queue.js';
 import { RequestQueue } from './queue.js';
 import {
   BRIDGE_DEFAULTS,

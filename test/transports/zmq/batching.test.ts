@@ -231,24 +231,30 @@ describe('batching across clients', () => {
     });
     const server = await BridgeServer.start(double, {
       bind: LOOPBACK,
-      maxBatch: 3,
+      maxBatch: 4,
       maxWaitMs: 2000,
     });
     const peer = new RawPeer(server.endpoint);
     try {
+      // A raw frame's observation is checked in the batch now: one whose state is far outside the
+      // manifest's statistics (admitted on arrival, refused by the pipeline's checks) fails alone.
       const replies = await exchange(peer, [
         inferRequest(3, 'raw-1'),
         await asJpeg(inferRequest(5, 'jpeg')),
+        { ...inferRequest(6, 'raw-bad'), state: [1e30, 0.5] },
         inferRequest(4, 'raw-2'),
       ]);
-      expect(replies.map((r) => [r.id, r.type])).toEqual([
+      expect(
+        replies.map((r) => [r.id, r.type === 'error' ? `${r.code} ${r.field}` : r.type]),
+      ).toEqual([
         ['raw-1', 'actions'],
         ['jpeg', 'actions'],
+        ['raw-bad', 'invalid state[0]'],
         ['raw-2', 'actions'],
       ]);
       // The JPEG was decoded ahead; the raw frames were converted by the batch itself.
       expect(prepared).toEqual(['encoded']);
-      expect(batches).toEqual([['raw', 'prepared', 'raw']]);
+      expect(batches).toEqual([['raw', 'prepared', 'raw', 'raw']]);
     } finally {
       peer.close();
       await server.close();
