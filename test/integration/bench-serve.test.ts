@@ -79,17 +79,9 @@ describe('vla-node bench serve', () => {
   });
 
   it('runs one mode only with --modes, sends JPEG frames with --encoding jpeg, and rejects an unknown mode or encoding by name', async () => {
-    const report = await bench([
-      '--modes',
-      'batched',
-      '--client-thread',
-      'main',
-      '--batch-calls',
-      '0',
-      '--encoding',
-      'jpeg',
-    ]);
-    expect(report.runs.map((r) => r.mode)).toEqual(['batched']);
+    // Clients on their own thread (the default): sharp encodes there, beside the server's decode.
+    const report = await bench(['--modes', 'batched', '--batch-calls', '0', '--encoding', 'jpeg']);
+    expect(report.runs.map((r) => [r.mode, r.client_thread])).toEqual([['batched', 'worker']]);
     expect(report.summary.speedup).toBeNull();
     expect(report.model_batch_ms).toEqual([]); // skipped with --batch-calls 0
     expect(report.frame).toEqual({ width: 128, height: 128, encoding: 'jpeg' });
