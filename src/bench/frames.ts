@@ -1,7 +1,23 @@
-import type { RawFrame } from '../ingest/index.js';
+import sharp from 'sharp';
+import type { EncodedFrame, RawFrame } from '../ingest/index.js';
 import type { Manifest } from '../model/manifest.js';
 import { TabletopSim } from '../sim/tabletop.js';
 import { episodeSeed } from '../util/rng.js';
+
+/** JPEG quality of the benchmarks' JPEG frames (a usual camera driver setting). */
+export const JPEG_QUALITY = 90;
+
+/** An RGB8 frame as a camera that publishes JPEG would send it. */
+export async function jpegFrame(
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+): Promise<EncodedFrame> {
+  const data = await sharp(rgb, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: JPEG_QUALITY })
+    .toBuffer();
+  return { kind: 'encoded', format: 'jpeg', data };
+}
 
 /** Benchmark inputs: simulator observations, one per scene, rendered at a chosen camera size. */
 export interface BenchObservation {

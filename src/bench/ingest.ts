@@ -13,7 +13,7 @@ import { median, round } from '../util/stats.js';
 import { kernelBackend } from '../native/index.js';
 import type { PipelineOptions } from '../pipeline/pipeline.js';
 import type { ModelPackage } from '../model/manifest.js';
-import { benchObservations } from './frames.js';
+import { benchObservations, jpegFrame } from './frames.js';
 import { measureOverhead, type OverheadResult } from './overhead.js';
 
 /** Encodings timed, as a camera would send them. */
@@ -91,12 +91,8 @@ export async function cameraFrame(
       return raw('yuv422', rgbToUyvy(rgb, width, height));
     case 'bayer_rggb8':
       return raw('bayer_rggb8', rgbToRggb(rgb, width, height));
-    case 'jpeg': {
-      const data = await sharp(rgb, { raw: { width, height, channels: 3 } })
-        .jpeg({ quality: 90 })
-        .toBuffer();
-      return { kind: 'encoded', format: 'jpeg', data };
-    }
+    case 'jpeg':
+      return jpegFrame(rgb, width, height);
   }
 }
 

@@ -7,7 +7,7 @@
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
-import sharp from 'sharp';
+import { jpegFrame } from '../bench/frames.js';
 import { ConfigError, describe } from '../errors.js';
 import type { Frame, RawFrame } from '../ingest/index.js';
 import { LatencyHistogram, type LatencySummary } from '../runtime/latency.js';
@@ -51,21 +51,11 @@ export function fleetFlags(
   return { thread, camera: { width: size.width, height: size.height, encoding } };
 }
 
-/** JPEG quality of the frames `encoding: jpeg` sends (a usual camera driver setting). */
-const JPEG_QUALITY = 90;
-
 /** The simulator's frame as `camera.encoding` says the client sends it. */
-async function cameraFrame(
-  image: RawFrame,
-  encoding: FleetOptions['camera']['encoding'],
-): Promise<Frame> {
-  if (encoding === 'rgb8') return image;
-  const data = await sharp(image.data, {
-    raw: { width: image.width, height: image.height, channels: 3 },
-  })
-    .jpeg({ quality: JPEG_QUALITY })
-    .toBuffer();
-  return { kind: 'encoded', format: 'jpeg', data };
+function sentFrame(image: RawFrame, encoding: FleetOptions['camera']['encoding']): Promise<Frame> {
+  return encoding === 'rgb8'
+    ? Promise.resolve(image)
+    : jpegFrame(image.data, image.width, image.height);
 }
 
 /** What a measured run of the clients gave. */
@@ -103,7 +93,7 @@ async function clientLoop(
   let ok = 0;
   for (let r = 0; r < requests; r++) {
     const obs = sim.observe();
-    const frame = await cameraFrame(obs.image, camera.encoding);
+    const frame = await sentFrame(obs.image, camera.encoding);
     const t0 = performance.now();
     try {
       const chunk = await client.infer({

@@ -11,6 +11,7 @@ import {
   type BridgeServerOptions,
   type BridgeStats,
 } from '../transports/zmq/index.js';
+import { JPEG_QUALITY } from '../bench/frames.js';
 import { benchServeAr } from './bench-serve-ar.js';
 import {
   fleetFlags,
@@ -332,7 +333,7 @@ export const benchServeCommand: CommandSpec = {
     encoding: {
       type: 'string',
       default: 'rgb8',
-      help: 'camera frames the clients send: rgb8 (raw) or jpeg (quality 90, encoded by each client before the request is timed)',
+      help: `camera frames the clients send: rgb8 (raw) or jpeg (quality ${JPEG_QUALITY}, encoded by each client before the request is timed)`,
     },
     'client-thread': {
       type: 'string',

@@ -14,9 +14,9 @@ export interface BatchPipeline {
 }
 
 /**
- * Wait for the requests' decodes, run those that decoded (or came as they are) in one `inferBatch`, and record each
- * request's outcome in `outcomes` (filled as it goes, so a caller still holds what was settled if
- * this throws). A request with no entry got no result.
+ * Wait for the requests' decodes, run those that decoded (or came as they are) in one
+ * `inferBatch`, and record each request's outcome in `outcomes` (filled as it goes, so a caller
+ * still holds what was settled if this throws). A request with no entry got no result.
  */
 export async function runBatch(
   pipeline: BatchPipeline,

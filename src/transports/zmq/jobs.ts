@@ -171,11 +171,10 @@ export class DecodeAhead {
 
   /** The request's observation when the pipeline would gain nothing from preparing it. */
   #asItCame(job: Job): Observation | undefined {
-    const { benefitsFromPrepare } = this.#pipeline;
-    if (benefitsFromPrepare === undefined) return undefined;
+    if (this.#pipeline.benefitsFromPrepare === undefined) return undefined;
     try {
       const obs = observationOf(job);
-      return benefitsFromPrepare.call(this.#pipeline, obs) ? undefined : obs;
+      return this.#pipeline.benefitsFromPrepare(obs) ? undefined : obs;
     } catch {
       return undefined; // prepared like any other, which rejects it with the reason
     }
