@@ -293,11 +293,13 @@ async function measure(
   }
 }
 
-function runLine(r: BenchServeRun): string {
+/** One run's line; `encoded` says whether frames were decoded ahead (raw frames skip that step). */
+function runLine(r: BenchServeRun, encoded: boolean): string {
+  const ahead = encoded ? `, ${r.decode_concurrency} decoding ahead` : '';
   const what =
     r.mode === 'single'
       ? 'one at a time (max_batch 1)'
-      : `batched (max_batch ${r.max_batch}, wait ≤ ${r.max_wait_ms} ms, ${r.decode_concurrency} decoding, mean batch ${r.server.batches.mean_size})`;
+      : `batched (max_batch ${r.max_batch}, wait ≤ ${r.max_wait_ms} ms${ahead}, mean batch ${r.server.batches.mean_size})`;
   const rt = r.round_trip_ms;
   const errors = Object.keys(r.errors).length === 0 ? '' : `; errors ${JSON.stringify(r.errors)}`;
   return `  ${what}: ${r.throughput_rps} requests/s; round trip p50 ${rt.p50} ms, p95 ${rt.p95} ms, p99 ${rt.p99} ms, max ${rt.max} ms; pipeline p50 ${r.server.pipeline_ms.p50} ms, queue wait p50 ${r.server.queue_ms.p50} ms${errors}`;
@@ -446,7 +448,10 @@ export const benchServeCommand: CommandSpec = {
         report,
         [
           `${clients} concurrent clients × ${requests} requests, ${model.manifest.name} on ${pipeline.provider}, ${camera.width}×${camera.height} ${camera.encoding} frames over loopback TCP${process.execArgv.length > 0 ? `, node ${process.execArgv.join(' ')}` : ''}:`,
-          ...runs.map((r) => `${rounds > 1 ? `round ${r.round} ` : ''}${runLine(r)}`),
+          ...runs.map(
+            (r) =>
+              `${rounds > 1 ? `round ${r.round} ` : ''}${runLine(r, camera.encoding !== 'rgb8')}`,
+          ),
           speedup === null
             ? modes === 'both'
               ? '  no batched run (max_batch 1 or a model without a batch dimension)'
