@@ -6,6 +6,7 @@
  */
 import type { ActionTokenizer } from './action-tokenizer.js';
 import {
+  compactTogether,
   startSequence,
   type DecodeResult,
   type DecodeSequence,
@@ -23,7 +24,7 @@ export async function stepSequences(
 ): Promise<number> {
   const active = sequences.filter((s) => !s.done);
   if (active.length === 0) return 0;
-  for (const s of active) s.compact();
+  compactTogether(active);
   const results = await graphs.stepMany(
     active.map((s) => s.state),
     active.map((s) => s.feed()),

@@ -149,17 +149,9 @@ export class DecodeSequence {
     return this.#decoderCalls;
   }
 
-  /**
-   * Drop the cache entries nothing attends to (instruction padding, rejected guesses, the padding
-   * of shared calls) once they are more than a quarter of the cache: in a continuous batch each
-   * sequence is padded to the longest, and a joining sequence would otherwise inherit that
-   * padding and pass it on, so that caches grew for as long as the batch never emptied.
-   */
+  /** Drop the cache entries nothing attends to (see {@link compactTogether}: when). */
   compact(): void {
-    const valid = this.#state.valid;
-    let hidden = 0;
-    for (const v of valid) if (v === 0) hidden++;
-    if (hidden > Math.max(16, valid.length / 4)) this.#state = compactState(this.#state);
+    this.#state = compactState(this.#state);
   }
 
   /** The decoder's ids to feed in the next call (at least one); [] once {@link done}. */
@@ -246,6 +238,28 @@ export class DecodeSequence {
       ? argmaxAllowed(logits, row * this.#graphs.vocab + this.#tokenOffset, this.#mask)
       : undefined;
   }
+}
+
+/**
+ * Drop the cache entries nothing attends to (instruction padding, rejected guesses, the padding
+ * of shared calls) from the sequences about to share a decoder call, once that would shorten the
+ * call's cache by more than a quarter (and by more than 16 entries). In a continuous batch each
+ * sequence is padded to the longest, and a joining sequence would otherwise inherit that padding
+ * and pass it on, so that caches grew for as long as the batch never emptied. Below that the rows
+ * stay as the last call left them: a sequence's padding costs nothing while a longer one shares
+ * the call, and a batch that steps together then feeds its last call's tensors as they are.
+ */
+export function compactTogether(sequences: readonly DecodeSequence[]): void {
+  let longest = 0;
+  let attended = 0;
+  for (const s of sequences) {
+    const { valid } = s.state;
+    let n = 0;
+    for (const v of valid) n += v;
+    longest = Math.max(longest, valid.length);
+    attended = Math.max(attended, n);
+  }
+  if (longest - attended > Math.max(16, longest / 4)) for (const s of sequences) s.compact();
 }
 
 /**

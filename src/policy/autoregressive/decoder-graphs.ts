@@ -8,12 +8,14 @@
  * then runs over the observation only and returns the same cache (words + observation).
  *
  * The key-value cache stays in the tensors ONNX Runtime returned: each call's `present` tensors
- * are the next call's `past` as they are, never copied in JavaScript. Entries that must not be
+ * are the next call's `past` as they are, never copied in JavaScript (for sequences sharing calls,
+ * as long as the same ones step together: see cache-rows.ts). Entries that must not be
  * attended to (instruction padding, guesses a verification rejected) are hidden by
  * `attention_mask` instead of being cut out of the cache, so a rejected guess costs no copy either.
  */
 import * as ort from 'onnxruntime-node';
 import { BackendError, ModelError } from '../../errors.js';
+import { CacheRow, gatherRow, wholeSharedCache, type SharedCache } from './cache-rows.js';
 import { InstructionCache, type InstructionCacheStats } from './instruction-cache.js';
 
 /** What the prefill needs from one observation (batch of one). */
@@ -299,7 +301,8 @@ export class DecoderGraphs {
    * right-padded to the longest, their fed tokens to the most fed, the padding hidden by
    * `attention_mask` (the decoder's contract: zeros hide entries anywhere in the cache). Each
    * result is what {@link step} gives that sequence alone, its cache carrying the padding columns
-   * as hidden entries.
+   * as hidden entries: a row of this call's tensors (a {@link CacheRow}), which the next call of
+   * the same sequences in the same order takes as it is.
    */
   async stepMany(
     states: readonly KvState[],
@@ -307,7 +310,9 @@ export class DecoderGraphs {
   ): Promise<StepResult[]> {
     const b = states.length;
     if (b === 1) return [await this.step(states[0] as KvState, tokens[0] as readonly number[])];
-    const pmax = Math.max(...states.map((s) => s.valid.length));
+    // The sequences of the last call, in its order: its tensors are their caches as they are.
+    const shared = wholeSharedCache(states);
+    const pmax = shared?.length ?? Math.max(...states.map((s) => s.valid.length));
     const tmax = Math.max(...tokens.map((t) => t.length));
     const total = pmax + tmax;
     const ids = new BigInt64Array(b * tmax);
@@ -321,53 +326,38 @@ export class DecoderGraphs {
         ids[r * tmax + j] = BigInt(fed[k] as number);
         positions[r * tmax + j] = BigInt(s.nextPosition + k);
       }
-      for (let i = 0; i < s.valid.length; i++) mask[r * total + i] = BigInt(s.valid[i] as number);
-      for (let j = 0; j < fed.length; j++) mask[r * total + pmax + j] = 1n;
+      for (let i = 0; i < s.valid.length; i++) mask[r * total + i] = s.valid[i] === 1 ? 1n : 0n;
+      mask.fill(1n, r * total + pmax, r * total + pmax + fed.length);
     });
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', ids, [b, tmax]),
       attention_mask: new ort.Tensor('int64', mask, [b, total]),
       position_ids: new ort.Tensor('int64', positions, [b, tmax]),
     };
-    const first = (states[0] as KvState).past;
-    first.forEach((_, i) => {
-      const [, heads, , dim] = (first[i] as ort.Tensor).dims as [number, number, number, number];
-      const data = new Float32Array(b * heads * pmax * dim);
-      states.forEach((s, r) => {
-        const src = (s.past[i] as ort.Tensor).data as Float32Array;
-        const p = s.valid.length;
-        for (let h = 0; h < heads; h++)
-          data.set(src.subarray(h * p * dim, (h + 1) * p * dim), (r * heads + h) * pmax * dim);
+    const past =
+      shared?.presents ??
+      (states[0] as KvState).past.map((first, i) => {
+        const [, heads, , dim] = first.dims as [number, number, number, number];
+        const data = new Float32Array(b * heads * pmax * dim);
+        states.forEach((s, r) => {
+          gatherRow(s, i, data, r, pmax);
+        });
+        return new ort.Tensor('float32', data, [b, heads, pmax, dim]);
       });
-      feeds[`past_key_values.${i >> 1}.${i % 2 === 0 ? 'key' : 'value'}`] = new ort.Tensor(
-        'float32',
-        data,
-        [b, heads, pmax, dim],
-      );
+    past.forEach((tensor, i) => {
+      feeds[`past_key_values.${i >> 1}.${i % 2 === 0 ? 'key' : 'value'}`] = tensor;
     });
     const out = await this.#run(this.decoderSession, 'decoder', feeds);
     const logits = out.logits?.data as Float32Array;
-    const presents = this.#presents(out);
+    const next: SharedCache = { presents: this.#presents(out), rows: b, length: total };
     return states.map((s, r) => {
       const t = (tokens[r] as readonly number[]).length;
-      const length = pmax + t;
-      const past = presents.map((tensor) => {
-        const [, heads, , dim] = tensor.dims as [number, number, number, number];
-        const src = tensor.data as Float32Array;
-        const data = new Float32Array(heads * length * dim);
-        for (let h = 0; h < heads; h++)
-          data.set(
-            src.subarray((r * heads + h) * total * dim, ((r * heads + h) * total + length) * dim),
-            h * length * dim,
-          );
-        return new ort.Tensor('float32', data, [1, heads, length, dim]);
-      });
-      const valid = new Uint8Array(length);
+      const valid = new Uint8Array(pmax + t);
       valid.set(s.valid);
       valid.fill(1, pmax);
       return {
         logits: logits.slice(r * tmax * this.vocab, (r * tmax + t) * this.vocab),
-        state: { past, valid, nextPosition: s.nextPosition + t },
+        state: new CacheRow(next, r, valid, s.nextPosition + t),
       };
     });
   }
@@ -376,7 +366,11 @@ export class DecoderGraphs {
   keepFirst(state: KvState, fed: number, kept: number): KvState {
     const valid = state.valid.slice();
     valid.fill(0, valid.length - fed + kept);
-    return { past: state.past, valid, nextPosition: state.nextPosition - fed + kept };
+    const nextPosition = state.nextPosition - fed + kept;
+    // A row of a shared call stays one, so that the batch's next call can take it as it is.
+    return state instanceof CacheRow
+      ? state.withValid(valid, nextPosition)
+      : { past: state.past, valid, nextPosition };
   }
 
   /** Releases the sessions. */

@@ -8,7 +8,7 @@
  * Each sequence decodes exactly as it would alone ({@link DecodeSequence} takes its own rows of
  * every shared call), so batching changes when a chunk is ready, never what it is.
  */
-import type { DecodeResult, DecodeSequence } from './decode.js';
+import { compactTogether, type DecodeResult, type DecodeSequence } from './decode.js';
 import type { DecoderGraphs, StepResult } from './decoder-graphs.js';
 
 /** A request admitted into the active set: its sequence and what to make of its decoded chunk. */
@@ -130,7 +130,7 @@ export class DecodeScheduler {
       this.#steps++;
       this.#activeSum += active.length;
       this.#activeMax = Math.max(this.#activeMax, active.length);
-      for (const a of active) a.admission.sequence.compact();
+      compactTogether(active.map((a) => a.admission.sequence));
       let results: StepResult[];
       try {
         results = await this.#graphs.stepMany(
