@@ -45,8 +45,15 @@ class BandPool {
     }
     if (count > 1) wake_.notify_all();
     Drain(task, context, count);
-    // Wait for the bands taken by other threads, and for every thread that joined this batch to
-    // leave it (so that none takes a ticket of the next batch with this batch's task).
+    {
+      // Close the batch to threads that have not joined it yet: one that joined after the wait
+      // below would hold this batch's context (on the caller's stack) once Run returns, and could
+      // take a ticket of the next batch and run it with this batch's task.
+      std::lock_guard<std::mutex> lock(mutex_);
+      task_ = nullptr;
+    }
+    // Wait for the bands taken by other threads, and for every thread that joined to leave. A
+    // thread joins under mutex_, so every one that did is counted in active_ by now.
     while (done_.load(std::memory_order_acquire) < count ||
            active_.load(std::memory_order_acquire) > 0) {
       std::this_thread::yield();
@@ -81,6 +88,8 @@ class BandPool {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return generation_.load(std::memory_order_relaxed) != seen; });
         seen = generation_.load(std::memory_order_relaxed);
+        // The batch this thread woke for has ended (its caller closed it): wait for the next.
+        if (task_ == nullptr) continue;
         task = task_;
         context = context_;
         count = count_;
