@@ -3,6 +3,7 @@
  */
 
 import { describe, InputError } from '../errors.js';
+import { KERNEL_LIMITS } from '../native/ingest-layout.js';
 
 /** A raw pixel buffer as carried by `sensor_msgs/Image`. */
 export interface RawFrame {
@@ -168,12 +169,19 @@ function isPositiveInteger(value: unknown): value is number {
  */
 export function checkRawFrame(frame: RawFrame): { layout: EncodingLayout; step: number } {
   for (const key of ['width', 'height'] as const) {
-    if (!isPositiveInteger(frame[key])) {
+    if (!isPositiveInteger(frame[key]) || frame[key] > KERNEL_LIMITS.side) {
       throw new InputError(
-        `Expected a positive integer for image.${key} but received ${describe(frame[key])}`,
+        `Expected an integer in [1, ${KERNEL_LIMITS.side}] for image.${key} but received ${describe(frame[key])}`,
         { field: `image.${key}` },
       );
     }
+  }
+  const bigEndian: unknown = frame.isBigEndian;
+  if (bigEndian !== undefined && typeof bigEndian !== 'boolean') {
+    throw new InputError(
+      `Expected true, false or nothing for image.isBigEndian but received ${describe(bigEndian)}`,
+      { field: 'image.isBigEndian' },
+    );
   }
   const layout = LAYOUTS.get(frame.encoding);
   if (layout === undefined) {
@@ -191,16 +199,16 @@ export function checkRawFrame(frame: RawFrame): { layout: EncodingLayout; step: 
   }
   const rowBytes = encodingRowBytes(layout, frame.width);
   const step = frame.step ?? rowBytes;
-  if (!Number.isInteger(step) || step < rowBytes) {
+  if (!Number.isInteger(step) || step < rowBytes || step > KERNEL_LIMITS.step) {
     throw new InputError(
-      `Expected an integer image.step >= ${rowBytes} (width ${frame.width} x ${layout.bytesPerPixel} bytes for ${frame.encoding}) but received ${describe(step)}`,
+      `Expected an integer image.step in [${rowBytes}, ${KERNEL_LIMITS.step}] (at least width ${frame.width} x ${layout.bytesPerPixel} bytes for ${frame.encoding}) but received ${describe(step)}`,
       { field: 'image.step' },
     );
   }
   const needed = encodingFrameBytes(layout, step, frame.height);
   if (!(frame.data instanceof Uint8Array) || frame.data.length < needed) {
     throw new InputError(
-      `Expected at least ${needed} bytes for image.data (step ${step} x height ${frame.height}${layout.kind === 'semiplanar420' ? ' plus the chroma rows' : ''}) but received ${describe(frame.data)}`,
+      `Expected a Uint8Array of at least ${needed} bytes for image.data (step ${step} x height ${frame.height}${layout.kind === 'semiplanar420' ? ' plus the chroma rows' : ''}) but received ${describe(frame.data)}`,
       { field: 'image.data' },
     );
   }

@@ -97,6 +97,16 @@ export class FrameIngest {
         ((i % 256) / 255 - this.spec.mean[Math.floor(i / 256) as 0 | 1 | 2]) /
         this.spec.std[Math.floor(i / 256) as 0 | 1 | 2],
     );
+    // Finite doubles can still overflow float32 (a std of 1e-39): nothing infinite reaches a model.
+    const bad = this.#lut.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) {
+      const c = Math.floor(bad / 256) as 0 | 1 | 2;
+      const field = Number.isFinite(Math.fround(this.spec.mean[c])) ? 'spec.std' : 'spec.mean';
+      throw new InputError(
+        `Expected spec.mean and spec.std that normalise every byte to a finite float32 but channel ${c} (mean ${this.spec.mean[c]}, std ${this.spec.std[c]}) maps ${bad % 256} to ${this.#lut[bad]}`,
+        { field },
+      );
+    }
     this.#raw = new RawKernel(this.spec);
   }
 
@@ -201,19 +211,32 @@ export class FrameIngest {
    */
   async toRgbMany(frames: readonly Frame[]): Promise<PromiseSettledResult<Uint8Array>[]> {
     const raw: RawFrame[] = [];
-    const at: number[] = [];
-    const results: (PromiseSettledResult<Uint8Array> | Promise<Uint8Array>)[] = frames.map(
-      (frame, i) => {
-        if ((frame as Partial<Frame> | null)?.kind !== 'raw') return this.toRgb(frame);
+    const rawAt: number[] = [];
+    const decoding: Promise<Uint8Array>[] = [];
+    const decodingAt: number[] = [];
+    frames.forEach((frame, i) => {
+      if ((frame as Partial<Frame> | null)?.kind === 'raw') {
         raw.push(frame as RawFrame);
-        at.push(i);
-        return { status: 'rejected', reason: undefined };
-      },
-    );
-    this.rawToRgbMany(raw).forEach((r, k) => {
-      results[at[k] as number] = r;
+        rawAt.push(i);
+      } else {
+        decoding.push(this.toRgb(frame));
+        decodingAt.push(i);
+      }
     });
-    return Promise.allSettled(results.map((r) => ('status' in r ? settle(r) : r)));
+    // Settled from the start: whatever happens to the raw frames, no decode's failure goes unheard.
+    const decoded = Promise.allSettled(decoding);
+    const results = new Array<PromiseSettledResult<Uint8Array>>(frames.length);
+    try {
+      this.rawToRgbMany(raw).forEach((r, k) => {
+        results[rawAt[k] as number] = r;
+      });
+    } catch (reason) {
+      for (const i of rawAt) results[i] = { status: 'rejected', reason };
+    }
+    (await decoded).forEach((r, k) => {
+      results[decodingAt[k] as number] = r;
+    });
+    return results;
   }
 
   /**
@@ -252,6 +275,8 @@ export class FrameIngest {
       if (tensor !== undefined) this.#checkOut(tensor, `tensors[${i}]`);
     });
     const jobs: IngestJob[] = [];
+    /** The frame of each job. */
+    const owners: number[] = [];
     const results = frames.map((frame, i): PromiseSettledResult<Uint8Array> => {
       try {
         this.#checkKind(frame);
@@ -259,16 +284,25 @@ export class FrameIngest {
         const rgb = into[i] ?? new Uint8Array(bytes);
         const tensor = tensors[i];
         jobs.push(this.#raw.job(frame, rgb, tensor && this.#lut, tensor));
+        owners.push(i);
         return { status: 'fulfilled', value: rgb };
       } catch (error) {
         return { status: 'rejected', reason: error };
       }
     });
-    if (jobs.length === 1) {
-      const [src, header, vTaps, hTaps, rgb, lut, out] = jobs[0] as IngestJob;
-      kernels.ingestFrame(src, header, vTaps, hTaps, rgb, lut, out);
-    } else if (jobs.length > 1) {
-      kernels.ingestFrames(jobs);
+    try {
+      if (jobs.length === 1) ingestOne(jobs[0] as IngestJob);
+      else if (jobs.length > 1) kernels.ingestFrames(jobs);
+    } catch {
+      // The kernel's own checks refused a job (it checks them all before it runs any): one frame
+      // must not fail the others, so each runs alone and fails with its own error.
+      jobs.forEach((job, k) => {
+        try {
+          ingestOne(job);
+        } catch (reason) {
+          results[owners[k] as number] = { status: 'rejected', reason };
+        }
+      });
     }
     return results;
   }
@@ -355,6 +389,12 @@ export class FrameIngest {
     }
     const w = header.width;
     const h = header.height;
+    if (Math.max(w, h) > MAX_ENCODED_SIDE) {
+      throw new InputError(
+        `Expected at most ${MAX_ENCODED_SIDE} pixels a side for image but its ${sniffed.toUpperCase()} header says ${w}x${h}`,
+        { field: 'image.data' },
+      );
+    }
     if (w * h > maxPixels) {
       throw new InputError(
         `Expected at most ${maxPixels} pixels (ingest.max_pixels) for image but its ${sniffed.toUpperCase()} header says ${w}x${h} = ${w * h}`,
@@ -387,11 +427,18 @@ export class FrameIngest {
   }
 }
 
+/**
+ * The longest side an encoded frame may have: JPEG's own limit. libvips's resize costs per row, so
+ * a PNG one pixel wide and millions tall (a few KB, within `ingest.max_pixels`) would hold a
+ * thread-pool thread for seconds; no camera sends one.
+ */
+const MAX_ENCODED_SIDE = 65_535;
+
 function firstLine(cause: unknown): string {
   return (cause instanceof Error ? cause.message : String(cause)).split('\n')[0] ?? '';
 }
 
-/** A settled result as the promise that settles so (for Promise.allSettled). */
-function settle<T>(r: PromiseSettledResult<T>): Promise<T> {
-  return r.status === 'fulfilled' ? Promise.resolve(r.value) : Promise.reject(r.reason as Error);
+/** One job through the kernel, on this thread. */
+function ingestOne([src, header, vTaps, hTaps, rgb, lut, out]: IngestJob): void {
+  kernels.ingestFrame(src, header, vTaps, hTaps, rgb, lut, out);
 }

@@ -14,6 +14,12 @@
  *     `out` is not empty, the normalised CHW float32 through the 768-entry lookup table.
  */
 
+/**
+ * The largest source frame the kernel takes: pixels per side, and bytes per row (a row of the
+ * widest 16-bit RGBA frame). Its plan header holds Int32s, and these keep every offset within them.
+ */
+export const KERNEL_LIMITS = { side: 1 << 20, step: 8 << 20 } as const;
+
 /** What the kernel reads from the source bytes (header[H.kind]). */
 export const SOURCE_KIND = {
   /** 8-bit interleaved, `channels` per pixel; R, G, B at byte offsets a, b, c of a pixel. */

@@ -4,7 +4,7 @@
  * `InputError` (its `field` names the parameter).
  */
 import { describe, InputError } from '../errors.js';
-import { H, HEADER_LENGTH, SOURCE_KIND } from './ingest-layout.js';
+import { H, HEADER_LENGTH, KERNEL_LIMITS, SOURCE_KIND } from './ingest-layout.js';
 import type { IngestJob, Kernels } from './kernels.js';
 
 /** A kernel's argument check: the kernel's own parameters (one declaration, in ./kernels.ts). */
@@ -197,7 +197,7 @@ const checkIngestFrame: Check<'ingestFrame'> = (src, header, vTaps, hTaps, rgb, 
   typedArray(lut, Float32Array, 'lut');
   exactly(lut, 768, 'lut', '3 channels × 256 values');
   typedArray(out, Float32Array, 'out');
-  const big = 1 << 20;
+  const big = KERNEL_LIMITS.side;
   const kind = field(header, 'kind', 0, 5);
   const width = field(header, 'srcWidth', 1, big);
   const height = field(header, 'srcHeight', 1, big);
@@ -236,7 +236,7 @@ const checkIngestFrame: Check<'ingestFrame'> = (src, header, vTaps, hTaps, rgb, 
     field(header, 'srcWidth', 2, big);
     field(header, 'srcHeight', 2, big);
   }
-  const step = field(header, 'step', width * bytesPerPixel, big * 8);
+  const step = field(header, 'step', width * bytesPerPixel, KERNEL_LIMITS.step);
   const rows = kind === SOURCE_KIND.semiplanar420 ? height + height / 2 : height;
   atLeast(src, step * rows, 'src', 'header.step × rows');
   const superpixel = kind === SOURCE_KIND.bayerSuperpixel;

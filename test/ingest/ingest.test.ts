@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, vi } from 'vitest';
 import { InputError } from '../../src/errors.js';
 import {
   FrameIngest,
@@ -11,6 +11,7 @@ import {
   type RawFrame,
   type ResizeMode,
 } from '../../src/ingest/index.js';
+import { kernels } from '../../src/native/index.js';
 
 type Rgb = readonly [number, number, number];
 
@@ -328,6 +329,79 @@ describe('bad input', () => {
     await expectInputError(frameIngest.toRgb({ ...good, height: 2.5 }), 'image.height', '2.5');
   });
 
+  it("rejects sides and strides past what the kernel takes, by the frame's own fields", async () => {
+    // Within ingest.max_pixels (one row), so only the geometry check stands between them and the
+    // kernel, whose own check would name its plan's header instead.
+    const wide = { kind: 'raw', encoding: 'mono8', width: 2 ** 20 + 1, height: 1 } as const;
+    await expectInputError(
+      frameIngest.toRgb({ ...wide, data: new Uint8Array(2 ** 20 + 1) }),
+      'image.width',
+      '[1, 1048576]',
+      '1048577',
+    );
+    await expectInputError(
+      frameIngest.toRgb({
+        ...wide,
+        width: 1,
+        height: 2 ** 20 + 1,
+        data: new Uint8Array(2 ** 20 + 1),
+      }),
+      'image.height',
+      '1048577',
+    );
+    await expectInputError(
+      frameIngest.toRgb({ ...good, step: 9_000_000, data: new Uint8Array(9_000_000 * 4) }),
+      'image.step',
+      '8388608',
+      '9000000',
+    );
+  });
+
+  it('rejects a byte order flag that is not a boolean and data that is not a Uint8Array', async () => {
+    const flagged = { ...good, isBigEndian: 1 } as unknown as RawFrame;
+    await expectInputError(frameIngest.toRgb(flagged), 'image.isBigEndian', 'received 1');
+    const clamped = { ...good, data: new Uint8ClampedArray(good.data) } as unknown as RawFrame;
+    await expectInputError(frameIngest.toRgb(clamped), 'image.data', 'a Uint8Array of at least 48');
+  });
+
+  it('fails a bad frame of several alone, its encoded neighbours decoding meanwhile', async () => {
+    const corrupt: Frame = {
+      kind: 'encoded',
+      data: Uint8Array.of(0xff, 0xd8, 0xff, 0xe0, 0, 0, 1, 2),
+    };
+    const wide: Frame = {
+      kind: 'raw',
+      encoding: 'mono8',
+      width: 2 ** 20 + 1,
+      height: 1,
+      data: new Uint8Array(2 ** 20 + 1),
+    };
+    const results = await frameIngest.toRgbMany([good, corrupt, wide, good]);
+    expect(results.map((r) => r.status)).toEqual([
+      'fulfilled',
+      'rejected',
+      'rejected',
+      'fulfilled',
+    ]);
+    const fields = results.map((r) =>
+      r.status === 'rejected' ? (r.reason as InputError).field : '',
+    );
+    expect(fields).toEqual(['', 'image.data', 'image.width', '']);
+    // The kernel refusing the batch as a whole (its own checks) still fails no good frame: each
+    // runs alone then, and only one the kernel refuses alone fails.
+    const refuse = vi.spyOn(kernels, 'ingestFrames').mockImplementation(() => {
+      throw new InputError('Expected a plan the kernel takes', { field: 'header.step' });
+    });
+    try {
+      const again = await frameIngest.toRgbMany([good, corrupt, good]);
+      expect(again.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      expect(refuse).toHaveBeenCalledTimes(1);
+      expect(again[0]).toEqual(results[0]);
+    } finally {
+      refuse.mockRestore();
+    }
+  });
+
   it('rejects empty and corrupt encoded bytes', async () => {
     await expectInputError(
       frameIngest.toRgb({ kind: 'encoded', data: new Uint8Array(0) }),
@@ -365,6 +439,9 @@ describe('bad input', () => {
       [{ mean: [0, 0] }, 'spec.mean'],
       [{ std: [1, 0, 1] }, 'spec.std'],
       [{ std: [1, Number.NaN, 1] }, 'spec.std'],
+      // Finite, but past float32: bytes would normalise to ±Infinity.
+      [{ std: [1, 1e-39, 1] }, 'spec.std'],
+      [{ mean: [0, 0, 1e39] }, 'spec.mean'],
     ];
     for (const [patch, field] of bad) {
       expect(() => new FrameIngest({ ...spec, ...patch } as ImageInputSpec)).toThrow(

@@ -92,6 +92,20 @@ describe('ingest limits', () => {
     expect(error.field).toBe('image.data');
   });
 
+  it('refuses a real PNG one pixel wide and 70,000 tall: each side is bounded, not only the pixels', async () => {
+    // A few hundred bytes within ingest.max_pixels; libvips's resize would work row by row.
+    const tall = await sharp(new Uint8Array(70_000 * 3), {
+      raw: { width: 1, height: 70_000, channels: 3 },
+    })
+      .png()
+      .toBuffer();
+    expect(tall.length).toBeLessThan(10_000);
+    const error = await refusal(ingest.toRgb({ kind: 'encoded', data: tall }));
+    expect(error.field).toBe('image.data');
+    expect(error.message).toContain('65535 pixels a side');
+    expect(error.message).toContain('1x70000');
+  });
+
   it('applies the pixel limit to raw frames before their RGB copy exists', async () => {
     const small = new FrameIngest(SPEC, { ...defaultIngestLimits(), maxPixels: 100 });
     const raw = { kind: 'raw', encoding: 'mono8', width: 20, height: 20 } as const;

@@ -209,6 +209,24 @@ describe('VlaPipeline.inferBatch', () => {
         const r = afterGarbled[i];
         if (r?.status === 'fulfilled') expectSameChunk(r.value, alone[i] as ActionChunk);
       });
+      // A raw frame wider than the kernel takes (within ingest.max_pixels) beside a garbled JPEG
+      // once failed the batch's raw conversion as a whole and left the decode's rejection
+      // unhandled, which ended the process: now each fails alone.
+      const wide: Observation = {
+        ...base,
+        frame: {
+          kind: 'raw',
+          encoding: 'mono8',
+          width: 2 ** 20 + 1,
+          height: 1,
+          data: new Uint8Array(2 ** 20 + 1),
+        },
+      };
+      const beside = await p.inferBatch([garbled, wide, good[0]] as Observation[]);
+      expect(beside.map((r) => r.status)).toEqual(['rejected', 'rejected', 'fulfilled']);
+      expect(
+        beside.map((r) => (r.status === 'rejected' ? (r.reason as InputError).field : '')),
+      ).toEqual(['image.data', 'image.width', '']);
       // And with a prepared observation first: every raw frame's slot counts it.
       const prepared = await p.prepare(good[2] as Observation);
       const mixed = await p.inferBatch([prepared, bad, good[0] as Observation]);
