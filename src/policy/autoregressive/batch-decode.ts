@@ -7,9 +7,8 @@
 import type { ActionTokenizer } from './action-tokenizer.js';
 import {
   compactTogether,
-  startSequence,
+  DecodeSequence,
   type DecodeResult,
-  type DecodeSequence,
   type DecodeStrategy,
 } from './decode.js';
 import type { DecoderGraphs, PrefillInput } from './decoder-graphs.js';
@@ -43,11 +42,22 @@ export async function decodeChunks(
   tokenOffset = 0,
   firstActionPosition?: number,
 ): Promise<DecodeResult[]> {
-  const sequences: DecodeSequence[] = [];
-  for (const { input, strategy } of inputs)
-    sequences.push(
-      await startSequence(graphs, tokenizer, input, strategy, tokenOffset, firstActionPosition),
-    );
+  // One prefill call for all (when their shapes agree): the first decoder call then takes its
+  // cache tensors as they are.
+  const firsts = await graphs.prefillMany(
+    inputs.map((x) => x.input),
+    firstActionPosition,
+  );
+  const sequences = firsts.map(
+    (first, i) =>
+      new DecodeSequence(
+        graphs,
+        tokenizer,
+        (inputs[i] as (typeof inputs)[number]).strategy,
+        first,
+        tokenOffset,
+      ),
+  );
   while ((await stepSequences(graphs, sequences)) > 0);
   return sequences.map((s) => s.result());
 }

@@ -59,6 +59,8 @@ export class DecoderGraphs {
   readonly layers: number;
   readonly vocab: number;
   readonly tokenDim: number;
+  /** Whether the prefill takes several observations in one call (its batch dimension is open). */
+  readonly prefillBatches: boolean;
   readonly #cache: InstructionCache;
   #closed = false;
 
@@ -74,6 +76,8 @@ export class DecoderGraphs {
     this.layers = layers;
     this.vocab = vocab;
     this.tokenDim = tokenDim;
+    const tokens = prefillSession.inputMetadata.find((m) => m.name === 'visual_tokens');
+    this.prefillBatches = !(tokens?.isTensor === true && typeof tokens.shape[0] === 'number');
     this.#cache = new InstructionCache(cacheSize);
   }
 
@@ -220,47 +224,94 @@ export class DecoderGraphs {
     firstActionPosition?: number,
     options: { readonly useCache?: boolean } = {},
   ): Promise<StepResult> {
-    const k = input.tokenPositions.length;
-    const l = input.instructionIds.length;
-    const observation = {
-      visual_tokens: new ort.Tensor('float32', input.visualTokens, [1, k, this.tokenDim]),
-      token_positions: new ort.Tensor('int64', input.tokenPositions, [1, k]),
-      state: new ort.Tensor('float32', input.state, [1, input.state.length]),
+    return (await this.prefillMany([input], firstActionPosition, options))[0] as StepResult;
+  }
+
+  /**
+   * {@link prefill} for several observations: one call when they keep as many visual tokens (the
+   * graph's shapes) and the graph takes a batch ({@link prefillBatches}), else one call each. Each result is what {@link prefill} gives for that
+   * observation alone; after a shared call its cache is a row of the call's tensors (a
+   * {@link CacheRow}), which a {@link stepMany} of the same sequences in the same order takes as
+   * it is.
+   */
+  async prefillMany(
+    inputs: readonly PrefillInput[],
+    firstActionPosition?: number,
+    options: { readonly useCache?: boolean } = {},
+  ): Promise<StepResult[]> {
+    const b = inputs.length;
+    const first = inputs[0];
+    if (first === undefined) return [];
+    const k = first.tokenPositions.length;
+    const l = first.instructionIds.length;
+    if (
+      (b > 1 && !this.prefillBatches) ||
+      inputs.some((x) => x.tokenPositions.length !== k || x.instructionIds.length !== l)
+    ) {
+      const results: StepResult[] = [];
+      for (const input of inputs)
+        results.push(await this.prefill(input, firstActionPosition, options));
+      return results;
+    }
+    const feeds: Record<string, ort.Tensor> = {
+      visual_tokens: new ort.Tensor('float32', joined(inputs.map((x) => x.visualTokens)), [
+        b,
+        k,
+        this.tokenDim,
+      ]),
+      token_positions: new ort.Tensor('int64', joined(inputs.map((x) => x.tokenPositions)), [b, k]),
+      state: new ort.Tensor('float32', joined(inputs.map((x) => x.state)), [b, first.state.length]),
     };
-    let feeds: Record<string, ort.Tensor>;
     if (this.instructionSession === undefined)
-      feeds = {
-        ...observation,
-        instruction_ids: new ort.Tensor('int64', input.instructionIds, [1, l]),
-      };
+      feeds.instruction_ids = new ort.Tensor('int64', joined(inputs.map((x) => x.instructionIds)), [
+        b,
+        l,
+      ]);
     else {
-      const words = () => this.#instruction(input.instructionIds);
-      const past =
-        options.useCache === false
-          ? await words()
-          : await this.#cache.get(input.instructionIds, words);
+      const words: (readonly ort.Tensor[])[] = [];
+      for (const { instructionIds: ids } of inputs) {
+        const run = () => this.#instruction(ids);
+        words.push(options.useCache === false ? await run() : await this.#cache.get(ids, run));
+      }
       // The words' padding hidden, as in the full prefill; the observation sees everything.
-      const mask = new BigInt64Array(l + k + 1).fill(1n);
-      input.instructionIds.forEach((id, i) => {
-        if (id === 0n) mask[i] = 0n;
+      const mask = new BigInt64Array(b * (l + k + 1)).fill(1n);
+      inputs.forEach(({ instructionIds: ids }, r) => {
+        ids.forEach((id, i) => {
+          if (id === 0n) mask[r * (l + k + 1) + i] = 0n;
+        });
       });
-      feeds = { ...observation, attention_mask: new ort.Tensor('int64', mask, [1, mask.length]) };
-      past.forEach((tensor, i) => {
-        feeds[`past_key_values.${i >> 1}.${i % 2 === 0 ? 'key' : 'value'}`] = tensor;
+      feeds.attention_mask = new ort.Tensor('int64', mask, [b, l + k + 1]);
+      (words[0] as readonly ort.Tensor[]).forEach((tensor, i) => {
+        feeds[pastName(i)] =
+          b === 1
+            ? tensor
+            : new ort.Tensor(
+                'float32',
+                joined(words.map((w) => (w[i] as ort.Tensor).data as Float32Array)),
+                [b, ...tensor.dims.slice(1)],
+              );
       });
     }
     const out = await this.#run(this.prefillSession, 'prefill', feeds);
-    const past = this.#presents(out);
-    const total = (past[0] as ort.Tensor).dims[2] as number;
-    const valid = new Uint8Array(total).fill(1);
-    // Padding words of the instruction are never attended to.
-    input.instructionIds.forEach((id, i) => {
-      if (id === 0n) valid[i] = 0;
+    const presents = this.#presents(out);
+    const total = (presents[0] as ort.Tensor).dims[2] as number;
+    const logits = out.logits?.data as Float32Array;
+    const shared: SharedCache = { presents, rows: b, length: total };
+    return inputs.map(({ instructionIds: ids }, r) => {
+      const valid = new Uint8Array(total).fill(1);
+      // Padding words of the instruction are never attended to.
+      ids.forEach((id, i) => {
+        if (id === 0n) valid[i] = 0;
+      });
+      const nextPosition = firstActionPosition ?? total;
+      const rowLength = logits.length / b;
+      return b === 1
+        ? { logits, state: { past: presents, valid, nextPosition } }
+        : {
+            logits: logits.slice(r * rowLength, (r + 1) * rowLength),
+            state: new CacheRow(shared, r, valid, nextPosition),
+          };
     });
-    return {
-      logits: out.logits?.data as Float32Array,
-      state: { past, valid, nextPosition: firstActionPosition ?? total },
-    };
   }
 
   /**
@@ -284,7 +335,7 @@ export class DecoderGraphs {
       ),
     };
     state.past.forEach((tensor, i) => {
-      feeds[`past_key_values.${i >> 1}.${i % 2 === 0 ? 'key' : 'value'}`] = tensor;
+      feeds[pastName(i)] = tensor;
     });
     const out = await this.#run(this.decoderSession, 'decoder', feeds);
     const valid = new Uint8Array(total);
@@ -345,7 +396,7 @@ export class DecoderGraphs {
         return new ort.Tensor('float32', data, [b, heads, pmax, dim]);
       });
     past.forEach((tensor, i) => {
-      feeds[`past_key_values.${i >> 1}.${i % 2 === 0 ? 'key' : 'value'}`] = tensor;
+      feeds[pastName(i)] = tensor;
     });
     const out = await this.#run(this.decoderSession, 'decoder', feeds);
     const logits = out.logits?.data as Float32Array;
@@ -425,6 +476,28 @@ export class DecoderGraphs {
       });
     }
   }
+}
+
+/** The decoder's (and prefill's) input name of cache tensor `i` (key, value, key, … by layer). */
+function pastName(i: number): string {
+  return `past_key_values.${i >> 1}.${i % 2 === 0 ? 'key' : 'value'}`;
+}
+
+/**
+ * `parts` one after another in one array: rows of a batch (the batch dimension is the outermost).
+ * A single part is returned as it is.
+ */
+function joined<T extends Float32Array | BigInt64Array>(parts: readonly T[]): T {
+  if (parts.length === 1) return parts[0] as T;
+  const out = new (parts[0]?.constructor as new (length: number) => T)(
+    parts.reduce((n, p) => n + p.length, 0),
+  );
+  let at = 0;
+  for (const p of parts) {
+    (out as Float32Array).set(p as Float32Array, at);
+    at += p.length;
+  }
+  return out;
 }
 
 function lastDim(

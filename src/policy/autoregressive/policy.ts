@@ -148,8 +148,9 @@ export class ArPolicy {
 
   /**
    * Several observations' chunks decoded greedily in shared decoder calls (each exactly its own
-   * greedy chunk, which every strategy gives): the encoder and prefill run per observation, the
-   * decoder once per step for all of them.
+   * greedy chunk, which every strategy gives): one encoder call and one prefill for all of them
+   * (where the graphs take a batch and, for the prefill, the observations keep as many tokens),
+   * the decoder once per step for all of them.
    */
   async actGreedyMany(
     batch: readonly {
@@ -159,8 +160,7 @@ export class ArPolicy {
     }[],
   ): Promise<ArAction[]> {
     const { pkg } = this;
-    const prepared: { input: PrefillInput; kept: number }[] = [];
-    for (const b of batch) prepared.push(await this.prefillInput(b.obs, b));
+    const prepared = await this.prefillInputs(batch);
     const results = await decodeChunksGreedy(
       this.graphs,
       pkg.tokenizer,
@@ -183,26 +183,63 @@ export class ArPolicy {
     obs: ArObservation,
     options: Pick<ArActOptions, 'pruner' | 'budget'>,
   ): Promise<{ input: PrefillInput; kept: number }> {
+    const [one] = await this.prefillInputs([{ obs, ...options }]);
+    return one as { input: PrefillInput; kept: number };
+  }
+
+  /**
+   * {@link prefillInput} for several observations: their frames through the encoder in one call
+   * when its batch dimension is open, then each pruned in turn (in order, so that a stateful
+   * pruner sees each stream's frames in the order given).
+   *
+   * @throws {InputError} naming the first observation's field that is wrong (none is encoded).
+   */
+  async prefillInputs(
+    batch: readonly ({ readonly obs: ArObservation } & Pick<ArActOptions, 'pruner' | 'budget'>)[],
+  ): Promise<{ input: PrefillInput; kept: number }[]> {
     const { pkg } = this;
     const { width, height } = pkg.image;
-    if (obs.pixels.length !== 3 * width * height)
-      throw new InputError(
-        `Expected ${3 * width * height} pixel values (3 × ${height} × ${width}) but received ${obs.pixels.length}`,
-        {
-          field: 'pixels',
-        },
-      );
-    if (obs.state.length !== pkg.stateMean.length || !obs.state.every(Number.isFinite))
-      throw new InputError(
-        `Expected ${pkg.stateMean.length} finite state values but received ${obs.state.length}`,
-        {
-          field: 'state',
-        },
-      );
+    for (const { obs } of batch) {
+      if (obs.pixels.length !== 3 * width * height)
+        throw new InputError(
+          `Expected ${3 * width * height} pixel values (3 × ${height} × ${width}) but received ${obs.pixels.length}`,
+          { field: 'pixels' },
+        );
+      if (obs.state.length !== pkg.stateMean.length || !obs.state.every(Number.isFinite))
+        throw new InputError(
+          `Expected ${pkg.stateMean.length} finite state values but received ${obs.state.length}`,
+          { field: 'state' },
+        );
+    }
+    const together = typeof pkg.manifest.graphs.encoder.inputs[0]?.shape[0] === 'string';
+    const groups = together ? [batch] : batch.map((b) => [b]);
+    const encoded: { tokens: Float32Array; saliency: Float32Array }[] = [];
+    for (const group of groups) encoded.push(...(await this.#encode(group.map((b) => b.obs))));
+    return batch.map((b, r) => {
+      const { tokens, saliency } = encoded[r] as (typeof encoded)[number];
+      return this.#prefillInputOf(b.obs, tokens, saliency, b);
+    });
+  }
+
+  /** The encoder on `observations` in one call: each one's tokens and saliency. */
+  async #encode(
+    observations: readonly ArObservation[],
+  ): Promise<{ tokens: Float32Array; saliency: Float32Array }[]> {
+    const { pkg } = this;
+    const { width, height } = pkg.image;
+    const b = observations.length;
+    const plane = 3 * width * height;
+    let pixels = (observations[0] as ArObservation).pixels;
+    if (b > 1) {
+      pixels = new Float32Array(b * plane);
+      observations.forEach((o, r) => {
+        pixels.set(o.pixels, r * plane);
+      });
+    }
     let encoded: ort.InferenceSession.OnnxValueMapType;
     try {
       encoded = await this.encoder.run({
-        [pkg.encoderNames.pixels]: new ort.Tensor('float32', obs.pixels, [1, 3, height, width]),
+        [pkg.encoderNames.pixels]: new ort.Tensor('float32', pixels, [b, 3, height, width]),
       });
     } catch (cause) {
       throw new BackendError('ONNX Runtime failed to run the encoder graph', {
@@ -212,6 +249,22 @@ export class ArPolicy {
     }
     const tokens = encoded[pkg.encoderNames.tokens]?.data as Float32Array;
     const saliency = encoded[pkg.encoderNames.saliency]?.data as Float32Array;
+    const n = pkg.grid.width * pkg.grid.height;
+    return observations.map((_, r) => ({
+      tokens: tokens.subarray(r * n * pkg.tokenDim, (r + 1) * n * pkg.tokenDim),
+      saliency: saliency.subarray(r * n, (r + 1) * n),
+    }));
+  }
+
+  /** An encoded observation pruned (when `options.pruner` is given): the prefill's input. */
+  #prefillInputOf(
+    obs: ArObservation,
+    tokens: Float32Array,
+    saliency: Float32Array,
+    options: Pick<ArActOptions, 'pruner' | 'budget'>,
+  ): { input: PrefillInput; kept: number } {
+    const { pkg } = this;
+    const { width, height } = pkg.image;
     const n = pkg.grid.width * pkg.grid.height;
     let kept = n;
     let visual = tokens;

@@ -9,7 +9,7 @@ import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ModelError } from '../../../src/errors.js';
 import { decodeChunksGreedy } from '../../../src/policy/autoregressive/batch-decode.js';
 import { decodeChunk } from '../../../src/policy/autoregressive/decode.js';
@@ -122,6 +122,49 @@ describe('the instruction graph + prefill with past', () => {
       expect(graphs.instructionCache).toMatchObject({ misses: 2, hits: 1, size: 2 });
     } finally {
       await graphs.close();
+    }
+  });
+
+  it('prefills observations that keep as many tokens in one call, each to its own logits, cache and tokens', async () => {
+    const x = inputs[1] as PrefillInput;
+    // As many visual tokens as x, another instruction and state: another sequence.
+    const y: PrefillInput = {
+      ...x,
+      instructionIds: (inputs[0] as PrefillInput).instructionIds,
+      state: x.state.map((v) => -v),
+    };
+    for (const layout of ['full prefill', 'instruction graph + prefill with past']) {
+      const graphs =
+        layout === 'full prefill'
+          ? await DecoderGraphs.load(fixture('prefill.onnx'), fixture('decoder.onnx'), THREADS)
+          : await loadCached();
+      try {
+        const alone = [await graphs.prefill(x, first), await graphs.prefill(y, first)];
+        const prefills = vi.spyOn(graphs.prefillSession, 'run');
+        const decoder = vi.spyOn(graphs.decoderSession, 'run');
+        const many = await graphs.prefillMany([x, y, x], first);
+        expect(prefills).toHaveBeenCalledTimes(1);
+        many.forEach((m, i) => {
+          const a = alone[i % 2] as StepResult;
+          expect(maxDiff(m.logits, a.logits)).toBeLessThan(1e-5);
+          expect(cacheDiff(a, m)).toBeLessThan(1e-5);
+          expect(m.state.nextPosition).toBe(a.state.nextPosition);
+        });
+        // Decoded together, each gets its own greedy tokens; the first decoder call took the
+        // prefill's cache tensors as they were.
+        const solo = await decodeChunk(graphs, tokenizer, y, { kind: 'greedy' }, 0, first);
+        prefills.mockClear();
+        decoder.mockClear();
+        const results = await decodeChunksGreedy(graphs, tokenizer, [x, y, x], 0, first);
+        expect(results.map((r) => r.tokens)).toEqual([expected[1], solo.tokens, expected[1]]);
+        const presents = (await prefills.mock.results[0]?.value) as ort.InferenceSession.ReturnType;
+        const fed = decoder.mock.calls[0]?.[0] as ort.InferenceSession.FeedsType;
+        expect(fed['past_key_values.0.key']).toBe(presents['present.0.key']);
+        prefills.mockRestore();
+        decoder.mockRestore();
+      } finally {
+        await graphs.close();
+      }
     }
   });
 

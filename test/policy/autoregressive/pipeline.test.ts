@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { InputError } from '../../../src/errors.js';
 import type { Frame } from '../../../src/ingest/index.js';
 import type { ActionChunk, Observation } from '../../../src/pipeline/types.js';
@@ -10,7 +10,13 @@ import {
 } from '../../../src/policy/autoregressive/pipeline.js';
 import { arPipelineFromConfig } from '../../../src/policy/autoregressive/from-config.js';
 import { loadConfig } from '../../../src/config/index.js';
-import { arObservation, arPipelineOptions, makeArPackage, removeArPackages } from './ar-package.js';
+import {
+  arObservation,
+  arPipelineOptions,
+  makeArPackage,
+  removeArPackages,
+  type Json,
+} from './ar-package.js';
 
 let dir: string;
 const open: ArPipeline[] = [];
@@ -198,12 +204,19 @@ describe('ArPipeline', () => {
     const expected = [];
     for (const o of good) expected.push(Array.from((await single.infer(o)).actions));
     const prepared = await batched.prepare(good[2] as Observation);
+    const { encoder, graphs } = batched.policy.policy;
+    const encoderRuns = vi.spyOn(encoder, 'run');
+    const prefillRuns = vi.spyOn(graphs.prefillSession, 'run');
     const settled = await batched.inferBatch([
       good[0] as Observation,
       obs(1, { state: [0.5, Number.POSITIVE_INFINITY] }),
       good[1] as Observation,
       prepared,
     ]);
+    // The three good observations through the encoder, and through the prefill, in one call each.
+    expect([encoderRuns.mock.calls.length, prefillRuns.mock.calls.length]).toEqual([1, 1]);
+    encoderRuns.mockRestore();
+    prefillRuns.mockRestore();
     expect(settled.map((s) => s.status)).toEqual([
       'fulfilled',
       'rejected',
@@ -224,6 +237,26 @@ describe('ArPipeline', () => {
     });
     // Served on: a single request after the batch, with the speculative draft the batch left.
     expectSafe(await batched.infer(obs(0)), [0, 0], [1, 1]);
+  });
+
+  it("encodes a batch one observation at a time where the manifest fixes the encoder's batch to 1", async () => {
+    const fixed = await makeArPackage((m) => {
+      const encoder = (m.graphs as Json).encoder as { inputs: Json[]; outputs: Json[] };
+      for (const t of [...encoder.inputs, ...encoder.outputs]) (t.shape as unknown[])[0] = 1;
+    });
+    const p = await ArPipeline.create(fixed, arPipelineOptions('greedy', { maxBatch: 4 }));
+    open.push(p);
+    const single = await pipeline('greedy');
+    const good = [obs(0), obs(3), obs(5)];
+    const expected = [];
+    for (const o of good) expected.push(Array.from((await single.infer(o)).actions));
+    const encoderRuns = vi.spyOn(p.policy.policy.encoder, 'run');
+    const settled = await p.inferBatch(good);
+    expect(encoderRuns).toHaveBeenCalledTimes(3);
+    encoderRuns.mockRestore();
+    expect(
+      settled.map((s) => Array.from((s as PromiseFulfilledResult<ActionChunk>).value.actions)),
+    ).toEqual(expected);
   });
 
   it('is built from the parameter file, decoding as runtime.decoding says', async () => {
