@@ -223,14 +223,27 @@ function duplicateWarning(file: string, topic: string, logTime: bigint): BagEven
   };
 }
 
+/** The most bytes one fs.read call is given (it takes an Int32 length). */
+const READ_PIECE = 1 << 30;
+
 /** An IReadable over an open file. */
 function fileReadable(handle: FileHandle, size: number): IReadable {
   return {
     size: () => Promise.resolve(BigInt(size)),
     read: async (offset, length) => {
-      const buffer = new Uint8Array(Number(length));
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, Number(offset));
-      return buffer.subarray(0, bytesRead);
+      // Lengths come from the file's own records: a corrupt one may claim more than the file
+      // holds, or more than fs.read takes in one call (which then aborts the process, beyond any
+      // catch). Only the bytes that exist are read; the reader finds the record short.
+      const start = Math.min(Number(offset), size);
+      const buffer = new Uint8Array(Math.min(Number(length), size - start));
+      let filled = 0;
+      while (filled < buffer.length) {
+        const piece = Math.min(buffer.length - filled, READ_PIECE);
+        const { bytesRead } = await handle.read(buffer, filled, piece, start + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      return buffer.subarray(0, filled);
     },
   };
 }

@@ -141,6 +141,20 @@ describe('bag folders', () => {
     expect((await rejection(bag)).field).toBe('bag.metadata.relative_file_paths[1]');
   });
 
+  it('reads a record that claims more bytes than the file holds as a file cut short', async () => {
+    // Bytes 9-16: the Header record's content length (u64 LE), past 2^31 and past the file. The
+    // read of that length once aborted the process (fs.read takes an Int32), beyond any catch.
+    for (const claimed of [0x7fffffffn, 0x80000000n, 0xfffffff0n]) {
+      const bytes = Buffer.from(readFileSync(recorded));
+      bytes.writeBigUInt64LE(claimed, 9);
+      const file = join(dir, `lying-${claimed}.mcap`);
+      writeFileSync(file, bytes);
+      const result = await replay(file, { pipeline, instruction: 'go' });
+      expect(result.metrics.warnings).toEqual({ truncated: 1 });
+      expect(result.metrics.frames).toBe(0);
+    }
+  });
+
   it('refuses a bag path that is not a regular file (a FIFO or a device would block or never end)', async () => {
     const error = await rejection('/dev/zero');
     expect(error.field).toBe('bag');
