@@ -35,6 +35,14 @@ export interface CameraFrame {
   readonly frame: Frame;
 }
 
+/**
+ * The longest instruction (characters) the transports take by default: a robot's task is a
+ * sentence, and longer text costs tokenizing and logging on the thread that runs the control loop.
+ * The bridge's `maxInstructionLength` starts from it; the ROS node drops a longer instruction as an
+ * input problem and replay skips it with a warning.
+ */
+export const MAX_INSTRUCTION_LENGTH = 1024;
+
 /** One observation: a camera frame, the instruction and the robot state (manifest units). */
 export interface Observation {
   /** The frame (of a model with several cameras: the first of `cameras`). */

@@ -10,7 +10,12 @@ import { MessageReader } from '@foxglove/rosmsg2-serialization';
 import { describe, InputError, printable } from '../../errors.js';
 import type { Frame } from '../../ingest/index.js';
 import type { Manifest } from '../../model/manifest.js';
-import type { ActionChunk, CameraFrame, Observation } from '../../pipeline/types.js';
+import {
+  MAX_INSTRUCTION_LENGTH,
+  type ActionChunk,
+  type CameraFrame,
+  type Observation,
+} from '../../pipeline/types.js';
 import { LatencyHistogram, type LatencySummary } from '../../runtime/latency.js';
 import {
   frameOfImage,
@@ -390,9 +395,13 @@ class Replay {
       return;
     }
     switch (state.role) {
-      case 'instruction':
-        this.#instruction = (msg as { data: string }).data;
+      case 'instruction': {
+        const text = (msg as { data: string }).data;
+        // As the ROS node does: a longer one is skipped, the previous instruction kept.
+        if (text.length > MAX_INSTRUCTION_LENGTH) this.#warn('long_instruction');
+        else this.#instruction = text;
         return;
+      }
       case 'state': {
         const s = stateOfJoints(msg as JointStateMsg, this.#manifest.state.names);
         if (typeof s === 'string') this.#warn('bad_joint_state');

@@ -9,6 +9,7 @@ import {
   encodingSizeProblem,
   SUPPORTED_ENCODINGS,
 } from '../../ingest/frame.js';
+import { MAX_INSTRUCTION_LENGTH } from '../../pipeline/types.js';
 import type { RosCompressedImage, RosImage, RosJointState } from './messages.js';
 
 /** The kinds of bad input the node drops, each with its own counter in the diagnostics. */
@@ -111,8 +112,13 @@ export function jointStateProblem(
   return undefined;
 }
 
-/** Why an instruction cannot be used (empty or blank), or undefined. */
+/** Why an instruction cannot be used (empty, blank or too long), or undefined. */
 export function instructionProblem(text: string): InputProblem | undefined {
+  if (text.length > MAX_INSTRUCTION_LENGTH)
+    return {
+      kind: 'instruction',
+      detail: `the instruction has ${text.length} characters, more than ${MAX_INSTRUCTION_LENGTH}`,
+    };
   return text.trim() === ''
     ? { kind: 'instruction', detail: 'the instruction is empty' }
     : undefined;

@@ -21,6 +21,7 @@
 import type * as rcl from 'rclnodejs';
 import { configuredControlRate, type VlaConfig } from '../../config/index.js';
 import type { Manifest } from '../../model/manifest.js';
+import { printable } from '../../errors.js';
 import type { ActionChunk, Observation, VlaPipeline } from '../../pipeline/pipeline.js';
 import type { RunObserver } from '../../pipeline/observer.js';
 import { LatestFrameSlot } from '../../runtime/budget.js';
@@ -431,7 +432,7 @@ export class VlaRosNode {
           this.#inputProblems.drop(problem, 'message on ~/in/instruction');
           return;
         }
-        if (m.data !== this.#instruction) this.#log().info(`instruction: ${m.data}`);
+        if (m.data !== this.#instruction) this.#log().info(`instruction: ${printable(m.data)}`);
         this.#instruction = m.data;
       },
       jointState: (m: RosJointState) => {

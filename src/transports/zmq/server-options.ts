@@ -3,6 +3,7 @@
  * here, the batching options from the `serve.*` parameters of the parameter file.
  */
 import { defaultConfig, type ServeConfig } from '../../config/index.js';
+import { MAX_INSTRUCTION_LENGTH } from '../../pipeline/types.js';
 
 export interface BridgeServerOptions {
   /** ZeroMQ endpoint to bind; `tcp://127.0.0.1:*` picks a free port (see {@link BridgeServer.endpoint}). */
@@ -58,7 +59,7 @@ export const BRIDGE_DEFAULTS = Object.freeze({
   maxImageWidth: 4096,
   maxImageHeight: 4096,
   maxImageBytes: 32 * 1024 * 1024,
-  maxInstructionLength: 1024,
+  maxInstructionLength: MAX_INSTRUCTION_LENGTH,
   maxClients: 256,
   lingerMs: 1000,
 }) satisfies Omit<BridgeServerOptions, OptionalOption | ParameterOption>;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { McapIndexedReader, McapWriter } from '@mcap/core';
 import { MessageWriter } from '@foxglove/rosmsg2-serialization';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadModelPackage } from '../../../src/model/manifest.js';
 import { VlaPipeline } from '../../../src/pipeline/pipeline.js';
 import {
@@ -290,7 +290,7 @@ describe('message definitions that differ from the standard ones', () => {
       `${name.replaceAll(' ', '_')}.mcap`,
       [
         spec,
-        { topic: DEFAULT_TOPICS.image, type: IMAGE, schema: std(IMAGE), messages: [pixels] },
+        { topic: DEFAULT_TOPICS.image, type: IMAGE, schema: schemaText(IMAGE), messages: [pixels] },
       ].filter((t, i) => i === 0 || t.topic !== spec.topic),
     );
     const error = await rejection(file);
@@ -312,6 +312,30 @@ describe('message definitions that differ from the standard ones', () => {
     ]);
     const { chunks } = await replay(file, { pipeline, instruction: 'go' });
     expect(chunks).toHaveLength(1);
+  });
+});
+
+describe("an instruction past the transports' limit", () => {
+  it('is skipped with a warning, the previous instruction kept', async () => {
+    const STRING = 'std_msgs/msg/String';
+    const file = await customBag('long-instruction.mcap', [
+      {
+        topic: DEFAULT_TOPICS.instruction,
+        type: STRING,
+        schema: schemaText(STRING),
+        messages: [{ data: 'go left' }, { data: 'x'.repeat(1025) }],
+      },
+      { topic: DEFAULT_TOPICS.image, type: IMAGE, schema: schemaText(IMAGE), messages: [pixels] },
+    ]);
+    const infer = vi.spyOn(pipeline, 'infer');
+    try {
+      const { chunks, metrics } = await replay(file, { pipeline });
+      expect(chunks).toHaveLength(1);
+      expect(metrics.warnings).toMatchObject({ long_instruction: 1 });
+      expect(infer.mock.calls.map(([o]) => o.instruction)).toEqual(['go left']);
+    } finally {
+      infer.mockRestore();
+    }
   });
 });
 

@@ -586,6 +586,21 @@ describe('VlaRosNode bad input', () => {
       warning: 'dropped message on ~/in/instruction: instruction: the instruction is empty',
       counter: 'dropped instruction',
     },
+    {
+      // Logged whole and tokenized on the control loop's thread before (22 MB: seconds).
+      name: 'an instruction of 1,025 characters',
+      bad: [
+        ['~/in/instruction', { data: 'x'.repeat(1025) }],
+        ['~/in/joint_states', joints],
+        ['~/in/image', image(1)],
+      ],
+      good: [
+        ['~/in/instruction', instruction],
+        ['~/in/image', image(2)],
+      ],
+      warning: 'instruction: the instruction has 1025 characters, more than 1024',
+      counter: 'dropped instruction',
+    },
   ];
 
   it.each(cases)(
@@ -614,6 +629,13 @@ describe('VlaRosNode bad input', () => {
       expect(h.pipeline.observations[0]?.instruction).toBe('pick up the red block');
     },
   );
+
+  it('logs a new instruction with its control characters escaped: no forged log line', async () => {
+    const h = await running();
+    h.node.deliver('~/in/instruction', { data: 'go\n[WARN] [vla_node]: forged\u001b[2J' });
+    const logged = h.node.logs.filter((l) => l.text.startsWith('instruction: ')).map((l) => l.text);
+    expect(logged.at(-1)).toBe('instruction: go\\n[WARN] [vla_node]: forged\\x1b[2J');
+  });
 
   it('logs one warning per kind per 5 s with the count of suppressed ones', async () => {
     const h = await running();
