@@ -5,7 +5,8 @@
  * (400) and libzmq drops the connection before a message reaches the server.
  */
 
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { Reply, type Context } from 'zeromq';
 import { ConfigError, describe } from '../../errors.js';
 import { printable } from '../../util/printable.js';
@@ -108,18 +109,35 @@ export function parseClientKeys(text: string, source: string): string[] {
   return [...keys];
 }
 
-/** Read and parse an allow-list file (see {@link parseClientKeys}). */
+/** The largest allow-list file read: 1 MiB, some 25,000 keys with their labels. */
+const MAX_KEYS_FILE_BYTES = 1 << 20;
+
+/**
+ * Read and parse an allow-list file (see {@link parseClientKeys}). Only a regular file of at most
+ * 1 MiB is read: a FIFO in its place would block the read (and with it every later SIGHUP reload
+ * and the server's exit) until something wrote to it.
+ */
 export async function readClientKeys(file: string): Promise<string[]> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (cause) {
-    throw new ConfigError(
-      `Expected a readable file of client public keys for serve.curve_client_keys_file but received ${describe(file)}`,
-      { field: 'serve.curve_client_keys_file', cause },
+  const refuse = (what: string, cause?: unknown): ConfigError =>
+    new ConfigError(
+      `Expected a readable regular file of at most ${MAX_KEYS_FILE_BYTES} bytes of client public keys for serve.curve_client_keys_file but ${describe(file)} ${what}`,
+      { field: 'serve.curve_client_keys_file', ...(cause === undefined ? {} : { cause }) },
     );
+  let handle: FileHandle;
+  try {
+    // Non-blocking: opening a FIFO to read otherwise waits for a writer.
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (cause) {
+    throw refuse('cannot be opened', cause);
   }
-  return parseClientKeys(text, file);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw refuse('is not a regular file');
+    if (info.size > MAX_KEYS_FILE_BYTES) throw refuse(`has ${info.size} bytes`);
+    return parseClientKeys(await handle.readFile('utf8'), file);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** The raw keys (hex) of an allow-list, checked. */

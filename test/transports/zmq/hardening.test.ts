@@ -1,4 +1,7 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,7 +9,8 @@ import { runServe } from '../../../src/cli/serve.js';
 import { ConfigError } from '../../../src/errors.js';
 import { loadModelPackage } from '../../../src/model/manifest.js';
 import { VlaPipeline } from '../../../src/pipeline/pipeline.js';
-import { parseClientKeys } from '../../../src/transports/zmq/zap.js';
+import { curveKeyPair } from 'zeromq';
+import { parseClientKeys, readClientKeys } from '../../../src/transports/zmq/zap.js';
 import {
   BridgeServer,
   checkBind,
@@ -91,6 +95,33 @@ describe('bridge hardening', () => {
     // eslint-disable-next-line no-control-regex
     expect(line).not.toMatch(/[\n\r\x1b\u202e]/);
     expect(line).toContain('arm\\n[bridge] hello from 00 (admin)\\r\\x1b[2J\\x1b[31mred\\u202e');
+  });
+
+  it('reads a client-keys file only when it is a regular file of at most 1 MiB (a FIFO would block)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vla-keys-'));
+    try {
+      const good = join(dir, 'clients.txt');
+      writeFileSync(good, `${curveKeyPair().publicKey} robot-1\n`);
+      await expect(readClientKeys(good)).resolves.toHaveLength(1);
+      const fifo = join(dir, 'fifo');
+      expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+      const big = join(dir, 'big.txt');
+      writeFileSync(big, `${curveKeyPair().publicKey}\n`.repeat(30_000));
+      for (const [file, what] of [
+        [fifo, 'is not a regular file'],
+        [dir, 'is not a regular file'],
+        [big, 'has 1230000 bytes'],
+        [join(dir, 'missing.txt'), 'cannot be opened'],
+      ] as const) {
+        await expect(readClientKeys(file)).rejects.toMatchObject({
+          name: 'ConfigError',
+          field: 'serve.curve_client_keys_file',
+          message: expect.stringContaining(what) as string,
+        });
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('never echoes a token of a client-keys file that is not a key file', () => {
