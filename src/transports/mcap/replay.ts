@@ -36,6 +36,9 @@ import { guardOutputs } from '../../util/paths.js';
 import { frameFromCompressed, msFromTime } from '../messages/index.js';
 import { round } from '../../util/stats.js';
 
+/** The longest step of the bag's clock between two frames that `rate` paces through: 10 s. */
+const MAX_PACED_GAP_NS = 10_000_000_000n;
+
 /** Which bag topics feed which pipeline input. */
 export interface TopicMap {
   /** sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage: one inference per message. */
@@ -229,6 +232,8 @@ class Replay {
   #frames = 0;
   #out: BagWriter | undefined;
   #clock: { bag: bigint; wall: number } | undefined;
+  /** Log time of the last frame paced. */
+  #lastPaced: bigint | undefined;
 
   constructor(bag: string, options: ReplayOptions) {
     this.#bag = bag;
@@ -427,6 +432,15 @@ class Replay {
 
   async #pace(logTime: bigint): Promise<void> {
     if (this.#rate === 'max') return;
+    const last = this.#lastPaced;
+    this.#lastPaced = logTime;
+    const gap = last === undefined ? 0n : logTime - last;
+    if (gap < 0n || gap > MAX_PACED_GAP_NS) {
+      // The bag's clock jumped (a camera silent for minutes, a clock reset, files of different
+      // sessions): pacing restarts here instead of sleeping through the jump or rushing after it.
+      this.#warn('time_jump');
+      this.#clock = undefined;
+    }
     if (this.#clock === undefined) {
       this.#clock = { bag: logTime, wall: performance.now() };
       return;

@@ -5,6 +5,7 @@
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { McapIndexedReader, McapWriter } from '@mcap/core';
 import { MessageWriter } from '@foxglove/rosmsg2-serialization';
@@ -44,6 +45,8 @@ interface TopicSpec {
   readonly schema: string;
   /** Messages, encoded with `schema` (or given as bytes). */
   readonly messages: readonly (Uint8Array | Record<string, unknown>)[];
+  /** Each message's log time (ns); by default 1 ms after the bag's previous message. */
+  readonly logTimes?: readonly bigint[];
 }
 
 /** An MCAP file of the given topics, each with its own schema text; one message per chunk. */
@@ -83,6 +86,7 @@ async function customBag(
     for (const [i, m] of t.messages.entries()) {
       if (!(m instanceof Uint8Array)) writer ??= new MessageWriter(parseSchema(t.schema));
       const data = m instanceof Uint8Array ? m : (writer as MessageWriter).writeMessage(m);
+      time = t.logTimes?.[i] ?? time;
       await w.addMessage({ channelId, sequence: i, logTime: time, publishTime: time, data });
       time += 1_000_000n;
     }
@@ -336,6 +340,27 @@ describe("an instruction past the transports' limit", () => {
     } finally {
       infer.mockRestore();
     }
+  });
+});
+
+describe("a jump of the bag's clock", () => {
+  it('restarts the pacing of --rate with a warning instead of sleeping through it', async () => {
+    // Two frames 1e15 ns (11.6 days) apart: at rate 1 the second once waited that long.
+    const file = await customBag('jump.mcap', [
+      {
+        topic: DEFAULT_TOPICS.image,
+        type: IMAGE,
+        schema: schemaText(IMAGE),
+        messages: [pixels, pixels, pixels],
+        logTimes: [1_000_000n, 1_000_000_000_000_000n, 1_000_000_050_000_000n],
+      },
+    ]);
+    const started = performance.now();
+    const { chunks, metrics } = await replay(file, { pipeline, instruction: 'go', rate: 1 });
+    expect(chunks).toHaveLength(3);
+    expect(metrics.warnings).toMatchObject({ time_jump: 1 });
+    // The 50 ms after the jump are still paced.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(40);
   });
 });
 
