@@ -18,6 +18,7 @@ export const INPUT_PROBLEMS = [
   'image size',
   'compressed image',
   'joint names',
+  'joint positions',
   'instruction',
 ] as const;
 export type InputProblemKind = (typeof INPUT_PROBLEMS)[number];

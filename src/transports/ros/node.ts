@@ -523,7 +523,18 @@ export class VlaRosNode {
     for (let i = 0; i < count; i++) {
       const index = this.#jointIndex.get(m.name[i] ?? '');
       const value = m.position[i];
-      if (index === undefined || value === undefined || !Number.isFinite(value)) continue;
+      if (index === undefined || value === undefined) continue;
+      if (!Number.isFinite(value)) {
+        // The joint keeps its last good position; a failing encoder must not go unnoticed.
+        this.#inputProblems.drop(
+          {
+            kind: 'joint positions',
+            detail: `joint ${printable(m.name[i] ?? '')} position ${value} is not finite (its last finite position kept)`,
+          },
+          'value on ~/in/joint_states',
+        );
+        continue;
+      }
       this.#state[index] = value;
       if (this.#stateSeen[index] === 0) {
         this.#stateSeen[index] = 1;

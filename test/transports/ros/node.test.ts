@@ -587,6 +587,21 @@ describe('VlaRosNode bad input', () => {
       counter: 'dropped instruction',
     },
     {
+      // Dropped without a word before: a failing encoder went unnoticed.
+      name: 'a joint position that is not finite',
+      bad: [
+        ['~/in/instruction', instruction],
+        ['~/in/joint_states', jointState(['shoulder', 'elbow'], [Number.NaN, 0.2])],
+        ['~/in/image', image(1)],
+      ],
+      good: [
+        ['~/in/joint_states', joints],
+        ['~/in/image', image(2)],
+      ],
+      warning: 'joint positions: joint shoulder position NaN is not finite',
+      counter: 'dropped joint positions',
+    },
+    {
       // Logged whole and tokenized on the control loop's thread before (22 MB: seconds).
       name: 'an instruction of 1,025 characters',
       bad: [
