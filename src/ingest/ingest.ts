@@ -290,20 +290,22 @@ export class FrameIngest {
         return { status: 'rejected', reason: error };
       }
     });
-    try {
-      if (jobs.length === 1) ingestOne(jobs[0] as IngestJob);
-      else if (jobs.length > 1) kernels.ingestFrames(jobs);
-    } catch {
-      // The kernel's own checks refused a job (it checks them all before it runs any): one frame
-      // must not fail the others, so each runs alone and fails with its own error.
-      jobs.forEach((job, k) => {
-        try {
-          ingestOne(job);
-        } catch (reason) {
-          results[owners[k] as number] = { status: 'rejected', reason };
-        }
-      });
+    if (jobs.length > 1) {
+      try {
+        kernels.ingestFrames(jobs);
+        return results;
+      } catch {
+        // The kernel's own checks refused a job (it checks them all before it runs any): one
+        // frame must not fail the others, so each runs alone below and fails with its own error.
+      }
     }
+    jobs.forEach((job, k) => {
+      try {
+        ingestOne(job);
+      } catch (reason) {
+        results[owners[k] as number] = { status: 'rejected', reason };
+      }
+    });
     return results;
   }
 

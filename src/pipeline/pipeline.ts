@@ -260,8 +260,12 @@ export class VlaPipeline {
     const raw = todo.filter((t) => t.obs.frame.kind === 'raw');
     const encoded = todo.filter((t) => t.obs.frame.kind !== 'raw');
     // Encoded frames start decoding on libuv's pool first, and decode while the raw ones convert.
-    // Settled from the start, so that a throw below leaves no decode's failure unheard.
-    const decoding = Promise.allSettled(encoded.map((t) => this.#ingest.toRgb(t.obs.frame)));
+    // Settled from the start, so that a throw below leaves no decode's failure unheard (and no
+    // promise made per frame when every frame is raw).
+    const decoding =
+      encoded.length > 0
+        ? Promise.allSettled(encoded.map((t) => this.#ingest.toRgb(t.obs.frame)))
+        : undefined;
     // Into the slots' own buffers: the previous batch's images are done with (lastSelection's
     // views are valid until the next inference).
     const pixels = raw.length > 0 ? this.#backend.pixelSlots(passed) : [];
@@ -270,7 +274,7 @@ export class VlaPipeline {
       raw.map((_, k) => this.#slots.slot(k).rgb),
       raw.map((t) => pixels[t.slot]),
     );
-    const decoded = encoded.length > 0 ? await decoding : [];
+    const decoded = decoding === undefined ? [] : await decoding;
     const ms = performance.now() - t0;
     const place = (
       { j, obs, budget }: (typeof todo)[number],

@@ -16,6 +16,7 @@
 import * as ort from 'onnxruntime-node';
 import { BackendError, ModelError } from '../../errors.js';
 import { CacheRow, gatherRow, wholeSharedCache, type SharedCache } from './cache-rows.js';
+import { joined } from '../../util/typed-arrays.js';
 import { InstructionCache, type InstructionCacheStats } from './instruction-cache.js';
 
 /** What the prefill needs from one observation (batch of one). */
@@ -297,6 +298,7 @@ export class DecoderGraphs {
     const total = (presents[0] as ort.Tensor).dims[2] as number;
     const logits = out.logits?.data as Float32Array;
     const shared: SharedCache = { presents, rows: b, length: total };
+    const rowLength = logits.length / b;
     return inputs.map(({ instructionIds: ids }, r) => {
       const valid = new Uint8Array(total).fill(1);
       // Padding words of the instruction are never attended to.
@@ -304,7 +306,6 @@ export class DecoderGraphs {
         if (id === 0n) valid[i] = 0;
       });
       const nextPosition = firstActionPosition ?? total;
-      const rowLength = logits.length / b;
       return b === 1
         ? { logits, state: { past: presents, valid, nextPosition } }
         : {
@@ -481,23 +482,6 @@ export class DecoderGraphs {
 /** The decoder's (and prefill's) input name of cache tensor `i` (key, value, key, … by layer). */
 function pastName(i: number): string {
   return `past_key_values.${i >> 1}.${i % 2 === 0 ? 'key' : 'value'}`;
-}
-
-/**
- * `parts` one after another in one array: rows of a batch (the batch dimension is the outermost).
- * A single part is returned as it is.
- */
-function joined<T extends Float32Array | BigInt64Array>(parts: readonly T[]): T {
-  if (parts.length === 1) return parts[0] as T;
-  const out = new (parts[0]?.constructor as new (length: number) => T)(
-    parts.reduce((n, p) => n + p.length, 0),
-  );
-  let at = 0;
-  for (const p of parts) {
-    (out as Float32Array).set(p as Float32Array, at);
-    at += p.length;
-  }
-  return out;
 }
 
 function lastDim(

@@ -20,6 +20,7 @@ import {
 import { decodeChunksGreedy } from './batch-decode.js';
 import { DecoderGraphs, type PrefillInput } from './decoder-graphs.js';
 import { readArPackage, type ArPackage, type ArPackageOptions } from './package.js';
+import { joined } from '../../util/typed-arrays.js';
 
 /** One observation, the image already at the model's size. */
 export interface ArObservation {
@@ -228,14 +229,7 @@ export class ArPolicy {
     const { pkg } = this;
     const { width, height } = pkg.image;
     const b = observations.length;
-    const plane = 3 * width * height;
-    let pixels = (observations[0] as ArObservation).pixels;
-    if (b > 1) {
-      pixels = new Float32Array(b * plane);
-      observations.forEach((o, r) => {
-        pixels.set(o.pixels, r * plane);
-      });
-    }
+    const pixels = joined(observations.map((o) => o.pixels));
     let encoded: ort.InferenceSession.OnnxValueMapType;
     try {
       encoded = await this.encoder.run({
