@@ -207,7 +207,7 @@ function runLine(r: ArServeRun): string {
   const rt = r.round_trip_ms;
   const how =
     r.mode === 'continuous' && r.continuous !== null
-      ? `, ${r.continuous.mean_active} sequences per decoder call, ${r.continuous.joined}/${r.continuous.admitted} joined a running batch`
+      ? `, ${r.continuous.mean_active} sequences per decoder call, ${r.continuous.joined}/${r.continuous.admitted} joined a running batch, admitted in ${r.continuous.starts} starts`
       : r.mode === 'batched'
         ? `, mean batch ${r.server.batches.mean_size}`
         : '';

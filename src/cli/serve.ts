@@ -272,7 +272,8 @@ export interface ServeReport {
   readonly stats: BridgeStats;
   /**
    * Continuous batching (an autoregressive package with `serve.continuous_batching`): shared
-   * decoder calls, requests admitted and how many joined a batch already decoding.
+   * decoder calls, requests admitted, the starts they were admitted in (those waiting together
+   * share one) and how many joined a batch already decoding.
    */
   readonly continuous_batching?: SchedulerStats;
   readonly pipeline_latency_ms: ReturnType<LatencyBook['total']['summary']>;
@@ -387,7 +388,7 @@ export async function runServe(
           .map(([k, v]) => `${k} ${v}`)
           .join(
             ', ',
-          )}); round trip in the server p50 ${s.round_trip_ms.p50} ms, p99 ${s.round_trip_ms.p99} ms${s.batches.count === 0 ? '' : `; ${s.batches.count} batches, ${s.batches.mean_size} requests each on average`}${continuous === undefined ? '' : `; continuous batching: ${continuous.steps} decoder steps for ${continuous.admitted} requests, ${continuous.joined} joined a running batch, ${continuous.mean_active} sequences per step on average`}`,
+          )}); round trip in the server p50 ${s.round_trip_ms.p50} ms, p99 ${s.round_trip_ms.p99} ms${s.batches.count === 0 ? '' : `; ${s.batches.count} batches, ${s.batches.mean_size} requests each on average`}${continuous === undefined ? '' : `; continuous batching: ${continuous.steps} decoder steps for ${continuous.admitted} requests (admitted in ${continuous.starts} starts), ${continuous.joined} joined a running batch, ${continuous.mean_active} sequences per step on average`}`,
       );
       return 0;
     } finally {

@@ -27,11 +27,12 @@ import {
   type LimitsRequest,
 } from '../../runtime/safety.js';
 import { ArPolicy, type ArAction, type ArActOptions, type ArObservation } from './policy.js';
-import { PrunedArPolicy, type ArPruningOptions } from './pruned.js';
+import { PrunedArPolicy, type ArBegun, type ArPruningOptions } from './pruned.js';
 import { syncExecuteSteps } from '../../runtime/control-loop.js';
 import { DraftBook } from './drafts.js';
 import { checkArObservation, type CheckedObservation } from './observation.js';
-import { DecodeScheduler, type SchedulerStats } from './scheduler.js';
+import type { DecodeResult } from './decode.js';
+import { DecodeScheduler, type Admission, type SchedulerStats } from './scheduler.js';
 
 /** The decoding strategies (`runtime.decoding`); every one gives greedy's tokens. */
 export const AR_DECODINGS = ['greedy', 'jacobi', 'speculative'] as const;
@@ -89,6 +90,16 @@ export interface ArDecodeTotals {
   decoderCalls: number;
   guessesFed: number;
   guessesAccepted: number;
+}
+
+/** A continuous-batching request: the observation, its model-size input, its own budget, and
+ * when it started (`t0`) and was ready to decode (`t1`), performance.now(). */
+interface ContinuousRequest {
+  readonly obs: Observation;
+  readonly input: ArObservation;
+  readonly budget: number | undefined;
+  readonly t0: number;
+  readonly t1: number;
 }
 
 /**
@@ -152,7 +163,7 @@ export class ArPipeline {
   readonly #drafts: DraftBook;
   #sequence = 0;
   readonly #queue = new SerialQueue();
-  readonly #scheduler: DecodeScheduler | undefined;
+  readonly #scheduler: DecodeScheduler<ContinuousRequest, ActionChunk> | undefined;
   /** Continuous calls not settled yet. */
   readonly #inFlight = new Set<Promise<ActionChunk>>();
 
@@ -171,7 +182,9 @@ export class ArPipeline {
     this.maxBatch = Math.max(1, Math.floor(options.maxBatch ?? 1));
     this.continuous = options.continuous === true;
     this.#scheduler = this.continuous
-      ? new DecodeScheduler(policy.graphs, this.maxBatch)
+      ? new DecodeScheduler<ContinuousRequest, ActionChunk>(policy.graphs, this.maxBatch, (r) =>
+          this.#startMany(r),
+        )
       : undefined;
     this.#limits = limits;
     this.#maxStateDeviation = ingest.maxStateDeviation;
@@ -394,8 +407,8 @@ export class ArPipeline {
 
   /**
    * One observation (frame decoded) through the scheduler: admitted into the active set between
-   * two decoder calls, decoded with the others, made safe by {@link #finish}. The draft of
-   * speculative decoding is taken at admission, from the stream's latest chunk then.
+   * two decoder calls (with the others waiting then, see {@link #startMany}), decoded with the
+   * others, made safe by {@link #finish}.
    */
   #decodeContinuous(
     obs: Observation,
@@ -403,24 +416,58 @@ export class ArPipeline {
     budget: number | undefined,
     t0: number,
   ): Promise<ActionChunk> {
-    const scheduler = this.#scheduler as DecodeScheduler;
+    const scheduler = this.#scheduler as DecodeScheduler<ContinuousRequest, ActionChunk>;
     const input = this.#arObservation(obs, rgb);
-    const t1 = performance.now();
-    return scheduler.submit(async () => {
-      const started = performance.now();
-      const begun = await this.policy.begin(input, this.#actOptions(obs, input, budget));
+    return scheduler.submit({ obs, input, budget, t0, t1: performance.now() });
+  }
+
+  /**
+   * The requests waiting together, admitted together: one encoder call and one prefill
+   * ({@link PrunedArPolicy.beginMany}). The draft of speculative decoding is taken now, from the
+   * stream's latest chunk. If the group fails, each request starts alone, so that a bad one fails
+   * only itself.
+   */
+  async #startMany(
+    requests: readonly ContinuousRequest[],
+  ): Promise<PromiseSettledResult<Admission<ActionChunk>>[]> {
+    const started = performance.now();
+    const begin = (group: readonly ContinuousRequest[]) =>
+      this.policy.beginMany(
+        group.map((r) => ({ obs: r.input, options: this.#actOptions(r.obs, r.input, r.budget) })),
+      );
+    let begun: PromiseSettledResult<ArBegun>[];
+    try {
+      begun = (await begin(requests)).map((value) => ({ status: 'fulfilled', value }));
+    } catch (reason) {
+      if (requests.length === 1) return [{ status: 'rejected', reason }];
+      begun = [];
+      for (const r of requests) {
+        try {
+          begun.push({ status: 'fulfilled', value: (await begin([r]))[0] as ArBegun });
+        } catch (error) {
+          begun.push({ status: 'rejected', reason: error });
+        }
+      }
+    }
+    return begun.map((b, i) => {
+      if (b.status === 'rejected') return b;
+      const { obs, input, budget, t0, t1 } = requests[i] as ContinuousRequest;
+      const { sequence, kept } = b.value;
       return {
-        sequence: begun.sequence,
-        finish: (result) => {
-          const t2 = performance.now();
-          // As PrunedArPolicy.act: encoder to last token, under the controller's budget only.
-          if (budget === undefined) this.policy.learn(t2 - started);
-          const action: ArAction = {
-            ...result,
-            actions: this.policy.policy.toActions(result.chunk, input.state),
-            keptTokens: begun.kept,
-          };
-          return this.#finish(obs, input, action, [t0, t1, t2]);
+        status: 'fulfilled',
+        value: {
+          sequence,
+          finish: (result: DecodeResult) => {
+            const t2 = performance.now();
+            // As PrunedArPolicy.act: encoder to last token, under the controller's budget only.
+            if (budget === undefined) this.policy.learn(t2 - started);
+            const action: ArAction = {
+              ...result,
+              actions: this.policy.policy.toActions(result.chunk, input.state),
+              keptTokens: kept,
+            };
+            return this.#finish(obs, input, action, [t0, t1, t2]);
+          },
         },
       };
     });

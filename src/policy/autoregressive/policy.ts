@@ -11,10 +11,9 @@ import type { ArRole } from '../../model/ar-manifest.js';
 import type { WordTokenizer } from '../../model/tokenizer.js';
 import type { Pruner } from '../../pruning/pruner.js';
 import {
+  DecodeSequence,
   finishSequence,
-  startSequence,
   type DecodeResult,
-  type DecodeSequence,
   type DecodeStrategy,
 } from './decode.js';
 import { decodeChunksGreedy } from './batch-decode.js';
@@ -124,17 +123,39 @@ export class ArPolicy {
     obs: ArObservation,
     options: ArActOptions,
   ): Promise<{ readonly sequence: DecodeSequence; readonly kept: number }> {
+    const [one] = await this.beginMany([{ obs, ...options }]);
+    return one as { readonly sequence: DecodeSequence; readonly kept: number };
+  }
+
+  /**
+   * {@link begin} for several observations, each with its own options: one encoder call and one
+   * prefill for all of them where the graphs allow it (as {@link actGreedyMany}); each sequence is
+   * the one {@link begin} gives for its observation alone.
+   *
+   * @throws {InputError} as {@link prefillInputs}; nothing is returned for any observation then.
+   */
+  async beginMany(
+    batch: readonly ({ readonly obs: ArObservation } & ArActOptions)[],
+  ): Promise<{ readonly sequence: DecodeSequence; readonly kept: number }[]> {
     const { pkg } = this;
-    const { input, kept } = await this.prefillInput(obs, options);
-    const sequence = await startSequence(
-      this.graphs,
-      pkg.tokenizer,
-      input,
-      this.strategy(obs, options),
-      pkg.tokenOffset,
+    const prepared = await this.prefillInputs(batch);
+    const firsts = await this.graphs.prefillMany(
+      prepared.map((p) => p.input),
       pkg.firstActionPosition,
     );
-    return { sequence, kept };
+    return firsts.map((first, i) => {
+      const b = batch[i] as (typeof batch)[number];
+      return {
+        sequence: new DecodeSequence(
+          this.graphs,
+          pkg.tokenizer,
+          this.strategy(b.obs, b),
+          first,
+          pkg.tokenOffset,
+        ),
+        kept: (prepared[i] as { kept: number }).kept,
+      };
+    });
   }
 
   /** The decode strategy of `options` for `obs` (speculative: its draft from the previous chunk). */

@@ -33,6 +33,18 @@ export interface PrunedArAction extends ArAction {
   readonly tokenBudget: number;
 }
 
+/** The options of {@link PrunedArPolicy.begin}: the decoding's, and this inference's own budget. */
+export type ArBeginOptions = Omit<ArActOptions, 'pruner' | 'budget'> & {
+  readonly budget?: number;
+};
+
+/** A sequence begun: ready for its first decoder call, with the tokens it kept and its budget. */
+export interface ArBegun {
+  readonly sequence: DecodeSequence;
+  readonly kept: number;
+  readonly tokenBudget: number;
+}
+
 /** {@link ArPolicy} with pruning before the prefill and, optionally, the latency-budget controller. */
 export class PrunedArPolicy {
   readonly #policy: ArPolicy;
@@ -108,21 +120,31 @@ export class PrunedArPolicy {
    * {@link act} up to its first decoder call ({@link ArPolicy.begin}), pruned to the current budget
    * or `budget`; call {@link learn} with the chunk's latency once it is decoded.
    */
-  async begin(
-    obs: ArObservation,
-    options: Omit<ArActOptions, 'pruner' | 'budget'> & { readonly budget?: number },
-  ): Promise<{
-    readonly sequence: DecodeSequence;
-    readonly kept: number;
-    readonly tokenBudget: number;
-  }> {
-    const { budget: own, ...rest } = options;
-    const budget = own ?? this.tokenBudget;
-    const begun = await this.#policy.begin(obs, {
-      ...rest,
-      ...(this.#pruner === undefined ? {} : { pruner: this.#pruner, budget }),
-    });
-    return { ...begun, tokenBudget: budget };
+  async begin(obs: ArObservation, options: ArBeginOptions): Promise<ArBegun> {
+    const [one] = await this.beginMany([{ obs, options }]);
+    return one as ArBegun;
+  }
+
+  /**
+   * {@link begin} for several observations at once ({@link ArPolicy.beginMany}: one encoder call
+   * and one prefill where the graphs allow), each pruned to the current budget or its own.
+   */
+  async beginMany(
+    batch: readonly { readonly obs: ArObservation; readonly options: ArBeginOptions }[],
+  ): Promise<ArBegun[]> {
+    const current = this.tokenBudget;
+    const budgets = batch.map(({ options }) => options.budget ?? current);
+    const begun = await this.#policy.beginMany(
+      batch.map(({ obs, options }, i) => {
+        const { budget: _own, ...rest } = options;
+        return {
+          obs,
+          ...rest,
+          ...(this.#pruner === undefined ? {} : { pruner: this.#pruner, budget: budgets[i] }),
+        };
+      }),
+    );
+    return begun.map((b, i) => ({ ...b, tokenBudget: budgets[i] as number }));
   }
 
   /**

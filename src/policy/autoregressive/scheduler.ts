@@ -5,6 +5,9 @@
  * its prefill runs before the next step and its sequence joins that step. A sequence leaves as
  * soon as its chunk is whole, which frees its place for the next request.
  *
+ * Requests waiting together are admitted together: one start for the group, which lets the
+ * caller encode their frames in one encoder call and prefill them in one prefill call.
+ *
  * Each sequence decodes exactly as it would alone ({@link DecodeSequence} takes its own rows of
  * every shared call), so batching changes when a chunk is ready, never what it is.
  */
@@ -18,12 +21,37 @@ export interface Admission<T> {
   finish(result: DecodeResult): T;
 }
 
+/**
+ * Starts a group of waiting requests (encode, prune, prefill): one settled admission per request,
+ * in order, so that a bad request fails alone.
+ */
+export type StartMany<R, T> = (
+  requests: readonly R[],
+) => Promise<readonly PromiseSettledResult<Admission<T>>[]>;
+
+/** Requests that start themselves: each one's start in turn (no work shared between them). */
+export async function startEach<T>(
+  requests: readonly (() => Promise<Admission<T>>)[],
+): Promise<PromiseSettledResult<Admission<T>>[]> {
+  const settled: PromiseSettledResult<Admission<T>>[] = [];
+  for (const start of requests) {
+    try {
+      settled.push({ status: 'fulfilled', value: await start() });
+    } catch (reason) {
+      settled.push({ status: 'rejected', reason });
+    }
+  }
+  return settled;
+}
+
 /** What the scheduler did so far (the serve report shows it). */
 export interface SchedulerStats {
   /** Shared decoder calls. */
   readonly steps: number;
   /** Requests admitted (prefilled) into the active set. */
   readonly admitted: number;
+  /** Starts: groups of waiting requests admitted together (at most `admitted`). */
+  readonly starts: number;
   /**
    * Requests admitted while other sequences were part-way through their chunks: they joined a
    * running batch instead of waiting for it to finish.
@@ -36,8 +64,8 @@ export interface SchedulerStats {
   readonly max_active: number;
 }
 
-interface Waiting<T> {
-  readonly start: () => Promise<Admission<T>>;
+interface Waiting<R, T> {
+  readonly request: R;
   readonly resolve: (value: T) => void;
   readonly reject: (reason: unknown) => void;
 }
@@ -50,28 +78,31 @@ interface Active<T> {
 
 /**
  * The active set and its loop. {@link submit} queues a request; the loop, running while there is
- * work, admits waiting requests up to `maxActive` (in arrival order), runs one shared decoder
- * call, and settles the sequences whose chunks are whole. A request whose admission throws (a bad
- * frame, an encoder failure) fails alone; a failed shared call fails the sequences in it, and the
- * loop goes on with the next requests.
+ * work, admits waiting requests up to `maxActive` (in arrival order, those waiting at the same
+ * time in one `start`), runs one shared decoder call, and settles the sequences whose chunks are
+ * whole. A request whose admission fails (a bad frame, an encoder failure) fails alone; a failed
+ * shared call fails the sequences in it, and the loop goes on with the next requests.
  */
-export class DecodeScheduler {
+export class DecodeScheduler<R, T> {
   readonly maxActive: number;
   readonly #graphs: Pick<DecoderGraphs, 'stepMany'>;
-  #waiting: Waiting<never>[] = [];
-  #active: Active<never>[] = [];
+  readonly #start: StartMany<R, T>;
+  #waiting: Waiting<R, T>[] = [];
+  #active: Active<T>[] = [];
   #loop: Promise<void> = Promise.resolve();
   #running = false;
   #steps = 0;
   #admitted = 0;
+  #starts = 0;
   #joined = 0;
   #failed = 0;
   #activeSum = 0;
   #activeMax = 0;
 
-  constructor(graphs: Pick<DecoderGraphs, 'stepMany'>, maxActive: number) {
+  constructor(graphs: Pick<DecoderGraphs, 'stepMany'>, maxActive: number, start: StartMany<R, T>) {
     this.#graphs = graphs;
     this.maxActive = Math.max(1, Math.floor(maxActive));
+    this.#start = start;
   }
 
   /** Requests waiting to be admitted, and sequences decoding. */
@@ -80,13 +111,12 @@ export class DecodeScheduler {
   }
 
   /**
-   * Queue a request: `start` (encode, prune, prefill) runs when there is room in the active set,
+   * Queue a request: its start (encode, prune, prefill) runs when there is room in the active set,
    * between two decoder calls; the promise settles with `finish`'s value once the chunk is whole.
    */
-  submit<T>(start: () => Promise<Admission<T>>): Promise<T> {
+  submit(request: R): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      // The loop holds requests of many result types; each settles its own promise.
-      this.#waiting.push({ start, resolve, reject } as unknown as Waiting<never>);
+      this.#waiting.push({ request, resolve, reject });
       if (!this.#running) {
         this.#running = true;
         this.#loop = this.#run();
@@ -103,6 +133,7 @@ export class DecodeScheduler {
     return {
       steps: this.#steps,
       admitted: this.#admitted,
+      starts: this.#starts,
       joined: this.#joined,
       failed: this.#failed,
       mean_active:
@@ -113,11 +144,13 @@ export class DecodeScheduler {
 
   /** Zero the counters (after a warm-up). */
   resetStats(): void {
-    this.#steps = this.#admitted = this.#joined = this.#failed = 0;
+    this.#steps = this.#admitted = this.#starts = this.#joined = this.#failed = 0;
     this.#activeSum = this.#activeMax = 0;
   }
 
   async #run(): Promise<void> {
+    // The requests submitted in the same turn (a batch handed over at once) start together.
+    await Promise.resolve();
     for (;;) {
       if (this.#waiting.length === 0 && this.#active.length === 0) {
         // In the same turn as the check for work, so that a later submit starts a new loop.
@@ -160,31 +193,41 @@ export class DecodeScheduler {
     }
   }
 
-  /** Admit waiting requests, in arrival order, while there is room. */
+  /**
+   * Admit waiting requests, in arrival order, while there is room: those waiting now in one start,
+   * then those that arrived during it.
+   */
   async #admit(): Promise<void> {
     while (this.#waiting.length > 0 && this.#active.length < this.maxActive) {
-      const w = this.#waiting.shift() as Waiting<never>;
-      // Sequences already past their first step: the new one joins their batch.
+      const group = this.#waiting.splice(0, this.maxActive - this.#active.length);
+      // Sequences already past their first step: the new ones join their batch.
       const running = this.#active.some((a) => a.admission.sequence.decoderCalls > 0);
-      let admission: Admission<never>;
+      this.#starts++;
+      let admissions: readonly PromiseSettledResult<Admission<T>>[];
       try {
-        admission = await w.start();
+        admissions = await this.#start(group.map((w) => w.request));
       } catch (reason) {
-        this.#failed++;
-        w.reject(reason);
-        continue;
+        admissions = group.map(() => ({ status: 'rejected', reason }));
       }
-      this.#admitted++;
-      if (running) this.#joined++;
-      const entry = { admission, resolve: w.resolve, reject: w.reject };
-      // A chunk the prefill alone completes (one token) needs no decoder call.
-      if (admission.sequence.done) this.#settle(entry);
-      else this.#active.push(entry);
+      group.forEach((w, i) => {
+        const a = admissions[i];
+        if (a?.status !== 'fulfilled') {
+          this.#failed++;
+          w.reject(a === undefined ? new Error('the start gave no admission') : a.reason);
+          return;
+        }
+        this.#admitted++;
+        if (running) this.#joined++;
+        const entry = { admission: a.value, resolve: w.resolve, reject: w.reject };
+        // A chunk the prefill alone completes (one token) needs no decoder call.
+        if (a.value.sequence.done) this.#settle(entry);
+        else this.#active.push(entry);
+      });
     }
   }
 
-  #settle(a: Active<never>): void {
-    let value: never;
+  #settle(a: Active<T>): void {
+    let value: T;
     try {
       value = a.admission.finish(a.admission.sequence.result());
     } catch (reason) {

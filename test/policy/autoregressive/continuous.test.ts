@@ -5,7 +5,7 @@
  * Joins are made to happen by waiting for the scheduler's own step counter, never for time.
  */
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BackendError, InputError } from '../../../src/errors.js';
 import type { ActionChunk, Observation } from '../../../src/pipeline/types.js';
 import {
@@ -23,7 +23,11 @@ import {
   type PrefillInput,
 } from '../../../src/policy/autoregressive/decoder-graphs.js';
 import { ArPipeline, type ArDecoding } from '../../../src/policy/autoregressive/pipeline.js';
-import { DecodeScheduler } from '../../../src/policy/autoregressive/scheduler.js';
+import {
+  DecodeScheduler,
+  startEach,
+  type Admission,
+} from '../../../src/policy/autoregressive/scheduler.js';
 import { UniformBinTokenizer } from '../../../src/policy/autoregressive/uniform-bins.js';
 import { arObservation, arPipelineOptions, makeArPackage, removeArPackages } from './ar-package.js';
 import { AR_REFERENCE, AR_REFERENCE_INPUTS } from './ar-reference.js';
@@ -79,6 +83,10 @@ function admit(
   });
 }
 
+/** A scheduler of requests that start themselves, one after another. */
+const schedulerOf = (maxActive: number) =>
+  new DecodeScheduler(graphs, maxActive, startEach<DecodeResult>);
+
 const jacobi: DecodeStrategy = { kind: 'jacobi', window: n };
 /** A perfect draft: the whole chunk is verified in one decoder call. */
 const perfect = (tokens: number[]): DecodeStrategy => ({
@@ -121,7 +129,7 @@ describe('DecodeSequence in shared decoder calls', () => {
 
 describe('DecodeScheduler: continuous batching', () => {
   it('admits a request into the running batch between two decoder calls; a short one that joins late finishes first', async () => {
-    const scheduler = new DecodeScheduler(graphs, 4);
+    const scheduler = schedulerOf(4);
     const order: string[] = [];
     const long = scheduler.submit(admit(A, { kind: 'greedy' }, 'long', order));
     await until(() => scheduler.stats().steps >= 3);
@@ -149,7 +157,7 @@ describe('DecodeScheduler: continuous batching', () => {
   });
 
   it('holds at most maxActive sequences; the next waits for a place', async () => {
-    const scheduler = new DecodeScheduler(graphs, 2);
+    const scheduler = schedulerOf(2);
     const order: string[] = [];
     const results = await Promise.all(
       ['a', 'b', 'c'].map((name, i) =>
@@ -166,7 +174,7 @@ describe('DecodeScheduler: continuous batching', () => {
   });
 
   it('keeps caches bounded while the batch never empties: a joiner does not inherit the padding', async () => {
-    const scheduler = new DecodeScheduler(graphs, 2);
+    const scheduler = schedulerOf(2);
     const prefix = (await graphs.prefill(B, FIRST)).state.valid.length;
     const lengths: number[] = [];
     const chained: Promise<DecodeResult>[] = [];
@@ -194,7 +202,7 @@ describe('DecodeScheduler: continuous batching', () => {
   });
 
   it('fails a request whose admission fails alone, and goes on with the others', async () => {
-    const scheduler = new DecodeScheduler(graphs, 4);
+    const scheduler = schedulerOf(4);
     const order: string[] = [];
     const running = scheduler.submit(admit(A, { kind: 'greedy' }, 'a', order));
     await until(() => scheduler.stats().steps >= 1);
@@ -216,6 +224,71 @@ describe('DecodeScheduler: continuous batching', () => {
     await expect(refused).rejects.toBeInstanceOf(InputError);
     expect((await kept).tokens).toEqual(expected[1]);
     expect(scheduler.stats()).toMatchObject({ failed: 2, admitted: 4 });
+  });
+});
+
+describe('DecodeScheduler: admitting the waiting requests together', () => {
+  it('starts the requests waiting at the same time in one start, and those arriving later in the next', async () => {
+    const groups: string[][] = [];
+    const scheduler = new DecodeScheduler<{ name: string; input: PrefillInput }, string>(
+      graphs,
+      4,
+      async (requests) => {
+        groups.push(requests.map((r) => r.name));
+        const sequences = await Promise.all(
+          requests.map((r) =>
+            startSequence(graphs, tokenizer, r.input, { kind: 'greedy' }, 0, FIRST),
+          ),
+        );
+        return sequences.map((sequence, i) => ({
+          status: 'fulfilled' as const,
+          value: {
+            sequence,
+            finish: (r: DecodeResult) => `${requests[i]?.name}:${r.tokens.join()}`,
+          },
+        }));
+      },
+    );
+    const first = ['a', 'b', 'c'].map((name, i) =>
+      scheduler.submit({ name, input: i === 1 ? B : A }),
+    );
+    await until(() => scheduler.stats().steps >= 2);
+    const late = ['d', 'e'].map((name) => scheduler.submit({ name, input: B }));
+    const done = await Promise.all([...first, ...late]);
+    expect(done).toEqual([
+      `a:${expected[0]?.join()}`,
+      `b:${expected[1]?.join()}`,
+      `c:${expected[0]?.join()}`,
+      `d:${expected[1]?.join()}`,
+      // The active set holds four: e waited for a place, and started alone.
+      `e:${expected[1]?.join()}`,
+    ]);
+    expect(groups).toEqual([['a', 'b', 'c'], ['d'], ['e']]);
+    expect(scheduler.stats()).toMatchObject({ admitted: 5, starts: 3, joined: 2, failed: 0 });
+  });
+
+  it('fails the requests of a start that throws or leaves them out, and serves the next ones', async () => {
+    let calls = 0;
+    const scheduler = new DecodeScheduler<PrefillInput, number[]>(graphs, 4, async (requests) => {
+      calls++;
+      if (calls === 1) throw new BackendError('the encoder failed', { field: 'graphs.encoder' });
+      if (calls === 2) return [];
+      const sequences = await Promise.all(
+        requests.map((input) =>
+          startSequence(graphs, tokenizer, input, { kind: 'greedy' }, 0, FIRST),
+        ),
+      );
+      return sequences.map((sequence): PromiseSettledResult<Admission<number[]>> => ({
+        status: 'fulfilled',
+        value: { sequence, finish: (r) => r.tokens },
+      }));
+    });
+    const thrown = [scheduler.submit(A), scheduler.submit(B)];
+    await expect(thrown[0]).rejects.toBeInstanceOf(BackendError);
+    await expect(thrown[1]).rejects.toBeInstanceOf(BackendError);
+    await expect(scheduler.submit(A)).rejects.toThrow(/no admission/);
+    expect(await scheduler.submit(B)).toEqual(expected[1]);
+    expect(scheduler.stats()).toMatchObject({ failed: 3, admitted: 1, starts: 3 });
   });
 });
 
@@ -263,6 +336,34 @@ describe('ArPipeline with continuous batching', () => {
     expect((settled[1] as PromiseRejectedResult).reason).toMatchObject({ field: 'keep_count' });
     p.resetBatching();
     expect(p.batching?.admitted).toBe(0);
+  });
+
+  it('admits the requests handed over together with one encoder call and one prefill; a failed group starts each alone', async () => {
+    const single = await pipeline('greedy');
+    const p = await pipeline('greedy', { maxBatch: 4, continuous: true });
+    const sent = [obs(0, { stream: 'r0' }), obs(3, { stream: 'r1' }), obs(5, { stream: 'r2' })];
+    const want: number[][] = [];
+    for (const o of sent) want.push(Array.from((await single.infer(o)).actions));
+    const prepared = await Promise.all(sent.map((o) => p.prepare(o)));
+    const { encoder, graphs: g } = p.policy.policy;
+    const encoderRuns = vi.spyOn(encoder, 'run');
+    const prefillRuns = vi.spyOn(g.prefillSession, 'run');
+    const together = await p.inferBatch(prepared);
+    expect([encoderRuns.mock.calls.length, prefillRuns.mock.calls.length]).toEqual([1, 1]);
+    expect(
+      together.map((s) => Array.from((s as PromiseFulfilledResult<ActionChunk>).value.actions)),
+    ).toEqual(want);
+    expect(p.batching).toMatchObject({ admitted: 3, starts: 1 });
+    // The group's encoder call fails once: each request then starts alone and gets its chunk.
+    encoderRuns.mockClear();
+    encoderRuns.mockRejectedValueOnce(new Error('out of memory'));
+    const alone = await p.inferBatch(prepared);
+    expect(encoderRuns.mock.calls.length).toBe(1 + 3);
+    expect(
+      alone.map((s) => Array.from((s as PromiseFulfilledResult<ActionChunk>).value.actions)),
+    ).toEqual(want);
+    encoderRuns.mockRestore();
+    prefillRuns.mockRestore();
   });
 
   it('answers the calls made before release, their frames still decoding', async () => {

@@ -332,19 +332,23 @@ describe('vla-node serve with an autoregressive package', () => {
     server.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(stdout).toMatch(/served \d+ requests \(\d+ chunks, [1-9]\d* errors: invalid [1-9]/);
-    // The report counts the shared decoder calls and the requests that joined a running batch.
+    // The report counts the shared decoder calls, the starts and the requests that joined a running
+    // batch.
     // Whether the late request above found the others still decoding depends on the machine's
     // load, so the count is checked for consistency here; that a request joins, and gets its own
     // chunk, is forced by the scheduler's step counter in test/policy/autoregressive/continuous.test.ts.
     const report =
-      /continuous batching: (\d+) decoder steps for (\d+) requests, (\d+) joined a running batch, ([\d.]+) sequences per step/.exec(
+      /continuous batching: (\d+) decoder steps for (\d+) requests \(admitted in (\d+) starts\), (\d+) joined a running batch, ([\d.]+) sequences per step/.exec(
         stdout,
       );
     expect(report).not.toBeNull();
-    const [, steps, admitted, joined, mean] = (report as RegExpExecArray).map(Number);
+    const [, steps, admitted, starts, joined, mean] = (report as RegExpExecArray).map(Number);
     // Every chunk served went through the active set (the refused requests never reached it).
     expect(admitted).toBe(Number(/\((\d+) chunks/.exec(stdout)?.[1]));
     expect(joined).toBeLessThan(admitted as number);
+    // Requests waiting together share a start; each start admits at least one.
+    expect(starts).toBeGreaterThanOrEqual(1);
+    expect(starts).toBeLessThanOrEqual(admitted as number);
     expect(steps).toBeGreaterThan(0);
     expect(mean).toBeGreaterThanOrEqual(1);
     expect(mean).toBeLessThanOrEqual(4);
