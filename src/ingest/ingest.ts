@@ -6,6 +6,7 @@ import sharp, { type Metadata, type ResizeOptions } from 'sharp';
 import { describe, InputError } from '../errors.js';
 import { kernels, type IngestJob } from '../native/index.js';
 import { isAcceptedFormat, sniffImageFormat } from './format.js';
+import { countJpegScans, MAX_JPEG_SCANS } from './jpeg-scans.js';
 import { defaultIngestLimits, type IngestLimits } from './limits.js';
 import {
   toThreeChannels,
@@ -347,8 +348,9 @@ export class FrameIngest {
   }
 
   /**
-   * Check encoded bytes without decoding pixels: size, signature, then libvips' reading of the
-   * header (format and dimensions), so a forged width never reaches the decoder.
+   * Check encoded bytes without decoding pixels: size, signature, a JPEG's scan count, then
+   * libvips' reading of the header (format and dimensions), so a forged width never reaches the
+   * decoder.
    */
   async #checkEncoded(frame: EncodedFrame): Promise<Uint8Array> {
     const bytes: unknown = frame.data;
@@ -370,6 +372,14 @@ export class FrameIngest {
     if (!isAcceptedFormat(sniffed)) {
       throw new InputError(
         `Expected JPEG or PNG bytes for image.data${label} but received ${sniffed === undefined ? 'bytes with no known image signature' : `${sniffed.toUpperCase()} bytes`}`,
+        { field: 'image.data' },
+      );
+    }
+    // Before libvips reads it: a JPEG's decode cannot be interrupted, and its cost grows with
+    // its scans.
+    if (sniffed === 'jpeg' && countJpegScans(bytes) > MAX_JPEG_SCANS) {
+      throw new InputError(
+        `Expected at most ${MAX_JPEG_SCANS} scans in the JPEG of image.data${label} but received more (libjpeg would decode each over the whole image)`,
         { field: 'image.data' },
       );
     }
