@@ -50,7 +50,7 @@ export interface SchedulerStats {
   readonly steps: number;
   /** Requests admitted (prefilled) into the active set. */
   readonly admitted: number;
-  /** Starts: groups of waiting requests admitted together (at most `admitted`). */
+  /** Starts: groups of waiting requests started together (those that failed included). */
   readonly starts: number;
   /**
    * Requests admitted while other sequences were part-way through their chunks: they joined a
