@@ -154,8 +154,14 @@ class AllowListReload {
   }
 }
 
+/**
+ * Every member of the bridge's view that the encoder + policy pipeline has: the wrapper below must
+ * forward each one (a member left out would silently fall back to the bridge's default).
+ */
+type Forwarded = Required<Pick<BridgePipeline, keyof BridgePipeline & keyof VlaPipeline>>;
+
 /** The pipeline as the bridge sees it, with every request's frame and chunk shown in the live view. */
-function observed(pipeline: VlaPipeline, live: LiveView): BridgePipeline {
+function observed(pipeline: VlaPipeline, live: LiveView): Forwarded {
   return {
     model: pipeline.model,
     get totalTokens() {
