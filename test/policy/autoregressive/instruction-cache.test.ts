@@ -168,6 +168,44 @@ describe('the instruction graph + prefill with past', () => {
     }
   });
 
+  it('feeds a prefill whose batch dimension is fixed to 1 one observation per call, each to what it gives alone', async () => {
+    const x = inputs[1] as PrefillInput;
+    const y: PrefillInput = {
+      ...x,
+      instructionIds: (inputs[0] as PrefillInput).instructionIds,
+      state: x.state.map((v) => -v),
+    };
+    const open = await DecoderGraphs.load(
+      fixture('prefill.onnx'),
+      fixture('decoder.onnx'),
+      THREADS,
+    );
+    const fixed = await DecoderGraphs.load(
+      fixture('prefill-batch1.onnx'),
+      fixture('decoder.onnx'),
+      THREADS,
+    );
+    try {
+      expect([open.prefillBatches, fixed.prefillBatches]).toEqual([true, false]);
+      const alone = [await open.prefill(x, first), await open.prefill(y, first)];
+      const prefills = vi.spyOn(fixed.prefillSession, 'run');
+      // ONNX Runtime refuses a batch of 3 on this graph: these are three calls of one.
+      const many = await fixed.prefillMany([x, y, x], first);
+      expect(prefills).toHaveBeenCalledTimes(3);
+      prefills.mockRestore();
+      many.forEach((m, i) => {
+        const a = alone[i % 2] as StepResult;
+        expect(maxDiff(m.logits, a.logits)).toBeLessThan(1e-5);
+        expect(cacheDiff(a, m)).toBeLessThan(1e-5);
+      });
+      const results = await decodeChunksGreedy(fixed, tokenizer, [x, y, x], 0, first);
+      const solo = await decodeChunk(open, tokenizer, y, { kind: 'greedy' }, 0, first);
+      expect(results.map((r) => r.tokens)).toEqual([expected[1], solo.tokens, expected[1]]);
+    } finally {
+      await Promise.all([open.close(), fixed.close()]);
+    }
+  });
+
   it('is hit by a second frame with the same instruction and missed by a new one', async () => {
     const graphs = await loadCached();
     try {
