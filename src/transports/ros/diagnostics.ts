@@ -88,27 +88,30 @@ export function assess(c: NodeCondition): { level: DiagnosticLevel; text: string
   const s = c.stats;
   // Why no chunk comes, when a camera holds the inferences: the operator sees which one.
   const holding = c.hold === undefined ? '' : `; holding inference: ${c.hold.reason}`;
+  // Before the first chunk nothing is sent to the robot; a missing input is what to fix then,
+  // however many control periods have passed.
+  const waiting = c.started
+    ? []
+    : [
+        ...(c.haveInstruction ? [] : ['an instruction']),
+        ...(c.haveJointStates ? [] : ['joint states']),
+        ...(s.framesReceived === 0 ? ['camera frames'] : []),
+      ];
+  if (waiting.length > 0)
+    return { level: DIAGNOSTIC_LEVEL.warn, text: `waiting for ${waiting.join(', ')}` };
   if (s.consecutiveMisses >= c.errorConsecutiveMisses)
     return {
       level: DIAGNOSTIC_LEVEL.error,
-      text: `safe hold: ${s.consecutiveMisses} consecutive deadline misses (no chunk covers the control steps${holding})`,
+      text: c.started
+        ? `safe hold: ${s.consecutiveMisses} consecutive deadline misses (no chunk covers the control steps${holding})`
+        : `no first chunk: ${s.consecutiveMisses} consecutive deadline misses with every input received (nothing sent to the robot yet${holding})`,
     };
   if (c.lastError !== undefined)
     return { level: DIAGNOSTIC_LEVEL.error, text: `inference failed: ${c.lastError}` };
-  if (!c.started) {
-    const waiting = [
-      ...(c.haveInstruction ? [] : ['an instruction']),
-      ...(c.haveJointStates ? [] : ['joint states']),
-      ...(s.framesReceived === 0 ? ['camera frames'] : []),
-    ];
-    if (waiting.length === 0 && c.hold !== undefined)
-      return { level: DIAGNOSTIC_LEVEL.warn, text: `holding inference: ${c.hold.reason}` };
-    return {
-      level: DIAGNOSTIC_LEVEL.warn,
-      text:
-        waiting.length > 0 ? `waiting for ${waiting.join(', ')}` : 'waiting for the first chunk',
-    };
-  }
+  if (!c.started)
+    return c.hold !== undefined
+      ? { level: DIAGNOSTIC_LEVEL.warn, text: `holding inference: ${c.hold.reason}` }
+      : { level: DIAGNOSTIC_LEVEL.warn, text: 'waiting for the first chunk' };
   if (s.consecutiveMisses > 0)
     return {
       level: DIAGNOSTIC_LEVEL.warn,

@@ -180,13 +180,13 @@ describe('VlaRosNode with a flow package', () => {
     const d = h.diagnostics();
     expect(d.message).toBe('holding inference: camera wrist has sent no frame yet');
     expect(d.values['camera wrist inferences held (no frame)']).toBe('1');
-    // once no chunk has come for error_consecutive_misses periods, the safe-hold ERROR names the camera
+    // once no chunk has come for error_consecutive_misses periods, the ERROR names the camera
     for (let i = 0; i < 3; i++) {
       h.node.deliver('~/in/table', frame(1, 10));
       await h.tick();
     }
     expect(h.diagnostics().message).toMatch(
-      /^safe hold: \d+ consecutive deadline misses \(no chunk covers the control steps; holding inference: camera wrist has sent no frame yet\)$/,
+      /^no first chunk: \d+ consecutive deadline misses with every input received \(nothing sent to the robot yet; holding inference: camera wrist has sent no frame yet\)$/,
     );
     h.node.deliver('~/in/wrist', frame(2, 20));
     h.node.deliver('~/in/table', frame(2, 30));

@@ -228,11 +228,15 @@ describe('VlaRosNode topics', () => {
     await h.vla.whenLoaded();
     h.node.activate();
     h.node.deliver('~/in/image', image(1));
-    await h.tick();
+    // Past ros.diagnostics.error_consecutive_misses (3) control periods: still a WARN naming what
+    // is missing, not a safe-hold ERROR (nothing has been sent to the robot).
+    for (let i = 0; i < 5; i++) await h.tick();
     expect(h.pipeline.observations).toHaveLength(0);
     const status = h.diagnostics().status[0];
     expect(status?.level).toBe(1);
     expect(status?.message).toBe('waiting for an instruction, joint states');
+    expect(status?.values).toContainEqual({ key: 'safe hold', value: 'false' });
+    expect(h.node.publisher('~/out/command').messages).toHaveLength(0);
   });
 });
 
