@@ -87,6 +87,8 @@ export interface RosLifecycleNodeDeclared {
   getLogger(): RosLogger;
   /** The node's name as rcl has it: after a `-r __node:=...` remap (launch's node_name). */
   name(): string;
+  /** The node's namespace as rcl has it: `/` or after a `-r __ns:=...` remap (launch's namespace). */
+  namespace(): string;
   /** The node's ROS time (simulated time from /clock when use_sim_time is true). */
   now(): { readonly nanoseconds: bigint };
   spin(timeout?: number): void;

@@ -43,10 +43,13 @@ export async function runRosNode(o: RunRosNodeOptions): Promise<number> {
     ...(o.observer === undefined ? {} : { observer: o.observer }),
   });
   vla.node.spin();
+  // The node as `ros2 lifecycle` names it, after the launch file's or the user's remaps.
+  const ns = vla.node.namespace();
+  const path = `${ns === '/' ? '' : ns}/${vla.node.name()}`;
   o.log(
     vla.options.autoActivate
       ? 'vla_node: configuring and activating (auto_activate)'
-      : 'vla_node: unconfigured; `ros2 lifecycle set /vla_node configure`, then `activate`',
+      : `vla_node: unconfigured; \`ros2 lifecycle set ${path} configure\`, then \`activate\``,
   );
   if (vla.options.autoActivate) vla.autoActivate();
   const reason = await new Promise<string>((resolve) => {

@@ -350,10 +350,17 @@ export class DoubleLifecycleNode implements RosLifecycleNode {
   readonly #callbacks = new Map<Transition, rcl.lifecycle.TransitionCallback>();
   readonly #onSet: rcl.SetParametersCallback[] = [];
   readonly #overrides: ReadonlyMap<string, rcl.Parameter>;
+  readonly #namespace: string;
 
-  constructor(name: string, overrides: ReadonlyMap<string, rcl.Parameter>, remappedName?: string) {
+  constructor(
+    name: string,
+    overrides: ReadonlyMap<string, rcl.Parameter>,
+    remappedName?: string,
+    remappedNamespace?: string,
+  ) {
     this.requestedName = name;
     this.#remappedName = remappedName;
+    this.#namespace = remappedNamespace ?? '/';
     this.#overrides = overrides;
     // lib/time_source.js: every node declares use_sim_time (a bool; `-p use_sim_time:=true`).
     this.declareParameter(asRcl(new DoubleParameter('use_sim_time', PARAMETER_TYPE.bool, false)));
@@ -362,6 +369,11 @@ export class DoubleLifecycleNode implements RosLifecycleNode {
   /** lib/node.js `name()`: rcl_node_get_name, the name after a `--ros-args -r __node:=...` remap. */
   name(): string {
     return this.#remappedName ?? this.requestedName;
+  }
+
+  /** lib/node.js `namespace()`: rcl_node_get_namespace, `/` unless `-r __ns:=...` remaps it. */
+  namespace(): string {
+    return this.#namespace;
   }
 
   /** The ROS clock follows /clock (use_sim_time is true): timers then run on simulated time. */
@@ -427,7 +439,8 @@ export class DoubleLifecycleNode implements RosLifecycleNode {
     if (overriding !== undefined) {
       const qos = resolveQoS(o.qos);
       o.qos = qos;
-      const resolved = topic.startsWith('~/') ? `/${this.name()}/${topic.slice(2)}` : topic;
+      const ns = this.namespace() === '/' ? '' : this.namespace();
+      const resolved = topic.startsWith('~/') ? `${ns}/${this.name()}/${topic.slice(2)}` : topic;
       for (const kind of overriding.policyKinds as unknown as number[]) {
         const policy = POLICY_NAMES[kind];
         if (policy === undefined) continue;
@@ -702,11 +715,13 @@ export function createRosDouble(
     shut = true;
   };
   signals?.on('SIGINT', shutdownAll);
-  // rcl applies a `-r __node:=name` of the init arguments to every node of the context.
+  // rcl applies a `-r __node:=name` or `-r __ns:=/ns` of the init arguments to every node of the
+  // context.
   let nodeRemap: string | undefined;
+  let namespaceRemap: string | undefined;
   class BoundNode extends DoubleLifecycleNode {
     constructor(nodeName: string) {
-      super(nodeName, parameterOverrides, nodeRemap);
+      super(nodeName, parameterOverrides, nodeRemap, namespaceRemap);
       nodes.push(this);
     }
   }
@@ -714,8 +729,10 @@ export function createRosDouble(
     init: (_context?: unknown, argv?: string[]) => {
       const args = argv ?? [];
       for (let i = args.indexOf('--ros-args') + 1; i > 0 && i < args.length - 1; i++) {
-        const m = /^__node:=(.+)$/.exec(args[i + 1] ?? '');
-        if ((args[i] === '-r' || args[i] === '--remap') && m !== null) nodeRemap = m[1];
+        const remap = args[i] === '-r' || args[i] === '--remap';
+        const m = /^__(node|ns):=(.+)$/.exec(args[i + 1] ?? '');
+        if (remap && m?.[1] === 'node') nodeRemap = m[2];
+        if (remap && m?.[1] === 'ns') namespaceRemap = m[2];
       }
       return Promise.resolve();
     },

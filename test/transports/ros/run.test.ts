@@ -6,7 +6,10 @@ import { createRosDouble } from './double.js';
 import { FakePipeline } from './support.js';
 
 /** runRosNode on the double, with signals from an emitter instead of the process. */
-async function start(overrides: Record<string, string> = {}): Promise<{
+async function start(
+  overrides: Record<string, string> = {},
+  argv: string[] = [],
+): Promise<{
   readonly exit: Promise<number>;
   readonly signals: EventEmitter;
   readonly pipeline: FakePipeline;
@@ -19,6 +22,7 @@ async function start(overrides: Record<string, string> = {}): Promise<{
   const lines: string[] = [];
   const exit = runRosNode({
     ros: double.api,
+    argv,
     config: await loadConfig({}),
     createPipeline: () => Promise.resolve(pipeline),
     log: (line) => lines.push(line),
@@ -47,6 +51,21 @@ describe('runRosNode shutdown', () => {
       expect(s.signals.listenerCount('SIGINT') + s.signals.listenerCount('SIGTERM')).toBe(0);
     },
   );
+
+  it('names the node as ros2 lifecycle does, after the namespace and name remaps', async () => {
+    const plain = await start();
+    expect(plain.lines[0]).toBe(
+      'vla_node: unconfigured; `ros2 lifecycle set /vla_node configure`, then `activate`',
+    );
+    plain.signals.emit('SIGINT');
+    expect(await plain.exit).toBe(0);
+    const remapped = await start({}, ['--ros-args', '-r', '__ns:=/robot', '-r', '__node:=arm']);
+    expect(remapped.lines[0]).toBe(
+      'vla_node: unconfigured; `ros2 lifecycle set /robot/arm configure`, then `activate`',
+    );
+    remapped.signals.emit('SIGINT');
+    expect(await remapped.exit).toBe(0);
+  });
 
   it('a lifecycle shutdown from unconfigured ends the process with 0', async () => {
     const s = await start();
