@@ -228,16 +228,8 @@ export const rosCommand: CommandSpec = {
     const config = await rosConfig(values, false);
     const remaps = cameraTopicRemaps(values['camera-topics'], config.ros.image_transport);
     await refuseLiveView(config);
-    let ros: RosApi;
-    try {
-      ros = await loadRos();
-    } catch (error) {
-      if (error instanceof RosUnavailableError) {
-        io.progress(`vla-node ros: ${error.message}`);
-        return 1;
-      }
-      throw error;
-    }
+    // Without ROS 2 (or rclnodejs): the typed RosUnavailableError, printed as every command's.
+    const ros = await loadRos();
     return runNode(ros, config, io, [...positionals, ...remaps]);
   },
 };

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CommandIo } from '../../../src/cli/command.js';
 import { rosCommand, startCommand } from '../../../src/cli/start.js';
+import { RosUnavailableError } from '../../../src/transports/ros/load.js';
 
 function io(): CommandIo & { lines: string[]; results: object[] } {
   const lines: string[] = [];
@@ -25,13 +26,19 @@ describe('ros and start commands without ROS 2', () => {
     if (saved.AMENT !== undefined) process.env.AMENT_PREFIX_PATH = saved.AMENT;
   });
 
-  it('vla-node ros fails with one clear message', async () => {
+  it('vla-node ros fails with the typed error every command prints', async () => {
     const out = io();
-    await expect(rosCommand.run({}, out, [])).resolves.toBe(1);
-    expect(out.lines).toHaveLength(1);
-    expect(out.lines[0]).toMatch(/^vla-node ros: The ROS 2 node needs rclnodejs/);
-    expect(out.lines[0]).toContain('`source /opt/ros/<distro>/setup.bash`');
-    expect(out.lines[0]).toContain('npx node-gyp rebuild');
+    const error: unknown = await rosCommand.run({}, out, []).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(RosUnavailableError);
+    expect(error).toMatchObject({ code: 'ROS_UNAVAILABLE', field: 'rclnodejs' });
+    const message = (error as Error).message;
+    expect(message).toMatch(/^The ROS 2 node needs rclnodejs/);
+    expect(message).toContain('`source /opt/ros/<distro>/setup.bash`');
+    expect(message).toContain('npx node-gyp rebuild');
+    expect(out.lines).toEqual([]);
   });
 
   it('vla-node ros rejects an unknown image transport', async () => {

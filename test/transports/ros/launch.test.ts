@@ -194,7 +194,9 @@ print(json.dumps([m.command_line(value), m.command_line(every)]))`;
         expect(argv.slice(0, 3)).toEqual(['node', `${root}bin/vla-node.js`, 'ros']);
         const run = spawnSync(process.execPath, argv.slice(1), { env: unsourced(), cwd: root });
         // 1 with the ROS 2 message, not 2 for an option `vla-node ros` does not know
-        expect(run.stderr.toString()).toContain('ROS 2 is not sourced');
+        expect(run.stderr.toString()).toMatch(
+          /^vla-node ros: RosUnavailableError \[ROS_UNAVAILABLE\]: .*ROS 2 is not sourced/m,
+        );
         expect(run.status).toBe(1);
       }
       expect(every).toContain('--auto-activate');
