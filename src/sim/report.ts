@@ -137,7 +137,9 @@ function timingTotals(
 export function formatReport(r: SimReport): string {
   const lines = [
     `${r.agent} on ${r.model}: ${r.successes}/${r.episodes} episodes succeeded (${(100 * r.success_rate).toFixed(1)}%), seed ${r.seed}`,
+    // Tasks no episode drew (a short run) say nothing: left out.
     `  by task: ${Object.entries(r.by_task)
+      .filter(([, v]) => v.episodes > 0)
       .map(([k, v]) => `${k} ${(100 * v.success_rate).toFixed(1)}% of ${v.episodes}`)
       .join(', ')}`,
   ];

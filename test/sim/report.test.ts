@@ -4,7 +4,7 @@ import { simulateAr } from '../../src/cli/sim-ar.js';
 import { simulateFlow } from '../../src/cli/sim-flow.js';
 import { loadConfig } from '../../src/config/index.js';
 import { simulate } from '../../src/sim/experiment.js';
-import { simReport } from '../../src/sim/report.js';
+import { formatReport, simReport } from '../../src/sim/report.js';
 import type { SimReport } from '../../src/sim/report.js';
 import { TINY_VLA } from '../helpers.js';
 
@@ -23,6 +23,21 @@ async function reports(agent: 'expert' | 'model'): Promise<Record<string, SimRep
 }
 
 describe('the sim report', () => {
+  it('summarises by task only the tasks the episodes drew', async () => {
+    const config = await loadConfig({
+      overrides: { 'model.path': TINY_VLA, 'sim.episodes': 1, 'sim.seed': 7 },
+    });
+    const r = await simulate(config, 'expert', () => undefined);
+    const drawn = Object.entries(r.by_task).filter(([, v]) => v.episodes > 0);
+    expect(drawn).toHaveLength(1);
+    expect(Object.keys(r.by_task).length).toBeGreaterThan(1);
+    const line = formatReport(r)
+      .split('\n')
+      .find((l) => l.startsWith('  by task: '));
+    const [task, summary] = drawn[0] as [string, { success_rate: number }];
+    expect(line).toBe(`  by task: ${task} ${(100 * summary.success_rate).toFixed(1)}% of 1`);
+  });
+
   it.each(['expert', 'model'] as const)(
     'of every family starts with the common fields in the same order, then the family’s own (%s agent)',
     async (agent) => {
