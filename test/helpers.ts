@@ -2,6 +2,8 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
+import { InputError } from '../src/errors.js';
 import type { PipelineOptions } from '../src/pipeline/pipeline.js';
 
 /** The repository root. */
@@ -43,4 +45,14 @@ export async function torchMissing(): Promise<string | undefined> {
   } catch {
     return `PyTorch is not installed for ${PYTHON}`;
   }
+}
+
+/** The InputError `promise` rejects with; the test fails when it resolves or rejects otherwise. */
+export async function inputRefusal(promise: Promise<unknown>): Promise<InputError> {
+  const error: unknown = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(InputError);
+  return error as InputError;
 }

@@ -8,9 +8,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { InputError } from '../../src/errors.js';
 import { FrameIngest } from '../../src/ingest/index.js';
 import { countJpegScans, MAX_JPEG_SCANS } from '../../src/ingest/jpeg-scans.js';
+import { inputRefusal } from '../helpers.js';
 
 const FIXTURES = new URL('../../../shared/fixtures/real-images/', import.meta.url);
 const haveFixtures = existsSync(FIXTURES);
@@ -88,15 +88,6 @@ function withRepeatedScans(progressive: Buffer, extra: number): Buffer {
   ]);
 }
 
-async function refusal(promise: Promise<unknown>): Promise<InputError> {
-  const error: unknown = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(InputError);
-  return error as InputError;
-}
-
 describe('countJpegScans', () => {
   it('counts the scans after the header, not the FF DA bytes inside its segments', () => {
     // SOI, an APP1 whose payload holds two FF DA pairs (as an EXIF thumbnail does), a restart
@@ -143,7 +134,7 @@ describe.skipIf(!haveFixtures)('the JPEG scan limit on a real photograph', () =>
     // The repeated scans are valid: the same picture.
     expect(await ingest.toRgb({ kind: 'encoded', data: atLimit })).toEqual(reference);
     const bomb = withRepeatedScans(progressive, 200);
-    const error = await refusal(ingest.toRgb({ kind: 'encoded', data: bomb, format: 'jpeg' }));
+    const error = await inputRefusal(ingest.toRgb({ kind: 'encoded', data: bomb, format: 'jpeg' }));
     expect(error.field).toBe('image.data');
     expect(error.message).toMatch(/^Expected at most 100 scans in the JPEG of image\.data/);
     // Served on.

@@ -5,7 +5,6 @@ import { crc32 } from 'node:zlib';
 import sharp, { type Sharp } from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import { InputError } from '../../src/errors.js';
 import {
   defaultIngestLimits,
   FrameIngest,
@@ -18,7 +17,7 @@ import { pipelineOptions } from '../../src/cli/setup.js';
 import { loadModelPackage } from '../../src/model/manifest.js';
 import { VlaPipeline } from '../../src/pipeline/pipeline.js';
 import { BagWriter, DEFAULT_TOPICS, replay } from '../../src/transports/mcap/index.js';
-import { testPipelineOptions, TINY_VLA } from '../helpers.js';
+import { inputRefusal, testPipelineOptions, TINY_VLA } from '../helpers.js';
 
 const SPEC = { width: 8, height: 8, resize: 'stretch', mean: [0, 0, 0], std: [1, 1, 1] } as const;
 const ingest = new FrameIngest(SPEC);
@@ -31,15 +30,6 @@ beforeAll(async () => {
   png = await img.clone().png().toBuffer();
   jpeg = await img.clone().jpeg().toBuffer();
 });
-
-async function refusal(promise: Promise<unknown>): Promise<InputError> {
-  const error: unknown = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(InputError);
-  return error as InputError;
-}
 
 /** A PNG whose IHDR says width x height (CRC fixed, so only the size is a lie). */
 function forgedPng(source: Buffer, width: number, height: number): Buffer {
@@ -77,7 +67,7 @@ describe('ingest limits', () => {
     const bomb = forgedPng(png, 16000, 16000);
     expect(bomb.length).toBeLessThan(2000);
     const before = process.memoryUsage().rss;
-    const error = await refusal(ingest.toRgb({ kind: 'encoded', format: 'png', data: bomb }));
+    const error = await inputRefusal(ingest.toRgb({ kind: 'encoded', format: 'png', data: bomb }));
     expect(error.field).toBe('image.data');
     expect(error.message).toContain('ingest.max_pixels');
     expect(error.message).toContain('16000x16000');
@@ -85,7 +75,7 @@ describe('ingest limits', () => {
   });
 
   it('refuses a JPEG whose SOF says 60000 x 60000', async () => {
-    const error = await refusal(
+    const error = await inputRefusal(
       ingest.toRgb({ kind: 'encoded', data: forgedJpeg(jpeg, 60000, 60000) }),
     );
     expect(error.message).toContain('60000x60000');
@@ -100,7 +90,7 @@ describe('ingest limits', () => {
       .png()
       .toBuffer();
     expect(tall.length).toBeLessThan(10_000);
-    const error = await refusal(ingest.toRgb({ kind: 'encoded', data: tall }));
+    const error = await inputRefusal(ingest.toRgb({ kind: 'encoded', data: tall }));
     expect(error.field).toBe('image.data');
     expect(error.message).toContain('65535 pixels a side');
     expect(error.message).toContain('1x70000');
@@ -109,11 +99,11 @@ describe('ingest limits', () => {
   it('applies the pixel limit to raw frames before their RGB copy exists', async () => {
     const small = new FrameIngest(SPEC, { ...defaultIngestLimits(), maxPixels: 100 });
     const raw = { kind: 'raw', encoding: 'mono8', width: 20, height: 20 } as const;
-    const error = await refusal(small.toRgb({ ...raw, data: new Uint8Array(400) }));
+    const error = await inputRefusal(small.toRgb({ ...raw, data: new Uint8Array(400) }));
     expect(error.field).toBe('image');
     expect(error.message).toContain('20x20 = 400');
     // Encoded frames of the same size fail the same limit, libvips' limitInputPixels included.
-    const error2 = await refusal(small.toRgb({ kind: 'encoded', data: png }));
+    const error2 = await inputRefusal(small.toRgb({ kind: 'encoded', data: png }));
     expect(error2.message).toContain('ingest.max_pixels');
     await expect(
       small.toRgb({ ...raw, width: 10, height: 10, data: new Uint8Array(100) }),
@@ -122,7 +112,9 @@ describe('ingest limits', () => {
 
   it('applies the byte limit to encoded frames', async () => {
     const tight: IngestLimits = { ...defaultIngestLimits(), maxEncodedBytes: png.length - 1 };
-    const error = await refusal(new FrameIngest(SPEC, tight).toRgb({ kind: 'encoded', data: png }));
+    const error = await inputRefusal(
+      new FrameIngest(SPEC, tight).toRgb({ kind: 'encoded', data: png }),
+    );
     expect(error.message).toContain('ingest.max_encoded_bytes');
   });
 
@@ -156,7 +148,7 @@ describe('formats other than JPEG and PNG', () => {
     expect(sniffImageFormat(data)).toBe(name);
     for (const format of ['jpeg', 'png']) {
       const frame: EncodedFrame = { kind: 'encoded', format, data };
-      const error = await refusal(ingest.toRgb(frame));
+      const error = await inputRefusal(ingest.toRgb(frame));
       expect(error.field).toBe('image.data');
       expect(error.message).toContain(`labelled "${format}"`);
       expect(error.message).toContain(`${name.toUpperCase()} bytes`);
