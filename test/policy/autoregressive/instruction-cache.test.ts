@@ -90,6 +90,19 @@ function cacheDiff(a: StepResult, b: StepResult): number {
   return worst;
 }
 
+/** Two observations keeping as many visual tokens, with other instructions and states. */
+function twoOfAKind(): [PrefillInput, PrefillInput] {
+  const x = inputs[1] as PrefillInput;
+  return [
+    x,
+    {
+      ...x,
+      instructionIds: (inputs[0] as PrefillInput).instructionIds,
+      state: x.state.map((v) => -v),
+    },
+  ];
+}
+
 describe('the instruction graph + prefill with past', () => {
   it("gives the full prefill's logits and cache, and PyTorch's greedy tokens", async () => {
     for (const [i, input] of inputs.entries()) {
@@ -126,13 +139,7 @@ describe('the instruction graph + prefill with past', () => {
   });
 
   it('prefills observations that keep as many tokens in one call, each to its own logits, cache and tokens', async () => {
-    const x = inputs[1] as PrefillInput;
-    // As many visual tokens as x, another instruction and state: another sequence.
-    const y: PrefillInput = {
-      ...x,
-      instructionIds: (inputs[0] as PrefillInput).instructionIds,
-      state: x.state.map((v) => -v),
-    };
+    const [x, y] = twoOfAKind();
     for (const layout of ['full prefill', 'instruction graph + prefill with past']) {
       const graphs =
         layout === 'full prefill'
@@ -169,12 +176,7 @@ describe('the instruction graph + prefill with past', () => {
   });
 
   it('feeds a prefill whose batch dimension is fixed to 1 one observation per call, each to what it gives alone', async () => {
-    const x = inputs[1] as PrefillInput;
-    const y: PrefillInput = {
-      ...x,
-      instructionIds: (inputs[0] as PrefillInput).instructionIds,
-      state: x.state.map((v) => -v),
-    };
+    const [x, y] = twoOfAKind();
     const open = await DecoderGraphs.load(
       fixture('prefill.onnx'),
       fixture('decoder.onnx'),
