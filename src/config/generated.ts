@@ -295,7 +295,7 @@ export interface RosParameters {
      */
     processing_time_warn_ms: number;
     /**
-     * ERROR after this many consecutive deadline misses (control steps without a plan: safe hold).
+     * ERROR after this many consecutive deadline misses (control steps without a plan): safe hold once chunks have come, no first chunk when every input has arrived but none has yet.
      */
     error_consecutive_misses: number;
     /**
