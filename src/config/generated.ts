@@ -262,6 +262,10 @@ export interface RosParameters {
    */
   joint_names: string[];
   /**
+   * Joint names in ~/in/joint_states to read the model's state from, one per state dimension in the manifest's order; empty = the manifest's state names.
+   */
+  state_joint_names: string[];
+  /**
    * Configure and activate at start, for systems without a lifecycle manager (read-only: fixed when the node starts).
    */
   auto_activate: boolean;

@@ -92,7 +92,10 @@ export function compressedProblem(m: RosCompressedImage): InputProblem | undefin
   return { kind: 'compressed image', detail: `format "${m.format}" is neither jpeg nor png` };
 }
 
-/** Why a sensor_msgs/JointState gives none of the model's state joints, or undefined. */
+/**
+ * Why a sensor_msgs/JointState gives none of the model's state joints (`stateNames`: the names in
+ * the message of its state dimensions), or undefined.
+ */
 export function jointStateProblem(
   m: RosJointState,
   stateNames: readonly string[],
@@ -107,7 +110,7 @@ export function jointStateProblem(
   if (stateNames.length > 0 && !m.name.some((n) => known.has(n))) {
     return {
       kind: 'joint names',
-      detail: `joint names [${m.name.join(', ')}] do not match the model's state names [${stateNames.join(', ')}]`,
+      detail: `joint names [${m.name.join(', ')}] include none of the state joints [${stateNames.join(', ')}] (ros.state_joint_names, else the manifest's state names)`,
     };
   }
   return undefined;

@@ -454,7 +454,13 @@ export class VlaRosNode {
         `Expected the model's cameras to be the ones subscribed at configure (${inputs.join(', ')}) but received ${seen.join(', ')}; configure again`,
       );
     }
-    const names = pipeline.model.manifest.state.names;
+    const names = this.#stateJointNames(pipeline);
+    const dims = pipeline.model.manifest.state.names.length;
+    if (names.length !== dims) {
+      throw new Error(
+        `Expected ${dims} state joint names (ros.state_joint_names, one per state dimension of the manifest) but received ${names.length}`,
+      );
+    }
     this.#jointIndex = new Map(names.map((name, i) => [name, i]));
     this.#state = new Float64Array(names.length);
     this.#stateSeen = new Uint8Array(names.length);
@@ -465,6 +471,12 @@ export class VlaRosNode {
         `Expected ${pipeline.model.manifest.chunk.action_dim} joint names (one per action dimension) but received ${joints.length}`,
       );
     }
+  }
+
+  /** The names in `~/in/joint_states` of the model's state dimensions, in the manifest's order. */
+  #stateJointNames(pipeline: NodePipeline): readonly string[] {
+    const o = this.#entityOptions ?? this.options;
+    return o.stateJointNames.length > 0 ? o.stateJointNames : pipeline.model.manifest.state.names;
   }
 
   #jointNames(pipeline: NodePipeline): readonly string[] {
@@ -514,7 +526,11 @@ export class VlaRosNode {
   }
 
   #onJointState(m: RosJointState): void {
-    const problem = jointStateProblem(m, this.#pipeline?.model.manifest.state.names ?? []);
+    const pipeline = this.#pipeline;
+    const problem = jointStateProblem(
+      m,
+      pipeline === undefined ? [] : this.#stateJointNames(pipeline),
+    );
     if (problem !== undefined) {
       this.#inputProblems.drop(problem, 'message on ~/in/joint_states');
       return;

@@ -22,6 +22,11 @@ export interface RosNodeOptions {
   readonly imageTransport: ImageTransport;
   /** Joint names of the published trajectory, one per action dimension; empty = the manifest's action names. */
   readonly jointNames: readonly string[];
+  /**
+   * Joint names in `~/in/joint_states` the model's state is read from, one per state dimension in
+   * the manifest's order; empty = the manifest's state names.
+   */
+  readonly stateJointNames: readonly string[];
   /** Configure and activate on start, for systems without a lifecycle manager. */
   readonly autoActivate: boolean;
   /** Publish `~/debug/pruned_image` (the kept-token overlay) after each inference. */
@@ -48,6 +53,7 @@ export interface RosNodeOptionsInput {
   readonly modelCamera?: string;
   readonly imageTransport?: ImageTransport;
   readonly jointNames?: readonly string[];
+  readonly stateJointNames?: readonly string[];
   readonly autoActivate?: boolean;
   readonly publishPrunedImage?: boolean;
   readonly qos?: Partial<RosNodeOptions['qos']>;
@@ -68,6 +74,7 @@ export function rosNodeOptions(
     modelCamera: input.modelCamera ?? d.modelCamera,
     imageTransport: input.imageTransport ?? d.imageTransport,
     jointNames: input.jointNames ?? d.jointNames,
+    stateJointNames: input.stateJointNames ?? d.stateJointNames,
     autoActivate: input.autoActivate ?? d.autoActivate,
     publishPrunedImage: input.publishPrunedImage ?? d.publishPrunedImage,
     qos: { ...d.qos, ...input.qos },
@@ -82,6 +89,7 @@ export function rosNodeOptionsFromConfig(r: RosConfig): RosNodeOptions {
     modelCamera: r.model_camera,
     imageTransport: r.image_transport,
     jointNames: r.joint_names,
+    stateJointNames: r.state_joint_names,
     autoActivate: r.auto_activate,
     publishPrunedImage: r.publish_pruned_image,
     qos: { image: r.qos.image, actionDepth: r.qos.action_depth },

@@ -240,6 +240,50 @@ describe('VlaRosNode topics', () => {
   });
 });
 
+describe('VlaRosNode joint states', () => {
+  it("reads the state from the robot's joint names that ros.state_joint_names gives", async () => {
+    const h = await harness({
+      'runtime.merge_mode': 'replace',
+      // The manifest's state is [elbow, shoulder]; the robot calls them otherwise.
+      'ros.state_joint_names': ['arm_elbow_joint', 'arm_shoulder_joint'],
+    });
+    h.node.configure();
+    await h.vla.whenLoaded();
+    h.node.activate();
+    h.node.deliver('~/in/instruction', { data: 'pick up the red block' });
+    h.node.deliver(
+      '~/in/joint_states',
+      jointState(['arm_shoulder_joint', 'arm_elbow_joint', 'gripper'], [0.1, 0.2, 0.3]),
+    );
+    h.node.deliver('~/in/image', image(1));
+    await h.tick();
+    expect(h.pipeline.observations).toHaveLength(1);
+    expect(Array.from(h.pipeline.observations[0]?.state ?? [])).toEqual([0.2, 0.1]);
+    // The manifest's own names are not read any more.
+    h.node.deliver('~/in/joint_states', jointState(['elbow', 'shoulder'], [0.5, 0.5]));
+    expect(h.diagnostics().status[0]?.values).toContainEqual({
+      key: 'dropped joint names',
+      value: '1',
+    });
+  });
+
+  it('refuses to configure with a state joint name count that is not the manifest state size', async () => {
+    const h = await harness({ 'ros.state_joint_names': ['only_one'] });
+    h.node.configure();
+    await h.vla.whenLoaded();
+    expect(h.vla.state).toBe('unconfigured');
+    expect(
+      h.node.logs.some(
+        (l) =>
+          l.level === 'error' &&
+          l.text.includes(
+            'Expected 2 state joint names (ros.state_joint_names, one per state dimension of the manifest) but received 1',
+          ),
+      ),
+    ).toBe(true);
+  });
+});
+
 describe('VlaRosNode safety', () => {
   it.each(['nan', 'out-of-limits'] as const)('never publishes a %s chunk', async (mode) => {
     const h = await running();
@@ -573,7 +617,7 @@ describe('VlaRosNode bad input', () => {
         ['~/in/image', image(2)],
       ],
       warning:
-        "joint names: joint names [left, right] do not match the model's state names [elbow, shoulder]",
+        "joint names: joint names [left, right] include none of the state joints [elbow, shoulder] (ros.state_joint_names, else the manifest's state names)",
       counter: 'dropped joint names',
     },
     {
