@@ -34,21 +34,23 @@ export async function stepSequences(
   return active.length;
 }
 
-/** Chunks of `inputs`, each by its own strategy, decoded in shared decoder calls; in order. */
-export async function decodeChunks(
+/**
+ * The sequences of `inputs`, each by its own strategy, ready for their first decoder call: one
+ * prefill call for all of them where their shapes agree (the first decoder call then takes its
+ * cache tensors as they are), else one each.
+ */
+export async function startSequences(
   graphs: DecoderGraphs,
   tokenizer: ActionTokenizer,
   inputs: readonly { readonly input: PrefillInput; readonly strategy: DecodeStrategy }[],
   tokenOffset = 0,
   firstActionPosition?: number,
-): Promise<DecodeResult[]> {
-  // One prefill call for all (when their shapes agree): the first decoder call then takes its
-  // cache tensors as they are.
+): Promise<DecodeSequence[]> {
   const firsts = await graphs.prefillMany(
     inputs.map((x) => x.input),
     firstActionPosition,
   );
-  const sequences = firsts.map(
+  return firsts.map(
     (first, i) =>
       new DecodeSequence(
         graphs,
@@ -57,6 +59,23 @@ export async function decodeChunks(
         first,
         tokenOffset,
       ),
+  );
+}
+
+/** Chunks of `inputs`, each by its own strategy, decoded in shared decoder calls; in order. */
+export async function decodeChunks(
+  graphs: DecoderGraphs,
+  tokenizer: ActionTokenizer,
+  inputs: readonly { readonly input: PrefillInput; readonly strategy: DecodeStrategy }[],
+  tokenOffset = 0,
+  firstActionPosition?: number,
+): Promise<DecodeResult[]> {
+  const sequences = await startSequences(
+    graphs,
+    tokenizer,
+    inputs,
+    tokenOffset,
+    firstActionPosition,
   );
   while ((await stepSequences(graphs, sequences)) > 0);
   return sequences.map((s) => s.result());

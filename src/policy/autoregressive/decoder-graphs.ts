@@ -230,10 +230,10 @@ export class DecoderGraphs {
 
   /**
    * {@link prefill} for several observations: one call when they keep as many visual tokens (the
-   * graph's shapes) and the graph takes a batch ({@link prefillBatches}), else one call each. Each result is what {@link prefill} gives for that
-   * observation alone; after a shared call its cache is a row of the call's tensors (a
-   * {@link CacheRow}), which a {@link stepMany} of the same sequences in the same order takes as
-   * it is.
+   * graph's shapes) and the graph takes a batch ({@link prefillBatches}), else one call each.
+   * Each result is what {@link prefill} gives for that observation alone; after a shared call its
+   * cache is a row of the call's tensors (a {@link CacheRow}), which a {@link stepMany} of the same
+   * sequences in the same order takes as it is.
    */
   async prefillMany(
     inputs: readonly PrefillInput[],

@@ -11,12 +11,12 @@ import type { ArRole } from '../../model/ar-manifest.js';
 import type { WordTokenizer } from '../../model/tokenizer.js';
 import type { Pruner } from '../../pruning/pruner.js';
 import {
-  DecodeSequence,
   finishSequence,
   type DecodeResult,
+  type DecodeSequence,
   type DecodeStrategy,
 } from './decode.js';
-import { decodeChunksGreedy } from './batch-decode.js';
+import { decodeChunksGreedy, startSequences } from './batch-decode.js';
 import { DecoderGraphs, type PrefillInput } from './decoder-graphs.js';
 import { readArPackage, type ArPackage, type ArPackageOptions } from './package.js';
 import { joined } from '../../util/typed-arrays.js';
@@ -139,23 +139,20 @@ export class ArPolicy {
   ): Promise<{ readonly sequence: DecodeSequence; readonly kept: number }[]> {
     const { pkg } = this;
     const prepared = await this.prefillInputs(batch);
-    const firsts = await this.graphs.prefillMany(
-      prepared.map((p) => p.input),
+    const sequences = await startSequences(
+      this.graphs,
+      pkg.tokenizer,
+      batch.map((b, i) => ({
+        input: (prepared[i] as { input: PrefillInput }).input,
+        strategy: this.strategy(b.obs, b),
+      })),
+      pkg.tokenOffset,
       pkg.firstActionPosition,
     );
-    return firsts.map((first, i) => {
-      const b = batch[i] as (typeof batch)[number];
-      return {
-        sequence: new DecodeSequence(
-          this.graphs,
-          pkg.tokenizer,
-          this.strategy(b.obs, b),
-          first,
-          pkg.tokenOffset,
-        ),
-        kept: (prepared[i] as { kept: number }).kept,
-      };
-    });
+    return sequences.map((sequence, i) => ({
+      sequence,
+      kept: (prepared[i] as { kept: number }).kept,
+    }));
   }
 
   /** The decode strategy of `options` for `obs` (speculative: its draft from the previous chunk). */

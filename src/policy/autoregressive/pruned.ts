@@ -106,10 +106,7 @@ export class PrunedArPolicy {
     const { budget: own, ...rest } = options;
     const budget = own ?? this.tokenBudget;
     const start = performance.now();
-    const action = await this.#policy.act(obs, {
-      ...rest,
-      ...(this.#pruner === undefined ? {} : { pruner: this.#pruner, budget }),
-    });
+    const action = await this.#policy.act(obs, { ...rest, ...this.#pruning(budget) });
     const latencyMs = performance.now() - start;
     if (this.#controller !== undefined && own === undefined)
       this.#budget = tokenBudget(this.#total, this.#controller.observe(latencyMs), 0);
@@ -137,14 +134,15 @@ export class PrunedArPolicy {
     const begun = await this.#policy.beginMany(
       batch.map(({ obs, options }, i) => {
         const { budget: _own, ...rest } = options;
-        return {
-          obs,
-          ...rest,
-          ...(this.#pruner === undefined ? {} : { pruner: this.#pruner, budget: budgets[i] }),
-        };
+        return { obs, ...rest, ...this.#pruning(budgets[i] as number) };
       }),
     );
     return begun.map((b, i) => ({ ...b, tokenBudget: budgets[i] as number }));
+  }
+
+  /** The policy's pruning options at `budget` tokens (none without a pruner). */
+  #pruning(budget: number): Pick<ArActOptions, 'pruner' | 'budget'> {
+    return this.#pruner === undefined ? {} : { pruner: this.#pruner, budget };
   }
 
   /**
@@ -166,12 +164,7 @@ export class PrunedArPolicy {
     const current = this.tokenBudget;
     const start = performance.now();
     const actions = await this.#policy.actGreedyMany(
-      batch.map((b) => ({
-        obs: b.obs,
-        ...(this.#pruner === undefined
-          ? {}
-          : { pruner: this.#pruner, budget: b.budget ?? current }),
-      })),
+      batch.map((b) => ({ obs: b.obs, ...this.#pruning(b.budget ?? current) })),
     );
     const latencyMs = performance.now() - start;
     if (this.#controller !== undefined && batch.some((b) => b.budget === undefined))
