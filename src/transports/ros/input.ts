@@ -93,12 +93,12 @@ export function compressedProblem(m: RosCompressedImage): InputProblem | undefin
 }
 
 /**
- * Why a sensor_msgs/JointState gives none of the model's state joints (`stateNames`: the names in
- * the message of its state dimensions), or undefined.
+ * Why a sensor_msgs/JointState gives none of the model's state joints (`stateJoints`: the names in
+ * the message of its state dimensions, each to its dimension), or undefined.
  */
 export function jointStateProblem(
   m: RosJointState,
-  stateNames: readonly string[],
+  stateJoints: ReadonlyMap<string, number>,
 ): InputProblem | undefined {
   if (m.name.length !== m.position.length) {
     return {
@@ -106,11 +106,10 @@ export function jointStateProblem(
       detail: `${m.name.length} joint names but ${m.position.length} positions`,
     };
   }
-  const known = new Set(stateNames);
-  if (stateNames.length > 0 && !m.name.some((n) => known.has(n))) {
+  if (stateJoints.size > 0 && !m.name.some((n) => stateJoints.has(n))) {
     return {
       kind: 'joint names',
-      detail: `joint names [${m.name.join(', ')}] include none of the state joints [${stateNames.join(', ')}] (ros.state_joint_names, else the manifest's state names)`,
+      detail: `joint names [${m.name.join(', ')}] include none of the state joints [${[...stateJoints.keys()].join(', ')}] (ros.state_joint_names, else the manifest's state names)`,
     };
   }
   return undefined;

@@ -116,6 +116,9 @@ export interface VlaRosNodeOptions {
   readonly packageCameras?: (config: Readonly<VlaConfig>) => readonly string[] | undefined;
 }
 
+/** Before a model is loaded there are no state joints to match. */
+const NO_JOINTS: ReadonlyMap<string, number> = new Map();
+
 /** The managed vla-node ROS 2 node. */
 export class VlaRosNode {
   readonly node: RosLifecycleNode;
@@ -526,10 +529,10 @@ export class VlaRosNode {
   }
 
   #onJointState(m: RosJointState): void {
-    const pipeline = this.#pipeline;
+    // The state joints' index, made at configure: no per-message lookup table.
     const problem = jointStateProblem(
       m,
-      pipeline === undefined ? [] : this.#stateJointNames(pipeline),
+      this.#pipeline === undefined ? NO_JOINTS : this.#jointIndex,
     );
     if (problem !== undefined) {
       this.#inputProblems.drop(problem, 'message on ~/in/joint_states');
