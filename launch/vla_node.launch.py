@@ -39,6 +39,12 @@ ARGUMENTS = [
     ('command_topic', '/vla/command', 'std_msgs/Float64MultiArray: the command of each period'),
     ('action_raw_topic', '/vla/action_chunk_raw', 'std_msgs/Float32MultiArray: the raw chunk'),
     ('joint_names', '', 'Comma-separated joint names of the trajectory (default: the manifest)'),
+    (
+        'state_joint_names',
+        '',
+        'Comma-separated joints of joint_states_topic to read the state from, one per state'
+        ' dimension (default: the manifest)',
+    ),
     ('auto_activate', 'false', 'Configure and activate at start (no lifecycle manager)'),
     ('model', '', 'Model package folder (default: model.path of the parameter file)'),
     ('precision', '', 'fp32, fp16, int8 or auto (default: model.precision of the parameter file)'),
@@ -66,13 +72,15 @@ def command_line(value):
         value['image_transport'],
     ]
     # Empty means: the parameter file's value stands.
-    for flag, name in (('--model', 'model'), ('--precision', 'precision')):
+    for flag, name in (
+        ('--model', 'model'),
+        ('--precision', 'precision'),
+        ('--joint-names', 'joint_names'),
+        ('--state-joint-names', 'state_joint_names'),
+        ('--camera-topics', 'camera_topics'),
+    ):
         if value[name]:
             cmd += [flag, value[name]]
-    if value['joint_names']:
-        cmd += ['--joint-names', value['joint_names']]
-    if value['camera_topics']:
-        cmd += ['--camera-topics', value['camera_topics']]
     if value['auto_activate'].lower() in ('true', '1', 'yes'):
         cmd.append('--auto-activate')
     return cmd + [

@@ -86,11 +86,16 @@ const ROS_OPTIONS = {
     type: 'string',
     help: 'comma-separated joint names of ~/out/action_chunk (ros.joint_names)',
   },
+  'state-joint-names': {
+    type: 'string',
+    help: "comma-separated joints of ~/in/joint_states to read the state from, one per state dimension in the manifest's order (ros.state_joint_names)",
+  },
   'pruned-image': {
     type: 'boolean',
     help: 'publish ~/debug/pruned_image (ros.publish_pruned_image)',
   },
-  // Launch files pass these (and --joint-names) empty when the parameter file's value stands.
+  // Launch files pass these (and the joint-name flags) empty when the parameter file's value
+  // stands.
   model: { type: 'string', help: 'model package folder (model.path); empty: the parameter file' },
   precision: {
     type: 'string',
@@ -109,6 +114,8 @@ function rosFlagOverrides(values: OptionValues, autoActivate: boolean): string[]
   const given = (v: unknown): v is string => typeof v === 'string' && v.trim() !== '';
   if (given(values.cameras)) sets.push(`ros.cameras=${asList(values.cameras)}`);
   if (given(values['joint-names'])) sets.push(`ros.joint_names=${asList(values['joint-names'])}`);
+  if (given(values['state-joint-names']))
+    sets.push(`ros.state_joint_names=${asList(values['state-joint-names'])}`);
   if (typeof values['model-camera'] === 'string')
     sets.push(`ros.model_camera=${JSON.stringify(values['model-camera'])}`);
   if (typeof values['image-transport'] === 'string')
@@ -172,7 +179,10 @@ async function refuseLiveView(config: Readonly<VlaConfig>): Promise<void> {
 }
 
 /** Parameters with the ROS flags applied. */
-function rosConfig(values: OptionValues, autoActivate: boolean): Promise<Readonly<VlaConfig>> {
+export function rosConfig(
+  values: OptionValues,
+  autoActivate: boolean,
+): Promise<Readonly<VlaConfig>> {
   const v = withFoxgloveFlag(values);
   const set = Array.isArray(v.set) ? v.set : [];
   return configFromArgs({ ...v, set: [...set, ...rosFlagOverrides(values, autoActivate)] });

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { configKeys, loadConfig } from '../../../src/config/index.js';
 import { VlaRosNode } from '../../../src/transports/ros/node.js';
-import { cameraTopicRemaps, rosCommand } from '../../../src/cli/start.js';
+import { cameraTopicRemaps, rosCommand, rosConfig } from '../../../src/cli/start.js';
 import { ConfigError } from '../../../src/errors.js';
 import { createRosDouble } from './double.js';
 import { FakePipeline } from './support.js';
@@ -25,6 +25,7 @@ if (!hasPython)
 const PARAMETER_ARGUMENTS: Readonly<Record<string, string>> = {
   image_transport: 'ros.image_transport',
   joint_names: 'ros.joint_names',
+  state_joint_names: 'ros.state_joint_names',
   auto_activate: 'ros.auto_activate',
   model: 'model.path',
   precision: 'model.precision',
@@ -184,7 +185,7 @@ spec = importlib.util.spec_from_file_location('l', sys.argv[1])
 m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
 value = {name: default for name, default, _ in m.ARGUMENTS}
 every = dict(value, model='models/tiny-vla', precision='fp32', joint_names='x,y',
-             auto_activate='true', image_transport='compressed',
+             state_joint_names='arm_x,arm_y', auto_activate='true', image_transport='compressed',
              camera_topics='table=/table_cam/image_raw,wrist=/wrist_cam/image_raw')
 print(json.dumps([m.command_line(value), m.command_line(every)]))`;
       const [defaults, every] = JSON.parse(
@@ -201,11 +202,18 @@ print(json.dumps([m.command_line(value), m.command_line(every)]))`;
       }
       expect(every).toContain('--auto-activate');
       expect(every).toContain('~/in/image/compressed:=/camera/image_raw');
-      const flag = (every ?? []).indexOf('--camera-topics');
-      expect((every ?? []).slice(flag, flag + 2)).toEqual([
+      const pair = (flag: string): string[] => {
+        const at = (every ?? []).indexOf(flag);
+        return (every ?? []).slice(at, at + 2);
+      };
+      expect(pair('--camera-topics')).toEqual([
         '--camera-topics',
         'table=/table_cam/image_raw,wrist=/wrist_cam/image_raw',
       ]);
+      expect(pair('--state-joint-names')).toEqual(['--state-joint-names', 'arm_x,arm_y']);
+      expect(pair('--joint-names')).toEqual(['--joint-names', 'x,y']);
+      // an empty argument leaves the parameter file's value: no flag at all
+      expect(defaults).not.toContain('--state-joint-names');
     },
   );
 
@@ -225,14 +233,29 @@ print(json.dumps([m.command_line(value), m.command_line(every)]))`;
       expect(argv).toContain('--ros-args');
       expect(argv).toContain('__node:=vla_node');
       expect(argv).toContain('~/in/image:=/camera/image_raw');
-      // an empty camera_topics is one empty argv item after the flag, which the node ignores
-      expect(
-        argv.slice(argv.indexOf('--camera-topics'), argv.indexOf('--camera-topics') + 2),
-      ).toEqual(['--camera-topics', '']);
+      // an empty argument is one empty argv item after its flag, which the node ignores
+      for (const flag of ['--camera-topics', '--joint-names', '--state-joint-names']) {
+        expect(argv.slice(argv.indexOf(flag), argv.indexOf(flag) + 2)).toEqual([flag, '']);
+      }
       const run = spawnSync('bash', argv, { env: unsourced(), cwd: root });
       expect(run.stderr.toString()).toContain('ROS 2 is not sourced');
       expect(run.status).toBe(1);
     }
+  });
+});
+
+describe('--joint-names and --state-joint-names (launch arguments joint_names, state_joint_names)', () => {
+  it('set ros.joint_names and ros.state_joint_names; empty leaves the parameter file', async () => {
+    const set = await rosConfig(
+      { 'joint-names': 'arm_x, arm_y', 'state-joint-names': 'shoulder_pan_joint,elbow_joint' },
+      false,
+    );
+    expect(set.ros.joint_names).toEqual(['arm_x', 'arm_y']);
+    expect(set.ros.state_joint_names).toEqual(['shoulder_pan_joint', 'elbow_joint']);
+    const file = await loadConfig();
+    const empty = await rosConfig({ 'joint-names': '', 'state-joint-names': ' ' }, false);
+    expect(empty.ros.joint_names).toEqual(file.ros.joint_names);
+    expect(empty.ros.state_joint_names).toEqual(file.ros.state_joint_names);
   });
 });
 
