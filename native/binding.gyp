@@ -15,6 +15,7 @@
       "src/patch_diff.cc",
       "src/normalize.cc",
       "src/gather.cc",
+      "src/byte_pairs.cc",
       "src/ingest.cc",
       "src/ingest_box.cc",
       "src/ingest_taps.cc",

@@ -3,6 +3,7 @@
 
 #include <napi.h>
 
+#include "byte_pairs.h"
 #include "cpu.h"
 #include "diversity.h"
 #include "gather.h"
@@ -26,6 +27,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ingestFrameAsync",
               Napi::Function::New(env, vla::IngestFrameAsyncBinding, "ingestFrameAsync"));
   exports.Set("ingestFrames", Napi::Function::New(env, vla::IngestFramesBinding, "ingestFrames"));
+  exports.Set("countBytePairs",
+              Napi::Function::New(env, vla::CountBytePairsBinding, "countBytePairs"));
   exports.Set("cpuFeatures", Napi::Function::New(env, vla::CpuFeaturesBinding, "cpuFeatures"));
   return exports;
 }

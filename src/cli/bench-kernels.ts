@@ -122,6 +122,13 @@ function workloads(): Record<KernelName, Workload> {
       },
       makeOut: () => new Float32Array(image * image * 3),
     },
+    countBytePairs: {
+      // A JPEG's start-of-scan markers in camera-frame-sized bytes (as src/ingest/jpeg-scans.ts).
+      call: (k, out) => {
+        asInt(out)[0] = k.countBytePairs(frame, 0, 0xff, 0xda, 100);
+      },
+      makeOut: () => new Int32Array(1),
+    },
   };
 }
 

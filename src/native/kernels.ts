@@ -90,6 +90,21 @@ export interface Kernels {
    * @example kernels.ingestFrames([[left, plan.header, plan.vTaps, plan.hTaps, rgbL, lut, outL]]);
    */
   ingestFrames(jobs: readonly IngestJob[]): void;
+  /**
+   * How many positions `i` in `[from, bytes.length - 1)` hold `bytes[i] === first` and
+   * `bytes[i + 1] === second`, counted up to `limit + 1`: `min(count, limit + 1)`. The addon reads
+   * a file at memory speed whatever its contents (a JPEG's start-of-scan markers: see
+   * src/ingest/jpeg-scans.ts).
+   *
+   * @example kernels.countBytePairs(jpeg, headerEnd, 0xff, 0xda, 100);
+   */
+  countBytePairs(
+    bytes: Uint8Array,
+    from: number,
+    first: number,
+    second: number,
+    limit: number,
+  ): number;
 }
 
 /** The arguments of one {@link Kernels.ingestFrame} call, for {@link Kernels.ingestFrames}. */
@@ -113,6 +128,7 @@ export const KERNEL_NAMES = [
   'ingestFrame',
   'ingestFrameAsync',
   'ingestFrames',
+  'countBytePairs',
 ] as const satisfies readonly (keyof Kernels)[];
 
 /** The kernels of one call on one input, timed call by call (not the thread-pool variant or the

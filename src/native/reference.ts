@@ -173,6 +173,19 @@ const gatherRows: Kernels['gatherRows'] = (tokens, dim, idx, count, out) => {
   }
 };
 
+// Buffer's search (memchr for the first byte, then a compare) is fast on any real file; a file
+// crowded with the first byte is what the addon's loop is for.
+const countBytePairs: Kernels['countBytePairs'] = (bytes, from, first, second, limit) => {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const pair = Buffer.from([first, second]);
+  let count = 0;
+  // One position on, not two: with first === second, pairs overlap (FF FF FF holds two).
+  for (let at = b.indexOf(pair, from); at >= 0 && count <= limit; at = b.indexOf(pair, at + 1)) {
+    count++;
+  }
+  return count;
+};
+
 /** The reference kernels, unchecked (see ./index.ts for the validating facade). */
 export const reference: Kernels = {
   topK,
@@ -188,4 +201,5 @@ export const reference: Kernels = {
   ingestFrames(jobs) {
     for (const job of jobs) ingestFrame(...job);
   },
+  countBytePairs,
 };

@@ -161,6 +161,14 @@ const checkGatherRows: Check<'gatherRows'> = (tokens, dim, idx, count, out) => {
   disjoint(out, tokens, 'out', 'tokens');
 };
 
+const checkCountBytePairs: Check<'countBytePairs'> = (bytes, from, first, second, limit) => {
+  typedArray(bytes, Uint8Array, 'bytes');
+  integer(from, 'from', 0, bytes.length);
+  integer(first, 'first', 0, 255);
+  integer(second, 'second', 0, 255);
+  integer(limit, 'limit', 0, 2 ** 31 - 2);
+};
+
 /** A header field in [min, max] (the header is built by src/ingest/raw-kernel.ts). */
 function field(header: Int32Array, name: keyof typeof H, min: number, max: number): number {
   const v = header[H[name]] as number;
@@ -360,6 +368,10 @@ export function validated(impl: Kernels): Kernels {
     ingestFrames(jobs) {
       checkIngestJobs(jobs);
       impl.ingestFrames(jobs);
+    },
+    countBytePairs(bytes, from, first, second, limit) {
+      checkCountBytePairs(bytes, from, first, second, limit);
+      return impl.countBytePairs(bytes, from, first, second, limit);
     },
   };
 }

@@ -102,6 +102,25 @@ describe('countJpegScans', () => {
     const broken = Uint8Array.from([0xff, 0xd8, 0xff, 0xe1, 0, 1, 0xff, 0xda, ...scan]);
     expect(countJpegScans(broken)).toBe(2);
   });
+
+  it('counts files crowded with FF bytes in full: fill bytes, FF 00 pairs, thousands of segments', () => {
+    const scan = [0xff, 0xda, 0, 2, 0x12, 0x34];
+    // A long run of fill bytes before the first scan (the walk stops early; the rest is counted).
+    const fill = new Uint8Array(2 + 100_000 + 2 * scan.length).fill(0xff);
+    fill.set([0xff, 0xd8], 0);
+    fill.set([...scan, ...scan], 2 + 100_000);
+    expect(countJpegScans(fill)).toBe(2);
+    // Four-byte comment segments, more than the walk takes, then three scans.
+    const comments = Array.from({ length: 3000 }, () => [0xff, 0xfe, 0, 2]).flat();
+    const segments = Uint8Array.from([0xff, 0xd8, ...comments, ...scan, ...scan, ...scan]);
+    expect(countJpegScans(segments)).toBe(3);
+    // Entropy-coded data of FF 00 pairs (stuffed bytes) around more scans than the limit.
+    const stuffed = new Uint8Array(1 << 20);
+    for (let i = 0; i < stuffed.length; i += 2) stuffed[i] = 0xff;
+    stuffed.set([0xff, 0xd8], 0);
+    for (let k = 0; k <= MAX_JPEG_SCANS; k++) stuffed.set(scan, 1000 + k * 9000);
+    expect(countJpegScans(stuffed)).toBe(MAX_JPEG_SCANS + 1);
+  });
 });
 
 describe.skipIf(!haveFixtures)('the JPEG scan limit on a real photograph', () => {
