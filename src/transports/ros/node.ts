@@ -184,6 +184,7 @@ export class VlaRosNode {
         instruction: () => this.#instruction,
         state: () => this.#state,
         stateComplete: () => this.#stateMissing === 0,
+        frameReceived: () => this.#framesReceived > 0,
         camera: () => this.#cameras?.plan.trigger ?? 'camera',
       },
       () => this.#log(),

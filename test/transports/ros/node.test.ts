@@ -238,6 +238,21 @@ describe('VlaRosNode topics', () => {
     expect(status?.values).toContainEqual({ key: 'safe hold', value: 'false' });
     expect(h.node.publisher('~/out/command').messages).toHaveLength(0);
   });
+
+  it('counts no deadline miss before every input has come: nothing was due yet', async () => {
+    const h = await running(); // an instruction and joint states, no camera frame
+    for (let i = 0; i < 6; i++) await h.tick();
+    expect(h.diagnostics().status[0]?.message).toBe('waiting for camera frames');
+    h.node.deliver('~/in/image', image(1));
+    await h.tick(); // the first period with every input: the inference starts
+    expect(h.pipeline.observations).toHaveLength(1);
+    // Not a safe hold of 7 periods: the chunk came the period it was asked for.
+    const status = h.diagnostics().status[0];
+    expect(status?.message).toBe('running');
+    expect(status?.values).toContainEqual({ key: 'deadline misses', value: '0' });
+    expect(status?.values).toContainEqual({ key: 'consecutive deadline misses', value: '0' });
+    expect(h.vla.stats.deadlineMisses).toBe(0);
+  });
 });
 
 describe('VlaRosNode joint states', () => {
