@@ -18,7 +18,7 @@ export interface RosEnvironment {
 
 /** How to make the ROS 2 node available, in one line (the README's robot steps). */
 export const ROS_SETUP_HINT =
-  'source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it in this checkout: `(cd node_modules/rclnodejs && npx node-gyp rebuild && node scripts/generate_messages.cjs)` (see README, "On a robot with ROS 2")';
+  'source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it in this checkout: `(cd node_modules/rclnodejs && npx node-gyp rebuild -j max && node scripts/generate_messages.cjs)` (see README, "On a robot with ROS 2")';
 
 /** Look at the environment a sourced ROS 2 setup leaves (ROS_DISTRO, AMENT_PREFIX_PATH). */
 export function detectRos(env: NodeJS.ProcessEnv = process.env): RosEnvironment {

@@ -37,7 +37,7 @@ describe('loadRos', () => {
     expect(error).toBeInstanceOf(RosUnavailableError);
     expect((error as RosUnavailableError).cause).toBe(cause);
     expect((error as Error).message).toBe(
-      'The ROS 2 node needs rclnodejs, which did not load with ROS 2 jazzy (librcl.so: cannot open shared object file): source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it in this checkout: `(cd node_modules/rclnodejs && npx node-gyp rebuild && node scripts/generate_messages.cjs)` (see README, "On a robot with ROS 2")',
+      'The ROS 2 node needs rclnodejs, which did not load with ROS 2 jazzy (librcl.so: cannot open shared object file): source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it in this checkout: `(cd node_modules/rclnodejs && npx node-gyp rebuild -j max && node scripts/generate_messages.cjs)` (see README, "On a robot with ROS 2")',
     );
   });
 
