@@ -1,11 +1,11 @@
 /**
  * countBytePairs (a JPEG's start-of-scan markers, src/ingest/jpeg-scans.ts): the reference against
- * a plain definition, every native build against the reference, and its argument checks.
+ * a plain definition, and every native build against the reference (its argument checks are in
+ * kernels.test.ts's table of bad calls).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { InputError } from '../../src/errors.js';
-import { nativeKernels, referenceKernels, type Kernels } from '../../src/native/index.js';
+import { referenceKernels } from '../../src/native/index.js';
 import { NATIVE_BUILDS, skipWithoutNative } from './builds.js';
 
 skipWithoutNative('native countBytePairs against the reference');
@@ -101,52 +101,3 @@ for (const [build, native] of NATIVE_BUILDS) {
     });
   });
 }
-
-const BAD: readonly (readonly [string, (k: Kernels) => unknown, string, string])[] = [
-  [
-    'not a Uint8Array',
-    (k) => k.countBytePairs(new Int32Array(4) as unknown as Uint8Array, 0, 0xff, 0xda, 1),
-    'bytes',
-    'Expected an Uint8Array for bytes but received Int32Array of 16 bytes',
-  ],
-  [
-    'from past the end',
-    (k) => k.countBytePairs(new Uint8Array(4), 5, 0xff, 0xda, 1),
-    'from',
-    'Expected an integer in [0, 4] for from but received 5',
-  ],
-  [
-    'first not a byte',
-    (k) => k.countBytePairs(new Uint8Array(4), 0, 256, 0xda, 1),
-    'first',
-    'Expected an integer in [0, 255] for first but received 256',
-  ],
-  [
-    'second not an integer',
-    (k) => k.countBytePairs(new Uint8Array(4), 0, 0xff, 0.5, 1),
-    'second',
-    'Expected an integer in [0, 255] for second but received 0.5',
-  ],
-  [
-    'negative limit',
-    (k) => k.countBytePairs(new Uint8Array(4), 0, 0xff, 0xda, -1),
-    'limit',
-    'Expected an integer in [0, 2147483646] for limit but received -1',
-  ],
-];
-
-describe.each([
-  ['typescript reference', referenceKernels],
-  ['native', nativeKernels],
-] as const)('countBytePairs bad calls (%s)', (_name, impl) => {
-  it.skipIf(impl === undefined).each(BAD)('%s', (_case, call, field, message) => {
-    let thrown: unknown;
-    try {
-      call(impl as Kernels);
-    } catch (error) {
-      thrown = error;
-    }
-    expect(thrown).toBeInstanceOf(InputError);
-    expect(thrown).toMatchObject({ field, message });
-  });
-});

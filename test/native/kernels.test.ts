@@ -823,6 +823,56 @@ const BAD_CALLS: readonly (readonly [string, BadCall])[] = [
         'Expected memory that does not overlap tokens for out but received an overlapping view',
     },
   ],
+  [
+    'countBytePairs: not a Uint8Array',
+    {
+      call: (k) => {
+        k.countBytePairs(new Int32Array(4) as unknown as Uint8Array, 0, 0xff, 0xda, 1);
+      },
+      field: 'bytes',
+      message: 'Expected an Uint8Array for bytes but received Int32Array of 16 bytes',
+    },
+  ],
+  [
+    'countBytePairs: from past the end',
+    {
+      call: (k) => {
+        k.countBytePairs(new Uint8Array(4), 5, 0xff, 0xda, 1);
+      },
+      field: 'from',
+      message: 'Expected an integer in [0, 4] for from but received 5',
+    },
+  ],
+  [
+    'countBytePairs: first not a byte',
+    {
+      call: (k) => {
+        k.countBytePairs(new Uint8Array(4), 0, 256, 0xda, 1);
+      },
+      field: 'first',
+      message: 'Expected an integer in [0, 255] for first but received 256',
+    },
+  ],
+  [
+    'countBytePairs: second not an integer',
+    {
+      call: (k) => {
+        k.countBytePairs(new Uint8Array(4), 0, 0xff, 0.5, 1);
+      },
+      field: 'second',
+      message: 'Expected an integer in [0, 255] for second but received 0.5',
+    },
+  ],
+  [
+    'countBytePairs: negative limit',
+    {
+      call: (k) => {
+        k.countBytePairs(new Uint8Array(4), 0, 0xff, 0xda, -1);
+      },
+      field: 'limit',
+      message: 'Expected an integer in [0, 2147483646] for limit but received -1',
+    },
+  ],
 ];
 
 const BACKENDS: readonly (readonly [string, Kernels | undefined])[] = [
