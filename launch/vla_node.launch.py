@@ -4,7 +4,8 @@
         joint_states_topic:=/joint_states action_topic:=/arm_controller/joint_trajectory
 
 From a checkout the node runs `node bin/vla-node.js ros` (with ROS 2 sourced, run `npm ci` and
-`(cd node_modules/rclnodejs && npx node-gyp rebuild && node scripts/generate_messages.cjs)` first). Installed by colcon
+`(cd node_modules/rclnodejs && npx node-gyp rebuild -j max && node scripts/generate_messages.cjs)`
+first). Installed by colcon
 (`ros2 launch vla_node vla_node.launch.py`), it runs the lib/vla_node/vla_node wrapper, which
 starts the node from the source tree where `npm ci` was run (see launch/README.md).
 """

@@ -94,8 +94,8 @@ const ROS_OPTIONS = {
     type: 'boolean',
     help: 'publish ~/debug/pruned_image (ros.publish_pruned_image)',
   },
-  // Launch files pass these (and the joint-name flags) empty when the parameter file's value
-  // stands.
+  // Launch files pass these, the joint-name flags and --camera-topics empty when the parameter
+  // file's value stands.
   model: { type: 'string', help: 'model package folder (model.path); empty: the parameter file' },
   precision: {
     type: 'string',
@@ -122,7 +122,6 @@ function rosFlagOverrides(values: OptionValues, autoActivate: boolean): string[]
     sets.push(`ros.image_transport=${values['image-transport']}`);
   if (autoActivate || values['auto-activate'] === true) sets.push('ros.auto_activate=true');
   if (values['pruned-image'] === true) sets.push('ros.publish_pruned_image=true');
-  // Launch files pass --model= and --precision= empty when the parameter file's value stands.
   if (typeof values.model === 'string' && values.model !== '') {
     sets.push(`model.path=${JSON.stringify(values.model)}`);
   }

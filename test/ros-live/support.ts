@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { FIXTURES, HAS_FIXTURES, ROOT } from '../helpers.js';
+import { RCLNODEJS_BUILD } from '../../src/transports/ros/load.js';
 
 export const PYTHON = '/usr/bin/python3';
 const PROBE = join(ROOT, 'test/ros-live/probe.py');
@@ -22,7 +23,7 @@ function liveReason(): string | undefined {
     return 'ROS 2 is not sourced (no ROS_DISTRO): `source /opt/ros/<distro>/setup.bash` to run them';
   }
   if (!existsSync(RCLNODEJS_BINARY)) {
-    return 'rclnodejs is not built (no node_modules/rclnodejs/build/Release/rclnodejs.node): `(cd node_modules/rclnodejs && npx node-gyp rebuild -j max && node scripts/generate_messages.cjs)` with ROS 2 sourced';
+    return `rclnodejs is not built (no node_modules/rclnodejs/build/Release/rclnodejs.node): \`${RCLNODEJS_BUILD}\` with ROS 2 sourced`;
   }
   if (!HAS_FIXTURES) return `the real photographs of ${FIXTURES} are missing`;
   const python = spawnSync(PYTHON, ['-c', 'import rclpy, launch_ros'], {

@@ -16,9 +16,12 @@ export interface RosEnvironment {
   readonly message: string;
 }
 
+/** The command that builds rclnodejs against the sourced ROS 2, in a checkout (every core). */
+export const RCLNODEJS_BUILD =
+  '(cd node_modules/rclnodejs && npx node-gyp rebuild -j max && node scripts/generate_messages.cjs)';
+
 /** How to make the ROS 2 node available, in one line (the README's robot steps). */
-export const ROS_SETUP_HINT =
-  'source ROS 2 first (`source /opt/ros/<distro>/setup.bash`), then build rclnodejs against it in this checkout: `(cd node_modules/rclnodejs && npx node-gyp rebuild -j max && node scripts/generate_messages.cjs)` (see README, "On a robot with ROS 2")';
+export const ROS_SETUP_HINT = `source ROS 2 first (\`source /opt/ros/<distro>/setup.bash\`), then build rclnodejs against it in this checkout: \`${RCLNODEJS_BUILD}\` (see README, "On a robot with ROS 2")`;
 
 /** Look at the environment a sourced ROS 2 setup leaves (ROS_DISTRO, AMENT_PREFIX_PATH). */
 export function detectRos(env: NodeJS.ProcessEnv = process.env): RosEnvironment {
