@@ -35,6 +35,11 @@ inline Elements<T> ElementsOf(const Napi::Value& value) {
 // An integer argument.
 inline int32_t IntOf(const Napi::Value& value) { return value.As<Napi::Number>().Int32Value(); }
 
+// A non-negative integer argument that may exceed 32 bits (an offset into a large array).
+inline size_t SizeOf(const Napi::Value& value) {
+  return static_cast<size_t>(value.As<Napi::Number>().Int64Value());
+}
+
 }  // namespace vla
 
 #endif  // VLA_NATIVE_TYPED_ARRAY_H_

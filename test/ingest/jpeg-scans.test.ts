@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FrameIngest } from '../../src/ingest/index.js';
-import { countJpegScans, MAX_JPEG_SCANS } from '../../src/ingest/jpeg-scans.js';
+import { countJpegScans, MAX_HEADER_STEPS, MAX_JPEG_SCANS } from '../../src/ingest/jpeg-scans.js';
 import { inputRefusal } from '../helpers.js';
 
 const FIXTURES = new URL('../../../shared/fixtures/real-images/', import.meta.url);
@@ -110,10 +110,18 @@ describe('countJpegScans', () => {
     fill.set([0xff, 0xd8], 0);
     fill.set([...scan, ...scan], 2 + 100_000);
     expect(countJpegScans(fill)).toBe(2);
-    // Four-byte comment segments, more than the walk takes, then three scans.
-    const comments = Array.from({ length: 3000 }, () => [0xff, 0xfe, 0, 2]).flat();
-    const segments = Uint8Array.from([0xff, 0xd8, ...comments, ...scan, ...scan, ...scan]);
-    expect(countJpegScans(segments)).toBe(3);
+    // Comment segments that each hold an FF DA pair are skipped, thousands of them, as libjpeg
+    // skips them; past MAX_HEADER_STEPS the walk stops and the rest counts as it is (an overcount,
+    // never an undercount).
+    const comments = (n: number) =>
+      Uint8Array.from([
+        0xff,
+        0xd8,
+        ...Array.from({ length: n }, () => [0xff, 0xfe, 0, 4, 0xff, 0xda]).flat(),
+        ...scan,
+      ]);
+    expect(countJpegScans(comments(2000))).toBe(1);
+    expect(countJpegScans(comments(MAX_HEADER_STEPS + 200))).toBe(MAX_JPEG_SCANS + 1);
     // Entropy-coded data of FF 00 pairs (stuffed bytes) around more scans than the limit.
     const stuffed = new Uint8Array(1 << 20);
     for (let i = 0; i < stuffed.length; i += 2) stuffed[i] = 0xff;
