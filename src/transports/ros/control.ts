@@ -43,10 +43,8 @@ export interface ControlInputs {
   instruction(): string | undefined;
   /** The joint state in the manifest's order. */
   state(): Float64Array;
-  /** Every joint of the manifest's state has been seen. */
-  stateComplete(): boolean;
-  /** A camera frame has come (on any camera the node subscribes). */
-  frameReceived(): boolean;
+  /** The inputs that have not come yet: an instruction, joint states, camera frames. */
+  missingInputs(): readonly string[];
   /** The model camera's name. */
   camera(): string;
 }
@@ -159,18 +157,18 @@ export class RosControl {
     const loop = this.#loop;
     if (session === undefined || loop === undefined) return;
     const now = this.#step++;
+    const inputsIn = this.#inputs.missingInputs().length === 0;
     if (
+      inputsIn &&
       loop.wantsChunk(now, this.#expectedDelaySteps) &&
-      this.#inflight === undefined &&
-      this.#inputs.instruction() !== undefined &&
-      this.#inputs.stateComplete()
+      this.#inflight === undefined
     ) {
       const taken = this.#inputs.takeFrame();
       if (taken !== undefined) this.#infer(session, taken, now);
     }
     // Until every input has come, no chunk was due and no period is a miss: the loop's first
     // step (from which it counts misses) is the first period an inference could start.
-    if (!loop.started && !this.#inputsIn()) return;
+    if (!loop.started && !inputsIn) return;
     const tick = loop.tick(now, this.#inputs.state(), this.#inflight !== undefined);
     if (tick.miss) this.counters.deadlineMisses++;
     // Before the first chunk the robot has nothing to follow: commands start with the first plan.
@@ -178,12 +176,6 @@ export class RosControl {
       session.pub.command.publish(commandMultiArray(tick.action));
       this.#observer?.onCommand?.(tick.action, tick.source === 'plan' ? 'plan' : 'safe');
     }
-  }
-
-  /** An instruction, the whole joint state and a camera frame have come. */
-  #inputsIn(): boolean {
-    const inputs = this.#inputs;
-    return inputs.instruction() !== undefined && inputs.stateComplete() && inputs.frameReceived();
   }
 
   #infer(session: ControlSession, input: SlotFrame, obsStep: number): void {

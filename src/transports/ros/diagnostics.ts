@@ -64,8 +64,8 @@ export interface NodeCondition {
   /** The control loop has sent its first command. */
   readonly started: boolean;
   readonly lastError: string | undefined;
-  readonly haveInstruction: boolean;
-  readonly haveJointStates: boolean;
+  /** The inputs that have not come yet ({@link missingInputs}). */
+  readonly missingInputs: readonly string[];
   readonly processingWarnMs: number;
   readonly errorConsecutiveMisses: number;
   /** Per subscribed camera, its counters (absent before the first configure). */
@@ -76,6 +76,22 @@ export interface NodeCondition {
   readonly hold?: CameraHold | undefined;
   /** How the chunks are decoded (an autoregressive package), absent for the other families. */
   readonly decoding?: NodeDecoding | undefined;
+}
+
+/**
+ * The inputs an inference needs that have not come yet, named as the status names them; none
+ * once an inference can start (the control loop counts deadline misses from then on).
+ */
+export function missingInputs(have: {
+  readonly instruction: boolean;
+  readonly jointStates: boolean;
+  readonly frames: boolean;
+}): string[] {
+  return [
+    ...(have.instruction ? [] : ['an instruction']),
+    ...(have.jointStates ? [] : ['joint states']),
+    ...(have.frames ? [] : ['camera frames']),
+  ];
 }
 
 /** The level and message of the node's status. */
@@ -90,13 +106,7 @@ export function assess(c: NodeCondition): { level: DiagnosticLevel; text: string
   const holding = c.hold === undefined ? '' : `; holding inference: ${c.hold.reason}`;
   // Before the first chunk nothing is sent to the robot; a missing input is what to fix then,
   // however many control periods have passed.
-  const waiting = c.started
-    ? []
-    : [
-        ...(c.haveInstruction ? [] : ['an instruction']),
-        ...(c.haveJointStates ? [] : ['joint states']),
-        ...(s.framesReceived === 0 ? ['camera frames'] : []),
-      ];
+  const waiting = c.started ? [] : c.missingInputs;
   if (waiting.length > 0)
     return { level: DIAGNOSTIC_LEVEL.warn, text: `waiting for ${waiting.join(', ')}` };
   if (s.consecutiveMisses >= c.errorConsecutiveMisses)

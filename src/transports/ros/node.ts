@@ -36,7 +36,12 @@ import {
   type CameraPlan,
 } from './cameras.js';
 import { RosControl, type SlotFrame } from './control.js';
-import { nodeDiagnostics, type NodeDecoding, type RosNodeStats } from './diagnostics.js';
+import {
+  missingInputs,
+  nodeDiagnostics,
+  type NodeDecoding,
+  type RosNodeStats,
+} from './diagnostics.js';
 import { NodeEntities } from './entities.js';
 import {
   compressedProblem,
@@ -183,8 +188,7 @@ export class VlaRosNode {
         takeFrame: () => this.#takeFrame(),
         instruction: () => this.#instruction,
         state: () => this.#state,
-        stateComplete: () => this.#stateMissing === 0,
-        frameReceived: () => this.#framesReceived > 0,
+        missingInputs: () => this.#missingInputs(),
         camera: () => this.#cameras?.plan.trigger ?? 'camera',
       },
       () => this.#log(),
@@ -513,6 +517,14 @@ export class VlaRosNode {
     this.#inputProblems.drop(problem, what);
   }
 
+  #missingInputs(): string[] {
+    return missingInputs({
+      instruction: this.#instruction !== undefined,
+      jointStates: this.#stateMissing === 0,
+      frames: this.#framesReceived > 0,
+    });
+  }
+
   /**
    * The trigger camera's waiting frame, if fresh, with every other camera's latest frame; when
    * another camera has none fresh enough, the frame is dropped and the hold counted (an inference
@@ -601,8 +613,7 @@ export class VlaRosNode {
       active: this.#isActive,
       started: this.#control.loop?.started === true,
       lastError: this.#control.lastError,
-      haveInstruction: this.#instruction !== undefined,
-      haveJointStates: this.#stateMissing === 0,
+      missingInputs: this.#missingInputs(),
       processingWarnMs: this.#processingWarnMs(),
       errorConsecutiveMisses: d.errorConsecutiveMisses,
       decoding: this.#pipeline?.decoding,

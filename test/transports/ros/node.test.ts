@@ -239,20 +239,40 @@ describe('VlaRosNode topics', () => {
     expect(h.node.publisher('~/out/command').messages).toHaveLength(0);
   });
 
-  it('counts no deadline miss before every input has come: nothing was due yet', async () => {
-    const h = await running(); // an instruction and joint states, no camera frame
-    for (let i = 0; i < 6; i++) await h.tick();
-    expect(h.diagnostics().status[0]?.message).toBe('waiting for camera frames');
-    h.node.deliver('~/in/image', image(1));
-    await h.tick(); // the first period with every input: the inference starts
-    expect(h.pipeline.observations).toHaveLength(1);
-    // Not a safe hold of 7 periods: the chunk came the period it was asked for.
-    const status = h.diagnostics().status[0];
-    expect(status?.message).toBe('running');
-    expect(status?.values).toContainEqual({ key: 'deadline misses', value: '0' });
-    expect(status?.values).toContainEqual({ key: 'consecutive deadline misses', value: '0' });
-    expect(h.vla.stats.deadlineMisses).toBe(0);
-  });
+  const INPUTS = {
+    'an instruction': (h: Harness) => {
+      h.node.deliver('~/in/instruction', { data: 'pick up the red block' });
+    },
+    'joint states': (h: Harness) => {
+      h.node.deliver('~/in/joint_states', jointState(['shoulder', 'elbow'], [0.1, 0.2]));
+    },
+    'camera frames': (h: Harness) => {
+      h.node.deliver('~/in/image', image(1));
+    },
+  } as const;
+
+  it.each(Object.keys(INPUTS) as (keyof typeof INPUTS)[])(
+    'counts no deadline miss while waiting for %s: nothing was due yet',
+    async (missing) => {
+      const h = await harness({ 'runtime.merge_mode': 'replace' });
+      h.node.configure();
+      await h.vla.whenLoaded();
+      h.node.activate();
+      for (const [name, deliver] of Object.entries(INPUTS)) if (name !== missing) deliver(h);
+      for (let i = 0; i < 6; i++) await h.tick();
+      expect(h.diagnostics().status[0]?.message).toBe(`waiting for ${missing}`);
+      INPUTS[missing](h);
+      if (missing !== 'camera frames') INPUTS['camera frames'](h); // a fresh frame to infer from
+      await h.tick(); // the first period with every input: the inference starts
+      expect(h.pipeline.observations).toHaveLength(1);
+      // Not a safe hold of 7 periods: the chunk came the period it was asked for.
+      const status = h.diagnostics().status[0];
+      expect(status?.message).toBe('running');
+      expect(status?.values).toContainEqual({ key: 'deadline misses', value: '0' });
+      expect(status?.values).toContainEqual({ key: 'consecutive deadline misses', value: '0' });
+      expect(h.vla.stats.deadlineMisses).toBe(0);
+    },
+  );
 });
 
 describe('VlaRosNode joint states', () => {
