@@ -27,12 +27,13 @@ import {
   type LimitsRequest,
 } from '../../runtime/safety.js';
 import { ArPolicy, type ArAction, type ArActOptions, type ArObservation } from './policy.js';
-import { PrunedArPolicy, type ArBegun, type ArPruningOptions } from './pruned.js';
+import { PrunedArPolicy, type ArPruningOptions } from './pruned.js';
 import { syncExecuteSteps } from '../../runtime/control-loop.js';
 import { DraftBook } from './drafts.js';
 import { checkArObservation, type CheckedObservation } from './observation.js';
 import type { DecodeResult } from './decode.js';
 import { DecodeScheduler, type Admission, type SchedulerStats } from './scheduler.js';
+import { togetherOrAlone } from '../../util/together-or-alone.js';
 
 /** The decoding strategies (`runtime.decoding`); every one gives greedy's tokens. */
 export const AR_DECODINGS = ['greedy', 'jacobi', 'speculative'] as const;
@@ -424,8 +425,9 @@ export class ArPipeline {
   /**
    * The requests waiting together, admitted together: one encoder call and one prefill
    * ({@link PrunedArPolicy.beginMany}). The draft of speculative decoding is taken now, from the
-   * stream's latest chunk. If the group fails, each request starts alone, so that a bad one fails
-   * only itself.
+   * stream's latest chunk. If the group fails before pruning (a request's checks, the encoder),
+   * each request starts alone, so that a bad one fails only itself; a failed prefill is retried
+   * alone by the policy, from the tokens already pruned.
    */
   async #startMany(
     requests: readonly ContinuousRequest[],
@@ -435,20 +437,7 @@ export class ArPipeline {
       this.policy.beginMany(
         group.map((r) => ({ obs: r.input, options: this.#actOptions(r.obs, r.input, r.budget) })),
       );
-    let begun: PromiseSettledResult<ArBegun>[];
-    try {
-      begun = (await begin(requests)).map((value) => ({ status: 'fulfilled', value }));
-    } catch (reason) {
-      if (requests.length === 1) return [{ status: 'rejected', reason }];
-      begun = [];
-      for (const r of requests) {
-        try {
-          begun.push({ status: 'fulfilled', value: (await begin([r]))[0] as ArBegun });
-        } catch (error) {
-          begun.push({ status: 'rejected', reason: error });
-        }
-      }
-    }
+    const begun = await togetherOrAlone(requests, begin);
     return begun.map((b, i) => {
       if (b.status === 'rejected') return b;
       const { obs, input, budget, t0, t1 } = requests[i] as ContinuousRequest;

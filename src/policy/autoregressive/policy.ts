@@ -20,6 +20,7 @@ import { decodeChunksGreedy, startSequences } from './batch-decode.js';
 import { DecoderGraphs, type PrefillInput } from './decoder-graphs.js';
 import { readArPackage, type ArPackage, type ArPackageOptions } from './package.js';
 import { joined } from '../../util/typed-arrays.js';
+import { fulfilled, togetherOrAlone } from '../../util/together-or-alone.js';
 
 /** One observation, the image already at the model's size. */
 export interface ArObservation {
@@ -124,35 +125,48 @@ export class ArPolicy {
     options: ArActOptions,
   ): Promise<{ readonly sequence: DecodeSequence; readonly kept: number }> {
     const [one] = await this.beginMany([{ obs, ...options }]);
-    return one as { readonly sequence: DecodeSequence; readonly kept: number };
+    if (one?.status !== 'fulfilled') throw (one as PromiseRejectedResult).reason;
+    return one.value;
   }
 
   /**
    * {@link begin} for several observations, each with its own options: one encoder call and one
    * prefill for all of them where the graphs allow it (as {@link actGreedyMany}); each sequence is
-   * the one {@link begin} gives for its observation alone.
+   * the one {@link begin} gives for its observation alone. If the shared prefill fails, each
+   * observation's is run alone from its tokens already pruned (a stateful pruner sees each frame
+   * once), so that a failure fails only the observations it belongs to.
    *
-   * @throws {InputError} as {@link prefillInputs}; nothing is returned for any observation then.
+   * @throws {InputError} as {@link prefillInputs}, or the encoder's {@link BackendError}; nothing
+   * is returned for any observation then (and no observation was pruned).
    */
   async beginMany(
     batch: readonly ({ readonly obs: ArObservation } & ArActOptions)[],
-  ): Promise<{ readonly sequence: DecodeSequence; readonly kept: number }[]> {
+  ): Promise<PromiseSettledResult<{ readonly sequence: DecodeSequence; readonly kept: number }>[]> {
     const { pkg } = this;
     const prepared = await this.prefillInputs(batch);
-    const sequences = await startSequences(
-      this.graphs,
-      pkg.tokenizer,
-      batch.map((b, i) => ({
-        input: (prepared[i] as { input: PrefillInput }).input,
-        strategy: this.strategy(b.obs, b),
-      })),
-      pkg.tokenOffset,
-      pkg.firstActionPosition,
-    );
-    return sequences.map((sequence, i) => ({
-      sequence,
-      kept: (prepared[i] as { kept: number }).kept,
+    const inputs = batch.map((b, i) => ({
+      input: (prepared[i] as { input: PrefillInput }).input,
+      strategy: this.strategy(b.obs, b),
     }));
+    const sequences = await togetherOrAlone(inputs, async (group) =>
+      fulfilled(
+        await startSequences(
+          this.graphs,
+          pkg.tokenizer,
+          group,
+          pkg.tokenOffset,
+          pkg.firstActionPosition,
+        ),
+      ),
+    );
+    return sequences.map((s, i) =>
+      s.status === 'rejected'
+        ? s
+        : {
+            status: 'fulfilled',
+            value: { sequence: s.value, kept: (prepared[i] as { kept: number }).kept },
+          },
+    );
   }
 
   /** The decode strategy of `options` for `obs` (speculative: its draft from the previous chunk). */

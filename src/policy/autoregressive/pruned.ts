@@ -119,16 +119,20 @@ export class PrunedArPolicy {
    */
   async begin(obs: ArObservation, options: ArBeginOptions): Promise<ArBegun> {
     const [one] = await this.beginMany([{ obs, options }]);
-    return one as ArBegun;
+    if (one?.status !== 'fulfilled') throw (one as PromiseRejectedResult).reason;
+    return one.value;
   }
 
   /**
    * {@link begin} for several observations at once ({@link ArPolicy.beginMany}: one encoder call
-   * and one prefill where the graphs allow), each pruned to the current budget or its own.
+   * and one prefill where the graphs allow), each pruned to the current budget or its own; a
+   * failed prefill fails only its own observation.
+   *
+   * @throws as {@link ArPolicy.beginMany}: a bad observation or a failed encoder fails them all.
    */
   async beginMany(
     batch: readonly { readonly obs: ArObservation; readonly options: ArBeginOptions }[],
-  ): Promise<ArBegun[]> {
+  ): Promise<PromiseSettledResult<ArBegun>[]> {
     const current = this.tokenBudget;
     const budgets = batch.map(({ options }) => options.budget ?? current);
     const begun = await this.#policy.beginMany(
@@ -137,7 +141,11 @@ export class PrunedArPolicy {
         return { obs, ...rest, ...this.#pruning(budgets[i] as number) };
       }),
     );
-    return begun.map((b, i) => ({ ...b, tokenBudget: budgets[i] as number }));
+    return begun.map((b, i) =>
+      b.status === 'rejected'
+        ? b
+        : { status: 'fulfilled', value: { ...b.value, tokenBudget: budgets[i] as number } },
+    );
   }
 
   /** The policy's pruning options at `budget` tokens (none without a pruner). */

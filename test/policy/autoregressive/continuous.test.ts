@@ -338,7 +338,7 @@ describe('ArPipeline with continuous batching', () => {
     expect(p.batching?.admitted).toBe(0);
   });
 
-  it('admits the requests handed over together with one encoder call and one prefill; a failed group starts each alone', async () => {
+  it('admits the requests handed over together with one encoder call and one prefill; a failed group starts each alone, a failed prefill without encoding again', async () => {
     const single = await pipeline('greedy');
     const p = await pipeline('greedy', { maxBatch: 4, continuous: true });
     const sent = [obs(0, { stream: 'r0' }), obs(3, { stream: 'r1' }), obs(5, { stream: 'r2' })];
@@ -362,6 +362,25 @@ describe('ArPipeline with continuous batching', () => {
     expect(
       alone.map((s) => Array.from((s as PromiseFulfilledResult<ActionChunk>).value.actions)),
     ).toEqual(want);
+    // The group's prefill fails once: each request's prefill runs alone from the tokens already
+    // encoded and pruned (a stateful pruner sees each frame once), and each gets its chunk.
+    encoderRuns.mockClear();
+    prefillRuns.mockClear();
+    prefillRuns.mockRejectedValueOnce(new Error('out of memory'));
+    const retried = await p.inferBatch(prepared);
+    expect([encoderRuns.mock.calls.length, prefillRuns.mock.calls.length]).toEqual([1, 1 + 3]);
+    expect(
+      retried.map((s) => Array.from((s as PromiseFulfilledResult<ActionChunk>).value.actions)),
+    ).toEqual(want);
+    // A prefill that fails alone fails only its own request.
+    prefillRuns.mockClear();
+    prefillRuns.mockRejectedValueOnce(new Error('out of memory'));
+    prefillRuns.mockRejectedValueOnce(new Error('still out of memory'));
+    const one = await p.inferBatch(prepared);
+    expect(one.map((s) => s.status)).toEqual(['rejected', 'fulfilled', 'fulfilled']);
+    expect(
+      one.slice(1).map((s) => Array.from((s as PromiseFulfilledResult<ActionChunk>).value.actions)),
+    ).toEqual(want.slice(1));
     encoderRuns.mockRestore();
     prefillRuns.mockRestore();
   });
