@@ -43,13 +43,13 @@ import {
   type RosNodeStats,
 } from './diagnostics.js';
 import { NodeEntities } from './entities.js';
+import { StateJoints } from './joint-state.js';
 import {
   compressedProblem,
   imageProblem,
   type InputProblem,
   InputProblemLog,
   instructionProblem,
-  jointStateProblem,
 } from './input.js';
 import {
   frameFromCompressed,
@@ -122,7 +122,6 @@ export interface VlaRosNodeOptions {
 }
 
 /** Before a model is loaded there are no state joints to match. */
-const NO_JOINTS: ReadonlyMap<string, number> = new Map();
 
 /** The managed vla-node ROS 2 node. */
 export class VlaRosNode {
@@ -151,10 +150,8 @@ export class VlaRosNode {
   #loadGeneration = 0;
   #slot: LatestFrameSlot<SlotFrame> = new LatestFrameSlot(0);
   #instruction: string | undefined;
-  #state = new Float64Array(0);
-  #stateSeen = new Uint8Array(0);
-  #stateMissing = 0;
-  #jointIndex = new Map<string, number>();
+  /** The state joints of the loaded model (none before a load). */
+  #joints = new StateJoints([]);
   #framesReceived = 0;
   /** Bad input is dropped with at most one warning per kind per 5 s. */
   readonly #inputProblems = new InputProblemLog(
@@ -187,7 +184,7 @@ export class VlaRosNode {
       {
         takeFrame: () => this.#takeFrame(),
         instruction: () => this.#instruction,
-        state: () => this.#state,
+        state: () => this.#joints.positions,
         missingInputs: () => this.#missingInputs(),
         camera: () => this.#cameras?.plan.trigger ?? 'camera',
       },
@@ -405,6 +402,7 @@ export class VlaRosNode {
     this.#entities = undefined;
     const pipeline = this.#pipeline;
     this.#pipeline = undefined;
+    this.#joints = new StateJoints([]);
     this.#control.forget();
     this.#entityOptions = undefined;
     if (pipeline !== undefined) this.#release(pipeline);
@@ -469,10 +467,7 @@ export class VlaRosNode {
         `Expected ${dims} state joint names (ros.state_joint_names, one per state dimension of the manifest) but received ${names.length}`,
       );
     }
-    this.#jointIndex = new Map(names.map((name, i) => [name, i]));
-    this.#state = new Float64Array(names.length);
-    this.#stateSeen = new Uint8Array(names.length);
-    this.#stateMissing = names.length;
+    this.#joints = new StateJoints(names);
     const joints = this.#jointNames(pipeline);
     if (joints.length !== pipeline.model.manifest.chunk.action_dim) {
       throw new Error(
@@ -520,7 +515,7 @@ export class VlaRosNode {
   #missingInputs(): string[] {
     return missingInputs({
       instruction: this.#instruction !== undefined,
-      jointStates: this.#stateMissing === 0,
+      jointStates: this.#joints.complete,
       frames: this.#framesReceived > 0,
     });
   }
@@ -542,37 +537,9 @@ export class VlaRosNode {
   }
 
   #onJointState(m: RosJointState): void {
-    // The state joints' index, made at configure: no per-message lookup table.
-    const problem = jointStateProblem(
-      m,
-      this.#pipeline === undefined ? NO_JOINTS : this.#jointIndex,
-    );
-    if (problem !== undefined) {
-      this.#inputProblems.drop(problem, 'message on ~/in/joint_states');
-      return;
-    }
-    const count = Math.min(m.name.length, m.position.length);
-    for (let i = 0; i < count; i++) {
-      const index = this.#jointIndex.get(m.name[i] ?? '');
-      const value = m.position[i];
-      if (index === undefined || value === undefined) continue;
-      if (!Number.isFinite(value)) {
-        // The joint keeps its last good position; a failing encoder must not go unnoticed.
-        this.#inputProblems.drop(
-          {
-            kind: 'joint positions',
-            detail: `joint ${printable(m.name[i] ?? '')} position ${value} is not finite (its last finite position kept)`,
-          },
-          'value on ~/in/joint_states',
-        );
-        continue;
-      }
-      this.#state[index] = value;
-      if (this.#stateSeen[index] === 0) {
-        this.#stateSeen[index] = 1;
-        this.#stateMissing--;
-      }
-    }
+    this.#joints.read(m, (problem, what) => {
+      this.#inputProblems.drop(problem, what);
+    });
   }
 
   // --- control loop ------------------------------------------------------------------------
