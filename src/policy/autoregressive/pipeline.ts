@@ -437,19 +437,21 @@ export class ArPipeline {
       this.policy.beginMany(
         group.map((r) => ({ obs: r.input, options: this.#actOptions(r.obs, r.input, r.budget) })),
       );
-    const begun = await togetherOrAlone(requests, begin);
-    return begun.map((b, i) => {
+    const { results, alone } = await togetherOrAlone(requests, begin);
+    return results.map((b, i) => {
       if (b.status === 'rejected') return b;
       const { obs, input, budget, t0, t1 } = requests[i] as ContinuousRequest;
-      const { sequence, kept } = b.value;
+      const { sequence, kept, retried } = b.value;
+      // As PrunedArPolicy.act: encoder to last token, under the controller's budget only; not a
+      // start that ran again after a failure (the failure's time says nothing of the load).
+      const learns = budget === undefined && !alone && !retried;
       return {
         status: 'fulfilled',
         value: {
           sequence,
           finish: (result: DecodeResult) => {
             const t2 = performance.now();
-            // As PrunedArPolicy.act: encoder to last token, under the controller's budget only.
-            if (budget === undefined) this.policy.learn(t2 - started);
+            if (learns) this.policy.learn(t2 - started);
             const action: ArAction = {
               ...result,
               actions: this.policy.policy.toActions(result.chunk, input.state),

@@ -20,7 +20,7 @@ import { decodeChunksGreedy, startSequences } from './batch-decode.js';
 import { DecoderGraphs, type PrefillInput } from './decoder-graphs.js';
 import { readArPackage, type ArPackage, type ArPackageOptions } from './package.js';
 import { joined } from '../../util/typed-arrays.js';
-import { fulfilled, togetherOrAlone } from '../../util/together-or-alone.js';
+import { fulfilled, only, togetherOrAlone } from '../../util/together-or-alone.js';
 
 /** One observation, the image already at the model's size. */
 export interface ArObservation {
@@ -51,6 +51,15 @@ export interface ArAction extends DecodeResult {
   /** `horizon × actionDim` absolute actions within the manifest's limits. */
   readonly actions: Float32Array;
   readonly keptTokens: number;
+}
+
+/** An observation encoded, pruned and prefilled: its sequence, ready for its first decoder call. */
+export interface ArStart {
+  readonly sequence: DecodeSequence;
+  /** Visual tokens kept. */
+  readonly kept: number;
+  /** Its prefill ran alone after its group's failed: the start took longer than its work did. */
+  readonly retried: boolean;
 }
 
 /** A loaded autoregressive package. */
@@ -120,13 +129,8 @@ export class ArPolicy {
    * be stepped (alone or with other observations' sequences in shared decoder calls, as continuous
    * batching does).
    */
-  async begin(
-    obs: ArObservation,
-    options: ArActOptions,
-  ): Promise<{ readonly sequence: DecodeSequence; readonly kept: number }> {
-    const [one] = await this.beginMany([{ obs, ...options }]);
-    if (one?.status !== 'fulfilled') throw (one as PromiseRejectedResult).reason;
-    return one.value;
+  async begin(obs: ArObservation, options: ArActOptions): Promise<ArStart> {
+    return only(await this.beginMany([{ obs, ...options }]));
   }
 
   /**
@@ -141,14 +145,14 @@ export class ArPolicy {
    */
   async beginMany(
     batch: readonly ({ readonly obs: ArObservation } & ArActOptions)[],
-  ): Promise<PromiseSettledResult<{ readonly sequence: DecodeSequence; readonly kept: number }>[]> {
+  ): Promise<PromiseSettledResult<ArStart>[]> {
     const { pkg } = this;
     const prepared = await this.prefillInputs(batch);
     const inputs = batch.map((b, i) => ({
       input: (prepared[i] as { input: PrefillInput }).input,
       strategy: this.strategy(b.obs, b),
     }));
-    const sequences = await togetherOrAlone(inputs, async (group) =>
+    const { results, alone } = await togetherOrAlone(inputs, async (group) =>
       fulfilled(
         await startSequences(
           this.graphs,
@@ -159,12 +163,16 @@ export class ArPolicy {
         ),
       ),
     );
-    return sequences.map((s, i) =>
+    return results.map((s, i) =>
       s.status === 'rejected'
         ? s
         : {
             status: 'fulfilled',
-            value: { sequence: s.value, kept: (prepared[i] as { kept: number }).kept },
+            value: {
+              sequence: s.value,
+              kept: (prepared[i] as { kept: number }).kept,
+              retried: alone,
+            },
           },
     );
   }

@@ -10,8 +10,8 @@ import { performance } from 'node:perf_hooks';
 import { createPruner } from '../../pruning/strategies.js';
 import { tokenBudget, type Pruner, type PruningStrategy } from '../../pruning/pruner.js';
 import { BUDGET_TUNING, BudgetController } from '../../runtime/budget.js';
-import type { DecodeSequence } from './decode.js';
-import type { ArAction, ArActOptions, ArObservation, ArPolicy } from './policy.js';
+import { only } from '../../util/together-or-alone.js';
+import type { ArAction, ArActOptions, ArObservation, ArPolicy, ArStart } from './policy.js';
 
 /** The pruning section of the configuration and the latency budget, as the pipeline takes them. */
 export interface ArPruningOptions {
@@ -38,10 +38,8 @@ export type ArBeginOptions = Omit<ArActOptions, 'pruner' | 'budget'> & {
   readonly budget?: number;
 };
 
-/** A sequence begun: ready for its first decoder call, with the tokens it kept and its budget. */
-export interface ArBegun {
-  readonly sequence: DecodeSequence;
-  readonly kept: number;
+/** {@link ArStart} with the token budget it was pruned to. */
+export interface ArBegun extends ArStart {
   readonly tokenBudget: number;
 }
 
@@ -118,9 +116,7 @@ export class PrunedArPolicy {
    * or `budget`; call {@link learn} with the chunk's latency once it is decoded.
    */
   async begin(obs: ArObservation, options: ArBeginOptions): Promise<ArBegun> {
-    const [one] = await this.beginMany([{ obs, options }]);
-    if (one?.status !== 'fulfilled') throw (one as PromiseRejectedResult).reason;
-    return one.value;
+    return only(await this.beginMany([{ obs, options }]));
   }
 
   /**

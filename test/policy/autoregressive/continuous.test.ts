@@ -348,8 +348,11 @@ describe('ArPipeline with continuous batching', () => {
     const { encoder, graphs: g } = p.policy.policy;
     const encoderRuns = vi.spyOn(encoder, 'run');
     const prefillRuns = vi.spyOn(g.prefillSession, 'run');
+    // The latency-budget controller learns from starts that ran as planned only.
+    const learned = vi.spyOn(p.policy, 'learn');
     const together = await p.inferBatch(prepared);
     expect([encoderRuns.mock.calls.length, prefillRuns.mock.calls.length]).toEqual([1, 1]);
+    expect(learned).toHaveBeenCalledTimes(3);
     expect(
       together.map((s) => Array.from((s as PromiseFulfilledResult<ActionChunk>).value.actions)),
     ).toEqual(want);
@@ -357,8 +360,10 @@ describe('ArPipeline with continuous batching', () => {
     // The group's encoder call fails once: each request then starts alone and gets its chunk.
     encoderRuns.mockClear();
     encoderRuns.mockRejectedValueOnce(new Error('out of memory'));
+    learned.mockClear();
     const alone = await p.inferBatch(prepared);
     expect(encoderRuns.mock.calls.length).toBe(1 + 3);
+    expect(learned).not.toHaveBeenCalled();
     expect(
       alone.map((s) => Array.from((s as PromiseFulfilledResult<ActionChunk>).value.actions)),
     ).toEqual(want);
@@ -367,8 +372,10 @@ describe('ArPipeline with continuous batching', () => {
     encoderRuns.mockClear();
     prefillRuns.mockClear();
     prefillRuns.mockRejectedValueOnce(new Error('out of memory'));
+    learned.mockClear();
     const retried = await p.inferBatch(prepared);
     expect([encoderRuns.mock.calls.length, prefillRuns.mock.calls.length]).toEqual([1, 1 + 3]);
+    expect(learned).not.toHaveBeenCalled();
     expect(
       retried.map((s) => Array.from((s as PromiseFulfilledResult<ActionChunk>).value.actions)),
     ).toEqual(want);
@@ -383,6 +390,7 @@ describe('ArPipeline with continuous batching', () => {
     ).toEqual(want.slice(1));
     encoderRuns.mockRestore();
     prefillRuns.mockRestore();
+    learned.mockRestore();
   });
 
   it('answers the calls made before release, their frames still decoding', async () => {
