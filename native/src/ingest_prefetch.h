@@ -2,9 +2,9 @@
 // A frame out of cache is read at the rate the core keeps lines in flight. Prefetches issued in
 // one burst while this box's rows are summed (the portable builds' way) compete with those loads,
 // stall once the miss buffers are full, and leave the memory idle while the box means compute;
-// issued a few at a time during the means, they keep it busy. Measured on the AVX-512 build,
-// 640x480 rgb8 to 96x96, frames out of cache between model runs: about 95 us a frame in a burst,
-// 72-75 us spread (frames in cache: 48-51 us, 52-55 us).
+// issued a few at a time during the means, they keep it busy. Measured on the 2026-12-06 host
+// (AVX-512 build, non-temporal hint), 640x480 rgb8 to 96x96, frames out of cache between model
+// runs: about 95 us a frame in a burst, 72-75 us spread (frames in cache: 48-51 us, 52-55 us).
 
 #ifndef VLA_NATIVE_INGEST_PREFETCH_H_
 #define VLA_NATIVE_INGEST_PREFETCH_H_
@@ -14,14 +14,15 @@
 
 namespace vla {
 
-// One cache line of a frame, into the L2 cache (locality 2: prefetcht1): the hardware prefetcher
-// does not run far enough ahead on several row streams at once (a 640x480 frame out of cache:
-// about 95 us without, 57 us with a burst per box, on the AVX-512 build of a Zen 5 host). The
-// non-temporal hint (locality 0) was meant to keep the model's weights in cache, but on a Zen 4
-// host it left the kernel waiting on memory: 30 frames of 640x480 rgb8 in turn took 150 us a frame
-// with it, 83-94 us into L2, 95 us into L3 and 120-130 us into L1; end to end, the preprocess
-// stage took 0.105-0.108 ms instead of 0.141-0.145 ms (`vla-node bench ingest`), with the encoder
-// and policy stages unchanged.
+// One cache line of a frame, into the L2 cache (locality 2: prefetcht1). The hardware prefetcher
+// does not run far enough ahead on several row streams at once (2026-12-06 host, non-temporal
+// hint, the kernel alone on a 640x480 frame out of cache: about 95 us without software prefetch,
+// 57 us with a burst per box). The non-temporal hint was meant to keep the model's weights in cache, but on the
+// 2026-12-07 host (Zen 4) it left the kernel waiting on memory. The kernel alone, 30 distinct
+// frames converted in turn (FrameIngest.rawToRgbMany, one frame a call): 150 us a frame
+// non-temporal, 83-94 us into L2, 95 us into L3, 120-130 us into L1. In the pipeline
+// (`npx vla-node bench ingest --json`, two runs of each, taking turns) the preprocess stage took
+// 0.105-0.108 ms instead of 0.141-0.145 ms, and the encoder and policy stages did not slow down.
 inline void PrefetchLine(const uint8_t* p) {
 #if defined(__GNUC__) || defined(__clang__)
   __builtin_prefetch(p, 0, 2);
