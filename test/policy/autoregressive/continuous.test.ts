@@ -29,6 +29,7 @@ import {
   type Admission,
 } from '../../../src/policy/autoregressive/scheduler.js';
 import { UniformBinTokenizer } from '../../../src/policy/autoregressive/uniform-bins.js';
+import { TemporalPruner } from '../../../src/pruning/strategies.js';
 import { arObservation, arPipelineOptions, makeArPackage, removeArPackages } from './ar-package.js';
 import { AR_REFERENCE, AR_REFERENCE_INPUTS } from './ar-reference.js';
 
@@ -402,6 +403,36 @@ describe('ArPipeline with continuous batching', () => {
     await p.release();
     const chunks = await Promise.all(calls);
     expect(chunks.map((c) => c.actions.length)).toEqual([16, 16]);
+  });
+
+  it('a temporal pruner sees each frame once when the group prefill is retried, and the chunks are those of a run without the failure', async () => {
+    const temporal = {
+      maxBatch: 4,
+      continuous: true,
+      pruning: {
+        ...arPipelineOptions('greedy').pruning,
+        strategy: 'temporal' as const,
+        keepRatio: 0.5,
+      },
+    };
+    const sent = [obs(0, { stream: 'r0' }), obs(3, { stream: 'r1' }), obs(5, { stream: 'r2' })];
+    const clean = await pipeline('greedy', temporal);
+    const want = (await clean.inferBatch(await Promise.all(sent.map((o) => clean.prepare(o))))).map(
+      (s) => Array.from((s as PromiseFulfilledResult<ActionChunk>).value.actions),
+    );
+    const p = await pipeline('greedy', temporal);
+    const prepared = await Promise.all(sent.map((o) => p.prepare(o)));
+    const prunes = vi.spyOn(TemporalPruner.prototype, 'prune');
+    const prefillRuns = vi.spyOn(p.policy.policy.graphs.prefillSession, 'run');
+    prefillRuns.mockRejectedValueOnce(new Error('out of memory'));
+    const got = await p.inferBatch(prepared);
+    expect(prefillRuns.mock.calls.length).toBe(1 + 3);
+    expect(prunes).toHaveBeenCalledTimes(3);
+    expect(
+      got.map((s) => Array.from((s as PromiseFulfilledResult<ActionChunk>).value.actions)),
+    ).toEqual(want);
+    prunes.mockRestore();
+    prefillRuns.mockRestore();
   });
 
   it('is off unless asked for: batches then run to the end before the next start', async () => {
