@@ -49,6 +49,16 @@ export function fulfilled<R>(values: readonly R[]): PromiseFulfilledResult<R>[] 
   return values.map((value) => ({ status: 'fulfilled', value }));
 }
 
+/** Each fulfilled value through `f` (with its index), each rejection as it is. */
+export function mapFulfilled<R, S>(
+  results: readonly PromiseSettledResult<R>[],
+  f: (value: R, index: number) => S,
+): PromiseSettledResult<S>[] {
+  return results.map((r, i) =>
+    r.status === 'rejected' ? r : { status: 'fulfilled', value: f(r.value, i) },
+  );
+}
+
 /** The one result of a call made for one item: its value, or its failure thrown. */
 export function only<R>(results: readonly PromiseSettledResult<R>[]): R {
   const [one] = results;

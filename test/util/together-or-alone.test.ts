@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { fulfilled, only, togetherOrAlone } from '../../src/util/together-or-alone.js';
+import {
+  fulfilled,
+  mapFulfilled,
+  only,
+  togetherOrAlone,
+} from '../../src/util/together-or-alone.js';
 
 describe('togetherOrAlone', () => {
   it('runs the group once when it succeeds', async () => {
@@ -33,6 +38,20 @@ describe('togetherOrAlone', () => {
     // One item and no result: a rejection, not a hole.
     const none = await togetherOrAlone([1], () => Promise.resolve([]));
     expect(none.results[0]?.status).toBe('rejected');
+  });
+
+  it('mapFulfilled: each value through f with its index, each rejection as it is', () => {
+    const no = new Error('no');
+    expect(
+      mapFulfilled(
+        [...fulfilled([1]), { status: 'rejected', reason: no }, ...fulfilled([3])],
+        (v, i) => v * 10 + i,
+      ),
+    ).toEqual([
+      { status: 'fulfilled', value: 10 },
+      { status: 'rejected', reason: no },
+      { status: 'fulfilled', value: 32 },
+    ]);
   });
 
   it('only: the value of one result, or its failure thrown', () => {

@@ -64,19 +64,10 @@ export async function startSequences(
 
 /** Chunks of `inputs`, each by its own strategy, decoded in shared decoder calls; in order. */
 export async function decodeChunks(
-  graphs: DecoderGraphs,
-  tokenizer: ActionTokenizer,
-  inputs: readonly { readonly input: PrefillInput; readonly strategy: DecodeStrategy }[],
-  tokenOffset = 0,
-  firstActionPosition?: number,
+  ...start: Parameters<typeof startSequences>
 ): Promise<DecodeResult[]> {
-  const sequences = await startSequences(
-    graphs,
-    tokenizer,
-    inputs,
-    tokenOffset,
-    firstActionPosition,
-  );
+  const [graphs] = start;
+  const sequences = await startSequences(...start);
   while ((await stepSequences(graphs, sequences)) > 0);
   return sequences.map((s) => s.result());
 }

@@ -33,7 +33,7 @@ import { DraftBook } from './drafts.js';
 import { checkArObservation, type CheckedObservation } from './observation.js';
 import type { DecodeResult } from './decode.js';
 import { DecodeScheduler, type Admission, type SchedulerStats } from './scheduler.js';
-import { togetherOrAlone } from '../../util/together-or-alone.js';
+import { mapFulfilled, togetherOrAlone } from '../../util/together-or-alone.js';
 
 /** The decoding strategies (`runtime.decoding`); every one gives greedy's tokens. */
 export const AR_DECODINGS = ['greedy', 'jacobi', 'speculative'] as const;
@@ -438,27 +438,22 @@ export class ArPipeline {
         group.map((r) => ({ obs: r.input, options: this.#actOptions(r.obs, r.input, r.budget) })),
       );
     const { results, alone } = await togetherOrAlone(requests, begin);
-    return results.map((b, i) => {
-      if (b.status === 'rejected') return b;
+    return mapFulfilled(results, ({ sequence, kept, retried }, i) => {
       const { obs, input, budget, t0, t1 } = requests[i] as ContinuousRequest;
-      const { sequence, kept, retried } = b.value;
       // As PrunedArPolicy.act: encoder to last token, under the controller's budget only; not a
       // start that ran again after a failure (the failure's time says nothing of the load).
       const learns = budget === undefined && !alone && !retried;
       return {
-        status: 'fulfilled',
-        value: {
-          sequence,
-          finish: (result: DecodeResult) => {
-            const t2 = performance.now();
-            if (learns) this.policy.learn(t2 - started);
-            const action: ArAction = {
-              ...result,
-              actions: this.policy.policy.toActions(result.chunk, input.state),
-              keptTokens: kept,
-            };
-            return this.#finish(obs, input, action, [t0, t1, t2]);
-          },
+        sequence,
+        finish: (result: DecodeResult) => {
+          const t2 = performance.now();
+          if (learns) this.policy.learn(t2 - started);
+          const action: ArAction = {
+            ...result,
+            actions: this.policy.policy.toActions(result.chunk, input.state),
+            keptTokens: kept,
+          };
+          return this.#finish(obs, input, action, [t0, t1, t2]);
         },
       };
     });

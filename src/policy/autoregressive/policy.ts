@@ -20,7 +20,7 @@ import { decodeChunksGreedy, startSequences } from './batch-decode.js';
 import { DecoderGraphs, type PrefillInput } from './decoder-graphs.js';
 import { readArPackage, type ArPackage, type ArPackageOptions } from './package.js';
 import { joined } from '../../util/typed-arrays.js';
-import { fulfilled, only, togetherOrAlone } from '../../util/together-or-alone.js';
+import { fulfilled, mapFulfilled, only, togetherOrAlone } from '../../util/together-or-alone.js';
 
 /** One observation, the image already at the model's size. */
 export interface ArObservation {
@@ -163,18 +163,11 @@ export class ArPolicy {
         ),
       ),
     );
-    return results.map((s, i) =>
-      s.status === 'rejected'
-        ? s
-        : {
-            status: 'fulfilled',
-            value: {
-              sequence: s.value,
-              kept: (prepared[i] as { kept: number }).kept,
-              retried: alone,
-            },
-          },
-    );
+    return mapFulfilled(results, (sequence, i) => ({
+      sequence,
+      kept: (prepared[i] as { kept: number }).kept,
+      retried: alone,
+    }));
   }
 
   /** The decode strategy of `options` for `obs` (speculative: its draft from the previous chunk). */

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { createPruner } from '../../pruning/strategies.js';
 import { tokenBudget, type Pruner, type PruningStrategy } from '../../pruning/pruner.js';
 import { BUDGET_TUNING, BudgetController } from '../../runtime/budget.js';
-import { only } from '../../util/together-or-alone.js';
+import { mapFulfilled, only } from '../../util/together-or-alone.js';
 import type { ArAction, ArActOptions, ArObservation, ArPolicy, ArStart } from './policy.js';
 
 /** The pruning section of the configuration and the latency budget, as the pipeline takes them. */
@@ -137,11 +137,7 @@ export class PrunedArPolicy {
         return { obs, ...rest, ...this.#pruning(budgets[i] as number) };
       }),
     );
-    return begun.map((b, i) =>
-      b.status === 'rejected'
-        ? b
-        : { status: 'fulfilled', value: { ...b.value, tokenBudget: budgets[i] as number } },
-    );
+    return mapFulfilled(begun, (b, i) => ({ ...b, tokenBudget: budgets[i] as number }));
   }
 
   /** The policy's pruning options at `budget` tokens (none without a pruner). */
