@@ -1,10 +1,9 @@
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { InputError } from '../src/errors.js';
 import type { PipelineOptions } from '../src/pipeline/pipeline.js';
+import { pythonModulesMissing, TORCH_MODULES } from '../src/bench/torch.js';
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -36,15 +35,14 @@ export function testPipelineOptions(overrides: Partial<PipelineOptions> = {}): P
 /** The Python the model recipes run with (tests that compare against PyTorch use it). */
 export const PYTHON = '/usr/bin/python3';
 
-/** Why PyTorch cannot run here (printed as the skip reason), or undefined when it can. */
-export async function torchMissing(): Promise<string | undefined> {
-  if (!existsSync(PYTHON)) return `${PYTHON} is absent`;
-  try {
-    await promisify(execFile)(PYTHON, ['-c', 'import torch, numpy']);
-    return undefined;
-  } catch {
-    return `PyTorch is not installed for ${PYTHON}`;
-  }
+/**
+ * Why PyTorch cannot run here (printed as the skip reason), or undefined when it can: `modules` are
+ * what the recipe under test imports.
+ */
+export function torchMissing(
+  modules: readonly string[] = TORCH_MODULES,
+): Promise<string | undefined> {
+  return pythonModulesMissing(PYTHON, modules);
 }
 
 /** The InputError `promise` rejects with; the test fails when it resolves or rejects otherwise. */

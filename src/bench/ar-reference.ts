@@ -16,7 +16,13 @@ import { TabletopSim } from '../sim/tabletop.js';
 import { episodeSeed } from '../util/rng.js';
 import { round } from '../util/stats.js';
 import { repeated, type Repeated } from './overhead.js';
-import { runTorchProcesses, torchResult, type TorchOutput, type TorchResult } from './torch.js';
+import {
+  runTorchProcesses,
+  TORCH_MODULES,
+  torchResult,
+  type TorchOutput,
+  type TorchResult,
+} from './torch.js';
 
 /** Chunks decoded per simulated episode before the next episode starts (scenes vary). */
 const CHUNKS_PER_EPISODE = 4;
@@ -187,6 +193,9 @@ function tidy(r: Repeated): Repeated {
   };
 }
 
+/** What the autoregressive recipe's bench_torch.py imports (its FAST tokenizer's DCT is scipy's). */
+export const AR_TORCH_MODULES = [...TORCH_MODULES, 'scipy'] as const;
+
 /**
  * Time the node's ArPolicy (greedy, then Jacobi and speculative once) and PyTorch eager (the
  * recipe's bench_torch.py beside its model.py, reading the package's train/checkpoint.pt) on the
@@ -350,6 +359,7 @@ async function pytorchReference(
       checkpoint: join(dir, 'train', 'checkpoint.pt'),
       threads: settings.threads,
       repeats: settings.repeats,
+      modules: AR_TORCH_MODULES,
     },
   );
   if (!run.available) return run;

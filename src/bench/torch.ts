@@ -31,6 +31,31 @@ export interface TorchOptions {
   readonly checkpoint: string;
   readonly threads: number;
   readonly repeats: number;
+  /** The Python modules the recipe imports (default {@link TORCH_MODULES}). */
+  readonly modules?: readonly string[];
+}
+
+/** What every recipe's bench_torch.py imports. */
+export const TORCH_MODULES = ['torch', 'numpy'] as const;
+
+/**
+ * Why `python` cannot import `modules`, naming the first missing one, or undefined when it can.
+ *
+ * @example await pythonModulesMissing('/usr/bin/python3', ['torch', 'numpy', 'scipy']);
+ */
+export async function pythonModulesMissing(
+  python: string,
+  modules: readonly string[] = TORCH_MODULES,
+): Promise<string | undefined> {
+  if (!existsSync(python)) return `Python not found at ${python}`;
+  for (const module of modules) {
+    try {
+      await run(python, ['-c', `import ${module}`], { timeout: 60_000 });
+    } catch {
+      return `${python} cannot import ${module} (Debian: apt-get install python3-torch python3-scipy libopenblas0-pthread)`;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -45,12 +70,7 @@ export async function torchUnavailable(options: TorchOptions): Promise<string | 
   ] as const) {
     if (!existsSync(path)) return `${what} not found at ${path}`;
   }
-  try {
-    await run(options.python, ['-c', 'import torch, numpy'], { timeout: 60_000 });
-  } catch {
-    return `PyTorch is not installed for ${options.python} (Debian: apt-get install python3-torch libopenblas0-pthread)`;
-  }
-  return undefined;
+  return pythonModulesMissing(options.python, options.modules);
 }
 
 /** A typed array's bytes, to write as a little-endian array file numpy reads. */

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  AR_TORCH_MODULES,
   arReferenceMarkdown,
   compareTokens,
   measureArReference,
@@ -98,7 +99,7 @@ describe('autoregressive package against PyTorch eager', () => {
   }, 120_000);
 
   it('decodes the tokens PyTorch decodes from the same weights and observations', async () => {
-    const why = await torchMissing();
+    const why = await torchMissing(AR_TORCH_MODULES);
     if (why !== undefined) {
       console.log(`skipping the autoregressive PyTorch comparison: ${why}`);
       return;
