@@ -6,13 +6,9 @@ import {
   type ModelPackage,
 } from '../model/manifest.js';
 import { prepareSamples, readCalibrationSet, type PreparedSample } from './calibration.js';
-import {
-  convertToFloat16,
-  DEFAULT_FP16_KEEP_OPS,
-  emulateFloat16,
-  floatActivations,
-  FP16_KNOWN_OPS,
-} from './fp16.js';
+import { convertToFloat16, DEFAULT_FP16_KEEP_OPS } from './fp16.js';
+import { emulateFloat16, floatActivations } from './fp16-emulate.js';
+import { FP16_KNOWN_OPS } from './fp16-types.js';
 import {
   encodeOnnx,
   graphOf,

@@ -23,13 +23,9 @@ import { addCompressedVariant } from './add-variant.js';
 import { sha256Bytes } from '../model/files.js';
 import { convertedStats, largestPeak, nodeOutputs, overFp16Max } from './fp16-details.js';
 import { byRole } from '../util/roles.js';
-import {
-  convertToFloat16,
-  DEFAULT_FP16_KEEP_OPS,
-  emulateFloat16,
-  floatActivations,
-  FP16_KNOWN_OPS,
-} from './fp16.js';
+import { convertToFloat16, DEFAULT_FP16_KEEP_OPS } from './fp16.js';
+import { emulateFloat16, floatActivations } from './fp16-emulate.js';
+import { FP16_KNOWN_OPS } from './fp16-types.js';
 import type {
   FlowCalibration,
   FlowCompressionReport,

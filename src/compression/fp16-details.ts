@@ -4,7 +4,8 @@
  */
 import { graphOf, type ModelProto } from '../util/onnx-graph.js';
 import { round } from '../util/stats.js';
-import { FLOAT16_MAX, type Fp16Stats } from './fp16.js';
+import { FLOAT16_MAX } from './float16-bits.js';
+import type { Fp16Stats } from './fp16.js';
 
 /** The activation with the largest peak of one graph (value rounded to 3 places; `''`, 0 if none). */
 export function largestPeak(peaks: ReadonlyMap<string, number>): { tensor: string; value: number } {

@@ -8,14 +8,16 @@ import { prepareSamples, type PreparedSample } from '../../src/compression/calib
 import {
   convertToFloat16,
   DEFAULT_FP16_KEEP_OPS,
-  emulateFloat16,
-  FLOAT16_MAX,
-  fromFloat16Bits,
-  inferElemTypes,
-  toFloat16,
-  toFloat16Bits,
   type Fp16Options,
 } from '../../src/compression/fp16.js';
+import {
+  FLOAT16_MAX,
+  fromFloat16Bits,
+  toFloat16,
+  toFloat16Bits,
+} from '../../src/compression/float16-bits.js';
+import { emulateFloat16 } from '../../src/compression/fp16-emulate.js';
+import { inferElemTypes } from '../../src/compression/fp16-types.js';
 import {
   cloneOnnx,
   DTYPE,
