@@ -14,19 +14,21 @@ export {
   type BagReadOptions,
 } from './reader.js';
 export { recordSim, type RecordSimOptions, type RecordSimResult } from './record.js';
+export { replay } from './replay.js';
 export {
   defaultCameraTopic,
   DEFAULT_TOPICS,
   OUTPUT_TOPICS,
-  replay,
-  type ActionError,
-  type ReplayMetrics,
-  type ReplayOptions,
-  type ReplayPipeline,
-  type ReplayResult,
-  type SkippedTopic,
   type TopicMap,
-} from './replay.js';
+} from './replay-topics.js';
+export type {
+  ActionError,
+  ReplayMetrics,
+  ReplayOptions,
+  ReplayPipeline,
+  ReplayResult,
+  SkippedTopic,
+} from './replay-types.js';
 export { cdrReader, cdrWriter, parseSchema, schemaText, SCHEMA_SEPARATOR } from './schemas.js';
 export {
   bagOutput,

@@ -7,7 +7,7 @@ import { expertChunk } from '../../sim/expert.js';
 import { TabletopSim } from '../../sim/tabletop.js';
 import { episodeSeed } from '../../util/rng.js';
 import { multiArrayOf } from './codec.js';
-import { defaultCameraTopic, DEFAULT_TOPICS } from './replay.js';
+import { defaultCameraTopic, DEFAULT_TOPICS } from './replay-topics.js';
 import { rosTime } from './schemas.js';
 import { BagWriter, OFFERED_QOS } from './writer.js';
 

@@ -5,18 +5,15 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
-import type { DecompressHandlers } from '@mcap/core';
 import { MessageReader } from '@foxglove/rosmsg2-serialization';
 import { describe, InputError, printable } from '../../errors.js';
 import type { Frame } from '../../ingest/index.js';
-import type { Manifest } from '../../model/manifest.js';
 import {
   MAX_INSTRUCTION_LENGTH,
   type ActionChunk,
   type CameraFrame,
-  type Observation,
 } from '../../pipeline/types.js';
-import { LatencyHistogram, type LatencySummary } from '../../runtime/latency.js';
+import { LatencyHistogram } from '../../runtime/latency.js';
 import {
   frameOfImage,
   jointTrajectoryOf,
@@ -35,45 +32,22 @@ import { bagOutput, BagWriter } from './writer.js';
 import { guardOutputs } from '../../util/paths.js';
 import { frameFromCompressed, msFromTime } from '../messages/index.js';
 import { round } from '../../util/stats.js';
+import {
+  DEFAULT_TOPICS,
+  defaultCameraTopic,
+  OUTPUT_TOPICS,
+  type TopicMap,
+} from './replay-topics.js';
+import type {
+  ReplayMetrics,
+  ReplayOptions,
+  ReplayPipeline,
+  ReplayResult,
+  SkippedTopic,
+} from './replay-types.js';
 
 /** The longest step of the bag's clock between two frames that `rate` paces through: 10 s. */
 const MAX_PACED_GAP_NS = 10_000_000_000n;
-
-/** Which bag topics feed which pipeline input. */
-export interface TopicMap {
-  /** sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage: one inference per message. */
-  readonly image: string;
-  /** std_msgs/msg/String: the latest is the instruction. */
-  readonly instruction: string;
-  /** sensor_msgs/msg/JointState: the latest positions are the state. */
-  readonly state: string;
-  /** std_msgs/msg/Float32MultiArray (horizon × action_dim): reference actions to compare with. */
-  readonly reference: string;
-}
-
-/** The topics `record-sim` writes, used for any topic not given. */
-export const DEFAULT_TOPICS: TopicMap = Object.freeze({
-  image: '/camera/image_raw',
-  instruction: '/instruction',
-  state: '/joint_states',
-  reference: '/expert/actions',
-});
-
-/**
- * The default image topic of a model's camera `index` named `name`: the first camera reads
- * {@link TopicMap.image} (`/camera/image_raw`, the one camera of a v1 package), each other camera
- * `/<name>_camera/image_raw` (e.g. `/wrist_camera/image_raw`), as `record-sim` writes them.
- */
-export function defaultCameraTopic(name: string, index: number, image: string): string {
-  return index === 0 ? image : `/${name}_camera/image_raw`;
-}
-
-/** The topics replay writes into its output. */
-export const OUTPUT_TOPICS = Object.freeze({
-  chunk: '/vla_node/out/action_chunk',
-  raw: '/vla_node/out/action_chunk_raw',
-  diagnostics: '/diagnostics',
-});
 
 const IMAGE_TYPES = ['sensor_msgs/Image', 'sensor_msgs/CompressedImage'];
 const ROLE_TYPES: Readonly<Record<Role, readonly string[]>> = {
@@ -84,96 +58,7 @@ const ROLE_TYPES: Readonly<Record<Role, readonly string[]>> = {
   reference: ['std_msgs/Float32MultiArray'],
 };
 
-/** The part of VlaPipeline replay uses. */
-export interface ReplayPipeline {
-  readonly model: {
-    readonly manifest: Pick<Manifest, 'chunk' | 'state'> & {
-      /** The action names and limits (an autoregressive manifest has no action statistics). */
-      readonly action: Pick<Manifest['action'], 'names' | 'min' | 'max'>;
-    };
-  };
-  /**
-   * The model's cameras when it takes several (a flow package): replay then reads one image topic
-   * per camera ({@link ReplayOptions.cameraTopics}); absent: one camera, the image topic.
-   */
-  readonly cameras?: readonly { readonly name: string }[];
-  /** Reset before playback, so stateful (temporal) pruning starts afresh on every replay. */
-  readonly pruner?: { reset(stream?: string): void };
-  infer(obs: Observation): Promise<ActionChunk>;
-}
-
-export interface ReplayOptions {
-  readonly pipeline: ReplayPipeline;
-  /** Topic mapping; topics left out take {@link DEFAULT_TOPICS}. */
-  readonly topics?: Partial<TopicMap>;
-  /**
-   * Image topic per camera name, for a pipeline with several cameras; cameras left out take
-   * {@link defaultCameraTopic}. The first camera's topic drives the inferences (one per message),
-   * with the latest message of each other camera's topic.
-   */
-  readonly cameraTopics?: Readonly<Record<string, string>>;
-  /** `max` (default): as fast as possible; a number: paced at that multiple of the bag's clock. */
-  readonly rate?: number | 'max';
-  /**
-   * Write the chunks and diagnostics here: a `.mcap` file (replaced when it exists) or a new or
-   * empty bag folder; never the bag itself or a path inside its folder (a `BagError`, field `out`).
-   */
-  readonly out?: string;
-  /** Instruction used until the bag's instruction topic has a message (default ''). */
-  readonly instruction?: string;
-  /** A DiagnosticArray on /diagnostics every this many chunks (default 10; 0 = none). */
-  readonly diagnosticsEvery?: number;
-  /** Chunk decompressors by name (e.g. zstd from fzstd) for bags Node cannot decompress itself. */
-  readonly decompressHandlers?: DecompressHandlers;
-  /** Called with each chunk as it is computed. */
-  readonly onChunk?: (chunk: ActionChunk) => void;
-}
-
 const DEFAULTS = { rate: 'max', instruction: '', diagnosticsEvery: 10 } as const;
-
-export interface SkippedTopic {
-  readonly topic: string;
-  readonly type: string;
-  readonly messages: number;
-  readonly reason: string;
-}
-
-export interface ActionError {
-  /** Chunks compared with a reference message. */
-  readonly chunks: number;
-  /** Mean absolute error per action dimension over every compared action. */
-  readonly mean_abs: number[];
-  readonly max_abs: number[];
-}
-
-/** What a replay did; the `--json` summary of `vla-node replay`. */
-export interface ReplayMetrics {
-  readonly bag: string;
-  readonly files: string[];
-  readonly topics: TopicMap;
-  /** Image topic per camera (a pipeline with several cameras only; the first is `topics.image`). */
-  readonly camera_topics?: Record<string, string>;
-  /** Messages read per topic (every topic of the bag). */
-  readonly messages: Record<string, number>;
-  readonly frames: number;
-  readonly chunks: number;
-  readonly skipped_topics: SkippedTopic[];
-  /** Mapped topics the bag does not have (a typo in a topic option shows here). */
-  readonly missing_topics: { readonly role: string; readonly topic: string }[];
-  /** Per-message problems by kind (frames skipped, a truncated file, missing inputs). */
-  readonly warnings: Record<string, number>;
-  readonly latency_ms: LatencySummary;
-  readonly action_error: ActionError | null;
-  readonly rate: number | 'max';
-  readonly wall_s: number;
-  readonly frames_per_s: number;
-  readonly out: string | null;
-}
-
-export interface ReplayResult {
-  readonly chunks: ActionChunk[];
-  readonly metrics: ReplayMetrics;
-}
 
 /** A mapped topic's input: a {@link TopicMap} role, or `camera` (a camera after the first). */
 type Role = keyof TopicMap | 'camera';
