@@ -8,7 +8,7 @@
  * undefined); the decoding strategy and its cost per chunk go to the diagnostics instead.
  */
 import type { ArPipeline } from '../../policy/autoregressive/pipeline.js';
-import type { NodePipeline } from './node.js';
+import type { NodePipeline } from './node-pipeline.js';
 
 /** The node's view of an {@link ArPipeline} (its graphs run on the CPU provider). */
 export function arNodePipeline(ar: ArPipeline): NodePipeline {

@@ -23,7 +23,7 @@ import {
   timeFromMs,
   type RosHeader,
 } from './messages.js';
-import type { NodePipeline } from './node.js';
+import type { NodePipeline } from './node-pipeline.js';
 
 /** A camera frame waiting in the node's latest-frame slot, with its header. */
 export interface SlotFrame {

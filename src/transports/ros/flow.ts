@@ -5,7 +5,7 @@
  * package (its pruning is per camera), so `lastSelection` stays undefined.
  */
 import type { FlowPipeline } from '../../flow/pipeline.js';
-import type { NodePipeline } from './node.js';
+import type { NodePipeline } from './node-pipeline.js';
 
 /** The node's view of a {@link FlowPipeline} (it runs on the CPU provider). */
 export function flowNodePipeline(flow: FlowPipeline): NodePipeline {

@@ -20,13 +20,9 @@
  */
 import type * as rcl from 'rclnodejs';
 import { configuredControlRate, type VlaConfig } from '../../config/index.js';
-import type { Manifest } from '../../model/manifest.js';
 import { printable } from '../../errors.js';
-import type { ActionChunk, Observation, VlaPipeline } from '../../pipeline/pipeline.js';
 import type { RunObserver } from '../../pipeline/observer.js';
 import { LatestFrameSlot } from '../../runtime/budget.js';
-import type { LatencySummary } from '../../runtime/latency.js';
-import type { ActionLimits } from '../../runtime/safety.js';
 import { CALLBACK_RETURN, type RosApi, type RosLifecycleNode } from './api.js';
 import {
   CameraFrames,
@@ -36,13 +32,9 @@ import {
   type CameraPlan,
 } from './cameras.js';
 import { RosControl, type SlotFrame } from './control.js';
-import {
-  missingInputs,
-  nodeDiagnostics,
-  type NodeDecoding,
-  type RosNodeStats,
-} from './diagnostics.js';
+import { missingInputs, nodeDiagnostics, type RosNodeStats } from './diagnostics.js';
 import { NodeEntities } from './entities.js';
+import type { NodePipeline, PipelineFactory } from './node-pipeline.js';
 import { StateJoints } from './joint-state.js';
 import {
   compressedProblem,
@@ -71,35 +63,7 @@ import { declareParameters, validateChange } from './params.js';
 
 export { unpublishable } from './control.js';
 export type { NodeDecoding, RosNodeStats } from './diagnostics.js';
-
-/** The part of {@link VlaPipeline} the node uses (a test double implements it). */
-export interface NodePipeline {
-  readonly model: {
-    readonly manifest: Pick<
-      Manifest,
-      'control_rate_hz' | 'image' | 'patch_grid' | 'chunk' | 'state'
-    > & {
-      // The node reads the action names (an autoregressive manifest has no action statistics).
-      readonly action: Pick<Manifest['action'], 'names' | 'min' | 'max'>;
-    };
-  };
-  readonly provider: string;
-  /** The cameras the model sees, when it sees several (a flow package); one camera when absent. */
-  readonly cameras?: readonly { readonly name: string }[];
-  readonly actionLimits: ActionLimits;
-  readonly lastSelection: VlaPipeline['lastSelection'];
-  /** How chunks are decoded, shown in the diagnostics (an autoregressive package). */
-  readonly decoding?: NodeDecoding;
-  readonly latency: { readonly total: { summary(): LatencySummary } };
-  infer(observation: Observation): Promise<ActionChunk>;
-  release(): Promise<void>;
-}
-
-/** Loads and warms the model for a configuration; `log` receives progress lines. */
-export type PipelineFactory = (
-  config: Readonly<VlaConfig>,
-  log: (line: string) => void,
-) => Promise<NodePipeline>;
+export type { NodePipeline, PipelineFactory } from './node-pipeline.js';
 
 export interface VlaRosNodeOptions {
   readonly ros: RosApi;
@@ -120,8 +84,6 @@ export interface VlaRosNodeOptions {
    */
   readonly packageCameras?: (config: Readonly<VlaConfig>) => readonly string[] | undefined;
 }
-
-/** Before a model is loaded there are no state joints to match. */
 
 /** The managed vla-node ROS 2 node. */
 export class VlaRosNode {
