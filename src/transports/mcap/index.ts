@@ -21,14 +21,7 @@ export {
   OUTPUT_TOPICS,
   type TopicMap,
 } from './replay-topics.js';
-export type {
-  ActionError,
-  ReplayMetrics,
-  ReplayOptions,
-  ReplayPipeline,
-  ReplayResult,
-  SkippedTopic,
-} from './replay-types.js';
+export type * from './replay-types.js';
 export { cdrReader, cdrWriter, parseSchema, schemaText, SCHEMA_SEPARATOR } from './schemas.js';
 export {
   bagOutput,
