@@ -22,6 +22,46 @@ constexpr int kSpan = 128;
 
 inline uint8_t Clamp255(int32_t v) { return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v); }
 
+#ifdef VLA_TAPS_AVX512
+// The three byte planes of `n` packed RGB8 pixels, 64 pixels (three registers) at a time: plane c
+// takes byte 3i + c, from the first two registers by one two-source permute and from the third by
+// a masked one. The planes must hold n rounded up to 64 bytes; the last block reads no byte past
+// the row (masked loads) and writes zeros past n. A byte at a time, this loop was nearly half of
+// the horizontal taps' time at camera sizes.
+void Deinterleave(const uint8_t* row, int n, uint8_t* p0, uint8_t* p1, uint8_t* p2) {
+  alignas(64) static const struct Indices {
+    uint8_t first[3][64], third[3][64];
+    Indices() : first(), third() {
+      for (int c = 0; c < 3; ++c) {
+        for (int i = 0; i < 64; ++i) {
+          const int at = 3 * i + c;
+          first[c][i] = static_cast<uint8_t>(at & 127);
+          third[c][i] = static_cast<uint8_t>(at & 63);
+        }
+      }
+    }
+  } kIndices;
+  uint8_t* planes[3] = {p0, p1, p2};
+  for (int x = 0; x < n; x += 64) {
+    const int bytes = 3 * std::min(64, n - x);
+    const uint8_t* src = row + 3 * static_cast<size_t>(x);
+    auto part = [&](int k) {
+      const int left = bytes - 64 * k;
+      const __mmask64 m = left >= 64 ? ~__mmask64{0} : left <= 0 ? 0 : (__mmask64{1} << left) - 1;
+      return _mm512_maskz_loadu_epi8(m, src + 64 * k);
+    };
+    const __m512i a = part(0), b = part(1), c = part(2);
+    for (int ch = 0; ch < 3; ++ch) {
+      // Lanes i whose byte 3i + ch lies in the third register: 3i + ch >= 128.
+      const __mmask64 high = ~__mmask64{0} << ((128 - ch + 2) / 3);
+      __m512i v = _mm512_permutex2var_epi8(a, _mm512_load_si512(kIndices.first[ch]), b);
+      v = _mm512_mask_permutexvar_epi8(v, high, _mm512_load_si512(kIndices.third[ch]), c);
+      _mm512_storeu_si512(planes[ch] + x, v);
+    }
+  }
+}
+#endif
+
 }  // namespace
 
 bool HorizontalTaps::Prepare(const int32_t* taps, int nh, int dest_w, int mid_w) {
@@ -79,11 +119,7 @@ void HorizontalTaps::Row(const uint8_t* row, uint8_t* out) {
     uint8_t* p0 = planes_.data();
     uint8_t* p1 = p0 + ps;
     uint8_t* p2 = p1 + ps;
-    for (int x = 0; x < mid_w_; ++x) {
-      p0[x] = row[3 * x];
-      p1[x] = row[3 * x + 1];
-      p2[x] = row[3 * x + 2];
-    }
+    Deinterleave(row, mid_w_, p0, p1, p2);
     // Byte 3i + c of 16 pixels from lane c's byte i.
     alignas(64) static const uint8_t kInterleave[64] = {
         0, 16, 32, 1, 17, 33, 2,  18, 34, 3,  19, 35, 4,  20, 36, 5,  21, 37, 6,  22, 38, 7,
