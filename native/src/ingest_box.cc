@@ -20,6 +20,36 @@ constexpr int kWindow = 64;
 constexpr int kMaxWindows = 8;
 
 #ifdef VLA_BOX_AVX512
+// floor(x / n) = (x * multiplier) >> (16 + shift) for every x a rounded block mean divides
+// (0 <= x <= 255 n + n / 2), in 16-bit lanes (vpmulhuw, then a shift): a quarter of the
+// instructions of the 32-bit float estimate and its correction. With multiplier = ceil(2^k / n)
+// and e = multiplier * n - 2^k, x * multiplier / 2^k = x / n + x e / (n 2^k), which keeps
+// floor(x / n) whenever x e < 2^k. ok is false where no multiplier fits 16 bits or s + n / 2
+// could pass 65535 (n > 256): the float path divides then (n = 1, and some n over 185).
+struct Reciprocal16 {
+  bool ok = false;
+  uint32_t multiplier = 0;
+  int shift = 0;
+};
+
+Reciprocal16 Reciprocal16For(int32_t n) {
+  Reciprocal16 r;
+  if (n < 1 || n > 256) return r;
+  const uint64_t top = 255 * static_cast<uint64_t>(n) + static_cast<uint64_t>(n >> 1);
+  for (int shift = 0; shift <= 16; ++shift) {
+    const uint64_t power = uint64_t{1} << (16 + shift);
+    const uint64_t m = (power + static_cast<uint64_t>(n) - 1) / static_cast<uint64_t>(n);
+    if (m > 0xffff) break;
+    if ((m * static_cast<uint64_t>(n) - power) * top < power) {
+      r.ok = true;
+      r.multiplier = static_cast<uint32_t>(m);
+      r.shift = shift;
+      return r;
+    }
+  }
+  return r;
+}
+
 // sums[j] = acc[j] + acc[j + ch] + ... (kx terms) for j < span: K > 0 fixes kx at compile time
 // (the loads unrolled, two independent chains of adds), 0 reads it.
 template <int K>
@@ -129,7 +159,39 @@ void BoxRowVector::Row(const uint16_t* acc, int acc_length, uint32_t ny, uint8_t
     default: BlockSums<0>(acc, ch_, kx_, span, sums, spread);
   }
   (void)acc_length;
+  // Output vector v's 32 block sums in output order: one masked word permute per window.
+  auto gather = [&](int v) {
+    const uint16_t* base = sums + first_[v];
+    __m512i r = _mm512_setzero_si512();
+    for (int w = 0; w < windows_; ++w) {
+      const __mmask32 lanes = lanes_[static_cast<size_t>(v) * windows_ + w];
+      if (lanes == 0) continue;
+      const size_t at = (static_cast<size_t>(v) * windows_ + w) * kLanes;
+      const __m512i idx = _mm512_loadu_si512(&index_[at]);
+      const __m512i lo = _mm512_loadu_si512(base + w * kWindow);
+      const __m512i hi = _mm512_loadu_si512(base + w * kWindow + kLanes);
+      r = _mm512_mask_mov_epi16(r, lanes, _mm512_permutex2var_epi16(lo, idx, hi));
+    }
+    return r;
+  };
   const int32_t n = static_cast<int32_t>(static_cast<uint32_t>(kx_) * ny);
+  const Reciprocal16 r16 = Reciprocal16For(n);
+  if (r16.ok) {
+    // floor((s + n / 2) / n) in 16-bit lanes: s + n / 2 fits (n <= 256), and the multiplier is
+    // exact over every value a block sum can take.
+    const __m512i half16 = _mm512_set1_epi16(static_cast<int16_t>(n >> 1));
+    const __m512i m16 = _mm512_set1_epi16(static_cast<int16_t>(r16.multiplier));
+    const __m128i shift = _mm_cvtsi32_si128(r16.shift);
+    for (int v = 0; v < vectors; ++v) {
+      if (spread != nullptr) spread->Share(vectors - v);
+      const __m512i x = _mm512_add_epi16(gather(v), half16);
+      const __m512i q = _mm512_srl_epi16(_mm512_mulhi_epu16(x, m16), shift);
+      const int left = count - v * kLanes;
+      const __mmask32 m = left >= kLanes ? ~__mmask32{0} : (__mmask32{1} << left) - 1;
+      _mm256_mask_storeu_epi8(out + v * kLanes, m, _mm512_cvtepi16_epi8(q));
+    }
+    return;
+  }
   const __m512i half = _mm512_set1_epi32(n >> 1);
   const __m512i divisor = _mm512_set1_epi32(n);
   const __m512 inverse = _mm512_set1_ps(1.0f / static_cast<float>(n));
@@ -146,17 +208,7 @@ void BoxRowVector::Row(const uint16_t* acc, int acc_length, uint32_t ny, uint8_t
   };
   for (int v = 0; v < vectors; ++v) {
     if (spread != nullptr) spread->Share(vectors - v);
-    const uint16_t* base = sums + first_[v];
-    __m512i r = zero;
-    for (int w = 0; w < windows_; ++w) {
-      const __mmask32 lanes = lanes_[static_cast<size_t>(v) * windows_ + w];
-      if (lanes == 0) continue;
-      const size_t at = (static_cast<size_t>(v) * windows_ + w) * kLanes;
-      const __m512i idx = _mm512_loadu_si512(&index_[at]);
-      const __m512i lo = _mm512_loadu_si512(base + w * kWindow);
-      const __m512i hi = _mm512_loadu_si512(base + w * kWindow + kLanes);
-      r = _mm512_mask_mov_epi16(r, lanes, _mm512_permutex2var_epi16(lo, idx, hi));
-    }
+    const __m512i r = gather(v);
     const __m128i b0 = divide(_mm512_castsi512_si256(r));
     const __m128i b1 = divide(_mm512_extracti64x4_epi64(r, 1));
     const __m256i bytes = _mm256_inserti128_si256(_mm256_castsi128_si256(b0), b1, 1);

@@ -85,6 +85,14 @@ for (const [build, native] of NATIVE_BUILDS)
       expectSame(native, 'mono8', [700, 30], [7, 30], 'pad', 302);
     });
 
+    it('box means the 16-bit reciprocal cannot divide take the float quotient', () => {
+      // Boxes of 10 x 20 (n = 200) and 2 x 93 pixels (n = 186): no 16-bit multiplier is exact for
+      // every sum of theirs; 960 x 161 adds a last box of one row (n = 10, the 16-bit path).
+      expectSame(native, 'rgb8', [960, 160], [96, 8], 'stretch', 310);
+      expectSame(native, 'rgb8', [192, 372], [96, 4], 'stretch', 311);
+      expectSame(native, 'rgb8', [960, 161], [96, 8], 'stretch', 312);
+    });
+
     it('horizontal taps that do not fit the row path take the transposed pass', () => {
       const { frame, step } = frameOf('rgb8', 640, 96, 0, 400);
       const target = { width: 300, height: 96, resize: 'stretch' as const };
