@@ -54,7 +54,7 @@ export function repeated(summaries: readonly LatencySummary[]): Repeated {
 
 /**
  * Frame → chunk latency of the node against the floor: the same sessions in a bare loop on the
- * same observations, interleaved repeat by repeat so both see the same machine state. All tokens
+ * same observations, interleaved call by call so both see the same machine state. All tokens
  * (no pruning), no latency budget, fp32 unless `options.precision` says otherwise.
  */
 export async function measureOverhead(
@@ -146,15 +146,27 @@ export async function measureOverhead(
       const node = new LatencyHistogram();
       const bare = new LatencyHistogram();
       for (const s of Object.values(pipeline.latency.stages)) s.reset();
+      // Call by call, taking turns at going first: a shared host's speed changes within the tens
+      // of milliseconds a block of calls takes, and node and bare timed in blocks apart carried
+      // that change into their ratio (0.88-1.46 between the repeats of one run).
       for (let i = 0; i < observations.length; i++) {
-        const t0 = performance.now();
-        await nodeOnce(i, r === repeats - 1);
-        node.record(performance.now() - t0);
-      }
-      for (let i = 0; i < observations.length; i++) {
-        const t0 = performance.now();
-        await bareOnce(i);
-        bare.record(performance.now() - t0);
+        const timeNode = async (): Promise<void> => {
+          const t0 = performance.now();
+          await nodeOnce(i, r === repeats - 1);
+          node.record(performance.now() - t0);
+        };
+        const timeBare = async (): Promise<void> => {
+          const t0 = performance.now();
+          await bareOnce(i);
+          bare.record(performance.now() - t0);
+        };
+        if ((i + r) % 2 === 0) {
+          await timeNode();
+          await timeBare();
+        } else {
+          await timeBare();
+          await timeNode();
+        }
       }
       nodeRuns.push(node.summary());
       bareRuns.push(bare.summary());
