@@ -175,7 +175,14 @@ void BoxRowVector::Row(const uint16_t* acc, int acc_length, uint32_t ny, uint8_t
     return r;
   };
   const int32_t n = static_cast<int32_t>(static_cast<uint32_t>(kx_) * ny);
-  const Reciprocal16 r16 = Reciprocal16For(n);
+  // Every box of a frame but the last row's has ky rows: worked out once per size, not per row.
+  if (n != reciprocal_n_) {
+    const Reciprocal16 found = Reciprocal16For(n);
+    reciprocal_n_ = n;
+    reciprocal_multiplier_ = found.ok ? found.multiplier : 0;
+    reciprocal_shift_ = found.shift;
+  }
+  const Reciprocal16 r16{reciprocal_multiplier_ != 0, reciprocal_multiplier_, reciprocal_shift_};
   if (r16.ok) {
     // floor((s + n / 2) / n) in 16-bit lanes: s + n / 2 fits (n <= 256), and the multiplier is
     // exact over every value a block sum can take.

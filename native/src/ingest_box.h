@@ -32,6 +32,11 @@ class BoxRowVector {
 
  private:
   int ch_ = 0, kx_ = 0, full_ = 0, windows_ = 0;
+  // The 16-bit reciprocal of the last box size n = kx * ny that Row divided by (multiplier 0:
+  // none, the float quotient divides).
+  int32_t reciprocal_n_ = -1;
+  uint32_t reciprocal_multiplier_ = 0;
+  int reciprocal_shift_ = 0;
   std::vector<uint16_t> sums_;
   // Per output vector of 32 bytes: its first source word, then per window 32 word indices and
   // the lanes it fills.
