@@ -51,7 +51,7 @@ const EXACT_OPS = new Set([
 const SPLITTER = 2 ** 13 + 1;
 
 /**
- * A float32 graph that computes what the float16 graph `model` (from {@link convertToFloat16})
+ * A float32 graph that computes what the float16 graph `model` (from `convertToFloat16`, fp16.ts)
  * computes when every operator rounds its result to float16, as a GPU stores it: float16
  * initializers and constants become float32 with the same values, and each float16 result is
  * rounded to 11 significant bits in float32 (Veltkamp's split: g = x·8193, x' = g + (x − g)).

@@ -113,6 +113,7 @@ const RULES = new Map<string, TypeRule>([
 /** The operator types the converter knows (others are refused by name). */
 export const FP16_KNOWN_OPS: ReadonlySet<string> = new Set(RULES.keys());
 
+/** Node `n`'s attribute `name`, if it has one. */
 export function attribute(n: NodeProto, name: string): NodeProto['attribute'][number] | undefined {
   return n.attribute.find((a) => a.name === name);
 }

@@ -17,6 +17,12 @@ import {
 import { toFloat16 } from './float16-bits.js';
 import { attribute, inferElemTypes } from './fp16-types.js';
 
+// The float16 bits, the element types and the emulation were this module's until they took files
+// of their own: imports of dist/compression/fp16.js still find them here.
+export * from './float16-bits.js';
+export { FP16_KNOWN_OPS, inferElemTypes } from './fp16-types.js';
+export * from './fp16-emulate.js';
+
 /** Operators that read only the shape of their input: no Cast needed whatever its precision. */
 const SHAPE_ONLY = new Set(['Shape', 'Size']);
 

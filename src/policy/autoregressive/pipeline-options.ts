@@ -1,5 +1,5 @@
 /**
- * How an {@link ArPipeline} is built and decodes (the `runtime.decoding` strategies, pruning,
+ * How an `ArPipeline` (pipeline.ts) is built and decodes (the `runtime.decoding` strategies, pruning,
  * limits, batching), and the decoding totals it reports.
  */
 import type { IngestLimits } from '../../ingest/index.js';
@@ -11,14 +11,14 @@ import type { ArPruningOptions } from './pruned.js';
 export const AR_DECODINGS = ['greedy', 'jacobi', 'speculative'] as const;
 export type ArDecoding = (typeof AR_DECODINGS)[number];
 
-/** How an {@link ArPipeline} decodes. */
+/** How an `ArPipeline` decodes. */
 export interface ArDecodingOptions {
   readonly strategy: ArDecoding;
   /** Tokens fed per decoder call (jacobi, speculative); 0: the chunk's whole token count. */
   readonly window: number;
 }
 
-/** How an {@link ArPipeline} is built. */
+/** How an `ArPipeline` is built. */
 export interface ArPipelineOptions {
   readonly precision?: Precision | 'auto';
   readonly pruning: ArPruningOptions;
@@ -42,14 +42,14 @@ export interface ArPipelineOptions {
   /** Inferences on a synthetic observation before the pipeline is handed out (default 0). */
   readonly warmupRuns?: number;
   /**
-   * Most observations {@link ArPipeline.inferBatch} decodes together (the bridge's `max_batch`;
+   * Most observations `ArPipeline.inferBatch` decodes together (the bridge's `max_batch`;
    * default 1: one at a time).
    */
   readonly maxBatch?: number;
   /**
-   * Continuous batching: {@link ArPipeline.infer} calls decode together in an active set of up to
-   * {@link maxBatch} sequences, a call that arrives while others decode joining them between two
-   * decoder calls (default false: one call at a time, {@link ArPipeline.inferBatch} for batches).
+   * Continuous batching: `ArPipeline.infer` calls decode together in an active set of up to
+   * `maxBatch` sequences, a call that arrives while others decode joining them between two
+   * decoder calls (default false: one call at a time, `ArPipeline.inferBatch` for batches).
    */
   readonly continuous?: boolean;
 }

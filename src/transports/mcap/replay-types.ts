@@ -28,11 +28,11 @@ export interface ReplayPipeline {
 
 export interface ReplayOptions {
   readonly pipeline: ReplayPipeline;
-  /** Topic mapping; topics left out take {@link DEFAULT_TOPICS}. */
+  /** Topic mapping; topics left out take `DEFAULT_TOPICS` (replay-topics.ts). */
   readonly topics?: Partial<TopicMap>;
   /**
    * Image topic per camera name, for a pipeline with several cameras; cameras left out take
-   * {@link defaultCameraTopic}. The first camera's topic drives the inferences (one per message),
+   * `defaultCameraTopic`. The first camera's topic drives the inferences (one per message),
    * with the latest message of each other camera's topic.
    */
   readonly cameraTopics?: Readonly<Record<string, string>>;

@@ -46,6 +46,11 @@ import type {
   SkippedTopic,
 } from './replay-types.js';
 
+// The topic convention and the types were this module's until they took files of their own:
+// imports of dist/transports/mcap/replay.js still find them here.
+export * from './replay-topics.js';
+export type * from './replay-types.js';
+
 /** The longest step of the bag's clock between two frames that `rate` paces through: 10 s. */
 const MAX_PACED_GAP_NS = 10_000_000_000n;
 
