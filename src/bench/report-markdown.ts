@@ -36,7 +36,7 @@ export function reportMarkdown(r: PerformanceReport): string {
   }
   out.push(
     '',
-    'The node is `VlaPipeline.infer` from an RGB8 frame to a clamped chunk in robot units (ingest, encoder, token selection, policy, de-normalisation, safety); the bare loop calls the same two sessions (same files and options) on tensors normalised beforehand and passes the encoder output straight to the policy; the two take turns call by call.',
+    'The node is `VlaPipeline.infer` from an RGB8 frame to a clamped chunk in robot units (ingest, encoder, token selection, policy, de-normalisation, safety); the bare loop calls the same two sessions (same files and options) on tensors normalised beforehand and passes the encoder output straight to the policy. The two take turns call by call, so each runs right after the other’s work, its caches as the other left them.',
     '',
     'Node stage p50 (ms): ' +
       r.models
