@@ -1,8 +1,9 @@
 // The ingest kernel's horizontal box mean of an interleaved row's column sums (step 1 of
 // src/native/ingest-layout.ts), vectorised for the AVX-512 (VBMI) build: the sums of kx pixels
 // come from kx shifted loads, one masked word permute per 64 source words picks each block's sum
-// in output order, and the rounded division is a float estimate corrected by one multiply, so
-// the bytes equal the scalar reference's floor((s + n / 2) / n).
+// in output order, and the rounded division is a 16-bit multiply by an exact reciprocal (a float
+// estimate corrected by one multiply for the few box sizes without one), so the bytes equal the
+// scalar reference's floor((s + n / 2) / n).
 
 #ifndef VLA_NATIVE_INGEST_BOX_H_
 #define VLA_NATIVE_INGEST_BOX_H_
