@@ -51,3 +51,16 @@ export function sniffImageFormat(bytes: Uint8Array): string | undefined {
 export function isAcceptedFormat(format: string | undefined): format is AcceptedFormat {
   return format === 'jpeg' || format === 'png';
 }
+
+/**
+ * A PNG's size from its IHDR chunk (the first chunk, 13 bytes long), when it is there with both
+ * sides non-zero.
+ */
+export function pngSize(bytes: Uint8Array): { width: number; height: number } | undefined {
+  if (bytes.length < 24 || ascii(bytes, 12, 4) !== 'IHDR') return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, 24);
+  if (view.getUint32(8) !== 13) return undefined;
+  const width = view.getUint32(16);
+  const height = view.getUint32(20);
+  return width > 0 && height > 0 ? { width, height } : undefined;
+}

@@ -5,8 +5,8 @@
 import sharp, { type Metadata, type ResizeOptions } from 'sharp';
 import { describe, InputError } from '../errors.js';
 import { kernels, type IngestJob } from '../native/index.js';
-import { isAcceptedFormat, sniffImageFormat } from './format.js';
-import { countJpegScans, MAX_JPEG_SCANS } from './jpeg-scans.js';
+import { isAcceptedFormat, pngSize, sniffImageFormat } from './format.js';
+import { countJpegScans, MAX_JPEG_SCANS, readJpegHeader } from './jpeg-scans.js';
 import { defaultIngestLimits, type IngestLimits } from './limits.js';
 import {
   toThreeChannels,
@@ -348,9 +348,9 @@ export class FrameIngest {
   }
 
   /**
-   * Check encoded bytes without decoding pixels: size, signature, a JPEG's scan count, then
-   * libvips' reading of the header (format and dimensions), so a forged width never reaches the
-   * decoder.
+   * Check encoded bytes without decoding pixels: size, signature, a JPEG's scan count, then the
+   * dimensions the header states (read here where it is plain, else by libvips, which also
+   * confirms the format), so a forged width never reaches the decoder.
    */
   async #checkEncoded(frame: EncodedFrame): Promise<Uint8Array> {
     const bytes: unknown = frame.data;
@@ -377,30 +377,20 @@ export class FrameIngest {
     }
     // Before libvips reads it: a JPEG's decode cannot be interrupted, and its cost grows with
     // its scans.
-    if (sniffed === 'jpeg' && countJpegScans(bytes) > MAX_JPEG_SCANS) {
+    const jpeg = sniffed === 'jpeg' ? readJpegHeader(bytes) : undefined;
+    if (jpeg !== undefined && countJpegScans(bytes, MAX_JPEG_SCANS, jpeg) > MAX_JPEG_SCANS) {
       throw new InputError(
         `Expected at most ${MAX_JPEG_SCANS} scans in the JPEG of image.data${label} but received more (libjpeg would decode each over the whole image)`,
         { field: 'image.data' },
       );
     }
-    let header: Metadata;
-    try {
-      // Only the header is read here: the pixel count is checked below, with a message naming it.
-      header = await sharp(bytes, { limitInputPixels: false }).metadata();
-    } catch (cause) {
-      throw new InputError(
-        `Expected a readable ${sniffed.toUpperCase()} header for image.data${label} but ${firstLine(cause)}`,
-        { field: 'image.data', cause },
-      );
-    }
-    if (header.format !== sniffed) {
-      throw new InputError(
-        `Expected JPEG or PNG bytes for image.data${label} but libvips reads them as ${describe(header.format)}`,
-        { field: 'image.data' },
-      );
-    }
-    const w = header.width;
-    const h = header.height;
+    // The size as the header states it, read here (a JPEG's first start-of-frame segment, a PNG's
+    // IHDR chunk), or by libvips where that read finds none: a call to libvips costs a hop to
+    // libuv's pool, about a tenth of a camera JPEG's whole decode. The decode below refuses
+    // more than ingest.max_pixels itself, whatever the header said.
+    const { width: w, height: h } =
+      (jpeg === undefined ? pngSize(bytes) : jpeg.size) ??
+      (await this.#headerSize(bytes, sniffed, label));
     if (Math.max(w, h) > MAX_ENCODED_SIDE) {
       throw new InputError(
         `Expected at most ${MAX_ENCODED_SIDE} pixels a side for image but its ${sniffed.toUpperCase()} header says ${w}x${h}`,
@@ -414,6 +404,30 @@ export class FrameIngest {
       );
     }
     return bytes;
+  }
+
+  /** The size libvips reads from the header of `bytes` (sniffed as `format`). */
+  async #headerSize(
+    bytes: Uint8Array,
+    format: string,
+    label: string,
+  ): Promise<{ width: number; height: number }> {
+    let header: Metadata;
+    try {
+      header = await sharp(bytes, { limitInputPixels: false }).metadata();
+    } catch (cause) {
+      throw new InputError(
+        `Expected a readable ${format.toUpperCase()} header for image.data${label} but ${firstLine(cause)}`,
+        { field: 'image.data', cause },
+      );
+    }
+    if (header.format !== format) {
+      throw new InputError(
+        `Expected JPEG or PNG bytes for image.data${label} but libvips reads them as ${describe(header.format)}`,
+        { field: 'image.data' },
+      );
+    }
+    return { width: header.width, height: header.height };
   }
 
   async #decode(

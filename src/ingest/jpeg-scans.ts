@@ -23,17 +23,27 @@ export const MAX_JPEG_SCANS = 100;
  */
 export const MAX_HEADER_STEPS = 65_536;
 
+/** What the header walk of {@link readJpegHeader} found. */
+export interface JpegHeader {
+  /** Where the scans start (the first start-of-scan marker), or where the walk stopped. */
+  readonly scansFrom: number;
+  /** The frame's size, from the first start-of-frame segment, when it had both sides non-zero. */
+  readonly size: { readonly width: number; readonly height: number } | undefined;
+}
+
+/** Start-of-frame markers (every coding process; not DHT C4, JPG C8 or DAC CC). */
+function isStartOfFrame(marker: number): boolean {
+  return marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+}
+
 /**
- * The scans of a JPEG, counted up to `limit + 1` (an upper bound: it never undercounts). The header's
- * segments are skipped by their lengths up to the first start-of-scan marker, as libjpeg reads
- * them, so a thumbnail inside an APP1 segment does not count; from there every `FF DA` pair counts
- * (byte stuffing keeps that pair out of entropy-coded data), by the native kernel, which reads
- * bytes crowded with `FF` as fast as any (native/README.md, "Speed").
+ * The header segments of a JPEG, skipped by their lengths up to the first start-of-scan marker,
+ * as libjpeg reads them (so a thumbnail inside an APP1 segment is not read), noting the size the
+ * first start-of-frame segment gives. Anything unexpected ends the walk early.
  */
-export function countJpegScans(bytes: Uint8Array, limit = MAX_JPEG_SCANS): number {
+export function readJpegHeader(bytes: Uint8Array): JpegHeader {
   let at = 2;
-  // Only where libjpeg would skip too; anything unexpected ends the walk early, which can only add
-  // to the count.
+  let size: JpegHeader['size'];
   for (
     let step = 0;
     step < MAX_HEADER_STEPS && at + 3 < bytes.length && bytes[at] === 0xff;
@@ -50,8 +60,29 @@ export function countJpegScans(bytes: Uint8Array, limit = MAX_JPEG_SCANS): numbe
     } else {
       const length = ((bytes[at + 2] as number) << 8) | (bytes[at + 3] as number);
       if (marker === 0x00 || marker === 0xd9 || length < 2) break;
+      // Precision (1 byte), then the height and the width (2 bytes each, big-endian).
+      if (size === undefined && isStartOfFrame(marker) && length >= 8 && at + 9 <= bytes.length) {
+        const height = ((bytes[at + 5] as number) << 8) | (bytes[at + 6] as number);
+        const width = ((bytes[at + 7] as number) << 8) | (bytes[at + 8] as number);
+        if (width > 0 && height > 0) size = { width, height };
+      }
       at += 2 + length;
     }
   }
-  return kernels.countBytePairs(bytes, Math.min(at, bytes.length), 0xff, 0xda, limit);
+  return { scansFrom: Math.min(at, bytes.length), size };
+}
+
+/**
+ * The scans of a JPEG, counted up to `limit + 1` (an upper bound: it never undercounts): from
+ * where the header walk stopped (`header`, {@link readJpegHeader}'s), every `FF DA` pair counts
+ * (byte stuffing keeps that pair out of entropy-coded data), by the native kernel, which reads
+ * bytes crowded with `FF` as fast as any (native/README.md, "Speed"). A walk that stopped early
+ * can only add to the count.
+ */
+export function countJpegScans(
+  bytes: Uint8Array,
+  limit = MAX_JPEG_SCANS,
+  header: JpegHeader = readJpegHeader(bytes),
+): number {
+  return kernels.countBytePairs(bytes, header.scansFrom, 0xff, 0xda, limit);
 }
