@@ -117,7 +117,8 @@ export class FrameIngest {
    * caller may reuse its buffer as soon as this returns a promise.
    *
    * Frames over {@link FrameIngest.limits} are refused before anything of their size is
-   * allocated; encoded bytes must be JPEG or PNG by their signature and by libvips' header read.
+   * allocated; encoded bytes must be JPEG or PNG by their signature (and by libvips' reading of
+   * the header, where the node finds no size in it).
    *
    * @throws {InputError} when the frame is malformed, over the limits, not JPEG or PNG, or its
    * bytes cannot be decoded.
@@ -421,6 +422,7 @@ export class FrameIngest {
         { field: 'image.data', cause },
       );
     }
+    // Defensive: no loader of this libvips claims bytes with a JPEG or PNG signature.
     if (header.format !== format) {
       throw new InputError(
         `Expected JPEG or PNG bytes for image.data${label} but libvips reads them as ${describe(header.format)}`,

@@ -27,7 +27,7 @@ export const MAX_HEADER_STEPS = 65_536;
 export interface JpegHeader {
   /** Where the scans start (the first start-of-scan marker), or where the walk stopped. */
   readonly scansFrom: number;
-  /** The frame's size, from the first start-of-frame segment, when it had both sides non-zero. */
+  /** The frame's size from the first start-of-frame segment, when that one states both sides. */
   readonly size: { readonly width: number; readonly height: number } | undefined;
 }
 
@@ -44,6 +44,7 @@ function isStartOfFrame(marker: number): boolean {
 export function readJpegHeader(bytes: Uint8Array): JpegHeader {
   let at = 2;
   let size: JpegHeader['size'];
+  let sawFrame = false;
   for (
     let step = 0;
     step < MAX_HEADER_STEPS && at + 3 < bytes.length && bytes[at] === 0xff;
@@ -60,11 +61,16 @@ export function readJpegHeader(bytes: Uint8Array): JpegHeader {
     } else {
       const length = ((bytes[at + 2] as number) << 8) | (bytes[at + 3] as number);
       if (marker === 0x00 || marker === 0xd9 || length < 2) break;
-      // Precision (1 byte), then the height and the width (2 bytes each, big-endian).
-      if (size === undefined && isStartOfFrame(marker) && length >= 8 && at + 9 <= bytes.length) {
-        const height = ((bytes[at + 5] as number) << 8) | (bytes[at + 6] as number);
-        const width = ((bytes[at + 7] as number) << 8) | (bytes[at + 8] as number);
-        if (width > 0 && height > 0) size = { width, height };
+      // The first start-of-frame segment only, as libjpeg reads it: precision (1 byte), then the
+      // height and the width (2 bytes each, big-endian). One too short or with a side of 0 gives
+      // no size (libvips reads the header then), never a later segment's.
+      if (!sawFrame && isStartOfFrame(marker)) {
+        sawFrame = true;
+        if (length >= 8 && at + 9 <= bytes.length) {
+          const height = ((bytes[at + 5] as number) << 8) | (bytes[at + 6] as number);
+          const width = ((bytes[at + 7] as number) << 8) | (bytes[at + 8] as number);
+          if (width > 0 && height > 0) size = { width, height };
+        }
       }
       at += 2 + length;
     }

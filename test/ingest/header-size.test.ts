@@ -69,7 +69,7 @@ describe('the header size the node reads', () => {
     }
   });
 
-  it('finds none in a JPEG whose frame height is 0 or a PNG whose first chunk is not IHDR, and then libvips reads the header', async () => {
+  it('finds none in a JPEG whose first frame segment gives no size or a PNG whose first chunk is not IHDR, and then libvips reads the header', async () => {
     const raw = { raw: { width: 64, height: 48, channels: 3 } } as const;
     const jpeg = await sharp(card(64, 48), raw).jpeg().toBuffer();
     const sof = jpeg.indexOf(Buffer.from([0xff, 0xc0]));
@@ -77,6 +77,22 @@ describe('the header size the node reads', () => {
     const zeroHeight = Buffer.from(jpeg);
     zeroHeight.writeUInt16BE(0, sof + 5);
     expect(readJpegHeader(zeroHeight).size).toBeUndefined();
+    // Only the first start-of-frame segment counts, as libjpeg reads it: one with a height of 0
+    // (DNL) or one too short hides a later one.
+    const segment = jpeg.subarray(sof, sof + 2 + jpeg.readUInt16BE(sof + 2));
+    const dnlFirst = Buffer.concat([
+      jpeg.subarray(0, sof),
+      zeroHeight.subarray(sof, sof + segment.length),
+      jpeg.subarray(sof),
+    ]);
+    expect(readJpegHeader(dnlFirst).size).toBeUndefined();
+    const short = Buffer.from([0xff, 0xc0, 0x00, 0x05, 0x08, 0x00, 0x30]);
+    expect(
+      readJpegHeader(Buffer.concat([jpeg.subarray(0, sof), short, jpeg.subarray(sof)])).size,
+    ).toBeUndefined();
+    const twice = Buffer.concat([jpeg.subarray(0, sof), segment, jpeg.subarray(sof)]);
+    twice.writeUInt16BE(4800, sof + segment.length + 5);
+    expect(readJpegHeader(twice).size).toEqual({ width: 64, height: 48 });
     const png = await sharp(card(64, 48), raw).png().toBuffer();
     const notIhdr = Buffer.from(png);
     notIhdr.write('IHDX', 12, 'latin1');
