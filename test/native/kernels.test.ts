@@ -509,6 +509,45 @@ interface BadCall {
 const untyped = (k: Kernels): Record<keyof Kernels, (...args: unknown[]) => void> =>
   k as unknown as Record<keyof Kernels, (...args: unknown[]) => void>;
 
+/** countBytePairs calls with one bad argument: case, arguments, the field named, the message. */
+const BYTE_PAIR_CALLS: readonly (readonly [
+  string,
+  Parameters<Kernels['countBytePairs']>,
+  string,
+  string,
+])[] = [
+  [
+    'not a Uint8Array',
+    [new Int32Array(4) as unknown as Uint8Array, 0, 0xff, 0xda, 1],
+    'bytes',
+    'Expected an Uint8Array for bytes but received Int32Array of 16 bytes',
+  ],
+  [
+    'from past the end',
+    [new Uint8Array(4), 5, 0xff, 0xda, 1],
+    'from',
+    'Expected an integer in [0, 4] for from but received 5',
+  ],
+  [
+    'first not a byte',
+    [new Uint8Array(4), 0, 256, 0xda, 1],
+    'first',
+    'Expected an integer in [0, 255] for first but received 256',
+  ],
+  [
+    'second not an integer',
+    [new Uint8Array(4), 0, 0xff, 0.5, 1],
+    'second',
+    'Expected an integer in [0, 255] for second but received 0.5',
+  ],
+  [
+    'negative limit',
+    [new Uint8Array(4), 0, 0xff, 0xda, -1],
+    'limit',
+    'Expected an integer in [0, 2147483646] for limit but received -1',
+  ],
+];
+
 const BAD_CALLS: readonly (readonly [string, BadCall])[] = [
   [
     'topK: k above n',
@@ -823,56 +862,20 @@ const BAD_CALLS: readonly (readonly [string, BadCall])[] = [
         'Expected memory that does not overlap tokens for out but received an overlapping view',
     },
   ],
-  [
-    'countBytePairs: not a Uint8Array',
-    {
-      call: (k) => {
-        k.countBytePairs(new Int32Array(4) as unknown as Uint8Array, 0, 0xff, 0xda, 1);
-      },
-      field: 'bytes',
-      message: 'Expected an Uint8Array for bytes but received Int32Array of 16 bytes',
-    },
-  ],
-  [
-    'countBytePairs: from past the end',
-    {
-      call: (k) => {
-        k.countBytePairs(new Uint8Array(4), 5, 0xff, 0xda, 1);
-      },
-      field: 'from',
-      message: 'Expected an integer in [0, 4] for from but received 5',
-    },
-  ],
-  [
-    'countBytePairs: first not a byte',
-    {
-      call: (k) => {
-        k.countBytePairs(new Uint8Array(4), 0, 256, 0xda, 1);
-      },
-      field: 'first',
-      message: 'Expected an integer in [0, 255] for first but received 256',
-    },
-  ],
-  [
-    'countBytePairs: second not an integer',
-    {
-      call: (k) => {
-        k.countBytePairs(new Uint8Array(4), 0, 0xff, 0.5, 1);
-      },
-      field: 'second',
-      message: 'Expected an integer in [0, 255] for second but received 0.5',
-    },
-  ],
-  [
-    'countBytePairs: negative limit',
-    {
-      call: (k) => {
-        k.countBytePairs(new Uint8Array(4), 0, 0xff, 0xda, -1);
-      },
-      field: 'limit',
-      message: 'Expected an integer in [0, 2147483646] for limit but received -1',
-    },
-  ],
+  // countBytePairs with one bad argument among good ones.
+  ...BYTE_PAIR_CALLS.map(
+    ([name, args, field, message]) =>
+      [
+        `countBytePairs: ${name}`,
+        {
+          call: (k: Kernels) => {
+            k.countBytePairs(...args);
+          },
+          field,
+          message,
+        },
+      ] as const,
+  ),
 ];
 
 const BACKENDS: readonly (readonly [string, Kernels | undefined])[] = [
