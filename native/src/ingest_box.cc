@@ -26,12 +26,6 @@ constexpr int kMaxWindows = 8;
 // and e = multiplier * n - 2^k, x * multiplier / 2^k = x / n + x e / (n 2^k), which keeps
 // floor(x / n) whenever x e < 2^k. ok is false where no multiplier fits 16 bits or s + n / 2
 // could pass 65535 (n > 256): the float path divides then (n = 1, and some n over 185).
-struct Reciprocal16 {
-  bool ok = false;
-  uint32_t multiplier = 0;
-  int shift = 0;
-};
-
 Reciprocal16 Reciprocal16For(int32_t n) {
   Reciprocal16 r;
   if (n < 1 || n > 256) return r;
@@ -177,12 +171,10 @@ void BoxRowVector::Row(const uint16_t* acc, int acc_length, uint32_t ny, uint8_t
   const int32_t n = static_cast<int32_t>(static_cast<uint32_t>(kx_) * ny);
   // Every box of a frame but the last row's has ky rows: worked out once per size, not per row.
   if (n != reciprocal_n_) {
-    const Reciprocal16 found = Reciprocal16For(n);
+    reciprocal_ = Reciprocal16For(n);
     reciprocal_n_ = n;
-    reciprocal_multiplier_ = found.ok ? found.multiplier : 0;
-    reciprocal_shift_ = found.shift;
   }
-  const Reciprocal16 r16{reciprocal_multiplier_ != 0, reciprocal_multiplier_, reciprocal_shift_};
+  const Reciprocal16& r16 = reciprocal_;
   if (r16.ok) {
     // floor((s + n / 2) / n) in 16-bit lanes: s + n / 2 fits (n <= 256), and the multiplier is
     // exact over every value a block sum can take.

@@ -15,6 +15,14 @@
 
 namespace vla {
 
+// floor(x / n) = (x * multiplier) >> (16 + shift) for every rounded block mean's x, where ok
+// (see Reciprocal16For in ingest_box.cc); not ok: the float quotient divides.
+struct Reciprocal16 {
+  bool ok = false;
+  uint32_t multiplier = 0;
+  int shift = 0;
+};
+
 // The vectorised box of one plan (built once per call, reused for every intermediate row).
 class BoxRowVector {
  public:
@@ -33,11 +41,9 @@ class BoxRowVector {
 
  private:
   int ch_ = 0, kx_ = 0, full_ = 0, windows_ = 0;
-  // The 16-bit reciprocal of the last box size n = kx * ny that Row divided by (multiplier 0:
-  // none, the float quotient divides).
+  // The 16-bit reciprocal of the last box size n = kx * ny that Row divided by.
   int32_t reciprocal_n_ = -1;
-  uint32_t reciprocal_multiplier_ = 0;
-  int reciprocal_shift_ = 0;
+  Reciprocal16 reciprocal_;
   std::vector<uint16_t> sums_;
   // Per output vector of 32 bytes: its first source word, then per window 32 word indices and
   // the lanes it fills.

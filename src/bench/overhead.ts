@@ -41,6 +41,13 @@ export interface OverheadResult {
   readonly actions: readonly Float32Array[];
 }
 
+/** Run `f`, recording how long it took in `histogram`. */
+async function timed(histogram: LatencyHistogram, f: () => Promise<void>): Promise<void> {
+  const t0 = performance.now();
+  await f();
+  histogram.record(performance.now() - t0);
+}
+
 export function repeated(summaries: readonly LatencySummary[]): Repeated {
   const med = (f: (s: LatencySummary) => number): number => median(summaries.map(f));
   const p50s = summaries.map((s) => s.p50);
@@ -149,24 +156,13 @@ export async function measureOverhead(
       // Call by call, taking turns at going first: a shared host's speed changes within the tens
       // of milliseconds a block of calls takes, and node and bare timed in blocks apart carried
       // that change into their ratio (0.88-1.46 between the repeats of one run).
+      const timeNode = (i: number): Promise<void> =>
+        timed(node, () => nodeOnce(i, r === repeats - 1));
+      const timeBare = (i: number): Promise<void> => timed(bare, () => bareOnce(i));
       for (let i = 0; i < observations.length; i++) {
-        const timeNode = async (): Promise<void> => {
-          const t0 = performance.now();
-          await nodeOnce(i, r === repeats - 1);
-          node.record(performance.now() - t0);
-        };
-        const timeBare = async (): Promise<void> => {
-          const t0 = performance.now();
-          await bareOnce(i);
-          bare.record(performance.now() - t0);
-        };
-        if ((i + r) % 2 === 0) {
-          await timeNode();
-          await timeBare();
-        } else {
-          await timeBare();
-          await timeNode();
-        }
+        const [first, second] = (i + r) % 2 === 0 ? [timeNode, timeBare] : [timeBare, timeNode];
+        await first(i);
+        await second(i);
       }
       nodeRuns.push(node.summary());
       bareRuns.push(bare.summary());

@@ -52,11 +52,17 @@ export function isAcceptedFormat(format: string | undefined): format is Accepted
   return format === 'jpeg' || format === 'png';
 }
 
+/** An image's width and height in pixels. */
+export interface ImageSize {
+  readonly width: number;
+  readonly height: number;
+}
+
 /**
  * A PNG's size from its IHDR chunk (the first chunk, 13 bytes long), when it is there with both
  * sides non-zero.
  */
-export function pngSize(bytes: Uint8Array): { width: number; height: number } | undefined {
+export function pngSize(bytes: Uint8Array): ImageSize | undefined {
   if (bytes.length < 24 || ascii(bytes, 12, 4) !== 'IHDR') return undefined;
   const view = new DataView(bytes.buffer, bytes.byteOffset, 24);
   if (view.getUint32(8) !== 13) return undefined;

@@ -5,7 +5,7 @@
 import sharp, { type Metadata, type ResizeOptions } from 'sharp';
 import { describe, InputError } from '../errors.js';
 import { kernels, type IngestJob } from '../native/index.js';
-import { isAcceptedFormat, pngSize, sniffImageFormat } from './format.js';
+import { isAcceptedFormat, pngSize, sniffImageFormat, type ImageSize } from './format.js';
 import { countJpegScans, MAX_JPEG_SCANS, readJpegHeader } from './jpeg-scans.js';
 import { defaultIngestLimits, type IngestLimits } from './limits.js';
 import {
@@ -408,11 +408,7 @@ export class FrameIngest {
   }
 
   /** The size libvips reads from the header of `bytes` (sniffed as `format`). */
-  async #headerSize(
-    bytes: Uint8Array,
-    format: string,
-    label: string,
-  ): Promise<{ width: number; height: number }> {
+  async #headerSize(bytes: Uint8Array, format: string, label: string): Promise<ImageSize> {
     let header: Metadata;
     try {
       header = await sharp(bytes, { limitInputPixels: false }).metadata();

@@ -6,6 +6,7 @@
  * (sharp 0.35, libvips 8.18). No libvips or sharp setting limits scans, so the node does.
  */
 import { kernels } from '../native/index.js';
+import type { ImageSize } from './format.js';
 
 /**
  * Most scans the node decodes in one JPEG. Encoders write 1 (baseline: every camera driver's
@@ -28,7 +29,7 @@ export interface JpegHeader {
   /** Where the scans start (the first start-of-scan marker), or where the walk stopped. */
   readonly scansFrom: number;
   /** The frame's size from the first start-of-frame segment, when that one states both sides. */
-  readonly size: { readonly width: number; readonly height: number } | undefined;
+  readonly size: ImageSize | undefined;
 }
 
 /** Start-of-frame markers (every coding process; not DHT C4, JPG C8 or DAC CC). */

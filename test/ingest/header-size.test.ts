@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { pngSize, sniffImageFormat } from '../../src/ingest/format.js';
+import { pngSize, sniffImageFormat, type ImageSize } from '../../src/ingest/format.js';
 import { FrameIngest } from '../../src/ingest/index.js';
 import { readJpegHeader } from '../../src/ingest/jpeg-scans.js';
 import { inputRefusal } from '../helpers.js';
@@ -24,11 +24,11 @@ if (!haveFixtures) {
 const SPEC = { width: 96, height: 96, resize: 'stretch', mean: [0, 0, 0], std: [1, 1, 1] } as const;
 
 /** The size the node reads from `bytes`' header, if it reads one. */
-function headerSize(bytes: Uint8Array): { width: number; height: number } | undefined {
+function headerSize(bytes: Uint8Array): ImageSize | undefined {
   return sniffImageFormat(bytes) === 'jpeg' ? readJpegHeader(bytes).size : pngSize(bytes);
 }
 
-async function libvipsSize(bytes: Uint8Array): Promise<{ width: number; height: number }> {
+async function libvipsSize(bytes: Uint8Array): Promise<ImageSize> {
   const meta = await sharp(bytes).metadata();
   return { width: meta.width, height: meta.height };
 }
